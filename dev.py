@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Set up and run cubecut from a fresh checkout with nothing but Python 3.11+.
+
+    python3 dev.py demo          # the main job: local serverless stack, synthetic sector, cutout
+    python3 dev.py test          # the whole test suite (what CI runs)
+    python3 dev.py cubecut ARGS  # any cubecut command inside the project's environment
+    python3 dev.py bench ARGS    # the benchmark suite (benchmarks/README.md)
+
+The first run creates ``.venv`` next to this file and installs the project with the
+pinned versions of ``constraints.txt``; later runs reuse it until pyproject.toml or
+constraints.txt change.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".cubecut-installed"
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in ("pyproject.toml", "constraints.txt"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_env() -> None:
+    """Create the virtual environment and install the project if it is missing or stale."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"cubecut needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    wanted = _fingerprint()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print(f"[dev] creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    py = str(BIN / "python")
+    print("[dev] installing cubecut and its pinned dependencies (first run takes a few minutes)", flush=True)
+    pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[local,test]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(__doc__)
+        return 0
+    ensure_env()
+    command, rest = argv[0], argv[1:]
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if command == "test":
+        args = [str(BIN / "python"), "-m", "pytest", *rest]
+    elif command == "bench":
+        args = [str(BIN / "python"), str(ROOT / "benchmarks" / "run.py"), *rest]
+    elif command == "cubecut":
+        args = [str(BIN / "cubecut"), *rest]
+    else:
+        args = [str(BIN / "cubecut"), command, *rest]
+    return subprocess.run(args, cwd=ROOT if command == "test" else None, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,97 @@
+"""The cube index: a small JSON sidecar with everything a cutout needs except pixels.
+
+Ingest writes it next to the cube as ``{cube}.index.json`` so that a cutout makes one
+small GET for metadata instead of parsing the cube's table HDU. For cubes without a
+sidecar (e.g. made by astrocut) :func:`cubecut.cutout.metadata.load_index` builds the same
+object from the cube's own headers and table.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from astropy.io import fits
+
+INDEX_SUFFIX = ".index.json"
+INDEX_VERSION = 1
+
+
+@dataclass
+class CubeIndex:
+    """Metadata of one cube.
+
+    Attributes:
+        nrows, ncols, nt: cube image shape (FFI rows, FFI columns, frames).
+        data_offset: byte offset of the first pixel value of HDU1 in the cube object.
+        cube_size: total size of the cube object in bytes.
+        product: ``"SPOC"`` or ``"TICA"``.
+        sector, camera, ccd: where the cube's FFIs come from (0 when unknown).
+        tstart, tstop: per-frame start/stop times (BTJD for SPOC, TJD for TICA), time order.
+        barycorr: per-frame barycentric correction in days (0 when the FFIs have none).
+        quality: per-frame quality flags (DQUALITY for SPOC, QUAL_BIT for TICA).
+        ffi_files: per-frame FFI file names, never truncated.
+        primary_header: the cube's HDU0 header as FITS card text.
+        wcs_row: index of the frame whose header provides the cutout WCS.
+        wcs_header: that frame's FFI image header (all table columns of that row), card text.
+        cube_etag: the cube object's ETag when known (S3), else None.
+    """
+
+    nrows: int
+    ncols: int
+    nt: int
+    data_offset: int
+    cube_size: int
+    product: str
+    sector: int
+    camera: int
+    ccd: int
+    tstart: list[float]
+    tstop: list[float]
+    barycorr: list[float]
+    quality: list[int]
+    ffi_files: list[str]
+    primary_header: str
+    wcs_row: int
+    wcs_header: str
+    cube_etag: str | None = None
+    version: int = field(default=INDEX_VERSION)
+
+    @property
+    def row_stride(self) -> int:
+        """Bytes of one cube row: all columns x all frames x (flux, error) x 4 bytes."""
+        return self.ncols * self.nt * 8
+
+    def row_offset(self, row: int) -> int:
+        """Byte offset of cube row ``row`` (0-based FFI row)."""
+        return self.data_offset + row * self.row_stride
+
+    @property
+    def sector_name(self) -> str:
+        """TESScut's name for the cube, e.g. ``tess-s0001-1-3``."""
+        return f"tess-s{self.sector:04d}-{self.camera}-{self.ccd}"
+
+    def primary(self) -> fits.Header:
+        return fits.Header.fromstring(self.primary_header)
+
+    def wcs_fits_header(self) -> fits.Header:
+        return fits.Header.fromstring(self.wcs_header)
+
+    def time_arrays(self) -> dict[str, np.ndarray]:
+        """The per-frame columns as numpy arrays."""
+        return {
+            "tstart": np.asarray(self.tstart, dtype=np.float64),
+            "tstop": np.asarray(self.tstop, dtype=np.float64),
+            "barycorr": np.asarray(self.barycorr, dtype=np.float64),
+            "quality": np.asarray(self.quality, dtype=np.int32),
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), allow_nan=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> "CubeIndex":
+        raw = json.loads(data)
+        if raw.get("version") != INDEX_VERSION:
+            raise ValueError(f"unsupported cube index version {raw.get('version')!r}")
+        return cls(**raw)

@@ -1,0 +1,67 @@
+"""Named errors raised by cubecut.
+
+Every failure a user can cause has its own class so that callers (the CLI, the Lambda
+handlers, the TESScut API) can turn it into a clear message or an HTTP 4xx without
+parsing text. ``CubecutError`` is the root; ``InputError`` marks the caller's fault.
+"""
+from __future__ import annotations
+
+
+class CubecutError(Exception):
+    """Base class of all cubecut errors."""
+
+
+class InputError(CubecutError, ValueError):
+    """The caller asked for something that cannot be done (maps to HTTP 400)."""
+
+
+class FFIError(InputError):
+    """An FFI file is unreadable, truncated, or not the kind of file expected."""
+
+
+class MixedFFIError(InputError):
+    """The FFIs given to one ingest do not belong to one sector/camera/CCD/shape."""
+
+
+class DuplicateTimeError(InputError):
+    """Two FFIs have the same start time, so the cube's time axis would be ambiguous."""
+
+
+class NoInputError(InputError):
+    """An ingest was asked for with no FFIs."""
+
+
+class PlanError(CubecutError):
+    """The cube cannot be split into parts that satisfy S3's multipart rules."""
+
+
+class StorageError(CubecutError):
+    """Reading or writing an object failed for a reason other than bad input."""
+
+
+class ObjectNotFoundError(StorageError, InputError):
+    """The named object (cube, FFI, sidecar) does not exist."""
+
+
+class AccessDeniedError(StorageError, InputError):
+    """Credentials were missing or refused by the storage service."""
+
+
+class TargetNotWritableError(StorageError, InputError):
+    """The ingest output location cannot be written."""
+
+
+class NotACubeError(InputError):
+    """The object is not a cube in the astrocut/cubecut layout (or it is truncated)."""
+
+
+class OutsideCubeError(InputError):
+    """The requested position does not fall on the cube's image at all."""
+
+
+class CutoutSizeError(InputError):
+    """A cutout size is not positive, not finite, or above the configured cap."""
+
+
+class CoordinateError(InputError):
+    """A sky position is missing, not finite, or out of range."""

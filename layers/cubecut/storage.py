@@ -1,0 +1,292 @@
+"""Byte-level access to objects on S3 or on the local disk, with one interface.
+
+Locations are URLs: ``s3://bucket/key`` or a plain/``file://`` path. S3 access goes
+through boto3 and honours the standard AWS environment (``AWS_ENDPOINT_URL``,
+credentials, region), so a local S3-compatible server and AWS are one code path.
+Every read is a byte range ``[start, stop)`` (0-based, stop exclusive) and is counted in
+a :class:`ReadStats` so callers can report requests and bytes.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .errors import AccessDeniedError, ObjectNotFoundError, StorageError
+
+#: Connections kept per client; threaded readers and block workers share one client.
+MAX_POOL_CONNECTIONS = 64
+
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound", "NoSuchUpload"}
+_DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",
+           "ExpiredToken", "InvalidToken"}
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed object location: ``scheme`` is ``"s3"`` or ``"file"``."""
+
+    scheme: str
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, url: str | os.PathLike[str]) -> "Location":
+        text = os.fspath(url)
+        if text.startswith("s3://"):
+            parsed = urlparse(text)
+            if not parsed.netloc:
+                raise ValueError(f"S3 URL without a bucket: {text!r}")
+            return cls("s3", parsed.netloc, parsed.path.lstrip("/"))
+        if text.startswith("file://"):
+            text = urlparse(text).path
+        return cls("file", "", str(Path(text).expanduser().resolve()))
+
+    @property
+    def is_s3(self) -> bool:
+        return self.scheme == "s3"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}" if self.is_s3 else self.key
+
+    @property
+    def name(self) -> str:
+        """The last path component (the file name)."""
+        return self.key.rstrip("/").rsplit("/", 1)[-1]
+
+    def with_suffix(self, suffix: str) -> "Location":
+        """The location with ``suffix`` appended to the key (e.g. ``.index.json``)."""
+        return Location(self.scheme, self.bucket, self.key + suffix)
+
+    def sibling(self, name: str) -> "Location":
+        """A location in the same folder/prefix with another name."""
+        head = self.key.rsplit("/", 1)[0] + "/" if "/" in self.key else ""
+        return Location(self.scheme, self.bucket, head + name)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@functools.lru_cache(maxsize=8)
+def _client(endpoint: str | None, region: str | None) -> "boto3.client":
+    config = Config(
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+        retries={"max_attempts": 8, "mode": "standard"},
+        tcp_keepalive=True,
+        s3={"addressing_style": "path"} if endpoint else None,
+        signature_version="s3v4",
+    )
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=endpoint, region_name=region or session.region_name
+                          or "us-east-1", config=config)
+
+
+def s3_client():
+    """A thread-safe, connection-pooled S3 client configured from the environment."""
+    return _client(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
+                   os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+
+
+def translate_client_error(exc: Exception, what: str) -> StorageError:
+    """Turn a botocore error into a named cubecut error mentioning ``what``."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        if code in _NOT_FOUND or status == "404":
+            return ObjectNotFoundError(f"{what}: not found")
+        if code in _DENIED or status == "403":
+            return AccessDeniedError(f"{what}: access denied ({code or status})")
+        return StorageError(f"{what}: {code or status}: {exc}")
+    return StorageError(f"{what}: {exc}")
+
+
+@dataclass
+class ReadStats:
+    """Thread-safe counters of the read requests made and the bytes they returned."""
+
+    requests: int = 0
+    bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, nbytes: int) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes += nbytes
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "bytes": self.bytes}
+
+
+class ByteSource(Protocol):
+    """A readable object of known size whose byte ranges can be fetched concurrently."""
+
+    location: Location
+    size: int
+    etag: str | None
+
+    def read(self, start: int, stop: int) -> bytes: ...
+
+
+class FileSource:
+    """A local file read with ``os.pread`` (thread-safe, no shared file position)."""
+
+    def __init__(self, location: Location, stats: ReadStats | None = None) -> None:
+        self.location = location
+        self.stats = stats if stats is not None else ReadStats()
+        try:
+            self._fd = os.open(location.key, os.O_RDONLY)
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"{location.key}: no such file") from None
+        except PermissionError:
+            raise AccessDeniedError(f"{location.key}: permission denied") from None
+        st = os.fstat(self._fd)
+        self.size = st.st_size
+        self.etag = f"{st.st_mtime_ns:x}-{st.st_size:x}"
+
+    def read(self, start: int, stop: int) -> bytes:
+        data = os.pread(self._fd, max(0, stop - start), start)
+        self.stats.add(len(data))
+        return data
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __del__(self) -> None:
+        try:
+            os.close(self._fd)
+        except (OSError, AttributeError):
+            pass
+
+
+class S3Source:
+    """An S3 object read by ranged GETs; the size and ETag come from the first response.
+
+    When ``size``/``etag`` are known (e.g. from an index) no HEAD request is made. Every
+    ranged GET carries ``If-Match`` once the ETag is known, so a reader never mixes bytes
+    from two versions of an object: a replaced object raises :class:`StaleObjectError`.
+    """
+
+    def __init__(self, location: Location, stats: ReadStats | None = None, *,
+                 size: int | None = None, etag: str | None = None) -> None:
+        self.location = location
+        self.stats = stats if stats is not None else ReadStats()
+        self._client = s3_client()
+        if size is None:
+            try:
+                head = self._client.head_object(Bucket=location.bucket, Key=location.key)
+            except (ClientError, BotoCoreError) as exc:
+                raise translate_client_error(exc, location.url) from None
+            self.stats.add(0)
+            size, etag = head["ContentLength"], head.get("ETag")
+        self.size = size
+        self.etag = etag
+
+    def read(self, start: int, stop: int) -> bytes:
+        if stop <= start:
+            return b""
+        kwargs = {"Bucket": self.location.bucket, "Key": self.location.key,
+                  "Range": f"bytes={start}-{stop - 1}"}
+        if self.etag:
+            kwargs["IfMatch"] = self.etag
+        try:
+            body = self._client.get_object(**kwargs)["Body"]
+            data = body.read()
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in {"PreconditionFailed", "412"}:
+                raise StaleObjectError(f"{self.location.url} changed while being read") from None
+            raise translate_client_error(exc, self.location.url) from None
+        except BotoCoreError as exc:
+            raise translate_client_error(exc, self.location.url) from None
+        self.stats.add(len(data))
+        return data
+
+
+class StaleObjectError(StorageError):
+    """The object was replaced between two reads (its ETag changed)."""
+
+
+def open_source(url: str | Location, stats: ReadStats | None = None, **known) -> ByteSource:
+    """Open ``url`` for ranged reads; ``known`` may carry ``size``/``etag`` for S3."""
+    location = url if isinstance(url, Location) else Location.parse(url)
+    if location.is_s3:
+        return S3Source(location, stats, **known)
+    return FileSource(location, stats)
+
+
+def get_bytes(url: str | Location, stats: ReadStats | None = None) -> tuple[bytes, str | None]:
+    """The whole object and its ETag (one GET)."""
+    location = url if isinstance(url, Location) else Location.parse(url)
+    if not location.is_s3:
+        source = FileSource(location, stats)
+        try:
+            return source.read(0, source.size), source.etag
+        finally:
+            source.close()
+    try:
+        response = s3_client().get_object(Bucket=location.bucket, Key=location.key)
+        data = response["Body"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise translate_client_error(exc, location.url) from None
+    if stats is not None:
+        stats.add(len(data))
+    return data, response.get("ETag")
+
+
+def put_bytes(url: str | Location, data: bytes, content_type: str = "application/octet-stream") -> str | None:
+    """Write a whole object atomically (S3 PUT, or temp file + rename); returns its ETag."""
+    location = url if isinstance(url, Location) else Location.parse(url)
+    if location.is_s3:
+        try:
+            response = s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=data,
+                                              ContentType=content_type)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_client_error(exc, location.url) from None
+        return response.get("ETag")
+    path = Path(location.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return None
+
+
+def delete(url: str | Location) -> None:
+    """Delete an object if it exists."""
+    location = url if isinstance(url, Location) else Location.parse(url)
+    if location.is_s3:
+        try:
+            s3_client().delete_object(Bucket=location.bucket, Key=location.key)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_client_error(exc, location.url) from None
+    else:
+        Path(location.key).unlink(missing_ok=True)
+
+
+def list_objects(prefix: str | Location) -> Iterator[tuple[Location, int]]:
+    """Yield ``(location, size)`` of every object under an S3 prefix or local folder."""
+    location = prefix if isinstance(prefix, Location) else Location.parse(prefix)
+    if location.is_s3:
+        paginator = s3_client().get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
+                for item in page.get("Contents", []):
+                    yield Location("s3", location.bucket, item["Key"]), item["Size"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_client_error(exc, location.url) from None
+        return
+    root = Path(location.key)
+    if root.is_file():
+        yield location, root.stat().st_size
+        return
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        yield Location("file", "", str(path)), path.stat().st_size
