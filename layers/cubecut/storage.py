@@ -158,13 +158,13 @@ class FileSource:
         return data
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Close the file descriptor; safe to call more than once."""
+        fd, self._fd = getattr(self, "_fd", -1), -1
+        if fd >= 0:
+            os.close(fd)
 
     def __del__(self) -> None:
-        try:
-            os.close(self._fd)
-        except (OSError, AttributeError):
-            pass
+        self.close()
 
 
 class S3Source:

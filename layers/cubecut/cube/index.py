@@ -35,6 +35,8 @@ class CubeIndex:
         wcs_row: index of the frame whose header provides the cutout WCS.
         wcs_header: that frame's FFI image header (all table columns of that row), card text.
         cube_etag: the cube object's ETag when known (S3), else None.
+        nplanes: values per pixel and frame (NAXIS1): 2 = (flux, error) for SPOC cubes,
+            1 = flux only for TICA cubes in astrocut <= 1.2's TicaCubeFactory layout.
     """
 
     nrows: int
@@ -55,12 +57,13 @@ class CubeIndex:
     wcs_row: int
     wcs_header: str
     cube_etag: str | None = None
+    nplanes: int = 2
     version: int = field(default=INDEX_VERSION)
 
     @property
     def row_stride(self) -> int:
-        """Bytes of one cube row: all columns x all frames x (flux, error) x 4 bytes."""
-        return self.ncols * self.nt * 8
+        """Bytes of one cube row: all columns x all frames x planes x 4 bytes."""
+        return self.ncols * self.nt * self.nplanes * 4
 
     def row_offset(self, row: int) -> int:
         """Byte offset of cube row ``row`` (0-based FFI row)."""
@@ -95,3 +98,67 @@ class CubeIndex:
         if raw.get("version") != INDEX_VERSION:
             raise ValueError(f"unsupported cube index version {raw.get('version')!r}")
         return cls(**raw)
+
+
+#: Per-product table columns: (start, stop, quality, barycentric correction or None).
+_COLUMNS = {"SPOC": ("TSTART", "TSTOP", "DQUALITY", "BARYCORR"),
+            "TICA": ("STARTTJD", "ENDTJD", "QUAL_BIT", None)}
+_WCS_MARKER = ("CTYPE2", "DEC--TAN-SIP")
+
+
+def wcs_row(table: fits.FITS_rec) -> int:
+    """The table row whose WCS cutouts use: the middle row, or the next one that has a
+    SIP WCS (wrapping around), as astrocut does. Raises ``NotACubeError`` if none has."""
+    from ..errors import NotACubeError
+
+    n = len(table)
+    key, value = _WCS_MARKER
+    names = set(table.columns.names)
+    for i in [*range(n // 2, n), *range(0, n // 2)]:
+        if key in names and str(table[i][key]).strip() == value:
+            return i
+    raise NotACubeError("no frame of the cube has a WCS (no table row with CTYPE2 = 'DEC--TAN-SIP')")
+
+
+def row_header(table: fits.FITS_rec, row: int) -> fits.Header:
+    """One table row as a FITS header (NaN values left out)."""
+    header = fits.Header()
+    record = table[row]
+    for name in table.columns.names:
+        value = record[name]
+        if isinstance(value, (bytes, str)):
+            header[name] = value.decode() if isinstance(value, bytes) else value
+        elif isinstance(value, (np.floating, float)) and np.isnan(value):
+            continue
+        else:
+            header[name] = value.item() if hasattr(value, "item") else value
+    return header
+
+
+def index_from_table(primary: fits.Header, table: fits.FITS_rec, *, nrows: int, ncols: int, nt: int,
+                     nplanes: int, data_offset: int, cube_size: int, cube_etag: str | None = None) -> CubeIndex:
+    """Build the index from a cube's primary header and its FFI table (pure)."""
+    names = set(table.columns.names)
+    product = "TICA" if nplanes == 1 or ("STARTTJD" in names and "TSTART" not in names) else "SPOC"
+    start, stop, quality, barycorr = _COLUMNS[product]
+
+    def column(name: str | None, default: float) -> list:
+        if name is None or name not in names:
+            return [default] * len(table)
+        return np.asarray(table[name]).tolist()
+
+    row = wcs_row(table)
+    camera_key, ccd_key = ("CAMNUM", "CCDNUM") if product == "TICA" else ("CAMERA", "CCD")
+    files = [f.decode() if isinstance(f, bytes) else str(f) for f in column("FFI_FILE", "")]
+    return CubeIndex(
+        nrows=nrows, ncols=ncols, nt=nt, data_offset=data_offset, cube_size=cube_size, product=product,
+        sector=int(primary.get("SECTOR") or 0), camera=int(primary.get(camera_key) or 0),
+        ccd=int(primary.get(ccd_key) or 0),
+        tstart=[float(v) for v in column(start, float("nan"))],
+        tstop=[float(v) for v in column(stop, float("nan"))],
+        barycorr=[float(v) for v in column(barycorr, 0.0)],
+        quality=[int(v) for v in column(quality, 0)],
+        ffi_files=[f.strip() for f in files],
+        primary_header=primary.tostring(), wcs_row=row, wcs_header=row_header(table, row).tostring(),
+        cube_etag=cube_etag, nplanes=nplanes,
+    )

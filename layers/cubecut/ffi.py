@@ -1,0 +1,139 @@
+"""What ingest needs to know about one FFI, read from its headers alone.
+
+Two products are understood:
+
+* SPOC calibrated FFIs: HDU0 primary header, HDU1 flux image (its header carries the
+  times, quality and WCS), HDU2 uncertainty image of the same shape.
+* TICA FFIs: one primary HDU holding image and header (STARTTJD/ENDTJD, CAMNUM/CCDNUM,
+  QUAL_BIT); no uncertainty image.
+"""
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from astropy.io import fits
+
+from .errors import FFIError, InputError
+from .fitsio import HDUSpan, scan_hdus
+from .storage import ByteSource, Location, open_source
+
+SPOC = "SPOC"
+TICA = "TICA"
+PRODUCTS = (SPOC, TICA)
+
+#: Header keywords per product: (start time, stop time, quality, camera, ccd).
+TIME_KEYS = {SPOC: ("TSTART", "TSTOP"), TICA: ("STARTTJD", "ENDTJD")}
+QUALITY_KEY = {SPOC: "DQUALITY", TICA: "QUAL_BIT"}
+CAMERA_KEYS = {SPOC: ("CAMERA", "CCD"), TICA: ("CAMNUM", "CCDNUM")}
+_SECTOR_IN_NAME = re.compile(r"-s(\d{4})-")
+
+
+def normalise_product(product: str | None) -> str | None:
+    """``"spoc"``/``"tica"`` in any case → ``SPOC``/``TICA``; None stays None."""
+    if product is None:
+        return None
+    value = product.strip().upper()
+    if value not in PRODUCTS:
+        raise InputError(f"unknown product {product!r}; expected one of {', '.join(PRODUCTS)}")
+    return value
+
+
+@dataclass(frozen=True)
+class PixelRef:
+    """Where an FFI's image pixels are: absolute byte offset, on-disk dtype, scaling."""
+
+    offset: int
+    dtype: str
+    bscale: float = 1.0
+    bzero: float = 0.0
+
+
+@dataclass(frozen=True)
+class FFIInfo:
+    """One FFI as ingest sees it. ``image_header`` is the header that becomes a table row."""
+
+    url: str
+    name: str
+    size: int
+    etag: str | None
+    product: str
+    primary_header: fits.Header
+    image_header: fits.Header
+    shape: tuple[int, int]
+    flux: PixelRef
+    error: PixelRef | None
+
+    @property
+    def start(self) -> float:
+        return float(self.image_header[TIME_KEYS[self.product][0]])
+
+    @property
+    def camera_ccd(self) -> tuple[int, int]:
+        camera, ccd = CAMERA_KEYS[self.product]
+        return int(self.image_header[camera]), int(self.image_header[ccd])
+
+    @property
+    def sector(self) -> int | None:
+        """From a SECTOR keyword, else from a ``-sNNNN-`` part of the file name."""
+        for header in (self.primary_header, self.image_header):
+            if isinstance(header.get("SECTOR"), int):
+                return int(header["SECTOR"])
+        match = _SECTOR_IN_NAME.search(self.name)
+        return int(match.group(1)) if match else None
+
+
+def _pixels(span: HDUSpan, what: str, name: str) -> PixelRef:
+    if len(span.shape) != 2:
+        raise FFIError(f"{name}: {what} is not a 2-D image (NAXIS={span.header.get('NAXIS')})")
+    return PixelRef(span.data_offset, span.dtype.str, float(span.header.get("BSCALE", 1.0)),
+                    float(span.header.get("BZERO", 0.0)))
+
+
+def inspect_ffi(source: ByteSource, product: str | None = None) -> FFIInfo:
+    """Read the headers of one FFI and check that it is a complete, usable image.
+
+    ``product`` forces SPOC or TICA; by default a primary HDU with a 2-D image means TICA.
+    Raises :class:`FFIError` for truncated or malformed files, a SPOC file without its
+    uncertainty extension, or missing time/camera keywords.
+    """
+    name = source.location.name
+    (primary,) = scan_hdus(source, 1)
+    detected = TICA if primary.header.get("NAXIS", 0) == 2 else SPOC
+    product = normalise_product(product) or detected
+    if product != detected:
+        raise FFIError(f"{name}: looks like a {detected} FFI, not {product}")
+    if product == TICA:
+        image, error = primary, None
+    else:
+        try:
+            _, image, error = scan_hdus(source, 3)
+        except FFIError as exc:
+            if "expected at least 3" in str(exc):
+                raise FFIError(f"{name}: SPOC FFI without its uncertainty extension (HDU 2)") from None
+            raise
+    flux = _pixels(image, "flux image", name)
+    err = _pixels(error, "uncertainty image", name) if error is not None else None
+    if error is not None and error.shape != image.shape:
+        raise FFIError(f"{name}: uncertainty image shape {error.shape} differs from flux {image.shape}")
+    for key in (*TIME_KEYS[product], *CAMERA_KEYS[product]):
+        if key not in image.header:
+            raise FFIError(f"{name}: header lacks {key}, required for a {product} FFI")
+    try:
+        start = float(image.header[TIME_KEYS[product][0]])
+    except (TypeError, ValueError):
+        raise FFIError(f"{name}: {TIME_KEYS[product][0]} is not a number") from None
+    if start != start:
+        raise FFIError(f"{name}: {TIME_KEYS[product][0]} is NaN")
+    return FFIInfo(source.location.url, name, source.size, source.etag, product, primary.header,
+                   image.header, image.shape, flux, err)
+
+
+def inspect_ffis(urls: list[str], product: str | None = None, threads: int = 16) -> list[FFIInfo]:
+    """Inspect many FFIs concurrently (headers only), in input order."""
+    def one(url: str) -> FFIInfo:
+        return inspect_ffi(open_source(Location.parse(url)), product)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(urls)))) as pool:
+        return list(pool.map(one, urls))

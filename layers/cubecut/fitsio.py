@@ -1,0 +1,139 @@
+"""FITS structure read from byte ranges: headers and data offsets, never pixels.
+
+A FITS file is a sequence of HDUs; each is a header of 80-byte cards padded to a
+multiple of 2880 bytes followed by its data, also padded to 2880. Knowing the headers is
+enough to know where every pixel is, so readers fetch only the headers here and the
+pixels they need later, by offset.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.io import fits
+
+from .errors import FFIError
+from .storage import ByteSource
+
+BLOCK = 2880
+CARD = 80
+#: A header larger than this is treated as corrupt (real TESS headers are < 40 blocks).
+MAX_HEADER_BYTES = 400 * BLOCK
+_END = b"END" + b" " * 77
+_BITPIX_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+def padded(nbytes: int) -> int:
+    """``nbytes`` rounded up to a whole number of 2880-byte FITS blocks."""
+    return -(-nbytes // BLOCK) * BLOCK
+
+
+@dataclass(frozen=True)
+class HDUSpan:
+    """Where one HDU sits in a file. All offsets are absolute byte offsets (0-based)."""
+
+    header: fits.Header
+    header_offset: int
+    data_offset: int
+    data_bytes: int
+
+    @property
+    def end(self) -> int:
+        """Offset just past this HDU's padded data: where the next HDU starts."""
+        return self.data_offset + padded(self.data_bytes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Image shape in numpy (C) order, e.g. ``(rows, cols)`` for a 2-D image."""
+        naxis = self.header.get("NAXIS", 0)
+        return tuple(int(self.header[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
+
+    @property
+    def dtype(self) -> np.dtype:
+        """On-disk (big-endian) dtype of the image pixels."""
+        try:
+            return np.dtype(_BITPIX_DTYPES[int(self.header["BITPIX"])])
+        except (KeyError, ValueError):
+            raise FFIError(f"unsupported BITPIX {self.header.get('BITPIX')!r}") from None
+
+
+def data_bytes(header: fits.Header) -> int:
+    """Size in bytes of an HDU's data (unpadded) from its header (FITS standard 4.4.1)."""
+    try:
+        bitpix = int(header["BITPIX"])
+        naxis = int(header["NAXIS"])
+        if bitpix not in _BITPIX_DTYPES or not 0 <= naxis <= 999:
+            raise ValueError
+        if naxis == 0:
+            return 0
+        dims = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
+        if any(d < 0 for d in dims):
+            raise ValueError
+        count = int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + int(np.prod(dims, dtype=object)))
+    except (KeyError, ValueError, TypeError):
+        raise FFIError("header has missing or invalid BITPIX/NAXIS keywords") from None
+    return abs(bitpix) // 8 * count
+
+
+def read_header(source: ByteSource, offset: int, first_read: int = 8 * BLOCK) -> tuple[fits.Header, int]:
+    """Parse the header starting at ``offset``; returns it and its padded length in bytes.
+
+    Reads ``first_read`` bytes, then doubles the range until the END card is found, so a
+    typical header costs one request.
+    """
+    buf = b""
+    want = first_read
+    while True:
+        stop = min(offset + want, source.size)
+        if stop <= offset + len(buf):
+            raise FFIError(f"{source.location.name}: truncated header at byte {offset} (no END card)")
+        buf += source.read(offset + len(buf), stop)
+        end = _find_end(buf)
+        if end is not None:
+            break
+        if len(buf) >= MAX_HEADER_BYTES:
+            raise FFIError(f"{source.location.name}: header at byte {offset} has no END card in "
+                           f"{MAX_HEADER_BYTES} bytes")
+        want = min(2 * want, MAX_HEADER_BYTES)
+    try:
+        header = fits.Header.fromstring(buf[:end].decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FFIError(f"{source.location.name}: unreadable header at byte {offset}: {exc}") from None
+    return header, padded(end)
+
+
+def _find_end(buf: bytes) -> int | None:
+    """Byte length up to and including the END card, if ``buf`` contains it."""
+    for pos in range(0, len(buf) - CARD + 1, CARD):
+        if buf[pos:pos + 3] == b"END" and buf[pos:pos + CARD].rstrip() == b"END":
+            return pos + CARD
+    return None
+
+
+def scan_hdus(source: ByteSource, count: int) -> list[HDUSpan]:
+    """The first ``count`` HDUs of ``source``, each checked to fit in the object."""
+    spans: list[HDUSpan] = []
+    offset = 0
+    for number in range(count):
+        if offset >= source.size:
+            raise FFIError(f"{source.location.name}: has {number} HDU(s), expected at least {count}")
+        header, header_bytes = read_header(source, offset)
+        nbytes = data_bytes(header)
+        span = HDUSpan(header, offset, offset + header_bytes, nbytes)
+        if span.data_offset + nbytes > source.size:
+            raise FFIError(f"{source.location.name}: truncated: HDU {number} needs "
+                           f"{span.data_offset + nbytes} bytes, object has {source.size}")
+        spans.append(span)
+        offset = span.end
+    return spans
+
+
+def hdu_bytes(hdu: fits.PrimaryHDU | fits.ImageHDU | fits.BinTableHDU, *, primary: bool) -> bytes:
+    """The exact bytes astropy writes for ``hdu`` (header and padded data)."""
+    buf = io.BytesIO()
+    if primary:
+        fits.HDUList([hdu]).writeto(buf)
+        return buf.getvalue()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
+    return buf.getvalue()[BLOCK:]

@@ -1,0 +1,197 @@
+"""Ingest step 1: read only the FFI headers, order them in time, lay the cube out.
+
+The plan is what the block workers and the finalize step share. Its bulky parts (the
+header bytes of part 1, the table HDU of the last part, the index, the FFI list, the
+block list) are written to a staging area next to the cube; only a small summary
+travels through Step Functions (its payload limit is 256 KiB).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from astropy.io import fits
+
+from ..cube import headers
+from ..cube.index import CubeIndex, index_from_table
+from ..cube.layout import CubeLayout
+from ..errors import DuplicateTimeError, InputError, MixedFFIError, NoInputError
+from ..ffi import FFIInfo, PixelRef, inspect_ffis
+from ..storage import Location, delete, get_bytes, put_bytes
+from .blocks import DEFAULT_BLOCK_BYTES, Block, plan_blocks
+from .target import make_target
+
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FFIRef:
+    """What a block worker needs to read one FFI's rows (no headers)."""
+
+    url: str
+    size: int
+    etag: str | None
+    flux: PixelRef
+    error: PixelRef | None
+
+
+@dataclass
+class IngestPlan:
+    """A planned cube. ``ffis`` and the cube's time axis share one (time) order."""
+
+    plan_id: str
+    cube: str
+    staging: str
+    upload_id: str
+    product: str
+    sector: int
+    camera: int
+    ccd: int
+    layout: CubeLayout
+    blocks: list[Block]
+    ffis: list[FFIRef]
+    version: int = PLAN_VERSION
+
+    # Staging objects, all under ``staging`` (an S3 prefix or a hidden local folder).
+    @property
+    def plan_url(self) -> str:
+        return self.staging + "plan.json"
+
+    @property
+    def head_url(self) -> str:
+        return self.staging + "head.bin"
+
+    @property
+    def tail_url(self) -> str:
+        return self.staging + "tail.bin"
+
+    @property
+    def index_url(self) -> str:
+        return self.staging + "cube-index.json"
+
+    @property
+    def items_url(self) -> str:
+        return self.staging + "blocks.json"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> "IngestPlan":
+        raw = json.loads(data)
+        if raw.get("version") != PLAN_VERSION:
+            raise InputError(f"unsupported ingest plan version {raw.get('version')!r}")
+        raw["layout"] = CubeLayout(**raw["layout"])
+        raw["blocks"] = [Block(**b) for b in raw["blocks"]]
+        raw["ffis"] = [FFIRef(f["url"], f["size"], f["etag"], PixelRef(**f["flux"]),
+                              PixelRef(**f["error"]) if f["error"] else None) for f in raw["ffis"]]
+        return cls(**raw)
+
+    @classmethod
+    def load(cls, url: str) -> "IngestPlan":
+        return cls.from_json(get_bytes(url)[0])
+
+    def summary(self) -> dict:
+        """The small JSON document that travels between state machine steps."""
+        items = Location.parse(self.items_url)
+        return {"plan": self.plan_url, "cube": self.cube, "upload_id": self.upload_id,
+                "blocks": {"Bucket": items.bucket, "Key": items.key}, "nblocks": len(self.blocks)}
+
+
+def staging_prefix(cube: Location, plan_id: str) -> str:
+    """Where a plan's staging objects go: beside the cube, hidden for local files."""
+    if cube.is_s3:
+        return f"{cube.url}.ingest/{plan_id}/"
+    return cube.sibling(f".{cube.name}.{plan_id}.staging").url + "/"
+
+
+def check_consistent(ffis: list[FFIInfo]) -> None:
+    """Raise a named error unless all FFIs share product, shape, camera/CCD, sector and
+    have distinct start times and names."""
+    first = ffis[0]
+    for ffi in ffis[1:]:
+        for what, mine, theirs in (("product", ffi.product, first.product), ("shape", ffi.shape, first.shape),
+                                   ("camera/CCD", ffi.camera_ccd, first.camera_ccd)):
+            if mine != theirs:
+                raise MixedFFIError(f"{ffi.name} has {what} {mine}, but {first.name} has {theirs}: "
+                                    "one cube holds the FFIs of one sector/camera/CCD")
+        if None not in (ffi.sector, first.sector) and ffi.sector != first.sector:
+            raise MixedFFIError(f"{ffi.name} is from sector {ffi.sector}, {first.name} from sector {first.sector}")
+    starts: dict[float, str] = {}
+    names: set[str] = set()
+    for ffi in ffis:
+        if ffi.start in starts:
+            raise DuplicateTimeError(f"{ffi.name} and {starts[ffi.start]} have the same start time {ffi.start}")
+        if ffi.name in names:
+            raise DuplicateTimeError(f"{ffi.name} is given twice")
+        starts[ffi.start] = ffi.name
+        names.add(ffi.name)
+
+
+def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
+              block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 16, today: dt.date | None = None) -> IngestPlan:
+    """Plan a cube from FFIs (local paths or s3:// URLs), start its upload, stage the plan.
+
+    Reads only headers. Raises a named :class:`~cubecut.errors.InputError` for bad input
+    before anything is written; if staging fails after the upload began, it is aborted.
+    """
+    if not ffi_urls:
+        raise NoInputError("no FFIs to ingest")
+    ordered = headers.time_order(inspect_ffis(list(ffi_urls), product, threads))
+    check_consistent(ordered)
+    found = ordered[0].sector
+    if sector is not None and found is not None and sector != found:
+        raise MixedFFIError(f"sector {sector} was asked for, but the FFIs are from sector {found}")
+    sector = sector if sector is not None else found
+    if sector is None:
+        raise InputError("the sector is not in the FFI headers or names; give it explicitly")
+
+    first = ordered[0]
+    nplanes = 2 if first.error is not None else 1
+    nrows, ncols = first.shape
+    primary = headers.primary_header(ordered, sector, today)
+    primary_bytes = headers.primary_bytes(primary)
+    head = primary_bytes + headers.image_header_bytes(nrows, ncols, len(ordered), nplanes)
+    table = headers.table_hdu(ordered)
+    table_bytes = headers.table_bytes(table)
+    layout = CubeLayout(nrows, ncols, len(ordered), nplanes, len(head), len(table_bytes))
+    blocks = plan_blocks(layout, block_bytes)
+    index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data, nrows=nrows, ncols=ncols, nt=len(ordered),
+                             nplanes=nplanes, data_offset=layout.data_offset, cube_size=layout.total_bytes)
+
+    cube = Location.parse(cube_url)
+    target = make_target(cube, layout.total_bytes)
+    upload_id = target.begin()
+    plan_id = os.urandom(8).hex()
+    camera, ccd = first.camera_ccd
+    plan = IngestPlan(plan_id, cube.url, staging_prefix(cube, plan_id), upload_id, first.product, sector, camera,
+                      ccd, layout, blocks,
+                      [FFIRef(f.url, f.size, f.etag, f.flux, f.error) for f in ordered])
+    try:
+        put_bytes(plan.head_url, head)
+        put_bytes(plan.tail_url, bytes(layout.data_padding) + table_bytes)
+        put_bytes(plan.index_url, index.to_json(), "application/json")
+        put_bytes(plan.items_url, json.dumps([{"block": b.index} for b in blocks]).encode(), "application/json")
+        put_bytes(plan.plan_url, plan.to_json(), "application/json")
+    except BaseException:
+        target.abort(upload_id)
+        discard_staging(plan)
+        raise
+    return plan
+
+
+def discard_staging(plan: IngestPlan) -> None:
+    """Delete the plan's staging objects (after completion or abort)."""
+    for url in (plan.head_url, plan.tail_url, plan.index_url, plan.items_url, plan.plan_url):
+        delete(url)
+    staging = Location.parse(plan.staging)
+    if not staging.is_s3 and Path(staging.key).is_dir():
+        Path(staging.key).rmdir()
+
+
+def load_index(plan: IngestPlan) -> CubeIndex:
+    """The cube index staged by the plan (without the cube's ETag)."""
+    return CubeIndex.from_json(get_bytes(plan.index_url)[0])

@@ -1,0 +1,41 @@
+"""Ingest on one machine: plan → blocks (concurrently) → finalize, aborting on failure.
+
+This is what ``cubecut ingest`` runs; the state machine runs the same three steps as
+separate Lambda invocations.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from ..storage import ReadStats
+from .blocks import DEFAULT_BLOCK_BYTES
+from .block import write_block
+from .finalize import IngestResult, abort_ingest, finalize_ingest
+from .plan import make_plan
+
+
+def ingest(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
+           workers: int = 2, block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int | str = "auto",
+           on_block: Callable[[int, int], None] | None = None, stats: ReadStats | None = None) -> IngestResult:
+    """Build the cube of ``ffi_urls`` at ``cube_url`` (s3:// or a local path).
+
+    ``workers`` blocks are built at once, each reading FFIs with ``threads`` concurrent
+    range reads. ``on_block(done, total)`` is called after each block (progress bars).
+    Any failure aborts the upload: no partial cube is ever visible.
+    """
+    plan = make_plan(ffi_urls, cube_url, product=product, sector=sector, block_bytes=block_bytes)
+    total = len(plan.blocks)
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        futures = [pool.submit(write_block, plan, b.index, threads=threads, stats=stats) for b in plan.blocks]
+        for done, future in enumerate(futures, start=1):
+            future.result()
+            if on_block is not None:
+                on_block(done, total)
+        pool.shutdown()
+        return finalize_ingest(plan)
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        abort_ingest(plan)
+        raise

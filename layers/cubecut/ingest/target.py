@@ -1,0 +1,163 @@
+"""Where a cube is assembled: an S3 multipart upload, or a local file.
+
+Both follow one protocol so plan/block/finalize do not care which: ``begin`` opens an
+upload, ``write_part`` is idempotent (re-sending a part replaces it), ``list_parts`` says
+what arrived, ``complete`` makes the cube visible in one step and ``abort`` leaves
+nothing behind. Until ``complete`` no reader can see a partial cube: S3 shows nothing
+before CompleteMultipartUpload, and the local file is built under a hidden temporary
+name and renamed into place.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import ObjectNotFoundError, StorageError, TargetNotWritableError
+from ..storage import Location, s3_client, translate_client_error
+
+
+@dataclass(frozen=True)
+class PartReceipt:
+    """A part that arrived: its number (1-based), size in bytes, and ETag (S3 only)."""
+
+    part: int
+    size: int
+    etag: str | None = None
+
+
+class CubeTarget(Protocol):
+    location: Location
+
+    def begin(self) -> str: ...
+    def write_part(self, upload_id: str, part: int, offset: int, data: bytes | bytearray) -> PartReceipt: ...
+    def list_parts(self, upload_id: str) -> list[PartReceipt]: ...
+    def complete(self, upload_id: str, parts: list[PartReceipt]) -> str | None: ...
+    def abort(self, upload_id: str) -> None: ...
+
+
+class S3Target:
+    """A cube assembled by an S3 multipart upload."""
+
+    def __init__(self, location: Location, total_bytes: int) -> None:
+        self.location = location
+        self.total_bytes = total_bytes
+        self._s3 = s3_client()
+
+    def _call(self, what: str, method: str, **kwargs):
+        try:
+            return getattr(self._s3, method)(Bucket=self.location.bucket, Key=self.location.key, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_client_error(exc, f"{what} {self.location.url}") from None
+
+    def begin(self) -> str:
+        try:
+            response = self._call("start upload of", "create_multipart_upload", ContentType="application/fits")
+        except StorageError as exc:
+            raise TargetNotWritableError(f"cannot write the cube: {exc}") from None
+        return response["UploadId"]
+
+    def write_part(self, upload_id: str, part: int, offset: int, data: bytes | bytearray) -> PartReceipt:
+        response = self._call(f"upload part {part} of", "upload_part", UploadId=upload_id, PartNumber=part,
+                              Body=data)
+        return PartReceipt(part, len(data), response["ETag"])
+
+    def list_parts(self, upload_id: str) -> list[PartReceipt]:
+        receipts: list[PartReceipt] = []
+        marker = 0
+        while True:
+            response = self._call("list parts of", "list_parts", UploadId=upload_id, PartNumberMarker=marker)
+            receipts += [PartReceipt(p["PartNumber"], p["Size"], p["ETag"]) for p in response.get("Parts", [])]
+            if not response.get("IsTruncated"):
+                return sorted(receipts, key=lambda r: r.part)
+            marker = response["NextPartNumberMarker"]
+
+    def complete(self, upload_id: str, parts: list[PartReceipt]) -> str | None:
+        ordered = sorted(parts, key=lambda r: r.part)
+        response = self._call("complete upload of", "complete_multipart_upload", UploadId=upload_id,
+                              MultipartUpload={"Parts": [{"PartNumber": p.part, "ETag": p.etag} for p in ordered]})
+        return response.get("ETag")
+
+    def abort(self, upload_id: str) -> None:
+        try:
+            self._call("abort upload of", "abort_multipart_upload", UploadId=upload_id)
+        except ObjectNotFoundError:
+            pass
+
+
+class FileTarget:
+    """A cube assembled in a hidden temporary file beside the destination, then renamed.
+
+    Parts are written at their offsets with ``os.pwrite``; a small JSON receipt per part
+    records what arrived, so ``list_parts`` works across processes like S3's ListParts.
+    """
+
+    def __init__(self, location: Location, total_bytes: int) -> None:
+        self.location = location
+        self.total_bytes = total_bytes
+        self.path = Path(location.key)
+
+    def _partial(self, upload_id: str) -> Path:
+        return self.path.with_name(f".{self.path.name}.{upload_id}.partial")
+
+    def _receipts(self, upload_id: str) -> Path:
+        return self.path.with_name(f".{self.path.name}.{upload_id}.parts")
+
+    def begin(self) -> str:
+        upload_id = os.urandom(8).hex()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._partial(upload_id), "wb") as handle:
+                handle.truncate(self.total_bytes)
+            self._receipts(upload_id).mkdir()
+        except OSError as exc:
+            raise TargetNotWritableError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
+        return upload_id
+
+    def write_part(self, upload_id: str, part: int, offset: int, data: bytes | bytearray) -> PartReceipt:
+        partial = self._partial(upload_id)
+        if not partial.exists():
+            raise ObjectNotFoundError(f"{self.path}: upload {upload_id} does not exist")
+        fd = os.open(partial, os.O_WRONLY)
+        try:
+            view = memoryview(data)
+            written = 0
+            while written < len(view):
+                written += os.pwrite(fd, view[written:], offset + written)
+        finally:
+            os.close(fd)
+        receipt = PartReceipt(part, len(data))
+        (self._receipts(upload_id) / f"{part:05d}.json").write_text(json.dumps(receipt.__dict__))
+        return receipt
+
+    def list_parts(self, upload_id: str) -> list[PartReceipt]:
+        folder = self._receipts(upload_id)
+        if not folder.is_dir():
+            raise ObjectNotFoundError(f"{self.path}: upload {upload_id} does not exist")
+        return [PartReceipt(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+
+    def complete(self, upload_id: str, parts: list[PartReceipt]) -> str | None:
+        partial = self._partial(upload_id)
+        os.replace(partial, self.path)
+        self._remove_receipts(upload_id)
+        return None
+
+    def abort(self, upload_id: str) -> None:
+        self._partial(upload_id).unlink(missing_ok=True)
+        self._remove_receipts(upload_id)
+
+    def _remove_receipts(self, upload_id: str) -> None:
+        folder = self._receipts(upload_id)
+        if folder.is_dir():
+            for item in folder.iterdir():
+                item.unlink()
+            folder.rmdir()
+
+
+def make_target(location: Location, total_bytes: int) -> CubeTarget:
+    """The target for ``location``: S3 multipart for ``s3://``, a local file otherwise."""
+    return S3Target(location, total_bytes) if location.is_s3 else FileTarget(location, total_bytes)
