@@ -47,6 +47,9 @@ def ensure_env() -> None:
     pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[local,test]"], check=True)
+    # astrocut 1.3 removed TicaCubeFactory; the TICA compatibility tests run 1.2.0 from its
+    # own folder (in a subprocess) to compare our TICA cubes with its layout.
+    subprocess.run([*pip, "--no-deps", "--target", str(VENV / "astrocut-1.2"), "astrocut==1.2.0"], check=True)
     STAMP.write_text(wanted)
 
 

@@ -101,6 +101,11 @@ class IngestPlan:
                 "blocks": {"Bucket": items.bucket, "Key": items.key}, "nblocks": len(self.blocks)}
 
 
+def cube_name(product: str, sector: int, camera: int, ccd: int) -> str:
+    """TESScut's cube object name, e.g. ``tess-s0001-1-3-cube.fits`` (``tica-`` for TICA)."""
+    return f"{'tica' if product == 'TICA' else 'tess'}-s{sector:04d}-{camera}-{ccd}-cube.fits"
+
+
 def staging_prefix(cube: Location, plan_id: str) -> str:
     """Where a plan's staging objects go: beside the cube, hidden for local files."""
     if cube.is_s3:
@@ -135,6 +140,8 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
               block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 16, today: dt.date | None = None) -> IngestPlan:
     """Plan a cube from FFIs (local paths or s3:// URLs), start its upload, stage the plan.
 
+    ``cube_url`` ending in ``/`` is a folder/prefix: the cube gets TESScut's name there.
+
     Reads only headers. Raises a named :class:`~cubecut.errors.InputError` for bad input
     before anything is written; if staging fails after the upload began, it is aborted.
     """
@@ -162,11 +169,13 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
     index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data, nrows=nrows, ncols=ncols, nt=len(ordered),
                              nplanes=nplanes, data_offset=layout.data_offset, cube_size=layout.total_bytes)
 
+    camera, ccd = first.camera_ccd
+    if cube_url.endswith("/"):
+        cube_url += cube_name(first.product, sector, camera, ccd)
     cube = Location.parse(cube_url)
     target = make_target(cube, layout.total_bytes)
     upload_id = target.begin()
     plan_id = os.urandom(8).hex()
-    camera, ccd = first.camera_ccd
     plan = IngestPlan(plan_id, cube.url, staging_prefix(cube, plan_id), upload_id, first.product, sector, camera,
                       ccd, layout, blocks,
                       [FFIRef(f.url, f.size, f.etag, f.flux, f.error) for f in ordered])

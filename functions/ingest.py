@@ -1,0 +1,113 @@
+"""Ingest Lambda handlers: plan → block (one per row block, fanned out by the state
+machine's Distributed Map) → finalize, with abort on any failure.
+
+Each handler is a thin shell over :mod:`cubecut.ingest`. Retries are safe without an
+idempotency store: a block re-uploads the same bytes under the same part number, and
+finalize recognises a cube it already completed.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from cubecut.errors import InputError, ObjectNotFoundError
+from cubecut.ingest.block import write_block
+from cubecut.ingest.blocks import DEFAULT_BLOCK_BYTES
+from cubecut.ingest.finalize import abort_ingest, finalize_ingest
+from cubecut.ingest.inputs import read_manifest, resolve_inputs
+from cubecut.ingest.plan import IngestPlan, make_plan
+from cubecut.ingest.target import make_target
+from cubecut.storage import Location, ReadStats
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace="cubecut")
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """Input of the Plan step: FFIs as a list, a manifest or a prefix; where the cube goes."""
+
+    ffis: list[str]
+    cube: str
+    product: str | None
+    sector: int | None
+
+    @classmethod
+    def from_event(cls, event: dict) -> "PlanRequest":
+        if "ffis" in event:
+            ffis = resolve_inputs(list(event["ffis"]))
+        elif "manifest" in event:
+            ffis = read_manifest(event["manifest"])
+        elif "prefix" in event:
+            ffis = resolve_inputs([event["prefix"]])
+        else:
+            raise InputError("the ingest request needs 'ffis', 'manifest' or 'prefix'")
+        cube = event.get("cube") or default_cube_prefix()
+        return cls(ffis, cube, event.get("product"), event.get("sector"))
+
+
+def default_cube_prefix() -> str:
+    """``s3://$CUBECUT_BUCKET/$CUBECUT_CUBE_PREFIX``: where cubes go when not named."""
+    bucket = os.environ.get("CUBECUT_BUCKET")
+    if not bucket:
+        raise InputError("no 'cube' given and CUBECUT_BUCKET is not set")
+    return f"s3://{bucket}/{os.environ.get('CUBECUT_CUBE_PREFIX', 'cubes/')}"
+
+
+def _block_bytes() -> int:
+    return int(float(os.environ.get("CUBECUT_BLOCK_MIB", DEFAULT_BLOCK_BYTES / 2**20)) * 2**20)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def plan_handler(event: dict, context: LambdaContext) -> dict:
+    request = PlanRequest.from_event(event)
+    plan = make_plan(request.ffis, request.cube, product=request.product, sector=request.sector,
+                     block_bytes=_block_bytes())
+    logger.info("planned cube", extra={"cube": plan.cube, "frames": plan.layout.nt, "blocks": len(plan.blocks),
+                                       "bytes": plan.layout.total_bytes})
+    metrics.add_metric(name="PlannedBlocks", unit=MetricUnit.Count, value=len(plan.blocks))
+    return plan.summary()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def block_handler(event: dict, context: LambdaContext) -> dict:
+    plan = IngestPlan.load(event["plan"])
+    stats = ReadStats()
+    receipt = write_block(plan, int(event["block"]), stats=stats)
+    logger.info("wrote block", extra={"block": event["block"], "part": receipt.part, "bytes": receipt.size,
+                                      "reads": stats.requests, "bytes_read": stats.bytes})
+    metrics.add_metric(name="BlockBytes", unit=MetricUnit.Bytes, value=receipt.size)
+    return {"part": receipt.part, "etag": receipt.etag, "size": receipt.size}
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def finalize_handler(event: dict, context: LambdaContext) -> dict:
+    result = finalize_ingest(IngestPlan.load(event["plan"]))
+    logger.info("cube complete", extra={"cube": result.cube, "bytes": result.size})
+    metrics.add_metric(name="CubesIngested", unit=MetricUnit.Count, value=1)
+    return {"cube": result.cube, "index": result.index, "etag": result.etag, "size": result.size}
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def abort_handler(event: dict, context: LambdaContext) -> dict:
+    logger.warning("aborting ingest", extra={"cube": event.get("cube"), "error": event.get("error")})
+    if "plan" not in event:  # the Plan step itself failed: it cleans up after itself
+        return {"aborted": False}
+    try:
+        abort_ingest(IngestPlan.load(event["plan"]))
+    except ObjectNotFoundError:  # staging already gone: abort the upload by its id
+        cube = Location.parse(event["cube"])
+        make_target(cube, 0).abort(event["upload_id"])
+    return {"aborted": True}

@@ -1,0 +1,60 @@
+"""S3 event entry: a manifest landing under the ingest prefix starts the ingest state machine.
+
+The manifest (``ingest/<anything>/manifest.json``) is JSON: ``{"ffis": [...]}`` with FFI
+URLs (or names relative to the manifest), and optionally ``"cube"``, ``"product"`` and
+``"sector"``. The execution name is derived from the object's key and ETag, so S3's
+at-least-once event delivery never starts the same ingest twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from urllib.parse import unquote_plus
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from cubecut.storage import get_bytes
+
+logger = Logger()
+tracer = Tracer()
+MANIFEST_NAME = "manifest.json"
+_OPTIONS = ("cube", "product", "sector")
+
+
+def execution_name(bucket: str, key: str, etag: str) -> str:
+    """A deterministic, valid Step Functions execution name (≤ 80 chars)."""
+    digest = hashlib.sha256(f"{bucket}/{key}/{etag}".encode()).hexdigest()[:32]
+    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in key.rsplit("/", 2)[-2])[:40]
+    return f"ingest-{stem}-{digest}"
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+@event_source(data_class=S3Event)
+def handler(event: S3Event, context: LambdaContext) -> dict:
+    sfn = boto3.client("stepfunctions")
+    started, skipped = [], []
+    for record in event.records:
+        key = unquote_plus(record.s3.get_object.key)  # S3 event keys are URL-encoded
+        bucket = record.s3.bucket.name
+        if not key.endswith(MANIFEST_NAME):
+            skipped.append(key)
+            continue
+        url = f"s3://{bucket}/{key}"
+        manifest = json.loads(get_bytes(url)[0])
+        request = {"manifest": url, **{k: manifest[k] for k in _OPTIONS if k in manifest}}
+        name = execution_name(bucket, key, record.s3.get_object.etag or "")
+        try:
+            response = sfn.start_execution(stateMachineArn=os.environ["STATE_MACHINE_ARN"], name=name,
+                                           input=json.dumps(request))
+        except sfn.exceptions.ExecutionAlreadyExists:
+            logger.info("ingest already started for this manifest", extra={"manifest": url, "execution": name})
+            skipped.append(key)
+            continue
+        logger.info("started ingest", extra={"manifest": url, "execution": response["executionArn"]})
+        started.append(response["executionArn"])
+    return {"started": started, "skipped": skipped}

@@ -1,0 +1,196 @@
+"""Where a cutout falls on the cube: the FFI WCS, sizes in pixels, the cutout box.
+
+Pixel coordinates here are 0-based (numpy indices; pixel ``i`` covers ``[i - 0.5, i + 0.5)``,
+as ``world_to_pixel`` returns them). Sizes follow astrocut 1.3.0: a scalar means a square;
+two values are ``(x extent, y extent)`` = (columns, rows); numbers are pixels; a
+`~astropy.units.Quantity` is in pixels or an angle, converted with the FFI WCS's pixel scale.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.wcs import WCS, FITSFixedWarning, NoConvergence
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+from ..cube.index import CubeIndex
+from ..errors import CoordinateError, CutoutSizeError, OutsideCubeError
+
+#: Largest cutout side in pixels (the box after rounding, per axis).
+MAX_CUTOUT_PIXELS = 1000
+
+SizeElement = Union[int, float, u.Quantity]
+SizeInput = Union[SizeElement, Sequence[SizeElement], np.ndarray]
+CoordInput = Union[SkyCoord, str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Box:
+    """A cutout box in 0-based FFI pixel indices: columns ``[x0, x0+nx)``, rows ``[y0, y0+ny)``.
+
+    ``x0``/``y0`` may be negative and the box may extend past the image; ``center`` is the
+    target's 0-based pixel position ``(x, y)``.
+    """
+
+    x0: int
+    y0: int
+    nx: int
+    ny: int
+    center: tuple[float, float] = (math.nan, math.nan)
+
+    @property
+    def x1(self) -> int:
+        return self.x0 + self.nx
+
+    @property
+    def y1(self) -> int:
+        return self.y0 + self.ny
+
+    def overlap(self, ncols: int, nrows: int) -> Box | None:
+        """The part of the box on an ``ncols`` x ``nrows`` image, or None if there is none."""
+        x0, x1 = max(self.x0, 0), min(self.x1, ncols)
+        y0, y1 = max(self.y0, 0), min(self.y1, nrows)
+        if x0 >= x1 or y0 >= y1:
+            return None
+        return Box(x0, y0, x1 - x0, y1 - y0, self.center)
+
+
+def ffi_wcs(index: CubeIndex) -> WCS:
+    """The cube's FFI WCS (with SIP), from the table row astrocut uses (``index.wcs_row``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(index.wcs_fits_header(), relax=True)
+
+
+def parse_coordinates(coordinates: CoordInput) -> list[SkyCoord]:
+    """Scalar ICRS SkyCoords from a SkyCoord (scalar or array) or ``"ra dec"`` string(s) in degrees.
+
+    Raises CoordinateError for unparseable, non-finite or out-of-range positions.
+    """
+    if isinstance(coordinates, SkyCoord):
+        coords = coordinates
+    else:
+        texts = [coordinates] if isinstance(coordinates, str) else list(coordinates)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise CoordinateError(f"coordinates must be a SkyCoord or 'ra dec' strings, got {coordinates!r}")
+        try:
+            coords = SkyCoord(texts, unit="deg")
+        except (ValueError, TypeError, u.UnitsError) as exc:
+            raise CoordinateError(f"cannot parse coordinates {coordinates!r}: {exc}") from None
+    try:
+        coords = coords.icrs
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CoordinateError(f"cannot convert {coordinates!r} to ICRS: {exc}") from None
+    coords = coords.reshape(-1) if coords.isscalar is False else coords.reshape(1)
+    if len(coords) == 0:
+        raise CoordinateError("no coordinates given")
+    ra, dec = coords.ra.deg, coords.dec.deg
+    bad = ~(np.isfinite(ra) & np.isfinite(dec))
+    if bad.any():
+        raise CoordinateError(f"coordinates must be finite, got ra={ra[bad][0]}, dec={dec[bad][0]}")
+    return [coords[i] for i in range(len(coords))]
+
+
+def parse_size(size: SizeInput) -> tuple[SizeElement, SizeElement]:
+    """``(x extent, y extent)`` from a scalar or a pair; numbers are pixels.
+
+    Raises CutoutSizeError unless both are positive, finite, and pixels or angles.
+    """
+    if isinstance(size, u.Quantity):
+        values = size.reshape(-1)
+        items = [values[0], values[0]] if values.size == 1 else list(values)
+    elif np.isscalar(size):
+        items = [size, size]
+    else:
+        try:
+            items = list(size)
+        except TypeError:
+            raise CutoutSizeError(f"cutout size must be a number, a pair or a Quantity, got {size!r}") from None
+    if len(items) != 2:
+        raise CutoutSizeError(f"cutout size must have 1 or 2 values, got {len(items)}")
+    for item in items:
+        if isinstance(item, u.Quantity):
+            if item.unit != u.pixel and item.unit.physical_type != "angle":
+                raise CutoutSizeError(f"cutout size unit {item.unit} is neither pixels nor an angle")
+            value = item.value
+        elif isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool):
+            value = item
+        else:
+            raise CutoutSizeError(f"cutout size must be numbers or Quantities, got {item!r}")
+        if not math.isfinite(value) or value <= 0:
+            raise CutoutSizeError(f"cutout size must be positive and finite, got {item}")
+    return items[0], items[1]
+
+
+def size_label(size: tuple[SizeElement, SizeElement]) -> tuple[str, str]:
+    """astrocut's text for a parsed size in file names: ``5``, ``4.5``, ``2.0arcmin``, ``3.0pix``."""
+    return str(size[0]).replace(" ", ""), str(size[1]).replace(" ", "")
+
+
+def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
+               image_shape: tuple[int, int] | None = None, cube_name: str = "the cube") -> Box:
+    """The cutout box around ``coord``, computed exactly as astrocut 1.3.0 does.
+
+    The target's 0-based pixel position ``c`` comes from ``wcs.world_to_pixel`` (SIP
+    included); per axis the box is ``[round(c - s/2), round(c + s/2))`` with numpy's
+    round-half-even, where ``s`` is the extent in pixels (angles divided by the WCS pixel
+    scale). Both ends are rounded, so when ``c - s/2`` is exactly a half-integer the width
+    is ``s ± 1``; a box that rounds to zero width becomes the pixel containing ``c``.
+
+    Args:
+        image_shape: ``(nrows, ncols)``; when given, a box wholly off the image raises
+            OutsideCubeError naming ``cube_name``.
+
+    Raises:
+        CutoutSizeError: bad size, or a side longer than MAX_CUTOUT_PIXELS.
+        OutsideCubeError: the position does not map onto the image plane, or (with
+            ``image_shape``) the box does not overlap the image.
+    """
+    extents = parse_size(size)
+    where = f"({coord.ra.deg:.6f}, {coord.dec.deg:.6f})"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="All-NaN slice encountered")
+            center = [float(v) for v in wcs.world_to_pixel(coord)]
+    except NoConvergence as exc:
+        best = np.asarray(exc.best_solution).ravel()
+        raise OutsideCubeError(f"{where} is not on {cube_name}: its pixel position does not converge "
+                               f"(last estimate x={best[0]:.1f}, y={best[1]:.1f}, 0-based)") from None
+    if not all(math.isfinite(c) for c in center):
+        raise OutsideCubeError(f"{where} is not on {cube_name}: it does not project onto the image plane")
+
+    lims = []
+    for axis, (c, extent) in enumerate(zip(center, extents)):
+        half = _extent_pixels(extent, wcs, axis) / 2
+        lo, hi = int(np.round(c - half)), int(np.round(c + half))
+        if lo == hi:
+            lo = int(np.floor(c))
+            hi = lo + 1
+        if hi - lo > MAX_CUTOUT_PIXELS:
+            raise CutoutSizeError(f"cutout of {hi - lo} pixels along axis {axis + 1} is above the "
+                                  f"limit of {MAX_CUTOUT_PIXELS}")
+        lims.append((lo, hi))
+    (x0, x1), (y0, y1) = lims
+    box = Box(x0, y0, x1 - x0, y1 - y0, (center[0], center[1]))
+    if image_shape is not None and box.overlap(image_shape[1], image_shape[0]) is None:
+        nrows, ncols = image_shape
+        raise OutsideCubeError(
+            f"{where} is not on {cube_name}: it falls at pixel x={center[0]:.1f}, y={center[1]:.1f} "
+            f"(0-based), so the {box.nx}x{box.ny} box x=[{x0}, {x1}), y=[{y0}, {y1}) misses the "
+            f"{ncols}x{nrows} image")
+    return box
+
+
+def _extent_pixels(extent: SizeElement, wcs: WCS, axis: int) -> float:
+    """An extent in pixels along image axis ``axis`` (0 = x/columns), as astrocut converts it."""
+    if not isinstance(extent, u.Quantity):
+        return extent
+    if extent.unit == u.pixel:
+        return extent.value
+    scale = u.Quantity(proj_plane_pixel_scales(wcs)[axis], wcs.wcs.cunit[axis])
+    return (extent / scale).decompose().value
