@@ -27,7 +27,7 @@ PRODUCTS = (SPOC, TICA)
 TIME_KEYS = {SPOC: ("TSTART", "TSTOP"), TICA: ("STARTTJD", "ENDTJD")}
 QUALITY_KEY = {SPOC: "DQUALITY", TICA: "QUAL_BIT"}
 CAMERA_KEYS = {SPOC: ("CAMERA", "CCD"), TICA: ("CAMNUM", "CCDNUM")}
-_SECTOR_IN_NAME = re.compile(r"-s(\d{4})-")
+_SECTOR_IN_NAME = re.compile(r"[-_]s(\d{4})-")
 
 
 def normalise_product(product: str | None) -> str | None:

@@ -14,7 +14,9 @@ cubes. The rules, measured against astrocut 1.3.0 (SPOC) and 1.2.0 (TICA):
 
 Deliberate differences (fixes): string columns, FFI_FILE included, are as wide as the
 longest value over all FFIs (astrocut sizes them from one file and truncates the rest);
-commentary cards (COMMENT/HISTORY/blank) do not become columns (they crash astrocut);
+commentary cards (COMMENT/HISTORY) of SPOC FFIs do not become columns (they crash
+astrocut 1.3); for TICA they do, holding all the cards' text (astrocut 1.2 kept only as
+much as the template's first card);
 a float keyword missing from an FFI is NaN (astrocut fails).
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ import datetime as dt
 import numpy as np
 from astropy.io import fits
 
-from ..ffi import CAMERA_KEYS, SPOC, TIME_KEYS, FFIInfo
+from ..ffi import CAMERA_KEYS, SPOC, TICA, TIME_KEYS, FFIInfo
 from ..fitsio import hdu_bytes
 
 FILE_COLUMN = "FFI_FILE"
@@ -55,11 +57,17 @@ def primary_bytes(header: fits.Header) -> bytes:
     """The primary HDU (header only, no data) as it stands in a finished astrocut cube.
 
     astropy adds ``EXTEND = T`` (no comment) after NAXIS when extensions are appended to
-    a file whose primary header lacks it; astrocut's cubes carry that card, so do ours.
+    a file whose primary header lacks it, and refreshes DATASUM; astrocut's cubes carry
+    both, so do ours.
     """
     hdu = fits.PrimaryHDU(header=header)
     if "EXTEND" not in hdu.header:
         hdu.header.set("EXTEND", True, after="NAXIS")
+    if "DATASUM" in hdu.header:
+        # astropy recomputes a DATASUM it finds when astrocut appends its table; with no
+        # data the sum is '0' and the comment carries the time of writing.
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        hdu.header["DATASUM"] = ("0", f"data unit checksum updated {now}")
     return hdu_bytes(hdu, primary=True)
 
 
@@ -89,13 +97,14 @@ def table_hdu(ffis: list[FFIInfo]) -> fits.BinTableHDU:
     template = template_ffi(ffis).image_header
     columns: list[fits.Column] = []
     comments: dict[str, str] = {}
+    tica = ffis[0].product == TICA
     for key, value, comment in template.cards:
-        if key in _COMMENTARY or key in comments:
+        if key in comments or (key in _COMMENTARY and not (tica and key)):
             continue
         comments[key] = comment
         kind = _column_format(value)
         if kind == "A":
-            cells = [str(f.image_header.get(key, "")) for f in ffis]
+            cells = [_text(f.image_header, key) for f in ffis]
             width = max(1, max(len(c) for c in cells))
             columns.append(fits.Column(name=key, format=f"{width}A", array=np.array(cells, dtype=f"S{width}")))
         elif kind == "J":
@@ -113,6 +122,12 @@ def table_hdu(ffis: list[FFIInfo]) -> fits.BinTableHDU:
         if key not in _STRUCTURAL:
             hdu.header[key] = comment
     return hdu
+
+
+def _text(header: fits.Header, key: str) -> str:
+    """A header value as text; commentary keys give all their cards joined by newlines."""
+    value = header.get(key, "")
+    return str(value)
 
 
 def _as_float(value: object) -> float:

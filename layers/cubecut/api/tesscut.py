@@ -1,0 +1,191 @@
+"""The TESScut web protocol: request parameters in, TESScut-shaped answers out (pure).
+
+Clients (``astroquery.mast.Tesscut``, ``lightkurve``, plain ``requests``) send the
+parameters as a query string (GET) or a form (POST); keys may repeat. This module turns
+them into validated requests or a :class:`TesscutRequestError` whose message becomes
+TESScut's ``400 {"msg": ...}``.
+
+Accepted forms, matching what the clients send:
+
+* ``ra``, ``dec``: decimal degrees (ICRS), ``0 <= ra <= 360``, ``-90 <= dec <= 90``.
+* ``radius``: a number in degrees, or a number with a unit (``0m``, ``30s``, ``1d``,
+  ``3px`` at 21 arcsec per pixel, ``5 arcmin``); default 0.
+* ``x``, ``y``: cutout size (columns, rows); ``y`` defaults to ``x``; ``units`` is ``px``
+  (default), ``arcsec``/``s``, ``arcmin``/``m`` or ``deg``/``d``.
+* ``sector``: absent (all), repeated (``sector=1&sector=2``), comma-separated, or a
+  list literal (``sector=[28, 68]``, what ``Tesscut.download_cutouts`` sends).
+* ``product``: ``SPOC`` (default) or ``TICA``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import astropy.units as u
+from astropy.coordinates import Angle, SkyCoord
+
+from ..errors import InputError
+
+API_PREFIX = "/tesscut/api/v0.1"
+#: Largest cone radius for a sector query (TESS's whole field is 24 x 96 deg).
+MAX_RADIUS_DEG = 30.0
+_UNITS = {"px": u.pixel, "pix": u.pixel, "pixel": u.pixel, "pixels": u.pixel,
+          "arcsec": u.arcsec, "s": u.arcsec, "arcmin": u.arcmin, "m": u.arcmin,
+          "deg": u.deg, "d": u.deg, "degree": u.deg, "degrees": u.deg}
+_ANGLE_SUFFIX = re.compile(r"^\s*([-+0-9.eE]+)\s*(d|m|s|px)\s*$")
+#: TESScut converts a radius in pixels with TESS's nominal 21 arcsec per pixel.
+TESS_PIXEL_DEG = 21.0 / 3600
+_PRODUCTS = ("SPOC", "TICA")
+
+Params = Mapping[str, Sequence[str]]
+
+
+class TesscutRequestError(InputError):
+    """A request TESScut would answer with ``400 {"msg": ...}``."""
+
+
+def _one(params: Params, key: str, default: str | None = None) -> str | None:
+    values = params.get(key) or []
+    if len(values) > 1:
+        raise TesscutRequestError(f"'{key}' given {len(values)} times; give it once")
+    return values[0] if values else default
+
+
+def _number(text: str | None, key: str) -> float:
+    if text is None or text.strip() == "":
+        raise TesscutRequestError(f"'{key}' is required")
+    try:
+        value = float(text)
+    except ValueError:
+        raise TesscutRequestError(f"'{key}' must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise TesscutRequestError(f"'{key}' must be finite, got {text!r}")
+    return value
+
+
+def parse_position(params: Params) -> SkyCoord:
+    """``ra``/``dec`` in degrees → SkyCoord, range-checked."""
+    ra, dec = _number(_one(params, "ra"), "ra"), _number(_one(params, "dec"), "dec")
+    if not 0.0 <= ra <= 360.0:
+        raise TesscutRequestError(f"ra must be within [0, 360] degrees, got {ra}")
+    if not -90.0 <= dec <= 90.0:
+        raise TesscutRequestError(f"dec must be within [-90, 90] degrees, got {dec}")
+    return SkyCoord(ra % 360.0, dec, unit="deg")
+
+
+def parse_radius(text: str | None) -> float:
+    """A cone radius in degrees from TESScut's notations."""
+    if text is None or text.strip() == "":
+        return 0.0
+    match = _ANGLE_SUFFIX.match(text)
+    try:
+        if match:
+            value = float(match.group(1)) * {"d": 1.0, "m": 1 / 60, "s": 1 / 3600, "px": TESS_PIXEL_DEG}[match.group(2)]
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                value = Angle(text).deg
+    except (ValueError, u.UnitsError):
+        raise TesscutRequestError(f"radius {text!r} is not an angle") from None
+    if not math.isfinite(value) or value < 0 or value > MAX_RADIUS_DEG:
+        raise TesscutRequestError(f"radius must be between 0 and {MAX_RADIUS_DEG} degrees, got {text!r}")
+    return float(value)
+
+
+def parse_product(params: Params) -> str:
+    product = (_one(params, "product", "SPOC") or "SPOC").strip().upper()
+    if product not in _PRODUCTS:
+        raise TesscutRequestError(f"product must be one of {', '.join(_PRODUCTS)}, got {product!r}")
+    return product
+
+
+def parse_sectors(params: Params) -> frozenset[int] | None:
+    """The requested sectors, or None for all."""
+    values = [v for v in params.get("sector", []) if v.strip() != ""]
+    if not values:
+        return None
+    sectors: set[int] = set()
+    for value in values:
+        for token in re.split(r"[,\s]+", value.strip().strip("[]()")):
+            if not token:
+                continue
+            try:
+                sector = int(token)
+            except ValueError:
+                raise TesscutRequestError(f"sector must be a whole number or a list of them, got {value!r}") from None
+            if not 1 <= sector <= 9999:
+                raise TesscutRequestError(f"sector {sector} is out of range")
+            sectors.add(sector)
+    if not sectors:
+        raise TesscutRequestError(f"no sector in {values!r}")
+    return frozenset(sectors)
+
+
+def parse_size(params: Params) -> tuple[int | u.Quantity, int | u.Quantity]:
+    """``(x, y)`` = (columns, rows): whole pixels, or angles as Quantities."""
+    unit_text = (_one(params, "units", "px") or "px").strip().lower()
+    if unit_text not in _UNITS:
+        raise TesscutRequestError(f"units must be one of px, arcsec, arcmin, deg; got {unit_text!r}")
+    unit = _UNITS[unit_text]
+    x_text = _one(params, "x")
+    x = _number(x_text if x_text is not None else "5", "x")
+    y_text = _one(params, "y")
+    y = _number(y_text, "y") if y_text is not None else x
+    if x <= 0 or y <= 0:
+        raise TesscutRequestError(f"cutout size must be positive, got x={x}, y={y}")
+    if unit is u.pixel:
+        if x != round(x) or y != round(y):
+            raise TesscutRequestError(f"pixel sizes must be whole numbers, got x={x}, y={y}")
+        return int(x), int(y)
+    return x * unit, y * unit
+
+
+@dataclass(frozen=True)
+class SectorRequest:
+    coord: SkyCoord
+    radius_deg: float
+    product: str
+
+
+@dataclass(frozen=True)
+class CutoutRequest:
+    coord: SkyCoord
+    size: tuple[int | u.Quantity, int | u.Quantity]
+    sectors: frozenset[int] | None
+    product: str
+
+    def normalised(self) -> dict:
+        """A canonical form of the request, for result caching."""
+        size = [s if isinstance(s, int) else f"{s.to_value(u.deg):.10g}deg" for s in self.size]
+        return {"ra": round(self.coord.ra.deg, 7), "dec": round(self.coord.dec.deg, 7), "size": size,
+                "sectors": sorted(self.sectors) if self.sectors else None, "product": self.product}
+
+    def cache_key(self, cube_etags: Sequence[str]) -> str:
+        """Changes whenever the request or any cube it reads changes."""
+        text = json.dumps({"request": self.normalised(), "cubes": sorted(cube_etags)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_sector_request(params: Params) -> SectorRequest:
+    return SectorRequest(parse_position(params), parse_radius(_one(params, "radius")), parse_product(params))
+
+
+def parse_cutout_request(params: Params) -> CutoutRequest:
+    return CutoutRequest(parse_position(params), parse_size(params), parse_sectors(params), parse_product(params))
+
+
+def sector_entry(sector: int, camera: int, ccd: int, product: str = "SPOC") -> dict[str, str]:
+    """One element of the ``results`` list of the ``sector`` endpoint."""
+    prefix = "tica" if product == "TICA" else "tess"
+    return {"sectorName": f"{prefix}-s{sector:04d}-{camera}-{ccd}", "sector": f"{sector:04d}",
+            "camera": str(camera), "ccd": str(ccd)}
+
+
+def member_name(sector_name: str, ra: float, dec: float, nx: int, ny: int) -> str:
+    """TESScut's zip member name, e.g. ``tess-s0001-4-2_84.291188_-80.469120_35x45_astrocut.fits``."""
+    return f"{sector_name}_{ra:.6f}_{dec:.6f}_{nx}x{ny}_astrocut.fits"
