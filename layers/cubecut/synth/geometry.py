@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from numpy.polynomial.polynomial import polyval2d
 from astropy.wcs import WCS
+from numpy.polynomial.polynomial import polyval2d
 
 from ..errors import InputError
 
@@ -30,6 +30,9 @@ FFI_SHAPE: tuple[int, int] = (2078, 2136)
 #: 0-based [start, stop) of the rows and columns that see the sky.
 SCIENCE_ROWS: tuple[int, int] = (0, 2048)
 SCIENCE_COLS: tuple[int, int] = (44, 2092)
+
+#: A header card: (keyword, value, comment).
+Card = tuple[str, object, str]
 
 
 def crop_shape(shape: tuple[int, int] | None) -> tuple[int, int]:
@@ -60,7 +63,7 @@ def sector_wcs(sector: int, camera: int, ccd: int) -> WCS:
     """
     if camera not in (1, 2, 3, 4) or ccd not in (1, 2, 3, 4):
         raise InputError(f"camera and ccd must be 1-4, got camera={camera}, ccd={ccd}")
-    import tesswcs
+    import tesswcs  # here, not at module level: importing tesswcs takes seconds
 
     tess_log = logging.getLogger("tesswcs")
     level = tess_log.level
@@ -73,9 +76,9 @@ def sector_wcs(sector: int, camera: int, ccd: int) -> WCS:
         tess_log.setLevel(level)
 
 
-def _sip_cards(prefix: str, coeffs: np.ndarray, order: int) -> list[tuple[str, float, str]]:
+def _sip_cards(prefix: str, coeffs: np.ndarray, order: int) -> list[Card]:
     """``{prefix}_ORDER`` and the non-zero ``{prefix}_p_q`` coefficients (u**p * v**q)."""
-    cards: list[tuple[str, object, str]] = [
+    cards: list[Card] = [
         (f"{prefix}_ORDER", int(order), f"polynomial order, axis {1 if prefix in ('A', 'AP') else 2}")
     ]
     for p in range(order + 1):
@@ -100,7 +103,7 @@ def _sip_dmax(wcs: WCS) -> tuple[float, float]:
     )
 
 
-def wcs_cards(wcs: WCS) -> list[tuple[str, object, str]]:
+def wcs_cards(wcs: WCS) -> list[Card]:
     """Header cards ``(keyword, value, comment)`` for a celestial TAN-SIP WCS, SPOC style.
 
     The linear part is written as a CD matrix (CD_ij = CDELT_i * PC_ij); CRPIX stays 1-based
@@ -108,7 +111,7 @@ def wcs_cards(wcs: WCS) -> list[tuple[str, object, str]]:
     """
     cd = wcs.wcs.cdelt[:, None] * wcs.wcs.get_pc()
     ctype = list(wcs.wcs.ctype)
-    cards: list[tuple[str, object, str]] = [
+    cards: list[Card] = [
         ("CTYPE1", ctype[0], "Gnomonic projection + SIP distortions"),
         ("CTYPE2", ctype[1], "Gnomonic projection + SIP distortions"),
         ("CRVAL1", float(wcs.wcs.crval[0]), "RA at CRPIX1, CRPIX2"),

@@ -102,7 +102,7 @@ def generator(seed: int, sector: Sector, stream: int, *extra: int) -> np.random.
 
 def load_sector(sector: int, camera: int, ccd: int) -> Sector:
     """Collect the pointing (tesswcs pointings table) and WCS of one sector/camera/CCD."""
-    from tesswcs import pointings
+    from tesswcs import pointings  # here, not at module level: importing tesswcs takes seconds
 
     rows = pointings[np.asarray(pointings["Sector"]) == int(sector)]
     if len(rows) == 0:

@@ -11,6 +11,7 @@ box-shaped transits (see ``variability``).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 from astropy.coordinates import SkyCoord
@@ -104,8 +105,8 @@ def draw_stars(sector: Sector, seed: int) -> Stars:
     amplitude = np.where(is_sine, 0.002 * 25 ** u_amp, 0.003 * 10 ** u_amp)
     duration = np.where(is_transit, (1.5 + 3.5 * u_dur) / 24.0, 0.0)
     epoch = sector.start + u_phase * period
-    zero = ~(is_sine | is_transit)
-    period[zero] = amplitude[zero] = epoch[zero] = 0.0
+    constant = kind == NONE
+    period[constant] = amplitude[constant] = epoch[constant] = 0.0
     return Stars(x, y, tmag, flux, kind, period, amplitude, epoch, duration)
 
 
@@ -119,9 +120,9 @@ def catalog_table(stars: Stars, sector: Sector, seed: int, shape: tuple[int, int
             "col": stars.x,
             "row": stars.y,
             "flux": stars.flux,
-            "tmag": stars.tmag,
             "variable": stars.kind != NONE,
-            "var_type": np.array([KIND_NAMES[k] for k in stars.kind], dtype="U7"),
+            "tmag": stars.tmag,
+            "var_type": np.array([KIND_NAMES[k] for k in sorted(KIND_NAMES)])[stars.kind],
             "period": stars.period,
             "amplitude": stars.amplitude,
             "epoch": stars.epoch,
@@ -143,12 +144,31 @@ def catalog_table(stars: Stars, sector: Sector, seed: int, shape: tuple[int, int
     return table
 
 
+def write_catalog(table: Table, path: Path) -> None:
+    """Write a ``catalog_table`` as ECSV, fast: astropy writes the header (units, meta, types)
+    and the rows are formatted here (astropy's ECSV writer needs seconds per 100k rows).
+    Floats keep 17 significant digits, so reading the file back gives the same numbers;
+    strings must be non-empty words (an empty string would read back as masked)."""
+    with open(path, "w", encoding="utf-8") as out:
+        table[:0].write(out, format="ascii.ecsv")
+        formats = []
+        for name in table.colnames:
+            kind = table[name].dtype.kind
+            formats.append("%.17g" if kind == "f" else "%s")
+        row_format = " ".join(formats) + "\n"
+        columns = [
+            np.where(table[name], "True", "False") if table[name].dtype.kind == "b" else np.asarray(table[name])
+            for name in table.colnames
+        ]
+        out.writelines(row_format % row for row in zip(*columns))
+
+
 def star_catalog(*, sector: int, camera: int, ccd: int, shape: tuple[int, int] | None = None,
                  seed: int = 0) -> Table:
     """The stars injected into the FFIs of ``make_sector`` with the same arguments.
 
     Columns: ra, dec (deg, ICRS, through the header WCS); col, row (0-based FFI pixel
-    coordinates of the PSF centre); flux (e-/s); tmag; variable (bool); var_type ('', 'sine',
+    coordinates of the PSF centre); flux (e-/s); variable (bool); tmag; var_type ('none', 'sine',
     'transit'); period (d); amplitude (fraction); epoch (BTJD); duration (d, transits).
     Only stars whose nearest pixel lies inside the crop rows [0, rows) x cols [0, cols) are
     listed. Deterministic for the arguments.

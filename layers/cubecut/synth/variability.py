@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 NONE, SINE, TRANSIT = 0, 1, 2
-KIND_NAMES = {NONE: "", SINE: "sine", TRANSIT: "transit"}
+KIND_NAMES = {NONE: "none", SINE: "sine", TRANSIT: "transit"}
 
 
 def relative_flux(kind: np.ndarray, period: np.ndarray, amplitude: np.ndarray,
