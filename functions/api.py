@@ -30,6 +30,8 @@ from cubecut.errors import InputError, ObjectNotFoundError
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace="cubecut")
+# Routes return powertools Response objects; they carry no return annotation because the
+# OpenAPI validation middleware would try to build a pydantic schema for Response.
 app = APIGatewayHttpResolver(enable_validation=True)
 app.enable_swagger(path="/swagger", title="cubecut", description="TESS FFI cutouts, TESScut-compatible")
 TESSCUT = tesscut.API_PREFIX
@@ -75,7 +77,7 @@ def _tesscut_error(exc: Exception) -> Response:
 
 
 @app.route(f"{TESSCUT}/sector", method=["GET", "POST"])
-def tesscut_sector() -> Response:
+def tesscut_sector():
     try:
         return _json(200, service().sectors(tesscut.parse_sector_request(params())))
     except (InputError, ServiceBusyError) as exc:
@@ -83,7 +85,7 @@ def tesscut_sector() -> Response:
 
 
 @app.route(f"{TESSCUT}/astrocut", method=["GET", "POST"])
-def tesscut_astrocut() -> Response:
+def tesscut_astrocut():
     try:
         delivery = service().astrocut(tesscut.parse_cutout_request(params()))
     except (InputError, ServiceBusyError) as exc:
@@ -101,7 +103,7 @@ def tesscut_astrocut() -> Response:
 
 
 @app.get(f"{TESSCUT}/ffi_wcs")
-def tesscut_ffi_wcs() -> Response:
+def tesscut_ffi_wcs():
     try:
         header = v1.ffi_wcs(service().catalog, params())
     except InputError as exc:
@@ -111,12 +113,12 @@ def tesscut_ffi_wcs() -> Response:
 
 @app.get(f"{TESSCUT}/cubes")
 @app.get("/v1/cubes")
-def cubes() -> Response:
+def cubes():
     return _json(200, {"cubes": v1.describe_cubes(service().catalog)})
 
 
 @app.post("/v1/cutouts")
-def cutouts() -> Response:
+def cutouts():
     try:
         body = json.loads(app.current_event.decoded_body or "{}")
         answer = v1.make_cutout(service(), body, presign_expiry())
@@ -131,7 +133,7 @@ def cutouts() -> Response:
 
 
 @app.get("/health")
-def health() -> Response:
+def health():
     return _json(200, {"status": "ok"})
 
 

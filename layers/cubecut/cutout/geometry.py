@@ -26,7 +26,7 @@ MAX_CUTOUT_PIXELS = 1000
 
 SizeElement = Union[int, float, u.Quantity]
 SizeInput = Union[SizeElement, Sequence[SizeElement], np.ndarray]
-CoordInput = Union[SkyCoord, str, Sequence[str]]
+CoordInput = Union[SkyCoord, str, Sequence[Union[SkyCoord, str]]]
 
 
 @dataclass(frozen=True)
@@ -67,26 +67,35 @@ def ffi_wcs(index: CubeIndex) -> WCS:
         return WCS(index.wcs_fits_header(), relax=True)
 
 
+def cutout_wcs(wcs: WCS, box: Box) -> WCS:
+    """The FFI WCS (SIP kept) moved so that pixel (0, 0) is the box's first pixel (as astrocut)."""
+    header = wcs.to_header(relax=True)
+    header["CRPIX1"] -= box.x0
+    header["CRPIX2"] -= box.y0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header, relax=True)
+
+
 def parse_coordinates(coordinates: CoordInput) -> list[SkyCoord]:
-    """Scalar ICRS SkyCoords from a SkyCoord (scalar or array) or ``"ra dec"`` string(s) in degrees.
+    """Scalar ICRS SkyCoords from a SkyCoord (scalar or array), a list of SkyCoords, or
+    ``"ra dec"`` string(s) in degrees.
 
     Raises CoordinateError for unparseable, non-finite or out-of-range positions.
     """
-    if isinstance(coordinates, SkyCoord):
-        coords = coordinates
-    else:
-        texts = [coordinates] if isinstance(coordinates, str) else list(coordinates)
-        if not texts or not all(isinstance(t, str) for t in texts):
-            raise CoordinateError(f"coordinates must be a SkyCoord or 'ra dec' strings, got {coordinates!r}")
-        try:
-            coords = SkyCoord(texts, unit="deg")
-        except (ValueError, TypeError, u.UnitsError) as exc:
-            raise CoordinateError(f"cannot parse coordinates {coordinates!r}: {exc}") from None
+    items = [coordinates] if isinstance(coordinates, (str, SkyCoord)) else coordinates
+    if not isinstance(items, (list, tuple)) or not items:
+        raise CoordinateError(f"coordinates must be SkyCoords or 'ra dec' strings, got {coordinates!r}")
     try:
-        coords = coords.icrs
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise CoordinateError(f"cannot convert {coordinates!r} to ICRS: {exc}") from None
-    coords = coords.reshape(-1) if coords.isscalar is False else coords.reshape(1)
+        if all(isinstance(item, SkyCoord) for item in items):
+            coords = items[0] if len(items) == 1 else SkyCoord(items)
+        elif all(isinstance(item, str) for item in items):
+            coords = SkyCoord(list(items), unit="deg")
+        else:
+            raise CoordinateError(f"coordinates must be SkyCoords or 'ra dec' strings, got {coordinates!r}")
+        coords = coords.icrs.reshape(-1)
+    except (ValueError, TypeError, AttributeError, u.UnitsError) as exc:
+        raise CoordinateError(f"cannot use coordinates {coordinates!r}: {exc}") from None
     if len(coords) == 0:
         raise CoordinateError("no coordinates given")
     ra, dec = coords.ra.deg, coords.dec.deg
@@ -136,10 +145,11 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
                image_shape: tuple[int, int] | None = None, cube_name: str = "the cube") -> Box:
     """The cutout box around ``coord``, computed exactly as astrocut 1.3.0 does.
 
-    The target's 0-based pixel position ``c`` comes from ``wcs.world_to_pixel`` (SIP
-    included); per axis the box is ``[round(c - s/2), round(c + s/2))`` with numpy's
-    round-half-even, where ``s`` is the extent in pixels (angles divided by the WCS pixel
-    scale). Both ends are rounded, so when ``c - s/2`` is exactly a half-integer the width
+    The target's 0-based pixel position ``c`` comes from ``coord.to_pixel(wcs)`` (SIP
+    included; the same numbers as ``wcs.world_to_pixel``, but a position where the SIP
+    inversion does not converge raises instead of returning a guess). Per axis the box is
+    ``[round(c - s/2), round(c + s/2))`` with numpy's round-half-even, where ``s`` is the
+    extent in pixels (angles divided by the WCS pixel scale). Both ends are rounded, so when ``c - s/2`` is exactly a half-integer the width
     is ``s ± 1``; a box that rounds to zero width becomes the pixel containing ``c``.
 
     Args:
@@ -153,27 +163,29 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
     """
     extents = parse_size(size)
     where = f"({coord.ra.deg:.6f}, {coord.dec.deg:.6f})"
+    converged = True
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="All-NaN slice encountered")
-            center = [float(v) for v in wcs.world_to_pixel(coord)]
+            center = [float(v) for v in coord.to_pixel(wcs, origin=0, mode="all")]
     except NoConvergence as exc:
-        best = np.asarray(exc.best_solution).ravel()
-        raise OutsideCubeError(f"{where} is not on {cube_name}: its pixel position does not converge "
-                               f"(last estimate x={best[0]:.1f}, y={best[1]:.1f}, 0-based)") from None
+        center, converged = [float(v) for v in np.ravel(exc.best_solution)[:2]], False
     if not all(math.isfinite(c) for c in center):
         raise OutsideCubeError(f"{where} is not on {cube_name}: it does not project onto the image plane")
+    if not converged:
+        raise OutsideCubeError(f"{where} is not on {cube_name}: its pixel position does not converge "
+                               f"(last estimate x={center[0]:.1f}, y={center[1]:.1f}, 0-based)")
 
     lims = []
-    for axis, (c, extent) in enumerate(zip(center, extents)):
+    for axis, (c, extent, name) in enumerate(zip(center, extents, ("x (columns)", "y (rows)"))):
         half = _extent_pixels(extent, wcs, axis) / 2
         lo, hi = int(np.round(c - half)), int(np.round(c + half))
         if lo == hi:
             lo = int(np.floor(c))
             hi = lo + 1
         if hi - lo > MAX_CUTOUT_PIXELS:
-            raise CutoutSizeError(f"cutout of {hi - lo} pixels along axis {axis + 1} is above the "
-                                  f"limit of {MAX_CUTOUT_PIXELS}")
+            raise CutoutSizeError(f"cutout of {hi - lo} pixels along {name} is above the limit of "
+                                  f"{MAX_CUTOUT_PIXELS}")
         lims.append((lo, hi))
     (x0, x1), (y0, y1) = lims
     box = Box(x0, y0, x1 - x0, y1 - y0, (center[0], center[1]))

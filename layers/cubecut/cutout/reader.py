@@ -1,8 +1,9 @@
 """Read cutout pixels from a cube by byte range.
 
-In the cube, one FFI row ``y`` is contiguous (columns x frames x (flux, error) float32
-big-endian), so the pixels of columns ``[x0, x1)`` of that row for all frames are the one
-byte range ``row_offset(y) + [x0, x1) * nt * 8``. A cutout is one such range per row it
+In the cube, one FFI row ``y`` is contiguous (columns x frames x planes float32
+big-endian; planes = (flux, error), or flux only in 1-plane TICA cubes), so the pixels of
+columns ``[x0, x1)`` of that row for all frames are the one byte range
+``row_offset(y) + [x0, x1) * nt * nplanes * 4``. A cutout is one such range per row it
 needs, fetched concurrently through the source (for S3: one pooled, thread-safe boto3
 client). Several boxes on one cube share their reads: per row, overlapping or touching
 column spans are merged so that no byte is fetched twice.
@@ -40,7 +41,8 @@ def read_box(source: ByteSource, index: CubeIndex, box: Box,
              threads: Threads = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Flux and flux error of ``box``, each shaped ``(nt, ny, nx)``, float32, native byte order.
 
-    Pixels of the box outside the image are NaN. One range read per image row in the box.
+    Pixels of the box outside the image are NaN; a 1-plane (TICA) cube has error 0 on the
+    image. One range read per image row in the box.
     """
     return read_boxes(source, index, [box], threads)[0]
 
@@ -98,15 +100,15 @@ def _merged_spans(index: CubeIndex, boxes: Sequence[Box]) -> list[_Span]:
 
 
 def _read_span(source: ByteSource, index: CubeIndex, span: _Span) -> np.ndarray:
-    """The span's values as a big-endian float32 array shaped ``(x1 - x0, nt, 2)``."""
-    per_column = index.nt * 8
+    """The span's values as a big-endian float32 array shaped ``(x1 - x0, nt, nplanes)``."""
+    per_column = index.nt * index.nplanes * 4
     start = index.row_offset(span.y) + span.x0 * per_column
     stop = start + (span.x1 - span.x0) * per_column
     data = source.read(start, stop)
     if len(data) != stop - start:
         raise NotACubeError(f"{source.location.url}: truncated: bytes [{start}, {stop}) of row "
                             f"{span.y} returned {len(data)} bytes")
-    return np.frombuffer(data, dtype=">f4").reshape(span.x1 - span.x0, index.nt, 2)
+    return np.frombuffer(data, dtype=">f4").reshape(span.x1 - span.x0, index.nt, index.nplanes)
 
 
 def _assemble(index: CubeIndex, box: Box,
@@ -118,9 +120,9 @@ def _assemble(index: CubeIndex, box: Box,
         return flux, flux_err
     for y in range(part.y0, part.y1):
         span, chunk = next((s, c) for s, c in by_row[y] if s.x0 <= part.x0 and part.x1 <= s.x1)
-        values = chunk[part.x0 - span.x0:part.x1 - span.x0]  # (columns, nt, 2)
+        values = chunk[part.x0 - span.x0:part.x1 - span.x0]  # (columns, nt, nplanes)
         row = y - box.y0
         cols = slice(part.x0 - box.x0, part.x1 - box.x0)
         flux[:, row, cols] = values[:, :, 0].T
-        flux_err[:, row, cols] = values[:, :, 1].T
+        flux_err[:, row, cols] = values[:, :, 1].T if index.nplanes > 1 else 0.0
     return flux, flux_err

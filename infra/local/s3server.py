@@ -1,0 +1,160 @@
+"""A local S3 (and SQS) endpoint on 127.0.0.1, with S3 event notifications delivered to SQS.
+
+:class:`LocalS3` runs moto's server mode (``ThreadedMotoServer``), which speaks the real
+S3 and SQS HTTP APIs to boto3 and s3fs. S3 → Lambda notifications would need Docker in
+moto, so events are routed S3 → SQS (which moto does emulate) and :meth:`LocalS3.poll_events`
+hands them out as the ``{"Records": [...]}`` event that S3 sends to a Lambda function.
+
+What moto 5.x does not emulate, measured against moto 5.2.5 (keep these in mind when a
+local run passes):
+
+* Event records lack ``userIdentity``, ``requestParameters``, ``responseElements``,
+  ``s3.bucket.ownerIdentity`` and ``s3.object.sequencer``; :meth:`LocalS3.poll_events`
+  fills them in (principals ``AWS:LOCAL``/``LOCAL``, source IP 127.0.0.1, random request
+  ids, and a sequencer that increases per record). Versioned buckets' ``versionId`` is not added.
+* moto announces a completed multipart upload twice, as ``ObjectCreated:Put`` and then
+  ``ObjectCreated:CompleteMultipartUpload``; S3 sends only the latter.
+  :meth:`LocalS3.poll_events` drops the extra ``Put`` (recognised by its multipart ETag,
+  ``<md5>-<parts>``, which no single PUT produces).
+* moto URL-encodes the whole key in a record, ``/`` included (``ingest%2Fa+b.json``);
+  S3 keeps the slashes (``ingest/a+b.json``). :meth:`LocalS3.poll_events` re-encodes the
+  key the S3 way; both decode to the same key with ``urllib.parse.unquote_plus``.
+* Delivery is synchronous and exactly once, in order. Real S3 delivers asynchronously
+  and at least once (duplicates and reordering happen), so handlers must be idempotent
+  and compare ``sequencer`` values for the same key.
+* PutBucketNotificationConfiguration does not check that the queue exists or that its
+  policy lets S3 send to it (AWS rejects the configuration then), nor does it reject
+  overlapping prefix/suffix filters for the same event type (AWS does). Failed
+  deliveries are dropped silently.
+* State is per process: every moto server started in one Python process (including
+  several :class:`LocalS3` objects) serves the same buckets and queues.
+* S3: a multipart Complete accepts parts out of order (AWS rejects), parts above 5 GiB
+  are not refused, presigned URL signatures and expiry are not checked, and range GETs
+  cost time proportional to the object size (see docs: keep test objects small).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import json
+import secrets
+import threading
+import time
+from typing import Any
+from urllib.parse import quote_plus, unquote_plus
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+__all__ = ["LocalS3"]
+
+_DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+class LocalS3:
+    """moto's S3/SQS server on ``host``:``port`` (0 picks a free port); started on creation.
+
+    Clients from :meth:`client` use dummy credentials and ``region``; other code reaches
+    the server through :attr:`endpoint` (e.g. ``AWS_ENDPOINT_URL``).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, region: str = "us-east-1") -> None:
+        self.region = region
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._server.start()
+        bound_host, bound_port = self._server.get_host_and_port()
+        self.endpoint = f"http://{bound_host}:{bound_port}"
+        self._sequencer = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def client(self, service: str = "s3") -> Any:
+        """A boto3 client for ``service`` ("s3" or "sqs") bound to this server."""
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=self.region, **_DUMMY_CREDENTIALS)
+
+    def create_bucket(self, name: str) -> str:
+        """Create a bucket (in :attr:`region`) and return its name."""
+        self.client("s3").create_bucket(Bucket=name)
+        return name
+
+    def enable_notifications(self, bucket: str, prefix: str = "", suffix: str = "") -> str:
+        """Send ``s3:ObjectCreated:*`` events for keys with ``prefix``/``suffix`` to a new queue.
+
+        The queue gets the policy AWS requires (S3 may send from this bucket only) and the
+        rule is added to the bucket's existing notification configuration. Returns the
+        queue URL for :meth:`poll_events`.
+        """
+        sqs, s3 = self.client("sqs"), self.client("s3")
+        queue_url = sqs.create_queue(QueueName=f"{bucket}-events-{secrets.token_hex(4)}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": queue_arn, "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
+        }]}
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
+        rules = [{"Name": name, "Value": value} for name, value in (("prefix", prefix), ("suffix", suffix)) if value]
+        queue_config: dict[str, Any] = {"Id": f"cubecut-{secrets.token_hex(4)}", "QueueArn": queue_arn,
+                                        "Events": ["s3:ObjectCreated:*"]}
+        if rules:
+            queue_config["Filter"] = {"Key": {"FilterRules": rules}}
+        config = s3.get_bucket_notification_configuration(Bucket=bucket)
+        config.pop("ResponseMetadata", None)
+        config.setdefault("QueueConfigurations", []).append(queue_config)
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+        return queue_url
+
+    def poll_events(self, queue_url: str, wait: float = 0.0) -> list[dict[str, Any]]:
+        """Take the S3 events waiting on ``queue_url`` (waiting up to ``wait`` s for the first).
+
+        Returns one ``{"Records": [...]}`` event per message, in the shape Lambda receives
+        from S3, and deletes the messages. ``s3:TestEvent`` messages (sent when a
+        notification configuration is saved, by AWS and moto alike) are dropped.
+        """
+        sqs = self.client("sqs")
+        deadline = time.monotonic() + wait
+        events: list[dict[str, Any]] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                           WaitTimeSeconds=max(0, min(20, int(remaining))) if not events else 0)
+            messages = response.get("Messages", [])
+            for message in messages:
+                body = json.loads(message["Body"])
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                records = [self._complete(record) for record in body.get("Records", [])
+                           if not _is_moto_duplicate(record)]
+                if records:
+                    events.append({"Records": records})
+            if not messages:
+                if events or time.monotonic() >= deadline:
+                    return events
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def _complete(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Add the fields of a real S3 event record that moto leaves out."""
+        with self._lock:
+            sequence = next(self._sequencer)
+        record.setdefault("userIdentity", {"principalId": "AWS:LOCAL"})
+        record.setdefault("requestParameters", {"sourceIPAddress": "127.0.0.1"})
+        record.setdefault("responseElements", {"x-amz-request-id": secrets.token_hex(8).upper(),
+                                               "x-amz-id-2": secrets.token_urlsafe(48)})
+        record["s3"]["bucket"].setdefault("ownerIdentity", {"principalId": "LOCAL"})
+        s3_object = record["s3"]["object"]
+        s3_object["key"] = quote_plus(unquote_plus(s3_object["key"]), safe="/")
+        s3_object.setdefault("sequencer", f"{sequence:016X}")
+        return record
+
+    def stop(self) -> None:
+        """Stop the server."""
+        self._server.stop()
+
+    def __enter__(self) -> "LocalS3":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _is_moto_duplicate(record: dict[str, Any]) -> bool:
+    """moto's extra ``ObjectCreated:Put`` record for a completed multipart upload."""
+    return record.get("eventName") == "ObjectCreated:Put" and "-" in record["s3"]["object"].get("eTag", "")
