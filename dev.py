@@ -61,7 +61,9 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if command == "test":
-        args = [str(BIN / "python"), "-m", "pytest", *rest]
+        # Two workers (CI has two cores); whole files per worker so module fixtures that
+        # start a local stack or build a cube run once.
+        args = [str(BIN / "python"), "-m", "pytest", "-n", "2", "--dist", "loadfile", *rest]
     elif command == "bench":
         args = [str(BIN / "python"), str(ROOT / "benchmarks" / "run.py"), *rest]
     elif command == "cubecut":

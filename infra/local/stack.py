@@ -15,10 +15,13 @@ and prefixes) before importing them.
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from importlib import resources as package_files
+from pathlib import Path
 from typing import Any, Callable
 
 from .apigw import ApiGatewayServer
@@ -34,6 +37,7 @@ RESULTS_PREFIX = "results/"
 #: (logical name, handler attribute, memory MB, timeout s) as in template.yaml.
 INGEST_FUNCTIONS = (("Plan", "plan_handler", 1024, 300), ("Block", "block_handler", 1769, 900),
                     ("Finalize", "finalize_handler", 512, 300), ("Abort", "abort_handler", 256, 60))
+CUTOUT_FUNCTIONS = (("Cutout", "cutout_handler", 1769, 120), ("Zip", "zip_handler", 1769, 300))
 
 
 def _lambda(name: str, handler: Handler, memory_mb: int, timeout_s: float) -> Handler:
@@ -64,8 +68,11 @@ class LocalStack:
     api: ApiGatewayServer | None = field(default=None, init=False)
     api_url: str = field(default="", init=False)
     state_machine_arn: str = field(default="", init=False)
+    cutouts_state_machine_arn: str = field(default="", init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _pump: threading.Thread | None = field(default=None, init=False)
+    _finished: list = field(default_factory=list, init=False)
+    _saved_environment: dict = field(default_factory=dict, init=False)
 
     @property
     def cube_root(self) -> str:
@@ -80,7 +87,7 @@ class LocalStack:
     def start(self) -> "LocalStack":
         self.s3 = LocalS3(port=self.s3_port)
         self.sfn = LocalStepFunctions()
-        os.environ.update({
+        self._set_environment({
             "AWS_ENDPOINT_URL": self.s3.endpoint, "AWS_ENDPOINT_URL_SFN": self.sfn.endpoint,
             "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
             "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -90,13 +97,14 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_SERVICE_NAME": "cubecut", "POWERTOOLS_LOG_LEVEL": os.environ.get("CUBECUT_LOG_LEVEL", "WARNING"),
         })
-        from cubecut.storage import _client
-
-        _client.cache_clear()  # pick up the new endpoint
         self.s3.create_bucket(self.bucket)
         queue = self.s3.enable_notifications(self.bucket, prefix=INGEST_PREFIX, suffix="manifest.json")
-        self.state_machine_arn = self._register_ingest()
-        os.environ["STATE_MACHINE_ARN"] = self.state_machine_arn
+        from cubecut_functions import cutouts, ingest
+
+        self.state_machine_arn = self._register("ingest", ingest, INGEST_FUNCTIONS)
+        self.cutouts_state_machine_arn = self._register("cutouts", cutouts, CUTOUT_FUNCTIONS)
+        self._set_environment({"STATE_MACHINE_ARN": self.state_machine_arn,
+                               "CUBECUT_BULK_STATE_MACHINE_ARN": self.cutouts_state_machine_arn})
         self.sfn.start()
 
         from cubecut_functions import api, on_upload
@@ -109,20 +117,49 @@ class LocalStack:
         self._pump.start()
         return self
 
-    def _register_ingest(self) -> str:
-        from cubecut_functions import ingest
-
-        definition = package_files.files("cubecut_infra").joinpath("statemachines/ingest.asl.json").read_text()
+    def _register(self, machine: str, module: Any, functions: tuple) -> str:
+        """Register ``statemachines/<machine>.asl.json`` with ``module``'s handlers."""
+        definition = package_files.files("cubecut_infra").joinpath(f"statemachines/{machine}.asl.json").read_text()
         substitutions: dict[str, Any] = {"MaxConcurrency": self.max_concurrency}
         resources: dict[str, Handler] = {}
-        for logical, attribute, memory, timeout in INGEST_FUNCTIONS:
+        for logical, attribute, memory, timeout in functions:
             name = f"cubecut-{logical.lower()}"
             arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
             substitutions[f"{logical}FunctionArn"] = arn
-            handler = getattr(ingest, attribute)
+            handler = getattr(module, attribute)
             resources[arn] = _lambda(name, self.wrap(logical, handler) if self.wrap else handler, memory, timeout)
-        return self.sfn.register("cubecut-ingest", definition, resources, substitutions=substitutions,
+        return self.sfn.register(f"cubecut-{machine}", definition, resources, substitutions=substitutions,
                                  s3_client=self.s3.client("s3"))
+
+    def submit_ingest(self, ffis: list[Path], name: str, *, on_file: Callable[[], None] | None = None) -> str:
+        """Upload FFIs under ``ingest/<name>/`` and then their manifest, which fires the S3
+        event that starts the state machine. Returns the manifest's key."""
+        s3 = self.s3.client("s3")
+        prefix = f"{INGEST_PREFIX}{name}/"
+        for path in ffis:
+            s3.upload_file(str(path), self.bucket, prefix + path.name)
+            if on_file is not None:
+                on_file()
+        key = prefix + "manifest.json"
+        s3.put_object(Bucket=self.bucket, Key=key, Body=json.dumps({"ffis": [p.name for p in ffis]}).encode(),
+                      ContentType="application/json")
+        return key
+
+    def wait_for_execution(self, timeout: float = 600.0) -> Any:
+        """Wait for the next ingest execution to start and finish; returns its result
+        (``status``, ``output``, ``error``, ``invocations`` ...)."""
+        deadline = time.monotonic() + timeout
+        seen = {run.arn for run in self._finished}
+        while time.monotonic() < deadline:
+            fresh = [run for run in self.sfn.runs() if run.arn not in seen]
+            if fresh:
+                run = fresh[0]
+                if run.done.wait(max(0.0, deadline - time.monotonic())):
+                    self._finished.append(run)
+                    return run.result
+                break
+            time.sleep(0.1)
+        raise TimeoutError(f"no ingest execution finished within {timeout:.0f} s")
 
     def _pump_events(self, queue: str, upload: Handler) -> None:
         while not self._stop.is_set():
@@ -132,8 +169,19 @@ class LocalStack:
                 except Exception as exc:  # noqa: BLE001 - a bad manifest must not stop the pump
                     print(f"[local] on_upload failed: {type(exc).__name__}: {exc}", flush=True)
 
+    def _set_environment(self, values: dict[str, str]) -> None:
+        """Set handler configuration, remembering what was there to restore at stop."""
+        for key, value in values.items():
+            self._saved_environment.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
     def stop(self) -> None:
         self._stop.set()
+        for key, value in self._saved_environment.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         if self._pump is not None:
             self._pump.join(timeout=5)
         for part in (self.api, self.sfn, self.s3):
@@ -149,8 +197,6 @@ class LocalStack:
 
 def serve_forever(*, port: int = 0, s3_port: int = 0, bucket: str = "cubecut-local", print_env: bool = False) -> int:
     """``cubecut local up``: start the stack, print its endpoints, serve until Ctrl-C."""
-    import time
-
     stack = LocalStack(bucket=bucket, api_port=port, s3_port=s3_port).start()
     env = stack.environment()
     if print_env:

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .errors import AccessDeniedError, ObjectNotFoundError, StorageError
 
 #: Connections kept per client; threaded readers and block workers share one client.
-MAX_POOL_CONNECTIONS = 64
+MAX_POOL_CONNECTIONS = 128
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound", "NoSuchUpload"}
 _DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",

@@ -268,7 +268,10 @@ def _pixels_hdu(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarr
     frame = index.wcs_fits_header()
     for key, comment in _IMAGE_KEYWORDS.items():
         header[key] = (frame.get(key), comment)
-    header["WCS_FFI"] = (names[index.wcs_row], "FFI used for cutout WCS")
+    # A 44-character SPOC name leaves no room for the comment on the 80-byte card
+    # (astropy would truncate it with a warning, which is what astrocut's files show).
+    header["WCS_FFI"] = (names[index.wcs_row], _fitting_comment("WCS_FFI", names[index.wcs_row],
+                                                                "FFI used for cutout WCS"))
     return hdu
 
 
@@ -346,3 +349,9 @@ def _apply_inherit(hdul: fits.HDUList) -> None:
             for key, value in primary.items():
                 if key not in hdu.header and key not in _INHERIT_RESERVED:
                     hdu.header[key] = (value, primary.comments[key])
+
+
+def _fitting_comment(keyword: str, value: str, comment: str) -> str:
+    """``comment`` cut to what fits on one 80-byte card after ``keyword = 'value'``."""
+    used = len(str(fits.Card(keyword, value)).rstrip())
+    return comment[:max(0, 80 - used - 3)]

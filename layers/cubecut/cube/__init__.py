@@ -1,0 +1,1 @@
+"""The cube object: byte layout, astrocut-compatible headers and table, the index sidecar."""

@@ -1,0 +1,1 @@
+"""Ingest: FFI headers → plan → row blocks (multipart parts) → finalized cube + index."""

@@ -1,0 +1,79 @@
+"""The package definition, the Lambda layer's size, and handler import (cold start) cost."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+LAMBDA_LAYER_LIMIT = 250 * 1024 * 1024  # unzipped, function code and all layers together
+PROVIDED_BY_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+
+
+def test_every_python_package_is_listed_in_pyproject():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    roots = {name: ROOT / folder for name, folder in config["package-dir"].items()}
+    found = {name + ("." + ".".join(init.parent.relative_to(folder).parts) if init.parent != folder else "")
+             for name, folder in roots.items() for init in folder.rglob("__init__.py")}
+    assert found == listed
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """Installed distributions needed by ``requirements`` (with extras), transitively."""
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        name = req.name.lower().replace("_", "-")
+        if name in seen or name in PROVIDED_BY_RUNTIME:
+            continue
+        seen.add(name)
+        for sub in metadata.requires(req.name) or []:
+            child = Requirement(sub)
+            if child.marker is None or any(child.marker.evaluate({"extra": e}) for e in (req.extras or {""})):
+                todo.append(child)
+    return seen
+
+
+def _installed_bytes(distribution: str) -> int:
+    files = metadata.files(distribution) or []
+    return sum(f.locate().stat().st_size for f in files if f.locate().is_file())
+
+
+def test_layer_fits_lambda_limit():
+    lines = (ROOT / "layers" / "requirements.txt").read_text().splitlines()
+    requirements = [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+    closure = _closure(requirements)
+    sizes = {name: _installed_bytes(name) for name in closure}
+    package = sum(p.stat().st_size for p in (ROOT / "layers" / "cubecut").rglob("*.py"))
+    total = sum(sizes.values()) + package
+    print(f"\nlayer: {total / 2**20:.1f} MiB installed ({len(closure)} distributions); largest: " +
+          ", ".join(f"{n} {s / 2**20:.1f}" for n, s in sorted(sizes.items(), key=lambda kv: -kv[1])[:5]))
+    assert total < LAMBDA_LAYER_LIMIT
+
+
+def test_handlers_import_cold_and_report_time():
+    """Each handler module imports in a fresh interpreter (what a cold start pays)."""
+    timings = {}
+    for module in ("ingest", "on_upload", "api"):
+        code = (f"import time, json; t = time.perf_counter(); import cubecut_functions.{module}; "
+                "print(json.dumps(time.perf_counter() - t))")
+        output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                                env={"POWERTOOLS_TRACE_DISABLED": "true", "PATH": "", "AWS_DEFAULT_REGION": "us-east-1"})
+        timings[module] = json.loads(output.stdout.strip().splitlines()[-1])
+    print("\ncold import seconds: " + ", ".join(f"{m} {t:.2f}" for m, t in timings.items()))
+    assert set(timings) == {"ingest", "on_upload", "api"}
+
+
+def test_template_handlers_exist():
+    template = (ROOT / "template.yaml").read_text()
+    for module, function in re.findall(r"Handler:\s*(\w+)\.(\w+)", template):
+        source = (ROOT / "functions" / f"{module}.py").read_text()
+        assert f"def {function}(" in source, f"{module}.{function} named in template.yaml"
