@@ -1,0 +1,74 @@
+"""The ``cubecut`` command line: every command has --help; synth → ingest → cutout works."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from cubecut.synth import star_catalog
+from cubecut_infra.cli import build_parser, main
+
+COMMANDS = [["synth"], ["ingest"], ["cutout"], ["local"], ["local", "up"], ["demo"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: cubecut" in capsys.readouterr().out
+
+
+def test_synth_ingest_cutout_round_trip(tmp_path, capsys):
+    ffis = tmp_path / "ffis"
+    assert main(["synth", str(ffis), "--sector", "2", "--camera", "1", "--ccd", "2", "--frames", "6",
+                 "--shape", "48", "64", "-q"]) == 0
+    assert len(list(ffis.glob("*ffic.fits"))) == 6
+    cube = tmp_path / "cube.fits"
+    assert main(["ingest", str(ffis / "*ffic.fits"), "--out", str(cube), "-q"]) == 0
+    assert cube.exists() and Path(str(cube) + ".index.json").exists()
+    stars = star_catalog(sector=2, camera=1, ccd=2, shape=(48, 64), seed=0)
+    star = stars[(stars["col"] > 50) & (stars["row"] > 10) & (stars["row"] < 38)][0]
+    capsys.readouterr()
+    assert main(["cutout", str(cube), "--ra", str(star["ra"]), "--dec", str(star["dec"]), "--size", "5", "3",
+                 "--out", str(tmp_path / "tpfs")]) == 0
+    (printed,) = capsys.readouterr().out.split()
+    with fits.open(printed) as tpf:
+        assert tpf[1].data["FLUX"].shape == (6, 3, 5)
+        assert np.isfinite(tpf[1].data["FLUX"]).all()
+
+
+def test_errors_are_one_clear_line_and_exit_2(tmp_path, capsys):
+    assert main(["ingest", str(tmp_path / "nothing*.fits"), "--out", str(tmp_path / "c.fits"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cubecut: error:") and "Traceback" not in err
+
+
+def test_parser_rejects_bad_arguments():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["synth", "out", "--sector", "1", "--camera", "7", "--ccd", "1", "--frames", "2"])
+
+
+@pytest.mark.slow
+def test_local_up_prints_env_for_other_shells():
+    process = subprocess.Popen([sys.executable, "-m", "cubecut_infra.cli", "local", "up", "--print-env"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        lines = [process.stdout.readline().strip() for _ in range(3)]
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    assert lines[0].startswith("export AWS_ENDPOINT_URL=http://127.0.0.1:")
+    assert lines[1].startswith("export CUBECUT_API_URL=http://127.0.0.1:")
+    assert lines[2] == "export CUBECUT_CUBES=s3://cubecut-local/cubes/"
