@@ -23,6 +23,7 @@ from astropy.wcs import WCS
 from ..cube.index import INDEX_SUFFIX, CubeIndex
 from ..cutout.geometry import ffi_wcs
 from ..storage import Location, get_bytes, s3_client
+from .tesscut import sector_name
 
 #: TESS's field of view per CCD is ~12 deg across; beyond this separation from a CCD's
 #: centre a position cannot be on it (and TAN projections stop being meaningful).
@@ -39,7 +40,8 @@ class CubeEntry:
 
     @property
     def sector_name(self) -> str:
-        return self.index.sector_name
+        """TESScut's name of the cube (``tess-s0001-4-2``, or ``tica-...``)."""
+        return sector_name(self.index.sector, self.index.camera, self.index.ccd, self.index.product)
 
     @cached_property
     def wcs(self) -> WCS:

@@ -1,22 +1,33 @@
-"""The cutout service behind the HTTP API: find cubes, cut concurrently, cache, deliver.
+"""The cutout service behind the TESScut routes: find cubes, cut them concurrently, cache, deliver.
 
-Delivery: a result of at most ``inline_limit`` bytes is returned in the response body;
-a larger one is stored in S3 and answered with a presigned URL (the TESScut routes
-redirect to it with 303, which astroquery and requests follow). That keeps every
-response under API Gateway's 10 MB payload limit whatever the cutout size. Every
+One request cuts every matching cube at once (one thread per cube, each reading its rows
+by concurrent byte ranges), so a request spanning N sectors takes about as long as its
+slowest cube rather than the sum. Every cube's interval and reads are recorded in
+:class:`CubeWork` so callers can show that (the API sends them as ``Server-Timing``).
+
+Delivery: a zip of at most ``inline_limit`` bytes is returned in the response body; a
+larger one is answered with the URL of the stored object (the TESScut routes redirect to
+a presigned URL with 303, which astroquery and requests follow), keeping responses under
+Lambda's 6 MB and API Gateway's 10 MB payload limits whatever the cutout size. Every
 result is stored under ``results_prefix`` keyed by the normalised request and the ETags
 of the cubes it read, so repeating a request reads no cube bytes and a re-ingested cube
-(new ETag) can never serve a stale result.
+(new ETag) never serves a stale result.
+
+Protection: at most ``max_concurrent`` computations run at once per process (others get
+:class:`ServiceBusyError` at once, answered 503 + Retry-After, instead of queueing into
+a time-out), and one request may cover at most ``max_pixel_frames`` pixel-frames
+(:class:`RequestTooLargeError`); see docs/api.md for how the caps were chosen.
 """
 from __future__ import annotations
 
 import io
 import threading
-from contextlib import contextmanager
-from typing import Iterator
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import astropy.units as u
 from astropy.io import fits
@@ -27,18 +38,61 @@ from ..storage import Location, ReadStats, get_bytes, put_bytes, s3_client
 from .catalog import CubeCatalog, CubeEntry
 from .tesscut import CutoutRequest, SectorRequest, member_name, sector_entry
 
-#: Bodies up to this size are returned inline: base64 adds a third, and Lambda's
-#: synchronous response limit is 6 MB.
+#: Zips up to this size are returned inline: base64 adds a third, and a synchronous Lambda
+#: response is at most 6 MB (4 MiB -> 5.6 MB encoded, with room for headers).
 INLINE_LIMIT = 4 * 1024 * 1024
-#: Cube bytes one request may read (pixels x frames x 8 B summed over cubes): far above
-#: TESScut's limits, sized so one Lambda (10 GB) builds the result in memory.
-MAX_REQUEST_BYTES = 2 * 1024**3
+#: Pixels x frames one request may cut, summed over its cubes. Measured at ~60 bytes of
+#: peak memory and 0.5-1.3 us of one core per pixel-frame (read, TPF, FITS bytes, zip): 15 M
+#: is ~0.9 GB and 8-20 s on one core, inside the API function's 3008 MB and 29 s (docs/api.md).
+MAX_PIXEL_FRAMES = 15_000_000
+#: Cutout computations at once per process before answering 503.
+MAX_CONCURRENT = 4
+#: Seconds a client is told to wait when the service is busy.
+RETRY_AFTER_S = 2
 #: TESS's nominal pixel scale, to estimate the pixel size of angular cutouts.
 _TESS_PIXEL = 21.0 * u.arcsec
+#: Cubes cut at once within one request.
+_MAX_CUBE_THREADS = 8
 
 
 class ServiceBusyError(CubecutError):
     """Too many cutout computations at once in this process (answer 503 + Retry-After)."""
+
+
+class RequestTooLargeError(CutoutSizeError):
+    """The request would cut more pixel-frames than one synchronous request may."""
+
+
+class ConcurrencyLimit:
+    """At most ``capacity`` holders at once; one more is refused, never queued."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._slots = threading.BoundedSemaphore(capacity)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one slot for the ``with`` block; ServiceBusyError if none is free."""
+        if not self._slots.acquire(blocking=False):
+            raise ServiceBusyError(f"{self.capacity} cutouts are in progress; retry in {RETRY_AFTER_S} s")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+@dataclass(frozen=True)
+class CubeWork:
+    """One cube's part of a request: when it ran (seconds since the request started) and
+    the read requests/bytes it made on the cube and its sidecar."""
+
+    sector_name: str
+    start: float
+    stop: float
+    reads: int
+    bytes: int
 
 
 @dataclass
@@ -51,7 +105,17 @@ class Delivery:
     size: int = 0
     cached: bool = False
     message: str | None = None
-    reads: dict = field(default_factory=dict)
+    work: list[CubeWork] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def reads(self) -> int:
+        """Cube and sidecar read requests this request made (0 when served from the cache)."""
+        return sum(w.reads for w in self.work)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(w.bytes for w in self.work)
 
 
 def presign(url: str, expires: int, filename: str | None = None) -> str:
@@ -63,6 +127,12 @@ def presign(url: str, expires: int, filename: str | None = None) -> str:
     return s3_client().generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires))
 
 
+def hdul_bytes(hdul: fits.HDUList) -> bytes:
+    buf = io.BytesIO()
+    hdul.writeto(buf)
+    return buf.getvalue()
+
+
 def _object_size(url: str) -> int | None:
     """Size of a stored result, or None if there is none (one HEAD request)."""
     location = Location.parse(url)
@@ -72,22 +142,29 @@ def _object_size(url: str) -> int | None:
         return None
 
 
-def hdul_bytes(hdul: fits.HDUList) -> bytes:
+def _zip(members: list[tuple[str, bytes]]) -> bytes:
     buf = io.BytesIO()
-    hdul.writeto(buf)
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
     return buf.getvalue()
+
+
+def _cube_version(entry: CubeEntry) -> str:
+    """What changes when a cube is re-ingested: its ETag and its sidecar's."""
+    return f"{entry.url}|{entry.index.cube_etag}|{entry.index_etag}"
 
 
 class CutoutService:
     """Cutouts from the cubes of ``catalog``; results stored under ``results_prefix``."""
 
     def __init__(self, catalog: CubeCatalog, results_prefix: str, *, inline_limit: int = INLINE_LIMIT,
-                 max_concurrent: int = 4, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+                 max_concurrent: int = MAX_CONCURRENT, max_pixel_frames: int = MAX_PIXEL_FRAMES) -> None:
         self.catalog = catalog
         self.results_prefix = results_prefix if results_prefix.endswith("/") else results_prefix + "/"
         self.inline_limit = inline_limit
-        self.max_request_bytes = max_request_bytes
-        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self.max_pixel_frames = max_pixel_frames
+        self.limit = ConcurrencyLimit(max_concurrent)
 
     # -- TESScut ------------------------------------------------------------------------
     def sectors(self, request: SectorRequest) -> dict:
@@ -98,55 +175,62 @@ class CutoutService:
 
     def astrocut(self, request: CutoutRequest) -> Delivery:
         """The ``astrocut`` endpoint: a zip with one TPF per covering cube."""
+        started = time.monotonic()
         entries = self.catalog.covering(request.coord, 0.0, product=request.product, sectors=request.sectors)
         if not entries:
             where = f"ra={request.coord.ra.deg:.6f}, dec={request.coord.dec.deg:.6f}"
             return Delivery([], message=f"No data found for {where}" +
                             (f" in sector(s) {sorted(request.sectors)}" if request.sectors else ""))
         self._check_budget(request, entries)
-        key = request.cache_key([e.index_etag or e.index.cube_etag or e.url for e in entries])
+        key = request.cache_key([_cube_version(e) for e in entries])
         result_url = f"{self.results_prefix}tesscut/{key}.zip"
-        cached = self._cached(result_url)
-        if cached is not None:
-            return cached
-        with self._slot():
-            stats = ReadStats()
-            with ThreadPoolExecutor(max_workers=min(8, len(entries))) as pool:
-                cut = list(pool.map(lambda e: self._cut_one(e, request, stats), entries))
-            cut = [c for c in cut if c is not None]
-            if not cut:
-                return Delivery([], message="The position falls off the image of every matching cube")
-            body = _zip(cut)
-        return self._store(result_url, body, [name for name, _ in cut], stats)
+        delivery = self._cached(result_url)
+        if delivery is None:
+            with self.limit.slot():
+                delivery = self._compute(request, entries, result_url, started)
+        delivery.elapsed = time.monotonic() - started
+        return delivery
 
-    def _cut_one(self, entry: CubeEntry, request: CutoutRequest, stats: ReadStats) -> tuple[str, bytes] | None:
+    def _compute(self, request: CutoutRequest, entries: list[CubeEntry], result_url: str,
+                 started: float) -> Delivery:
+        with ThreadPoolExecutor(max_workers=min(_MAX_CUBE_THREADS, len(entries)),
+                                thread_name_prefix="cubecut-cube") as pool:
+            done = list(pool.map(lambda e: self._cut_one(e, request, started), entries))
+        cut = [member for member, _ in done if member is not None]
+        work = [w for _, w in done]
+        if not cut:
+            return Delivery([], message="The position falls off the image of every matching cube", work=work)
+        body = _zip(cut)
+        put_bytes(result_url, body, "application/zip")
+        inline = body if len(body) <= self.inline_limit else None
+        return Delivery([name for name, _ in cut], body=inline, url=result_url, size=len(body), work=work)
+
+    def _cut_one(self, entry: CubeEntry, request: CutoutRequest,
+                 started: float) -> tuple[tuple[str, bytes] | None, CubeWork]:
+        stats = ReadStats()
+        t0 = time.monotonic() - started
         try:
             (hdul,) = cutout(entry.url, request.coord, request.size, stats=stats)
         except OutsideCubeError:
-            return None
-        ny, nx = hdul["APERTURE"].data.shape
-        name = member_name(entry.sector_name, request.coord.ra.deg, request.coord.dec.deg, nx, ny)
-        return name, hdul_bytes(hdul)
+            member = None
+        else:
+            ny, nx = hdul["APERTURE"].data.shape
+            name = member_name(entry.sector_name, request.coord.ra.deg, request.coord.dec.deg, nx, ny)
+            member = (name, hdul_bytes(hdul))
+        work = CubeWork(entry.sector_name, t0, time.monotonic() - started, stats.requests, stats.bytes)
+        return member, work
 
     def _check_budget(self, request: CutoutRequest, entries: list[CubeEntry]) -> None:
         pixels = 1.0
         for extent in request.size:
             pixels *= extent if isinstance(extent, int) else float((extent / _TESS_PIXEL).decompose()) + 1
-        total = sum(pixels * e.index.nt * 8 for e in entries)
-        if total > self.max_request_bytes:
-            raise CutoutSizeError(f"this request would read {total / 1e9:.1f} GB of cube data; the limit is "
-                                  f"{self.max_request_bytes / 1e9:.1f} GB: ask for fewer sectors or a smaller size")
+        total = sum(pixels * e.index.nt for e in entries)
+        if total > self.max_pixel_frames:
+            raise RequestTooLargeError(
+                f"this request covers {total:.3g} pixel-frames ({len(entries)} cube(s)); one request may "
+                f"cover at most {self.max_pixel_frames:,}: ask for fewer sectors or a smaller size")
 
     # -- delivery -------------------------------------------------------------------------
-    @contextmanager
-    def _slot(self) -> Iterator[None]:
-        if not self._slots.acquire(blocking=False):
-            raise ServiceBusyError("too many cutouts in progress; retry shortly")
-        try:
-            yield
-        finally:
-            self._slots.release()
-
     def _cached(self, url: str) -> Delivery | None:
         size = _object_size(url)
         if size is None:
@@ -160,16 +244,3 @@ class CutoutService:
         with zipfile.ZipFile(io.BytesIO(body)) as archive:
             members = archive.namelist()
         return Delivery(members, body=body, url=url, size=size, cached=True)
-
-    def _store(self, url: str, body: bytes, members: list[str], stats: ReadStats) -> Delivery:
-        put_bytes(url, body, "application/zip")
-        inline = body if len(body) <= self.inline_limit else None
-        return Delivery(members, body=inline, url=url, size=len(body), reads=stats.as_dict())
-
-
-def _zip(members: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for name, data in members:
-            archive.writestr(name, data)
-    return buf.getvalue()

@@ -40,6 +40,9 @@ _ANGLE_SUFFIX = re.compile(r"^\s*([-+0-9.eE]+)\s*(d|m|s|px)\s*$")
 #: TESScut converts a radius in pixels with TESS's nominal 21 arcsec per pixel.
 TESS_PIXEL_DEG = 21.0 / 3600
 _PRODUCTS = ("SPOC", "TICA")
+#: Part of every result-cache key: bump it when the zip or TPF layout changes, so that
+#: results made by older code are never served again.
+RESULT_FORMAT = 1
 
 Params = Mapping[str, Sequence[str]]
 
@@ -90,7 +93,7 @@ def parse_radius(text: str | None) -> float:
                 value = float(text)
             except ValueError:
                 value = Angle(text).deg
-    except (ValueError, u.UnitsError):
+    except (ValueError, TypeError, ArithmeticError, u.UnitsError):
         raise TesscutRequestError(f"radius {text!r} is not an angle") from None
     if not math.isfinite(value) or value < 0 or value > MAX_RADIUS_DEG:
         raise TesscutRequestError(f"radius must be between 0 and {MAX_RADIUS_DEG} degrees, got {text!r}")
@@ -160,14 +163,17 @@ class CutoutRequest:
     product: str
 
     def normalised(self) -> dict:
-        """A canonical form of the request, for result caching."""
-        size = [s if isinstance(s, int) else f"{s.to_value(u.deg):.10g}deg" for s in self.size]
-        return {"ra": round(self.coord.ra.deg, 7), "dec": round(self.coord.dec.deg, 7), "size": size,
+        """A canonical form of the request, for result caching: equal for requests that
+        must give the same zip (``sector=1,2`` and ``sector=2&sector=1``; ``units=arcmin``
+        and the same angle in ``units=d``), positions at full precision."""
+        size = [s if isinstance(s, int) else f"{s.to_value(u.deg)!r}deg" for s in self.size]
+        return {"ra": self.coord.ra.deg, "dec": self.coord.dec.deg, "size": size,
                 "sectors": sorted(self.sectors) if self.sectors else None, "product": self.product}
 
-    def cache_key(self, cube_etags: Sequence[str]) -> str:
-        """Changes whenever the request or any cube it reads changes."""
-        text = json.dumps({"request": self.normalised(), "cubes": sorted(cube_etags)}, sort_keys=True)
+    def cache_key(self, cube_versions: Sequence[str]) -> str:
+        """Changes whenever the request, any cube it reads, or the TPF format changes."""
+        text = json.dumps({"request": self.normalised(), "cubes": sorted(cube_versions),
+                           "format": RESULT_FORMAT}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -179,10 +185,15 @@ def parse_cutout_request(params: Params) -> CutoutRequest:
     return CutoutRequest(parse_position(params), parse_size(params), parse_sectors(params), parse_product(params))
 
 
+def sector_name(sector: int, camera: int, ccd: int, product: str = "SPOC") -> str:
+    """TESScut's name of a cube, e.g. ``tess-s0001-4-2`` (``tica-...`` for TICA)."""
+    prefix = "tica" if product == "TICA" else "tess"
+    return f"{prefix}-s{sector:04d}-{camera}-{ccd}"
+
+
 def sector_entry(sector: int, camera: int, ccd: int, product: str = "SPOC") -> dict[str, str]:
     """One element of the ``results`` list of the ``sector`` endpoint."""
-    prefix = "tica" if product == "TICA" else "tess"
-    return {"sectorName": f"{prefix}-s{sector:04d}-{camera}-{ccd}", "sector": f"{sector:04d}",
+    return {"sectorName": sector_name(sector, camera, ccd, product), "sector": f"{sector:04d}",
             "camera": str(camera), "ccd": str(ccd)}
 
 

@@ -86,7 +86,9 @@ def _size(request: Mapping) -> int | tuple:
 
 
 def make_cutout(service: CutoutService, request: Mapping, expiry: int) -> dict:
-    """``POST /v1/cutouts``: one TPF from one cube, stored and answered with a presigned URL."""
+    """``POST /v1/cutouts``: one TPF from one cube, stored and answered with a presigned URL.
+
+    Takes one of the service's concurrency slots (ServiceBusyError when none is free)."""
     if not isinstance(request, Mapping):
         raise InputError("the body must be a JSON object")
     entry = find_cube(service.catalog, request)
@@ -96,7 +98,8 @@ def make_cutout(service: CutoutService, request: Mapping, expiry: int) -> dict:
     size = _size(request)
     stats = ReadStats()
     coord = SkyCoord(ra, dec, unit="deg")
-    (hdul,) = cutout(entry.url, coord, size, stats=stats)
+    with service.limit.slot():
+        (hdul,) = cutout(entry.url, coord, size, stats=stats)
     data = hdul_bytes(hdul)
     ny, nx = hdul["APERTURE"].data.shape
     name = member_name(entry.sector_name, ra, dec, nx, ny)
@@ -108,11 +111,14 @@ def make_cutout(service: CutoutService, request: Mapping, expiry: int) -> dict:
 
 
 def ffi_wcs(catalog: CubeCatalog, params: Mapping[str, Sequence[str]]) -> bytes:
-    """``ffi_wcs?sector=&camera=&ccd=``: the cube's FFI WCS as a FITS file (header only)."""
+    """``ffi_wcs?sector=&camera=&ccd=``: the cube's FFI WCS (SIP included) as a FITS file
+    with a data-less primary HDU. The image size is in IMAGEW/IMAGEH (the astrometry.net
+    keywords), since NAXIS1/NAXIS2 would promise a data array the file does not hold."""
     request = {k: v[0] for k, v in params.items() if v}
     entry = find_cube(catalog, request)
     header = cube_wcs(entry.index).to_header(relax=True)
-    header["NAXIS1"], header["NAXIS2"] = entry.index.ncols, entry.index.nrows
+    header["IMAGEW"] = (entry.index.ncols, "image width: FFI columns of the cube")
+    header["IMAGEH"] = (entry.index.nrows, "image height: FFI rows of the cube")
     buf = io.BytesIO()
     fits.PrimaryHDU(header=header).writeto(buf)
     return buf.getvalue()
