@@ -4,7 +4,7 @@
 2. synthesize a sector of FFIs with the real TESS WCS;
 3. upload them and their manifest: the S3 event starts the ingest state machine, whose
    Distributed Map fans out one Lambda invocation per row block;
-4. ask the HTTP API for a cutout around the brightest star, download the TPF through its
+4. ask the HTTP API for a cutout around a bright variable star, download the TPF through its
    presigned URL, and save a quick-look PNG (first frame + light curve) beside it.
 """
 from __future__ import annotations
@@ -34,7 +34,8 @@ def _say(text: str) -> None:
 
 
 def pick_target(shape: tuple[int, int], size: int) -> Any:
-    """The brightest injected star whose cutout lies wholly on science pixels."""
+    """The brightest injected variable star (else the brightest star) whose cutout lies
+    wholly on science pixels: its light curve is worth looking at."""
     stars = star_catalog(sector=SECTOR, camera=CAMERA, ccd=CCD, shape=shape, seed=0)
     margin = size / 2 + 2
     inside = ((stars["col"] > FIRST_SCIENCE_COLUMN + margin) & (stars["col"] < shape[1] - margin)
@@ -42,7 +43,9 @@ def pick_target(shape: tuple[int, int], size: int) -> Any:
     candidates = stars[inside]
     if len(candidates) == 0:
         raise SystemExit("no star far enough from the edges: use a larger --shape")
-    return candidates[int(np.argmax(candidates["flux"]))]
+    variable = candidates[candidates["variable"]]
+    pool = variable if len(variable) else candidates
+    return pool[int(np.argmax(pool["flux"]))]
 
 
 def _count_blocks(bar: tqdm) -> Callable[[str, Callable], Callable]:
@@ -105,7 +108,7 @@ def run_demo(*, workdir: str = "cubecut-demo", frames: int = 120, shape: tuple[i
         with fits.open(tpf_path) as hdul:
             quicklook_png(hdul, png_path)
         reads = answer["reads"]
-        _say(f"cutout {size}x{size} around the brightest star (ra {star['ra']:.5f}, dec {star['dec']:.5f}): "
+        _say(f"cutout {size}x{size} around a star (ra {star['ra']:.5f}, dec {star['dec']:.5f}): "
              f"{reads['requests']} S3 requests, {reads['bytes'] / 1e3:.0f} kB read of a "
              f"{cube['size'] / 1e6:.0f} MB cube")
         _say(f"done in {time.monotonic() - started:.0f} s")
