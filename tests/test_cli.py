@@ -15,7 +15,8 @@ from astropy.io import fits
 from cubecut.synth import star_catalog
 from cubecut_infra.cli import build_parser, main
 
-COMMANDS = [["synth"], ["ingest"], ["cutout"], ["local"], ["local", "up"], ["demo"]]
+COMMANDS = [["synth"], ["ingest"], ["update"], ["cutout"], ["janitor"], ["local"], ["local", "up"], ["demo"],
+            ["moving"], ["moving-sectors"], ["ffi-cutout"], ["combine"], ["image"], ["quicklook"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

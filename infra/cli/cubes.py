@@ -1,0 +1,140 @@
+"""Commands about cubes: synth, ingest, update, cutout, janitor."""
+from __future__ import annotations
+
+import argparse
+
+from .common import add_position, block_progress, formatter, size, threads
+
+
+def synth(args: argparse.Namespace) -> int:
+    from cubecut.synth import make_sector
+
+    paths = make_sector(args.outdir, sector=args.sector, camera=args.camera, ccd=args.ccd, frames=args.frames,
+                        shape=tuple(args.shape) if args.shape else None, product=args.product, seed=args.seed,
+                        progress=not args.quiet)
+    print(f"wrote {len(paths)} {args.product.upper()} FFIs to {args.outdir} (star catalog: stars.ecsv)")
+    return 0
+
+
+def ingest(args: argparse.Namespace) -> int:
+    from cubecut.ingest.inputs import resolve_inputs
+    from cubecut.ingest.run import ingest as run_ingest
+
+    bar, progress = block_progress("ingest", args.quiet)
+    try:
+        result = run_ingest(resolve_inputs(args.ffis), args.out, product=args.product, sector=args.sector,
+                            workers=args.workers, block_bytes=int(args.block_mib * 2**20), threads=args.threads,
+                            on_block=progress)
+    finally:
+        bar.close()
+    print(f"{result.cube}  ({result.nt} frames, {result.size / 1e6:.1f} MB; index {result.index})")
+    return 0
+
+
+def update(args: argparse.Namespace) -> int:
+    from cubecut.ingest.inputs import resolve_inputs
+    from cubecut.ingest.update import update_cube
+
+    bar, progress = block_progress("update", args.quiet)
+    try:
+        result = update_cube(args.cube, resolve_inputs(args.ffis), product=args.product, workers=args.workers,
+                             block_bytes=int(args.block_mib * 2**20), threads=args.threads, on_block=progress)
+    finally:
+        bar.close()
+    print(f"{result.cube}  ({result.nt} frames: {len(result.added)} added, {len(result.skipped)} already there)")
+    return 0
+
+
+def cutout(args: argparse.Namespace) -> int:
+    from astropy.coordinates import SkyCoord
+
+    import cubecut
+
+    for path in cubecut.cutout(args.cube, SkyCoord(args.ra, args.dec, unit="deg"), size(args.size),
+                               threads=args.threads, output_dir=args.out):
+        print(path)
+    return 0
+
+
+def janitor(args: argparse.Namespace) -> int:
+    from cubecut.ingest.janitor import sweep
+
+    print(sweep(args.prefix, args.older_than, dry_run=args.dry_run).summary())
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("synth", help="write realistic synthetic TESS FFIs (SPOC or TICA)",
+                            description="Write synthetic FFIs of one sector/camera/CCD with the real TESS WCS "
+                            "(from tesswcs), stars, variability, noise and quality flags.",
+                            epilog="example:\n  cubecut synth ffis/ --sector 1 --camera 1 --ccd 1 --frames 50 "
+                            "--shape 128 128", formatter_class=formatter())
+    p.add_argument("outdir", help="folder to write the FFIs into")
+    p.add_argument("--sector", type=int, required=True)
+    p.add_argument("--camera", type=int, required=True, choices=range(1, 5))
+    p.add_argument("--ccd", type=int, required=True, choices=range(1, 5))
+    p.add_argument("--frames", type=int, required=True, help="number of FFIs (frames)")
+    p.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                   help="crop to ROWS x COLS pixels from the FFI origin (default: full 2078 x 2136)")
+    p.add_argument("--product", choices=["spoc", "tica"], default="spoc")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=synth)
+
+    p = commands.add_parser("ingest", help="build a cube from the FFIs of one sector/camera/CCD",
+                            description="Plan the cube from FFI headers, build its row blocks in parallel and "
+                            "assemble it (S3 multipart upload, or a local file), with its .index.json sidecar. "
+                            "Nothing is visible until it is complete; failures abort the upload.",
+                            epilog="examples:\n  cubecut ingest 'ffis/*ffic.fits' --out cubes/tess-s0001-1-1-cube.fits"
+                            "\n  cubecut ingest s3://bucket/ffis/s0001/ --out s3://bucket/cubes/ --workers 4",
+                            formatter_class=formatter())
+    p.add_argument("ffis", nargs="+", help="FFI files, globs, folders, s3:// URLs or prefixes, or manifests")
+    p.add_argument("--out", required=True, help="cube location: a path or s3://bucket/key (ending in / = "
+                   "a folder: the cube gets TESScut's name, e.g. tess-s0001-1-1-cube.fits)")
+    _build_options(p)
+    p.add_argument("--sector", type=int, help="sector number if not in the FFI headers or names")
+    p.set_defaults(run=ingest)
+
+    p = commands.add_parser("update", help="append new FFIs to an existing cube",
+                            description="Add FFIs to a cube, producing the same bytes as ingesting all of them "
+                            "at once (float32 kept, TSTOP/DATE-END updated); the old cube is replaced atomically "
+                            "at the end. FFIs already in the cube are skipped.",
+                            epilog="example:\n  cubecut update cubes/tess-s0001-1-1-cube.fits 'new/*ffic.fits'",
+                            formatter_class=formatter())
+    p.add_argument("cube", help="the existing cube: a path or s3://bucket/key")
+    p.add_argument("ffis", nargs="+", help="new FFI files, globs, folders, s3:// URLs or prefixes, or manifests")
+    _build_options(p)
+    p.set_defaults(run=update)
+
+    p = commands.add_parser("cutout", help="cut a target pixel file out of a cube",
+                            description="Read only the cube rows the cutout needs (threaded byte ranges) and "
+                            "write a TESS target pixel file readable by lightkurve. Prints the written path.",
+                            epilog="examples:\n  cubecut cutout cubes/tess-s0001-1-1-cube.fits --ra 352.54 "
+                            "--dec -63.81 --size 11\n  cubecut cutout s3://bucket/cubes/tess-s0001-1-1-cube.fits "
+                            "--ra 352.54 --dec -63.81 --size 20 10 --out tpfs/", formatter_class=formatter())
+    p.add_argument("cube", help="cube location: a path or s3://bucket/key")
+    add_position(p)
+    p.add_argument("--out", default=".", help="folder (or s3:// prefix) for the TPF (default: current folder)")
+    p.add_argument("--threads", type=threads, default="auto", help="concurrent row reads: auto or a number")
+    p.set_defaults(run=cutout)
+
+    p = commands.add_parser("janitor", help="abort stale multipart uploads and remove ingest leftovers",
+                            description="Abort multipart uploads and delete ingest staging objects under a "
+                            "prefix that are older than --older-than (or stale hidden leftovers in a local "
+                            "folder). Younger ones may belong to a running ingest and are kept. In AWS the "
+                            "bucket's lifecycle rule also aborts uploads after a day.",
+                            epilog="example:\n  cubecut janitor s3://bucket/cubes/ --older-than 2h --dry-run",
+                            formatter_class=formatter())
+    p.add_argument("prefix", help="s3://bucket/prefix (or s3://bucket), or a local folder of cubes")
+    p.add_argument("--older-than", default="1d", help="age: 90s, 15m, 1h, 2d, 1w (default 1d)")
+    p.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
+    p.set_defaults(run=janitor)
+
+
+def _build_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=2, help="row blocks built at once (default 2)")
+    p.add_argument("--block-mib", type=float, default=64.0,
+                   help="target size of one row block / multipart part in MiB (>= 5, default 64)")
+    p.add_argument("--threads", type=threads, default="auto", help="concurrent FFI reads per block: auto or N")
+    p.add_argument("--product", choices=["spoc", "tica"], help="FFI product (default: detected)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -1,0 +1,48 @@
+"""Commands that run the serverless system locally: local up, demo."""
+from __future__ import annotations
+
+import argparse
+
+from .common import formatter
+
+
+def local_up(args: argparse.Namespace) -> int:
+    from cubecut_infra.local.stack import serve_forever
+
+    return serve_forever(port=args.port, s3_port=args.s3_port, bucket=args.bucket, print_env=args.print_env)
+
+
+def demo(args: argparse.Namespace) -> int:
+    from cubecut_infra.local.demo import run_demo
+
+    return run_demo(workdir=args.workdir, frames=args.frames, shape=tuple(args.shape), size=args.size)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    local = commands.add_parser("local", help="run the serverless stack on this machine",
+                                description="The local runtime: an S3-compatible server, S3 events, the ingest "
+                                "state machine and the HTTP API, all on 127.0.0.1.")
+    local_commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
+    up = local_commands.add_parser("up", help="start the local stack and serve until interrupted",
+                                   description="Start the S3 server, S3-event ingest trigger, state machine runner "
+                                   "and API on 127.0.0.1; print their endpoints.",
+                                   epilog="example (join the stack from another shell):\n"
+                                   "  cubecut local up --print-env > stack.env &  sleep 10; . ./stack.env",
+                                   formatter_class=formatter())
+    up.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
+    up.add_argument("--s3-port", type=int, default=0, help="S3 server port (default: a free one)")
+    up.add_argument("--bucket", default="cubecut-local", help="bucket name (default cubecut-local)")
+    up.add_argument("--print-env", action="store_true",
+                    help="print shell export lines (AWS_ENDPOINT_URL, CUBECUT_API_URL, CUBECUT_CUBES)")
+    up.set_defaults(run=local_up)
+
+    p = commands.add_parser("demo", help="the whole system end to end on a synthetic sector",
+                            description="Start the local stack, synthesize a sector, upload it, let the S3 event "
+                            "start the ingest state machine, request a cutout over HTTP, download it through its "
+                            "presigned URL and save a quick-look PNG. Prints where the TPF and PNG are.")
+    p.add_argument("--workdir", default="cubecut-demo", help="where FFIs, the TPF and the PNG go")
+    p.add_argument("--frames", type=int, default=120, help="number of FFIs (default 120)")
+    p.add_argument("--shape", type=int, nargs=2, default=[256, 256], metavar=("ROWS", "COLS"),
+                   help="FFI crop (default 256 256)")
+    p.add_argument("--size", type=int, default=15, help="cutout size in pixels (default 15)")
+    p.set_defaults(run=demo)
