@@ -133,8 +133,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="row blocks built at once (default 2)")
-    p.add_argument("--block-mib", type=float, default=64.0,
-                   help="target size of one row block / multipart part in MiB (>= 5, default 64)")
+    p.add_argument("--block-mib", type=float, default=256.0,
+                   help="target size of one row block / multipart part in MiB (>= 5, default 256; "
+                   "a worker needs about twice this in memory)")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent FFI reads per block: auto or N")
     p.add_argument("--product", choices=["spoc", "tica"], help="FFI product (default: detected)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

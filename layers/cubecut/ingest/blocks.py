@@ -16,7 +16,10 @@ MIB = 1024 * 1024
 S3_MIN_PART = 5 * MIB
 S3_MAX_PART = 5 * 1024 * MIB
 S3_MAX_PARTS = 10_000
-DEFAULT_BLOCK_BYTES = 64 * MIB
+#: 256 MiB parts keep a 45 GB sector to ~175 blocks: with ~2,600 ranged GETs per block
+#: (flux + error of every FFI) that stays within S3's 5,500 GET/s per prefix at 200
+#: concurrent workers (benchmarks/README.md, sector model); a worker needs ~2x this.
+DEFAULT_BLOCK_BYTES = 256 * MIB
 
 
 @dataclass(frozen=True)

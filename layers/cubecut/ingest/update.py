@@ -215,7 +215,7 @@ def check_additions(index: CubeIndex, old: list[CubeFrame], new: list[FFIInfo]) 
 
 
 def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = None,
-                block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 16, today: dt.date | None = None,
+                block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 64, today: dt.date | None = None,
                 stats: ReadStats | None = None) -> UpdatePlan:
     """Plan the updated cube from headers only (the old cube's and the new FFIs').
 
