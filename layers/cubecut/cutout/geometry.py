@@ -7,7 +7,9 @@ two values are ``(x extent, y extent)`` = (columns, rows); numbers are pixels; a
 """
 from __future__ import annotations
 
+import functools
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Sequence, Union
@@ -15,11 +17,12 @@ from typing import Sequence, Union
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import SkyCoord
-from astropy.wcs import WCS, FITSFixedWarning, NoConvergence
-from astropy.wcs.utils import proj_plane_pixel_scales
+from astropy.io import fits
+from astropy.wcs import WCS, NoConvergence, Sip
+from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
 
 from ..cube.index import CubeIndex
-from ..errors import CoordinateError, CutoutSizeError, OutsideCubeError
+from ..errors import CoordinateError, CutoutSizeError, NotACubeError, OutsideCubeError
 
 #: Largest cutout side in pixels (the box after rounding, per axis).
 MAX_CUTOUT_PIXELS = 1000
@@ -61,20 +64,47 @@ class Box:
 
 
 def ffi_wcs(index: CubeIndex) -> WCS:
-    """The cube's FFI WCS (with SIP), from the table row astrocut uses (``index.wcs_row``)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        return WCS(index.wcs_fits_header(), relax=True)
+    """The cube's FFI WCS (with SIP), from the table row astrocut uses (``index.wcs_row``).
+
+    Parsing a SIP header costs ~20 ms, so the result is cached per header text and per
+    thread (astropy WCS objects are not safe to share between threads). Callers must not
+    modify the returned object. Raises NotACubeError if that WCS is unusable (malformed or
+    missing keywords, a singular matrix, not celestial, or the image centre maps to no sky
+    position).
+    """
+    return _checked_wcs(index.wcs_header, index.ncols, index.nrows, index.wcs_row, threading.get_ident())
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_wcs(header_text: str, ncols: int, nrows: int, row: int, _thread: int) -> WCS:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wcs = WCS(fits.Header.fromstring(header_text), relax=True)
+            sky = wcs.all_pix2world([[ncols / 2, nrows / 2]], 0)
+            if wcs.naxis != 2 or not wcs.has_celestial or not np.all(np.isfinite(sky)):
+                raise ValueError("not a 2-D celestial WCS")
+            det = np.linalg.det(wcs.pixel_scale_matrix)
+            if not np.isfinite(det) or det == 0:
+                raise ValueError("its pixel scale matrix is singular")
+            wcs_to_celestial_frame(wcs)
+    except Exception as exc:  # noqa: BLE001 - astropy raises many types for a malformed WCS
+        raise NotACubeError(f"the cube's FFI WCS (frame {row}) is unusable: "
+                            f"{type(exc).__name__}: {exc}") from None
+    return wcs
 
 
 def cutout_wcs(wcs: WCS, box: Box) -> WCS:
-    """The FFI WCS (SIP kept) moved so that pixel (0, 0) is the box's first pixel (as astrocut)."""
-    header = wcs.to_header(relax=True)
-    header["CRPIX1"] -= box.x0
-    header["CRPIX2"] -= box.y0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        return WCS(header, relax=True)
+    """The FFI WCS (SIP kept) moved so that pixel (0, 0) is the box's first pixel (as astrocut).
+
+    A copy with shifted reference pixels (the SIP polynomials are relative to CRPIX), which
+    is what a header round trip gives, at a fraction of the cost.
+    """
+    moved = wcs.deepcopy()
+    moved.wcs.crpix = wcs.wcs.crpix - np.array([box.x0, box.y0], dtype=float)
+    if wcs.sip is not None:
+        moved.sip = Sip(wcs.sip.a, wcs.sip.b, wcs.sip.ap, wcs.sip.bp, moved.wcs.crpix)
+    return moved
 
 
 def parse_coordinates(coordinates: CoordInput) -> list[SkyCoord]:
@@ -170,6 +200,8 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
             center = [float(v) for v in coord.to_pixel(wcs, origin=0, mode="all")]
     except NoConvergence as exc:
         center, converged = [float(v) for v in np.ravel(exc.best_solution)[:2]], False
+    except (ValueError, TypeError, ArithmeticError) as exc:  # a WCS that cannot invert at all
+        raise OutsideCubeError(f"{where} cannot be placed on {cube_name}: {type(exc).__name__}: {exc}") from None
     if not all(math.isfinite(c) for c in center):
         raise OutsideCubeError(f"{where} is not on {cube_name}: it does not project onto the image plane")
     if not converged:
