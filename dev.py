@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -53,6 +54,18 @@ def ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
+def ensure_browser() -> None:
+    """Headless Chromium for the web-page test (Debian packages); best effort: without it
+    that one test is skipped with a message saying so."""
+    if shutil.which("chromium") or not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    print("[dev] installing chromium + chromium-driver for the browser test (Debian packages)", flush=True)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if subprocess.run(["apt-get", "update", "-qq"], env=env, **quiet).returncode == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], env=env, **quiet)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(__doc__)
@@ -61,6 +74,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if command == "test":
+        ensure_browser()
         # Two workers (CI has two cores); whole files per worker so module fixtures that
         # start a local stack or build a cube run once.
         args = [str(BIN / "python"), "-m", "pytest", "-n", "2", "--dist", "loadfile", *rest]

@@ -4,6 +4,10 @@
 ``requests`` users do either, and some send JSON objects. Keys may repeat (``sector=1&
 sector=2``), so every key maps to a list of strings. Anything else in a body is refused
 with a named error, never decoded by guesswork.
+
+A few parameters hold a JSON document themselves (:data:`JSON_VALUED`, e.g. a moving
+target's ``ephemeris``): in a query string or form they are JSON text; in a JSON body they
+may be written as JSON values, and are kept as their JSON text for the parser to read.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from ..errors import InputError
 MAX_FIELDS = 200
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
+#: Parameters whose value is a JSON document (kept as JSON text when a JSON body nests them).
+JSON_VALUED = frozenset({"ephemeris"})
 
 
 class UnsupportedBodyError(InputError):
@@ -47,10 +53,17 @@ def _json_params(body: bytes) -> dict[str, list[str]]:
         document = json.loads(_text(body))
     except json.JSONDecodeError as exc:
         raise MalformedParamsError(f"the body is not valid JSON: {exc.msg}") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise MalformedParamsError(f"the body is not usable JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedParamsError("the JSON body is nested too deeply") from None
     if not isinstance(document, dict) or len(document) > MAX_FIELDS:
         raise UnsupportedBodyError("a JSON body must be an object of parameters")
     merged: dict[str, list[str]] = {}
     for key, value in document.items():
+        if key in JSON_VALUED and isinstance(value, (dict, list)):
+            merged[key] = [json.dumps(value)]
+            continue
         values = value if isinstance(value, list) else [value]
         if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
             raise UnsupportedBodyError(f"JSON parameter {key!r} must be a string, a number or a list of them")

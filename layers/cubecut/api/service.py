@@ -11,7 +11,8 @@ a presigned URL with 303, which astroquery and requests follow), keeping respons
 Lambda's 6 MB and API Gateway's 10 MB payload limits whatever the cutout size. Every
 result is stored under ``results_prefix`` keyed by the normalised request and the ETags
 of the cubes it read, so repeating a request reads no cube bytes and a re-ingested cube
-(new ETag) never serves a stale result.
+(new ETag) never serves a stale result. Moving-target zips (:mod:`.moving`) go through the same :meth:`CutoutService.deliver`,
+and quick-look PNGs (:mod:`.quicklook`) are drawn from these zips and cached beside them.
 
 Protection: at most ``max_concurrent`` computations run at once per process (others get
 :class:`ServiceBusyError` at once, answered 503 + Retry-After, instead of queueing into
@@ -27,7 +28,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import astropy.units as u
 from astropy.io import fits
@@ -53,6 +54,9 @@ RETRY_AFTER_S = 2
 _TESS_PIXEL = 21.0 * u.arcsec
 #: Cubes cut at once within one request.
 _MAX_CUBE_THREADS = 8
+
+#: One file of a result zip: its name and bytes.
+Member = tuple[str, bytes]
 
 
 class ServiceBusyError(CubecutError):
@@ -150,9 +154,23 @@ def _zip(members: list[tuple[str, bytes]]) -> bytes:
     return buf.getvalue()
 
 
-def _cube_version(entry: CubeEntry) -> str:
+def cube_version(entry: CubeEntry) -> str:
     """What changes when a cube is re-ingested: its ETag and its sidecar's."""
     return f"{entry.url}|{entry.index.cube_etag}|{entry.index_etag}"
+
+
+def _pixels(size: tuple[int | u.Quantity, int | u.Quantity]) -> float:
+    """Pixels of a cutout of ``size`` (angles at TESS's nominal scale, rounded up)."""
+    pixels = 1.0
+    for extent in size:
+        pixels *= extent if isinstance(extent, int) else float((extent / _TESS_PIXEL).decompose()) + 1
+    return pixels
+
+
+def no_data_message(request: CutoutRequest) -> str:
+    """TESScut's no-data ``msg`` for a position (and sectors) no ingested cube covers."""
+    where = f"ra={request.coord.ra.deg:.6f}, dec={request.coord.dec.deg:.6f}"
+    return f"No data found for {where}" + (f" in sector(s) {sorted(request.sectors)}" if request.sectors else "")
 
 
 class CutoutService:
@@ -173,40 +191,35 @@ class CutoutService:
         return {"results": [sector_entry(e.index.sector, e.index.camera, e.index.ccd, e.index.product)
                             for e in entries]}
 
+    def matching(self, request: CutoutRequest) -> list[CubeEntry]:
+        """The cubes a cutout request reads: those whose image holds its position."""
+        return self.catalog.covering(request.coord, 0.0, product=request.product, sectors=request.sectors)
+
     def astrocut(self, request: CutoutRequest) -> Delivery:
         """The ``astrocut`` endpoint: a zip with one TPF per covering cube."""
         started = time.monotonic()
-        entries = self.catalog.covering(request.coord, 0.0, product=request.product, sectors=request.sectors)
+        entries = self.matching(request)
         if not entries:
-            where = f"ra={request.coord.ra.deg:.6f}, dec={request.coord.dec.deg:.6f}"
-            return Delivery([], message=f"No data found for {where}" +
-                            (f" in sector(s) {sorted(request.sectors)}" if request.sectors else ""))
-        self._check_budget(request, entries)
-        key = request.cache_key([_cube_version(e) for e in entries])
-        result_url = f"{self.results_prefix}tesscut/{key}.zip"
-        delivery = self._cached(result_url)
-        if delivery is None:
-            with self.limit.slot():
-                delivery = self._compute(request, entries, result_url, started)
-        delivery.elapsed = time.monotonic() - started
-        return delivery
+            return Delivery([], message=no_data_message(request))
+        return self.static_zip(request, entries, started)
 
-    def _compute(self, request: CutoutRequest, entries: list[CubeEntry], result_url: str,
-                 started: float) -> Delivery:
-        with ThreadPoolExecutor(max_workers=min(_MAX_CUBE_THREADS, len(entries)),
-                                thread_name_prefix="cubecut-cube") as pool:
-            done = list(pool.map(lambda e: self._cut_one(e, request, started), entries))
-        cut = [member for member, _ in done if member is not None]
-        work = [w for _, w in done]
-        if not cut:
-            return Delivery([], message="The position falls off the image of every matching cube", work=work)
-        body = _zip(cut)
-        put_bytes(result_url, body, "application/zip")
-        inline = body if len(body) <= self.inline_limit else None
-        return Delivery([name for name, _ in cut], body=inline, url=result_url, size=len(body), work=work)
+    def static_zip(self, request: CutoutRequest, entries: list[CubeEntry], started: float | None = None) -> Delivery:
+        """The zip of ``request``'s cutouts of ``entries``: from the cache, or cut (all cubes
+        at once) and stored. Raises RequestTooLargeError and ServiceBusyError."""
+        started = time.monotonic() if started is None else started
+        self.check_budget(_pixels(request.size) * sum(e.index.nt for e in entries), len(entries))
+        key = request.cache_key([cube_version(e) for e in entries])
 
-    def _cut_one(self, entry: CubeEntry, request: CutoutRequest,
-                 started: float) -> tuple[tuple[str, bytes] | None, CubeWork]:
+        def compute() -> tuple[list[Member], list[CubeWork]]:
+            with ThreadPoolExecutor(max_workers=min(_MAX_CUBE_THREADS, len(entries)),
+                                    thread_name_prefix="cubecut-cube") as pool:
+                done = list(pool.map(lambda e: self._cut_one(e, request, started), entries))
+            return [member for member, _ in done if member is not None], [w for _, w in done]
+
+        return self.deliver(self.result_url(key, "zip"), compute, started=started,
+                            empty_message="The position falls off the image of every matching cube")
+
+    def _cut_one(self, entry: CubeEntry, request: CutoutRequest, started: float) -> tuple[Member | None, CubeWork]:
         stats = ReadStats()
         t0 = time.monotonic() - started
         try:
@@ -220,17 +233,43 @@ class CutoutService:
         work = CubeWork(entry.sector_name, t0, time.monotonic() - started, stats.requests, stats.bytes)
         return member, work
 
-    def _check_budget(self, request: CutoutRequest, entries: list[CubeEntry]) -> None:
-        pixels = 1.0
-        for extent in request.size:
-            pixels *= extent if isinstance(extent, int) else float((extent / _TESS_PIXEL).decompose()) + 1
-        total = sum(pixels * e.index.nt for e in entries)
-        if total > self.max_pixel_frames:
+    def check_budget(self, pixel_frames: float, cubes: int) -> None:
+        """RequestTooLargeError if a request would cut more than ``max_pixel_frames``."""
+        if pixel_frames > self.max_pixel_frames:
             raise RequestTooLargeError(
-                f"this request covers {total:.3g} pixel-frames ({len(entries)} cube(s)); one request may "
+                f"this request covers {pixel_frames:.3g} pixel-frames ({cubes} cube(s)); one request may "
                 f"cover at most {self.max_pixel_frames:,}: ask for fewer sectors or a smaller size")
 
     # -- delivery -------------------------------------------------------------------------
+    def result_url(self, key: str, suffix: str) -> str:
+        """Where the result with cache key ``key`` is stored (``zip``, ``png`` ...)."""
+        return f"{self.results_prefix}tesscut/{key}.{suffix}"
+
+    def deliver(self, result_url: str, compute: Callable[[], tuple[list[Member], list[CubeWork]]], *,
+                started: float, empty_message: str) -> Delivery:
+        """The zip at ``result_url`` if it is stored; else ``compute()`` its members in one of
+        the concurrency slots (ServiceBusyError if none is free), zip and store them. No
+        members: a Delivery with ``empty_message`` (nothing stored)."""
+        delivery = self._cached(result_url)
+        if delivery is None:
+            with self.limit.slot():
+                members, work = compute()
+            if members:
+                body = _zip(members)
+                put_bytes(result_url, body, "application/zip")
+                inline = body if len(body) <= self.inline_limit else None
+                delivery = Delivery([name for name, _ in members], body=inline, url=result_url, size=len(body),
+                                    work=work)
+            else:
+                delivery = Delivery([], message=empty_message, work=work)
+        delivery.elapsed = time.monotonic() - started
+        return delivery
+
+    @staticmethod
+    def zip_bytes(delivery: Delivery) -> bytes:
+        """A delivered zip's bytes: the inline body, or the stored object."""
+        return delivery.body if delivery.body is not None else get_bytes(delivery.url)[0]
+
     def _cached(self, url: str) -> Delivery | None:
         size = _object_size(url)
         if size is None:

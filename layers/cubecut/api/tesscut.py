@@ -51,7 +51,8 @@ class TesscutRequestError(InputError):
     """A request TESScut would answer with ``400 {"msg": ...}``."""
 
 
-def _one(params: Params, key: str, default: str | None = None) -> str | None:
+def single(params: Params, key: str, default: str | None = None) -> str | None:
+    """The value of a key given at most once (``default`` if absent); 400 if repeated."""
     values = params.get(key) or []
     if len(values) > 1:
         raise TesscutRequestError(f"'{key}' given {len(values)} times; give it once")
@@ -72,7 +73,7 @@ def _number(text: str | None, key: str) -> float:
 
 def parse_position(params: Params) -> SkyCoord:
     """``ra``/``dec`` in degrees → SkyCoord, range-checked."""
-    ra, dec = _number(_one(params, "ra"), "ra"), _number(_one(params, "dec"), "dec")
+    ra, dec = _number(single(params, "ra"), "ra"), _number(single(params, "dec"), "dec")
     if not 0.0 <= ra <= 360.0:
         raise TesscutRequestError(f"ra must be within [0, 360] degrees, got {ra}")
     if not -90.0 <= dec <= 90.0:
@@ -101,7 +102,7 @@ def parse_radius(text: str | None) -> float:
 
 
 def parse_product(params: Params) -> str:
-    product = (_one(params, "product", "SPOC") or "SPOC").strip().upper()
+    product = (single(params, "product", "SPOC") or "SPOC").strip().upper()
     if product not in _PRODUCTS:
         raise TesscutRequestError(f"product must be one of {', '.join(_PRODUCTS)}, got {product!r}")
     return product
@@ -131,13 +132,13 @@ def parse_sectors(params: Params) -> frozenset[int] | None:
 
 def parse_size(params: Params) -> tuple[int | u.Quantity, int | u.Quantity]:
     """``(x, y)`` = (columns, rows): whole pixels, or angles as Quantities."""
-    unit_text = (_one(params, "units", "px") or "px").strip().lower()
+    unit_text = (single(params, "units", "px") or "px").strip().lower()
     if unit_text not in _UNITS:
         raise TesscutRequestError(f"units must be one of px, arcsec, arcmin, deg; got {unit_text!r}")
     unit = _UNITS[unit_text]
-    x_text = _one(params, "x")
+    x_text = single(params, "x")
     x = _number(x_text if x_text is not None else "5", "x")
-    y_text = _one(params, "y")
+    y_text = single(params, "y")
     y = _number(y_text, "y") if y_text is not None else x
     if x <= 0 or y <= 0:
         raise TesscutRequestError(f"cutout size must be positive, got x={x}, y={y}")
@@ -146,6 +147,11 @@ def parse_size(params: Params) -> tuple[int | u.Quantity, int | u.Quantity]:
             raise TesscutRequestError(f"pixel sizes must be whole numbers, got x={x}, y={y}")
         return int(x), int(y)
     return x * unit, y * unit
+
+
+def normalised_size(size: tuple[int | u.Quantity, int | u.Quantity]) -> list[int | str]:
+    """A size as cache keys hold it: pixels as ints, angles in degrees at full precision."""
+    return [s if isinstance(s, int) else f"{s.to_value(u.deg)!r}deg" for s in size]
 
 
 @dataclass(frozen=True)
@@ -166,8 +172,7 @@ class CutoutRequest:
         """A canonical form of the request, for result caching: equal for requests that
         must give the same zip (``sector=1,2`` and ``sector=2&sector=1``; ``units=arcmin``
         and the same angle in ``units=d``), positions at full precision."""
-        size = [s if isinstance(s, int) else f"{s.to_value(u.deg)!r}deg" for s in self.size]
-        return {"ra": self.coord.ra.deg, "dec": self.coord.dec.deg, "size": size,
+        return {"ra": self.coord.ra.deg, "dec": self.coord.dec.deg, "size": normalised_size(self.size),
                 "sectors": sorted(self.sectors) if self.sectors else None, "product": self.product}
 
     def cache_key(self, cube_versions: Sequence[str]) -> str:
@@ -178,7 +183,7 @@ class CutoutRequest:
 
 
 def parse_sector_request(params: Params) -> SectorRequest:
-    return SectorRequest(parse_position(params), parse_radius(_one(params, "radius")), parse_product(params))
+    return SectorRequest(parse_position(params), parse_radius(single(params, "radius")), parse_product(params))
 
 
 def parse_cutout_request(params: Params) -> CutoutRequest:

@@ -19,11 +19,11 @@ from astropy.io import fits
 
 from ..cutout import cutout
 from ..cutout.geometry import ffi_wcs as cube_wcs
-from ..errors import CoordinateError, InputError, ObjectNotFoundError
+from ..errors import CoordinateError, InputError, ObjectNotFoundError, OutsideCubeError
 from ..storage import ReadStats, put_bytes
 from .catalog import CubeCatalog, CubeEntry
 from .service import CutoutService, hdul_bytes, presign
-from .tesscut import member_name
+from .tesscut import CutoutRequest, member_name, parse_position, single
 
 _UNITS = {"px": None, "arcsec": u.arcsec, "arcmin": u.arcmin, "deg": u.deg}
 
@@ -122,3 +122,29 @@ def ffi_wcs(catalog: CubeCatalog, params: Mapping[str, Sequence[str]]) -> bytes:
     buf = io.BytesIO()
     fits.PrimaryHDU(header=header).writeto(buf)
     return buf.getvalue()
+
+
+def _pixel_pair(text: str) -> tuple[int, int]:
+    """``"11"`` or ``"11,7"`` (columns, rows) → whole positive pixels."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"size must be whole pixels, 'N' or 'NX,NY'; got {text!r}") from None
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise InputError(f"size must be one or two positive whole numbers; got {text!r}")
+    return (values[0], values[-1])
+
+
+def quicklook_request(catalog: CubeCatalog, params: Mapping[str, Sequence[str]]) -> tuple[CutoutRequest, CubeEntry]:
+    """``GET /v1/quicklook?cube=&ra=&dec=&size=``: the cutout request for one named cube
+    (``size`` in pixels, default 11); OutsideCubeError if the position is not on it."""
+    name = (single(params, "cube") or "").strip()
+    if not name:
+        raise InputError("'cube' is required: a cube's name such as tess-s0001-1-1 (GET /v1/cubes lists them)")
+    entry = find_cube(catalog, {"cube": name})
+    coord = parse_position(params)
+    if not entry.covers(coord):
+        raise OutsideCubeError(f"ra={coord.ra.deg:.6f}, dec={coord.dec.deg:.6f} is not on {entry.sector_name}")
+    request = CutoutRequest(coord, _pixel_pair(single(params, "size") or "11"), frozenset({entry.index.sector}),
+                            entry.index.product)
+    return request, entry

@@ -1,0 +1,84 @@
+"""Targets typed by people: coordinates, or object names resolved through Sesame.
+
+Coordinates (``"132.5 -69.2"``, ``"132.5, -69.2"``, ``"08:50:06 -69:12:00"``) are read
+here and need no network. Names (``"pi Men"``, ``"TIC 261136679"``) go to CDS Sesame
+through astropy's :meth:`SkyCoord.from_name`, only when a resolver answers: the lookup is
+given :data:`RESOLVER_TIMEOUT_S`, and a resolver that cannot be reached is answered with
+:class:`ResolverUnavailableError`, whose message asks for coordinates instead.
+``CUBECUT_SESAME_URLS`` (comma-separated) replaces astropy's Sesame mirrors, e.g. with one
+reachable from a private network.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from astropy.coordinates import SkyCoord
+from astropy.coordinates.name_resolve import NameResolveError, sesame_url
+from astropy.utils import data
+
+from ..errors import CubecutError, InputError
+from .mast import parse_coordinates
+
+#: Seconds a Sesame mirror is given to answer.
+RESOLVER_TIMEOUT_S = 3.0
+#: Longest target text accepted.
+MAX_TARGET_CHARS = 200
+_COORDINATES_HINT = "enter coordinates instead: RA Dec in degrees (132.5 -69.2) or sexagesimal (08:50:06 -69:12:00)"
+
+
+class TargetError(InputError):
+    """The target text is empty or too long (400)."""
+
+
+class UnknownTargetError(InputError):
+    """The resolver answered but knows no object of that name (404)."""
+
+
+class ResolverUnavailableError(CubecutError):
+    """No name resolver could be reached from this server (503)."""
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """Where a target is: ICRS degrees, and how that was found (``coordinates`` or ``sesame``)."""
+
+    text: str
+    ra: float
+    dec: float
+    resolver: str
+
+    def as_dict(self) -> dict:
+        return {"target": self.text, "ra": self.ra, "dec": self.dec, "resolver": self.resolver}
+
+
+def _sesame(name: str) -> SkyCoord:
+    """``SkyCoord.from_name`` with a short time-out and the configured mirrors."""
+    urls = [u.strip() for u in os.environ.get("CUBECUT_SESAME_URLS", "").split(",") if u.strip()]
+    with data.conf.set_temp("remote_timeout", RESOLVER_TIMEOUT_S), \
+            sesame_url.set(urls or sesame_url.get()):
+        return SkyCoord.from_name(name)
+
+
+def resolve_target(text: str) -> ResolvedTarget:
+    """Coordinates as given, else the position Sesame gives for the name.
+
+    Raises:
+        TargetError: empty or overlong text.
+        UnknownTargetError: Sesame answered without a position for the name.
+        ResolverUnavailableError: no Sesame mirror answered (offline).
+    """
+    text = text.strip()
+    if not text or len(text) > MAX_TARGET_CHARS:
+        raise TargetError(f"give a target: a name or coordinates (at most {MAX_TARGET_CHARS} characters)")
+    coord = parse_coordinates(text) or parse_coordinates(text.replace(",", " "))  # "08:50:06, -69:12:00"
+    if coord is not None:
+        return ResolvedTarget(text, float(coord.ra.deg), float(coord.dec.deg), "coordinates")
+    try:
+        coord = _sesame(text)
+    except NameResolveError as exc:
+        if str(exc).startswith("Unable to find coordinates"):
+            raise UnknownTargetError(f"no object named {text!r} is known to Sesame; {_COORDINATES_HINT}") from None
+        raise ResolverUnavailableError(f"cannot resolve the name {text!r}: no name resolver (Sesame) is reachable "
+                                       f"from this server; {_COORDINATES_HINT}") from None
+    return ResolvedTarget(text, float(coord.ra.deg), float(coord.dec.deg), "sesame")
