@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cubecut.errors import InputError, ObjectNotFoundError
 from cubecut.ingest.block import write_block
 from cubecut.ingest.blocks import DEFAULT_BLOCK_BYTES
-from cubecut.ingest.finalize import abort_ingest, finalize_ingest
+from cubecut.ingest.finalize import abort_ingest, finalize_ingest, finalized_result
 from cubecut.ingest.inputs import read_manifest, resolve_inputs
 from cubecut.ingest.plan import IngestPlan, make_plan
 from cubecut.ingest.target import make_target
@@ -93,7 +93,17 @@ def block_handler(event: dict, context: LambdaContext) -> dict:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def finalize_handler(event: dict, context: LambdaContext) -> dict:
-    result = finalize_ingest(IngestPlan.load(event["plan"]))
+    try:
+        plan = IngestPlan.load(event["plan"])
+    except ObjectNotFoundError:
+        # A retry after a first attempt that completed the cube (and removed the staging)
+        # but whose answer was lost: recognise the finished cube, or fail as before.
+        done = finalized_result(event["cube"], event["upload_id"])
+        if done is None:
+            raise
+        logger.info("cube was already complete", extra={"cube": done.cube})
+        return {"cube": done.cube, "index": done.index, "etag": done.etag, "size": done.size}
+    result = finalize_ingest(plan)
     logger.info("cube complete", extra={"cube": result.cube, "bytes": result.size})
     metrics.add_metric(name="CubesIngested", unit=MetricUnit.Count, value=1)
     return {"cube": result.cube, "index": result.index, "etag": result.etag, "size": result.size}

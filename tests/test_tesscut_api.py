@@ -595,3 +595,24 @@ def test_resolver_resolves_positions_and_nothing_else():
     assert (decimal[0]["ra"], decimal[0]["decl"], decimal[0]["searchString"]) == (132.5, -69.2, "132.5, -69.2")
     assert abs(sexagesimal[0]["ra"] - 132.525) < 1e-9 and abs(sexagesimal[0]["decl"] + 69.2) < 1e-9
     assert name == [] and off_sky == []
+
+
+def test_one_broken_sidecar_does_not_take_the_catalog_down(tmp_path):
+    """A corrupt index or an unusable WCS hides that cube only; the others still answer."""
+    from cubecut.api.catalog import CubeCatalog
+    from cubecut.cube.index import CubeIndex
+    from cubecut.ingest.run import ingest
+    from cubecut.synth import make_sector, star_catalog
+    from astropy.coordinates import SkyCoord
+
+    ffis = make_sector(tmp_path / "ffis", sector=3, camera=1, ccd=1, frames=3, shape=(40, 90), seed=1)
+    ingest([str(p) for p in ffis], str(tmp_path / "cubes" / "tess-s0003-1-1-cube.fits"))
+    (tmp_path / "cubes" / "broken-cube.fits.index.json").write_text("{not json")
+    good = CubeIndex.from_json((tmp_path / "cubes" / "tess-s0003-1-1-cube.fits.index.json").read_text())
+    good.wcs_header = good.wcs_header.replace("RA---TAN-SIP", "RA---XYZ-SIP")
+    (tmp_path / "cubes" / "nowcs-cube.fits.index.json").write_bytes(good.to_json())
+    catalog = CubeCatalog(str(tmp_path / "cubes"), ttl=0)
+    star = star_catalog(sector=3, camera=1, ccd=1, shape=(40, 90), seed=1)
+    star = star[star["col"] > 50][0]
+    covering = catalog.covering(SkyCoord(star["ra"], star["dec"], unit="deg"))
+    assert [e.url.rsplit("/", 1)[-1] for e in covering] == ["tess-s0003-1-1-cube.fits"]

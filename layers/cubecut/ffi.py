@@ -9,6 +9,7 @@ Two products are understood:
 """
 from __future__ import annotations
 
+import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -87,8 +88,13 @@ class FFIInfo:
 def _pixels(span: HDUSpan, what: str, name: str) -> PixelRef:
     if len(span.shape) != 2:
         raise FFIError(f"{name}: {what} is not a 2-D image (NAXIS={span.header.get('NAXIS')})")
-    return PixelRef(span.data_offset, span.dtype.str, float(span.header.get("BSCALE", 1.0)),
-                    float(span.header.get("BZERO", 0.0)))
+    scaling = []
+    for key, default in (("BSCALE", 1.0), ("BZERO", 0.0)):
+        value = span.header.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise FFIError(f"{name}: {what} has {key} = {value!r}, not a finite number")
+        scaling.append(float(value))
+    return PixelRef(span.data_offset, span.dtype.str, *scaling)
 
 
 def inspect_ffi(source: ByteSource, product: str | None = None) -> FFIInfo:
@@ -120,12 +126,16 @@ def inspect_ffi(source: ByteSource, product: str | None = None) -> FFIInfo:
     for key in (*TIME_KEYS[product], *CAMERA_KEYS[product]):
         if key not in image.header:
             raise FFIError(f"{name}: header lacks {key}, required for a {product} FFI")
-    try:
-        start = float(image.header[TIME_KEYS[product][0]])
-    except (TypeError, ValueError):
-        raise FFIError(f"{name}: {TIME_KEYS[product][0]} is not a number") from None
-    if start != start:
-        raise FFIError(f"{name}: {TIME_KEYS[product][0]} is NaN")
+    for key in TIME_KEYS[product]:
+        value = image.header[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FFIError(f"{name}: {key} is not a number ({value!r})")
+        if not math.isfinite(value):
+            raise FFIError(f"{name}: {key} is {value}")
+    for key in CAMERA_KEYS[product]:
+        value = image.header[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FFIError(f"{name}: {key} is not a whole number ({value!r})")
     return FFIInfo(source.location.url, name, source.size, source.etag, product, primary.header,
                    image.header, image.shape, flux, err)
 

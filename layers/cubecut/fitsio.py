@@ -8,10 +8,12 @@ pixels they need later, by offset.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 
 from .errors import FFIError
 from .storage import ByteSource
@@ -21,6 +23,8 @@ CARD = 80
 #: A header larger than this is treated as corrupt (real TESS headers are < 40 blocks).
 MAX_HEADER_BYTES = 400 * BLOCK
 _END = b"END" + b" " * 77
+#: Header cards may hold printable ASCII only (FITS standard 4.1.2).
+_NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 _BITPIX_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
@@ -61,19 +65,28 @@ class HDUSpan:
 def data_bytes(header: fits.Header) -> int:
     """Size in bytes of an HDU's data (unpadded) from its header (FITS standard 4.4.1)."""
     try:
-        bitpix = int(header["BITPIX"])
-        naxis = int(header["NAXIS"])
+        bitpix = _integer(header["BITPIX"])
+        naxis = _integer(header["NAXIS"])
         if bitpix not in _BITPIX_DTYPES or not 0 <= naxis <= 999:
             raise ValueError
         if naxis == 0:
             return 0
-        dims = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
-        if any(d < 0 for d in dims):
+        dims = [_integer(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
+        pcount, gcount = _integer(header.get("PCOUNT", 0)), _integer(header.get("GCOUNT", 1))
+        # Negative counts would shrink the declared size below what the axes claim.
+        if any(d < 0 for d in dims) or pcount < 0 or gcount < 0:
             raise ValueError
-        count = int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + int(np.prod(dims, dtype=object)))
-    except (KeyError, ValueError, TypeError):
-        raise FFIError("header has missing or invalid BITPIX/NAXIS keywords") from None
+        count = gcount * (pcount + int(np.prod(dims, dtype=object)))
+    except (KeyError, ValueError, TypeError, VerifyError):
+        raise FFIError("header has missing or invalid BITPIX/NAXIS/PCOUNT/GCOUNT keywords") from None
     return abs(bitpix) // 8 * count
+
+
+def _integer(value: object) -> int:
+    """A FITS integer keyword's value; floats, booleans and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"not an integer: {value!r}")
+    return int(value)
 
 
 def read_header(source: ByteSource, offset: int, first_read: int = 8 * BLOCK) -> tuple[fits.Header, int]:
@@ -96,9 +109,17 @@ def read_header(source: ByteSource, offset: int, first_read: int = 8 * BLOCK) ->
             raise FFIError(f"{source.location.name}: header at byte {offset} has no END card in "
                            f"{MAX_HEADER_BYTES} bytes")
         want = min(2 * want, MAX_HEADER_BYTES)
+    bad = _NOT_PRINTABLE.search(buf, 0, end)
+    if bad:
+        raise FFIError(f"{source.location.name}: header at byte {offset} holds a byte FITS forbids "
+                       f"({buf[bad.start()]:#04x} at byte {offset + bad.start()})")
     try:
         header = fits.Header.fromstring(buf[:end].decode("ascii"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        # astropy parses card values lazily: parse them all now, so that a malformed card
+        # is this named error here and not an astropy VerifyError wherever it is first read.
+        for card in header.cards:
+            card.value  # noqa: B018 - parsing is the point
+    except (UnicodeDecodeError, ValueError, VerifyError) as exc:
         raise FFIError(f"{source.location.name}: unreadable header at byte {offset}: {exc}") from None
     return header, padded(end)
 

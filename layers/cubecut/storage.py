@@ -10,20 +10,42 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Protocol
 from urllib.parse import urlparse
 
 import boto3
+import urllib3.exceptions
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, IncompleteReadError,
+                                 ReadTimeoutError, ResponseStreamingError)
 
 from .errors import AccessDeniedError, ObjectNotFoundError, StorageError
 
 #: Connections kept per client; threaded readers and block workers share one client.
 MAX_POOL_CONNECTIONS = 128
+
+#: Attempts of one read whose response *body* failed or came up short. botocore retries a
+#: request that fails (5xx, throttling, resets before the answer) with backoff and jitter,
+#: but not a body that breaks off after the headers arrived, nor one shorter than asked
+#: for: those are retried here, with full-jitter exponential backoff.
+READ_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 0.1
+RETRY_MAX_SECONDS = 5.0
+#: How often each kind of body retry happened in this process (figures for reports).
+RETRIES: Counter = Counter()
+_retries_lock = threading.Lock()
+#: Failures while reading an answer's body. urllib3's own errors get through botocore
+#: unwrapped and unretried when the body of an *error* answer to GetObject (404, 412,
+#: 503 ...) breaks off (botocore reads it in ``convert_to_response_dict``, outside its
+#: retry loop).
+_BODY_ERRORS = (IncompleteReadError, ResponseStreamingError, ReadTimeoutError, ConnectionClosedError,
+                urllib3.exceptions.HTTPError)
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound", "NoSuchUpload"}
 _DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",
@@ -94,6 +116,17 @@ def s3_client():
     """A thread-safe, connection-pooled S3 client configured from the environment."""
     return _client(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
                    os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): full jitter, exponential, capped."""
+    return random.uniform(0.0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** attempt))
+
+
+def _note_retry(kind: str, attempt: int) -> None:
+    with _retries_lock:
+        RETRIES[kind] += 1
+    time.sleep(retry_delay(attempt))
 
 
 def translate_client_error(exc: Exception, what: str) -> StorageError:
@@ -197,16 +230,33 @@ class S3Source:
                   "Range": f"bytes={start}-{stop - 1}"}
         if self.etag:
             kwargs["IfMatch"] = self.etag
-        try:
-            body = self._client.get_object(**kwargs)["Body"]
-            data = body.read()
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in {"PreconditionFailed", "412"}:
-                raise StaleObjectError(f"{self.location.url} changed while being read") from None
-            raise translate_client_error(exc, self.location.url) from None
-        except BotoCoreError as exc:
-            raise translate_client_error(exc, self.location.url) from None
+        # Within the object's known size S3 returns exactly the bytes asked for; fewer means
+        # the transfer broke (a reader past the end gets what there is and checks itself).
+        expected = max(0, min(stop, self.size) - start) if self.size is not None else None
+        what = f"{self.location.url} bytes [{start}, {stop})"
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                try:
+                    body = self._client.get_object(**kwargs)["Body"]
+                except ClientError as exc:
+                    code = str(exc.response.get("Error", {}).get("Code", ""))
+                    if code in {"PreconditionFailed", "412"}:
+                        raise StaleObjectError(f"{self.location.url} changed while being read") from None
+                    raise translate_client_error(exc, self.location.url) from None
+                except BotoCoreError as exc:  # botocore has retried the request already
+                    raise translate_client_error(exc, self.location.url) from None
+                data = body.read()
+            except _BODY_ERRORS as exc:
+                if attempt + 1 == READ_ATTEMPTS:
+                    raise StorageError(f"{what}: the response body failed {READ_ATTEMPTS} times: {exc}") from None
+                _note_retry("body", attempt)
+                continue
+            if expected is None or len(data) == expected:
+                break
+            if attempt + 1 == READ_ATTEMPTS:
+                raise StorageError(f"{what}: short read, {len(data)} of {expected} bytes in each of "
+                                   f"{READ_ATTEMPTS} attempts")
+            _note_retry("short_read", attempt)
         self.stats.add(len(data))
         return data
 
@@ -232,11 +282,18 @@ def get_bytes(url: str | Location, stats: ReadStats | None = None) -> tuple[byte
             return source.read(0, source.size), source.etag
         finally:
             source.close()
-    try:
-        response = s3_client().get_object(Bucket=location.bucket, Key=location.key)
-        data = response["Body"].read()
-    except (ClientError, BotoCoreError) as exc:
-        raise translate_client_error(exc, location.url) from None
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            try:
+                response = s3_client().get_object(Bucket=location.bucket, Key=location.key)
+            except (ClientError, BotoCoreError) as exc:  # botocore has retried the request already
+                raise translate_client_error(exc, location.url) from None
+            data = response["Body"].read()  # botocore checks the length against Content-Length
+            break
+        except _BODY_ERRORS as exc:
+            if attempt + 1 == READ_ATTEMPTS:
+                raise StorageError(f"{location.url}: the response body failed {READ_ATTEMPTS} times: {exc}") from None
+            _note_retry("body", attempt)
     if stats is not None:
         stats.add(len(data))
     return data, response.get("ETag")

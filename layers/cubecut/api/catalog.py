@@ -8,6 +8,7 @@ metadata reads at all between refreshes.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import warnings
@@ -22,8 +23,11 @@ from astropy.wcs import WCS
 
 from ..cube.index import INDEX_SUFFIX, CubeIndex
 from ..cutout.geometry import ffi_wcs
+from ..errors import NotACubeError, ObjectNotFoundError
 from ..storage import Location, get_bytes, s3_client
 from .tesscut import sector_name
+
+logger = logging.getLogger(__name__)
 
 #: TESS's field of view per CCD is ~12 deg across; beyond this separation from a CCD's
 #: centre a position cannot be on it (and TAN projections stop being meaningful).
@@ -43,11 +47,11 @@ class CubeEntry:
         """TESScut's name of the cube (``tess-s0001-4-2``, or ``tica-...``)."""
         return sector_name(self.index.sector, self.index.camera, self.index.ccd, self.index.product)
 
-    @cached_property
+    @property
     def wcs(self) -> WCS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return ffi_wcs(self.index)
+        """The cube's FFI WCS (cached per thread by ffi_wcs; WCS objects are not shared
+        between the threads serving requests)."""
+        return ffi_wcs(self.index)
 
     @cached_property
     def centre(self) -> SkyCoord:
@@ -60,7 +64,11 @@ class CubeEntry:
         Pixel ``i`` spans ``[i - 0.5, i + 0.5)`` (0-based), so the image spans
         ``[-0.5, ncols - 0.5)`` x ``[-0.5, nrows - 0.5)``.
         """
-        if coord.separation(self.centre).deg > _MAX_CENTRE_SEPARATION_DEG + radius_deg:
+        try:
+            centre = self.centre
+        except NotACubeError:  # an unusable WCS covers nothing; other cubes still answer
+            return False
+        if coord.separation(centre).deg > _MAX_CENTRE_SEPARATION_DEG + radius_deg:
             return False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -110,9 +118,12 @@ class CubeCatalog:
             stale = [url for url, etag in sidecars.items()
                      if url not in self._entries or self._entries[url].index_etag != etag]
             with ThreadPoolExecutor(max_workers=8) as pool:
-                loaded = list(pool.map(lambda url: (url, get_bytes(url)), stale))
-            for url, (data, etag) in loaded:
-                index = CubeIndex.from_json(data)
+                loaded = list(pool.map(_load_sidecar, stale))
+            for url, loaded_index in zip(stale, loaded):
+                if loaded_index is None:
+                    self._entries.pop(url, None)
+                    continue
+                index, etag = loaded_index
                 self._entries[url] = CubeEntry(url[: -len(INDEX_SUFFIX)], sidecars[url] or etag, index)
             for url in set(self._entries) - set(sidecars):
                 del self._entries[url]
@@ -130,3 +141,14 @@ class CubeCatalog:
                 if (product is None or e.index.product == product)
                 and (sectors is None or e.index.sector in sectors)
                 and e.covers(coord, radius_deg)]
+
+
+def _load_sidecar(url: str) -> tuple[CubeIndex, str | None] | None:
+    """A sidecar's index and ETag, or None if it vanished or is unreadable: one broken
+    sidecar must not take the whole catalog (and every request) down with it."""
+    try:
+        data, etag = get_bytes(url)
+        return CubeIndex.from_json(data), etag
+    except (ObjectNotFoundError, ValueError, TypeError, KeyError) as exc:
+        logger.warning("skipping cube index %s: %s: %s", url, type(exc).__name__, exc)
+        return None

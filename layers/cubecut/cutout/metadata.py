@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 
 from ..cube.index import INDEX_SUFFIX, CubeIndex, index_from_table
 from ..errors import FFIError, NotACubeError, ObjectNotFoundError
@@ -35,6 +36,9 @@ FIRST_READ = 32 * 1024
 MAX_TABLE_BYTES = 512 * 1024 * 1024
 #: Number of cube indexes kept per process.
 CACHE_SIZE = 32
+
+#: What astropy raises for a malformed binary table (it parses formats and data lazily).
+_TABLE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, VerifyError)
 
 _cache: OrderedDict[str, CubeIndex] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -123,6 +127,10 @@ def index_from_cube(location: Location, stats: ReadStats | None = None) -> CubeI
     except FFIError as exc:
         raise NotACubeError(f"{what}: not a cube: {exc}") from None
     nrows, ncols, nt, nplanes = _cube_shape(image, what)
+    if (primary.get("SIMPLE") is not True or type(primary.get("NAXIS")) is not int or primary["NAXIS"] != 0
+            or type(primary.get("BITPIX")) is not int):
+        raise NotACubeError(f"{what}: not a cube: its primary HDU has SIMPLE = {primary.get('SIMPLE')!r}, "
+                            f"NAXIS = {primary.get('NAXIS')!r} (a cube's has T and 0)")
     data_offset = primary_bytes + image_bytes
     table_offset = data_offset + padded(nrows * ncols * nt * nplanes * 4)
     if source.size < table_offset + BLOCK:
@@ -131,14 +139,16 @@ def index_from_cube(location: Location, stats: ReadStats | None = None) -> CubeI
     if source.size - table_offset > MAX_TABLE_BYTES:
         raise NotACubeError(f"{what}: not a cube: {source.size - table_offset} bytes follow the image")
     table = _read_table(_Prefetched(source, table_offset, source.read(table_offset, source.size)), nt, what)
-    names = table.columns.names
-    if "TSTART" not in names and "STARTTJD" not in names:
-        raise NotACubeError(f"{what}: not a cube: its table has neither TSTART nor STARTTJD")
     try:
+        names = table.columns.names
+        if "TSTART" not in names and "STARTTJD" not in names:
+            raise NotACubeError("not a cube: its table has neither TSTART nor STARTTJD")
         return index_from_table(primary, table.data, nrows=nrows, ncols=ncols, nt=nt, nplanes=nplanes,
                                 data_offset=data_offset, cube_size=source.size, cube_etag=source.etag)
     except NotACubeError as exc:
         raise NotACubeError(f"{what}: {exc}") from None
+    except _TABLE_ERRORS as exc:  # astropy parses table columns lazily, with many error types
+        raise NotACubeError(f"{what}: not a cube: unreadable table: {type(exc).__name__}: {exc}") from None
 
 
 class _Prefetched:
@@ -190,5 +200,5 @@ def _read_table(view: _Prefetched, nt: int, what: str) -> fits.BinTableHDU:
                             f"{len(view.data)} are present")
     try:
         return fits.BinTableHDU.fromstring(view.data)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise NotACubeError(f"{what}: not a cube: unreadable table: {exc}") from None
+    except _TABLE_ERRORS as exc:
+        raise NotACubeError(f"{what}: not a cube: unreadable table: {type(exc).__name__}: {exc}") from None

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import FFIError
+from ..errors import FFIError, StorageError
 from ..ffi import PixelRef
 from ..storage import Location, ReadStats, get_bytes, open_source
 from .blocks import Block
@@ -52,6 +52,13 @@ def build_part(plan: IngestPlan, block: Block, *, threads: int | str = "auto",
     layout = plan.layout
     head = get_bytes(plan.head_url, stats)[0] if block.head else b""
     tail = get_bytes(plan.tail_url, stats)[0] if block.tail else b""
+    # The pixels are placed after the head and the tail is placed from the end: a staged
+    # object of the wrong length would shift them and still give a part of the right size.
+    if block.head and len(head) != layout.head_bytes:
+        raise StorageError(f"{plan.head_url}: {len(head)} bytes, the plan needs {layout.head_bytes}")
+    if block.tail and len(tail) != layout.data_padding + layout.table_bytes:
+        raise StorageError(f"{plan.tail_url}: {len(tail)} bytes, the plan needs "
+                           f"{layout.data_padding + layout.table_bytes}")
     nrows = block.row1 - block.row0
     part = bytearray(block.size)
     part[:len(head)] = head

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cube.index import INDEX_SUFFIX
+from ..cube.index import INDEX_SUFFIX, CubeIndex
 from ..errors import ObjectNotFoundError, PlanError
-from ..storage import Location, open_source, put_bytes
+from ..storage import Location, get_bytes, open_source, put_bytes
 from .blocks import check_parts
 from .plan import IngestPlan, discard_staging, load_index
 from .target import make_target
@@ -77,3 +77,28 @@ def abort_ingest(plan: IngestPlan) -> None:
     """Abort the upload and delete the staging objects; safe to call more than once."""
     make_target(Location.parse(plan.cube), plan.layout.total_bytes).abort(plan.upload_id)
     discard_staging(plan)
+
+
+def finalized_result(cube_url: str, upload_id: str) -> IngestResult | None:
+    """The result of a finalize that already completed ``upload_id``, or None.
+
+    For a retried Finalize whose first attempt finished (the cube complete, its sidecar
+    written, the staging deleted) but whose answer was lost: the plan is gone then, so
+    :func:`finalize_ingest` cannot run again. The upload must be finished (unknown to
+    ListParts) and the sidecar must describe the object now in place (size and ETag).
+    """
+    cube = Location.parse(cube_url)
+    try:
+        make_target(cube, 0).list_parts(upload_id)
+        return None  # the upload is still open: nothing was completed
+    except ObjectNotFoundError:
+        pass
+    index_url = cube.with_suffix(INDEX_SUFFIX)
+    try:
+        index = CubeIndex.from_json(get_bytes(index_url)[0])
+        source = open_source(cube)
+    except (ObjectNotFoundError, ValueError, TypeError):
+        return None
+    if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
+        return None
+    return IngestResult(cube.url, index_url.url, source.etag, source.size, index.nt)

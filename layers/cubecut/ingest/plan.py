@@ -18,7 +18,7 @@ from astropy.io import fits
 from ..cube import headers
 from ..cube.index import CubeIndex, index_from_table
 from ..cube.layout import CubeLayout
-from ..errors import DuplicateTimeError, InputError, MixedFFIError, NoInputError
+from ..errors import DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
 from ..storage import Location, delete, get_bytes, put_bytes
 from .blocks import DEFAULT_BLOCK_BYTES, Block, plan_blocks
@@ -137,7 +137,7 @@ def check_consistent(ffis: list[FFIInfo]) -> None:
 
 
 def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
-              block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 16, today: dt.date | None = None) -> IngestPlan:
+              block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 64, today: dt.date | None = None) -> IngestPlan:
     """Plan a cube from FFIs (local paths or s3:// URLs), start its upload, stage the plan.
 
     ``cube_url`` ending in ``/`` is a folder/prefix: the cube gets TESScut's name there.
@@ -159,11 +159,16 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
     first = ordered[0]
     nplanes = 2 if first.error is not None else 1
     nrows, ncols = first.shape
-    primary = headers.primary_header(ordered, sector, today)
-    primary_bytes = headers.primary_bytes(primary)
-    head = primary_bytes + headers.image_header_bytes(nrows, ncols, len(ordered), nplanes)
-    table = headers.table_hdu(ordered)
-    table_bytes = headers.table_bytes(table)
+    try:
+        primary = headers.primary_header(ordered, sector, today)
+        primary_bytes = headers.primary_bytes(primary)
+        head = primary_bytes + headers.image_header_bytes(nrows, ncols, len(ordered), nplanes)
+        table = headers.table_hdu(ordered)
+        table_bytes = headers.table_bytes(table)
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        # e.g. a keyword that is a number in one FFI and text in another, or out of range
+        raise FFIError(f"the FFI headers cannot be combined into the cube's headers and table: "
+                       f"{type(exc).__name__}: {exc}") from None
     layout = CubeLayout(nrows, ncols, len(ordered), nplanes, len(head), len(table_bytes))
     blocks = plan_blocks(layout, block_bytes)
     index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data, nrows=nrows, ncols=ncols, nt=len(ordered),
@@ -185,9 +190,13 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
         put_bytes(plan.index_url, index.to_json(), "application/json")
         put_bytes(plan.items_url, json.dumps([{"block": b.index} for b in blocks]).encode(), "application/json")
         put_bytes(plan.plan_url, plan.to_json(), "application/json")
-    except BaseException:
-        target.abort(upload_id)
-        discard_staging(plan)
+    except BaseException as failure:
+        try:
+            target.abort(upload_id)
+            discard_staging(plan)
+        except Exception as exc:  # noqa: BLE001 - report the failure, not the clean-up's
+            failure.add_note(f"cleaning up also failed ({type(exc).__name__}: {exc}); upload {upload_id} of "
+                             f"{cube.url} is left for `cubecut janitor` or the bucket lifecycle rule")
         raise
     return plan
 

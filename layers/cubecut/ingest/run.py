@@ -35,7 +35,12 @@ def ingest(ffi_urls: list[str], cube_url: str, *, product: str | None = None, se
                 on_block(done, total)
         pool.shutdown()
         return finalize_ingest(plan)
-    except BaseException:
+    except BaseException as failure:
         pool.shutdown(cancel_futures=True)
-        abort_ingest(plan)
+        try:
+            abort_ingest(plan)
+        except Exception as exc:  # noqa: BLE001 - report the failure, not the clean-up's
+            # The upload stays behind for the janitor / the bucket's lifecycle rule.
+            failure.add_note(f"cleaning up also failed ({type(exc).__name__}: {exc}); upload {plan.upload_id} "
+                             f"of {plan.cube} is left for `cubecut janitor` or the bucket lifecycle rule")
         raise
