@@ -12,6 +12,7 @@ may be written as JSON values, and are kept as their JSON text for the parser to
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import parse_qs
 
 from ..errors import InputError
@@ -48,15 +49,20 @@ def _text(body: bytes) -> str:
         raise MalformedParamsError("the body must be UTF-8 text") from None
 
 
-def _json_params(body: bytes) -> dict[str, list[str]]:
+def load_json(text: str, what: str, error: type[Exception]) -> Any:
+    """``json.loads`` whose every failure on hostile input becomes ``error`` naming ``what``."""
     try:
-        document = json.loads(_text(body))
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MalformedParamsError(f"the body is not valid JSON: {exc.msg}") from None
+        raise error(f"{what} is not valid JSON: {exc.msg}") from None
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise MalformedParamsError(f"the body is not usable JSON: {exc}") from None
+        raise error(f"{what} is not usable JSON: {exc}") from None
     except RecursionError:
-        raise MalformedParamsError("the JSON body is nested too deeply") from None
+        raise error(f"{what} is nested too deeply") from None
+
+
+def _json_params(body: bytes) -> dict[str, list[str]]:
+    document = load_json(_text(body), "the body", MalformedParamsError)
     if not isinstance(document, dict) or len(document) > MAX_FIELDS:
         raise UnsupportedBodyError("a JSON body must be an object of parameters")
     merged: dict[str, list[str]] = {}

@@ -32,6 +32,7 @@ from ..moving import Ephemeris, EphemerisError, PathOffCubesError, load_ephemeri
 from ..moving.path import PathOnCube, path_on_cube, pixel_size
 from ..storage import ReadStats
 from .catalog import CubeCatalog, CubeEntry
+from .forms import load_json
 from .service import CubeWork, CutoutService, Delivery, Member, cube_version, hdul_bytes
 from .tesscut import (RESULT_FORMAT, Params, TesscutRequestError, normalised_size, parse_product, parse_sectors,
                       parse_size, sector_entry, sector_name, single)
@@ -136,14 +137,7 @@ def parse_ephemeris(text: str, *, name: str | None, time_format: str, time_scale
     not make the service read anything of its choosing)."""
     if len(text) > MAX_EPHEMERIS_CHARS:
         raise MovingRequestError(f"the ephemeris is longer than {MAX_EPHEMERIS_CHARS:,} characters")
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MovingRequestError(f"ephemeris is not valid JSON: {exc.msg}") from None
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise MovingRequestError(f"ephemeris is not usable JSON: {exc}") from None
-    except RecursionError:
-        raise MovingRequestError("ephemeris JSON is nested too deeply") from None
+    document = load_json(text, "the ephemeris", MovingRequestError)
     columns = _columns(document)
     if time_format == "btjd" and not all(isinstance(t, float) for t in columns["time"]):
         raise MovingRequestError("ephemeris times must be numbers (BTJD) unless time_format says otherwise")
