@@ -87,7 +87,45 @@ class TesscutSky:
         raise LookupError(f"no isolated bright star on {sector_name}")
 
 
-class ResolverProxy:
+class LoopbackServer:
+    """A small threaded HTTP server on 127.0.0.1 for test stand-ins of outside services.
+
+    Subclasses implement ``answer(method, path) -> (status, content type, body)``."""
+
+    def __init__(self, name: str) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+                status, kind, body = server.answer("GET", self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name=name)
+        self._thread.start()
+
+    def answer(self, method: str, path: str) -> tuple[int, str, bytes]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+class ResolverProxy(LoopbackServer):
     """A forward HTTP proxy on 127.0.0.1 for the one host astroquery does not take from its
     configuration: SANTA (``http://mastresolver.stsci.edu/Santa-war/query``), sent on to the
     cubecut API. Requests for any other host are refused (403), so nothing leaves the machine.
@@ -99,43 +137,19 @@ class ResolverProxy:
     def __init__(self, api_url: str) -> None:
         self.api_url = api_url
         self.forwarded: list[str] = []
-        proxy = self
+        super().__init__("santa-proxy")
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-                target = urlsplit(self.path)
-                if target.hostname != proxy.HOST:
-                    self.send_error(403, f"this proxy only forwards {proxy.HOST}")
-                    return
-                proxy.forwarded.append(self.path)
-                url = f"{proxy.api_url}{target.path}" + (f"?{target.query}" if target.query else "")
-                try:
-                    with urllib.request.urlopen(url, timeout=30) as answer:
-                        status, body, kind = answer.status, answer.read(), answer.headers["Content-Type"]
-                except urllib.error.HTTPError as error:
-                    status, body, kind = error.code, error.read(), error.headers["Content-Type"]
-                self.send_response(status)
-                self.send_header("Content-Type", kind or "application/octet-stream")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="santa-proxy")
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+    def answer(self, method: str, path: str) -> tuple[int, str, bytes]:
+        target = urlsplit(path)
+        if target.hostname != self.HOST:
+            return 403, "text/plain", f"this proxy only forwards {self.HOST}".encode()
+        self.forwarded.append(path)
+        url = f"{self.api_url}{target.path}" + (f"?{target.query}" if target.query else "")
+        try:
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                return answer.status, answer.headers["Content-Type"] or "application/octet-stream", answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers["Content-Type"] or "application/octet-stream", error.read()
 
 
 def _make_cube(workdir: Path, bucket: str, sector: int, camera: int, ccd: int,

@@ -11,13 +11,11 @@ import json
 import re
 import shutil
 import socket
-import threading
 import time
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlencode, urljoin
+from urllib.parse import unquote, urlencode, urljoin
 
 import boto3
 import pytest
@@ -25,7 +23,7 @@ from astropy.io import fits
 from PIL import Image
 
 from cubecut.images import quicklook_png
-from stack_fixtures import BUCKET, SHARED, tesscut_sky  # noqa: F401 - the fixture
+from stack_fixtures import BUCKET, SHARED, LoopbackServer, tesscut_sky  # noqa: F401 - the fixture
 from test_tesscut_api import http
 
 TESSCUT = "/tesscut/api/v0.1"
@@ -50,39 +48,22 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-class FakeSesame:
+class FakeSesame(LoopbackServer):
     """A Sesame stand-in on 127.0.0.1 that knows the names in ``known`` (name → ra, dec)."""
 
     def __init__(self, known: dict[str, tuple[float, float]]) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-                from urllib.parse import unquote
+        self.known = known
+        super().__init__("fake-sesame")
 
-                name = unquote(self.path.rsplit("?", 1)[-1])
-                position = known.get(name)
-                text = f"# {name}\n" + (f"%J {position[0]:.6f} {position[1]:+.6f}\n" if position else "#! nothing\n")
-                body = text.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-sesame")
-        self._thread.start()
+    def answer(self, method: str, path: str) -> tuple[int, str, bytes]:
+        name = unquote(path.rsplit("?", 1)[-1])
+        position = self.known.get(name)
+        text = f"# {name}\n" + (f"%J {position[0]:.6f} {position[1]:+.6f}\n" if position else "#! nothing\n")
+        return 200, "text/plain", text.encode()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/sesame/"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        return f"{super().url}/sesame/"
 
 
 @pytest.fixture
