@@ -220,3 +220,19 @@ def test_failed_block_aborts_the_upload(small_sector, bucket, monkeypatch):
     s3 = boto3.client("s3")
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_staging_objects_carry_the_lifecycle_tag(small_sector, bucket):
+    """So the bucket's ExpireIngestStaging rule can remove what a dead ingest left."""
+    from cubecut.ingest.finalize import abort_ingest
+    from cubecut.ingest.plan import STAGING_TAGS, make_plan
+
+    plan = make_plan([str(p) for p in small_sector], f"s3://{bucket}/cubes/")
+    s3 = boto3.client("s3")
+    staged = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert staged and all(".ingest/" in key for key in staged)
+    for key in staged:
+        tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+        assert tags == STAGING_TAGS
+    abort_ingest(plan)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)

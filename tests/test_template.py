@@ -146,6 +146,10 @@ def test_bucket_is_private_encrypted_and_cleans_up_uploads(cfn: dict[str, Any]) 
     aborts = [r for r in bucket["LifecycleConfiguration"]["Rules"] if "AbortIncompleteMultipartUpload" in r]
     assert aborts and aborts[0]["Status"] == "Enabled" and "Prefix" not in aborts[0]
     assert aborts[0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    from cubecut.ingest.plan import STAGING_TAGS
+
+    staging = [r for r in bucket["LifecycleConfiguration"]["Rules"] if r.get("Id") == "ExpireIngestStaging"]
+    assert staging and staging[0]["TagFilters"] == [{"Key": k, "Value": v} for k, v in STAGING_TAGS.items()]
 
 
 def test_bucket_policy_denies_plain_http(cfn: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Protocol
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 import boto3
 import urllib3.exceptions
@@ -299,13 +299,18 @@ def get_bytes(url: str | Location, stats: ReadStats | None = None) -> tuple[byte
     return data, response.get("ETag")
 
 
-def put_bytes(url: str | Location, data: bytes, content_type: str = "application/octet-stream") -> str | None:
-    """Write a whole object atomically (S3 PUT, or temp file + rename); returns its ETag."""
+def put_bytes(url: str | Location, data: bytes, content_type: str = "application/octet-stream", *,
+              tags: dict[str, str] | None = None) -> str | None:
+    """Write a whole object atomically (S3 PUT, or temp file + rename); returns its ETag.
+
+    ``tags`` become S3 object tags (lifecycle rules can select on them); ignored locally.
+    """
     location = url if isinstance(url, Location) else Location.parse(url)
     if location.is_s3:
+        extra = {"Tagging": urlencode(tags)} if tags else {}
         try:
             response = s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=data,
-                                              ContentType=content_type)
+                                              ContentType=content_type, **extra)
         except (ClientError, BotoCoreError) as exc:
             raise translate_client_error(exc, location.url) from None
         return response.get("ETag")

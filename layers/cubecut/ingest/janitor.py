@@ -5,8 +5,9 @@ An ingest whose process or Lambda is killed, or whose clean-up itself fails, can
 * an S3 multipart upload in progress: invisible to readers but its parts are billed
   (in AWS the bucket's ``AbortIncompleteMultipartUpload`` lifecycle rule removes it a day
   after it began);
-* the plan's staging objects under ``{cube}.ingest/{plan id}/`` (no lifecycle rule
-  covers those);
+* the plan's staging objects under ``{cube}.ingest/{plan id}/`` (tagged
+  ``cubecut-staging=true``; in AWS the ``ExpireIngestStaging`` rule removes them after two
+  days);
 * for a local cube: the hidden ``.{cube}.{upload}.partial`` file (as large as the cube),
   its ``.{cube}.{upload}.parts/`` receipts and the ``.{cube}.{plan}.staging/`` folder.
 

@@ -25,6 +25,9 @@ from .blocks import DEFAULT_BLOCK_BYTES, Block, plan_blocks
 from .target import make_target
 
 PLAN_VERSION = 1
+#: Tags on every staging object, so a bucket lifecycle rule can expire what a dead ingest
+#: left behind (template.yaml: ExpireIngestStaging); ``cubecut janitor`` does it by hand.
+STAGING_TAGS = {"cubecut-staging": "true"}
 
 
 @dataclass(frozen=True)
@@ -185,11 +188,12 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
                       ccd, layout, blocks,
                       [FFIRef(f.url, f.size, f.etag, f.flux, f.error) for f in ordered])
     try:
-        put_bytes(plan.head_url, head)
-        put_bytes(plan.tail_url, bytes(layout.data_padding) + table_bytes)
-        put_bytes(plan.index_url, index.to_json(), "application/json")
-        put_bytes(plan.items_url, json.dumps([{"block": b.index} for b in blocks]).encode(), "application/json")
-        put_bytes(plan.plan_url, plan.to_json(), "application/json")
+        put_bytes(plan.head_url, head, tags=STAGING_TAGS)
+        put_bytes(plan.tail_url, bytes(layout.data_padding) + table_bytes, tags=STAGING_TAGS)
+        put_bytes(plan.index_url, index.to_json(), "application/json", tags=STAGING_TAGS)
+        put_bytes(plan.items_url, json.dumps([{"block": b.index} for b in blocks]).encode(), "application/json",
+                  tags=STAGING_TAGS)
+        put_bytes(plan.plan_url, plan.to_json(), "application/json", tags=STAGING_TAGS)
     except BaseException as failure:
         try:
             target.abort(upload_id)
