@@ -36,7 +36,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from .cutout.geometry import (Box, CoordInput, SizeInput, cutout_box, cutout_wcs, parse_coordinates, parse_size,
                               size_label)
-from .cutout.tpf import CUBECUT_VERSION, tpf_filename
+from .cutout.tpf import CUBECUT_VERSION, physical_wcs_cards, tpf_filename
 from .errors import FFIError, InputError
 from .ffi import PixelRef
 from .fitsio import HDUSpan, data_bytes, read_header
@@ -226,21 +226,7 @@ def cutout_hdu(cutout: ImageCutout) -> fits.ImageHDU:
     for key in {*wcs_cards, *_CD_KEYS, "CHECKSUM", "DATASUM", "BSCALE", "BZERO", "BLANK"}:
         header.remove(key, ignore_missing=True, remove_all=True)
     header.update(wcs_cards)
-    box = cutout.box
-    header.update({
-        "WCSNAMEP": ("PHYSICAL", "name of world coordinate system alternate P"),
-        "WCSAXESP": (2, "number of WCS physical axes"),
-        "CTYPE1P": ("RAWX", "physical WCS axis 1 type CCD col"),
-        "CUNIT1P": ("PIXEL", "physical WCS axis 1 unit"),
-        "CRPIX1P": (1, "reference CCD column"),
-        "CRVAL1P": (box.x0 + 1, "value at reference CCD column"),
-        "CDELT1P": (1.0, "physical WCS axis 1 step"),
-        "CTYPE2P": ("RAWY", "physical WCS axis 2 type CCD col"),
-        "CUNIT2P": ("PIXEL", "physical WCS axis 2 unit"),
-        "CRPIX2P": (1, "reference CCD row"),
-        "CRVAL2P": (box.y0 + 1, "value at reference CCD row"),
-        "CDELT2P": (1.0, "physical WCS axis 2 step"),
-    })
+    header.update(physical_wcs_cards(cutout.box))
     header["O_EXT_NM"] = (cutout.hdu.header.get("EXTNAME"), "Original extension name.")
     header["EXTNAME"] = "CUTOUT"
     header["ORIG_FLE"] = (cutout.file, _fitting("ORIG_FLE", cutout.file, "Original image filename."))

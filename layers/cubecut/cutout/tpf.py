@@ -309,17 +309,10 @@ def _column_wcs_cards(linear: WCS, box: Box) -> list[tuple[str, object, str]]:
     ]
 
 
-def _aperture_hdu(index: CubeIndex, box: Box, linear: WCS, msep: float, sig: float) -> fits.ImageHDU:
-    aperture = np.zeros((box.ny, box.nx), dtype=np.int32)
-    part = box.overlap(index.ncols, index.nrows)
-    if part is not None:
-        aperture[part.y0 - box.y0:part.y1 - box.y0, part.x0 - box.x0:part.x1 - box.x0] = 1
-    hdu = fits.ImageHDU(data=aperture)
-    header = hdu.header
-    header["EXTNAME"] = "APERTURE"
-    for key, value, comment in linear.to_header().cards:
-        header.set(key, value, comment)
-    header.update({
+def physical_wcs_cards(box: Box) -> dict[str, tuple[object, str]]:
+    """The alternate WCS "P" of an image cut from an FFI: pixel (1, 1) of the image is the
+    1-based FFI column/row of the box's first pixel (as in pipeline TPFs)."""
+    return {
         "WCSNAMEP": ("PHYSICAL", "name of world coordinate system alternate P"),
         "WCSAXESP": (2, "number of WCS physical axes"),
         "CTYPE1P": ("RAWX", "physical WCS axis 1 type (CCD column)"),
@@ -332,7 +325,20 @@ def _aperture_hdu(index: CubeIndex, box: Box, linear: WCS, msep: float, sig: flo
         "CRPIX2P": (1, "reference CCD row"),
         "CRVAL2P": (box.y0 + 1, "value at reference CCD row"),
         "CDELT2P": (1.0, "physical WCS axis 2 step"),
-    })
+    }
+
+
+def _aperture_hdu(index: CubeIndex, box: Box, linear: WCS, msep: float, sig: float) -> fits.ImageHDU:
+    aperture = np.zeros((box.ny, box.nx), dtype=np.int32)
+    part = box.overlap(index.ncols, index.nrows)
+    if part is not None:
+        aperture[part.y0 - box.y0:part.y1 - box.y0, part.x0 - box.x0:part.x1 - box.x0] = 1
+    hdu = fits.ImageHDU(data=aperture)
+    header = hdu.header
+    header["EXTNAME"] = "APERTURE"
+    for key, value, comment in linear.to_header().cards:
+        header.set(key, value, comment)
+    header.update(physical_wcs_cards(box))
     header.set("NPIXMISS", None, "Number of op. aperture pixels not collected")
     header.set("NPIXSAP", None, "Number of pixels in optimal aperture")
     header["WCS_MSEP"] = (msep, "[deg] Max offset between cutout WCS and FFI WCS")
