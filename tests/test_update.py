@@ -141,11 +141,11 @@ def test_a_cube_replaced_meanwhile_is_not_overwritten(ffis, tmp_path):
     ingest(ffis[:6], str(cube))
 
     def replace_cube(done: int, total: int) -> None:
-        if done == 1:
-            data = cube.read_bytes()
-            cube.unlink()
-            cube.write_bytes(data)
-            os.utime(cube, ns=(1, 1))
+        if done == 1:  # replaced atomically, as an ingest replaces it, while blocks still read
+            fresh = cube.with_name("fresh.fits")
+            fresh.write_bytes(cube.read_bytes())
+            os.utime(fresh, ns=(1, 1))
+            os.replace(fresh, cube)
 
     with pytest.raises(StaleObjectError, match="changed while"):
         update_cube(str(cube), ffis[6:], block_bytes=BLOCK, on_block=replace_cube)
