@@ -1,12 +1,15 @@
 """Ingest Lambda handlers: plan → block (one per row block, fanned out by the state
 machine's Distributed Map) → finalize, with abort on any failure.
 
-Each handler is a thin shell over :mod:`cubecut.ingest`. Retries are safe without an
+Each handler is a thin shell over :mod:`cubecut.ingest`. The Plan step plans a new cube
+(``ffis``/``manifest``/``prefix``) or, with ``update``, the cube at that URL with FFIs
+appended; Block and Finalize run either plan alike. Retries are safe without an
 idempotency store: a block re-uploads the same bytes under the same part number, and
-finalize recognises a cube it already completed.
+finalize recognises a cube it already committed by the plan id in its metadata.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -18,8 +21,9 @@ from cubecut.errors import InputError, ObjectNotFoundError
 from cubecut.ingest.block import write_block
 from cubecut.ingest.blocks import DEFAULT_BLOCK_BYTES
 from cubecut.ingest.finalize import abort_ingest, finalize_ingest, finalized_result
-from cubecut.ingest.inputs import read_manifest, resolve_inputs
+from cubecut.ingest.inputs import read_manifest, report_manifest_failure, resolve_inputs
 from cubecut.ingest.plan import IngestPlan, make_plan
+from cubecut.ingest.update import plan_update
 from cubecut.ingest.target import make_target
 from cubecut.storage import Location, ReadStats
 
@@ -36,6 +40,7 @@ class PlanRequest:
     cube: str
     product: str | None
     sector: int | None
+    update: bool = False
 
     @classmethod
     def from_event(cls, event: dict) -> "PlanRequest":
@@ -47,6 +52,8 @@ class PlanRequest:
             ffis = resolve_inputs([event["prefix"]])
         else:
             raise InputError("the ingest request needs 'ffis', 'manifest' or 'prefix'")
+        if event.get("update"):
+            return cls(ffis, str(event["update"]), event.get("product"), None, update=True)
         cube = event.get("cube") or default_cube_prefix()
         return cls(ffis, cube, event.get("product"), event.get("sector"))
 
@@ -68,8 +75,14 @@ def _block_bytes() -> int:
 @metrics.log_metrics
 def plan_handler(event: dict, context: LambdaContext) -> dict:
     request = PlanRequest.from_event(event)
-    plan = make_plan(request.ffis, request.cube, product=request.product, sector=request.sector,
-                     block_bytes=_block_bytes())
+    if request.update:
+        plan, skipped = plan_update(request.cube, request.ffis, product=request.product,
+                                    block_bytes=_block_bytes())
+        if skipped:
+            logger.warning("FFIs already in the cube were skipped", extra={"cube": plan.cube, "skipped": skipped})
+    else:
+        plan = make_plan(request.ffis, request.cube, product=request.product, sector=request.sector,
+                         block_bytes=_block_bytes())
     logger.info("planned cube", extra={"cube": plan.cube, "frames": plan.layout.nt, "blocks": len(plan.blocks),
                                        "bytes": plan.layout.total_bytes})
     metrics.add_metric(name="PlannedBlocks", unit=MetricUnit.Count, value=len(plan.blocks))
@@ -98,21 +111,38 @@ def finalize_handler(event: dict, context: LambdaContext) -> dict:
     except ObjectNotFoundError:
         # A retry after a first attempt that completed the cube (and removed the staging)
         # but whose answer was lost: recognise the finished cube, or fail as before.
-        done = finalized_result(event["cube"], event["upload_id"])
+        done = finalized_result(event["cube"], event["upload_id"], event.get("plan_id"))
         if done is None:
             raise
         logger.info("cube was already complete", extra={"cube": done.cube})
         return {"cube": done.cube, "index": done.index, "etag": done.etag, "size": done.size}
     result = finalize_ingest(plan)
-    logger.info("cube complete", extra={"cube": result.cube, "bytes": result.size})
+    logger.info("cube complete", extra={"cube": result.cube, "bytes": result.size, "etag": result.etag,
+                                        "published": result.published})
     metrics.add_metric(name="CubesIngested", unit=MetricUnit.Count, value=1)
-    return {"cube": result.cube, "index": result.index, "etag": result.etag, "size": result.size}
+    return {"cube": result.cube, "index": result.index, "etag": result.etag, "size": result.size,
+            "published": result.published}
+
+
+def _cause_message(cause: object) -> str:
+    """The error message inside a Step Functions error Cause (Lambda's JSON errorMessage)."""
+    try:
+        return str(json.loads(str(cause)).get("errorMessage", cause))
+    except (ValueError, AttributeError):
+        return str(cause or "")
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 def abort_handler(event: dict, context: LambdaContext) -> dict:
-    logger.warning("aborting ingest", extra={"cube": event.get("cube"), "error": event.get("error")})
+    error = event.get("error") or {}
+    logger.warning("aborting ingest", extra={"cube": event.get("cube"), "manifest": event.get("manifest"),
+                                             "error": error})
+    if event.get("manifest"):  # started by a manifest: say beside it why the ingest failed
+        report = report_manifest_failure(event["manifest"], str(error.get("Error", "")),
+                                         _cause_message(error.get("Cause")), cube=event.get("cube"))
+        logger.error("ingest of a manifest failed", extra={"manifest": event["manifest"], "report": report,
+                                                           "reason": error.get("Error")})
     if "plan" not in event:  # the Plan step itself failed: it cleans up after itself
         return {"aborted": False}
     try:

@@ -1,9 +1,15 @@
 """S3 event entry: a manifest landing under the ingest prefix starts the ingest state machine.
 
 The manifest (``ingest/<anything>/manifest.json``) is JSON: ``{"ffis": [...]}`` with FFI
-URLs (or names relative to the manifest), and optionally ``"cube"``, ``"product"`` and
-``"sector"``. The execution name is derived from the object's key and ETag, so S3's
-at-least-once event delivery never starts the same ingest twice.
+URLs (or names relative to the manifest), and optionally ``"cube"``, ``"product"``,
+``"sector"`` and ``"update"`` (the format: docs/architecture.md, "Ingest manifests"). The
+execution name is derived from the object's key and ETag, so S3's at-least-once event
+delivery never starts the same ingest twice.
+
+A manifest that cannot be read as documented is reported beside it as
+``manifest.error.json`` and in the log (with its key and the reason), and not retried; a
+failure to start the execution is raised, so Lambda retries the event and finally sends it
+to the dead-letter queue (template.yaml: IngestFailuresQueue).
 """
 from __future__ import annotations
 
@@ -17,12 +23,13 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cubecut.errors import ManifestError
+from cubecut.ingest.inputs import MANIFEST_OPTIONS, parse_manifest, report_manifest_failure
 from cubecut.storage import get_bytes
 
 logger = Logger()
 tracer = Tracer()
 MANIFEST_NAME = "manifest.json"
-_OPTIONS = ("cube", "product", "sector")
 
 
 def execution_name(bucket: str, key: str, etag: str) -> str:
@@ -45,8 +52,14 @@ def handler(event: S3Event, context: LambdaContext) -> dict:
             skipped.append(key)
             continue
         url = f"s3://{bucket}/{key}"
-        manifest = json.loads(get_bytes(url)[0])
-        request = {"manifest": url, **{k: manifest[k] for k in _OPTIONS if k in manifest}}
+        try:
+            manifest = parse_manifest(get_bytes(url)[0], url)
+        except ManifestError as exc:
+            report = report_manifest_failure(url, type(exc).__name__, str(exc))
+            logger.error("rejected ingest manifest", extra={"manifest": url, "reason": str(exc), "report": report})
+            skipped.append(key)
+            continue
+        request = {"manifest": url, **{k: manifest[k] for k in MANIFEST_OPTIONS if k in manifest}}
         name = execution_name(bucket, key, record.s3.get_object.etag or "")
         try:
             response = sfn.start_execution(stateMachineArn=os.environ["STATE_MACHINE_ARN"], name=name,

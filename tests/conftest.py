@@ -16,13 +16,12 @@ os.environ.pop("AWS_PROFILE", None)
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
-    """Start moto's S3-compatible server on 127.0.0.1 and point boto3 at it."""
-    from moto.server import ThreadedMotoServer
+    """Start moto's S3-compatible server (with S3's conditional writes) on 127.0.0.1 and
+    point boto3 at it."""
+    from cubecut_infra.local.s3server import S3Server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    server = S3Server()
+    endpoint = server.endpoint
     previous = os.environ.get("AWS_ENDPOINT_URL")
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     yield endpoint

@@ -15,7 +15,7 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import boto3
@@ -162,18 +162,20 @@ def test_a_killed_local_ingest_leaves_hidden_files_the_janitor_removes(ffis, tmp
 
 
 def test_the_janitor_keeps_what_is_younger_than_the_threshold(ffis, bucket, s3):
-    """moto reports every upload as initiated at one fixed past instant, so ``now`` is set
-    relative to it; staging objects carry real modification times."""
+    """The local S3 server reports when each upload was really initiated (moto alone says
+    2010 for all, which would make the default janitor abort a running ingest)."""
     urls = upload(s3, bucket, ffis[:3])
     plan = make_plan(urls, f"s3://{bucket}/{CUBE_KEY}", block_bytes=5 * MIB)
     (open_upload,) = uploads(s3, bucket)
     initiated = open_upload["Initiated"]
+    assert abs((datetime.now(timezone.utc) - initiated).total_seconds()) < 120
+    assert sweep(f"s3://{bucket}/cubes/", older_than="1h").nothing_done, "a running ingest is kept"
     kept = sweep(f"s3://{bucket}/cubes/", older_than="1h", now=initiated + timedelta(minutes=10))
     assert kept.nothing_done and kept.kept_uploads == 1 and kept.kept_staging == 5
     assert sweep(f"s3://{bucket}/other/", older_than=0).nothing_done, "only under the prefix"
     gone = sweep(f"s3://{bucket}/cubes/", older_than="1h", now=initiated + timedelta(hours=2))
-    assert gone.aborted_uploads == [(CUBE_KEY, plan.upload_id)] and gone.kept_staging == 5
-    assert sweep(f"s3://{bucket}/cubes/", older_than=0).deleted_objects
+    assert gone.aborted_uploads == [(CUBE_KEY, plan.upload_id)] and len(gone.deleted_objects) == 5
+    assert sweep(f"s3://{bucket}/cubes/", older_than=0).nothing_done
     assert not uploads(s3, bucket) and not keys(s3, bucket, "cubes/")
     assert parse_age("90s") == timedelta(seconds=90) and parse_age("2d") == timedelta(days=2)
     with pytest.raises(ValueError):
@@ -265,14 +267,15 @@ def test_finalized_result_recognises_a_completed_upload_only(ffis, bucket, s3):
     urls = upload(s3, bucket, ffis[:3])
     url = f"s3://{bucket}/{CUBE_KEY}"
     plan = make_plan(urls, url, block_bytes=5 * MIB)
-    assert finalized_result(url, plan.upload_id) is None, "still open"
+    assert finalized_result(url, plan.upload_id, plan.plan_id) is None, "still open"
     for block in plan.blocks:
         write_block(plan, block.index)
     result = finalize_ingest(plan)
-    again = finalized_result(url, plan.upload_id)
+    again = finalized_result(url, plan.upload_id, plan.plan_id)
     assert again == result
+    assert finalized_result(url, plan.upload_id, "another-plan") is None, "not that plan's cube"
     s3.put_object(Bucket=bucket, Key=CUBE_KEY, Body=b"replaced")
-    assert finalized_result(url, plan.upload_id) is None, "the sidecar no longer describes the object"
+    assert finalized_result(url, plan.upload_id, plan.plan_id) is None, "the object is no longer the plan's"
 
 
 # ----------------------------------------------------------------------------- atomic replacement

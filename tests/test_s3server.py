@@ -90,3 +90,68 @@ def test_notifications_add_to_the_bucket_configuration(local_s3: LocalS3, watche
     assert len(config["QueueConfigurations"]) == 2
     local_s3.client("s3").put_object(Bucket=bucket, Key="other/x", Body=b"1")
     assert local_s3.poll_events(first) == [] and len(local_s3.poll_events(second, wait=5)) == 1
+
+
+# ----------------------------------------------------------------------------- conditional writes
+def _error_code(call) -> str:
+    from botocore.exceptions import ClientError
+
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"]
+    return "OK"
+
+
+def _complete(s3, bucket: str, key: str, **condition) -> str:
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 10)["ETag"]
+    return _error_code(lambda: s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+        **condition))
+
+
+def test_complete_multipart_upload_honours_if_match_and_if_none_match(local_s3: LocalS3):
+    """As AWS S3: If-None-Match: * fails on an existing key, If-Match on another version
+    (412) or on a missing key (404); a matching If-Match commits."""
+    s3 = local_s3.client("s3")
+    bucket = local_s3.create_bucket(f"cond-{uuid.uuid4().hex[:10]}")
+    assert _complete(s3, bucket, "k", IfMatch='"0123"') == "NoSuchKey"
+    assert _complete(s3, bucket, "k", IfNoneMatch="*") == "OK"
+    assert _complete(s3, bucket, "k", IfNoneMatch="*") == "PreconditionFailed"
+    current = s3.head_object(Bucket=bucket, Key="k")["ETag"]
+    assert _complete(s3, bucket, "k", IfMatch='"0123"') == "PreconditionFailed"
+    assert _complete(s3, bucket, "k", IfMatch=current) == "OK"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) != []  # the losers' uploads stay open
+
+
+def test_conditional_puts_race_and_exactly_one_wins(local_s3: LocalS3):
+    """16 writers PUT with If-Match of the same version at once: one wins, 15 get 412."""
+    import threading
+
+    s3 = local_s3.client("s3")
+    bucket = local_s3.create_bucket(f"race-{uuid.uuid4().hex[:10]}")
+    base = s3.put_object(Bucket=bucket, Key="k", Body=b"base")["ETag"]
+    codes: list[str] = []
+    gate = threading.Barrier(16)
+
+    def write(i: int) -> None:
+        gate.wait()
+        codes.append(_error_code(lambda: s3.put_object(Bucket=bucket, Key="k", Body=f"v{i}".encode(), IfMatch=base)))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(codes) == ["OK"] + ["PreconditionFailed"] * 15
+
+
+def test_uploads_report_when_they_were_initiated(local_s3: LocalS3):
+    from datetime import datetime, timezone
+
+    s3 = local_s3.client("s3")
+    bucket = local_s3.create_bucket(f"age-{uuid.uuid4().hex[:10]}")
+    s3.create_multipart_upload(Bucket=bucket, Key="k")
+    (upload,) = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    assert abs((datetime.now(timezone.utc) - upload["Initiated"]).total_seconds()) < 120

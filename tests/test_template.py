@@ -124,6 +124,30 @@ def test_manifest_uploads_trigger_on_upload(cfn: dict[str, Any]) -> None:
                                                   {"Name": "suffix", "Value": "manifest.json"}]
 
 
+def test_bucket_is_versioned_with_bounded_noncurrent_versions(cfn: dict[str, Any]) -> None:
+    """A replaced or deleted cube stays recoverable for NoncurrentVersionDays, then expires."""
+    bucket = cfn["Resources"]["DataBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    noncurrent = rules["ExpireNoncurrentVersions"]
+    assert noncurrent["Status"] == "Enabled" and "Prefix" not in noncurrent and "Filter" not in noncurrent
+    assert noncurrent["NoncurrentVersionExpiration"] == {"NoncurrentDays": {"Ref": "NoncurrentVersionDays"}}
+    assert noncurrent["ExpiredObjectDeleteMarker"] is True
+
+
+def test_failed_s3_events_go_to_a_dead_letter_queue(cfn: dict[str, Any]) -> None:
+    """S3 invokes OnUploadFunction asynchronously: after Lambda's retries a failed event
+    goes to IngestFailuresQueue instead of being dropped."""
+    configs = [r for r in resources(cfn, "AWS::Lambda::EventInvokeConfig").values()
+               if r["Properties"]["FunctionName"] == {"Ref": "OnUploadFunction"}]
+    (config,) = configs
+    assert config["Properties"]["MaximumRetryAttempts"] == 2
+    destination = config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+    assert destination == {"Fn::GetAtt": ["IngestFailuresQueue", "Arn"]}
+    queue = cfn["Resources"]["IngestFailuresQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == 14 * 86400 and queue["SqsManagedSseEnabled"] is True
+
+
 def test_http_api_routes_and_conditional_auth(cfn: dict[str, Any]) -> None:
     routes = resources(cfn, "AWS::ApiGatewayV2::Route")
     assert sorted(r["Properties"]["RouteKey"] for r in routes.values()) == ["ANY /", "ANY /{proxy+}"]
@@ -178,7 +202,10 @@ def test_iam_grants_no_wildcard_resources_or_actions(cfn: dict[str, Any]) -> Non
 
 def test_s3_permissions_are_scoped_to_the_bucket_and_prefixes(cfn: dict[str, Any]) -> None:
     bucket_arn = "arn:${AWS::Partition}:s3:::${AWS::StackName}-${AWS::AccountId}-data"
-    prefixes = {"${CubePrefix}*", "${IngestPrefix}*", "${ResultsPrefix}*"}
+    # Narrower patterns within a prefix: the sidecars Abort may publish, the failure
+    # reports written beside manifests.
+    prefixes = {"${CubePrefix}*", "${IngestPrefix}*", "${ResultsPrefix}*", "${CubePrefix}*.index.json",
+                "${IngestPrefix}*manifest.error.json"}
     for role, statement in statements(cfn):
         if not any(action.startswith("s3:") for action in as_list(statement["Action"])):
             continue

@@ -16,11 +16,12 @@ from astropy.io import fits
 import cubecut
 from cubecut.cube.index import CubeIndex
 from cubecut.cutout import ffi_wcs, load_index
-from cubecut.errors import DuplicateTimeError, MixedFFIError, NoInputError
-from cubecut.ingest import update
+from cubecut.errors import ConflictError, DuplicateTimeError, MixedFFIError, NoInputError
+from cubecut.ingest import block
+from cubecut.ingest.finalize import abort_ingest
 from cubecut.ingest.run import ingest
 from cubecut.ingest.update import plan_update, update_cube
-from cubecut.storage import StaleObjectError, get_bytes, put_bytes
+from cubecut.storage import get_bytes, put_bytes
 from cubecut.synth import make_sector
 
 NROWS, NCOLS, NT = 40, 48, 14
@@ -78,8 +79,9 @@ def test_updated_cube_equals_cube_ingested_in_one_go(ffis, reference, tmp_path, 
 def test_update_is_several_parts_and_keeps_float32_and_stop_times(ffis, tmp_path):
     cube = tmp_path / "cube.fits"
     ingest(ffis[:5], str(cube))
-    plan = plan_update(str(cube), ffis[5:], block_bytes=BLOCK)
+    plan, _ = plan_update(str(cube), ffis[5:], block_bytes=BLOCK)
     assert len(plan.blocks) > 2 and plan.blocks[0].head and plan.blocks[-1].tail
+    abort_ingest(plan)  # a plan is staged like an ingest's: abort it before updating for real
     update_cube(str(cube), ffis[5:], block_bytes=BLOCK)
     last = fits.getheader(ffis[-1], 1)
     with fits.open(cube) as hdul:
@@ -128,8 +130,8 @@ def test_a_failure_midway_aborts_and_leaves_the_old_cube(ffis, tmp_path, monkeyp
             raise OSError("disk on fire")
         return real(*args, **kwargs)
 
-    real = update.read_pixels
-    monkeypatch.setattr(update, "read_pixels", failing)
+    real = block._read_rows
+    monkeypatch.setattr(block, "_read_rows", failing)
     with pytest.raises(OSError, match="disk on fire"):
         update_cube(str(cube), ffis[6:], block_bytes=BLOCK, workers=1)
     assert cube.read_bytes() == before
@@ -147,7 +149,7 @@ def test_a_cube_replaced_meanwhile_is_not_overwritten(ffis, tmp_path):
             os.utime(fresh, ns=(1, 1))
             os.replace(fresh, cube)
 
-    with pytest.raises(StaleObjectError, match="changed while"):
+    with pytest.raises(ConflictError, match="changed since|replaced the cube first"):
         update_cube(str(cube), ffis[6:], block_bytes=BLOCK, on_block=replace_cube)
     assert load_index(cube, refresh=True).nt == 6
 

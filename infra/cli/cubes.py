@@ -41,7 +41,7 @@ def update(args: argparse.Namespace) -> int:
                              block_bytes=int(args.block_mib * 2**20), threads=args.threads, on_block=progress)
     finally:
         bar.close()
-    print(f"{result.cube}  ({result.nt} frames: {len(result.added)} added, {len(result.skipped)} already there)")
+    print(f"{result.cube}  ({result.nt} frames: {result.added} added, {len(result.skipped)} already there)")
     return 0
 
 

@@ -31,22 +31,183 @@ local run passes):
 * S3: a multipart Complete accepts parts out of order (AWS rejects), parts above 5 GiB
   are not refused, presigned URL signatures and expiry are not checked, and range GETs
   cost time proportional to the object size (see docs: keep test objects small).
+
+What :class:`S3Server` adds in front of moto (:class:`ConditionalWrites`, a WSGI
+middleware), because cubecut's consistency model relies on it and AWS S3 has it:
+
+* ``If-Match`` on CompleteMultipartUpload (moto checks only ``If-None-Match: *``): 412
+  PreconditionFailed when the key holds another version, 404 NoSuchKey when it holds none.
+* Conditional writes are atomic: PutObject, CompleteMultipartUpload, CopyObject and
+  DeleteObject of one server are serialised, so a check and its write cannot interleave
+  with another write (moto checks, then writes, without a lock).
+* ListMultipartUploads reports when each upload was initiated (moto reports 2010-11-10
+  for every upload, which would make ``cubecut janitor`` abort running uploads).
 """
 from __future__ import annotations
 
+import io
 import itertools
-import logging
 import json
+import logging
+import re
 import secrets
 import threading
 import time
-from typing import Any
-from urllib.parse import quote_plus, unquote_plus
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qs, quote_plus, unquote_plus
 
 import boto3
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
-__all__ = ["LocalS3"]
+__all__ = ["LocalS3", "S3Server", "ConditionalWrites"]
+
+_WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+_PRECONDITION_FAILED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>'
+                        b'<Message>At least one of the pre-conditions you specified did not hold</Message>'
+                        b'<Condition>If-Match</Condition></Error>')
+_NO_SUCH_KEY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
+                b'<Message>The specified key does not exist.</Message></Error>')
+_UPLOAD_BLOCK = re.compile(rb"<Upload>.*?</Upload>", re.S)
+_CREDENTIAL_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
+
+
+class ConditionalWrites:
+    """WSGI middleware over moto's app giving S3 writes AWS's conditional semantics.
+
+    See the module docstring for what it adds; every other request passes through.
+    """
+
+    def __init__(self, app: _WSGIApp) -> None:
+        self.app = app
+        self._write_lock = threading.Lock()
+        self._initiated: dict[str, str] = {}  # upload id -> ISO time it was created
+        self._completed: dict[str, str] = {}  # upload id -> ETag of the object it made
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        path = environ.get("PATH_INFO", "")
+        is_object = _service(environ) == "s3" and path.strip("/").count("/") >= 1
+        if not is_object:
+            if _service(environ) == "s3" and method == "GET" and "uploads" in query:
+                return self._list_uploads(environ, start_response)
+            return self.app(environ, start_response)
+        if method == "POST" and "uploads" in query:
+            return self._create_upload(environ, start_response)
+        writes = ((method == "PUT" and "partNumber" not in query and "tagging" not in query)
+                  or (method == "POST" and "uploadId" in query) or (method == "DELETE" and "uploadId" not in query))
+        if not writes:
+            return self.app(environ, start_response)
+        with self._write_lock:
+            if method == "POST" and environ.get("HTTP_IF_MATCH"):
+                refusal = self._check_complete(environ, query["uploadId"][0])
+                if refusal is not None:
+                    status, body = refusal
+                    start_response(status, [("Content-Type", "application/xml"),
+                                            ("Content-Length", str(len(body)))])
+                    return [body]
+            status, headers, body = _call(self.app, environ)
+            if method == "POST" and status.startswith("200"):
+                etag = re.search(rb"<ETag>([^<]+)</ETag>", body)
+                if etag:
+                    self._completed[query["uploadId"][0]] = etag.group(1).decode().replace("&#34;", "").strip('"')
+        start_response(status, list(headers.items()))
+        return [body]
+
+    def _check_complete(self, environ: dict, upload_id: str) -> tuple[str, bytes] | None:
+        """Why a CompleteMultipartUpload with ``If-Match`` must be refused, or None."""
+        status, headers, _ = _call(self.app, {**_bare(environ), "REQUEST_METHOD": "HEAD"})
+        if status.startswith("404"):
+            return "404 Not Found", _NO_SUCH_KEY
+        wanted = environ["HTTP_IF_MATCH"].strip().strip('"')
+        etag = headers.get("etag", "").strip('"')
+        if etag == wanted:
+            return None
+        # A retried Complete of the upload that made the current object succeeds, as on S3.
+        if self._completed.get(upload_id) == etag:
+            return None
+        return "412 Precondition Failed", _PRECONDITION_FAILED
+
+    def _create_upload(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        captured: dict[str, Any] = {}
+
+        def remember(status: str, headers: list, exc_info: Any = None) -> Callable:
+            captured["status"] = status
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        body = b"".join(self.app(environ, remember))
+        match = re.search(rb"<UploadId>([^<]+)</UploadId>", body)
+        if match and str(captured.get("status", "")).startswith("200"):
+            self._initiated[match.group(1).decode()] = _now_iso()
+        return [body]
+
+    def _list_uploads(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        status, headers, body = _call(self.app, environ)
+
+        def fix(match: re.Match) -> bytes:
+            block = match.group(0)
+            upload = re.search(rb"<UploadId>([^<]+)</UploadId>", block)
+            when = self._initiated.get(upload.group(1).decode()) if upload else None
+            return re.sub(rb"<Initiated>[^<]*</Initiated>", f"<Initiated>{when}</Initiated>".encode(), block) \
+                if when else block
+
+        body = _UPLOAD_BLOCK.sub(fix, body)
+        headers["content-length"] = str(len(body))
+        start_response(status, list(headers.items()))
+        return [body]
+
+
+def _service(environ: dict) -> str:
+    """The AWS service a request is signed for (``s3`` when unsigned)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "") or unquote_plus(environ.get("QUERY_STRING", ""))
+    match = _CREDENTIAL_SERVICE.search(auth)
+    return match.group(1) if match else "s3"
+
+
+def _bare(environ: dict) -> dict:
+    """``environ`` for an internal request to the same path: no body, no conditions."""
+    bare = {k: v for k, v in environ.items() if not k.startswith("HTTP_IF_")}
+    bare.update({"QUERY_STRING": "", "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO(b"")})
+    bare.pop("CONTENT_TYPE", None)
+    return bare
+
+
+def _call(app: _WSGIApp, environ: dict) -> tuple[str, dict[str, str], bytes]:
+    """Run one request through ``app``: status, headers (lower-case names), body."""
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list, exc_info: Any = None) -> Callable:
+        captured["status"], captured["headers"] = status, {k.lower(): v for k, v in headers}
+        return lambda data: None
+
+    body = b"".join(app(environ, start_response))
+    return captured["status"], captured["headers"], body
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+class S3Server:
+    """moto's server mode (S3, SQS, ...) behind :class:`ConditionalWrites`, on a thread.
+
+    ``port`` 0 picks a free port; :attr:`endpoint` is the URL clients use.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = ConditionalWrites(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+        bound_host, bound_port = self._server.server_address[:2]
+        self.endpoint = f"http://{bound_host}:{bound_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="s3-server", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and wait for the server thread."""
+        self._server.shutdown()
+        self._thread.join()
 
 _DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -61,10 +222,8 @@ class LocalS3:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, region: str = "us-east-1") -> None:
         self.region = region
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
-        self._server.start()
-        bound_host, bound_port = self._server.get_host_and_port()
-        self.endpoint = f"http://{bound_host}:{bound_port}"
+        self._server = S3Server(host, port)
+        self.endpoint = self._server.endpoint
         self._sequencer = itertools.count(1)
         self._lock = threading.Lock()
 

@@ -31,12 +31,36 @@ class NoInputError(InputError):
     """An ingest was asked for with no FFIs."""
 
 
+class ManifestError(InputError):
+    """An ingest manifest is not valid JSON or does not list FFIs as documented
+    (docs/architecture.md, "Ingest manifests")."""
+
+
 class PlanError(CubecutError):
     """The cube cannot be split into parts that satisfy S3's multipart rules."""
 
 
 class StorageError(CubecutError):
     """Reading or writing an object failed for a reason other than bad input."""
+
+
+class ConflictError(StorageError):
+    """Another writer changed the object first. Permanent for this attempt: retrying the same
+    request cannot succeed (a new read, plan or ingest is needed), so it is never retried."""
+
+
+class StaleObjectError(ConflictError):
+    """The object was replaced between two reads (its ETag changed)."""
+
+
+class ConcurrentWriteError(ConflictError):
+    """A conditional write lost: the object is no longer the version this writer started
+    from (another ingest or update got there first). Nothing of the loser stays visible."""
+
+
+class UploadGoneError(StorageError):
+    """The cube's multipart upload no longer exists (aborted by the janitor, the bucket's
+    lifecycle rule or by hand) and the object at the key is not this ingest's cube."""
 
 
 class ObjectNotFoundError(StorageError, InputError):

@@ -8,6 +8,8 @@ a :class:`ReadStats` so callers can report requests and bytes.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import random
@@ -25,7 +27,7 @@ from botocore.config import Config
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, IncompleteReadError,
                                  ReadTimeoutError, ResponseStreamingError)
 
-from .errors import AccessDeniedError, ObjectNotFoundError, StorageError
+from .errors import AccessDeniedError, ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError
 
 #: Connections kept per client; threaded readers and block workers share one client.
 MAX_POOL_CONNECTIONS = 128
@@ -47,6 +49,7 @@ _retries_lock = threading.Lock()
 _BODY_ERRORS = (IncompleteReadError, ResponseStreamingError, ReadTimeoutError, ConnectionClosedError,
                 urllib3.exceptions.HTTPError)
 
+_PRECONDITION = {"PreconditionFailed", "412"}
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound", "NoSuchUpload"}
 _DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",
            "ExpiredToken", "InvalidToken"}
@@ -134,6 +137,8 @@ def translate_client_error(exc: Exception, what: str) -> StorageError:
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        if code in _PRECONDITION or status == "412":
+            return ConcurrentWriteError(f"{what}: the object changed since it was read (precondition failed)")
         if code in _NOT_FOUND or status == "404":
             return ObjectNotFoundError(f"{what}: not found")
         if code in _DENIED or status == "403":
@@ -169,6 +174,44 @@ class ByteSource(Protocol):
     def read(self, start: int, stop: int) -> bytes: ...
 
 
+def file_etag(st: os.stat_result) -> str:
+    """A local file's version tag, the counterpart of an S3 ETag: inode, mtime (ns), size.
+
+    Files are only ever replaced by renaming a new file over them, so a new version has
+    a new inode and mtime.
+    """
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+@contextlib.contextmanager
+def local_write_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock for conditional writes of ``path`` (across processes).
+
+    The lock is a ``flock`` on the file's folder (no lock file is left behind; released
+    when the holder exits or dies), so conditional writes in one folder take turns.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_local_precondition(path: Path, if_match: str | None, if_none_match: bool) -> None:
+    """Raise ConcurrentWriteError unless ``path`` is the version ``if_match`` (or absent
+    when ``if_none_match``); call it holding :func:`local_write_lock`."""
+    try:
+        current: str | None = file_etag(path.stat())
+    except (FileNotFoundError, NotADirectoryError):
+        current = None
+    if if_none_match and current is not None:
+        raise ConcurrentWriteError(f"{path}: exists already (another writer got there first)")
+    if if_match is not None and current != if_match:
+        raise ConcurrentWriteError(f"{path}: is no longer the version {if_match} (now {current})")
+
+
 class FileSource:
     """A local file read with ``os.pread`` (thread-safe, no shared file position)."""
 
@@ -183,7 +226,7 @@ class FileSource:
             raise AccessDeniedError(f"{location.key}: permission denied") from None
         st = os.fstat(self._fd)
         self.size = st.st_size
-        self.etag = f"{st.st_mtime_ns:x}-{st.st_size:x}"
+        self.etag = file_etag(st)
 
     def read(self, start: int, stop: int) -> bytes:
         data = os.pread(self._fd, max(0, stop - start), start)
@@ -261,10 +304,6 @@ class S3Source:
         return data
 
 
-class StaleObjectError(StorageError):
-    """The object was replaced between two reads (its ETag changed)."""
-
-
 def open_source(url: str | Location, stats: ReadStats | None = None, **known) -> ByteSource:
     """Open ``url`` for ranged reads; ``known`` may carry ``size``/``etag`` for S3."""
     location = url if isinstance(url, Location) else Location.parse(url)
@@ -300,26 +339,73 @@ def get_bytes(url: str | Location, stats: ReadStats | None = None) -> tuple[byte
 
 
 def put_bytes(url: str | Location, data: bytes, content_type: str = "application/octet-stream", *,
-              tags: dict[str, str] | None = None) -> str | None:
+              tags: dict[str, str] | None = None, if_match: str | None = None,
+              if_none_match: bool = False) -> str | None:
     """Write a whole object atomically (S3 PUT, or temp file + rename); returns its ETag.
 
     ``tags`` become S3 object tags (lifecycle rules can select on them); ignored locally.
+    ``if_match`` (an ETag) / ``if_none_match`` make the write conditional (S3 ``If-Match``
+    / ``If-None-Match: *``; locally the same check under a file lock): when the object is
+    not that version (or exists), nothing is written and ConcurrentWriteError is raised.
     """
     location = url if isinstance(url, Location) else Location.parse(url)
     if location.is_s3:
-        extra = {"Tagging": urlencode(tags)} if tags else {}
+        extra: dict[str, str] = {"Tagging": urlencode(tags)} if tags else {}
+        if if_match is not None:
+            extra["IfMatch"] = if_match
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
         try:
             response = s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=data,
                                               ContentType=content_type, **extra)
         except (ClientError, BotoCoreError) as exc:
-            raise translate_client_error(exc, location.url) from None
+            error = translate_client_error(exc, f"write {location.url}")
+            if isinstance(error, ObjectNotFoundError) and if_match is not None:
+                raise ConcurrentWriteError(f"write {location.url}: the version {if_match} is gone") from None
+            raise error from None
         return response.get("ETag")
     path = Path(location.key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return None
+    if if_match is None and not if_none_match:
+        os.replace(tmp, path)
+        return file_etag(path.stat())
+    try:
+        with local_write_lock(path):
+            check_local_precondition(path, if_match, if_none_match)
+            os.replace(tmp, path)
+            return file_etag(path.stat())
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD says about an object: size (bytes), ETag, user metadata, version id."""
+
+    size: int
+    etag: str | None
+    metadata: dict[str, str]
+    version_id: str | None = None
+
+
+def head(url: str | Location) -> ObjectInfo:
+    """Size, ETag, user metadata and version of an object (ObjectNotFoundError if absent)."""
+    location = url if isinstance(url, Location) else Location.parse(url)
+    if not location.is_s3:
+        try:
+            st = Path(location.key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFoundError(f"{location.key}: no such file") from None
+        return ObjectInfo(st.st_size, file_etag(st), {})
+    try:
+        response = s3_client().head_object(Bucket=location.bucket, Key=location.key)
+    except (ClientError, BotoCoreError) as exc:
+        raise translate_client_error(exc, location.url) from None
+    version = response.get("VersionId")
+    return ObjectInfo(response["ContentLength"], response.get("ETag"), dict(response.get("Metadata", {})),
+                      None if version in (None, "null") else version)
 
 
 def delete(url: str | Location) -> None:
@@ -352,3 +438,21 @@ def list_objects(prefix: str | Location) -> Iterator[tuple[Location, int]]:
         return
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         yield Location("file", "", str(path)), path.stat().st_size
+
+
+def list_etags(prefix: str | Location) -> dict[str, str | None]:
+    """``{url: ETag}`` of every object under an S3 prefix or in a local folder (local
+    files: :func:`file_etag`), from one LIST (paginated) on S3."""
+    location = prefix if isinstance(prefix, Location) else Location.parse(prefix)
+    if not location.is_s3:
+        root = Path(location.key)
+        return {str(path): file_etag(path.stat()) for path in root.glob("*") if path.is_file()}
+    found: dict[str, str | None] = {}
+    try:
+        for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=location.bucket,
+                                                                          Prefix=location.key):
+            for item in page.get("Contents", []):
+                found[f"s3://{location.bucket}/{item['Key']}"] = item.get("ETag")
+    except (ClientError, BotoCoreError) as exc:
+        raise translate_client_error(exc, location.url) from None
+    return found

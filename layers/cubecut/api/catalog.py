@@ -5,6 +5,12 @@ A cube written there by ``cubecut ingest`` or by the state machine is therefore 
 with no registration step. One LIST per ``ttl`` seconds finds new, replaced (new ETag)
 and removed cubes; only changed sidecars are fetched again, so a warm process makes no
 metadata reads at all between refreshes.
+
+The same LIST gives each cube's ETag, so a sidecar that does not describe the cube beside
+it (a writer died between committing the cube and publishing its index) is detected at
+once: that cube's index is rebuilt from the cube itself (docs/architecture.md,
+"Consistency model"). Every index the catalog holds is also handed to the cutout engine's
+index cache, so a re-ingested cube (new footprint, new frames) is cut with its new index.
 """
 from __future__ import annotations
 
@@ -15,16 +21,17 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
 from ..cube.index import INDEX_SUFFIX, CubeIndex
+from ..cube.sidecar import describes, read_sidecar
 from ..cutout.geometry import ffi_wcs
-from ..errors import NotACubeError, ObjectNotFoundError
-from ..storage import Location, get_bytes, s3_client
+from ..cutout.metadata import index_from_cube, remember
+from ..errors import NotACubeError, StorageError
+from ..storage import Location, list_etags
 from .tesscut import sector_name
 
 logger = logging.getLogger(__name__)
@@ -36,11 +43,12 @@ _MAX_CENTRE_SEPARATION_DEG = 15.0
 
 @dataclass
 class CubeEntry:
-    """One cube known to the catalog."""
+    """One cube known to the catalog: its index and the (sidecar, cube) versions it is from."""
 
     url: str
     index_etag: str | None
     index: CubeIndex
+    cube_etag: str | None = None
 
     @property
     def sector_name(self) -> str:
@@ -95,37 +103,32 @@ class CubeCatalog:
         self._listed_at = -float("inf")
         self._lock = threading.Lock()
 
-    def _list_sidecars(self) -> dict[str, str | None]:
-        location = Location.parse(self.prefix)
-        found: dict[str, str | None] = {}
-        if location.is_s3:
-            paginator = s3_client().get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
-                for item in page.get("Contents", []):
-                    if item["Key"].endswith(INDEX_SUFFIX):
-                        found[f"s3://{location.bucket}/{item['Key']}"] = item.get("ETag")
-        else:
-            for path in Path(location.key).glob(f"*{INDEX_SUFFIX}"):
-                found[str(path)] = f"{path.stat().st_mtime_ns:x}"
-        return found
+    def _list(self) -> dict[str, tuple[str | None, str | None]]:
+        """``{sidecar url: (sidecar ETag, cube ETag or None if the cube is missing)}``."""
+        objects = list_etags(self.prefix)
+        return {url: (etag, objects.get(url[: -len(INDEX_SUFFIX)])) for url, etag in objects.items()
+                if url.endswith(INDEX_SUFFIX)}
 
     def refresh(self, force: bool = False) -> None:
         """Re-list the prefix if the listing is older than ``ttl`` (or ``force``)."""
         with self._lock:
             if not force and time.monotonic() - self._listed_at < self.ttl:
                 return
-            sidecars = self._list_sidecars()
-            stale = [url for url, etag in sidecars.items()
-                     if url not in self._entries or self._entries[url].index_etag != etag]
+            listing = {url: versions for url, versions in self._list().items() if versions[1] is not None}
+            stale = [url for url, (sidecar_etag, cube_etag) in listing.items()
+                     if url not in self._entries or self._entries[url].index_etag != sidecar_etag
+                     or self._entries[url].cube_etag != cube_etag]
             with ThreadPoolExecutor(max_workers=8) as pool:
-                loaded = list(pool.map(_load_sidecar, stale))
-            for url, loaded_index in zip(stale, loaded):
-                if loaded_index is None:
+                loaded = list(pool.map(_load_entry, stale, [listing[url][1] for url in stale]))
+            for url, index in zip(stale, loaded):
+                if index is None:
                     self._entries.pop(url, None)
                     continue
-                index, etag = loaded_index
-                self._entries[url] = CubeEntry(url[: -len(INDEX_SUFFIX)], sidecars[url] or etag, index)
-            for url in set(self._entries) - set(sidecars):
+                sidecar_etag, cube_etag = listing[url]
+                entry = CubeEntry(url[: -len(INDEX_SUFFIX)], sidecar_etag, index, cube_etag)
+                self._entries[url] = entry
+                remember(entry.url, index)
+            for url in set(self._entries) - set(listing):
                 del self._entries[url]
             self._listed_at = time.monotonic()
 
@@ -143,12 +146,18 @@ class CubeCatalog:
                 and e.covers(coord, radius_deg)]
 
 
-def _load_sidecar(url: str) -> tuple[CubeIndex, str | None] | None:
-    """A sidecar's index and ETag, or None if it vanished or is unreadable: one broken
-    sidecar must not take the whole catalog (and every request) down with it."""
+def _load_entry(sidecar_url: str, cube_etag: str | None) -> CubeIndex | None:
+    """The index of the cube beside ``sidecar_url``: its sidecar's if that describes the
+    listed cube version ``cube_etag``, else rebuilt from the cube; None if neither can be
+    read: one broken cube must not take the whole catalog (and every request) down."""
+    cube = Location.parse(sidecar_url[: -len(INDEX_SUFFIX)])
     try:
-        data, etag = get_bytes(url)
-        return CubeIndex.from_json(data), etag
-    except (ObjectNotFoundError, ValueError, TypeError, KeyError) as exc:
-        logger.warning("skipping cube index %s: %s: %s", url, type(exc).__name__, exc)
+        index, _ = read_sidecar(cube)
+        if index is not None and (index.cube_etag is None or describes(index, cube_etag)):
+            return index
+        logger.warning("the index sidecar of %s does not describe the cube (version %s): rebuilding it from "
+                       "the cube", cube.url, cube_etag)
+        return index_from_cube(cube)
+    except (StorageError, NotACubeError, ValueError, TypeError, KeyError) as exc:
+        logger.warning("skipping cube %s: %s: %s", cube.url, type(exc).__name__, exc)
         return None

@@ -12,23 +12,21 @@ the cube's ETag (and size), which every later S3 pixel read sends as ``If-Match`
 cube's size and mtime are compared when it is opened), so a replaced cube raises
 :class:`~cubecut.storage.StaleObjectError` on its first read. Callers then call
 :func:`invalidate` and reload with ``refresh=True`` (which also skips the sidecar, since
-a sidecar may lag behind the cube it describes).
+a sidecar may lag behind the cube it describes: see :mod:`cubecut.cube.sidecar`).
 """
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-from ..cube.index import INDEX_SUFFIX, CubeIndex, index_from_table
-from ..errors import FFIError, NotACubeError, ObjectNotFoundError
+from ..cube.index import CubeIndex, index_from_table
+from ..cube.sidecar import read_sidecar
+from ..errors import FFIError, NotACubeError
 from ..fitsio import BLOCK, data_bytes, padded, read_header
-from ..storage import ByteSource, Location, ReadStats, get_bytes, open_source
-
-log = logging.getLogger(__name__)
+from ..storage import ByteSource, Location, ReadStats, open_source
 
 #: Bytes read first: the primary and image headers of a TESS cube take ~3-4 blocks.
 FIRST_READ = 32 * 1024
@@ -64,15 +62,22 @@ def load_index(cube_url: str | Location, stats: ReadStats | None = None, *,
             if index is not None:
                 _cache.move_to_end(location.url)
                 return index
-    index = None if refresh else _read_sidecar(location, stats)
+    index = None if refresh else read_sidecar(location, stats)[0]
     if index is None:
         index = index_from_cube(location, stats)
+    remember(location, index)
+    return index
+
+
+def remember(cube_url: str | Location, index: CubeIndex) -> None:
+    """Cache ``index`` as the current index of ``cube_url`` (e.g. the catalog's, which it
+    checked against the cube's listed ETag)."""
+    location = cube_url if isinstance(cube_url, Location) else Location.parse(cube_url)
     with _cache_lock:
         _cache[location.url] = index
         _cache.move_to_end(location.url)
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
-    return index
 
 
 def invalidate(cube_url: str | Location) -> None:
@@ -86,28 +91,6 @@ def clear_cache() -> None:
     """Forget every cached index."""
     with _cache_lock:
         _cache.clear()
-
-
-def _read_sidecar(location: Location, stats: ReadStats | None) -> CubeIndex | None:
-    """The sidecar's index, or None when there is none (or it is unusable)."""
-    sidecar = location.with_suffix(INDEX_SUFFIX)
-    try:
-        data, _ = get_bytes(sidecar, stats)
-    except ObjectNotFoundError:
-        if stats is not None and location.is_s3:
-            stats.add(0)  # the probe was a request even though it returned nothing
-        return None
-    try:
-        index = CubeIndex.from_json(data)
-    except (ValueError, TypeError) as exc:
-        log.warning("ignoring unusable cube index %s: %s", sidecar.url, exc)
-        return None
-    columns = (index.tstart, index.tstop, index.barycorr, index.quality, index.ffi_files)
-    if (index.data_offset + index.nrows * index.row_stride > index.cube_size
-            or any(len(column) != index.nt for column in columns)):
-        log.warning("ignoring cube index %s: inconsistent with itself", sidecar.url)
-        return None
-    return index
 
 
 def index_from_cube(location: Location, stats: ReadStats | None = None) -> CubeIndex:

@@ -5,6 +5,10 @@ one byte-range read each, writes them transposed into cube order ``(rows, cols, 
 planes)`` as big-endian float32 straight into the part's buffer, and uploads the part.
 Memory is one part plus one row span per concurrent read, independent of the sector's
 length beyond the part itself. Re-running a block rewrites the same bytes (idempotent).
+
+For an update the frames already in the base cube come from one range read of the base
+version's rows (``If-Match`` its ETag, so a replaced base fails with StaleObjectError
+rather than mixing two versions), spread over their new positions on the time axis.
 """
 from __future__ import annotations
 
@@ -12,18 +16,36 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import FFIError, StorageError
+from ..errors import FFIError, NotACubeError, StaleObjectError, StorageError
 from ..ffi import PixelRef
 from ..storage import Location, ReadStats, get_bytes, open_source
 from .blocks import Block
-from .plan import FFIRef, IngestPlan
+from .plan import BaseCube, FFIRef, IngestPlan
 from .target import PartReceipt, make_target
 
 
 def auto_threads(plan: IngestPlan) -> int:
     """Concurrent FFI reads for one block: I/O bound on S3, disk bound locally."""
-    remote = any(Location.parse(f.url).is_s3 for f in plan.ffis[:1])
+    urls = [f.url for f in plan.ffis if f is not None][:1] + ([plan.base.url] if plan.base else [])
+    remote = any(Location.parse(url).is_s3 for url in urls)
     return min(32 if remote else 8, max(1, len(plan.ffis)))
+
+
+def _read_base_rows(base: BaseCube, row0: int, row1: int, ncols: int, nplanes: int,
+                    stats: ReadStats) -> np.ndarray:
+    """Rows ``[row0, row1)`` of the base cube version, shape (rows, ncols, base nt, nplanes)."""
+    stride = ncols * base.nt * nplanes * 4
+    start, stop = base.data_offset + row0 * stride, base.data_offset + row1 * stride
+    source = open_source(base.url, stats, size=base.size, etag=base.etag)
+    try:
+        if source.etag != base.etag:  # a local base cube replaced since the plan (S3: If-Match)
+            raise StaleObjectError(f"{base.url} changed since the update was planned; nothing was written")
+        data = source.read(start, stop)
+    finally:
+        getattr(source, "close", lambda: None)()
+    if len(data) != stop - start:
+        raise NotACubeError(f"{base.url}: short read of rows {row0}-{row1}")
+    return np.frombuffer(data, dtype=">f4").reshape(row1 - row0, ncols, base.nt, nplanes)
 
 
 def _read_rows(ffi: FFIRef, pixels: PixelRef, row0: int, row1: int, ncols: int, stats: ReadStats) -> np.ndarray:
@@ -69,11 +91,18 @@ def build_part(plan: IngestPlan, block: Block, *, threads: int | str = "auto",
 
     def fill(job: tuple[int, int]) -> None:
         frame, plane = job
+        if frame < 0:
+            assert plan.base is not None
+            cube[:, :, plan.base.positions] = _read_base_rows(plan.base, block.row0, block.row1, layout.ncols,
+                                                               layout.nplanes, stats)
+            return
         ffi = plan.ffis[frame]
+        assert ffi is not None
         pixels = ffi.flux if plane == 0 else ffi.error
         cube[:, :, frame, plane] = _read_rows(ffi, pixels, block.row0, block.row1, layout.ncols, stats)
 
-    jobs = [(t, k) for t in range(layout.nt) for k in range(layout.nplanes)]
+    jobs = [(-1, 0)] if plan.base else []  # frame -1: the base cube's rows, all planes
+    jobs += [(t, k) for t in range(layout.nt) if plan.ffis[t] is not None for k in range(layout.nplanes)]
     workers = auto_threads(plan) if threads == "auto" else max(1, int(threads))
     if workers == 1:
         for job in jobs:

@@ -1,32 +1,43 @@
 """Ingest step 3: verify the parts, complete the upload, publish the index sidecar.
 
-Completion is the single moment the cube becomes visible. The parts are listed from the
-store (not trusted from the callers) and checked against the plan: every part present,
-each of the planned size, numbered in ascending order, within S3's size rules. On any
-failure, :func:`abort_ingest` removes the upload and the staging objects so nothing
-partial remains.
+Completion is the single moment the cube becomes visible (the commit). The parts are
+listed from the store (not trusted from the callers) and checked against the plan: every
+part present, each of the planned size, numbered in ascending order, within S3's size
+rules. The commit is conditional on the key still holding the version the plan started
+from (:attr:`IngestPlan.replaces`); a writer that lost gets ConcurrentWriteError and its
+upload and staging are removed. After the commit the sidecar is published bound to the
+new version (:func:`cubecut.cube.sidecar.publish_index`). Before the commit, any failure
+goes to :func:`abort_ingest`, which removes the upload and the staging objects so nothing
+partial remains; a committed cube is never deleted (docs/architecture.md, "Consistency
+model").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cube.index import INDEX_SUFFIX, CubeIndex
-from ..errors import ObjectNotFoundError, PlanError
-from ..storage import Location, get_bytes, open_source, put_bytes
-from .blocks import check_parts
+from ..cube.sidecar import describes, publish_index, read_sidecar, sidecar_location
+from ..errors import ConcurrentWriteError, ObjectNotFoundError, PlanError, UploadGoneError
+from ..storage import Location, head
+from .blocks import S3_MIN_PART, check_parts
 from .plan import IngestPlan, discard_staging, load_index
-from .target import make_target
+from .target import PLAN_KEY, make_target
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    """A finished cube: where it and its sidecar are, its ETag (S3) and size in bytes."""
+    """A committed cube: where it and its sidecar are, its ETag (version) and size in bytes.
+
+    ``published`` is False when a newer version replaced this one before its index was
+    published (the newer writer publishes its own; nothing is lost: the newer version was
+    built on this one or planned after it).
+    """
 
     cube: str
     index: str
     etag: str | None
     size: int
     nt: int
+    published: bool = True
 
 
 def verify_parts(plan: IngestPlan, parts: list) -> None:
@@ -42,14 +53,35 @@ def verify_parts(plan: IngestPlan, parts: list) -> None:
     wrong = [n for n in planned if arrived[n] != planned[n]]
     if wrong:
         raise PlanError(f"part {wrong[0]} is {arrived[wrong[0]]} B, planned {planned[wrong[0]]} B")
-    check_parts(sorted(arrived.items()))
+    # A local file has no part minimum (updates of local cubes use small blocks).
+    check_parts(sorted(arrived.items()), min_part=S3_MIN_PART if Location.parse(plan.cube).is_s3 else 1)
+
+
+def own_version(cube: Location, plan_id: str) -> str | None:
+    """The ETag of the object at ``cube`` if this plan's upload made it, else None.
+
+    S3 objects carry their plan id as user metadata (``cubecut-plan``); a local file has
+    no metadata, so a local upload that is gone is never claimed.
+    """
+    try:
+        info = head(cube)
+    except ObjectNotFoundError:
+        return None
+    return info.etag if info.metadata.get(PLAN_KEY) == plan_id else None
 
 
 def finalize_ingest(plan: IngestPlan) -> IngestResult:
-    """Complete the cube of ``plan`` and write ``{cube}.index.json`` beside it.
+    """Commit the cube of ``plan`` and publish ``{cube}.index.json`` bound to it.
 
-    Idempotent: if a previous attempt completed the upload, the cube is recognised by its
-    size and only the sidecar is (re)written.
+    Idempotent: a retry after an attempt that committed recognises its own cube by the
+    plan id in the object's metadata and only (re)publishes the sidecar.
+
+    Raises:
+        ConcurrentWriteError: another writer replaced the cube first; this upload and its
+            staging were removed and the other writer's cube stays.
+        UploadGoneError: the upload was aborted (janitor, lifecycle rule, by hand) before
+            it was committed; nothing is published, the staging is removed.
+        PlanError: the parts are not the planned ones.
     """
     cube = Location.parse(plan.cube)
     target = make_target(cube, plan.layout.total_bytes)
@@ -59,33 +91,56 @@ def finalize_ingest(plan: IngestPlan) -> IngestResult:
     except ObjectNotFoundError:
         parts = None
     if parts is None:
-        source = open_source(cube)
-        if source.size != plan.layout.total_bytes:
-            raise PlanError(f"upload {plan.upload_id} of {plan.cube} is gone and no complete cube is there")
-        etag = source.etag
+        etag = own_version(cube, plan.plan_id)
+        if etag is None:
+            discard_staging(plan)
+            raise UploadGoneError(f"the upload {plan.upload_id} of {plan.cube} is gone (aborted by the janitor, "
+                                  "the bucket's lifecycle rule or by hand) and the object there is not this "
+                                  "ingest's cube: nothing was published; run the ingest again")
     else:
         verify_parts(plan, parts)
-        etag = target.complete(plan.upload_id, parts)
+        try:
+            etag = target.complete(plan.upload_id, parts, plan.replaces)
+        except ConcurrentWriteError:
+            etag = own_version(cube, plan.plan_id)  # a retried request whose first try committed
+            if etag is None:
+                abort_ingest(plan)
+                raise
     index.cube_etag = etag
-    index_url = cube.with_suffix(INDEX_SUFFIX).url
-    put_bytes(index_url, index.to_json(), "application/json")
+    published = publish_index(cube, index)
     discard_staging(plan)
-    return IngestResult(cube.url, index_url, etag, plan.layout.total_bytes, plan.layout.nt)
+    return IngestResult(cube.url, sidecar_location(cube).url, etag, plan.layout.total_bytes, plan.layout.nt,
+                        published)
 
 
 def abort_ingest(plan: IngestPlan) -> None:
-    """Abort the upload and delete the staging objects; safe to call more than once."""
-    make_target(Location.parse(plan.cube), plan.layout.total_bytes).abort(plan.upload_id)
+    """Abort the upload and delete the staging objects; safe to call more than once.
+
+    A cube the plan already committed is not deleted (it is complete and may have been
+    read); its sidecar is published if it is still the current version.
+    """
+    cube = Location.parse(plan.cube)
+    make_target(cube, plan.layout.total_bytes).abort(plan.upload_id)
+    etag = own_version(cube, plan.plan_id)
+    if etag is not None:
+        try:
+            index = load_index(plan)
+        except ObjectNotFoundError:  # staging already gone: readers index the cube themselves
+            index = None
+        if index is not None:
+            index.cube_etag = etag
+            publish_index(cube, index)
     discard_staging(plan)
 
 
-def finalized_result(cube_url: str, upload_id: str) -> IngestResult | None:
-    """The result of a finalize that already completed ``upload_id``, or None.
+def finalized_result(cube_url: str, upload_id: str, plan_id: str | None) -> IngestResult | None:
+    """The result of a finalize that already committed ``upload_id``, or None.
 
-    For a retried Finalize whose first attempt finished (the cube complete, its sidecar
-    written, the staging deleted) but whose answer was lost: the plan is gone then, so
+    For a retried Finalize whose first attempt finished (the cube committed, its sidecar
+    published, the staging deleted) but whose answer was lost: the plan is gone then, so
     :func:`finalize_ingest` cannot run again. The upload must be finished (unknown to
-    ListParts) and the sidecar must describe the object now in place (size and ETag).
+    ListParts), the object must be this plan's (``plan_id`` in its metadata) and the
+    sidecar must describe it.
     """
     cube = Location.parse(cube_url)
     try:
@@ -93,12 +148,8 @@ def finalized_result(cube_url: str, upload_id: str) -> IngestResult | None:
         return None  # the upload is still open: nothing was completed
     except ObjectNotFoundError:
         pass
-    index_url = cube.with_suffix(INDEX_SUFFIX)
-    try:
-        index = CubeIndex.from_json(get_bytes(index_url)[0])
-        source = open_source(cube)
-    except (ObjectNotFoundError, ValueError, TypeError):
+    etag = own_version(cube, plan_id) if plan_id else None
+    index, _ = read_sidecar(cube)
+    if etag is None or index is None or not describes(index, etag):
         return None
-    if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
-        return None
-    return IngestResult(cube.url, index_url.url, source.etag, source.size, index.nt)
+    return IngestResult(cube.url, sidecar_location(cube).url, etag, index.cube_size, index.nt)

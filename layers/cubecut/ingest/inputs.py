@@ -5,8 +5,8 @@ import glob
 import json
 from pathlib import Path
 
-from ..errors import NoInputError
-from ..storage import Location, get_bytes, list_objects
+from ..errors import ManifestError, NoInputError
+from ..storage import Location, get_bytes, list_objects, put_bytes
 
 FITS_SUFFIXES = (".fits", ".fits.gz", ".fit")
 
@@ -42,16 +42,60 @@ def resolve_inputs(items: list[str]) -> list[str]:
     return urls
 
 
-def read_manifest(url: str) -> list[str]:
-    """The FFI URLs listed in a manifest object (JSON list/object or text lines)."""
-    data = get_bytes(url)[0].decode()
+#: Keys a JSON manifest may hold besides ``ffis``.
+MANIFEST_OPTIONS = ("cube", "product", "sector", "update")
+
+
+def parse_manifest(data: bytes, url: str) -> dict:
+    """A manifest's content as ``{"ffis": [urls...], options...}``.
+
+    JSON (``.json``): ``{"ffis": [...], "cube"?, "product"?, "sector"?, "update"?}`` or a
+    plain list of FFIs; anything else: one FFI per line (``#`` starts a comment). FFI names
+    without a scheme are relative to the manifest's folder. Raises ManifestError.
+    """
     location = Location.parse(url)
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise ManifestError(f"{url}: a manifest is UTF-8 text (JSON or one FFI per line)") from None
     if location.key.endswith(".json"):
-        parsed = json.loads(data)
-        entries = parsed["ffis"] if isinstance(parsed, dict) else parsed
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise ManifestError(f"{url}: not valid JSON: {exc}") from None
+        content = dict(parsed) if isinstance(parsed, dict) else {"ffis": parsed}
+        entries = content.get("ffis")
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, str) and e for e in entries):
+            raise ManifestError(f'{url}: needs "ffis": a non-empty list of FFI names or URLs')
+        unknown = sorted(set(content) - {"ffis", *MANIFEST_OPTIONS})
+        if unknown:
+            raise ManifestError(f"{url}: unknown key(s) {unknown}; allowed: ffis, {', '.join(MANIFEST_OPTIONS)}")
     else:
-        entries = [line.strip() for line in data.splitlines() if line.strip() and not line.startswith("#")]
-    return [_relative_to(location, str(e)) for e in entries]
+        entries = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        if not entries:
+            raise ManifestError(f"{url}: lists no FFIs")
+        content = {}
+    content["ffis"] = [_relative_to(location, str(e)) for e in entries]
+    return content
+
+
+def read_manifest(url: str) -> list[str]:
+    """The FFI URLs listed in a manifest object (see :func:`parse_manifest`)."""
+    return parse_manifest(get_bytes(url)[0], url)["ffis"]
+
+
+def error_report_url(manifest_url: str) -> str:
+    """Where the failure of a manifest's ingest is reported: ``manifest.json`` ->
+    ``manifest.error.json`` (which the S3 event filter, suffix ``manifest.json``, ignores)."""
+    return (manifest_url[: -len(".json")] if manifest_url.endswith(".json") else manifest_url) + ".error.json"
+
+
+def report_manifest_failure(manifest_url: str, error: str, cause: str, **details: object) -> str:
+    """Write ``{"manifest", "error", "cause", ...details}`` beside the manifest; its URL."""
+    url = error_report_url(manifest_url)
+    body = {"manifest": manifest_url, "error": error, "cause": cause, **details}
+    put_bytes(url, json.dumps(body, indent=1, default=str).encode(), "application/json")
+    return url
 
 
 def _relative_to(manifest: Location, entry: str) -> str:

@@ -9,7 +9,9 @@ An ingest whose process or Lambda is killed, or whose clean-up itself fails, can
   ``cubecut-staging=true``; in AWS the ``ExpireIngestStaging`` rule removes them after two
   days);
 * for a local cube: the hidden ``.{cube}.{upload}.partial`` file (as large as the cube),
-  its ``.{cube}.{upload}.parts/`` receipts and the ``.{cube}.{plan}.staging/`` folder.
+  its ``.{cube}.{upload}.parts/`` receipts and the ``.{cube}.{plan}.staging/`` folder;
+* a committed cube whose index sidecar was never published (killed between the two):
+  readers rebuild the index from the cube, and the janitor publishes it (whatever the age).
 
 :func:`sweep` removes those under a prefix (or a local folder) that are older than a
 threshold. Age is when the upload was initiated, and for staging the newest object of
@@ -21,6 +23,7 @@ Command line: ``cubecut janitor s3://bucket/cubes/ --older-than 1h [--dry-run]``
 """
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import time
@@ -30,8 +33,13 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import InputError, ObjectNotFoundError
-from ..storage import Location, s3_client, translate_client_error
+from ..cube.index import INDEX_SUFFIX
+from ..cube.sidecar import describes, publish_index, read_sidecar
+from ..cutout.metadata import index_from_cube
+from ..errors import InputError, NotACubeError, ObjectNotFoundError, StorageError
+from ..storage import Location, list_etags, s3_client, translate_client_error
+
+log = logging.getLogger(__name__)
 
 STAGING_MARKER = ".ingest/"
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -68,10 +76,11 @@ class JanitorReport:
     deleted_objects: list[str] = field(default_factory=list)
     kept_staging: int = 0
     removed_paths: list[str] = field(default_factory=list)
+    repaired_indexes: list[str] = field(default_factory=list)  # cube URLs
 
     @property
     def nothing_done(self) -> bool:
-        return not (self.aborted_uploads or self.deleted_objects or self.removed_paths)
+        return not (self.aborted_uploads or self.deleted_objects or self.removed_paths or self.repaired_indexes)
 
     def summary(self) -> str:
         verb = "would abort" if self.dry_run else "aborted"
@@ -82,7 +91,11 @@ class JanitorReport:
         if self.removed_paths:
             lines.append(f"{'would remove' if self.dry_run else 'removed'} {len(self.removed_paths)} local "
                          "leftover(s)")
+        if self.repaired_indexes:
+            lines.append(f"{'would rebuild' if self.dry_run else 'rebuilt'} {len(self.repaired_indexes)} stale "
+                         "index sidecar(s) from their cubes")
         lines += [f"  upload {key} {upload_id}" for key, upload_id in self.aborted_uploads]
+        lines += [f"  index {url}" for url in self.repaired_indexes]
         lines += [f"  object {key}" for key in self.deleted_objects]
         lines += [f"  path {path}" for path in self.removed_paths]
         return "\n".join(lines)
@@ -108,7 +121,27 @@ def sweep(prefix: str | Location, older_than: str | float | timedelta = "1d", *,
         _sweep_staging(location, now - age, report)
     else:
         _sweep_local(Path(location.key), now - age, report)
+    _repair_sidecars(location, report)
     return report
+
+
+def _repair_sidecars(location: Location, report: JanitorReport) -> None:
+    """Publish the index of every cube whose sidecar does not describe it."""
+    objects = list_etags(location)
+    for url, etag in sorted(objects.items()):
+        if not url.endswith(INDEX_SUFFIX) or url[: -len(INDEX_SUFFIX)] not in objects:
+            continue
+        cube = Location.parse(url[: -len(INDEX_SUFFIX)])
+        index, _ = read_sidecar(cube)
+        if describes(index, objects[cube.url]):
+            continue
+        if not report.dry_run:
+            try:
+                publish_index(cube, index_from_cube(cube))
+            except (StorageError, NotACubeError) as exc:
+                log.warning("cannot rebuild the index of %s: %s", cube.url, exc)
+                continue
+        report.repaired_indexes.append(cube.url)
 
 
 def _aware(value: datetime) -> datetime:

@@ -18,13 +18,13 @@ from astropy.io import fits
 from ..cube import headers
 from ..cube.index import CubeIndex, index_from_table
 from ..cube.layout import CubeLayout
-from ..errors import DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError
+from ..errors import DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError, ObjectNotFoundError
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
-from ..storage import Location, delete, get_bytes, put_bytes
+from ..storage import Location, delete, get_bytes, head, put_bytes
 from .blocks import DEFAULT_BLOCK_BYTES, Block, plan_blocks
-from .target import make_target
+from .target import make_target, version_metadata
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 #: Tags on every staging object, so a bucket lifecycle rule can expire what a dead ingest
 #: left behind (template.yaml: ExpireIngestStaging); ``cubecut janitor`` does it by hand.
 STAGING_TAGS = {"cubecut-staging": "true"}
@@ -41,9 +41,30 @@ class FFIRef:
     error: PixelRef | None
 
 
+@dataclass(frozen=True)
+class BaseCube:
+    """The cube an update starts from (one version of it): its frames keep their pixels.
+
+    ``positions[i]`` is the new (0-based) frame index of the base cube's frame ``i``.
+    Rows are read from the base version only (``If-Match`` its ETag).
+    """
+
+    url: str
+    etag: str | None
+    size: int
+    data_offset: int
+    nt: int
+    positions: list[int]
+
+
 @dataclass
 class IngestPlan:
-    """A planned cube. ``ffis`` and the cube's time axis share one (time) order."""
+    """A planned cube. ``ffis`` and the cube's time axis share one (time) order; for an
+    update, ``ffis[t]`` is None where frame ``t`` comes from ``base``.
+
+    ``replaces`` is the version (ETag) of the cube at the key when the plan was made, or
+    None if there was none: the upload completes only if the key still holds it.
+    """
 
     plan_id: str
     cube: str
@@ -55,7 +76,9 @@ class IngestPlan:
     ccd: int
     layout: CubeLayout
     blocks: list[Block]
-    ffis: list[FFIRef]
+    ffis: list[FFIRef | None]
+    replaces: str | None = None
+    base: BaseCube | None = None
     version: int = PLAN_VERSION
 
     # Staging objects, all under ``staging`` (an S3 prefix or a hidden local folder).
@@ -89,8 +112,10 @@ class IngestPlan:
             raise InputError(f"unsupported ingest plan version {raw.get('version')!r}")
         raw["layout"] = CubeLayout(**raw["layout"])
         raw["blocks"] = [Block(**b) for b in raw["blocks"]]
-        raw["ffis"] = [FFIRef(f["url"], f["size"], f["etag"], PixelRef(**f["flux"]),
-                              PixelRef(**f["error"]) if f["error"] else None) for f in raw["ffis"]]
+        raw["ffis"] = [None if f is None else FFIRef(f["url"], f["size"], f["etag"], PixelRef(**f["flux"]),
+                                                     PixelRef(**f["error"]) if f["error"] else None)
+                       for f in raw["ffis"]]
+        raw["base"] = BaseCube(**raw["base"]) if raw.get("base") else None
         return cls(**raw)
 
     @classmethod
@@ -100,7 +125,7 @@ class IngestPlan:
     def summary(self) -> dict:
         """The small JSON document that travels between state machine steps."""
         items = Location.parse(self.items_url)
-        return {"plan": self.plan_url, "cube": self.cube, "upload_id": self.upload_id,
+        return {"plan": self.plan_url, "plan_id": self.plan_id, "cube": self.cube, "upload_id": self.upload_id,
                 "blocks": {"Bucket": items.bucket, "Key": items.key}, "nblocks": len(self.blocks)}
 
 
@@ -165,14 +190,14 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
     try:
         primary = headers.primary_header(ordered, sector, today)
         primary_bytes = headers.primary_bytes(primary)
-        head = primary_bytes + headers.image_header_bytes(nrows, ncols, len(ordered), nplanes)
+        head_bytes = primary_bytes + headers.image_header_bytes(nrows, ncols, len(ordered), nplanes)
         table = headers.table_hdu(ordered)
         table_bytes = headers.table_bytes(table)
     except (KeyError, ValueError, TypeError, OverflowError) as exc:
         # e.g. a keyword that is a number in one FFI and text in another, or out of range
         raise FFIError(f"the FFI headers cannot be combined into the cube's headers and table: "
                        f"{type(exc).__name__}: {exc}") from None
-    layout = CubeLayout(nrows, ncols, len(ordered), nplanes, len(head), len(table_bytes))
+    layout = CubeLayout(nrows, ncols, len(ordered), nplanes, len(head_bytes), len(table_bytes))
     blocks = plan_blocks(layout, block_bytes)
     index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data, nrows=nrows, ncols=ncols, nt=len(ordered),
                              nplanes=nplanes, data_offset=layout.data_offset, cube_size=layout.total_bytes)
@@ -181,15 +206,35 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
     if cube_url.endswith("/"):
         cube_url += cube_name(first.product, sector, camera, ccd)
     cube = Location.parse(cube_url)
-    target = make_target(cube, layout.total_bytes)
-    upload_id = target.begin()
-    plan_id = os.urandom(8).hex()
-    plan = IngestPlan(plan_id, cube.url, staging_prefix(cube, plan_id), upload_id, first.product, sector, camera,
-                      ccd, layout, blocks,
-                      [FFIRef(f.url, f.size, f.etag, f.flux, f.error) for f in ordered])
+    return stage_plan(cube, first.product, sector, camera, ccd, layout, blocks, head_bytes,
+                      bytes(layout.data_padding) + table_bytes, index,
+                      [FFIRef(f.url, f.size, f.etag, f.flux, f.error) for f in ordered], current_version(cube))
+
+
+def current_version(cube: Location) -> str | None:
+    """The ETag of the object at ``cube`` now, or None if there is none."""
     try:
-        put_bytes(plan.head_url, head, tags=STAGING_TAGS)
-        put_bytes(plan.tail_url, bytes(layout.data_padding) + table_bytes, tags=STAGING_TAGS)
+        return head(cube).etag
+    except ObjectNotFoundError:
+        return None
+
+
+def stage_plan(cube: Location, product: str, sector: int, camera: int, ccd: int, layout: CubeLayout,
+               blocks: list[Block], head_bytes: bytes, tail_bytes: bytes, index: CubeIndex,
+               ffis: list[FFIRef | None], replaces: str | None, base: BaseCube | None = None) -> IngestPlan:
+    """Start the cube's upload and write the plan's staging objects; the shared last step
+    of planning an ingest and an update. ``tail_bytes`` is the image padding + table HDU.
+
+    If staging fails after the upload began, the upload is aborted.
+    """
+    plan_id = os.urandom(8).hex()
+    target = make_target(cube, layout.total_bytes)
+    upload_id = target.begin(version_metadata(plan_id, replaces))
+    plan = IngestPlan(plan_id, cube.url, staging_prefix(cube, plan_id), upload_id, product, sector, camera,
+                      ccd, layout, blocks, ffis, replaces, base)
+    try:
+        put_bytes(plan.head_url, head_bytes, tags=STAGING_TAGS)
+        put_bytes(plan.tail_url, tail_bytes, tags=STAGING_TAGS)
         put_bytes(plan.index_url, index.to_json(), "application/json", tags=STAGING_TAGS)
         put_bytes(plan.items_url, json.dumps([{"block": b.index} for b in blocks]).encode(), "application/json",
                   tags=STAGING_TAGS)

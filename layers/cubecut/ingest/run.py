@@ -12,7 +12,7 @@ from ..storage import ReadStats
 from .blocks import DEFAULT_BLOCK_BYTES
 from .block import write_block
 from .finalize import IngestResult, abort_ingest, finalize_ingest
-from .plan import make_plan
+from .plan import IngestPlan, make_plan
 
 
 def ingest(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
@@ -25,6 +25,16 @@ def ingest(ffi_urls: list[str], cube_url: str, *, product: str | None = None, se
     Any failure aborts the upload: no partial cube is ever visible.
     """
     plan = make_plan(ffi_urls, cube_url, product=product, sector=sector, block_bytes=block_bytes)
+    return run_plan(plan, workers=workers, threads=threads, on_block=on_block, stats=stats)
+
+
+def run_plan(plan: IngestPlan, *, workers: int = 2, threads: int | str = "auto",
+             on_block: Callable[[int, int], None] | None = None, stats: ReadStats | None = None) -> IngestResult:
+    """Write every block of ``plan`` (``workers`` at once) and finalize it; abort on failure.
+
+    The same steps the state machine runs as Block and Finalize invocations, for an
+    ingest and an update alike.
+    """
     total = len(plan.blocks)
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:

@@ -6,6 +6,16 @@ what arrived, ``complete`` makes the cube visible in one step and ``abort`` leav
 nothing behind. Until ``complete`` no reader can see a partial cube: S3 shows nothing
 before CompleteMultipartUpload, and the local file is built under a hidden temporary
 name and renamed into place.
+
+``complete`` is conditional (docs/architecture.md, "Consistency model"): it succeeds only
+if the object at the key is still the version the plan started from (``replaces``, an
+ETag; None = no object), with S3's ``If-Match`` / ``If-None-Match: *`` on
+CompleteMultipartUpload, or the same check under a file lock locally. Otherwise it raises
+ConcurrentWriteError and the cube at the key is left as the other writer made it.
+
+Every cube an S3 upload makes carries user metadata naming its plan (``cubecut-plan``)
+and the version it replaced (``cubecut-replaces``), so a retried Finalize can prove an
+object is its own and an audit can check that the versions form one line.
 """
 from __future__ import annotations
 
@@ -17,8 +27,20 @@ from typing import Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import ObjectNotFoundError, StorageError, TargetNotWritableError
-from ..storage import Location, s3_client, translate_client_error
+from ..errors import ConcurrentWriteError, ObjectNotFoundError, StorageError, TargetNotWritableError
+from ..storage import (Location, check_local_precondition, file_etag, local_write_lock, s3_client,
+                       translate_client_error)
+
+#: S3 user-metadata keys on every cube cubecut writes (``x-amz-meta-...``).
+PLAN_KEY = "cubecut-plan"
+REPLACES_KEY = "cubecut-replaces"
+#: ``cubecut-replaces`` of a cube written where there was none.
+NO_VERSION = "none"
+
+
+def version_metadata(plan_id: str, replaces: str | None) -> dict[str, str]:
+    """The user metadata binding a cube object to its plan and predecessor."""
+    return {PLAN_KEY: plan_id, REPLACES_KEY: (replaces or NO_VERSION).strip('"')}
 
 
 @dataclass(frozen=True)
@@ -33,10 +55,10 @@ class PartReceipt:
 class CubeTarget(Protocol):
     location: Location
 
-    def begin(self) -> str: ...
+    def begin(self, metadata: dict[str, str] | None = None) -> str: ...
     def write_part(self, upload_id: str, part: int, offset: int, data: bytes | bytearray) -> PartReceipt: ...
     def list_parts(self, upload_id: str) -> list[PartReceipt]: ...
-    def complete(self, upload_id: str, parts: list[PartReceipt]) -> str | None: ...
+    def complete(self, upload_id: str, parts: list[PartReceipt], replaces: str | None) -> str | None: ...
     def abort(self, upload_id: str) -> None: ...
 
 
@@ -54,9 +76,10 @@ class S3Target:
         except (ClientError, BotoCoreError) as exc:
             raise translate_client_error(exc, f"{what} {self.location.url}") from None
 
-    def begin(self) -> str:
+    def begin(self, metadata: dict[str, str] | None = None) -> str:
         try:
-            response = self._call("start upload of", "create_multipart_upload", ContentType="application/fits")
+            response = self._call("start upload of", "create_multipart_upload", ContentType="application/fits",
+                                  Metadata=metadata or {})
         except StorageError as exc:
             raise TargetNotWritableError(f"cannot write the cube: {exc}") from None
         return response["UploadId"]
@@ -76,10 +99,23 @@ class S3Target:
                 return sorted(receipts, key=lambda r: r.part)
             marker = response["NextPartNumberMarker"]
 
-    def complete(self, upload_id: str, parts: list[PartReceipt]) -> str | None:
+    def complete(self, upload_id: str, parts: list[PartReceipt], replaces: str | None) -> str | None:
+        """Complete the upload if the key still holds ``replaces`` (an ETag; None: nothing)."""
         ordered = sorted(parts, key=lambda r: r.part)
-        response = self._call("complete upload of", "complete_multipart_upload", UploadId=upload_id,
-                              MultipartUpload={"Parts": [{"PartNumber": p.part, "ETag": p.etag} for p in ordered]})
+        condition = {"IfMatch": replaces} if replaces else {"IfNoneMatch": "*"}
+        try:
+            response = self._s3.complete_multipart_upload(
+                Bucket=self.location.bucket, Key=self.location.key, UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": p.part, "ETag": p.etag} for p in ordered]}, **condition)
+        except (ClientError, BotoCoreError) as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if code == "NoSuchKey" and replaces:  # If-Match on a key that is now empty
+                raise ConcurrentWriteError(f"{self.location.url}: the cube {replaces} this ingest replaces "
+                                           "was deleted meanwhile; nothing was written") from None
+            error = translate_client_error(exc, f"complete upload of {self.location.url}")
+            if isinstance(error, ConcurrentWriteError):
+                raise ConcurrentWriteError(_lost(self.location.url, replaces)) from None
+            raise error from None
         return response.get("ETag")
 
     def abort(self, upload_id: str) -> None:
@@ -107,7 +143,7 @@ class FileTarget:
     def _receipts(self, upload_id: str) -> Path:
         return self.path.with_name(f".{self.path.name}.{upload_id}.parts")
 
-    def begin(self) -> str:
+    def begin(self, metadata: dict[str, str] | None = None) -> str:
         upload_id = os.urandom(8).hex()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,11 +176,21 @@ class FileTarget:
             raise ObjectNotFoundError(f"{self.path}: upload {upload_id} does not exist")
         return [PartReceipt(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
 
-    def complete(self, upload_id: str, parts: list[PartReceipt]) -> str | None:
+    def complete(self, upload_id: str, parts: list[PartReceipt], replaces: str | None) -> str | None:
+        """Rename the file into place if the path still holds ``replaces`` (a
+        :func:`~cubecut.storage.file_etag`; None: nothing), under the path's write lock."""
         partial = self._partial(upload_id)
-        os.replace(partial, self.path)
+        if not partial.exists():
+            raise ObjectNotFoundError(f"{self.path}: upload {upload_id} does not exist")
+        with local_write_lock(self.path):
+            try:
+                check_local_precondition(self.path, replaces, replaces is None)
+            except ConcurrentWriteError:
+                raise ConcurrentWriteError(_lost(str(self.path), replaces)) from None
+            os.replace(partial, self.path)
+            etag = file_etag(self.path.stat())
         self._remove_receipts(upload_id)
-        return None
+        return etag
 
     def abort(self, upload_id: str) -> None:
         self._partial(upload_id).unlink(missing_ok=True)
@@ -156,6 +202,12 @@ class FileTarget:
             for item in folder.iterdir():
                 item.unlink()
             folder.rmdir()
+
+
+def _lost(where: str, replaces: str | None) -> str:
+    started = f"version {replaces}" if replaces else "no cube"
+    return (f"{where}: another ingest or update replaced the cube first (this one started from {started}); "
+            "its upload was not completed and the other writer's cube stays")
 
 
 def make_target(location: Location, total_bytes: int) -> CubeTarget:

@@ -15,12 +15,12 @@ How:
 * **Blocks**: each part of the new cube holds rows ``[row0, row1)`` (0-based); it is the
   old cube's bytes of those rows (one range read) spread over the old frames' positions
   on the new time axis, plus the new FFIs' rows (one read per FFI and plane).
-* **Atomic replacement**: a new S3 multipart upload of the same key (readers see the old
-  object until CompleteMultipartUpload) or a hidden temporary file renamed over the old
-  one (local). Old-cube reads carry its ETag (S3 ``If-Match``), and the ETag is checked
-  once more before completing; on any failure the upload is aborted and the old cube is
-  untouched. Then the ``.index.json`` sidecar is rewritten and this process's cached
-  index of the cube is dropped.
+* **Atomic replacement**: the plan is staged and run exactly like an ingest plan
+  (:func:`cubecut.ingest.plan.stage_plan`, :mod:`~cubecut.ingest.block`,
+  :mod:`~cubecut.ingest.finalize`), so the state machine runs updates too. Old-cube reads
+  carry its ETag (S3 ``If-Match``) and the commit is conditional on the key still holding
+  that version; on any failure the upload is aborted and the old cube is untouched. Then
+  the sidecar is published and this process's cached index of the cube is dropped.
 
 Limits of the byte identity: the table's columns are the template FFI's keywords (the
 first frame in time with a WCS); a keyword that an old FFI had but the old template
@@ -35,25 +35,25 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal
 
 import numpy as np
 from astropy.io import fits
 
 from ..cube import headers
-from ..cube.index import INDEX_SUFFIX, CubeIndex, index_from_table
+from ..cube.index import CubeIndex, index_from_table
 from ..cube.layout import CubeLayout
+from ..cube.sidecar import describes, publish_index, read_sidecar
 from ..cutout.metadata import invalidate, load_index
 from ..errors import DuplicateTimeError, MixedFFIError, NoInputError, NotACubeError
 from ..ffi import TIME_KEYS, FFIInfo, inspect_ffis
-from ..fficut import read_pixels
 from ..fitsio import padded
-from ..storage import ByteSource, Location, ReadStats, StaleObjectError, open_source, put_bytes
-from .blocks import DEFAULT_BLOCK_BYTES, S3_MIN_PART, Block, plan_blocks
-from .plan import check_consistent
-from .target import PartReceipt, make_target
+from ..storage import ByteSource, Location, ReadStats, open_source
+from .blocks import DEFAULT_BLOCK_BYTES, S3_MIN_PART, plan_blocks
+from .finalize import IngestResult
+from .plan import BaseCube, FFIRef, IngestPlan, check_consistent, stage_plan
+from .run import run_plan
 
 log = logging.getLogger(__name__)
 
@@ -110,42 +110,13 @@ class CubeFrame:
 Frame = CubeFrame | FFIInfo
 
 
-@dataclass
-class UpdatePlan:
-    """The new cube: its frames in time order, layout, blocks and header/table bytes.
-
-    ``old`` is the old cube's index (with its ETag); ``index`` the new one (no ETag yet).
-    ``head`` is part 1's header bytes, ``tail`` the image padding plus the table HDU.
-    """
-
-    cube: Location
-    old: CubeIndex
-    frames: list[Frame]
-    layout: CubeLayout
-    blocks: list[Block]
-    head: bytes
-    tail: bytes
-    index: CubeIndex
-    skipped: list[str]
-
-    @property
-    def old_positions(self) -> np.ndarray:
-        """New (0-based) frame index of each old frame, in old order."""
-        return np.array([t for t, f in enumerate(self.frames) if isinstance(f, CubeFrame)], dtype=np.intp)
-
-
 @dataclass(frozen=True)
-class UpdateResult:
-    """An updated cube: location, sidecar, ETag (S3), size in bytes, frame count, how many
-    FFIs were added and which were skipped as already present."""
+class UpdateResult(IngestResult):
+    """An updated cube (see IngestResult), how many FFIs were added and which were
+    skipped as already present."""
 
-    cube: str
-    index: str
-    etag: str | None
-    size: int
-    nt: int
-    added: int
-    skipped: list[str]
+    added: int = 0
+    skipped: list[str] = field(default_factory=list)
 
 
 def read_cube_table(source: ByteSource, index: CubeIndex) -> fits.BinTableHDU:
@@ -216,9 +187,12 @@ def check_additions(index: CubeIndex, old: list[CubeFrame], new: list[FFIInfo]) 
 
 def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = None,
                 block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 64, today: dt.date | None = None,
-                stats: ReadStats | None = None) -> UpdatePlan:
-    """Plan the updated cube from headers only (the old cube's and the new FFIs').
+                stats: ReadStats | None = None) -> tuple[IngestPlan, list[str]]:
+    """Plan the updated cube from headers only (the old cube's and the new FFIs') and stage
+    it like an ingest plan; returns the plan and the names skipped as already present.
 
+    The old cube's index is built from the cube itself (a stale sidecar cannot mislead
+    the update); if its sidecar does not describe it, the sidecar is repaired on the way.
     Local cubes may use blocks below S3's 5 MiB part minimum (a file has no minimum).
 
     Raises NoInputError (nothing new to add), MixedFFIError, DuplicateTimeError,
@@ -228,11 +202,13 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
         raise NoInputError("no FFIs to add")
     cube = Location.parse(cube_url)
     old = load_index(cube, stats, refresh=True)
+    repaired = _repair_sidecar(cube, old)
     source = open_source(cube, stats, size=old.cube_size, etag=old.cube_etag)
     old_frames = cube_frames(old, read_cube_table(source, old))
     fresh, skipped = check_additions(old, old_frames, inspect_ffis(list(ffi_urls), product or old.product, threads))
     if not fresh:
-        raise NoInputError(f"all {len(skipped)} FFI(s) are already in {cube.url}")
+        note = "; its stale index sidecar was rebuilt from the cube" if repaired else ""
+        raise NoInputError(f"all {len(skipped)} FFI(s) are already in {cube.url}{note}")
     frames: list[Frame] = sorted([*old_frames, *fresh], key=lambda f: f.start)
 
     primary_bytes = headers.primary_bytes(headers.primary_header(frames, old.sector, today))
@@ -244,48 +220,23 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
     index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data,
                              nrows=layout.nrows, ncols=layout.ncols, nt=layout.nt, nplanes=layout.nplanes,
                              data_offset=layout.data_offset, cube_size=layout.total_bytes)
-    return UpdatePlan(cube, old, frames, layout, blocks, head, bytes(layout.data_padding) + table_bytes, index,
-                      skipped)
+    positions = [t for t, f in enumerate(frames) if isinstance(f, CubeFrame)]
+    base = BaseCube(cube.url, old.cube_etag, old.cube_size, old.data_offset, old.nt, positions)
+    ffis = [FFIRef(f.url, f.size, f.etag, f.flux, f.error) if isinstance(f, FFIInfo) else None for f in frames]
+    plan = stage_plan(cube, old.product, old.sector, old.camera, old.ccd, layout, blocks, head,
+                      bytes(layout.data_padding) + table_bytes, index, ffis, old.cube_etag, base)
+    return plan, skipped
 
 
-def build_part(plan: UpdatePlan, block: Block, *, threads: int = 8, stats: ReadStats | None = None) -> bytearray:
-    """The bytes of ``block``'s part of the new cube: [head] + rows + [padding + table]."""
-    layout, old = plan.layout, plan.old
-    nrows = block.row1 - block.row0
-    part = bytearray(block.size)
-    head = plan.head if block.head else b""
-    part[:len(head)] = head
-    if block.tail:
-        part[block.size - len(plan.tail):] = plan.tail
-    cube = np.frombuffer(part, dtype=">f4", count=nrows * layout.ncols * layout.nt * layout.nplanes,
-                         offset=len(head)).reshape(nrows, layout.ncols, layout.nt, layout.nplanes)
-    old_positions = plan.old_positions
-
-    def copy_old() -> None:
-        source = open_source(plan.cube, stats, size=old.cube_size, etag=old.cube_etag)
-        start, stop = old.row_offset(block.row0), old.row_offset(block.row1)
-        data = source.read(start, stop)
-        if len(data) != stop - start:
-            raise NotACubeError(f"{plan.cube.url}: short read of rows {block.row0}-{block.row1}")
-        cube[:, :, old_positions] = np.frombuffer(data, dtype=">f4").reshape(nrows, layout.ncols, old.nt,
-                                                                              layout.nplanes)
-
-    def copy_new(job: tuple[int, FFIInfo, int]) -> None:
-        position, ffi, plane = job
-        known = {"size": ffi.size, "etag": ffi.etag} if Location.parse(ffi.url).is_s3 else {}
-        source = open_source(ffi.url, stats, **known)
-        try:
-            pixels = ffi.flux if plane == 0 else ffi.error
-            cube[:, :, position, plane] = read_pixels(source, pixels, layout.ncols, (block.row0, block.row1))
-        finally:
-            getattr(source, "close", lambda: None)()
-
-    jobs = [(t, f, k) for t, f in enumerate(plan.frames) if isinstance(f, FFIInfo) for k in range(layout.nplanes)]
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        futures = [pool.submit(copy_old), *(pool.submit(copy_new, job) for job in jobs)]
-        for future in futures:
-            future.result()
-    return part
+def _repair_sidecar(cube: Location, index: CubeIndex) -> bool:
+    """Publish ``index`` (built from the cube) if the sidecar does not describe the cube;
+    True if it did not."""
+    current, _ = read_sidecar(cube)
+    if describes(current, index.cube_etag, index.cube_size):
+        return False
+    log.warning("the index sidecar of %s does not describe the cube: rebuilt from the cube", cube.url)
+    publish_index(cube, index)
+    return True
 
 
 def update_cube(cube_url: str, ffi_urls: list[str], *, product: str | None = None,
@@ -294,54 +245,15 @@ def update_cube(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
                 stats: ReadStats | None = None) -> UpdateResult:
     """Add ``ffi_urls`` (local paths or s3:// URLs) to the cube at ``cube_url``.
 
-    ``workers`` blocks are built at once, each with ``threads`` concurrent reads
-    (``"auto"``: 32 for S3 FFIs, 8 for local ones). ``on_block(done, total)`` reports
-    progress. The old cube stays readable and unchanged until the new one replaces it in
-    one step; any failure (including the cube changing meanwhile: StaleObjectError)
-    leaves it as it was.
+    The same plan -> blocks -> finalize steps as an ingest (and so the same commit rule):
+    ``workers`` blocks are built at once, each with ``threads`` concurrent reads.
+    ``on_block(done, total)`` reports progress. The old cube stays readable and unchanged
+    until the new one replaces it in one step; any failure leaves it as it was, and if
+    another writer replaced the cube meanwhile the update fails with StaleObjectError
+    (while reading) or ConcurrentWriteError (at the commit) and writes nothing.
     """
-    plan = plan_update(cube_url, ffi_urls, product=product, block_bytes=block_bytes, stats=stats, today=today)
-    remote = any(Location.parse(f.url).is_s3 for f in plan.frames if isinstance(f, FFIInfo))
-    reads = (32 if remote else 8) if threads == "auto" else max(1, int(threads))
-    target = make_target(plan.cube, plan.layout.total_bytes)
-    upload_id = target.begin()
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
-    try:
-        def write(block: Block) -> PartReceipt:
-            return target.write_part(upload_id, block.part, block.offset,
-                                     build_part(plan, block, threads=reads, stats=stats))
-
-        futures = [pool.submit(write, block) for block in plan.blocks]
-        receipts = []
-        for done, future in enumerate(futures, start=1):
-            receipts.append(future.result())
-            if on_block is not None:
-                on_block(done, len(futures))
-        pool.shutdown()
-        _check_unchanged(plan)
-        etag = target.complete(upload_id, receipts)
-    except BaseException as failure:
-        pool.shutdown(cancel_futures=True)
-        try:
-            target.abort(upload_id)
-        except Exception as exc:  # noqa: BLE001 - report the failure, not the clean-up's
-            failure.add_note(f"aborting also failed ({type(exc).__name__}: {exc}); upload {upload_id} of "
-                             f"{plan.cube.url} is left for the bucket lifecycle rule")
-        raise
-    plan.index.cube_etag = etag
-    sidecar = plan.cube.with_suffix(INDEX_SUFFIX)
-    put_bytes(sidecar, plan.index.to_json(), "application/json")
+    plan, skipped = plan_update(cube_url, ffi_urls, product=product, block_bytes=block_bytes, stats=stats,
+                                today=today)
+    result = run_plan(plan, workers=workers, threads=threads, on_block=on_block, stats=stats)
     invalidate(plan.cube)
-    added = sum(isinstance(f, FFIInfo) for f in plan.frames)
-    return UpdateResult(plan.cube.url, sidecar.url, etag, plan.layout.total_bytes, plan.layout.nt, added,
-                        plan.skipped)
-
-
-def _check_unchanged(plan: UpdatePlan) -> None:
-    """Raise StaleObjectError if the old cube was replaced while the update was built."""
-    current = open_source(plan.cube)
-    try:
-        if (current.size, current.etag) != (plan.old.cube_size, plan.old.cube_etag):
-            raise StaleObjectError(f"{plan.cube.url} changed while it was being updated; nothing was written")
-    finally:
-        getattr(current, "close", lambda: None)()
+    return UpdateResult(**asdict(result), added=sum(f is not None for f in plan.ffis), skipped=skipped)

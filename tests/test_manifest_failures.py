@@ -1,0 +1,61 @@
+"""A failing S3-event ingest is visible: ``manifest.error.json`` beside the manifest and an
+error log line with the manifest key and the reason (local stack: S3 event -> on_upload ->
+state machine -> Abort)."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from cubecut.errors import ManifestError
+from cubecut.ingest.inputs import error_report_url, parse_manifest
+from cubecut_infra.local.stack import LocalStack
+
+
+def _wait_for(s3, bucket: str, key: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            time.sleep(0.2)
+    raise AssertionError(f"no {key} within {timeout} s")
+
+
+@pytest.mark.slow
+def test_failed_manifests_are_reported_beside_them_and_logged(capfd):
+    with LocalStack(block_mib=5) as stack:
+        s3 = stack.s3.client("s3")
+        s3.put_object(Bucket=stack.bucket, Key="ingest/bad/not-a-fits.fits", Body=b"hello, not FITS" * 300)
+        s3.put_object(Bucket=stack.bucket, Key="ingest/bad/manifest.json",
+                      Body=json.dumps({"ffis": ["not-a-fits.fits", "missing.fits"]}).encode())
+        run = stack.wait_for_execution(timeout=120)
+        assert run.status == "FAILED"
+        report = _wait_for(s3, stack.bucket, "ingest/bad/manifest.error.json")
+        assert report["manifest"] == f"s3://{stack.bucket}/ingest/bad/manifest.json"
+        assert report["error"] in {"FFIError", "ObjectNotFoundError"} and report["cause"], report
+
+        s3.put_object(Bucket=stack.bucket, Key="ingest/garbled/manifest.json", Body=b"{not json")
+        report = _wait_for(s3, stack.bucket, "ingest/garbled/manifest.error.json")
+        assert report["error"] == "ManifestError" and "not valid JSON" in report["cause"]
+    logged = capfd.readouterr().out
+    assert "ingest/bad/manifest.json" in logged and "ingest/garbled/manifest.json" in logged
+    assert '"level":"ERROR"' in logged.replace(" ", "")
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"{not json", "not valid JSON"), (b'{"ffis": []}', "non-empty list"), (b'{"ffis": [1]}', "non-empty list"),
+    (b'{"ffis": ["a.fits"], "sectr": 1}', "unknown key"), (b"\xff\xfe", "UTF-8"),
+])
+def test_bad_manifests_get_a_named_error(body, message):
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(body, "s3://b/ingest/x/manifest.json")
+
+
+def test_manifest_format_and_report_location():
+    parsed = parse_manifest(b'{"ffis": ["a.fits", "s3://other/b.fits"], "sector": 3}', "s3://b/ingest/x/manifest.json")
+    assert parsed == {"ffis": ["s3://b/ingest/x/a.fits", "s3://other/b.fits"], "sector": 3}
+    assert parse_manifest(b"# FFIs\na.fits\n", "s3://b/ingest/x/list.txt") == {"ffis": ["s3://b/ingest/x/a.fits"]}
+    assert error_report_url("s3://b/ingest/x/manifest.json") == "s3://b/ingest/x/manifest.error.json"
+    assert not error_report_url("s3://b/ingest/x/manifest.json").endswith("/manifest.json")
