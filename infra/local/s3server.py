@@ -42,6 +42,8 @@ middleware), because cubecut's consistency model relies on it and AWS S3 has it:
   with another write (moto checks, then writes, without a lock).
 * ListMultipartUploads reports when each upload was initiated (moto reports 2010-11-10
   for every upload, which would make ``cubecut janitor`` abort running uploads).
+* UploadPart to an upload that was aborted or completed answers 404 NoSuchUpload, as S3
+  does (moto answers 500).
 """
 from __future__ import annotations
 
@@ -69,6 +71,8 @@ _PRECONDITION_FAILED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>P
                         b'<Condition>If-Match</Condition></Error>')
 _NO_SUCH_KEY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
                 b'<Message>The specified key does not exist.</Message></Error>')
+_NO_SUCH_UPLOAD = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchUpload</Code>'
+                    b'<Message>The specified upload does not exist.</Message></Error>')
 _UPLOAD_BLOCK = re.compile(rb"<Upload>.*?</Upload>", re.S)
 _CREDENTIAL_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
 
@@ -96,6 +100,13 @@ class ConditionalWrites:
             return self.app(environ, start_response)
         if method == "POST" and "uploads" in query:
             return self._create_upload(environ, start_response)
+        if method == "PUT" and "partNumber" in query and "uploadId" in query:
+            listed, _, _ = _call(self.app, {**_bare(environ), "REQUEST_METHOD": "GET",
+                                            "QUERY_STRING": f"uploadId={query['uploadId'][0]}"})
+            if listed.startswith("404"):
+                start_response("404 Not Found", [("Content-Type", "application/xml"),
+                                                 ("Content-Length", str(len(_NO_SUCH_UPLOAD)))])
+                return [_NO_SUCH_UPLOAD]
         writes = ((method == "PUT" and "partNumber" not in query and "tagging" not in query)
                   or (method == "POST" and "uploadId" in query) or (method == "DELETE" and "uploadId" not in query))
         if not writes:

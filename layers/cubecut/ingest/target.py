@@ -27,7 +27,8 @@ from typing import Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import ConcurrentWriteError, ObjectNotFoundError, StorageError, TargetNotWritableError
+from ..errors import (ConcurrentWriteError, ObjectNotFoundError, StorageError, TargetNotWritableError,
+                      UploadGoneError)
 from ..storage import (Location, check_local_precondition, file_etag, local_write_lock, s3_client,
                        translate_client_error)
 
@@ -85,8 +86,12 @@ class S3Target:
         return response["UploadId"]
 
     def write_part(self, upload_id: str, part: int, offset: int, data: bytes | bytearray) -> PartReceipt:
-        response = self._call(f"upload part {part} of", "upload_part", UploadId=upload_id, PartNumber=part,
-                              Body=data)
+        try:
+            response = self._call(f"upload part {part} of", "upload_part", UploadId=upload_id, PartNumber=part,
+                                  Body=data)
+        except ObjectNotFoundError:
+            raise UploadGoneError(f"{self.location.url}: upload {upload_id} is gone (aborted by the janitor, the "
+                                  "bucket's lifecycle rule or by hand): nothing was written") from None
         return PartReceipt(part, len(data), response["ETag"])
 
     def list_parts(self, upload_id: str) -> list[PartReceipt]:
@@ -157,7 +162,7 @@ class FileTarget:
     def write_part(self, upload_id: str, part: int, offset: int, data: bytes | bytearray) -> PartReceipt:
         partial = self._partial(upload_id)
         if not partial.exists():
-            raise ObjectNotFoundError(f"{self.path}: upload {upload_id} does not exist")
+            raise UploadGoneError(f"{self.path}: upload {upload_id} does not exist")
         fd = os.open(partial, os.O_WRONLY)
         try:
             view = memoryview(data)
