@@ -255,3 +255,42 @@ def test_permanent_conflicts_are_never_retried_by_the_state_machine():
     for retrier in asl["States"]["Finalize"]["Retry"]:
         assert not {"ConcurrentWriteError", "UploadGoneError", "States.TaskFailed", "States.ALL"} & set(
             retrier["ErrorEquals"])
+
+
+@pytest.mark.slow
+def test_a_reingest_with_a_new_footprint_is_served_without_a_restart(tmp_path):
+    """64x64 cube, then re-ingested as 64x200: the running API must serve the new footprint
+    (the catalog compares listed cube ETags and hands its index to the cutout engine)."""
+    import io
+    import time
+    import urllib.request
+    import zipfile
+
+    from cubecut_infra.local.stack import LocalStack
+
+    small = make_sector(tmp_path / "small", sector=6, camera=3, ccd=1, frames=4, shape=(64, 64), seed=2)
+    wide = make_sector(tmp_path / "wide", sector=6, camera=3, ccd=1, frames=4, shape=(64, 200), seed=2)
+    with LocalStack(block_mib=5) as stack:
+        cube = f"s3://{stack.bucket}/cubes/tess-s0006-3-1-cube.fits"
+        ingest([str(p) for p in small], cube)
+        world = ffi_wcs(load_index(cube, refresh=True)).pixel_to_world(150.0, 32.0)  # off the 64x64 image
+        query = f"ra={world.ra.deg}&dec={world.dec.deg}"
+
+        def sectors() -> list:
+            with urllib.request.urlopen(f"{stack.api_url}/tesscut/api/v0.1/sector?{query}", timeout=60) as answer:
+                return json.load(answer)["results"]
+
+        assert sectors() == []
+        ingest([str(p) for p in wide], cube)
+        deadline = time.monotonic() + 30
+        while not sectors():  # the local stack's catalog refreshes every second
+            assert time.monotonic() < deadline, "the API kept the old footprint"
+            time.sleep(0.5)
+        url = f"{stack.api_url}/tesscut/api/v0.1/astrocut?{query}&x=5&y=5&sector=6"
+        with urllib.request.urlopen(url, timeout=60) as answer:
+            archive = zipfile.ZipFile(io.BytesIO(answer.read()))
+        (name,) = archive.namelist()
+        from astropy.io import fits
+
+        with fits.open(io.BytesIO(archive.read(name))) as tpf:
+            assert tpf[1].data["FLUX"].shape == (4, 5, 5) and np.isfinite(tpf[1].data["FLUX"]).all()

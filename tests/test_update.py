@@ -179,3 +179,39 @@ def test_update_on_s3_replaces_the_object_and_readers_follow(ffis, reference, bu
 def _centre(index: CubeIndex) -> SkyCoord:
     world = ffi_wcs(index).pixel_to_world(46.0, 20.0)
     return SkyCoord(world.ra, world.dec)
+
+
+@pytest.mark.slow
+def test_update_runs_on_the_state_machine_from_a_manifest(ffis, reference):
+    """The same plan -> blocks -> finalize steps as an ingest, so a manifest with "update"
+    appends FFIs through the state machine (S3 event -> on_upload -> Plan/Block/Finalize)."""
+    import json
+
+    from cubecut_infra.local.stack import LocalStack
+
+    with LocalStack(block_mib=5) as stack:
+        s3 = stack.s3.client("s3")
+        for path in ffis:
+            s3.upload_file(path, stack.bucket, f"ingest/update/{Path(path).name}")
+        cube = f"s3://{stack.bucket}/cubes/tess-s0005-2-3-cube.fits"
+        ingest([f"s3://{stack.bucket}/ingest/update/{Path(p).name}" for p in ffis[:9]], cube)
+        manifest = {"ffis": [Path(p).name for p in ffis[9:]], "update": cube}
+        s3.put_object(Bucket=stack.bucket, Key="ingest/update/manifest.json", Body=json.dumps(manifest).encode())
+        run = stack.wait_for_execution(timeout=180)
+        assert run.status == "SUCCEEDED", (run.error, run.cause)
+        assert_same_cube(get_bytes(cube)[0], reference.read_bytes())
+        assert load_index(cube, refresh=True).nt == NT
+        assert s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads", []) == []
+
+
+def test_cli_update_exits_0_and_says_what_it_did(ffis, reference, tmp_path, capsys):
+    from cubecut_infra.cli import main
+
+    cube = tmp_path / "tess-s0005-2-3-cube.fits"
+    ingest(ffis[:8], str(cube))
+    assert main(["update", str(cube), *ffis[6:], "-q"]) == 0
+    out = capsys.readouterr().out
+    assert f"({NT} frames: {NT - 8} added, 2 already there)" in out
+    assert_same_cube(cube.read_bytes(), reference.read_bytes())
+    assert main(["update", str(cube), *ffis[:2], "-q"]) == 2, "nothing new: a named error, exit 2"
+    assert "already in" in capsys.readouterr().err
