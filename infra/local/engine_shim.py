@@ -47,7 +47,7 @@ class _FailStateErrorName(ErrorName):
 
 def install() -> None:
     """Apply both fixes (idempotent)."""
-    state_fail.CustomErrorName = _FailStateErrorName  # type: ignore[misc]
+    state_fail.CustomErrorName = _FailStateErrorName  # type: ignore[assignment,misc]
     original = DistributedIterationComponent._map_run
     if getattr(original, "cubecut_shim", False):
         return
@@ -56,14 +56,16 @@ def install() -> None:
         original(self, env, eval_input)
         items = eval_input.map_run_record.item_counter
         failed, total = items.failed.get() + items.timed_out.get(), items.total.get()
-        if failed > eval_input.tolerated_failure_count and 100 * failed > eval_input.tolerated_failure_percentage * total:
+        tolerated_count = eval_input.tolerated_failure_count
+        tolerated_percentage = eval_input.tolerated_failure_percentage
+        if failed > tolerated_count and 100 * failed > tolerated_percentage * total:
             env.stack.pop()  # the items' outputs
-            cause = (f"{failed} of {total} items failed; tolerated {eval_input.tolerated_failure_count} items "
-                     f"or {eval_input.tolerated_failure_percentage}%")
+            cause = f"{failed} of {total} items failed; tolerated {tolerated_count} items or {tolerated_percentage}%"
             raise FailureEventException(FailureEvent(
                 env=env, error_name=StatesErrorName(typ=_ERROR), event_type=HistoryEventType.MapRunFailed,
-                event_details=EventDetails(mapRunFailedEventDetails=MapRunFailedEventDetails(
-                    error=_ERROR.to_name(), cause=cause))))
+                # moto's EventDetails TypedDict is total; its own code passes one key too.
+                event_details=EventDetails(  # type: ignore[typeddict-item]
+                    mapRunFailedEventDetails=MapRunFailedEventDetails(error=_ERROR.to_name(), cause=cause))))
 
     map_run.cubecut_shim = True  # type: ignore[attr-defined]
     DistributedIterationComponent._map_run = map_run  # type: ignore[method-assign]

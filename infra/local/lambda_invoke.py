@@ -113,7 +113,8 @@ class LambdaInvokeApp:
         try:
             event = json.loads(payload) if payload.strip() else {}
         except ValueError as exc:
-            return _service_error(400, "InvalidRequestContentException", f"Could not parse request body into json: {exc}")
+            return _service_error(400, "InvalidRequestContentException",
+                                  f"Could not parse request body into json: {exc}")
         with _LOCK:
             if function.reserved_concurrency is not None and function.running >= function.reserved_concurrency:
                 return _service_error(429, "TooManyRequestsException", "Rate Exceeded.",

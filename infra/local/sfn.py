@@ -72,12 +72,11 @@ class LocalStepFunctions:
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._server.host}:{self._server.port}"
 
     def environment(self) -> dict[str, str]:
         """What the engine (``MOTO_PORT``) and clients need to reach this endpoint."""
-        return {"MOTO_PORT": str(self._server.server_address[1]), "AWS_ENDPOINT_URL_SFN": self.endpoint,
+        return {"MOTO_PORT": str(self._server.port), "AWS_ENDPOINT_URL_SFN": self.endpoint,
                 "AWS_ENDPOINT_URL_LAMBDA": self.endpoint}
 
     def client(self) -> Any:

@@ -127,14 +127,14 @@ def load_template(*, stack_name: str, bucket: str, parameters: Mapping[str, Any]
                   path: Path = TEMPLATE_PATH) -> LocalTemplate:
     """Read ``path`` as stack ``stack_name``, with parameter ``Default`` values (or
     ``parameters``) and ``bucket`` as the data bucket."""
-    template = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    template = yaml.load(path.read_text(), Loader=_Loader)  # _Loader is a SafeLoader
     resources: dict[str, Any] = template["Resources"]
     values = {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
     values.update({name: str(value) for name, value in (parameters or {}).items()})
     names: dict[str, str] = {**values, "AWS::StackName": stack_name, "AWS::AccountId": LOCAL_ACCOUNT_ID,
                              "AWS::Region": LOCAL_REGION, "AWS::Partition": "aws"}
     buckets = {logical: r for logical, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
-    names.update({logical: bucket for logical in buckets})
+    names.update(dict.fromkeys(buckets, bucket))
     #: Values that name the deployed bucket (``!Sub "${AWS::StackName}-..."``) name the local one.
     deployed_buckets = {_resolve(r["Properties"]["BucketName"], names) for r in buckets.values()}
     for logical, resource in resources.items():
