@@ -61,9 +61,10 @@ class LocalStack:
     The bucket names the stack (``<bucket>-ingest``, ``<bucket>-block`` ...), so stacks
     running at once in one process need different buckets.
 
-    ``wrap(name, handler)`` may wrap the handlers the state machines invoke (``name`` is the
-    template's logical id without ``Function``: ``Plan``, ``Block``, ``Cutout`` ...; tests
-    use it to inject faults or count calls); ``block_mib`` sets the ingest block size and
+    ``wrap(name, handler)`` may wrap every handler the Lambda endpoint runs, i.e. what the
+    state machines and the S3 event invoke (``name`` is the template's logical id without
+    ``Function``: ``Plan``, ``Block``, ``OnUpload``, ``Cutout`` ...; the API adapter calls
+    ``api.handler`` directly); tests use it to inject faults or count calls; ``block_mib`` sets the ingest block size and
     ``max_concurrency`` the Maps' MaxConcurrency (default: the template's).
     """
 
