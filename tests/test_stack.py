@@ -88,7 +88,7 @@ def test_fan_out_is_real_and_retried_blocks_are_idempotent(stack_run):
     blocks = sorted(set(hook.calls))
     assert blocks == [0, 1, 2], "one invocation per row block"
     assert hook.calls.count(1) == 2, "block 1 failed once and was retried"
-    block_arn = next(arn for arn in execution.invocations if arn.endswith("cubecut-block"))
+    block_arn = next(arn for arn in execution.invocations if arn.endswith("-block"))
     assert execution.invocations[block_arn] == 4
     assert 2 <= execution.max_concurrency[block_arn] <= 3, "concurrent, bounded by MaxConcurrency"
 

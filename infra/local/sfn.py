@@ -1,161 +1,132 @@
-"""A local Step Functions endpoint: the real API over HTTP, executing our ASL runner.
+"""Local Step Functions: moto's ASL engine, with our Lambda Invoke API in front of it.
 
-Handlers start executions the way they do in AWS, with
-``boto3.client("stepfunctions").start_execution(...)``; pointing ``AWS_ENDPOINT_URL_SFN``
-here makes that call reach :class:`LocalStepFunctions`, which runs the definition with
-:class:`~cubecut_infra.local.asl.StateMachineRunner` in a background thread. Implemented
-operations (AWS JSON 1.0 protocol): StartExecution (with AWS's name idempotency:
-``ExecutionAlreadyExists`` for a reused name with different input), DescribeExecution
-and ListExecutions.
+moto (5.2) executes state machines with its ASL engine (``moto.stepfunctions.parser``,
+derived from LocalStack's) once its ``stepfunctions.execute_state_machine`` setting is on
+(switched on here, for the process, through moto's ``/moto-api/config`` endpoint). The
+engine's Lambda tasks call the Lambda Invoke API of "the moto server",
+``http://localhost:$MOTO_PORT``; this module serves moto's application and
+:class:`~cubecut_infra.local.lambda_invoke.LambdaInvokeApp` on one port and
+:meth:`LocalStepFunctions.environment` gives ``MOTO_PORT`` that port, so the engine's
+invocations reach the real handlers and everything else (the Distributed Map's S3
+ItemReader included) reaches moto. Clients use the same port through
+``AWS_ENDPOINT_URL_SFN`` and ``AWS_ENDPOINT_URL_LAMBDA``. No moto code is patched.
+
+moto's state is per process: the S3 server of :class:`~cubecut_infra.local.s3server.LocalS3`
+and this one see the same buckets.
+
+Known differences from AWS, measured on moto 5.2.5: an error of the Lambda *service*
+(e.g. 429 ``TooManyRequestsException``) reaches the engine's Retry/Catch as ``Exception``,
+not ``Lambda.TooManyRequestsException``; function errors (``X-Amz-Function-Error``) keep
+their ``errorType`` as on AWS; a missing ItemReader object fails the Map with
+``States.Runtime``, not ``States.ItemReaderFailed``. moto's Distributed Map never fails on failed items;
+:mod:`~cubecut_infra.local.engine_shim` adds that back (the one shim).
 """
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
 
-from .asl import Execution, StateMachineRunner
+import boto3
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+from . import engine_shim
 from .lambda_context import LOCAL_ACCOUNT_ID, LOCAL_REGION
+from .lambda_invoke import LambdaInvokeApp
+
+__all__ = ["ExecutionResult", "LocalStepFunctions"]
+
+_ROLE = f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/cubecut-local-state-machine"
 
 
-def state_machine_arn(name: str) -> str:
-    return f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:stateMachine:{name}"
+@dataclass
+class ExecutionResult:
+    """A finished execution as DescribeExecution reports it (``output`` parsed), with the
+    Lambda invocations counted until then (per function ARN since it was registered, in
+    total and at most at once)."""
 
-
-class _Run:
-    """One execution: its input, its thread and, once finished, the runner's result."""
-
-    def __init__(self, arn: str, name: str, machine_arn: str, input_text: str) -> None:
-        self.arn, self.name, self.machine_arn, self.input_text = arn, name, machine_arn, input_text
-        self.started = datetime.now(timezone.utc)
-        self.result: Execution | None = None
-        self.done = threading.Event()
-
-    def describe(self) -> dict[str, Any]:
-        answer: dict[str, Any] = {"executionArn": self.arn, "stateMachineArn": self.machine_arn, "name": self.name,
-                                  "status": "RUNNING", "startDate": self.started.timestamp(),
-                                  "input": self.input_text}
-        if self.result is not None:
-            answer["status"] = self.result.status
-            answer["stopDate"] = datetime.now(timezone.utc).timestamp()
-            if self.result.output is not None:
-                answer["output"] = json.dumps(self.result.output)
-            if self.result.error:
-                answer["error"], answer["cause"] = self.result.error, self.result.cause or ""
-        return answer
+    arn: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str | None
+    invocations: dict[str, int] = field(default_factory=dict)
+    max_concurrency: dict[str, int] = field(default_factory=dict)
 
 
 class LocalStepFunctions:
-    """State machines by name, served over HTTP on 127.0.0.1 (port 0 picks a free one)."""
+    """moto's Step Functions and our Lambda functions on ``host``:``port`` (0: a free port)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._machines: dict[str, Callable[[], StateMachineRunner]] = {}
-        self._runs: dict[str, _Run] = {}
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        engine_shim.install()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
+        self.lambdas = LambdaInvokeApp(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(host, port, self.lambdas, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="local-sfn")
+        self._machines: list[str] = []
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._server.host}:{self._server.port}"
 
-    def register(self, name: str, definition: str, resources: Mapping[str, Callable], *,
-                 substitutions: Mapping[str, Any], s3_client: Any) -> str:
-        """Add a state machine; returns its ARN. The definition is validated now."""
-        def make() -> StateMachineRunner:
-            return StateMachineRunner(definition, resources, substitutions=substitutions, s3_client=s3_client,
-                                      name=name)
+    def environment(self) -> dict[str, str]:
+        """What the engine (``MOTO_PORT``) and clients need to reach this endpoint."""
+        return {"MOTO_PORT": str(self._server.port), "AWS_ENDPOINT_URL_SFN": self.endpoint,
+                "AWS_ENDPOINT_URL_LAMBDA": self.endpoint}
 
-        make()  # validate before anything can start it
-        arn = state_machine_arn(name)
-        self._machines[arn] = make
-        return arn
+    def client(self) -> Any:
+        return boto3.client("stepfunctions", endpoint_url=self.endpoint, region_name=LOCAL_REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
 
     def start(self) -> str:
         self._thread.start()
+        self._enable_engine()
         return self.endpoint
 
     def stop(self) -> None:
+        sfn = self.client()
+        for arn in self._machines:
+            sfn.delete_state_machine(stateMachineArn=arn)
         self._server.shutdown()
         self._server.server_close()
 
-    def runs(self) -> list[_Run]:
-        with self._lock:
-            return list(self._runs.values())
+    def _enable_engine(self) -> None:
+        """Switch moto's ASL engine on. The setting is process-wide and moto's API does not
+        report it back, so it stays on: moto then executes every state machine it holds."""
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/config", method="POST",
+                                         data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode())
+        urllib.request.urlopen(request, timeout=30).close()
 
-    def wait(self, execution_arn: str, timeout: float | None = None) -> Execution | None:
-        run = self._runs[execution_arn]
-        run.done.wait(timeout)
-        return run.result
+    def register(self, name: str, definition: str) -> str:
+        """Create state machine ``name`` (replacing one of that name); returns its ARN.
+        moto's parser validates the definition here, as CreateStateMachine does on AWS."""
+        sfn = self.client()
+        arn = f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:stateMachine:{name}"
+        if any(m["stateMachineArn"] == arn for m in sfn.list_state_machines()["stateMachines"]):
+            sfn.delete_state_machine(stateMachineArn=arn)
+        sfn.create_state_machine(name=name, definition=definition, roleArn=_ROLE)
+        self._machines.append(arn)
+        return arn
 
-    # -- the API ----------------------------------------------------------------------------
-    def start_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        machine = body.get("stateMachineArn", "")
-        if machine not in self._machines:
-            raise _ApiError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{machine}'")
-        name = body.get("name") or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        arn = machine.replace(":stateMachine:", ":execution:") + f":{name}"
-        input_text = body.get("input", "{}")
-        with self._lock:
-            existing = self._runs.get(arn)
-            if existing is not None:
-                if existing.input_text != input_text:
-                    raise _ApiError("ExecutionAlreadyExists", f"Execution Already Exists: '{arn}'")
-                return {"executionArn": arn, "startDate": existing.started.timestamp()}
-            run = self._runs[arn] = _Run(arn, name, machine, input_text)
-        runner = self._machines[machine]()
+    def wait(self, execution_arn: str, timeout: float = 600.0, poll: float = 0.1) -> ExecutionResult:
+        """Poll DescribeExecution until the execution is no longer RUNNING."""
+        sfn = self.client()
+        deadline = time.monotonic() + timeout
+        while (answer := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still running after {timeout:.0f} s")
+            time.sleep(poll)
+        output = answer.get("output")
+        invocations, max_concurrency = self.lambdas.counts()
+        return ExecutionResult(execution_arn, answer["status"], None if output is None else json.loads(output),
+                               answer.get("error"), answer.get("cause"), invocations, max_concurrency)
 
-        def execute() -> None:
-            try:
-                run.result = runner.run(json.loads(input_text))
-            finally:
-                run.done.set()
-
-        threading.Thread(target=execute, daemon=True, name=f"execution-{name}").start()
-        return {"executionArn": arn, "startDate": run.started.timestamp()}
-
-    def describe_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        run = self._runs.get(body.get("executionArn", ""))
-        if run is None:
-            raise _ApiError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{body.get('executionArn')}'")
-        return run.describe()
-
-    def list_executions(self, body: dict[str, Any]) -> dict[str, Any]:
-        runs = [r for r in self.runs() if r.machine_arn == body.get("stateMachineArn")]
-        return {"executions": [{k: v for k, v in r.describe().items() if k not in ("input", "output")}
-                               for r in runs]}
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        operations = {"StartExecution": self.start_execution, "DescribeExecution": self.describe_execution,
-                      "ListExecutions": self.list_executions}
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                target = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                try:
-                    if target not in operations:
-                        raise _ApiError("UnknownOperationException", f"{target} is not implemented locally")
-                    status, answer = 200, operations[target](body)
-                except _ApiError as exc:
-                    status, answer = 400, {"__type": exc.code, "message": str(exc)}
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-                return
-
-        return Handler
-
-
-class _ApiError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    def run(self, state_machine_arn: str, payload: Any, timeout: float = 600.0) -> ExecutionResult:
+        """Start an execution with ``payload`` as its input and wait for it."""
+        started = self.client().start_execution(stateMachineArn=state_machine_arn, input=json.dumps(payload))
+        return self.wait(started["executionArn"], timeout)

@@ -2,81 +2,98 @@
 the Lambda handlers and the HTTP API, all on 127.0.0.1 with no Docker.
 
 * S3 (and SQS): moto's server (:class:`~cubecut_infra.local.s3server.LocalS3`).
-* S3 events: ``ObjectCreated`` under ``ingest/`` ending in ``manifest.json`` go to an SQS
-  queue; a pump thread hands each ``{"Records": [...]}`` event to ``on_upload.handler``.
-* Step Functions: :class:`~cubecut_infra.local.sfn.LocalStepFunctions` executes the
-  real ``ingest.asl.json`` with the real ``ingest`` handlers as its Lambda resources.
+* S3 events: ``ObjectCreated`` matching ``OnUploadFunction``'s event filter in template.yaml
+  go to an SQS queue; a pump thread hands each ``{"Records": [...]}`` event to ``on_upload.handler``.
+* Step Functions: moto's ASL engine executes the real ``ingest.asl.json`` and
+  ``cutouts.asl.json``; their Lambda tasks reach the real handlers through our Lambda
+  Invoke endpoint (:mod:`~cubecut_infra.local.sfn`, :mod:`~cubecut_infra.local.lambda_invoke`).
 * API Gateway (HTTP API, payload v2): :class:`~cubecut_infra.local.apigw.ApiGatewayServer`
   in front of ``api.handler``.
 
-Handlers read their configuration from the environment, as in Lambda; the stack sets
-it (``AWS_ENDPOINT_URL`` for S3, ``AWS_ENDPOINT_URL_SFN`` for Step Functions, the bucket
-and prefixes) before importing them.
+Every function's memory, timeout, reserved concurrency and environment, the state machines'
+names, definitions and substitutions and MaxConcurrency come from template.yaml
+(:mod:`~cubecut_infra.local.template`). What differs locally, on purpose: the bucket, the
+block size (``block_mib``, small so that a demo-sized sector fans out) and, when given,
+``max_concurrency``; tracing and metrics are off. Handlers read their configuration from the
+environment, as in Lambda; the stack sets it (``AWS_ENDPOINT_URL`` for S3,
+``AWS_ENDPOINT_URL_SFN`` for Step Functions, the template's variables) before importing them.
+All functions share this process, so their variables are merged (they never disagree).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import resources as package_files
 from pathlib import Path
 from typing import Any, Callable
 
 from .apigw import ApiGatewayServer
-from .lambda_context import LambdaContext
 from .s3server import LocalS3
-from .sfn import LocalStepFunctions
+from .sfn import ExecutionResult, LocalStepFunctions
+from .template import FunctionSpec, LocalTemplate, load_template
 
 Handler = Callable[[Any, Any], Any]
 Wrap = Callable[[str, Handler], Handler]
-INGEST_PREFIX = "ingest/"
-CUBE_PREFIX = "cubes/"
-RESULTS_PREFIX = "results/"
-#: (logical name, handler attribute, memory MB, timeout s) as in template.yaml.
-INGEST_FUNCTIONS = (("Plan", "plan_handler", 1024, 300), ("Block", "block_handler", 1769, 900),
-                    ("Finalize", "finalize_handler", 512, 300), ("Abort", "abort_handler", 256, 60))
-CUTOUT_FUNCTIONS = (("Cutout", "cutout_handler", 1769, 120), ("Zip", "zip_handler", 1769, 300))
 
 
-def _lambda(name: str, handler: Handler, memory_mb: int, timeout_s: float) -> Handler:
-    """Invoke ``handler`` as Lambda would: a fresh context per call."""
-    def invoke(event: Any, _context: Any = None) -> Any:
-        return handler(event, LambdaContext(name, memory_mb=memory_mb, timeout_seconds=timeout_s))
+def _handler(spec: FunctionSpec) -> Handler:
+    """The function ``spec.handler`` (``module.attribute`` in functions/) names."""
+    module, attribute = spec.handler.rsplit(".", 1)
+    return getattr(importlib.import_module(f"cubecut_functions.{module}"), attribute)
 
-    return invoke
+
+def _merged_environment(template: LocalTemplate) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for spec in template.functions.values():
+        for key, value in spec.environment.items():
+            if merged.setdefault(key, value) != value:
+                raise ValueError(f"functions disagree on {key} ({merged[key]!r} vs {value!r}); "
+                                 "they share one process locally")
+    return merged
 
 
 @dataclass
 class LocalStack:
     """Start with :meth:`start`, stop with :meth:`stop` (or use as a context manager).
+    The bucket names the stack (``<bucket>-ingest``, ``<bucket>-block`` ...), so stacks
+    running at once in one process need different buckets.
 
-    ``wrap(function_name, handler)`` may wrap the ingest Lambda handlers (tests use it to
-    inject faults or count calls); ``block_mib`` sets the ingest block size and
-    ``max_concurrency`` the Distributed Map's MaxConcurrency.
+    ``wrap(name, handler)`` may wrap every handler the Lambda endpoint runs, i.e. what the
+    state machines and the S3 event invoke (``name`` is the template's logical id without
+    ``Function``: ``Plan``, ``Block``, ``OnUpload``, ``Cutout`` ...; the API adapter calls
+    ``api.handler`` directly); tests use it to inject faults or count calls; ``block_mib`` sets the ingest block size and
+    ``max_concurrency`` the Maps' MaxConcurrency (default: the template's).
     """
 
     bucket: str = "cubecut-local"
     api_port: int = 0
     s3_port: int = 0
     block_mib: float = 8.0
-    max_concurrency: int = 4
+    max_concurrency: int | None = None
     wrap: Wrap | None = None
     s3: LocalS3 | None = field(default=None, init=False)
     sfn: LocalStepFunctions | None = field(default=None, init=False)
     api: ApiGatewayServer | None = field(default=None, init=False)
+    template: LocalTemplate | None = field(default=None, init=False)
     api_url: str = field(default="", init=False)
     state_machine_arn: str = field(default="", init=False)
     cutouts_state_machine_arn: str = field(default="", init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _pump: threading.Thread | None = field(default=None, init=False)
-    _finished: list = field(default_factory=list, init=False)
+    _seen: set = field(default_factory=set, init=False)
     _saved_environment: dict = field(default_factory=dict, init=False)
 
     @property
     def cube_root(self) -> str:
-        return f"s3://{self.bucket}/{CUBE_PREFIX}"
+        return f"s3://{self.bucket}/{self.template.parameters['CubePrefix']}"
+
+    @property
+    def ingest_prefix(self) -> str:
+        """Where FFIs and manifests go; a manifest here starts an ingest."""
+        return self.template.upload_filter[0]
 
     def environment(self) -> dict[str, str]:
         """What another shell needs to join this stack."""
@@ -85,57 +102,46 @@ class LocalStack:
                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
     def start(self) -> "LocalStack":
+        overrides = {} if self.max_concurrency is None else {"MaxConcurrency": self.max_concurrency}
+        self.template = template = load_template(stack_name=self.bucket, bucket=self.bucket, parameters=overrides)
         self.s3 = LocalS3(port=self.s3_port)
         self.sfn = LocalStepFunctions()
         self._set_environment({
-            "AWS_ENDPOINT_URL": self.s3.endpoint, "AWS_ENDPOINT_URL_SFN": self.sfn.endpoint,
+            **_merged_environment(template), **self.sfn.environment(),
+            "AWS_ENDPOINT_URL": self.s3.endpoint,
             "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
             "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
-            "AWS_DEFAULT_REGION": "us-east-1", "CUBECUT_BUCKET": self.bucket,
-            "CUBECUT_CUBE_PREFIX": CUBE_PREFIX, "CUBECUT_RESULTS_PREFIX": RESULTS_PREFIX,
-            "CUBECUT_BLOCK_MIB": str(self.block_mib), "CUBECUT_CATALOG_TTL": "1",
+            "AWS_DEFAULT_REGION": "us-east-1", "CUBECUT_BLOCK_MIB": str(self.block_mib), "CUBECUT_CATALOG_TTL": "1",
             "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": "cubecut", "POWERTOOLS_LOG_LEVEL": os.environ.get("CUBECUT_LOG_LEVEL", "WARNING"),
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("CUBECUT_LOG_LEVEL", "WARNING"),
         })
         self.s3.create_bucket(self.bucket)
-        queue = self.s3.enable_notifications(self.bucket, prefix=INGEST_PREFIX, suffix="manifest.json")
-        from cubecut_functions import cutouts, ingest
-
-        self.state_machine_arn = self._register("ingest", ingest, INGEST_FUNCTIONS)
-        self.cutouts_state_machine_arn = self._register("cutouts", cutouts, CUTOUT_FUNCTIONS)
-        self._set_environment({"STATE_MACHINE_ARN": self.state_machine_arn,
-                               "CUBECUT_BULK_STATE_MACHINE_ARN": self.cutouts_state_machine_arn})
+        prefix, suffix = template.upload_filter
+        queue = self.s3.enable_notifications(self.bucket, prefix=prefix, suffix=suffix)
         self.sfn.start()
+        for spec in template.functions.values():
+            handler = _handler(spec)
+            self.sfn.lambdas.add(spec.name, self.wrap(spec.short_name, handler) if self.wrap else handler,
+                                 memory_mb=spec.memory_mb, timeout_s=spec.timeout_s,
+                                 reserved_concurrency=spec.reserved_concurrency)
+        machines = {spec.logical_id: self.sfn.register(spec.name, spec.definition)
+                    for spec in template.state_machines.values()}
+        self.state_machine_arn = machines["IngestStateMachine"]
+        self.cutouts_state_machine_arn = machines["CutoutsStateMachine"]
 
-        from cubecut_functions import api, on_upload
-
-        self.api = ApiGatewayServer(api.handler)
+        api = template.functions["ApiFunction"]
+        self.api = ApiGatewayServer(_handler(api), port=self.api_port, function_name=api.name, memory_mb=api.memory_mb)
         self.api_url = self.api.start()
-        upload = _lambda("cubecut-on-upload", on_upload.handler, 256, 60)
-        self._pump = threading.Thread(target=self._pump_events, args=(queue, upload), daemon=True,
-                                      name="s3-events")
+        self._pump = threading.Thread(target=self._pump_events, args=(queue, template.functions["OnUploadFunction"]),
+                                      daemon=True, name="s3-events")
         self._pump.start()
         return self
-
-    def _register(self, machine: str, module: Any, functions: tuple) -> str:
-        """Register ``statemachines/<machine>.asl.json`` with ``module``'s handlers."""
-        definition = package_files.files("cubecut_infra").joinpath(f"statemachines/{machine}.asl.json").read_text()
-        substitutions: dict[str, Any] = {"MaxConcurrency": self.max_concurrency}
-        resources: dict[str, Handler] = {}
-        for logical, attribute, memory, timeout in functions:
-            name = f"cubecut-{logical.lower()}"
-            arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
-            substitutions[f"{logical}FunctionArn"] = arn
-            handler = getattr(module, attribute)
-            resources[arn] = _lambda(name, self.wrap(logical, handler) if self.wrap else handler, memory, timeout)
-        return self.sfn.register(f"cubecut-{machine}", definition, resources, substitutions=substitutions,
-                                 s3_client=self.s3.client("s3"))
 
     def submit_ingest(self, ffis: list[Path], name: str, *, on_file: Callable[[], None] | None = None) -> str:
         """Upload FFIs under ``ingest/<name>/`` and then their manifest, which fires the S3
         event that starts the state machine. Returns the manifest's key."""
         s3 = self.s3.client("s3")
-        prefix = f"{INGEST_PREFIX}{name}/"
+        prefix = f"{self.ingest_prefix}{name}/"
         for path in ffis:
             s3.upload_file(str(path), self.bucket, prefix + path.name)
             if on_file is not None:
@@ -145,29 +151,32 @@ class LocalStack:
                       ContentType="application/json")
         return key
 
-    def wait_for_execution(self, timeout: float = 600.0) -> Any:
-        """Wait for the next ingest execution to start and finish; returns its result
-        (``status``, ``output``, ``error``, ``invocations`` ...)."""
+    def wait_for_execution(self, timeout: float = 600.0) -> ExecutionResult:
+        """Wait for the next ingest execution (one this method has not returned yet) to
+        start and finish; returns its result (``status``, ``output``, ``error``, ``cause``,
+        ``invocations``, ``max_concurrency``)."""
         deadline = time.monotonic() + timeout
-        seen = {run.arn for run in self._finished}
+        sfn = self.sfn.client()
         while time.monotonic() < deadline:
-            fresh = [run for run in self.sfn.runs() if run.arn not in seen]
+            listed = sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]
+            fresh = sorted((e for e in listed if e["executionArn"] not in self._seen), key=lambda e: e["startDate"])
             if fresh:
-                run = fresh[0]
-                if run.done.wait(max(0.0, deadline - time.monotonic())):
-                    self._finished.append(run)
-                    return run.result
-                break
+                arn = fresh[0]["executionArn"]
+                self._seen.add(arn)
+                return self.sfn.wait(arn, max(0.0, deadline - time.monotonic()))
             time.sleep(0.1)
         raise TimeoutError(f"no ingest execution finished within {timeout:.0f} s")
 
-    def _pump_events(self, queue: str, upload: Handler) -> None:
+    def _pump_events(self, queue: str, upload: FunctionSpec) -> None:
+        """S3 → Lambda: each event is one invocation of the upload function (through the
+        Lambda endpoint, as S3 invokes it)."""
         while not self._stop.is_set():
             for event in self.s3.poll_events(queue, wait=1.0):
-                try:
-                    upload(event)
-                except Exception as exc:  # noqa: BLE001 - a bad manifest must not stop the pump
-                    print(f"[local] on_upload failed: {type(exc).__name__}: {exc}", flush=True)
+                status, headers, body = self.sfn.lambdas.invoke(upload.name, json.dumps(event).encode())
+                if status != 200 or "X-Amz-Function-Error" in headers:
+                    error = json.loads(body)  # a bad manifest must not stop the pump
+                    print(f"[local] on_upload failed: {error.get('errorType')}: "
+                          f"{error.get('errorMessage', error.get('message'))}", flush=True)
 
     def _set_environment(self, values: dict[str, str]) -> None:
         """Set handler configuration, remembering what was there to restore at stop."""
@@ -177,6 +186,8 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stop.set()
+        for spec in self.template.functions.values() if self.sfn is not None else ():
+            self.sfn.lambdas.remove(spec.name)
         for key, value in self._saved_environment.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -209,7 +220,7 @@ def serve_forever(*, port: int = 0, s3_port: int = 0, bucket: str = "cubecut-loc
               f"Swagger at {stack.api_url}/swagger)\n"
               f"  S3:         {env['AWS_ENDPOINT_URL']}   bucket {bucket}\n"
               f"  cubes:      {stack.cube_root}\n"
-              f"  ingest:     upload FFIs and then s3://{bucket}/{INGEST_PREFIX}<name>/manifest.json\n"
+              f"  ingest:     upload FFIs and then s3://{bucket}/{stack.ingest_prefix}<name>/manifest.json\n"
               f"  other shells: eval \"$(cubecut local up --print-env)\" prints these as exports", flush=True)
     try:
         while True:

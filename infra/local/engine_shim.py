@@ -1,0 +1,71 @@
+"""The two constructs our definitions need that moto's ASL engine lacks, added back.
+
+1. moto 5.2.5's Distributed Map counts a failed child execution and carries on: the Map
+   run always succeeds (``States.ExceedToleratedFailureThreshold`` is in its grammar but
+   never raised), so a failed Block would not send the ingest to Abort. On AWS the Map run
+   fails with ``States.ExceedToleratedFailureThreshold`` once more items fail than
+   ``ToleratedFailureCount``/``ToleratedFailurePercentage`` allow (both unset: any
+   failure). :func:`install` wraps moto's ``DistributedIterationComponent._map_run`` to do
+   that check after the items ran (AWS stops launching items as soon as the threshold is
+   exceeded; here the remaining ones still run, which for idempotent items changes only time).
+2. A Fail state whose ``ErrorPath`` gives a ``States.*`` name (ingest's ``Failed`` re-raises
+   the error that sent it to Abort, e.g. the one above) dies in moto with ``ValueError:
+   Custom Error Names MUST NOT begin with the prefix 'States.'`` (LocalStack had the same
+   bug, localstack/localstack#10489); AWS fails the execution with that name.
+   :func:`install` lets moto's Fail state build its error name from any string.
+
+No other moto code is touched. Remove each part when moto does it itself;
+``tests/test_asl.py::test_a_failed_block_aborts_the_upload_and_fails_with_the_error`` fails
+without either.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
+    DistributedIterationComponent,
+)
+from moto.stepfunctions.parser.asl.component.state.fail import state_fail
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+__all__ = ["install"]
+
+_ERROR = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+
+
+class _FailStateErrorName(ErrorName):
+    """Any error name, ``States.*`` included, as a Fail state's Error/ErrorPath may give."""
+
+
+def install() -> None:
+    """Apply both fixes (idempotent)."""
+    state_fail.CustomErrorName = _FailStateErrorName  # type: ignore[assignment,misc]
+    original = DistributedIterationComponent._map_run
+    if getattr(original, "cubecut_shim", False):
+        return
+
+    def map_run(self: DistributedIterationComponent, env: Any, eval_input: Any) -> None:
+        original(self, env, eval_input)
+        items = eval_input.map_run_record.item_counter
+        failed, total = items.failed.get() + items.timed_out.get(), items.total.get()
+        tolerated_count = eval_input.tolerated_failure_count
+        tolerated_percentage = eval_input.tolerated_failure_percentage
+        if failed > tolerated_count and 100 * failed > tolerated_percentage * total:
+            env.stack.pop()  # the items' outputs
+            cause = f"{failed} of {total} items failed; tolerated {tolerated_count} items or {tolerated_percentage}%"
+            raise FailureEventException(FailureEvent(
+                env=env, error_name=StatesErrorName(typ=_ERROR), event_type=HistoryEventType.MapRunFailed,
+                # moto's EventDetails TypedDict is total; its own code passes one key too.
+                event_details=EventDetails(  # type: ignore[typeddict-item]
+                    mapRunFailedEventDetails=MapRunFailedEventDetails(error=_ERROR.to_name(), cause=cause))))
+
+    map_run.cubecut_shim = True  # type: ignore[attr-defined]
+    DistributedIterationComponent._map_run = map_run  # type: ignore[method-assign]
