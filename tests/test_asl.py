@@ -252,7 +252,8 @@ def test_a_failed_abort_still_fails_with_the_original_error(engine: Engine, s3: 
     assert "index write refused" in execution.cause
 
 
-def test_a_failed_plan_fails_without_abort(engine: Engine, s3: Any, bucket: str) -> None:
+def test_a_failed_plan_goes_to_abort_once_and_fails_with_its_error(engine: Engine, s3: Any, bucket: str) -> None:
+    """Abort reports a manifest's failure beside it; FFIError is not retried."""
     toy = ToyIngest(engine, s3, bucket, nblocks=2)
 
     def plan(event: Any, context: Any) -> Any:
@@ -260,7 +261,7 @@ def test_a_failed_plan_fails_without_abort(engine: Engine, s3: Any, bucket: str)
 
     execution = toy.run(plan=plan)
     assert (execution.status, execution.error) == ("FAILED", "FFIError")
-    assert execution.invocations == {ARN + "plan": 1}
+    assert execution.invocations == {ARN + "plan": 1, ARN + "abort": 1}
 
 
 def test_a_missing_block_list_fails_the_map_and_aborts(engine: Engine, s3: Any, bucket: str) -> None:

@@ -271,6 +271,8 @@ def test_a_reingest_with_a_new_footprint_is_served_without_a_restart(tmp_path):
     small = make_sector(tmp_path / "small", sector=6, camera=3, ccd=1, frames=4, shape=(64, 64), seed=2)
     wide = make_sector(tmp_path / "wide", sector=6, camera=3, ccd=1, frames=4, shape=(64, 200), seed=2)
     with LocalStack(block_mib=5) as stack:
+        versioning = stack.s3.client("s3").get_bucket_versioning(Bucket=stack.bucket)
+        assert versioning["Status"] == "Enabled", "versioned like template.yaml's DataBucket"
         cube = f"s3://{stack.bucket}/cubes/tess-s0006-3-1-cube.fits"
         ingest([str(p) for p in small], cube)
         world = ffi_wcs(load_index(cube, refresh=True)).pixel_to_world(150.0, 32.0)  # off the 64x64 image

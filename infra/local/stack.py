@@ -116,6 +116,9 @@ class LocalStack:
             "POWERTOOLS_LOG_LEVEL": os.environ.get("CUBECUT_LOG_LEVEL", "WARNING"),
         })
         self.s3.create_bucket(self.bucket)
+        if template.bucket_versioning:  # as template.yaml's DataBucket: replaced cubes stay recoverable
+            self.s3.client("s3").put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={
+                "Status": template.bucket_versioning})
         prefix, suffix = template.upload_filter
         queue = self.s3.enable_notifications(self.bucket, prefix=prefix, suffix=suffix)
         self.sfn.start()

@@ -64,6 +64,8 @@ class LocalTemplate:
     parameters: dict[str, str]
     #: ``(prefix, suffix)`` of the S3 event that starts ``OnUploadFunction``.
     upload_filter: tuple[str, str]
+    #: The data bucket's VersioningConfiguration status ("Enabled", or None if unversioned).
+    bucket_versioning: str | None = None
 
 
 class _Loader(yaml.SafeLoader):
@@ -147,9 +149,11 @@ def load_template(*, stack_name: str, bucket: str, parameters: Mapping[str, Any]
             names[logical] = names[f"{logical}.Arn"] = \
                 f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:stateMachine:{machine}"
     defaults = template.get("Globals", {}).get("Function", {})
-    functions, machines, upload_filter = {}, {}, ("", "")
+    functions, machines, upload_filter, versioning = {}, {}, ("", ""), None
     for logical, resource in resources.items():
         properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::S3::Bucket" and logical == "DataBucket":
+            versioning = properties.get("VersioningConfiguration", {}).get("Status")
         if resource["Type"] == "AWS::Serverless::Function":
             merged = {**defaults, **properties}
             settings = _resolve({key: merged[key] for key in _FUNCTION_SETTINGS if key in merged}, names)
@@ -169,4 +173,4 @@ def load_template(*, stack_name: str, bucket: str, parameters: Mapping[str, Any]
             text = (path.parent / settings["DefinitionUri"]).read_text()
             machines[logical] = StateMachineSpec(logical, names[logical].rsplit(":", 1)[1], names[logical],
                                                  apply_substitutions(text, settings["DefinitionSubstitutions"]))
-    return LocalTemplate(functions, machines, values, upload_filter)
+    return LocalTemplate(functions, machines, values, upload_filter, versioning)

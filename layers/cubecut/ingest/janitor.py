@@ -128,7 +128,7 @@ def sweep(prefix: str | Location, older_than: str | float | timedelta = "1d", *,
 def _repair_sidecars(location: Location, report: JanitorReport) -> None:
     """Publish the index of every cube whose sidecar does not describe it."""
     objects = list_etags(location)
-    for url, etag in sorted(objects.items()):
+    for url in sorted(objects):
         if not url.endswith(INDEX_SUFFIX) or url[: -len(INDEX_SUFFIX)] not in objects:
             continue
         cube = Location.parse(url[: -len(INDEX_SUFFIX)])
