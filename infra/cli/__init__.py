@@ -2,12 +2,14 @@
 
 Every command has ``--help``. S3 locations honour the standard AWS environment
 (``AWS_ENDPOINT_URL``, credentials, region), so the same commands work against AWS and
-against the local stack started by ``cubecut local up``. Errors a user can cause print
+against the local stack started by ``cubecut local up``; with no credentials configured
+(or ``--anon``) S3 reads are unsigned, for public buckets. Errors a user can cause print
 one ``cubecut: error: ...`` line and exit with status 2.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -28,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    anon_before = os.environ.get("CUBECUT_ANON")
+    if getattr(args, "anon", False):
+        os.environ["CUBECUT_ANON"] = "1"  # read by cubecut.storage, in every thread of this command
     try:
         return args.run(args)
     except CubecutError as exc:
@@ -35,3 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if anon_before is None:
+            os.environ.pop("CUBECUT_ANON", None)
+        else:
+            os.environ["CUBECUT_ANON"] = anon_before

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_position, formatter, size, threads
+from .common import add_anon, add_position, formatter, size, threads
 
 
 def _cube_urls(items: list[str]) -> list[str]:
@@ -119,12 +119,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, nargs="+", required=True, metavar="N", help="NX [NY] pixels")
     p.add_argument("--out", default=".", help="folder (or s3:// prefix) for the TPFs")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent reads: auto or a number")
+    add_anon(p)
     p.set_defaults(run=moving)
 
     p = commands.add_parser("moving-sectors", help="which cubes a moving target's path crosses",
                             description="List the cubes (sector/camera/CCD) whose pixels the path crosses, with "
                             "the number of frames and the time span.")
     _ephemeris_options(p)
+    add_anon(p)
     p.set_defaults(run=moving_sectors)
 
     p = commands.add_parser("ffi-cutout", help="cutouts straight from FFIs (no cube needed)",
@@ -139,6 +141,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=".", help="folder (or s3:// prefix)")
     p.add_argument("--prefix", default="cutout", help="file name prefix (default cutout)")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent reads: auto or a number")
+    add_anon(p)
     p.set_defaults(run=ffi_cutout)
 
     p = commands.add_parser("combine", help="combine aligned cutouts into one image (mean or median)",
@@ -163,6 +166,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["png", "jpg"], default="png")
     p.add_argument("--out", default=".", help="folder")
     p.add_argument("--prefix", default="cutout", help="file name prefix")
+    add_anon(p)
     p.set_defaults(run=image)
 
     p = commands.add_parser("quicklook", help="a PNG of a TPF: one frame and its light curve",

@@ -49,3 +49,11 @@ def add_position(parser: argparse.ArgumentParser) -> None:
 
 def formatter() -> type[argparse.HelpFormatter]:
     return argparse.RawDescriptionHelpFormatter
+
+
+def add_anon(parser: argparse.ArgumentParser) -> None:
+    """``--anon``: unsigned S3 requests (public buckets), even when credentials are configured."""
+    parser.add_argument("--anon", action="store_true",
+                        help="read s3:// anonymously (unsigned requests, for public buckets such as "
+                        "MAST's stpubdata); without it requests are unsigned only when no AWS credentials "
+                        "are configured")

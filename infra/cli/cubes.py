@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_position, block_progress, formatter, size, threads
+from .common import add_anon, add_position, block_progress, formatter, size, threads
 
 
 def synth(args: argparse.Namespace) -> int:
@@ -93,6 +93,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    "a folder: the cube gets TESScut's name, e.g. tess-s0001-1-1-cube.fits)")
     _build_options(p)
     p.add_argument("--sector", type=int, help="sector number if not in the FFI headers or names")
+    add_anon(p)
     p.set_defaults(run=ingest)
 
     p = commands.add_parser("update", help="append new FFIs to an existing cube",
@@ -116,6 +117,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_position(p)
     p.add_argument("--out", default=".", help="folder (or s3:// prefix) for the TPF (default: current folder)")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent row reads: auto or a number")
+    add_anon(p)
     p.set_defaults(run=cutout)
 
     p = commands.add_parser("janitor", help="abort stale multipart uploads and remove ingest leftovers",

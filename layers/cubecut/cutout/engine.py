@@ -1,6 +1,7 @@
 """Cutouts end to end: index -> boxes -> shared byte-range reads -> TPFs (-> files)."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import warnings
@@ -21,11 +22,14 @@ from .tpf import build_tpf, tpf_filename
 
 def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, *,
            threads: Threads = "auto", output_dir: str | os.PathLike[str] | None = None,
-           product: str | None = None, stats: ReadStats | None = None) -> list[str] | list[fits.HDUList]:
+           product: str | None = None, stats: ReadStats | None = None,
+           anon: bool | None = None) -> list[str] | list[fits.HDUList]:
     """Target pixel files of ``size`` around each of ``coordinates`` from one cube.
 
     Args:
-        cube: cube URL (``s3://bucket/key``) or local path.
+        cube: cube URL (``s3://bucket/key``, or any fsspec URL such as ``https://...``) or
+            local path. A cube without its ``.index.json`` sidecar (e.g. MAST's) is indexed
+            from its own headers and table (a few reads, cached per process).
         coordinates: a SkyCoord (scalar or array) or ``"ra dec"`` string(s) in degrees.
         size: pixels (int/float), ``(x, y)`` = (columns, rows), or a pixel/angle Quantity.
         threads: concurrent range reads (``"auto"`` or >= 1; 1 also builds TPFs sequentially).
@@ -33,6 +37,9 @@ def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, siz
             names them are written there and their paths/URLs are returned.
         product: when given (``"SPOC"``/``"TICA"``), the cube must be of that product.
         stats: counts every read request and byte (metadata and pixels).
+        anon: S3 requests unsigned (True), signed (False), or unsigned only when no AWS
+            credentials are configured (None, the default): public buckets such as MAST's
+            ``s3://stpubdata/tess/public/mast/`` need no account.
 
     Returns:
         One TPF per coordinate, in order: paths if ``output_dir`` is given, else HDULists.
@@ -42,6 +49,8 @@ def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, siz
         ObjectNotFoundError, AccessDeniedError (all before any TPF is built).
     """
     location = cube if isinstance(cube, Location) else Location.parse(cube)
+    if anon is not None:
+        location = dataclasses.replace(location, anon=anon)
     coords = parse_coordinates(coordinates)
     parse_size(size)
     try:

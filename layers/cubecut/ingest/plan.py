@@ -20,7 +20,7 @@ from ..cube.index import CubeIndex, index_from_table
 from ..cube.layout import CubeLayout
 from ..errors import DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
-from ..storage import Location, delete, get_bytes, put_bytes
+from ..storage import Location, delete, get_bytes, put_bytes, writable
 from .blocks import DEFAULT_BLOCK_BYTES, Block, plan_blocks
 from .target import make_target
 
@@ -180,7 +180,7 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
     camera, ccd = first.camera_ccd
     if cube_url.endswith("/"):
         cube_url += cube_name(first.product, sector, camera, ccd)
-    cube = Location.parse(cube_url)
+    cube = writable(Location.parse(cube_url))
     target = make_target(cube, layout.total_bytes)
     upload_id = target.begin()
     plan_id = os.urandom(8).hex()
