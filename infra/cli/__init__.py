@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Sequence
 
-from cubecut.errors import CubecutError
+from cubecut.errors import CubecutError, CubecutWarning
 
 from . import beyond, cubes, stack
 
@@ -34,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "anon", False):
         os.environ["CUBECUT_ANON"] = "1"  # read by cubecut.storage, in every thread of this command
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.run(args)
     except CubecutError as exc:
         print(f"cubecut: error: {exc}", file=sys.stderr)
         return 2
@@ -45,3 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.pop("CUBECUT_ANON", None)
         else:
             os.environ["CUBECUT_ANON"] = anon_before
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """cubecut's own warnings as one ``cubecut: warning: ...`` line; others as Python shows them."""
+    if issubclass(category, CubecutWarning):
+        print(f"cubecut: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)

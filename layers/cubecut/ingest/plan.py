@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from astropy.io import fits
 from ..cube import headers
 from ..cube.index import CubeIndex, index_from_table
 from ..cube.layout import CubeLayout
-from ..errors import DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError
+from ..errors import DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError, NoSectorWarning
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
 from ..storage import Location, delete, get_bytes, put_bytes, writable
 from .blocks import DEFAULT_BLOCK_BYTES, Block, plan_blocks
@@ -50,7 +51,7 @@ class IngestPlan:
     staging: str
     upload_id: str
     product: str
-    sector: int
+    sector: int | None  # None: the FFIs carry none (the cube's SECTOR is undefined)
     camera: int
     ccd: int
     layout: CubeLayout
@@ -141,9 +142,12 @@ def check_consistent(ffis: list[FFIInfo]) -> None:
 
 def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
               block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 64, today: dt.date | None = None) -> IngestPlan:
-    """Plan a cube from FFIs (local paths or s3:// URLs), start its upload, stage the plan.
+    """Plan a cube from FFIs (local paths, s3:// or other fsspec URLs), start its upload, stage the plan.
 
     ``cube_url`` ending in ``/`` is a folder/prefix: the cube gets TESScut's name there.
+    FFIs without a sector (no SECTOR keyword, no ``-sNNNN-`` in their names) and no
+    ``sector`` given make a cube whose SECTOR is undefined, with a :class:`NoSectorWarning`
+    (astrocut writes them so too).
 
     Reads only headers. Raises a named :class:`~cubecut.errors.InputError` for bad input
     before anything is written; if staging fails after the upload began, it is aborted.
@@ -157,7 +161,12 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
         raise MixedFFIError(f"sector {sector} was asked for, but the FFIs are from sector {found}")
     sector = sector if sector is not None else found
     if sector is None:
-        raise InputError("the sector is not in the FFI headers or names; give it explicitly")
+        if cube_url.endswith("/"):
+            raise InputError("the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names), so the "
+                             "cube has no TESScut name: give the sector, or a cube file name instead of a folder")
+        warnings.warn(f"the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names): the cube's "
+                      f"SECTOR is left undefined, as astrocut does; give the sector to set it", NoSectorWarning,
+                      stacklevel=2)
 
     first = ordered[0]
     nplanes = 2 if first.error is not None else 1
