@@ -5,7 +5,11 @@ the user's terms, CLI sizes and several targets, `cubecut image --prefix`, overs
 """
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -20,7 +24,7 @@ from cubecut.ingest.run import ingest
 from cubecut.synth import make_sector
 from cubecut_infra.cli import main
 from test_cutout import sky
-from test_ingest import assert_same_cube
+from test_ingest import ASTROCUT_12, assert_same_cube
 
 
 @pytest.fixture(autouse=True)
@@ -72,3 +76,42 @@ def test_ffis_without_a_sector_make_the_cube_astrocut_makes(sectorless, tmp_path
     assert main(["ingest", *map(str, sectorless), "--out", str(tmp_path / "s9-cube.fits"), "-q",
                  "--sector", "9"]) == 0
     assert fits.getheader(tmp_path / "s9-cube.fits")["SECTOR"] == 9
+
+
+# --- TICA TPFs ----------------------------------------------------------------------------
+
+@pytest.mark.skipif(not ASTROCUT_12.is_dir(), reason="astrocut 1.2.0 is installed by dev.py into .venv/astrocut-1.2")
+def test_tica_tpf_primary_header_and_cadences_are_astrocut_1_2s(tmp_path):
+    import lightkurve
+
+    files = make_sector(tmp_path / "tica", sector=61, camera=3, ccd=2, frames=6, shape=(30, 34), product="tica",
+                        seed=2)
+    cube = tmp_path / "tica-s0061-3-2-cube.fits"
+    ingest([str(p) for p in files], str(cube))
+    coord = sky(load_index(cube), 17.0, 15.0)
+    script = textwrap.dedent(f"""
+        import glob, warnings
+        warnings.simplefilter("ignore")
+        from astrocut import TicaCubeFactory, CutoutFactory
+        TicaCubeFactory().make_cube(sorted(glob.glob({str(tmp_path / 'tica' / '*.fits')!r})),
+                                    {str(tmp_path / 'theirs.fits')!r}, sector=61, verbose=False)
+        print(CutoutFactory().cube_cut({str(tmp_path / 'theirs.fits')!r}, "{coord.ra.deg} {coord.dec.deg}", 5,
+                                       product="TICA", output_path={str(tmp_path)!r}))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ASTROCUT_12)))
+    (path,) = cubecut.cutout(cube, coord, 5, output_dir=tmp_path / "ours")
+    with fits.open(run.stdout.split()[-1]) as theirs, fits.open(path) as ours:
+        skip = {"CHECKSUM", "DATASUM", "CREATOR", "PROCVER"}
+        mine = {(c.keyword, c.value, c.comment) for c in ours[0].header.cards if c.keyword not in skip}
+        astrocut = {(c.keyword, c.value, c.comment) for c in theirs[0].header.cards if c.keyword not in skip}
+        assert mine == astrocut
+        header = ours[0].header
+        assert (header["CAMERA"], header["CCD"]) == (3, 2)
+        assert header["TELAPSE"] == pytest.approx(header["TSTOP"] - header["TSTART"]) and header["TELAPSE"] > 0
+        assert header["DATE-OBS"].startswith("20")
+        cadences = ours[1].data["CADENCENO"]
+        np.testing.assert_array_equal(cadences, theirs[1].data["CADENCENO"])
+        assert (np.diff(cadences) == 1).all()
+    tpf = lightkurve.read(path)
+    assert (tpf.camera, tpf.ccd, tpf.sector) == (3, 2, 61)
