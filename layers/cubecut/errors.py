@@ -74,3 +74,7 @@ class CubecutWarning(UserWarning):
 
 class NoSectorWarning(CubecutWarning):
     """The FFIs carry no sector; the cube's SECTOR keyword is left undefined (as astrocut)."""
+
+
+class OversizedCutoutWarning(CubecutWarning):
+    """A cutout box is larger than the cube's image: most of the TPF would be NaN padding."""

@@ -12,7 +12,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from ..cube.index import CubeIndex
-from ..errors import NotACubeError
+from ..errors import NotACubeError, OversizedCutoutWarning
 from ..storage import ByteSource, Location, ReadStats, StaleObjectError, open_source, put_bytes
 from .geometry import CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
 from .metadata import invalidate, load_index
@@ -73,12 +73,31 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
     wcs = ffi_wcs(index)
     boxes = [cutout_box(wcs, c, size, image_shape=(index.nrows, index.ncols), cube_name=location.name)
              for c in coords]
+    _warn_oversized(location, index, boxes)
     pixels = read_boxes(_open_cube(location, index, stats), index, boxes, threads)
 
     def build(i: int) -> fits.HDUList:
         return build_tpf(index, boxes[i], *pixels[i], coords[i], cube_name=location.name)
 
     return _map(build, range(len(coords)), threads)
+
+
+#: Bytes per pixel and frame of a TPF: RAW_CNTS (int32) and four float32 image columns.
+TPF_BYTES_PER_PIXEL = 20
+
+
+def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
+    """An OversizedCutoutWarning for the first box larger than the cube's image along an axis."""
+    for box in boxes:
+        if box.nx > index.ncols or box.ny > index.nrows:
+            part = box.overlap(index.ncols, index.nrows)
+            on_image = part.nx * part.ny if part is not None else 0
+            warnings.warn(
+                f"the {box.nx}x{box.ny} cutout is larger than {location.name}'s {index.ncols}x{index.nrows} image: "
+                f"{1 - on_image / (box.nx * box.ny):.0%} of its pixels are off the image (NaN) and its TPF holds "
+                f"about {index.nt * box.nx * box.ny * TPF_BYTES_PER_PIXEL / 1e6:.0f} MB of pixels; a size of at "
+                f"most {index.ncols}x{index.nrows} stays on the image", OversizedCutoutWarning, stacklevel=3)
+            return
 
 
 def _open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:
