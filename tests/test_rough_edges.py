@@ -5,6 +5,7 @@ the user's terms, CLI sizes and several targets, `cubecut image --prefix`, overs
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -283,3 +284,20 @@ def test_image_prefix_names_single_images(cube, capsys, tmp_path):
     _, colour, _ = cli(capsys, "image", *three, "--ra", ra, "--dec", dec, "--size", "9", "--out", tmp_path,
                        "--colour", "--prefix", "rgb")
     assert Path(colour.strip()).name.startswith("rgb_")
+
+
+def test_quicklook_title_and_axis_label_do_not_touch(cube, tmp_path):
+    from PIL import Image
+
+    from cubecut.images import quicklook_png
+
+    ra, dec = centre(cube)
+    (tpf,) = cubecut.cutout(cube, f"{ra} {dec}", 9)
+    tpf[0].header["OBJECT"] = "a target with a long name, as pipelines write them"  # the widest titles
+    picture = np.asarray(Image.open(io.BytesIO(quicklook_png(tpf, tmp_path / "q.png"))).convert("L"))
+    label_columns = picture[:, 362:520]  # where the light curve's y-axis label starts, under the title
+    inked = np.nonzero((label_columns < 128).any(axis=1))[0]
+    title_rows = inked[inked < 34]
+    label_rows = inked[(inked >= 34) & (inked < 56)]
+    assert len(title_rows) and len(label_rows)
+    assert label_rows.min() - title_rows.max() > 3  # white rows between them

@@ -262,9 +262,13 @@ def _title(tpf: fits.HDUList) -> str:
 
 
 class _Quicklook:
-    """The quick-look layout: title on top, the frame on the left, the light curve right."""
+    """The quick-look layout: title on top, the frame on the left, the light curve right.
 
-    WIDTH, HEIGHT, MARGIN, IMAGE = 980, 420, 16, 340
+    The title band (``TOP`` pixels) is clear of the plots and their labels, so a title as
+    wide as the picture never runs into the light curve's axis label.
+    """
+
+    WIDTH, HEIGHT, MARGIN, IMAGE, TOP = 980, 420, 16, 340, 56
     INK, GRID, POINT, FLAGGED, APERTURE = (20, 20, 20), (210, 210, 210), (31, 119, 180), (255, 127, 14), (220, 40, 40)
 
     def __init__(self, title: str, label: str) -> None:
@@ -285,7 +289,7 @@ class _Quicklook:
         ny, nx = pixels.shape
         scale = self.IMAGE / max(nx, ny)
         width, height = max(1, round(nx * scale)), max(1, round(ny * scale))
-        left, top = self.MARGIN, 40 + (self.IMAGE - height) // 2
+        left, top = self.MARGIN, self.TOP + (self.IMAGE - height) // 2
         frame = Image.fromarray(np.flipud(pixels)).resize((width, height), Image.Resampling.NEAREST)
         canvas.paste(frame.convert("RGB"), (left, top))
         # Outline the aperture: edges between an aperture pixel and a non-aperture one.
@@ -305,7 +309,7 @@ class _Quicklook:
 
     def _curve(self, draw: ImageDraw.ImageDraw, curve: LightCurve) -> None:
         left, right = self.MARGIN + self.IMAGE + 90, self.WIDTH - self.MARGIN
-        top, bottom = 40, 40 + self.IMAGE - 30
+        top, bottom = self.TOP, self.TOP + self.IMAGE - 30
         draw.rectangle([left, top, right, bottom], outline=self.INK)
         good = np.isfinite(curve.flux) & np.isfinite(curve.time)
         draw.text((left + (right - left) // 2 - 40, bottom + 22), "TIME [BTJD]", fill=self.INK, font=self.font)
