@@ -115,7 +115,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "  cubecut cutout cube.fits --target '352.54 -63.81' --target '23:30:10 -63:48:36' "
                             "--size 2arcmin\n  cubecut cutout cube.fits --targets stars.txt --size 11.5\n"
                             "  cubecut cutout s3://stpubdata/tess/public/mast/tess-s0038-2-2-cube.fits "
-                            "--ra 189.1 --dec -62.1 --size 11   # public, no account",
+                            "--ra 197.17 --dec -67.86 --size 11   # public, no account",
                             formatter_class=formatter())
     p.add_argument("cube", help="cube location: a path, s3://bucket/key or another URL (https://...)")
     add_position(p, many=True)
