@@ -7,8 +7,6 @@ Screenshots go to tests/artifacts/ (skipped where Chromium is not installed).
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 from typing import Iterator
 
 import pytest

@@ -9,7 +9,7 @@ from .common import add_anon, add_position, formatter, positions, size, threads
 
 def _cube_urls(items: list[str]) -> list[str]:
     """Cube URLs from cube paths/URLs and folders/prefixes holding ``*-cube.fits``."""
-    from cubecut.storage import Location, list_objects
+    from cubecut.storage import list_objects
 
     urls: list[str] = []
     for item in items:

@@ -29,15 +29,17 @@ def size_value(text: str) -> float | int | object:
     try:
         number = float(text)
     except ValueError:
-        try:
-            quantity = u.Quantity(text)
-        except (ValueError, TypeError):
-            raise argparse.ArgumentTypeError(f"{text!r} is neither pixels (11, 11.5) nor an angle "
-                                             "(2arcmin, 30arcsec, 0.1deg)") from None
-        if quantity.unit != u.pixel and quantity.unit.physical_type != "angle":
-            raise argparse.ArgumentTypeError(f"{text!r}: the unit {quantity.unit} is neither pixels nor an angle")
-        return quantity
-    return int(number) if number.is_integer() else number
+        number = None
+    if number is not None:
+        return int(number) if number.is_integer() else number
+    try:
+        quantity = u.Quantity(text)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither pixels (11, 11.5) nor an angle "
+                                         "(2arcmin, 30arcsec, 0.1deg)") from None
+    if quantity.unit != u.pixel and quantity.unit.physical_type != "angle":
+        raise argparse.ArgumentTypeError(f"{text!r}: the unit {quantity.unit} is neither pixels nor an angle")
+    return quantity
 
 
 def size(values: list) -> object:

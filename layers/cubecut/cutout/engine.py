@@ -30,7 +30,8 @@ def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, siz
         cube: cube URL (``s3://bucket/key``, or any fsspec URL such as ``https://...``) or
             local path. A cube without its ``.index.json`` sidecar (e.g. MAST's) is indexed
             from its own headers and table (a few reads, cached per process).
-        coordinates: a SkyCoord (scalar or array) or ``"ra dec"`` string(s) in degrees.
+        coordinates: a SkyCoord (scalar or array) or position string(s): ``"ra dec"`` in degrees,
+            or sexagesimal with RA in hours (``"20:56:31 -47:28:48"``); see ``parse_position``.
         size: pixels (int/float), ``(x, y)`` = (columns, rows), or a pixel/angle Quantity.
         threads: concurrent range reads (``"auto"`` or >= 1; 1 also builds TPFs sequentially).
         output_dir: local folder or ``s3://`` prefix; when given, files named as astrocut

@@ -164,8 +164,8 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
         if cube_url.endswith("/"):
             raise InputError("the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names), so the "
                              "cube has no TESScut name: give the sector, or a cube file name instead of a folder")
-        warnings.warn(f"the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names): the cube's "
-                      f"SECTOR is left undefined, as astrocut does; give the sector to set it", NoSectorWarning,
+        warnings.warn("the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names): the cube's "
+                      "SECTOR is left undefined, as astrocut does; give the sector to set it", NoSectorWarning,
                       stacklevel=2)
 
     first = ordered[0]
