@@ -1,7 +1,7 @@
 """Byte-level access to objects on S3, on the local disk or behind any fsspec URL, with one interface.
 
 Locations are URLs: ``s3://bucket/key``, a plain/``file://`` path, or any other URL fsspec
-understands (``https://``, ``memory://``, ``gs://`` ...). Which code path reads what:
+understands (``https://``, ``memory://`` ...). Which code path reads what:
 
 * ``s3://`` goes through boto3 (:class:`S3Source`): it honours the standard AWS environment
   (``AWS_ENDPOINT_URL``, credentials, region), so a local S3-compatible server and AWS are
@@ -334,7 +334,7 @@ def _translate_read_error(exc: Exception, location: Location) -> StorageError:
 
 
 class FsspecSource:
-    """An object behind any other fsspec URL (``https://``, ``memory://``, ``gs://`` ...),
+    """An object behind any other fsspec URL (``https://``, ``memory://`` ...),
     read by byte ranges (``Range`` requests over HTTP).
 
     The size (and ETag, when the server gives one) come from one ``info`` request unless
