@@ -2,16 +2,19 @@
 
 Every command has ``--help``. S3 locations honour the standard AWS environment
 (``AWS_ENDPOINT_URL``, credentials, region), so the same commands work against AWS and
-against the local stack started by ``cubecut local up``. Errors a user can cause print
+against the local stack started by ``cubecut local up``; with no credentials configured
+(or ``--anon``) S3 reads are unsigned, for public buckets. Errors a user can cause print
 one ``cubecut: error: ...`` line and exit with status 2.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from typing import Sequence
 
-from cubecut.errors import CubecutError
+from cubecut.errors import CubecutError, CubecutWarning
 
 from . import beyond, cubes, stack
 
@@ -28,10 +31,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    anon_before = os.environ.get("CUBECUT_ANON")
+    if getattr(args, "anon", False):
+        os.environ["CUBECUT_ANON"] = "1"  # read by cubecut.storage, in every thread of this command
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.run(args)
     except CubecutError as exc:
         print(f"cubecut: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if anon_before is None:
+            os.environ.pop("CUBECUT_ANON", None)
+        else:
+            os.environ["CUBECUT_ANON"] = anon_before
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """cubecut's own warnings as one ``cubecut: warning: ...`` line; others as Python shows them."""
+    if issubclass(category, CubecutWarning):
+        print(f"cubecut: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)

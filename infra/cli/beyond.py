@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_position, formatter, size, threads
+from .common import add_anon, add_position, formatter, positions, size, threads
 
 
 def _cube_urls(items: list[str]) -> list[str]:
     """Cube URLs from cube paths/URLs and folders/prefixes holding ``*-cube.fits``."""
-    from cubecut.storage import Location, list_objects
+    from cubecut.storage import list_objects
 
     urls: list[str] = []
     for item in items:
@@ -48,13 +48,11 @@ def moving_sectors(args: argparse.Namespace) -> int:
 
 
 def ffi_cutout(args: argparse.Namespace) -> int:
-    from astropy.coordinates import SkyCoord
-
     from cubecut.fficut import fits_cut
     from cubecut.ingest.inputs import resolve_inputs
 
     extension = "all" if args.extension == ["all"] else ([int(e) for e in args.extension] if args.extension else None)
-    for path in fits_cut(resolve_inputs(args.ffis), SkyCoord(args.ra, args.dec, unit="deg"), size(args.size),
+    for path in fits_cut(resolve_inputs(args.ffis), positions(args), size(args.size),
                          extension=extension, single_outfile=not args.separate, output_dir=args.out,
                          cutout_prefix=args.prefix, threads=args.threads):
         print(path)
@@ -71,12 +69,10 @@ def combine(args: argparse.Namespace) -> int:
 
 
 def image(args: argparse.Namespace) -> int:
-    from astropy.coordinates import SkyCoord
-
     from cubecut.images import img_cut
     from cubecut.ingest.inputs import resolve_inputs
 
-    for path in img_cut(resolve_inputs(args.ffis), SkyCoord(args.ra, args.dec, unit="deg"), size(args.size),
+    for path in img_cut(resolve_inputs(args.ffis), positions(args), size(args.size),
                         stretch=args.stretch, minmax_percent=args.percent, minmax_value=args.values,
                         invert=args.invert, colorize=args.colour, img_format=args.format, output_dir=args.out,
                         cutout_prefix=args.prefix):
@@ -85,12 +81,11 @@ def image(args: argparse.Namespace) -> int:
 
 
 def quicklook(args: argparse.Namespace) -> int:
-    from astropy.io import fits
-
+    from cubecut.fitsio import open_fits
     from cubecut.images import quicklook_png
 
     out = args.out or os.path.splitext(args.tpf)[0] + ".png"
-    with fits.open(args.tpf) as hdul:
+    with open_fits(args.tpf) as hdul:
         quicklook_png(hdul, out, frame=args.frame, stretch=args.stretch)
     print(out)
     return 0
@@ -119,12 +114,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, nargs="+", required=True, metavar="N", help="NX [NY] pixels")
     p.add_argument("--out", default=".", help="folder (or s3:// prefix) for the TPFs")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent reads: auto or a number")
+    add_anon(p)
     p.set_defaults(run=moving)
 
     p = commands.add_parser("moving-sectors", help="which cubes a moving target's path crosses",
                             description="List the cubes (sector/camera/CCD) whose pixels the path crosses, with "
                             "the number of frames and the time span.")
     _ephemeris_options(p)
+    add_anon(p)
     p.set_defaults(run=moving_sectors)
 
     p = commands.add_parser("ffi-cutout", help="cutouts straight from FFIs (no cube needed)",
@@ -139,6 +136,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=".", help="folder (or s3:// prefix)")
     p.add_argument("--prefix", default="cutout", help="file name prefix (default cutout)")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent reads: auto or a number")
+    add_anon(p)
     p.set_defaults(run=ffi_cutout)
 
     p = commands.add_parser("combine", help="combine aligned cutouts into one image (mean or median)",
@@ -162,7 +160,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--colour", action="store_true", help="three inputs → one RGB image")
     p.add_argument("--format", choices=["png", "jpg"], default="png")
     p.add_argument("--out", default=".", help="folder")
-    p.add_argument("--prefix", default="cutout", help="file name prefix")
+    p.add_argument("--prefix", help="file name prefix: PREFIX_<file stem>_... for single images (default: the "
+                   "file stem alone, as astrocut), PREFIX_... for a colour image (default cutout)")
+    add_anon(p)
     p.set_defaults(run=image)
 
     p = commands.add_parser("quicklook", help="a PNG of a TPF: one frame and its light curve",

@@ -21,8 +21,29 @@ def threads(value: str) -> int | str:
     return number
 
 
-def size(values: list[int]) -> int | tuple[int, int]:
-    """``--size NX [NY]`` in pixels (columns, rows)."""
+def size_value(text: str) -> float | int | object:
+    """One ``--size`` value: pixels (``11``, ``11.5``: rounded as astrocut rounds) or an
+    angle/pixel Quantity (``2arcmin``, ``30 arcsec``, ``0.1deg``, ``5pix``)."""
+    import astropy.units as u
+
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None:
+        return int(number) if number.is_integer() else number
+    try:
+        quantity = u.Quantity(text)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither pixels (11, 11.5) nor an angle "
+                                         "(2arcmin, 30arcsec, 0.1deg)") from None
+    if quantity.unit != u.pixel and quantity.unit.physical_type != "angle":
+        raise argparse.ArgumentTypeError(f"{text!r}: the unit {quantity.unit} is neither pixels nor an angle")
+    return quantity
+
+
+def size(values: list) -> object:
+    """``--size NX [NY]`` (columns, rows), each as :func:`size_value` reads it."""
     if len(values) > 2:
         raise SystemExit("cubecut: error: --size takes NX or NX NY")
     return values[0] if len(values) == 1 else (values[0], values[1])
@@ -39,13 +60,52 @@ def block_progress(description: str, quiet: bool) -> tuple[tqdm, Callable[[int, 
     return bar, progress
 
 
-def add_position(parser: argparse.ArgumentParser) -> None:
-    """``--ra``, ``--dec`` (degrees) and ``--size NX [NY]`` (pixels)."""
-    parser.add_argument("--ra", type=float, required=True, help="right ascension in degrees (ICRS)")
-    parser.add_argument("--dec", type=float, required=True, help="declination in degrees (ICRS)")
-    parser.add_argument("--size", type=int, nargs="+", required=True, metavar="N",
-                        help="cutout size in pixels: NX [NY] (columns, rows)")
+def add_position(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
+    """Where to cut: ``--ra``/``--dec`` (degrees) or ``--target "RA DEC"``; with ``many``
+    repeated (pairs in order) and ``--targets FILE``; and ``--size NX [NY]``."""
+    again = " (repeat for several targets)" if many else ""
+    parser.add_argument("--ra", type=float, action="append", help=f"right ascension in degrees (ICRS){again}")
+    parser.add_argument("--dec", type=float, action="append", help=f"declination in degrees (ICRS){again}")
+    parser.add_argument("--target", action="append", metavar='"RA DEC"',
+                        help="a position: degrees ('314.05 -47.12') or sexagesimal with RA in hours "
+                        f"('20:56:12 -47:07:12'){again}")
+    if many:
+        parser.add_argument("--targets", metavar="FILE",
+                            help="a file of positions, one 'RA DEC' per line (as --target; # comments)")
+    parser.add_argument("--size", type=size_value, nargs="+", required=True, metavar="N",
+                        help="cutout size NX [NY] (columns, rows): pixels (11, 11.5) or an angle (2arcmin)")
+
+
+def positions(args: argparse.Namespace, *, many: bool = False) -> list[str]:
+    """The positions given by ``--ra/--dec`` pairs, ``--target`` and ``--targets``, in that
+    order, as strings for :func:`cubecut.cutout.parse_coordinates` (which checks them)."""
+    from cubecut.errors import CoordinateError
+
+    ras, decs = args.ra or [], args.dec or []
+    if len(ras) != len(decs):
+        raise CoordinateError(f"--ra and --dec come in pairs: got {len(ras)} --ra and {len(decs)} --dec")
+    found = [f"{ra!r} {dec!r}" for ra, dec in zip(ras, decs)] + list(args.target or [])
+    if many and args.targets:
+        try:
+            lines = open(args.targets, encoding="utf-8").read().splitlines()
+        except OSError as exc:
+            raise CoordinateError(f"--targets {args.targets}: cannot read it: {exc.strerror or exc}") from None
+        found += [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+    if not found:
+        raise CoordinateError("no position given: use --ra RA --dec DEC, --target 'RA DEC'"
+                              + (" or --targets FILE" if many else ""))
+    if not many and len(found) > 1:
+        raise CoordinateError(f"this command takes one position, got {len(found)}")
+    return found
 
 
 def formatter() -> type[argparse.HelpFormatter]:
     return argparse.RawDescriptionHelpFormatter
+
+
+def add_anon(parser: argparse.ArgumentParser) -> None:
+    """``--anon``: unsigned S3 requests (public buckets), even when credentials are configured."""
+    parser.add_argument("--anon", action="store_true",
+                        help="read s3:// anonymously (unsigned requests, for public buckets such as "
+                        "MAST's stpubdata); without it requests are unsigned only when no AWS credentials "
+                        "are configured")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_position, block_progress, formatter, size, threads
+from .common import add_anon, add_position, block_progress, formatter, positions, size, threads
 
 
 def synth(args: argparse.Namespace) -> int:
@@ -46,12 +46,10 @@ def update(args: argparse.Namespace) -> int:
 
 
 def cutout(args: argparse.Namespace) -> int:
-    from astropy.coordinates import SkyCoord
-
     import cubecut
 
-    for path in cubecut.cutout(args.cube, SkyCoord(args.ra, args.dec, unit="deg"), size(args.size),
-                               threads=args.threads, output_dir=args.out):
+    for path in cubecut.cutout(args.cube, positions(args, many=True), size(args.size), threads=args.threads,
+                               output_dir=args.out):
         print(path)
     return 0
 
@@ -93,6 +91,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    "a folder: the cube gets TESScut's name, e.g. tess-s0001-1-1-cube.fits)")
     _build_options(p)
     p.add_argument("--sector", type=int, help="sector number if not in the FFI headers or names")
+    add_anon(p)
     p.set_defaults(run=ingest)
 
     p = commands.add_parser("update", help="append new FFIs to an existing cube",
@@ -107,15 +106,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=update)
 
     p = commands.add_parser("cutout", help="cut a target pixel file out of a cube",
-                            description="Read only the cube rows the cutout needs (threaded byte ranges) and "
-                            "write a TESS target pixel file readable by lightkurve. Prints the written path.",
+                            description="Read only the cube rows the cutouts need (threaded byte ranges) and "
+                            "write TESS target pixel files readable by lightkurve, one per target (targets "
+                            "share the rows they overlap). Prints the written paths.",
                             epilog="examples:\n  cubecut cutout cubes/tess-s0001-1-1-cube.fits --ra 352.54 "
                             "--dec -63.81 --size 11\n  cubecut cutout s3://bucket/cubes/tess-s0001-1-1-cube.fits "
-                            "--ra 352.54 --dec -63.81 --size 20 10 --out tpfs/", formatter_class=formatter())
-    p.add_argument("cube", help="cube location: a path or s3://bucket/key")
-    add_position(p)
+                            "--ra 352.54 --dec -63.81 --size 20 10 --out tpfs/\n"
+                            "  cubecut cutout cube.fits --target '352.54 -63.81' --target '23:30:10 -63:48:36' "
+                            "--size 2arcmin\n  cubecut cutout cube.fits --targets stars.txt --size 11.5\n"
+                            "  cubecut cutout s3://stpubdata/tess/public/mast/tess-s0038-2-2-cube.fits "
+                            "--ra 197.17 --dec -67.86 --size 11   # public, no account",
+                            formatter_class=formatter())
+    p.add_argument("cube", help="cube location: a path, s3://bucket/key or another URL (https://...)")
+    add_position(p, many=True)
     p.add_argument("--out", default=".", help="folder (or s3:// prefix) for the TPF (default: current folder)")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent row reads: auto or a number")
+    add_anon(p)
     p.set_defaults(run=cutout)
 
     p = commands.add_parser("janitor", help="abort stale multipart uploads and remove ingest leftovers",

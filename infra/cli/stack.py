@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from .common import formatter
 
@@ -9,7 +10,12 @@ from .common import formatter
 def local_up(args: argparse.Namespace) -> int:
     from cubecut_infra.local.stack import serve_forever
 
-    return serve_forever(port=args.port, s3_port=args.s3_port, bucket=args.bucket, print_env=args.print_env)
+    def stop(signum, frame):  # `kill` stops the stack as cleanly as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    return serve_forever(port=args.port, s3_port=args.s3_port, bucket=args.bucket, print_env=args.print_env,
+                         env_file=args.env_file)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -26,14 +32,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     up = local_commands.add_parser("up", help="start the local stack and serve until interrupted",
                                    description="Start the S3 server, S3-event ingest trigger, state machine runner "
                                    "and API on 127.0.0.1; print their endpoints.",
-                                   epilog="example (join the stack from another shell):\n"
-                                   "  cubecut local up --print-env > stack.env &  sleep 10; . ./stack.env",
+                                   epilog="example: in one shell\n"
+                                   "  cubecut local up --env-file stack.env\n"
+                                   "and in a second shell (same folder)\n"
+                                   "  until [ -s stack.env ]; do sleep 1; done; source stack.env",
                                    formatter_class=formatter())
     up.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     up.add_argument("--s3-port", type=int, default=0, help="S3 server port (default: a free one)")
     up.add_argument("--bucket", default="cubecut-local", help="bucket name (default cubecut-local)")
     up.add_argument("--print-env", action="store_true",
-                    help="print shell export lines (AWS_ENDPOINT_URL, CUBECUT_API_URL, CUBECUT_CUBES)")
+                    help="print shell export lines (AWS_ENDPOINT_URL, CUBECUT_API_URL, CUBECUT_CUBES, "
+                    "credentials) once the stack is up, instead of the banner")
+    up.add_argument("--env-file", metavar="PATH",
+                    help="also write those export lines to PATH once the stack is up (removed when it "
+                    "stops); another shell joins with: source PATH")
     up.set_defaults(run=local_up)
 
     p = commands.add_parser("demo", help="the whole system end to end on a synthetic sector",

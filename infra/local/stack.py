@@ -209,27 +209,44 @@ class LocalStack:
         self.stop()
 
 
-def serve_forever(*, port: int = 0, s3_port: int = 0, bucket: str = "cubecut-local", print_env: bool = False) -> int:
-    """``cubecut local up``: start the stack, print its endpoints, serve until Ctrl-C."""
+def serve_forever(*, port: int = 0, s3_port: int = 0, bucket: str = "cubecut-local", print_env: bool = False,
+                  env_file: str | None = None) -> int:
+    """``cubecut local up``: start the stack, print its endpoints, serve until Ctrl-C (or SIGTERM).
+
+    With ``env_file`` the export lines are also written there, atomically and only once
+    the stack answers, and the file is removed when the stack stops, so another shell
+    can wait for it and ``source`` it.
+    """
+    if env_file:
+        Path(env_file).unlink(missing_ok=True)  # a file left by an earlier run would point at a dead stack
     stack = LocalStack(bucket=bucket, api_port=port, s3_port=s3_port).start()
     env = stack.environment()
-    if print_env:
-        for key in ("AWS_ENDPOINT_URL", "CUBECUT_API_URL", "CUBECUT_CUBES", "AWS_ACCESS_KEY_ID",
-                    "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
-            print(f"export {key}={env[key]}", flush=True)
-    else:
-        print(f"cubecut local stack is up (Ctrl-C stops it)\n"
-              f"  API:        {stack.api_url}   (TESScut routes under {stack.api_url}/tesscut/api/v0.1/, "
-              f"Swagger at {stack.api_url}/swagger)\n"
-              f"  S3:         {env['AWS_ENDPOINT_URL']}   bucket {bucket}\n"
-              f"  cubes:      {stack.cube_root}\n"
-              f"  ingest:     upload FFIs and then s3://{bucket}/{stack.ingest_prefix}<name>/manifest.json\n"
-              f"  other shells: eval \"$(cubecut local up --print-env)\" prints these as exports", flush=True)
+    exports = "".join(f"export {key}={env[key]}\n" for key in (
+        "AWS_ENDPOINT_URL", "CUBECUT_API_URL", "CUBECUT_CUBES", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION"))
     try:
+        if env_file:
+            partial = Path(f"{env_file}.{os.getpid()}.tmp")
+            partial.write_text(exports)
+            os.replace(partial, env_file)
+        if print_env:
+            print(exports, end="", flush=True)
+        else:
+            joining = (f"source {env_file}" if env_file else
+                       "start it with --env-file stack.env, then: source stack.env")
+            print(f"cubecut local stack is up (Ctrl-C stops it)\n"
+                  f"  API:        {stack.api_url}   (TESScut routes under {stack.api_url}/tesscut/api/v0.1/, "
+                  f"Swagger at {stack.api_url}/swagger)\n"
+                  f"  S3:         {env['AWS_ENDPOINT_URL']}   bucket {bucket}\n"
+                  f"  cubes:      {stack.cube_root}\n"
+                  f"  ingest:     upload FFIs and then s3://{bucket}/{stack.ingest_prefix}<name>/manifest.json\n"
+                  f"  other shells: {joining}", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
         stack.stop()
+        if env_file:
+            Path(env_file).unlink(missing_ok=True)
     return 0

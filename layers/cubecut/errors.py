@@ -89,3 +89,16 @@ class CutoutSizeError(InputError):
 
 class CoordinateError(InputError):
     """A sky position is missing, not finite, or out of range."""
+
+
+class CubecutWarning(UserWarning):
+    """Something a user should know about that does not stop the work (the CLI prints
+    ``cubecut: warning: ...``)."""
+
+
+class NoSectorWarning(CubecutWarning):
+    """The FFIs carry no sector; the cube's SECTOR keyword is left undefined (as astrocut)."""
+
+
+class OversizedCutoutWarning(CubecutWarning):
+    """A cutout box is larger than the cube's image: most of the TPF would be NaN padding."""

@@ -39,7 +39,7 @@ from .cutout.geometry import (Box, CoordInput, SizeInput, cutout_box, cutout_wcs
 from .cutout.tpf import CUBECUT_VERSION, physical_wcs_cards, tpf_filename
 from .errors import FFIError, InputError
 from .ffi import PixelRef
-from .fitsio import HDUSpan, data_bytes, read_header
+from .fitsio import HDUSpan, data_bytes, open_fits, read_header
 from .storage import ByteSource, Location, ReadStats, open_source, put_bytes
 
 #: Concurrent FFI reads for ``threads="auto"``.
@@ -314,6 +314,11 @@ def inverse_variance(error_extension: int) -> Weights:
     sigma taken from the cutout file's extension ``error_extension`` (an HDUList index,
     e.g. 2 for ``fits_cut(..., extension="all")`` of a SPOC FFI)."""
     def weights(hdulist: fits.HDUList) -> np.ndarray:
+        if not 0 < error_extension < len(hdulist) or hdulist[error_extension].data is None:
+            name = hdulist.filename() or "a cutout"
+            raise CombineError(f"inverse variance from extension {error_extension}: {name} has image extensions "
+                               f"1..{len(hdulist) - 1}; give the one holding the uncertainties "
+                               "(2 for ffi-cutout --extension all of a SPOC FFI)")
         sigma = np.asarray(hdulist[error_extension].data, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(sigma > 0, 1.0 / sigma ** 2, 0.0)
@@ -344,7 +349,7 @@ def combine_cutouts(cutouts: Sequence[fits.HDUList | str], *, method: Literal["m
         CombineError: no inputs, differing extension counts/shapes, misaligned WCSs, an
             unknown method, or weights with the median.
     """
-    hdulists = [fits.open(c) if isinstance(c, (str, os.PathLike)) else c for c in cutouts]
+    hdulists = [open_fits(c) if isinstance(c, (str, os.PathLike)) else c for c in cutouts]
     if not hdulists:
         raise CombineError("no cutouts to combine")
     if method not in ("mean", "median"):

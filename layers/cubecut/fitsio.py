@@ -8,6 +8,7 @@ pixels they need later, by offset.
 from __future__ import annotations
 
 import io
+import os
 import re
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-from .errors import FFIError
+from .errors import FFIError, ObjectNotFoundError
 from .storage import ByteSource
 
 BLOCK = 2880
@@ -93,15 +94,21 @@ def read_header(source: ByteSource, offset: int, first_read: int = 8 * BLOCK) ->
     """Parse the header starting at ``offset``; returns it and its padded length in bytes.
 
     Reads ``first_read`` bytes, then doubles the range until the END card is found, so a
-    typical header costs one request.
+    typical header costs one request. At offset 0 a file that does not start like a FITS
+    file is "not a FITS file" (rather than a header without END).
     """
     buf = b""
     want = first_read
     while True:
         stop = min(offset + want, source.size)
         if stop <= offset + len(buf):
+            if source.size == 0:
+                raise FFIError(f"{source.location.name}: empty file, not a FITS file")
             raise FFIError(f"{source.location.name}: truncated header at byte {offset} (no END card)")
         buf += source.read(offset + len(buf), stop)
+        if offset == 0 and not buf.startswith(b"SIMPLE  =") and not b"SIMPLE  =".startswith(buf):
+            raise FFIError(f"{source.location.name}: not a FITS file (a FITS file starts with 'SIMPLE  =', "
+                           f"this one with {buf[:9]!r})")
         end = _find_end(buf)
         if end is not None:
             break
@@ -138,6 +145,8 @@ def scan_hdus(source: ByteSource, count: int) -> list[HDUSpan]:
     offset = 0
     for number in range(count):
         if offset >= source.size:
+            if source.size == 0:
+                raise FFIError(f"{source.location.name}: empty file, not a FITS file")
             raise FFIError(f"{source.location.name}: has {number} HDU(s), expected at least {count}")
         header, header_bytes = read_header(source, offset)
         nbytes = data_bytes(header)
@@ -158,3 +167,14 @@ def hdu_bytes(hdu: fits.PrimaryHDU | fits.ImageHDU | fits.BinTableHDU, *, primar
         return buf.getvalue()
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
     return buf.getvalue()[BLOCK:]
+
+
+def open_fits(path: str | os.PathLike[str]) -> fits.HDUList:
+    """``fits.open(path)`` of a whole local file, with a missing or non-FITS file as a named
+    error (ObjectNotFoundError, FFIError) instead of astropy's OSError."""
+    try:
+        return fits.open(path)
+    except FileNotFoundError:
+        raise ObjectNotFoundError(f"{path}: no such file") from None
+    except (OSError, ValueError, TypeError, IndexError) as exc:  # astropy: "Empty or corrupt FITS file" ...
+        raise FFIError(f"{path}: not a FITS file ({exc})") from None

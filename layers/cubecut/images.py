@@ -29,7 +29,7 @@ from .cutout.geometry import CoordInput, SizeInput, parse_coordinates, parse_siz
 from .cutout.tpf import tpf_filename
 from .errors import InputError
 from .fficut import Extension, cutout_images, output_location
-from .storage import ReadStats, put_bytes
+from .storage import Location, ReadStats, put_bytes
 
 STRETCHES = {"asinh": AsinhStretch, "sinh": SinhStretch, "sqrt": SqrtStretch, "log": LogStretch,
              "linear": LinearStretch}
@@ -116,7 +116,7 @@ def encode_image(pixels: np.ndarray, fmt: str = "png", *, flip: bool = True,
 def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, stretch: Stretch = "asinh",
             minmax_percent: Sequence[float] | None = None, minmax_value: Sequence[float] | None = None,
             invert: bool = False, colorize: bool = False, img_format: str = "jpg",
-            output_dir: str | os.PathLike[str] = ".", cutout_prefix: str = "cutout", extension: Extension = None,
+            output_dir: str | os.PathLike[str] = ".", cutout_prefix: str | None = None, extension: Extension = None,
             threads: int | Literal["auto"] = "auto", stats: ReadStats | None = None) -> list[str]:
     """astrocut's ``img_cut`` over byte ranges: PNG/JPG cutouts of FITS images (e.g. FFIs).
 
@@ -126,8 +126,10 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
     three cutouts become the red, green and blue channels of one image.
 
     Files are written to ``output_dir`` (a folder or ``s3://`` prefix), named
-    ``{file stem}_{ra}_{dec}_{nx}-x-{ny}_astrocut.{fmt}`` (``cutout_prefix`` instead of the
-    stem for a colour image); their paths/URLs are returned.
+    ``{file stem}_{ra}_{dec}_{nx}-x-{ny}_astrocut.{fmt}`` as astrocut names them, or
+    ``{cutout_prefix}_{file stem}_...`` when ``cutout_prefix`` is given (so runs with
+    different prefixes do not overwrite each other); a colour image is
+    ``{cutout_prefix or "cutout"}_{ra}_...``. Their paths/URLs are returned.
     """
     fmt = img_format.lower().lstrip(".")
     if fmt not in FORMATS:
@@ -145,12 +147,14 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
         if len(cutouts) < 3:
             raise ImageError(f"a colour image needs 3 images, got {len(cutouts)}")
         rgb = colour_image(*(c.data for c in cutouts[:3]), **options)
-        name = tpf_filename(cutout_prefix, coord.ra.deg, coord.dec.deg, *labels)[:-len("fits")] + fmt
+        name = tpf_filename(cutout_prefix or "cutout", coord.ra.deg, coord.dec.deg, *labels)[:-len("fits")] + fmt
         meta["input_files"] = ", ".join(c.file for c in cutouts[:3])
         return [_put(encode_image(rgb, fmt, metadata=meta), output_dir, name)]
     written = []
     for c in cutouts:
-        name = tpf_filename(c.file, coord.ra.deg, coord.dec.deg, *labels)[:-len("fits")] + fmt
+        stem = Location.parse(c.file).name
+        name = tpf_filename(f"{cutout_prefix}_{stem}" if cutout_prefix else stem, coord.ra.deg, coord.dec.deg,
+                            *labels)[:-len("fits")] + fmt
         data = encode_image(normalize(c.data, **options), fmt, metadata={**meta, "input_file": c.file})
         written.append(_put(data, output_dir, name))
     return written
@@ -193,6 +197,19 @@ def aperture_light_curve(tpf: fits.HDUList, radius: float | None = None) -> Ligh
                       np.asarray(table["QUALITY"]), aperture)
 
 
+def _tpf_flux(hdulist: fits.HDUList) -> np.ndarray:
+    """The ``(frames, rows, cols)`` FLUX of a TPF's PIXELS table, or ImageError."""
+    name = getattr(hdulist, "filename", lambda: None)() or "the file"
+    names = [hdu.name for hdu in hdulist]
+    if "PIXELS" not in names:
+        raise ImageError(f"{name} is not a target pixel file (its HDUs are {', '.join(names)}; a TPF has a PIXELS "
+                         "table): quicklook draws TPFs; for an FFI or other image use `cubecut image`")
+    data = hdulist["PIXELS"].data
+    if data is None or "FLUX" not in data.columns.names or np.ndim(data["FLUX"]) != 3:
+        raise ImageError(f"{name} is not a target pixel file: its PIXELS table has no 3-D FLUX column")
+    return np.asarray(data["FLUX"], dtype=np.float64)
+
+
 def quicklook_png(tpf_hdulist: fits.HDUList, path: str | os.PathLike[str] | BinaryIO | None = None, *,
                   frame: Literal["first", "median"] = "first", radius: float | None = None,
                   stretch: Stretch = "asinh") -> bytes:
@@ -206,9 +223,10 @@ def quicklook_png(tpf_hdulist: fits.HDUList, path: str | os.PathLike[str] | Bina
         radius: aperture radius in pixels (see :func:`central_aperture`).
         stretch: image stretch (0.5-99.5 percentile interval).
 
-    Frames with a non-zero QUALITY flag are plotted in orange.
+    Frames with a non-zero QUALITY flag are plotted in orange. Raises ImageError for a
+    file that is not a TPF (e.g. an FFI: draw that with :func:`img_cut`).
     """
-    flux = np.asarray(tpf_hdulist["PIXELS"].data["FLUX"], dtype=np.float64)
+    flux = _tpf_flux(tpf_hdulist)
     if frame == "median":
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="All-NaN slice encountered")
@@ -244,9 +262,13 @@ def _title(tpf: fits.HDUList) -> str:
 
 
 class _Quicklook:
-    """The quick-look layout: title on top, the frame on the left, the light curve right."""
+    """The quick-look layout: title on top, the frame on the left, the light curve right.
 
-    WIDTH, HEIGHT, MARGIN, IMAGE = 980, 420, 16, 340
+    The title band (``TOP`` pixels) is clear of the plots and their labels, so a title as
+    wide as the picture never runs into the light curve's axis label.
+    """
+
+    WIDTH, HEIGHT, MARGIN, IMAGE, TOP = 980, 420, 16, 340, 56
     INK, GRID, POINT, FLAGGED, APERTURE = (20, 20, 20), (210, 210, 210), (31, 119, 180), (255, 127, 14), (220, 40, 40)
 
     def __init__(self, title: str, label: str) -> None:
@@ -267,7 +289,7 @@ class _Quicklook:
         ny, nx = pixels.shape
         scale = self.IMAGE / max(nx, ny)
         width, height = max(1, round(nx * scale)), max(1, round(ny * scale))
-        left, top = self.MARGIN, 40 + (self.IMAGE - height) // 2
+        left, top = self.MARGIN, self.TOP + (self.IMAGE - height) // 2
         frame = Image.fromarray(np.flipud(pixels)).resize((width, height), Image.Resampling.NEAREST)
         canvas.paste(frame.convert("RGB"), (left, top))
         # Outline the aperture: edges between an aperture pixel and a non-aperture one.
@@ -287,7 +309,7 @@ class _Quicklook:
 
     def _curve(self, draw: ImageDraw.ImageDraw, curve: LightCurve) -> None:
         left, right = self.MARGIN + self.IMAGE + 90, self.WIDTH - self.MARGIN
-        top, bottom = 40, 40 + self.IMAGE - 30
+        top, bottom = self.TOP, self.TOP + self.IMAGE - 30
         draw.rectangle([left, top, right, bottom], outline=self.INK)
         good = np.isfinite(curve.flux) & np.isfinite(curve.time)
         draw.text((left + (right - left) // 2 - 40, bottom + 22), "TIME [BTJD]", fill=self.INK, font=self.font)

@@ -1,18 +1,31 @@
-"""Byte-level access to objects on S3 or on the local disk, with one interface.
+"""Byte-level access to objects on S3, on the local disk or behind any fsspec URL, with one interface.
 
-Locations are URLs: ``s3://bucket/key`` or a plain/``file://`` path. S3 access goes
-through boto3 and honours the standard AWS environment (``AWS_ENDPOINT_URL``,
-credentials, region), so a local S3-compatible server and AWS are one code path.
+Locations are URLs: ``s3://bucket/key``, a plain/``file://`` path, or any other URL fsspec
+understands (``https://``, ``memory://`` ...). Which code path reads what:
+
+* ``s3://`` goes through boto3 (:class:`S3Source`): it honours the standard AWS environment
+  (``AWS_ENDPOINT_URL``, credentials, region), so a local S3-compatible server and AWS are
+  one code path; ranged GETs carry ``If-Match`` on the object's ETag, and writes are
+  multipart uploads. When no AWS credentials are configured anywhere, or when asked
+  (``anon=True`` on a :class:`Location`, or ``CUBECUT_ANON=1`` in the environment, which
+  ``--anon`` on the CLI sets), requests are *unsigned*, as public buckets such as MAST's
+  ``stpubdata`` accept.
+* local paths are read with ``os.pread`` (:class:`FileSource`).
+* every other scheme is read through fsspec (:class:`FsspecSource`) with byte-range reads
+  (HTTP ``Range`` requests for ``https://``); it is read-only and not ETag-pinned.
+
 Every read is a byte range ``[start, stop)`` (0-based, stop exclusive) and is counted in
 a :class:`ReadStats` so callers can report requests and bytes.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import os
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -23,11 +36,13 @@ from urllib.parse import urlencode, urlparse
 
 import boto3
 import urllib3.exceptions
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, IncompleteReadError,
                                  ReadTimeoutError, ResponseStreamingError)
 
-from .errors import AccessDeniedError, ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError
+from .errors import (AccessDeniedError, ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
+                     TargetNotWritableError)
 
 #: Connections kept per client; threaded readers and block workers share one client.
 MAX_POOL_CONNECTIONS = 128
@@ -55,33 +70,54 @@ _DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch",
            "ExpiredToken", "InvalidToken"}
 
 
+#: A URL scheme (RFC 3986) followed by ``://``: what tells a URL from a local path.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 @dataclass(frozen=True)
 class Location:
-    """A parsed object location: ``scheme`` is ``"s3"`` or ``"file"``."""
+    """A parsed object location.
+
+    ``scheme`` is ``"s3"``, ``"file"`` (a local path, absolute, in ``key``) or another fsspec
+    protocol (``"https"``, ``"memory"`` ...); ``bucket`` is the S3 bucket or the URL's host.
+    ``anon`` says how S3 requests are made: True = unsigned, False = signed, None = unsigned
+    only when no credentials are configured (and ``CUBECUT_ANON`` is not set); it does not
+    take part in comparisons.
+    """
 
     scheme: str
     bucket: str
     key: str
+    anon: bool | None = field(default=None, compare=False)
 
     @classmethod
-    def parse(cls, url: str | os.PathLike[str]) -> "Location":
+    def parse(cls, url: str | os.PathLike[str], *, anon: bool | None = None) -> "Location":
         text = os.fspath(url)
-        if text.startswith("s3://"):
-            parsed = urlparse(text)
-            if not parsed.netloc:
+        scheme = _SCHEME.match(text)
+        if scheme is None or scheme.group(1).lower() == "file":
+            if text.startswith("file://"):
+                text = urlparse(text).path
+            return cls("file", "", str(Path(text).expanduser().resolve()), anon)
+        name = scheme.group(1).lower()
+        host, _, key = text[scheme.end():].partition("/")
+        if name == "s3":
+            if not host:
                 raise ValueError(f"S3 URL without a bucket: {text!r}")
-            return cls("s3", parsed.netloc, parsed.path.lstrip("/"))
-        if text.startswith("file://"):
-            text = urlparse(text).path
-        return cls("file", "", str(Path(text).expanduser().resolve()))
+            key = urlparse(text).path.lstrip("/")
+        return cls(name, host, key, anon)
 
     @property
     def is_s3(self) -> bool:
         return self.scheme == "s3"
 
     @property
+    def is_local(self) -> bool:
+        """A path on this machine's file system."""
+        return self.scheme == "file"
+
+    @property
     def url(self) -> str:
-        return f"s3://{self.bucket}/{self.key}" if self.is_s3 else self.key
+        return self.key if self.is_local else f"{self.scheme}://{self.bucket}/{self.key}"
 
     @property
     def name(self) -> str:
@@ -90,35 +126,63 @@ class Location:
 
     def with_suffix(self, suffix: str) -> "Location":
         """The location with ``suffix`` appended to the key (e.g. ``.index.json``)."""
-        return Location(self.scheme, self.bucket, self.key + suffix)
+        return dataclasses.replace(self, key=self.key + suffix)
 
     def sibling(self, name: str) -> "Location":
         """A location in the same folder/prefix with another name."""
         head = self.key.rsplit("/", 1)[0] + "/" if "/" in self.key else ""
-        return Location(self.scheme, self.bucket, head + name)
+        return dataclasses.replace(self, key=head + name)
 
     def __str__(self) -> str:
         return self.url
 
 
 @functools.lru_cache(maxsize=8)
-def _client(endpoint: str | None, region: str | None) -> "boto3.client":
+def _client(endpoint: str | None, region: str | None, unsigned: bool = False) -> "boto3.client":
     config = Config(
         max_pool_connections=MAX_POOL_CONNECTIONS,
         retries={"max_attempts": 8, "mode": "standard"},
         tcp_keepalive=True,
         s3={"addressing_style": "path"} if endpoint else None,
-        signature_version="s3v4",
+        signature_version=UNSIGNED if unsigned else "s3v4",
     )
     session = boto3.session.Session()
     return session.client("s3", endpoint_url=endpoint, region_name=region or session.region_name
                           or "us-east-1", config=config)
 
 
-def s3_client():
-    """A thread-safe, connection-pooled S3 client configured from the environment."""
+#: Environment variables that can change where botocore finds credentials.
+_CREDENTIAL_ENVIRONMENT = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_EC2_METADATA_DISABLED", "HOME",
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _credentials_configured(_environment: tuple[str | None, ...]) -> bool:
+    """Whether botocore's credential chain finds any credentials (cached per environment)."""
+    return boto3.session.Session().get_credentials() is not None
+
+
+def anonymous(anon: bool | None = None) -> bool:
+    """Whether S3 requests are unsigned: ``anon`` if given, else True when ``CUBECUT_ANON``
+    is set (to anything but ``0``/``false``/``no``/empty) or no AWS credentials are configured."""
+    if anon is not None:
+        return anon
+    if os.environ.get("CUBECUT_ANON", "").strip().lower() not in {"", "0", "false", "no"}:
+        return True
+    return not _credentials_configured(tuple(os.environ.get(k) for k in _CREDENTIAL_ENVIRONMENT))
+
+
+def s3_client(anon: bool | None = None):
+    """A thread-safe, connection-pooled S3 client configured from the environment.
+
+    Its requests are unsigned when :func:`anonymous` says so for ``anon``.
+    """
     return _client(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
-                   os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+                   os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"), anonymous(anon))
 
 
 def retry_delay(attempt: int) -> float:
@@ -255,12 +319,12 @@ class S3Source:
                  size: int | None = None, etag: str | None = None) -> None:
         self.location = location
         self.stats = stats if stats is not None else ReadStats()
-        self._client = s3_client()
+        self._client = s3_client(location.anon)
         if size is None:
             try:
                 head = self._client.head_object(Bucket=location.bucket, Key=location.key)
             except (ClientError, BotoCoreError) as exc:
-                raise translate_client_error(exc, location.url) from None
+                raise _translate_read_error(exc, location) from None
             self.stats.add(0)
             size, etag = head["ContentLength"], head.get("ETag")
         self.size = size
@@ -285,9 +349,9 @@ class S3Source:
                     code = str(exc.response.get("Error", {}).get("Code", ""))
                     if code in {"PreconditionFailed", "412"}:
                         raise StaleObjectError(f"{self.location.url} changed while being read") from None
-                    raise translate_client_error(exc, self.location.url) from None
+                    raise _translate_read_error(exc, self.location) from None
                 except BotoCoreError as exc:  # botocore has retried the request already
-                    raise translate_client_error(exc, self.location.url) from None
+                    raise _translate_read_error(exc, self.location) from None
                 data = body.read()
             except _BODY_ERRORS as exc:
                 if attempt + 1 == READ_ATTEMPTS:
@@ -304,29 +368,115 @@ class S3Source:
         return data
 
 
+def _translate_read_error(exc: Exception, location: Location) -> StorageError:
+    """:func:`translate_client_error`, saying so when a refused request was unsigned."""
+    error = translate_client_error(exc, location.url)
+    if isinstance(error, AccessDeniedError) and anonymous(location.anon):
+        return AccessDeniedError(f"{error} (the request was unsigned: no AWS credentials are configured, "
+                                 "or anonymous access was asked for; the object is not public)")
+    return error
+
+
+class FsspecSource:
+    """An object behind any other fsspec URL (``https://``, ``memory://`` ...),
+    read by byte ranges (``Range`` requests over HTTP).
+
+    The size (and ETag, when the server gives one) come from one ``info`` request unless
+    known. A server that answers a range request with more bytes than asked for (it ignores
+    ``Range``) is refused rather than downloaded whole on every read.
+    """
+
+    def __init__(self, location: Location, stats: ReadStats | None = None, *,
+                 size: int | None = None, etag: str | None = None) -> None:
+        self.location = location
+        self.stats = stats if stats is not None else ReadStats()
+        self._fs, self._path = _filesystem(location)
+        if size is None:
+            info = _fsspec_call(location, self._fs.info, self._path)
+            self.stats.add(0)
+            size = info.get("size")
+            if not isinstance(size, int):
+                raise StorageError(f"{location.url}: the server does not report the object's size")
+            etag = next((str(info[k]) for k in ("ETag", "etag", "md5", "created", "mtime") if info.get(k)), None)
+        self.size = size
+        self.etag = etag
+
+    def read(self, start: int, stop: int) -> bytes:
+        stop = min(stop, self.size)
+        if stop <= start:
+            return b""
+        what = f"{self.location.url} bytes [{start}, {stop})"
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                data = _fsspec_call(self.location, self._fs.cat_file, self._path, start=start, end=stop)
+            except StorageError as exc:
+                if isinstance(exc, (ObjectNotFoundError, AccessDeniedError)) or attempt + 1 == READ_ATTEMPTS:
+                    raise
+                _note_retry("body", attempt)
+                continue
+            if len(data) > stop - start:
+                raise StorageError(f"{what}: the server ignores byte ranges (it sent {len(data)} bytes); "
+                                   "cubecut reads only the bytes it needs and cannot use it")
+            if len(data) == stop - start:
+                break
+            if attempt + 1 == READ_ATTEMPTS:
+                raise StorageError(f"{what}: short read, {len(data)} of {stop - start} bytes in each of "
+                                   f"{READ_ATTEMPTS} attempts")
+            _note_retry("short_read", attempt)
+        self.stats.add(len(data))
+        return data
+
+
+def _filesystem(location: Location):
+    """The fsspec file system and path of ``location`` (fsspec caches the instances)."""
+    import fsspec  # only the non-S3, non-local URLs need it (the Lambda layer does not ship it)
+
+    try:
+        return fsspec.core.url_to_fs(location.url)
+    except (ValueError, ImportError) as exc:  # unknown protocol, or its package is not installed
+        raise StorageError(f"{location.url}: cannot read {location.scheme}:// URLs: {exc}") from None
+
+
+def _fsspec_call(location: Location, function, *args, **kwargs):
+    """``function(*args, **kwargs)`` with fsspec's and aiohttp's errors as named cubecut errors."""
+    try:
+        return function(*args, **kwargs)
+    except FileNotFoundError:
+        raise ObjectNotFoundError(f"{location.url}: not found") from None
+    except PermissionError:
+        raise AccessDeniedError(f"{location.url}: access denied") from None
+    except Exception as exc:  # noqa: BLE001 - fsspec back ends raise their own (aiohttp, OSError...) types
+        raise StorageError(f"{location.url}: {type(exc).__name__}: {exc}") from None
+
+
 def open_source(url: str | Location, stats: ReadStats | None = None, **known) -> ByteSource:
-    """Open ``url`` for ranged reads; ``known`` may carry ``size``/``etag`` for S3."""
+    """Open ``url`` for ranged reads; ``known`` may carry ``size``/``etag`` (S3, fsspec)."""
     location = url if isinstance(url, Location) else Location.parse(url)
     if location.is_s3:
         return S3Source(location, stats, **known)
-    return FileSource(location, stats)
+    if location.is_local:
+        return FileSource(location, stats)
+    return FsspecSource(location, stats, **known)
 
 
 def get_bytes(url: str | Location, stats: ReadStats | None = None) -> tuple[bytes, str | None]:
     """The whole object and its ETag (one GET)."""
     location = url if isinstance(url, Location) else Location.parse(url)
-    if not location.is_s3:
+    if location.is_local:
         source = FileSource(location, stats)
         try:
             return source.read(0, source.size), source.etag
         finally:
             source.close()
+    if not location.is_s3:
+        other = FsspecSource(location, stats)
+        return other.read(0, other.size), other.etag
     for attempt in range(READ_ATTEMPTS):
         try:
             try:
-                response = s3_client().get_object(Bucket=location.bucket, Key=location.key)
+                response = s3_client(location.anon).get_object(Bucket=location.bucket, Key=location.key)
             except (ClientError, BotoCoreError) as exc:  # botocore has retried the request already
-                raise translate_client_error(exc, location.url) from None
+                raise _translate_read_error(exc, location) from None
             data = response["Body"].read()  # botocore checks the length against Content-Length
             break
         except _BODY_ERRORS as exc:
@@ -348,7 +498,7 @@ def put_bytes(url: str | Location, data: bytes, content_type: str = "application
     / ``If-None-Match: *``; locally the same check under a file lock): when the object is
     not that version (or exists), nothing is written and ConcurrentWriteError is raised.
     """
-    location = url if isinstance(url, Location) else Location.parse(url)
+    location = writable(url if isinstance(url, Location) else Location.parse(url))
     if location.is_s3:
         extra: dict[str, str] = {"Tagging": urlencode(tags)} if tags else {}
         if if_match is not None:
@@ -393,7 +543,10 @@ class ObjectInfo:
 def head(url: str | Location) -> ObjectInfo:
     """Size, ETag, user metadata and version of an object (ObjectNotFoundError if absent)."""
     location = url if isinstance(url, Location) else Location.parse(url)
-    if not location.is_s3:
+    if not (location.is_s3 or location.is_local):
+        source = open_source(location)
+        return ObjectInfo(source.size, source.etag, {})
+    if location.is_local:
         try:
             st = Path(location.key).stat()
         except (FileNotFoundError, NotADirectoryError):
@@ -408,9 +561,17 @@ def head(url: str | Location) -> ObjectInfo:
                       None if version in (None, "null") else version)
 
 
+def writable(location: Location) -> Location:
+    """``location`` if cubecut can write there (S3 or a local path), else TargetNotWritableError."""
+    if not (location.is_s3 or location.is_local):
+        raise TargetNotWritableError(f"{location.url}: {location.scheme}:// locations are read-only for "
+                                     "cubecut; write to a local path or an s3:// location")
+    return location
+
+
 def delete(url: str | Location) -> None:
     """Delete an object if it exists."""
-    location = url if isinstance(url, Location) else Location.parse(url)
+    location = writable(url if isinstance(url, Location) else Location.parse(url))
     if location.is_s3:
         try:
             s3_client().delete_object(Bucket=location.bucket, Key=location.key)
@@ -421,16 +582,24 @@ def delete(url: str | Location) -> None:
 
 
 def list_objects(prefix: str | Location) -> Iterator[tuple[Location, int]]:
-    """Yield ``(location, size)`` of every object under an S3 prefix or local folder."""
+    """Yield ``(location, size)`` of every object under an S3 prefix, local folder, or other
+    fsspec folder (for ``https://``, the links of an HTML index page, as fsspec reads them)."""
     location = prefix if isinstance(prefix, Location) else Location.parse(prefix)
     if location.is_s3:
-        paginator = s3_client().get_paginator("list_objects_v2")
+        paginator = s3_client(location.anon).get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
                 for item in page.get("Contents", []):
-                    yield Location("s3", location.bucket, item["Key"]), item["Size"]
+                    yield Location("s3", location.bucket, item["Key"], location.anon), item["Size"]
         except (ClientError, BotoCoreError) as exc:
-            raise translate_client_error(exc, location.url) from None
+            raise _translate_read_error(exc, location) from None
+        return
+    if not location.is_local:
+        fs, path = _filesystem(location)
+        found = _fsspec_call(location, fs.find, path, detail=True)
+        for name in sorted(found):
+            url = name if _SCHEME.match(name) else fs.unstrip_protocol(name)
+            yield Location.parse(url, anon=location.anon), int(found[name].get("size") or 0)
         return
     root = Path(location.key)
     if root.is_file():
@@ -445,7 +614,7 @@ def list_etags(prefix: str | Location) -> dict[str, str | None]:
     files: :func:`file_etag`), from one LIST (paginated) on S3."""
     location = prefix if isinstance(prefix, Location) else Location.parse(prefix)
     if not location.is_s3:
-        root = Path(location.key)
+        root = Path(writable(location).key)
         return {str(path): file_etag(path.stat()) for path in root.glob("*") if path.is_file()}
     found: dict[str, str | None] = {}
     try:

@@ -37,6 +37,8 @@ class CubeIndex:
         cube_etag: the cube object's ETag when known (S3), else None.
         nplanes: values per pixel and frame (NAXIS1): 2 = (flux, error) for SPOC cubes,
             1 = flux only for TICA cubes in astrocut <= 1.2's TicaCubeFactory layout.
+        cadence: per-frame FFI cadence numbers (TICA's CADENCE column; a TPF's CADENCENO);
+            empty when the cube has none (SPOC cubes, or sidecars written before it existed).
     """
 
     nrows: int
@@ -58,6 +60,7 @@ class CubeIndex:
     wcs_header: str
     cube_etag: str | None = None
     nplanes: int = 2
+    cadence: list[int] = field(default_factory=list)
     version: int = field(default=INDEX_VERSION)
 
     @property
@@ -161,4 +164,5 @@ def index_from_table(primary: fits.Header, table: fits.FITS_rec, *, nrows: int, 
         ffi_files=[f.strip() for f in files],
         primary_header=primary.tostring(), wcs_row=row, wcs_header=row_header(table, row).tostring(),
         cube_etag=cube_etag, nplanes=nplanes,
+        cadence=[int(v) for v in table["CADENCE"]] if product == "TICA" and "CADENCE" in names else [],
     )

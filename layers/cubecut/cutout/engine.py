@@ -1,6 +1,7 @@
 """Cutouts end to end: index -> boxes -> shared byte-range reads -> TPFs (-> files)."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import warnings
@@ -11,7 +12,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from ..cube.index import CubeIndex
-from ..errors import NotACubeError
+from ..errors import NotACubeError, OversizedCutoutWarning
 from ..storage import ByteSource, Location, ReadStats, StaleObjectError, open_source, put_bytes
 from .geometry import CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
 from .metadata import invalidate, load_index
@@ -21,18 +22,25 @@ from .tpf import build_tpf, tpf_filename
 
 def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, *,
            threads: Threads = "auto", output_dir: str | os.PathLike[str] | None = None,
-           product: str | None = None, stats: ReadStats | None = None) -> list[str] | list[fits.HDUList]:
+           product: str | None = None, stats: ReadStats | None = None,
+           anon: bool | None = None) -> list[str] | list[fits.HDUList]:
     """Target pixel files of ``size`` around each of ``coordinates`` from one cube.
 
     Args:
-        cube: cube URL (``s3://bucket/key``) or local path.
-        coordinates: a SkyCoord (scalar or array) or ``"ra dec"`` string(s) in degrees.
+        cube: cube URL (``s3://bucket/key``, or any fsspec URL such as ``https://...``) or
+            local path. A cube without its ``.index.json`` sidecar (e.g. MAST's) is indexed
+            from its own headers and table (a few reads, cached per process).
+        coordinates: a SkyCoord (scalar or array) or position string(s): ``"ra dec"`` in degrees,
+            or sexagesimal with RA in hours (``"20:56:31 -47:28:48"``); see ``parse_position``.
         size: pixels (int/float), ``(x, y)`` = (columns, rows), or a pixel/angle Quantity.
         threads: concurrent range reads (``"auto"`` or >= 1; 1 also builds TPFs sequentially).
         output_dir: local folder or ``s3://`` prefix; when given, files named as astrocut
             names them are written there and their paths/URLs are returned.
         product: when given (``"SPOC"``/``"TICA"``), the cube must be of that product.
         stats: counts every read request and byte (metadata and pixels).
+        anon: S3 requests unsigned (True), signed (False), or unsigned only when no AWS
+            credentials are configured (None, the default): public buckets such as MAST's
+            ``s3://stpubdata/tess/public/mast/`` need no account.
 
     Returns:
         One TPF per coordinate, in order: paths if ``output_dir`` is given, else HDULists.
@@ -42,6 +50,8 @@ def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, siz
         ObjectNotFoundError, AccessDeniedError (all before any TPF is built).
     """
     location = cube if isinstance(cube, Location) else Location.parse(cube)
+    if anon is not None:
+        location = dataclasses.replace(location, anon=anon)
     coords = parse_coordinates(coordinates)
     parse_size(size)
     try:
@@ -64,12 +74,31 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
     wcs = ffi_wcs(index)
     boxes = [cutout_box(wcs, c, size, image_shape=(index.nrows, index.ncols), cube_name=location.name)
              for c in coords]
+    _warn_oversized(location, index, boxes)
     pixels = read_boxes(_open_cube(location, index, stats), index, boxes, threads)
 
     def build(i: int) -> fits.HDUList:
         return build_tpf(index, boxes[i], *pixels[i], coords[i], cube_name=location.name)
 
     return _map(build, range(len(coords)), threads)
+
+
+#: Bytes per pixel and frame of a TPF: RAW_CNTS (int32) and four float32 image columns.
+TPF_BYTES_PER_PIXEL = 20
+
+
+def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
+    """An OversizedCutoutWarning for the first box larger than the cube's image along an axis."""
+    for box in boxes:
+        if box.nx > index.ncols or box.ny > index.nrows:
+            part = box.overlap(index.ncols, index.nrows)
+            on_image = part.nx * part.ny if part is not None else 0
+            warnings.warn(
+                f"the {box.nx}x{box.ny} cutout is larger than {location.name}'s {index.ncols}x{index.nrows} image: "
+                f"{1 - on_image / (box.nx * box.ny):.0%} of its pixels are off the image (NaN) and its TPF holds "
+                f"about {index.nt * box.nx * box.ny * TPF_BYTES_PER_PIXEL / 1e6:.0f} MB of pixels; a size of at "
+                f"most {index.ncols}x{index.nrows} stays on the image", OversizedCutoutWarning, stacklevel=3)
+            return
 
 
 def _open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -107,9 +108,50 @@ def cutout_wcs(wcs: WCS, box: Box) -> WCS:
     return moved
 
 
+#: What marks a position string as sexagesimal: colons, or h/d/m/s between digits
+#: ("20:56:12 -47:07:12", "20h56m12s -47d07m12s"). The web page's resolver uses the same rule.
+_SEXAGESIMAL = re.compile(r":|\d\s*[hdms]\s*\d|\d\s*s\b")
+
+
+def parse_position(text: str) -> SkyCoord:
+    """One ICRS position from text: ``"ra dec"`` (or ``"ra, dec"``) in decimal degrees, or
+    sexagesimal with the RA in *hours* (``"20:56:12 -47:07:12"``, ``"20h56m12s -47d07m12s"``),
+    as ``SkyCoord(text, unit=(hourangle, deg))`` reads it.
+
+    Decimal degrees must lie in ``0 <= ra <= 360`` and ``-90 <= dec <= 90`` (no silent
+    wrapping of ``ra = 400``). Raises CoordinateError.
+    """
+    cleaned = " ".join(text.replace(",", " ").split())
+    parts = cleaned.split(" ")
+    try:
+        ra, dec = (float(v) for v in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        ra = dec = None
+    if ra is not None and dec is not None:
+        if not (math.isfinite(ra) and math.isfinite(dec)):
+            raise CoordinateError(f"coordinates must be finite, got ra={ra}, dec={dec}")
+        if not 0.0 <= ra <= 360.0:
+            raise CoordinateError(f"ra must be within [0, 360] degrees, got {ra:g}")
+        if not -90.0 <= dec <= 90.0:
+            raise CoordinateError(f"dec must be within [-90, 90] degrees, got {dec:g}")
+        return SkyCoord(ra % 360.0, dec, unit="deg", frame="icrs")
+    unit = (u.hourangle, u.deg) if _SEXAGESIMAL.search(cleaned) else u.deg
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # e.g. 'inf' inside a sexagesimal string
+            coord = SkyCoord(cleaned, unit=unit, frame="icrs")
+    except (ValueError, TypeError, AttributeError, ArithmeticError, RuntimeWarning, u.UnitsError) as exc:
+        raise CoordinateError(f"cannot read {text!r} as a position: give 'RA Dec' in degrees (314.05 -47.12) "
+                              f"or sexagesimal with RA in hours (20:56:12 -47:07:12): {exc}") from None
+    if not coord.isscalar:
+        raise CoordinateError(f"{text!r} is not one position")
+    return coord
+
+
 def parse_coordinates(coordinates: CoordInput) -> list[SkyCoord]:
     """Scalar ICRS SkyCoords from a SkyCoord (scalar or array), a list of SkyCoords, or
-    ``"ra dec"`` string(s) in degrees.
+    position string(s) as :func:`parse_position` reads them (decimal degrees, or sexagesimal
+    with RA in hours).
 
     Raises CoordinateError for unparseable, non-finite or out-of-range positions.
     """
@@ -120,10 +162,12 @@ def parse_coordinates(coordinates: CoordInput) -> list[SkyCoord]:
         if all(isinstance(item, SkyCoord) for item in items):
             coords = items[0] if len(items) == 1 else SkyCoord(items)
         elif all(isinstance(item, str) for item in items):
-            coords = SkyCoord(list(items), unit="deg")
+            coords = SkyCoord([parse_position(item) for item in items])
         else:
             raise CoordinateError(f"coordinates must be SkyCoords or 'ra dec' strings, got {coordinates!r}")
         coords = coords.icrs.reshape(-1)
+    except CoordinateError:
+        raise
     except (ValueError, TypeError, AttributeError, u.UnitsError) as exc:
         raise CoordinateError(f"cannot use coordinates {coordinates!r}: {exc}") from None
     if len(coords) == 0:
@@ -188,8 +232,9 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
 
     Raises:
         CutoutSizeError: bad size, or a side longer than MAX_CUTOUT_PIXELS.
-        OutsideCubeError: the position does not map onto the image plane, or (with
-            ``image_shape``) the box does not overlap the image.
+        OutsideCubeError: the position is off the image plane (no pixel position, or the SIP
+            inversion does not converge: far from the image), or (with ``image_shape``) the
+            box does not overlap the image; the message gives the distance from the image centre.
     """
     extents = parse_size(size)
     where = f"({coord.ra.deg:.6f}, {coord.dec.deg:.6f})"
@@ -202,11 +247,9 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
         center, converged = [float(v) for v in np.ravel(exc.best_solution)[:2]], False
     except (ValueError, TypeError, ArithmeticError) as exc:  # a WCS that cannot invert at all
         raise OutsideCubeError(f"{where} cannot be placed on {cube_name}: {type(exc).__name__}: {exc}") from None
-    if not all(math.isfinite(c) for c in center):
-        raise OutsideCubeError(f"{where} is not on {cube_name}: it does not project onto the image plane")
-    if not converged:
-        raise OutsideCubeError(f"{where} is not on {cube_name}: its pixel position does not converge "
-                               f"(last estimate x={center[0]:.1f}, y={center[1]:.1f}, 0-based)")
+    if not converged or not all(math.isfinite(c) for c in center):
+        raise OutsideCubeError(f"{where} is not on {cube_name}: it is off the cube's footprint"
+                               f"{_distance(wcs, coord, image_shape)}")
 
     lims = []
     for axis, (c, extent, name) in enumerate(zip(center, extents, ("x (columns)", "y (rows)"))):
@@ -224,10 +267,27 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
     if image_shape is not None and box.overlap(image_shape[1], image_shape[0]) is None:
         nrows, ncols = image_shape
         raise OutsideCubeError(
-            f"{where} is not on {cube_name}: it falls at pixel x={center[0]:.1f}, y={center[1]:.1f} "
-            f"(0-based), so the {box.nx}x{box.ny} box x=[{x0}, {x1}), y=[{y0}, {y1}) misses the "
-            f"{ncols}x{nrows} image")
+            f"{where} is not on {cube_name}: it is off the cube's footprint{_distance(wcs, coord, image_shape)} "
+            f"and falls at pixel "
+            f"x={center[0]:.1f}, y={center[1]:.1f} (0-based), so the {box.nx}x{box.ny} box x=[{x0}, {x1}), "
+            f"y=[{y0}, {y1}) misses the {ncols}x{nrows} image")
     return box
+
+
+def _distance(wcs: WCS, coord: SkyCoord, image_shape: tuple[int, int] | None) -> str:
+    """`` (N deg from the centre of its image, which reaches about R deg from it)``, or ``""``."""
+    if image_shape is None:
+        return ""
+    nrows, ncols = image_shape
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            centre = wcs.pixel_to_world((ncols - 1) / 2, (nrows - 1) / 2)
+            corner = wcs.pixel_to_world(-0.5, -0.5)
+            return (f" ({centre.separation(coord).deg:.2f} deg from the centre of its image, which reaches "
+                    f"about {centre.separation(corner).deg:.2f} deg from it)")
+    except (ValueError, TypeError, ArithmeticError):
+        return ""
 
 
 def _extent_pixels(extent: SizeElement, wcs: WCS, axis: int) -> float:

@@ -19,6 +19,10 @@ written with the same value, except (on purpose):
   ``1CRV5P``/``2CRV5P`` are the 1-based FFI column/row of the cutout's first pixel, which
   lightkurve reports as ``tpf.column``/``tpf.row``.
 * ``FFI_FILE`` is as wide as the longest FFI name (astrocut: 38 characters, truncating).
+* TICA TPFs carry what astrocut 1.2 wrote and 1.3 lost: CAMERA, CCD, TSTART, TSTOP,
+  DATE-OBS/DATE-END (and astrocut 1.2's placeholders) in the primary header, TELAPSE =
+  TSTOP - TSTART, CADENCENO = the FFIs' CADENCE, and TIMEREF/TASSIGN undefined (TICA
+  times are not barycentric).
 * Boxes partly off the image are NaN-padded with APERTURE 0 there (as astrocut); boxes
   wholly off the image are refused earlier (:mod:`.geometry`) rather than raising a
   ``ValueError`` or returning an all-NaN file.
@@ -32,6 +36,7 @@ from pathlib import PurePosixPath
 import numpy as np
 from astropy.coordinates import SkyCoord, angular_separation
 from astropy.io import fits
+from astropy.time import Time
 from astropy.wcs import WCS
 
 from ..cube.index import CubeIndex
@@ -199,28 +204,62 @@ def fit_linear_wcs(wcs: WCS, nx: int, ny: int) -> tuple[WCS, float, float]:
     return linear, float(seps.max()), float(np.sqrt(np.sum(seps ** 2)))
 
 
+def _tica_keywords(header: fits.Header) -> dict[str, tuple[object, str]]:
+    """What astrocut 1.2 adds to a TICA TPF's primary header (from the cube's, which has
+    TICA's names): SPOC's names for the times and camera/CCD, DATE-OBS/DATE-END (UTC ISO
+    dates of TSTART/TSTOP + 2457000 as Julian dates, as astrocut computes them) and the
+    SPOC keywords TICA lacks, undefined."""
+    tstart, tstop = header.get("STARTTJD"), header.get("ENDTJD")
+    cards: dict[str, tuple[object, str]] = {
+        "EXTVER": ("1", "extension version number (not format version)"),
+        "SIMDATA": (False, "file is based on simulated data"),
+        "NEXTEND": ("2", "number of standard extensions"),
+        "TSTART": (tstart, "observation start time in TJD of first FFI"),
+        "TSTOP": (tstop, "observation stop time in TJD of last FFI"),
+        "CAMERA": (header.get("CAMNUM"), "Camera number"),
+        "CCD": (header.get("CCDNUM"), "CCD chip number"),
+        "ASTATE": (None, "archive state F indicates single orbit processing"),
+        "CRMITEN": (header.get("CRM"), "spacecraft cosmic ray mitigation enabled"),
+        "CRBLKSZ": (None, "[exposures] s/c cosmic ray mitigation block siz"),
+        "FFIINDEX": (header.get("CADENCE"), "number of FFI cadence interval of first FFI"),
+        "DATA_REL": (None, "data release version number"),
+        "FILEVER": (None, "file format version"),
+        "RADESYS": (None, "reference frame of celestial coordinates"),
+        "SCCONFIG": (None, "spacecraft configuration ID"),
+        "TIMVERSN": (None, "OGIP memo number for file format"),
+    }
+    for key, value, comment in (("DATE-OBS", tstart, "TSTART as Julian Date of first FFI"),
+                                ("DATE-END", tstop, "TSTOP as Julian Date of last FFI")):
+        if isinstance(value, (int, float)):
+            cards[key] = (Time(value + 2457000, format="jd").iso, comment)
+    return cards
+
+
 def _primary_header(index: CubeIndex, coord: SkyCoord) -> fits.Header:
     header = index.primary()
+    spoc = index.product != "TICA"
     header.update({
         "CREATOR": ("cubecut", "software used to produce this file"),
         "PROCVER": (CUBECUT_VERSION, "software version"),
         "FFI_TYPE": (index.product, "the FFI type used to make the cutouts"),
         "RA_OBJ": (coord.ra.deg, "[deg] right ascension"),
         "DEC_OBJ": (coord.dec.deg, "[deg] declination"),
-        "TIMEREF": ("SOLARSYSTEM", "barycentric correction applied to times"),
-        "TASSIGN": ("SPACECRAFT", "where time is assigned"),
+        "TIMEREF": ("SOLARSYSTEM" if spoc else None, "barycentric correction applied to times"),
+        "TASSIGN": ("SPACECRAFT" if spoc else None, "where time is assigned"),
         "TIMESYS": ("TDB", "time system is Barycentric Dynamical Time (TDB)"),
         "BJDREFI": (2457000, "integer part of BTJD reference date"),
         "BJDREFF": (0.00000000, "fraction of the day in BTJD reference date"),
         "TIMEUNIT": ("d", "time unit for TIME, TSTART, and TSTOP"),
     })
+    if not spoc:
+        header.update(_tica_keywords(header))
     for key in [k for k in dict.fromkeys(header.keys())
                 if any(fnmatch.fnmatchcase(k, pattern) for pattern in _DROP_PRIMARY)]:
         header.remove(key, remove_all=True)
     header["TELAPSE"] = (header.get("TSTOP", 0) - header.get("TSTART", 0), "[d] TSTOP - TSTART")
     if "DATE" in header:
         header["DATE"] = (header["DATE"], "FFI cube creation date")
-    for key, comment in _INHERITED_COMMENTS.items():
+    for key, comment in _INHERITED_COMMENTS.items() if spoc else ():
         if key in header:
             header[key] = (header[key], comment)
     header.update(_TARGET_PLACEHOLDERS)
@@ -238,7 +277,8 @@ def _pixels_hdu(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarr
         fits.Column(name="TIME", format="D", unit="BJD - 2457000, days", disp="D14.7",
                     array=(times["tstart"] + times["tstop"]) / 2),
         fits.Column(name="TIMECORR", format="E", unit="d", disp="E14.7", array=times["barycorr"]),
-        fits.Column(name="CADENCENO", format="J", disp="I10", array=np.zeros(nt, dtype=np.int32)),
+        fits.Column(name="CADENCENO", format="J", disp="I10",
+                    array=np.asarray(index.cadence if len(index.cadence) == nt else np.zeros(nt), dtype=np.int32)),
         fits.Column(name="RAW_CNTS", format=f"{npix}J", unit="count", dim=image["dim"], disp="I8",
                     array=np.full(flux.shape, -1, dtype=np.int32), null=-1),
         fits.Column(name="FLUX", array=flux, **image),

@@ -19,14 +19,15 @@ def resolve_inputs(items: list[str]) -> list[str]:
     """Expand FFI arguments into a sorted, de-duplicated list of URLs.
 
     Accepts local files, globs and folders (their FITS files), ``s3://bucket/key`` objects,
-    ``s3://bucket/prefix/`` prefixes (their FITS objects), and manifests (``*.json``: a
-    list of URLs or ``{"ffis": [...]}``; ``*.txt``: one URL per line).
+    ``s3://bucket/prefix/`` prefixes (their FITS objects), other fsspec URLs (``https://``
+    ... a FITS object, or a folder fsspec can list), and manifests (``*.json``: a list of
+    URLs or ``{"ffis": [...]}``; ``*.txt``: one URL per line).
     """
     urls: list[str] = []
     for item in items:
         if item.endswith((".json", ".txt")):
             urls += read_manifest(item)
-        elif item.startswith("s3://"):
+        elif not Location.parse(item).is_local:
             if _is_fits(item):
                 urls.append(item)
             else:
@@ -100,6 +101,6 @@ def report_manifest_failure(manifest_url: str, error: str, cause: str, **details
 
 def _relative_to(manifest: Location, entry: str) -> str:
     """Entries without a scheme are relative to the manifest's folder/prefix."""
-    if entry.startswith("s3://") or entry.startswith("/"):
+    if entry.startswith("/") or not Location.parse(entry).is_local:
         return entry
     return manifest.sibling(entry).url

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from astropy.io import fits
 from ..cube import headers
 from ..cube.index import CubeIndex, index_from_table
 from ..cube.layout import CubeLayout
-from ..errors import DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError, ObjectNotFoundError
+from ..errors import (DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError, NoSectorWarning,
+                      ObjectNotFoundError)
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
-from ..storage import Location, delete, get_bytes, head, put_bytes
+from ..storage import Location, delete, get_bytes, head, put_bytes, writable
 from .blocks import DEFAULT_BLOCK_BYTES, Block, plan_blocks
 from .target import make_target, version_metadata
 
@@ -71,7 +73,7 @@ class IngestPlan:
     staging: str
     upload_id: str
     product: str
-    sector: int
+    sector: int | None  # None: the FFIs carry none (the cube's SECTOR is undefined)
     camera: int
     ccd: int
     layout: CubeLayout
@@ -166,9 +168,12 @@ def check_consistent(ffis: list[FFIInfo]) -> None:
 
 def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
               block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 64, today: dt.date | None = None) -> IngestPlan:
-    """Plan a cube from FFIs (local paths or s3:// URLs), start its upload, stage the plan.
+    """Plan a cube from FFIs (local paths, s3:// or other fsspec URLs), start its upload, stage the plan.
 
     ``cube_url`` ending in ``/`` is a folder/prefix: the cube gets TESScut's name there.
+    FFIs without a sector (no SECTOR keyword, no ``-sNNNN-`` in their names) and no
+    ``sector`` given make a cube whose SECTOR is undefined, with a :class:`NoSectorWarning`
+    (astrocut writes them so too).
 
     Reads only headers. Raises a named :class:`~cubecut.errors.InputError` for bad input
     before anything is written; if staging fails after the upload began, it is aborted.
@@ -182,7 +187,12 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
         raise MixedFFIError(f"sector {sector} was asked for, but the FFIs are from sector {found}")
     sector = sector if sector is not None else found
     if sector is None:
-        raise InputError("the sector is not in the FFI headers or names; give it explicitly")
+        if cube_url.endswith("/"):
+            raise InputError("the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names), so the "
+                             "cube has no TESScut name: give the sector, or a cube file name instead of a folder")
+        warnings.warn("the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names): the cube's "
+                      "SECTOR is left undefined, as astrocut does; give the sector to set it", NoSectorWarning,
+                      stacklevel=2)
 
     first = ordered[0]
     nplanes = 2 if first.error is not None else 1
@@ -204,8 +214,9 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
 
     camera, ccd = first.camera_ccd
     if cube_url.endswith("/"):
+        assert sector is not None  # refused above: a folder needs the sector for the cube's name
         cube_url += cube_name(first.product, sector, camera, ccd)
-    cube = Location.parse(cube_url)
+    cube = writable(Location.parse(cube_url))
     return stage_plan(cube, first.product, sector, camera, ccd, layout, blocks, head_bytes,
                       bytes(layout.data_padding) + table_bytes, index,
                       [FFIRef(f.url, f.size, f.etag, f.flux, f.error) for f in ordered], current_version(cube))
@@ -219,7 +230,7 @@ def current_version(cube: Location) -> str | None:
         return None
 
 
-def stage_plan(cube: Location, product: str, sector: int, camera: int, ccd: int, layout: CubeLayout,
+def stage_plan(cube: Location, product: str, sector: int | None, camera: int, ccd: int, layout: CubeLayout,
                blocks: list[Block], head_bytes: bytes, tail_bytes: bytes, index: CubeIndex,
                ffis: list[FFIRef | None], replaces: str | None, base: BaseCube | None = None) -> IngestPlan:
     """Start the cube's upload and write the plan's staging objects; the shared last step

@@ -66,27 +66,29 @@ async function run() {
   $("download").hidden = true;
   const sectors = parseSectors($("sectors").value);
   const size = $("size").value;
+  const product = $("product").value;
   setStatus("Resolving the target…", "busy");
   const target = await getJSON(`v1/resolve?target=${encodeURIComponent($("target").value)}`);
   const where = `RA ${target.ra.toFixed(5)}°, Dec ${target.dec.toFixed(5)}°`;
   setStatus(`Looking for cubes at ${where}…`, "busy");
-  const found = await getJSON(`${TESSCUT}sector?ra=${target.ra}&dec=${target.dec}`);
+  const found = await getJSON(`${TESSCUT}sector?${new URLSearchParams({ ra: target.ra, dec: target.dec, product })}`);
   const rows = found.results.filter((row) => !sectors || sectors.includes(Number(row.sector)));
   if (!rows.length) {
-    setStatus(`No ingested cube holds ${where}${sectors ? ` in sector(s) ${sectors.join(", ")}` : ""}.`, "empty");
+    const which = sectors ? ` in sector(s) ${sectors.join(", ")}` : "";
+    setStatus(`No ingested ${product} cube holds ${where}${which}.`, "empty");
     return;
   }
   $("position").textContent = `${where} (${target.resolver === "sesame" ? "resolved by Sesame" : "as typed"})`;
   showSectors(rows);
   $("results").hidden = false;
-  const query = new URLSearchParams({ ra: target.ra, dec: target.dec, x: size, y: size });
+  const query = new URLSearchParams({ ra: target.ra, dec: target.dec, x: size, y: size, product });
   if (sectors) query.set("sector", sectors.join(","));
   setStatus(`Cutting ${rows.length} cube(s) and drawing the preview…`, "busy");
   await showPreview(query);
   const download = $("download");
   download.href = `${TESSCUT}astrocut?${query}`;
   download.hidden = false;
-  setStatus(`${rows.length} cube(s) hold ${where}.`, "done");
+  setStatus(`${rows.length} ${product} cube(s) hold ${where}.`, "done");
 }
 
 $("cutout-form").addEventListener("submit", (event) => {
