@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from cubecut.api.forms import MalformedParamsError, UnsupportedBodyError, collect_params
 from cubecut.api.mast import resolve_names
 from cubecut.api.service import INLINE_LIMIT, ConcurrencyLimit, ServiceBusyError
-from cubecut.api.tesscut import parse_cutout_request
+from cubecut.api.models import CutoutParams
 from cubecut.ingest.run import ingest
 from cubecut.storage import s3_client
 from cubecut.synth import make_sector, star_catalog
@@ -581,7 +581,7 @@ def test_collect_params_merges_query_form_and_json():
 
 def test_equivalent_requests_share_a_cache_key():
     def key(query: str) -> str:
-        return parse_cutout_request(parse_qs(query, keep_blank_values=True)).cache_key(["cube|etag|etag"])
+        return CutoutParams.parse(parse_qs(query, keep_blank_values=True)).request().cache_key(["cube|etag|etag"])
 
     assert key("ra=10&dec=5&x=5&sector=2&sector=1") == key("dec=5.0&ra=10.0&x=5&y=5&sector=[1, 2]")
     assert key("ra=10&dec=5&x=2&units=arcmin") == key("ra=10&dec=5&x=0.03333333333333333&units=d")
