@@ -37,6 +37,13 @@ MAX_VALUE_CHARS = 200
 #: Longest Mashup ``request`` document accepted by ``/api/v0/invoke``.
 MAX_MASHUP_CHARS = 100_000
 _PRINTABLE_ASCII = r"^[ -~]*$"
+#: Text that is not blank (blank values count as absent).
+_NOT_BLANK = r"\S"
+#: One ``sector`` value: sector numbers 1-9999, comma/space separated, maybe in brackets.
+_SECTOR_NUMBER = r"(0{0,3}[1-9]|0{0,2}[1-9][0-9]|0?[1-9][0-9]{2}|[1-9][0-9]{3})"
+_SECTOR_LIST = rf"^\s*[\[(]?\s*{_SECTOR_NUMBER}([,\s]+{_SECTOR_NUMBER})*\s*[\])]?\s*$"
+#: A cone radius: a number, maybe with a unit (TESScut's d/m/s/px or an astropy unit name).
+_RADIUS = r"^\s*[+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*(d|m|s|px|deg|arcmin|arcsec)?\s*$"
 
 Params = Mapping[str, Sequence[str]]
 
@@ -71,7 +78,7 @@ def _limit_phrase(kind: str, ctx: dict[str, Any]) -> str:
 
 def _message(error: ErrorDetails, missing: Mapping[str, str]) -> str:
     """One pydantic error as a sentence naming the parameter."""
-    key = ".".join(str(part) for part in error["loc"]) or "request"
+    key = str(error["loc"][0]) if error["loc"] else "request"
     kind, given, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "missing":
         return missing.get(key, f"'{key}' is required")
@@ -93,7 +100,7 @@ def _message(error: ErrorDetails, missing: Mapping[str, str]) -> str:
     if kind == "too_long":
         return f"'{key}' may be given at most {ctx['max_length']} times"
     if kind == "string_pattern_mismatch":
-        return f"'{key}' must match {ctx['pattern']}"
+        return f"'{key}' is not in a form this parameter takes (see /openapi.json), got {given!r}"
     return f"'{key}': {error['msg']}"
 
 
@@ -135,7 +142,7 @@ class PositionParams(RouteParams):
 class SectorParams(PositionParams):
     """``sector``: the cubes whose image a cone touches."""
 
-    radius: str = Field("0", max_length=40, description=(
+    radius: str = Field("0", max_length=40, pattern=_RADIUS, description=(
         f"Cone radius: degrees, or a number with a unit (`0m`, `30s`, `1d`, `3px` at 21 arcsec per pixel, "
         f"`5 arcmin`); at most {MAX_RADIUS_DEG} deg."))
     product: Product = "SPOC"
@@ -156,7 +163,7 @@ class SizeParams(RouteParams):
     x: float = Field(5, gt=0, description="Cutout width (columns), in `units` (default 5 px).")
     y: float | None = Field(None, gt=0, description="Cutout height (rows), in `units`; defaults to `x`.")
     units: Units = "px"
-    sector: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS)]] = Field(
+    sector: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS, pattern=_SECTOR_LIST)]] = Field(
         default_factory=list, max_length=MAX_LIST_VALUES,
         description="Sectors to cut (absent: all): repeated, comma-separated or a list literal `[28, 68]`.")
     product: Product = "SPOC"
@@ -263,7 +270,7 @@ class FfiWcsParams(RouteParams):
 class MashupParams(RouteParams):
     """``/api/v0/invoke``: one Mashup request."""
 
-    request: str = Field(max_length=MAX_MASHUP_CHARS, description=(
+    request: str = Field(max_length=MAX_MASHUP_CHARS, pattern=_NOT_BLANK, description=(
         "The Mashup request, JSON: `{service, params}` with service Mast.Caom.Filtered.Position, "
         "Mast.Caom.Filtered, Mast.Caom.Cone or Mast.Name.Lookup."))
 
@@ -286,7 +293,7 @@ class ResolveParams(RouteParams):
 
     MISSING: ClassVar[dict[str, str]] = {
         "target": f"give a target: a name or coordinates (at most {MAX_TARGET_CHARS} characters)"}
-    target: str = Field(max_length=MAX_TARGET_CHARS, description=(
+    target: str = Field(max_length=MAX_TARGET_CHARS, pattern=_NOT_BLANK, description=(
         "Coordinates (`132.5 -69.2`, `08:50:06 -69:12:00`) or an object name (resolved by CDS Sesame when a "
         "mirror is reachable)."))
 
@@ -296,7 +303,7 @@ class V1QuicklookParams(PositionParams):
 
     MISSING: ClassVar[dict[str, str]] = {
         "cube": "'cube' is required: a cube's name such as tess-s0001-1-1 (GET /v1/cubes lists them)"}
-    cube: str = Field(max_length=MAX_VALUE_CHARS, description="A cube's name, e.g. tess-s0001-1-1 (see /v1/cubes).")
+    cube: str = Field(max_length=MAX_VALUE_CHARS, pattern=_NOT_BLANK, description="A cube's name, e.g. tess-s0001-1-1 (see /v1/cubes).")
     size: str = Field("11", max_length=40, pattern=r"^\s*\d{1,4}\s*(,\s*\d{1,4}\s*)?$",
                       description="Cutout size in pixels: `N` or `NX,NY` (default 11).")
     frame: Frame = "median"

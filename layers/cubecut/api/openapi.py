@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .forms import MAX_FIELDS
 from .models import RouteParams
 
 FORM = "application/x-www-form-urlencoded"
@@ -101,6 +102,41 @@ def _inline(schema: dict) -> dict:
     return resolve(schema)
 
 
+#: A number written as JSON text (how query strings and forms carry numbers).
+_NUMBER_TEXT = {"type": "string", "pattern": r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"}
+
+
+#: Keys a route does not read are ignored, but must still be simple values.
+_SCALAR = {"anyOf": [{"type": "string"}, {"type": "number"}]}
+_OTHER_JSON_PARAMETER = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "array", "items": _SCALAR}]}
+
+
+def _as_json(prop: dict) -> dict:
+    """A parameter's schema as a JSON body may write it. JSON scalars are read as the text
+    of a form field (:func:`.forms.collect_params`), so a number may also come as a string
+    of digits and free text as a number; a list takes the same items; ``ephemeris`` may
+    be written out as a JSON value."""
+    kind = prop.get("type")
+    if kind in ("number", "integer"):
+        return {"anyOf": [prop, _NUMBER_TEXT]}
+    if kind == "string" and "enum" not in prop and "const" not in prop:
+        return {"anyOf": [prop, {"type": "number"}]}
+    if kind == "array":
+        return {**prop, "items": _as_json(prop["items"])}
+    return prop
+
+
+#: A blank value, which query strings and forms may send for an optional parameter (read
+#: as absent).
+_BLANK = {"type": "string", "maxLength": 0}
+
+
+def _blankable(prop: dict) -> dict:
+    if prop.get("type") == "array":
+        return prop
+    return {"anyOf": [prop, _BLANK], **({"description": prop["description"]} if "description" in prop else {})}
+
+
 def _required(model: type[RouteParams], schema: dict) -> list[str]:
     return [key for key, prop in schema["properties"].items()
             if key in schema.get("required", []) or prop.get("x-required")]
@@ -110,14 +146,22 @@ def request_doc(model: type[RouteParams], *, body: bool) -> dict[str, Any]:
     """``parameters`` (query string) or ``requestBody`` (form or JSON object) of ``model``."""
     schema = _inline(model.model_json_schema(by_alias=True))
     required = _required(model, schema)
-    properties = {key: {k: v for k, v in prop.items() if k != "x-required"}
-                  for key, prop in schema["properties"].items()}
+    base = {key: {k: v for k, v in prop.items() if k != "x-required"} for key, prop in schema["properties"].items()}
+
+    def properties(transform: Any) -> dict[str, dict]:
+        return {key: transform(prop) if key in required else _blankable(transform(prop)) for key, prop in base.items()}
+
     if body:
-        document = {"type": "object", "properties": properties, **({"required": required} if required else {})}
-        return {"requestBody": {"required": bool(required), "content": {
-            FORM: {"schema": document}, JSON: {"schema": document}}}}
+        wanted = {"required": required} if required else {}
+        form = {"type": "object", "properties": properties(lambda p: p), **wanted}
+        document = {"type": "object", "properties": properties(_as_json),
+                    "additionalProperties": _OTHER_JSON_PARAMETER, "maxProperties": MAX_FIELDS, **wanted}
+        if "ephemeris" in base:
+            document["properties"]["ephemeris"] = {"anyOf": [base["ephemeris"], {"type": "object"}, {"type": "array"}],
+                                                   "description": base["ephemeris"].get("description", "")}
+        return {"requestBody": {"required": bool(required), "content": {FORM: {"schema": form}, JSON: {"schema": document}}}}
     parameters = []
-    for key, prop in properties.items():
+    for key, prop in properties(lambda p: p).items():
         description = prop.pop("description", "")
         parameters.append({"name": key, "in": "query", "required": key in required, "description": description,
                            "schema": prop})
