@@ -400,6 +400,8 @@ class ApiGatewayServer:
             def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
                 """http.server's own errors (bad request line, headers too long ...) as JSON."""
                 self.close_connection = True
+                if self.request_version == "HTTP/0.9":  # an unparsed request line: answer with a status line
+                    self.request_version = "HTTP/1.1"
                 text = message or self.responses.get(code, ("Error",))[0]
                 try:
                     self._send(code, [("content-type", "application/json")], json.dumps({"message": text}).encode())
