@@ -178,7 +178,7 @@ def test_iam_grants_no_wildcard_resources_or_actions(cfn: dict[str, Any]) -> Non
 
 def test_s3_permissions_are_scoped_to_the_bucket_and_prefixes(cfn: dict[str, Any]) -> None:
     bucket_arn = "arn:${AWS::Partition}:s3:::${AWS::StackName}-${AWS::AccountId}-data"
-    prefixes = {"${CubePrefix}*", "${IngestPrefix}*", "${ResultsPrefix}*"}
+    prefixes = {"${CubePrefix}*", "${IngestPrefix}*", "${ResultsPrefix}*", "${CubePrefix}*.ingest/*"}
     for role, statement in statements(cfn):
         if not any(action.startswith("s3:") for action in as_list(statement["Action"])):
             continue
