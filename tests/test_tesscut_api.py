@@ -524,10 +524,12 @@ _VALUES = st.one_of(
     st.integers(min_value=-10**12, max_value=10**12).map(str),
     st.text(max_size=12))
 _KEYS = st.sampled_from(["ra", "dec", "x", "y", "units", "sector", "product", "radius", "camera", "ccd",
-                         "request", "colConfigId", "name", "junk"])
+                         "request", "colConfigId", "name", "cube", "size", "frame", "stretch", "ephemeris", "junk"])
 _PATHS = st.sampled_from([f"{TESSCUT}/sector", f"{TESSCUT}/astrocut", f"{TESSCUT}/ffi_wcs", f"{TESSCUT}/cubes",
                           "/api/v0/invoke", "/portal/Mashup/Mashup.asmx/columnsconfig", "/Santa-war/query",
-                          f"{TESSCUT}/moving_target/sector", "/v1/cutouts", f"{TESSCUT}/astrocut/extra"])
+                          f"{TESSCUT}/moving_target/sector", f"{TESSCUT}/moving_target/astrocut",
+                          f"{TESSCUT}/quicklook", "/v1/cutouts", "/v1/quicklook", "/v1/cubes", "/health",
+                          f"{TESSCUT}/astrocut/extra"])
 
 
 @st.composite
