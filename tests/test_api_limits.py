@@ -338,7 +338,8 @@ def test_bounded_load_with_hostile_inputs_keeps_memory_level(tesscut_sky):
     hostile = np.array([t for k, _, t in records if k == "hostile"]) * 1000
     growth_mib = (rss_after - rss_before) / 1024
     print(f"\n[hostile load] {clients} clients x {elapsed:.1f} s: {len(records)} requests "
-          f"({len(records) / elapsed:.1f}/s, {len(hostile)} hostile); latency p50 {np.percentile(latencies, 50):.0f} ms, "
+          f"({len(records) / elapsed:.1f}/s, {len(hostile)} hostile); "
+          f"latency p50 {np.percentile(latencies, 50):.0f} ms, "
           f"p95 {np.percentile(latencies, 95):.0f} ms (hostile p50 {np.percentile(hostile, 50):.0f} ms, "
           f"p95 {np.percentile(hostile, 95):.0f} ms); server RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB "
           f"({growth_mib:+.0f} MiB); statuses {statuses}")

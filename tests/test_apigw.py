@@ -177,7 +177,8 @@ def _raw(base_url: str, request: bytes, timeout: float = 10) -> tuple[int, dict[
                 break
             data += chunk
             head, _, rest = data.partition(b"\r\n\r\n")
-            lengths = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+            lengths = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")]
             if lengths and len(rest) >= lengths[0]:
                 break
     head, _, body = data.partition(b"\r\n\r\n")

@@ -194,7 +194,8 @@ def test_api_access_logs_are_on_and_hold_no_query_strings_or_headers():
     text = settings["Format"].lower()
     for leak in ("querystring", "$request.", "header", "authorizer", "$context.identity.user"):
         assert leak not in text, leak
-    assert TEMPLATE["Resources"]["ApiAccessLogs"]["Properties"]["RetentionInDays"] == {"Ref": "ApiAccessLogRetentionDays"}
+    retention = TEMPLATE["Resources"]["ApiAccessLogs"]["Properties"]["RetentionInDays"]
+    assert retention == {"Ref": "ApiAccessLogRetentionDays"}
 
 
 def test_only_the_two_justified_managed_policies(cfn):

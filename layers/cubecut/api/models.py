@@ -244,7 +244,7 @@ class MovingParams(SizeParams):
         try:
             return super().parse(params)  # type: ignore[return-value]
         except ParamsError as exc:
-            if str(exc).startswith("'obj_id' must"):  # pattern or length: the one message for both
+            if str(exc).startswith("'obj_id'"):  # pattern or length: the one message for both
                 raise MovingRequestError(f"obj_id must be at most {MAX_NAME_CHARS} printable ASCII characters") \
                     from None
             raise
@@ -303,7 +303,8 @@ class V1QuicklookParams(PositionParams):
 
     MISSING: ClassVar[dict[str, str]] = {
         "cube": "'cube' is required: a cube's name such as tess-s0001-1-1 (GET /v1/cubes lists them)"}
-    cube: str = Field(max_length=MAX_VALUE_CHARS, pattern=_NOT_BLANK, description="A cube's name, e.g. tess-s0001-1-1 (see /v1/cubes).")
+    cube: str = Field(max_length=MAX_VALUE_CHARS, pattern=_NOT_BLANK,
+                      description="A cube's name, e.g. tess-s0001-1-1 (see /v1/cubes).")
     size: str = Field("11", max_length=40, pattern=r"^\s*\d{1,4}\s*(,\s*\d{1,4}\s*)?$",
                       description="Cutout size in pixels: `N` or `NX,NY` (default 11).")
     frame: Frame = "median"

@@ -159,7 +159,8 @@ def request_doc(model: type[RouteParams], *, body: bool) -> dict[str, Any]:
         if "ephemeris" in base:
             document["properties"]["ephemeris"] = {"anyOf": [base["ephemeris"], {"type": "object"}, {"type": "array"}],
                                                    "description": base["ephemeris"].get("description", "")}
-        return {"requestBody": {"required": bool(required), "content": {FORM: {"schema": form}, JSON: {"schema": document}}}}
+        content = {FORM: {"schema": form}, JSON: {"schema": document}}
+        return {"requestBody": {"required": bool(required), "content": content}}
     parameters = []
     for key, prop in properties(lambda p: p).items():
         description = prop.pop("description", "")

@@ -67,7 +67,8 @@ def make_cutout(service: CutoutService, params: V1CutoutParams, expiry: int) -> 
     data = hdul_bytes(hdul)
     ny, nx = hdul["APERTURE"].data.shape
     name = member_name(entry.sector_name, params.ra, params.dec, nx, ny)
-    key = hashlib.sha256(json.dumps([entry.url, entry.index_etag, params.ra, params.dec, str(size)]).encode()).hexdigest()
+    text = json.dumps([entry.url, entry.index_etag, params.ra, params.dec, str(size)])
+    key = hashlib.sha256(text.encode()).hexdigest()
     url = f"{service.results_prefix}v1/{key}/{name}"
     put_bytes(url, data, "application/fits")
     return {"url": presign(url, expiry, name), "name": name, "bytes": len(data), "expires_in": expiry,
