@@ -346,3 +346,30 @@ def test_bounded_load_with_hostile_inputs_keeps_memory_level(tesscut_sky):
     # The unbounded caches of the issue grew ~900 MiB in 40 freeText requests (~20 MiB each; this
     # load sends ~10 a second). What remains is malloc arenas and caches filling up, levelling off.
     assert growth_mib < 200, f"server memory grew {growth_mib:.0f} MiB under load"
+
+
+# -- issue 15: API files carry checksums as the CLI's and astrocut's do ----------------------------
+@pytest.mark.slow
+def test_api_tpfs_carry_valid_checksums(tesscut_sky):
+    import urllib.request
+    import warnings
+    import zipfile
+
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    status, _, body = http("GET", f"{tesscut_sky.api_url}{TESSCUT}/astrocut?" + urlencode(
+        {"ra": SHARED[0], "dec": SHARED[1], "x": 4}))
+    assert status == 200
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        files = [archive.read(name) for name in archive.namelist()]
+    status, _, answer = post(tesscut_sky, "/v1/cutouts", cutout(size=4))
+    with urllib.request.urlopen(answer["url"], timeout=30) as response:
+        files.append(response.read())
+    assert len(files) == 4
+    for data in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AstropyUserWarning)  # a checksum mismatch warns
+            with fits.open(io.BytesIO(data), checksum=True) as hdul:
+                for hdu in hdul:
+                    assert "CHECKSUM" in hdu.header and "DATASUM" in hdu.header, hdu.name

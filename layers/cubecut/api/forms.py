@@ -5,6 +5,10 @@
 sector=2``), so every key maps to a list of strings. Anything else in a body is refused
 with a named error, never decoded by guesswork.
 
+Every JSON document a request carries is read by :func:`load_json`, bounded before it is
+parsed (nesting depth, digits of a number, no NaN/Infinity), and a body is at most
+:data:`MAX_BODY_BYTES`.
+
 A few parameters hold a JSON document themselves (:data:`JSON_VALUED`, e.g. a moving
 target's ``ephemeris``): in a query string or form they are JSON text; in a JSON body they
 may be written as JSON values, and are kept as their JSON text for the parser to read.

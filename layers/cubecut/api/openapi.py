@@ -173,8 +173,8 @@ def responses(answers: dict[int, dict], *, body: bool) -> dict[int, dict]:
     """A route's answers, plus what every request with a body may get (413, 415)."""
     result = copy.deepcopy(answers)
     if body:
-        key = "message" if answers.get(400, {}).get("content", {}).get(JSON, {}).get("schema") is _MESSAGE else "msg"
-        schema = _MESSAGE if key == "message" else _MSG
+        error_schema = answers.get(400, {}).get("content", {}).get(JSON, {}).get("schema", _MSG)
+        schema = _MESSAGE if "message" in error_schema["properties"] else _MSG
         result[413] = _answer("The body is larger than the API reads", JSON, schema)
         result[415] = _answer("The body is neither a form nor a JSON object of simple values", JSON, schema)
     return result

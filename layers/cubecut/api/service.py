@@ -132,8 +132,10 @@ def presign(url: str, expires: int, filename: str | None = None) -> str:
 
 
 def hdul_bytes(hdul: fits.HDUList) -> bytes:
+    """The FITS file of ``hdul``, every HDU with its CHECKSUM and DATASUM cards (as the
+    CLI's files and astrocut's have them)."""
     buf = io.BytesIO()
-    hdul.writeto(buf)
+    hdul.writeto(buf, checksum=True)
     return buf.getvalue()
 
 

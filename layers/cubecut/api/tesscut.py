@@ -43,7 +43,7 @@ TESS_PIXEL_DEG = 21.0 / 3600
 _PRODUCTS = ("SPOC", "TICA")
 #: Part of every result-cache key: bump it when the zip or TPF layout changes, so that
 #: results made by older code are never served again.
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2  # 2: TPFs carry CHECKSUM/DATASUM
 
 
 class TesscutRequestError(InputError):
