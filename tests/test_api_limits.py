@@ -373,3 +373,14 @@ def test_api_tpfs_carry_valid_checksums(tesscut_sky):
             with fits.open(io.BytesIO(data), checksum=True) as hdul:
                 for hdu in hdul:
                     assert "CHECKSUM" in hdu.header and "DATASUM" in hdu.header, hdu.name
+
+
+@pytest.mark.slow
+def test_cube_listings_reveal_no_bucket_or_account(tesscut_sky):
+    from stack_fixtures import BUCKET
+
+    for path in ("/v1/cubes", f"{TESSCUT}/cubes"):
+        status, _, body = http("GET", f"{tesscut_sky.api_url}{path}")
+        cubes = json.loads(body)["cubes"]
+        assert status == 200 and {c["sectorName"] for c in cubes} >= set(tesscut_sky.sector_names)
+        assert BUCKET.encode() not in body and b"s3://" not in body and b"arn:" not in body
