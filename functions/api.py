@@ -14,7 +14,6 @@ import json
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -48,14 +47,6 @@ def openapi():
 @app.not_found
 def not_found(_exc: Exception) -> Response:
     return routes.no_route(app.current_event.http_method, app.current_event.path)
-
-
-@app.exception_handler(RequestValidationError)
-def invalid_request(exc: RequestValidationError) -> Response:
-    """powertools' own validation (no route relies on it) answers 400 too, never 422."""
-    first = (exc.errors() or [{}])[0]
-    text = f"{'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg', 'invalid request')}"
-    return routes.named_error(routes.MalformedParamsError(text))
 
 
 @app.exception_handler(Exception)

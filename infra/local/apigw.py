@@ -362,7 +362,8 @@ class ApiGatewayServer:
                 return body
 
             def _read_chunks(self) -> bytes | None:
-                chunks, total = [], 0
+                chunks: list[bytes] = []
+                total = 0
                 while True:
                     line = self.rfile.readline(1024).split(b";", 1)[0].strip()
                     try:

@@ -154,11 +154,12 @@ def request_doc(model: type[RouteParams], *, body: bool) -> dict[str, Any]:
     if body:
         wanted = {"required": required} if required else {}
         form = {"type": "object", "properties": properties(lambda p: p), **wanted}
-        document = {"type": "object", "properties": properties(_as_json),
-                    "additionalProperties": _OTHER_JSON_PARAMETER, "maxProperties": MAX_FIELDS, **wanted}
+        json_properties = properties(_as_json)
         if "ephemeris" in base:
-            document["properties"]["ephemeris"] = {"anyOf": [base["ephemeris"], {"type": "object"}, {"type": "array"}],
-                                                   "description": base["ephemeris"].get("description", "")}
+            json_properties["ephemeris"] = {"anyOf": [base["ephemeris"], {"type": "object"}, {"type": "array"}],
+                                            "description": base["ephemeris"].get("description", "")}
+        document = {"type": "object", "properties": json_properties,
+                    "additionalProperties": _OTHER_JSON_PARAMETER, "maxProperties": MAX_FIELDS, **wanted}
         content = {FORM: {"schema": form}, JSON: {"schema": document}}
         return {"requestBody": {"required": bool(required), "content": content}}
     parameters = []
