@@ -161,3 +161,78 @@ def test_payload_limits(base_url: str) -> None:
     assert (status, json.loads(body)) == (413, {"message": "Request Entity Too Large"})
     status, _, body = get(f"{base_url}/huge")  # above Lambda's 6 MB response limit
     assert (status, json.loads(body)) == (500, {"message": "Internal Server Error"})
+
+
+def _raw(base_url: str, request: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes; the status, headers and body of the answer (read to the end)."""
+    import socket
+
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            lengths = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")]
+            if lengths and len(rest) >= lengths[0]:
+                break
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def test_unknown_route_is_json_404(base_url: str) -> None:
+    status, headers, body = get(f"{base_url}/no/such/route")
+    assert status == 404 and headers["Content-Type"] == "application/json"
+    assert "message" in json.loads(body)
+
+
+@pytest.mark.parametrize("method", ["TRACE", "QUERY", "CONNECT", "BREW"])
+def test_methods_no_route_matches_are_json_405_with_allow(base_url: str, method: str) -> None:
+    status, headers, body = _raw(base_url, f"{method} /echo HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert status == 405 and headers["content-type"] == "application/json"
+    assert json.loads(body) == {"message": "Method Not Allowed"}
+    assert set(headers["allow"].split(", ")) == {"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"}
+
+
+@pytest.mark.parametrize("framing", [b"Content-Length: -1\r\n", b"Content-Length: abc\r\n",
+                                     b"Transfer-Encoding: chunked\r\n"], ids=["negative", "text", "bad chunk"])
+def test_bad_framing_is_json_400_at_once(base_url: str, framing: bytes) -> None:
+    body = b"zz\r\nhello\r\n0\r\n\r\n" if b"chunked" in framing else b""
+    started = time.monotonic()
+    status, headers, answer = _raw(base_url, b"POST /reverse HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n" + body)
+    assert (status, json.loads(answer)) == (400, {"message": "Bad Request"})
+    assert headers["content-type"] == "application/json" and time.monotonic() - started < 5
+
+
+def test_malformed_request_line_is_json(base_url: str) -> None:
+    status, headers, body = _raw(base_url, b"GET /echo HTTP/1.1 extra\r\nHost: x\r\n\r\n")
+    assert status == 400 and headers["content-type"] == "application/json" and "message" in json.loads(body)
+
+
+def test_reads_time_out_instead_of_holding_the_connection() -> None:
+    """A client that promises 100 bytes and sends 10 loses the connection after the read
+    time-out; the server keeps answering others."""
+    import socket
+
+    with ApiGatewayServer(handler, read_timeout_seconds=0.5) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /reverse HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            started = time.monotonic()
+            try:
+                while sock.recv(65536):  # a 400, then the close, or the close alone
+                    pass
+            except ConnectionResetError:
+                pass
+            assert time.monotonic() - started < 5
+        with socket.create_connection((host, int(port)), timeout=10) as idle:  # sends nothing at all
+            started = time.monotonic()
+            assert idle.recv(65536) == b"" and time.monotonic() - started < 5
+        assert get(f"{server.url}/echo")[0] == 200

@@ -149,7 +149,7 @@ def test_ckv_aws_111_108_no_wildcard_resources(cfn):
                 if bucket_only:
                     assert actions <= {"s3:ListBucket"}, f"{role}: bucket-level {actions}"
                 else:
-                    assert re.search(r"-data/\$\{(IngestPrefix|CubePrefix|ResultsPrefix)\}\*$", text), \
+                    assert re.search(r"-data/\$\{(IngestPrefix|CubePrefix|ResultsPrefix)\}\*(\.ingest/\*)?$", text), \
                         f"{role}: object access without a prefix: {text}"
             elif "${External" in text:
                 pass
@@ -157,6 +157,45 @@ def test_ckv_aws_111_108_no_wildcard_resources(cfn):
                 pytest.fail(f"{role}: access to another bucket: {text}")
     external = TEMPLATE["Parameters"]["ExternalFfiObjects"]["Default"]
     assert all(re.match(r"^arn:aws:s3:::[a-z0-9.-]+/.+\*$", arn) for arn in external.split(",")), external
+
+
+def test_delete_object_only_where_ingest_staging_lives(cfn):
+    """Nothing may delete a cube, its sidecar, an FFI or a result: DeleteObject is granted
+    only on the staging prefix ``{cube}.ingest/{plan id}/`` (layers/cubecut/ingest/plan.py)."""
+    granted = 0
+    for role, statement in _statements(cfn):
+        if statement["Effect"] == "Allow" and "s3:DeleteObject" in _list(statement["Action"]):
+            granted += 1
+            assert _list(statement["Action"]) == ["s3:DeleteObject"], role
+            assert all(_text(r).endswith("-data/${CubePrefix}*.ingest/*") for r in _list(statement["Resource"])), role
+    assert granted == 3, "Plan, Finalize and Abort clean up staging"
+
+
+def test_api_role_holds_only_what_its_routes_use(cfn):
+    """The API reads cubes and results, lists the bucket, writes results; nothing else."""
+    (role,) = [name for name in _of_type(cfn, "AWS::IAM::Role") if name.startswith("ApiFunction")]
+    actions = {a for name, s in _statements(cfn) if name == role for a in _list(s["Action"])}
+    assert actions == {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}, actions
+
+
+def test_block_writer_has_reserved_concurrency():
+    properties = TEMPLATE["Resources"]["BlockFunction"]["Properties"]
+    assert properties["ReservedConcurrentExecutions"] == {"Ref": "BlockReservedConcurrency"}
+    parameter = TEMPLATE["Parameters"]["BlockReservedConcurrency"]
+    assert parameter["Default"] >= TEMPLATE["Parameters"]["MaxConcurrency"]["Default"]
+    assert parameter["MaxValue"] + TEMPLATE["Parameters"]["ApiReservedConcurrency"]["MaxValue"] <= 1900
+
+
+def test_api_access_logs_are_on_and_hold_no_query_strings_or_headers():
+    settings = TEMPLATE["Resources"]["ApiStage"]["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
+    fields = json.loads(settings["Format"])
+    assert {"requestId", "ip", "method", "path", "status"} <= set(fields)
+    text = settings["Format"].lower()
+    for leak in ("querystring", "$request.", "header", "authorizer", "$context.identity.user"):
+        assert leak not in text, leak
+    retention = TEMPLATE["Resources"]["ApiAccessLogs"]["Properties"]["RetentionInDays"]
+    assert retention == {"Ref": "ApiAccessLogRetentionDays"}
 
 
 def test_only_the_two_justified_managed_policies(cfn):

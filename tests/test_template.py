@@ -203,10 +203,10 @@ def test_iam_grants_no_wildcard_resources_or_actions(cfn: dict[str, Any]) -> Non
 
 def test_s3_permissions_are_scoped_to_the_bucket_and_prefixes(cfn: dict[str, Any]) -> None:
     bucket_arn = "arn:${AWS::Partition}:s3:::${AWS::StackName}-${AWS::AccountId}-data"
-    # Narrower patterns within a prefix: the sidecars Abort may publish, the failure
-    # reports written beside manifests.
-    prefixes = {"${CubePrefix}*", "${IngestPrefix}*", "${ResultsPrefix}*", "${CubePrefix}*.index.json",
-                "${IngestPrefix}*manifest.error.json"}
+    # Narrower patterns within a prefix: staging objects, the sidecars Abort may publish,
+    # the failure reports written beside manifests.
+    prefixes = {"${CubePrefix}*", "${IngestPrefix}*", "${ResultsPrefix}*", "${CubePrefix}*.ingest/*",
+                "${CubePrefix}*.index.json", "${IngestPrefix}*manifest.error.json"}
     for role, statement in statements(cfn):
         if not any(action.startswith("s3:") for action in as_list(statement["Action"])):
             continue

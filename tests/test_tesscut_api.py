@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from cubecut.api.forms import MalformedParamsError, UnsupportedBodyError, collect_params
 from cubecut.api.mast import resolve_names
 from cubecut.api.service import INLINE_LIMIT, ConcurrencyLimit, ServiceBusyError
-from cubecut.api.tesscut import parse_cutout_request
+from cubecut.api.models import CutoutParams
 from cubecut.ingest.run import ingest
 from cubecut.storage import s3_client
 from cubecut.synth import make_sector, star_catalog
@@ -524,10 +524,12 @@ _VALUES = st.one_of(
     st.integers(min_value=-10**12, max_value=10**12).map(str),
     st.text(max_size=12))
 _KEYS = st.sampled_from(["ra", "dec", "x", "y", "units", "sector", "product", "radius", "camera", "ccd",
-                         "request", "colConfigId", "name", "junk"])
+                         "request", "colConfigId", "name", "cube", "size", "frame", "stretch", "ephemeris", "junk"])
 _PATHS = st.sampled_from([f"{TESSCUT}/sector", f"{TESSCUT}/astrocut", f"{TESSCUT}/ffi_wcs", f"{TESSCUT}/cubes",
                           "/api/v0/invoke", "/portal/Mashup/Mashup.asmx/columnsconfig", "/Santa-war/query",
-                          f"{TESSCUT}/moving_target/sector", "/v1/cutouts", f"{TESSCUT}/astrocut/extra"])
+                          f"{TESSCUT}/moving_target/sector", f"{TESSCUT}/moving_target/astrocut",
+                          f"{TESSCUT}/quicklook", "/v1/cutouts", "/v1/quicklook", "/v1/cubes", "/health",
+                          f"{TESSCUT}/astrocut/extra"])
 
 
 @st.composite
@@ -581,7 +583,7 @@ def test_collect_params_merges_query_form_and_json():
 
 def test_equivalent_requests_share_a_cache_key():
     def key(query: str) -> str:
-        return parse_cutout_request(parse_qs(query, keep_blank_values=True)).cache_key(["cube|etag|etag"])
+        return CutoutParams.parse(parse_qs(query, keep_blank_values=True)).request().cache_key(["cube|etag|etag"])
 
     assert key("ra=10&dec=5&x=5&sector=2&sector=1") == key("dec=5.0&ra=10.0&x=5&y=5&sector=[1, 2]")
     assert key("ra=10&dec=5&x=2&units=arcmin") == key("ra=10&dec=5&x=0.03333333333333333&units=d")

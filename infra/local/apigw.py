@@ -34,6 +34,13 @@ Failures are answered as an HTTP API answers them, which differs from REST APIs:
   ``{"message":"Request Entity Too Large"}``; an event above Lambda's 6 MB invocation
   limit is refused the same way (the exact status AWS gives for that case is not
   documented).
+
+Requests the gateway never passes on are answered here, always as JSON ``{"message"}``
+(never the HTML pages of :mod:`http.server`): a method outside the ones an HTTP API
+routes (:data:`ROUTED_METHODS`, e.g. TRACE, CONNECT, QUERY) → 405 with ``Allow``; a
+malformed request line, header block, ``Content-Length`` (negative, not a number) or
+chunk size → 400. Every socket read has a time-out (:data:`READ_TIMEOUT_SECONDS`), so a
+client that stops sending mid-request loses its connection instead of holding a thread.
 """
 from __future__ import annotations
 
@@ -61,7 +68,13 @@ MAX_LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
 #: API Gateway HTTP APIs give up on an integration after at most 30 s.
 DEFAULT_INTEGRATION_TIMEOUT_SECONDS = 30.0
 
+#: Seconds any one read from a client socket may wait.
+READ_TIMEOUT_SECONDS = 30.0
+#: The methods an HTTP API's routes (ANY included) match.
+ROUTED_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
 _INTERNAL_ERROR = (500, {"message": "Internal Server Error"})
+_BAD_REQUEST = (400, {"message": "Bad Request"})
 _TIMED_OUT = (503, {"message": "Service Unavailable"})
 _TOO_LARGE = (413, {"message": "Request Entity Too Large"})
 _TEXT_TYPES = ("application/json", "application/javascript", "application/xml", "application/x-yaml",
@@ -72,6 +85,10 @@ Handler = Callable[[dict[str, Any], LambdaContext], Any]
 
 class _InvalidResponse(ValueError):
     """The handler's result is not a response API Gateway can send."""
+
+
+class _MalformedRequest(ValueError):
+    """The request's framing (Content-Length, chunks) cannot be read."""
 
 
 def _is_text(content_type: str | None) -> bool:
@@ -201,10 +218,12 @@ class ApiGatewayServer:
         function_name: str = "cubecut-api",
         memory_mb: int = 3008,
         api_id: str = "local",
+        read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
     ) -> None:
         self.handler = handler
         self.host, self.port = host, port
         self.timeout_seconds = timeout_seconds
+        self.read_timeout_seconds = read_timeout_seconds
         self.function_name, self.memory_mb, self.api_id = function_name, memory_mb, api_id
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -285,18 +304,9 @@ class ApiGatewayServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = gateway.read_timeout_seconds  # applied to the socket by StreamRequestHandler
 
-            def _serve(self) -> None:
-                started = time.monotonic()
-                body = self._read_body()
-                if body is None:
-                    status, headers, payload = gateway._error(_TOO_LARGE)
-                else:
-                    event = build_event(method=self.command, target=self.path, protocol=self.request_version,
-                                        headers=list(self.headers.items()), body=body,
-                                        source_ip=self.client_address[0], api_id=gateway.api_id)
-                    status, headers, payload = gateway.invoke(event)
-                    headers = [*headers, ("apigw-requestid", event["requestContext"]["requestId"])]
+            def _send(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
                 self.send_response(status)
                 for name, value in headers:
                     if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
@@ -305,23 +315,40 @@ class ApiGatewayServer:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
+
+            def _serve(self) -> None:
+                started = time.monotonic()
+                try:
+                    body = self._read_body()
+                except _MalformedRequest as exc:
+                    LOGGER.debug("apigw: %s", exc)
+                    self.close_connection = True
+                    self._send(*gateway._error(_BAD_REQUEST))
+                    return
+                if body is None:
+                    status, headers, payload = gateway._error(_TOO_LARGE)
+                else:
+                    event = build_event(method=self.command, target=self.path, protocol=self.request_version,
+                                        headers=list(self.headers.items()), body=body,
+                                        source_ip=self.client_address[0], api_id=gateway.api_id)
+                    status, headers, payload = gateway.invoke(event)
+                    headers = [*headers, ("apigw-requestid", event["requestContext"]["requestId"])]
+                self._send(status, headers, payload)
                 LOGGER.debug("%s %s -> %d in %.3f s", self.command, self.path, status, time.monotonic() - started)
 
             def _read_body(self) -> bytes | None:
-                """The request body, or None if it is above the API payload limit."""
+                """The request body, or None if it is above the API payload limit.
+
+                Raises:
+                    _MalformedRequest: a Content-Length or chunk size that is not a
+                        non-negative number, or a body that ends early.
+                """
                 if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                    chunks, total = [], 0
-                    while True:
-                        size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            return b"".join(chunks) if total <= MAX_API_PAYLOAD_BYTES else None
-                        total += size
-                        chunk = self.rfile.read(size)
-                        self.rfile.readline()
-                        if total <= MAX_API_PAYLOAD_BYTES:
-                            chunks.append(chunk)
-                length = int(self.headers.get("content-length") or 0)
+                    return self._read_chunks()
+                text = (self.headers.get("content-length") or "0").strip()
+                if not text.isdigit():
+                    raise _MalformedRequest(f"Content-Length {text!r} is not a non-negative integer")
+                length = int(text)
                 if length > MAX_API_PAYLOAD_BYTES:
                     while length > 0:  # drain it, so that the client can read the 413
                         chunk = self.rfile.read(min(length, 1 << 20))
@@ -329,9 +356,58 @@ class ApiGatewayServer:
                             break
                         length -= len(chunk)
                     return None
-                return self.rfile.read(length) if length else b""
+                body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    raise _MalformedRequest(f"the body ended after {len(body)} of {length} bytes")
+                return body
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+            def _read_chunks(self) -> bytes | None:
+                chunks: list[bytes] = []
+                total = 0
+                while True:
+                    line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+                    try:
+                        size = int(line, 16)
+                    except ValueError:
+                        raise _MalformedRequest(f"chunk size {line[:20]!r} is not hexadecimal") from None
+                    if size < 0:
+                        raise _MalformedRequest("negative chunk size")
+                    if size == 0:
+                        self.rfile.readline(1024)
+                        return b"".join(chunks) if total <= MAX_API_PAYLOAD_BYTES else None
+                    total += size
+                    if total > MAX_API_PAYLOAD_BYTES + (1 << 20):
+                        raise _MalformedRequest("chunked body far above the payload limit")
+                    chunk = self.rfile.read(size)
+                    if len(chunk) < size:
+                        raise _MalformedRequest("the chunked body ended early")
+                    self.rfile.readline(1024)
+                    if total <= MAX_API_PAYLOAD_BYTES:
+                        chunks.append(chunk)
+
+            do_DELETE = do_GET = do_HEAD = do_OPTIONS = do_PATCH = do_POST = do_PUT = _serve
+
+            def __getattr__(self, name: str) -> Any:
+                """``do_TRACE``, ``do_QUERY``, ...: methods no HTTP API route matches."""
+                if name.startswith("do_"):
+                    return self._not_routed
+                raise AttributeError(name)
+
+            def _not_routed(self) -> None:
+                self.close_connection = True  # its body, if any, is left unread
+                self._send(405, [("content-type", "application/json"), ("allow", ", ".join(ROUTED_METHODS))],
+                           json.dumps({"message": "Method Not Allowed"}).encode())
+
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                """http.server's own errors (bad request line, headers too long ...) as JSON."""
+                self.close_connection = True
+                if self.request_version == "HTTP/0.9":  # an unparsed request line: answer with a status line
+                    self.request_version = "HTTP/1.1"
+                text = message or self.responses.get(code, ("Error",))[0]
+                try:
+                    self._send(code, [("content-type", "application/json")], json.dumps({"message": text}).encode())
+                except OSError:
+                    pass
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 LOGGER.debug("apigw: " + format, *args)

@@ -5,6 +5,10 @@
 sector=2``), so every key maps to a list of strings. Anything else in a body is refused
 with a named error, never decoded by guesswork.
 
+Every JSON document a request carries is read by :func:`load_json`, bounded before it is
+parsed (nesting depth, digits of a number, no NaN/Infinity), and a body is at most
+:data:`MAX_BODY_BYTES`.
+
 A few parameters hold a JSON document themselves (:data:`JSON_VALUED`, e.g. a moving
 target's ``ephemeris``): in a query string or form they are JSON text; in a JSON body they
 may be written as JSON values, and are kept as their JSON text for the parser to read.
@@ -12,7 +16,8 @@ may be written as JSON values, and are kept as their JSON text for the parser to
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
 from ..errors import InputError
@@ -23,6 +28,17 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 #: Parameters whose value is a JSON document (kept as JSON text when a JSON body nests them).
 JSON_VALUED = frozenset({"ephemeris"})
+#: Largest request body read (bytes): an ephemeris of MAX_EPHEMERIS_CHARS (4 M) with room
+#: for the other parameters; API Gateway itself stops at 10 MB and Lambda at 6 MB.
+MAX_BODY_BYTES = 5 * 1024 * 1024
+#: Deepest nesting of arrays/objects in any JSON document a request carries (an ephemeris
+#: in rows is 2 deep, a Mashup request 4).
+MAX_JSON_DEPTH = 32
+#: Most digits in one JSON number (a float64 needs 17 significant digits).
+MAX_NUMBER_DIGITS = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_LONG_NUMBER = re.compile(r"\d{%d,}" % (MAX_NUMBER_DIGITS + 1))
 
 
 class UnsupportedBodyError(InputError):
@@ -30,7 +46,12 @@ class UnsupportedBodyError(InputError):
 
 
 class MalformedParamsError(InputError):
-    """The query string or body cannot be decoded (not UTF-8, too many fields)."""
+    """The query string or body cannot be decoded (not UTF-8, too many fields, JSON out of
+    bounds)."""
+
+
+class BodyTooLargeError(MalformedParamsError):
+    """The body is longer than MAX_BODY_BYTES (answered 413)."""
 
 
 def _parse_qs(text: str) -> dict[str, list[str]]:
@@ -49,16 +70,40 @@ def _text(body: bytes) -> str:
         raise MalformedParamsError("the body must be UTF-8 text") from None
 
 
+def json_depth(text: str) -> int:
+    """Deepest array/object nesting of JSON ``text`` (brackets inside strings ignored); one
+    pass of two C-level regular expressions and a loop over the brackets alone."""
+    depth = deepest = 0
+    for bracket in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number (numbers must be finite)")
+
+
 def load_json(text: str, what: str, error: type[Exception]) -> Any:
-    """``json.loads`` whose every failure on hostile input becomes ``error`` naming ``what``."""
+    """``json.loads`` bounded before any parsing (at most MAX_JSON_DEPTH deep, numbers of at
+    most MAX_NUMBER_DIGITS digits), refusing NaN and Infinity (not JSON); every failure on
+    hostile input becomes ``error`` naming ``what``."""
+    outside_strings = _JSON_STRING.sub('""', text)
+    if _LONG_NUMBER.search(outside_strings):
+        raise error(f"{what} holds a number too large (more than {MAX_NUMBER_DIGITS} digits)")
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise error(f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise error(f"{what} is not valid JSON: {exc.msg}") from None
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+    except (ValueError, RecursionError) as exc:  # NaN/Infinity; anything the bounds above missed
         raise error(f"{what} is not usable JSON: {exc}") from None
-    except RecursionError:
-        raise error(f"{what} is nested too deeply") from None
+
+
+def bounded_json_body(text: str) -> Any:
+    """The app's JSON body deserializer (powertools ``json_body_deserializer``)."""
+    return load_json(text, "the body", MalformedParamsError)
 
 
 def _json_params(body: bytes) -> dict[str, list[str]]:
@@ -85,6 +130,8 @@ def collect_params(query: str, body: bytes, content_type: str | None) -> dict[st
         UnsupportedBodyError: a non-empty body that is neither a form nor a JSON object.
     """
     merged = _parse_qs(query or "")
+    if len(body) > MAX_BODY_BYTES:
+        raise BodyTooLargeError(f"the body is {len(body):,} bytes; at most {MAX_BODY_BYTES:,} are read")
     if not body:
         return merged
     media = (content_type or "").split(";", 1)[0].strip().lower()

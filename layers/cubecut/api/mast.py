@@ -18,8 +18,6 @@ object catalogue, and an unknown name resolves to nothing (astroquery raises Res
 """
 from __future__ import annotations
 
-import fnmatch
-import json
 import math
 import re
 import warnings
@@ -31,6 +29,7 @@ from astropy.coordinates import SkyCoord
 
 from ..errors import InputError
 from .catalog import CubeCatalog, CubeEntry
+from .forms import load_json
 from .tesscut import MAX_RADIUS_DEG
 
 #: Modified Julian Date of BTJD 0 (BJD 2457000).
@@ -51,6 +50,8 @@ CAOM_FIELDS: tuple[tuple[str, str], ...] = (
     ("objID", "string"), ("distance", "float"),
 )
 _VOT_TYPES = {"string": "char", "float": "double", "int": "int", "boolean": "boolean"}
+#: Most filters in one request, values in one filter, and characters in one ``freeText``.
+MAX_FILTERS, MAX_FILTER_VALUES, MAX_FREE_TEXT_CHARS = 50, 200, 200
 _COORD_PAIR = re.compile(r"^\s*([-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*[,\s]\s*([-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*$")
 
 
@@ -139,7 +140,28 @@ def _matches(row: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:
     if any(text == str(v).lower() for v in values):
         return True
     free = flt.get("freeText")
-    return isinstance(free, str) and fnmatch.fnmatchcase(text, free.lower().replace("%", "*"))
+    return isinstance(free, str) and wildcard_match(text, free.lower())
+
+
+def wildcard_match(text: str, pattern: str) -> bool:
+    """Whether ``text`` matches ``pattern``, where ``%`` and ``*`` stand for any run of
+    characters and everything else is literal (the portal's ``freeText``). Compiles no
+    regular expression and caches nothing, so hostile patterns cost neither memory (the
+    ``fnmatch``/``re`` caches keep every pattern they see) nor backtracking: at most one
+    scan of ``text`` per literal piece."""
+    pieces = pattern.replace("%", "*").split("*")
+    if len(pieces) == 1:
+        return text == pattern
+    first, *middle, last = pieces
+    if not text.startswith(first) or len(text) < len(first) + len(last) or not text.endswith(last):
+        return False
+    position, end = len(first), len(text) - len(last)
+    for piece in middle:
+        found = text.find(piece, position, end)
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return True
 
 
 def _position(text: str) -> tuple[SkyCoord, float]:
@@ -170,6 +192,13 @@ def _rows(catalog: CubeCatalog, params: Mapping[str, Any], positional: bool, fil
     filters = params.get("filters", []) if filtered else []
     if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
         raise MastRequestError("filters must be a list of {paramName, values} objects")
+    if len(filters) > MAX_FILTERS:
+        raise MastRequestError(f"at most {MAX_FILTERS} filters")
+    for flt in filters:
+        if not isinstance(flt.get("values", []), list) or len(flt.get("values", [])) > MAX_FILTER_VALUES:
+            raise MastRequestError(f"filter {flt.get('paramName')!r}: at most {MAX_FILTER_VALUES} values in a list")
+        if isinstance(flt.get("freeText"), str) and len(flt["freeText"]) > MAX_FREE_TEXT_CHARS:
+            raise MastRequestError(f"freeText may be at most {MAX_FREE_TEXT_CHARS} characters")
     return [row for row in rows if all(_matches(row, f) for f in filters)]
 
 
@@ -195,10 +224,7 @@ def _name_lookup(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def invoke(catalog: CubeCatalog, request_text: str) -> dict[str, Any]:
     """``/api/v0/invoke``: run the Mashup request ``request_text`` (JSON) on the catalog."""
-    try:
-        request = json.loads(request_text)
-    except json.JSONDecodeError as exc:
-        raise MastRequestError(f"'request' is not JSON: {exc.msg}") from None
+    request = load_json(request_text, "'request'", MastRequestError)
     if not isinstance(request, dict) or not isinstance(request.get("params", {}), dict):
         raise MastRequestError("'request' must be a JSON object with a 'service' and a 'params' object")
     service, params = request.get("service"), request.get("params", {})

@@ -34,23 +34,17 @@ from ..storage import ReadStats
 from .catalog import CubeCatalog, CubeEntry
 from .forms import load_json
 from .service import CubeWork, CutoutService, Delivery, Member, cube_version, hdul_bytes
-from .tesscut import (RESULT_FORMAT, Params, TesscutRequestError, normalised_size, parse_product, parse_sectors,
-                      parse_size, sector_entry, sector_name, single)
+from .tesscut import RESULT_FORMAT, TesscutRequestError, normalised_size, sector_entry, sector_name
 
 #: Most rows an ephemeris may have, and most characters of its JSON text.
 MAX_EPHEMERIS_ROWS = 50_000
 MAX_EPHEMERIS_CHARS = 4_000_000
 #: Longest ``obj_id`` (it is written into the TPFs' OBJECT keyword).
 MAX_NAME_CHARS = 100
-TIME_FORMATS = ("btjd", "jd", "mjd", "isot", "iso")
-TIME_SCALES = ("tdb", "tt", "utc", "tai")
-#: TESScut's ``obj_type`` values (accepted; only Horizons would use them).
-OBJ_TYPES = ("majorbody", "smallbody")
 #: Slack (days) when choosing cubes by time span: more than BARYCORR (< 0.006 d), the gap
 #: between barycentric frame times and spacecraft times.
 _TIME_SLACK_DAYS = 0.01
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
-_PRINTABLE_ASCII = re.compile(r"[ -~]*")
 
 
 class MovingRequestError(TesscutRequestError):
@@ -82,16 +76,6 @@ class MovingRequest:
                                       "product": self.product},
                            "cubes": sorted(cube_versions), "format": RESULT_FORMAT}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _choice(params: Params, key: str, allowed: Sequence[str], default: str | None) -> str | None:
-    value = single(params, key, default)
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if value not in allowed:
-        raise MovingRequestError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
 
 
 def _values(values: Any, what: str, strings: bool) -> list[float | str]:
@@ -145,33 +129,6 @@ def parse_ephemeris(text: str, *, name: str | None, time_format: str, time_scale
         return load_ephemeris(columns, name=name, time_format=time_format, time_scale=time_scale)
     except EphemerisError as exc:
         raise MovingRequestError(str(exc)) from None
-
-
-def _target_name(text: str | None) -> str | None:
-    """``obj_id``: printable ASCII (it becomes the TPFs' OBJECT keyword), or None if blank."""
-    text = (text or "").strip()
-    if len(text) > MAX_NAME_CHARS or not _PRINTABLE_ASCII.fullmatch(text):
-        raise MovingRequestError(f"obj_id must be at most {MAX_NAME_CHARS} printable ASCII characters")
-    return text or None
-
-
-def parse_moving_request(params: Params) -> MovingRequest:
-    """A validated :class:`MovingRequest` from TESScut-style parameters plus ``ephemeris``."""
-    target = _target_name(single(params, "obj_id"))
-    _choice(params, "obj_type", OBJ_TYPES, None)
-    text = single(params, "ephemeris")
-    if text is None or not text.strip():
-        named = f"the path of {target!r}" if target else "the target's path"
-        raise EphemerisNeededError(
-            f"moving_target requests need {named} as 'ephemeris': this server has no network access to JPL "
-            'Horizons. Send ephemeris={"time": [BTJD, ...], "ra": [deg, ...], "dec": [deg, ...]} (or a list '
-            'of {"time", "ra", "dec"} rows; time_format jd/mjd/isot with time_scale for other times). Where '
-            "Horizons is reachable, `cubecut moving CUBES --horizons NAME --start BTJD --stop BTJD` or "
-            "cubecut.moving.horizons_ephemeris() look the path up.")
-    time_format = _choice(params, "time_format", TIME_FORMATS, "btjd")
-    time_scale = _choice(params, "time_scale", TIME_SCALES, "tdb")
-    ephemeris = parse_ephemeris(text, name=target, time_format=time_format, time_scale=time_scale)
-    return MovingRequest(ephemeris, target, parse_size(params), parse_sectors(params), parse_product(params))
 
 
 def member_name(cube_name: str, target: str | None, nx: int, ny: int) -> str:

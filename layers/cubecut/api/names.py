@@ -7,11 +7,16 @@ given :data:`RESOLVER_TIMEOUT_S`, and a resolver that cannot be reached is answe
 :class:`ResolverUnavailableError`, whose message asks for coordinates instead.
 ``CUBECUT_SESAME_URLS`` (comma-separated) replaces astropy's Sesame mirrors, e.g. with one
 reachable from a private network.
+
+Nothing is cached on disk (astropy's download cache would grow a Lambda's /tmp without
+bound, one file per name asked): resolved names are kept in memory, at most
+:data:`NAME_CACHE_SIZE` of them, least recently used first out.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 
 from astropy.coordinates import SkyCoord
 from astropy.coordinates.name_resolve import NameResolveError, sesame_url
@@ -24,6 +29,8 @@ from .mast import parse_coordinates
 RESOLVER_TIMEOUT_S = 3.0
 #: Longest target text accepted.
 MAX_TARGET_CHARS = 200
+#: Resolved names remembered in memory (per process).
+NAME_CACHE_SIZE = 256
 _COORDINATES_HINT = "enter coordinates instead: RA Dec in degrees (132.5 -69.2) or sexagesimal (08:50:06 -69:12:00)"
 
 
@@ -53,11 +60,18 @@ class ResolvedTarget:
 
 
 def _sesame(name: str) -> SkyCoord:
-    """``SkyCoord.from_name`` with a short time-out and the configured mirrors."""
-    urls = [u.strip() for u in os.environ.get("CUBECUT_SESAME_URLS", "").split(",") if u.strip()]
+    """``SkyCoord.from_name`` with a short time-out, the configured mirrors and no disk cache."""
+    return SkyCoord(*_sesame_degrees(name, os.environ.get("CUBECUT_SESAME_URLS", "")), unit="deg")
+
+
+@lru_cache(maxsize=NAME_CACHE_SIZE)
+def _sesame_degrees(name: str, mirrors: str) -> tuple[float, float]:
+    """(ra, dec) in degrees of a name Sesame resolves; failures are not cached."""
+    urls = [u.strip() for u in mirrors.split(",") if u.strip()]
     with data.conf.set_temp("remote_timeout", RESOLVER_TIMEOUT_S), \
             sesame_url.set(urls or sesame_url.get()):
-        return SkyCoord.from_name(name)
+        coord = SkyCoord.from_name(name, cache=False)
+    return float(coord.ra.deg), float(coord.dec.deg)
 
 
 def resolve_target(text: str) -> ResolvedTarget:

@@ -18,11 +18,11 @@ from astropy.io import fits
 from PIL import Image
 
 from ..errors import ObjectNotFoundError
-from ..images import STRETCHES, quicklook_png
+from ..images import quicklook_png
 from ..storage import get_bytes, put_bytes
 from .catalog import CubeEntry
 from .service import CutoutService, cube_version, no_data_message
-from .tesscut import CutoutRequest, Params, TesscutRequestError, single
+from .tesscut import CutoutRequest
 
 #: Which frame is drawn: the per-pixel median of all frames (default) or the first with data.
 FRAMES = ("median", "first")
@@ -49,17 +49,6 @@ class Quicklook:
     cached: bool = False
     message: str | None = None
     members: list[str] = field(default_factory=list)
-
-
-def parse_options(params: Params) -> QuicklookOptions:
-    """``frame`` and ``stretch`` parameters (both optional)."""
-    frame = (single(params, "frame", "median") or "median").strip().lower()
-    stretch = (single(params, "stretch", "asinh") or "asinh").strip().lower()
-    if frame not in FRAMES:
-        raise TesscutRequestError(f"frame must be one of {', '.join(FRAMES)}; got {frame!r}")
-    if stretch not in STRETCHES:
-        raise TesscutRequestError(f"stretch must be one of {', '.join(STRETCHES)}; got {stretch!r}")
-    return QuicklookOptions(frame, stretch)
 
 
 def stack_pngs(pngs: list[bytes]) -> bytes:

@@ -21,6 +21,12 @@ cubecut's own (``/v1``): ``POST /v1/cutouts`` → JSON with a presigned URL of t
 style sheet under ``/web/``. The OpenAPI schema is at ``/openapi.json`` (and
 ``/swagger?format=json``) and a Swagger page at ``/swagger``. A known path with another
 method answers ``405`` with ``Allow``; an unknown path ``404``; both JSON.
+
+Every route's parameters are one model of :mod:`.models` (validated there, injected with
+powertools' ``Depends``), and its OpenAPI parameters, body and answers are generated from
+the same model by :mod:`.openapi`. Failures are raised as named errors and answered by the
+exception handlers at the end of this module (:func:`error_status` says which status),
+never caught route by route.
 """
 from __future__ import annotations
 
@@ -29,17 +35,21 @@ import binascii
 import json
 import os
 from functools import lru_cache
-from typing import Callable
+from typing import Annotated, Callable
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
-from ..errors import CubecutError, InputError, ObjectNotFoundError
+from ..errors import InputError, ObjectNotFoundError
 from . import mast, moving, quicklook, tesscut, v1, webpage
+from . import openapi as doc
 from .catalog import CubeCatalog
-from .forms import MalformedParamsError, UnsupportedBodyError, collect_params
+from .forms import BodyTooLargeError, MalformedParamsError, UnsupportedBodyError, collect_params
+from .models import (ColumnsConfigParams, CutoutParams, FfiWcsParams, MashupParams, MovingParams, QuicklookParams,
+                     ResolveParams, ResolverParams, RouteParams, SectorParams, V1CutoutParams, V1QuicklookParams)
 from .names import ResolverUnavailableError, UnknownTargetError, resolve_target
 from .service import (MAX_CONCURRENT, MAX_PIXEL_FRAMES, RETRY_AFTER_S, CutoutService, Delivery, ServiceBusyError,
                       presign)
@@ -58,6 +68,18 @@ def route(path: str, *methods: str, **kwargs) -> Callable:
     """``router.route`` that also records the path's methods in ROUTE_METHODS."""
     ROUTE_METHODS.setdefault(path, set()).update(methods)
     return router.route(path, method=list(methods), **kwargs)
+
+
+def params_route(path: str, model: type[RouteParams], *methods: str, answers: dict, **kwargs) -> Callable:
+    """``route`` for each method, its OpenAPI parameters or body generated from ``model``
+    (a query string for GET, a form or JSON body for POST) and its ``answers``."""
+    def register(function: Callable) -> Callable:
+        for method in methods:
+            body = method != "GET"
+            route(path, method, openapi_extensions=doc.request_doc(model, body=body),
+                  responses=doc.responses(answers, body=body), **kwargs)(function)
+        return function
+    return register
 
 
 @lru_cache(maxsize=4)
@@ -95,23 +117,16 @@ def params() -> dict[str, list[str]]:
     return collect_params(event.raw_query_string or "", body, event.headers.get("content-type"))
 
 
+def _validated(model: type[RouteParams]) -> Depends:
+    """A ``Depends`` that hands the route this request's parameters validated by ``model``."""
+    def dependency() -> RouteParams:
+        return model.parse(params())
+    return Depends(dependency)
+
+
 def _json(status: int, payload: dict, headers: dict | None = None) -> Response:
     return Response(status_code=status, content_type="application/json", body=json.dumps(payload),
                     headers=headers or {})
-
-
-def _error(exc: CubecutError, key: str = "msg") -> Response:
-    """An error answer ``{key: message}``: 503 + Retry-After when busy, 503 when no name
-    resolver is reachable, 415 for an unreadable body, 404 for unknown cubes and names,
-    else 400. TESScut/MAST routes use ``msg``, /v1 ``message``."""
-    body = {key: str(exc)}
-    if isinstance(exc, ServiceBusyError):
-        return _json(503, body, {"Retry-After": str(RETRY_AFTER_S)})
-    if isinstance(exc, ResolverUnavailableError):
-        return _json(503, body)
-    if isinstance(exc, UnsupportedBodyError):
-        return _json(415, body)
-    return _json(404 if isinstance(exc, (ObjectNotFoundError, UnknownTargetError)) else 400, body)
 
 
 def _png(picture: quicklook.Quicklook) -> Response:
@@ -121,14 +136,11 @@ def _png(picture: quicklook.Quicklook) -> Response:
 
 
 # -- TESScut ------------------------------------------------------------------------------
-@route(f"{TESSCUT}/sector", "GET", "POST", tags=["TESScut"], summary="Cubes that contain a position",
-       description="`ra`, `dec` (deg), `radius` (deg, or with a unit: `0m`, `30s`, `1d`, `3px`). "
-                   "Answers `{\"results\": [{sectorName, sector, camera, ccd}]}`.")
-def tesscut_sector():
-    try:
-        return _json(200, service().sectors(tesscut.parse_sector_request(params())))
-    except (InputError, ServiceBusyError) as exc:
-        return _error(exc)
+@params_route(f"{TESSCUT}/sector", SectorParams, "GET", "POST", answers=doc.SECTOR_ANSWERS, tags=["TESScut"],
+              summary="Cubes that contain a position",
+              description="Answers `{\"results\": [{sectorName, sector, camera, ccd}]}`.")
+def tesscut_sector(query: Annotated[SectorParams, _validated(SectorParams)]):
+    return _json(200, service().sectors(query.request()))
 
 
 def _work_headers(delivery: Delivery) -> dict[str, str]:
@@ -154,146 +166,103 @@ def _zip_answer(delivery: Delivery, route_name: str) -> Response:
     return Response(status_code=303, headers=headers, body="")
 
 
-@route(f"{TESSCUT}/astrocut", "GET", "POST", tags=["TESScut"], summary="Cutouts as a zip of TPFs",
-       description="`ra`, `dec` (deg); `x`, `y` (size; `y` defaults to `x`); `units` px|arcsec|arcmin|deg "
-                   "(also s, m, d); `sector` (absent = all; repeated, comma-separated or `[28, 68]`); "
-                   "`product` SPOC|TICA. 200 zip, 303 to a presigned URL when larger than 4 MiB, "
-                   "200 `{msg}` when no cube covers the position, 400 `{msg}`, 503 + Retry-After.")
-def tesscut_astrocut():
-    try:
-        delivery = service().astrocut(tesscut.parse_cutout_request(params()))
-    except (InputError, ServiceBusyError) as exc:
-        return _error(exc)
-    return _zip_answer(delivery, "astrocut")
+@params_route(f"{TESSCUT}/astrocut", CutoutParams, "GET", "POST", answers=doc.ZIP_ANSWERS, tags=["TESScut"],
+              summary="Cutouts as a zip of TPFs",
+              description="One TPF per covering cube: 200 zip, 303 to a presigned URL when larger than 4 MiB, "
+                          "200 `{msg}` when no cube covers the position.")
+def tesscut_astrocut(query: Annotated[CutoutParams, _validated(CutoutParams)]):
+    return _zip_answer(service().astrocut(query.request()), "astrocut")
 
 
-_EPHEMERIS_DOC = ("`ephemeris`: the path as JSON, `{\"time\": [...], \"ra\": [...], \"dec\": [...]}` or a list of "
-                  "`{time, ra, dec}` rows (ICRS degrees); `time_format` btjd (default)|jd|mjd|isot|iso, "
-                  "`time_scale` tdb (default)|utc|tt|tai; `obj_id` names the target (JPL Horizons is not "
-                  "reachable: `obj_id` alone is answered 400); `obj_type` majorbody|smallbody.")
+@params_route(f"{TESSCUT}/moving_target/sector", MovingParams, "GET", "POST", answers=doc.SECTOR_ANSWERS,
+              tags=["TESScut"], summary="Cubes a moving target's path crosses",
+              description="Answers `{\"results\": [{sectorName, sector, camera, ccd}]}`, one entry per cube "
+                          "crossed. `obj_id` alone is answered 400: JPL Horizons is not reachable, send `ephemeris`.")
+def tesscut_moving_sector(query: Annotated[MovingParams, _validated(MovingParams)]):
+    return _json(200, moving.moving_sectors(service().catalog, query.request()))
 
 
-@route(f"{TESSCUT}/moving_target/sector", "GET", "POST", tags=["TESScut"],
-       summary="Cubes a moving target's path crosses", description=_EPHEMERIS_DOC + " Also `sector`, `product`. "
-       "Answers `{\"results\": [{sectorName, sector, camera, ccd}]}`, one entry per cube crossed.")
-def tesscut_moving_sector():
-    try:
-        return _json(200, moving.moving_sectors(service().catalog, moving.parse_moving_request(params())))
-    except InputError as exc:
-        return _error(exc)
+@params_route(f"{TESSCUT}/moving_target/astrocut", MovingParams, "GET", "POST", answers=doc.ZIP_ANSWERS,
+              tags=["TESScut"], summary="Cutouts that follow a moving target, as a zip of TPFs",
+              description="One TPF per sector crossed, members `{sectorName}_{obj_id}_{nx}x{ny}_astrocut.fits`; "
+                          "200 zip or 303, 200 `{msg}` when the path crosses no cube.")
+def tesscut_moving_astrocut(query: Annotated[MovingParams, _validated(MovingParams)]):
+    return _zip_answer(moving.moving_astrocut(service(), query.request()), "moving_astrocut")
 
 
-@route(f"{TESSCUT}/moving_target/astrocut", "GET", "POST", tags=["TESScut"],
-       summary="Cutouts that follow a moving target, as a zip of TPFs",
-       description=_EPHEMERIS_DOC + " Also `x`, `y`, `units`, `sector`, `product` as for `astrocut`. One TPF per "
-       "sector crossed, members `{sectorName}_{obj_id}_{nx}x{ny}_astrocut.fits`; 200 zip or 303, 200 `{msg}` "
-       "when the path crosses no cube, 400 `{msg}`, 503 + Retry-After.")
-def tesscut_moving_astrocut():
-    try:
-        delivery = moving.moving_astrocut(service(), moving.parse_moving_request(params()))
-    except (InputError, ServiceBusyError) as exc:
-        return _error(exc)
-    return _zip_answer(delivery, "moving_astrocut")
-
-
-@route(f"{TESSCUT}/quicklook", "GET", tags=["TESScut"], summary="Quick-look PNG of an astrocut request",
-       description="The parameters of `astrocut`, plus `frame` median|first and `stretch` "
-                   "asinh|sinh|sqrt|log|linear: per matching cube (in sector order) a frame with the aperture "
-                   "and the aperture light curve, one PNG. The zip is cached as `astrocut`'s, so downloading "
-                   "it afterwards reads no cube. 200 `{msg}` when no cube covers the position.")
-def tesscut_quicklook():
-    try:
-        values = params()
-        picture = quicklook.quicklook(service(), tesscut.parse_cutout_request(values), quicklook.parse_options(values))
-    except (InputError, ServiceBusyError) as exc:
-        return _error(exc)
+@params_route(f"{TESSCUT}/quicklook", QuicklookParams, "GET", answers=doc.PNG_ANSWERS, tags=["TESScut"],
+              summary="Quick-look PNG of an astrocut request",
+              description="Per matching cube (in sector order) a frame with the aperture and the aperture light "
+                          "curve, one PNG. The zip is cached as `astrocut`'s, so downloading it afterwards reads "
+                          "no cube. 200 `{msg}` when no cube covers the position.")
+def tesscut_quicklook(query: Annotated[QuicklookParams, _validated(QuicklookParams)]):
+    picture = quicklook.quicklook(service(), query.request(), query.options())
     return _json(200, {"msg": picture.message}) if picture.message else _png(picture)
 
 
-@route(f"{TESSCUT}/ffi_wcs", "GET", tags=["TESScut"], summary="The FFI WCS of one cube (FITS header)",
-       description="`sector`, `camera`, `ccd` (and `product`); 404 `{msg}` if that cube is not ingested.")
-def tesscut_ffi_wcs():
-    try:
-        header = v1.ffi_wcs(service().catalog, params())
-    except InputError as exc:
-        return _error(exc)
-    return Response(status_code=200, content_type="application/fits", body=header)
+@params_route(f"{TESSCUT}/ffi_wcs", FfiWcsParams, "GET", answers=doc.FITS_ANSWERS, tags=["TESScut"],
+              summary="The FFI WCS of one cube (FITS header)",
+              description="A FITS file with a data-less primary HDU; 404 `{msg}` if that cube is not ingested.")
+def tesscut_ffi_wcs(query: Annotated[FfiWcsParams, _validated(FfiWcsParams)]):
+    return Response(status_code=200, content_type="application/fits", body=v1.ffi_wcs(service().catalog, query))
 
 
-@route(f"{TESSCUT}/cubes", "GET", tags=["TESScut"], summary="Ingested cubes (sector, camera, CCD, frames, times)")
-@route("/v1/cubes", "GET", tags=["v1"], summary="Ingested cubes (sector, camera, CCD, frames, times)")
+@route(f"{TESSCUT}/cubes", "GET", tags=["TESScut"], summary="Ingested cubes (sector, camera, CCD, frames, times)",
+       responses=doc.responses(doc.CUBES_ANSWERS, body=False))
+@route("/v1/cubes", "GET", tags=["v1"], summary="Ingested cubes (sector, camera, CCD, frames, times)",
+       responses=doc.responses(doc.CUBES_ANSWERS, body=False))
 def cubes():
     return _json(200, {"cubes": v1.describe_cubes(service().catalog)})
 
 
 # -- the MAST portal calls of lightkurve.search_tesscut -----------------------------------
-@route("/api/v0/invoke", "POST", tags=["MAST"], summary="Mashup request (Mast.Caom.* and Mast.Name.Lookup)",
-       description="Form field `request`: the Mashup JSON. Every ingested cube is one CAOM observation "
-                   "(`target_name` 'TESS FFI', `obs_id` its sector name).")
-def mast_invoke():
-    try:
-        request = params().get("request") or [""]
-        return _json(200, mast.invoke(service().catalog, request[0]))
-    except InputError as exc:
-        return _error(exc)
+@params_route("/api/v0/invoke", MashupParams, "POST", answers=doc.JSON_ANSWERS, tags=["MAST"],
+              summary="Mashup request (Mast.Caom.* and Mast.Name.Lookup)",
+              description="Every ingested cube is one CAOM observation (`target_name` 'TESS FFI', `obs_id` its "
+                          "sector name).")
+def mast_invoke(query: Annotated[MashupParams, _validated(MashupParams)]):
+    return _json(200, mast.invoke(service().catalog, query.request))
 
 
-@route("/portal/Mashup/Mashup.asmx/columnsconfig", "POST", tags=["MAST"], summary="CAOM column types")
-def mast_columns_config():
-    try:
-        config_id = params().get("colConfigId") or [""]
-        return _json(200, mast.columns_config(config_id[0]))
-    except InputError as exc:
-        return _error(exc)
+@params_route("/portal/Mashup/Mashup.asmx/columnsconfig", ColumnsConfigParams, "POST", answers=doc.JSON_ANSWERS,
+              tags=["MAST"], summary="CAOM column types")
+def mast_columns_config(query: Annotated[ColumnsConfigParams, _validated(ColumnsConfigParams)]):
+    return _json(200, mast.columns_config(query.col_config_id))
 
 
-@route("/Santa-war/query", "GET", tags=["MAST"], summary="Name resolver (coordinates only)",
-       description="`name` (repeatable). Resolves positions written as names ('132.5, -69.2'); cubecut "
-                   "has no object catalogue.")
-def mast_resolver():
-    try:
-        return _json(200, mast.resolve_names(params().get("name", [])))
-    except InputError as exc:
-        return _error(exc)
+@params_route("/Santa-war/query", ResolverParams, "GET", answers=doc.JSON_ANSWERS, tags=["MAST"],
+              summary="Name resolver (coordinates only)",
+              description="Resolves positions written as names ('132.5, -69.2'); cubecut has no object catalogue.")
+def mast_resolver(query: Annotated[ResolverParams, _validated(ResolverParams)]):
+    return _json(200, mast.resolve_names(query.name))
 
 
 # -- cubecut's own ------------------------------------------------------------------------
-@route("/v1/cutouts", "POST", tags=["v1"], summary="One TPF from one cube, as a presigned URL")
-def cutouts():
-    try:
-        body = json.loads(router.current_event.decoded_body or "{}")
-        answer = v1.make_cutout(service(), body, presign_expiry())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return _json(400, {"message": f"body is not JSON: {exc}"})
-    except (InputError, ServiceBusyError) as exc:
-        return _error(exc, "message")
+@params_route("/v1/cutouts", V1CutoutParams, "POST", answers=doc.V1_CUTOUT_ANSWERS, tags=["v1"],
+              summary="One TPF from one cube, as a presigned URL",
+              description="A JSON object or a form: the cube (`cube`, or `sector`+`camera`+`ccd`), `ra`, `dec`, "
+                          "`size`, `units`. Within the same pixel-frame budget as `astrocut`.")
+def cutouts(query: Annotated[V1CutoutParams, _validated(V1CutoutParams)]):
+    answer = v1.make_cutout(service(), query, presign_expiry())
     # ("name" is a LogRecord attribute: logging refuses it as an extra key.)
     logger.info("cutout", extra={"tpf": answer["name"], "bytes": answer["bytes"], "reads": answer["reads"]})
     return _json(200, answer)
 
 
-@route("/v1/quicklook", "GET", tags=["v1"], summary="Quick-look PNG of one cube's cutout",
-       description="`cube` (a sector name such as tess-s0001-1-1), `ra`, `dec` (deg), `size` (px: `N` or "
-                   "`NX,NY`, default 11), `frame` median|first, `stretch` asinh|sinh|sqrt|log|linear.")
-def v1_quicklook():
-    try:
-        values = params()
-        request, entry = v1.quicklook_request(service().catalog, values)
-        picture = quicklook.quicklook(service(), request, quicklook.parse_options(values), [entry])
-    except (InputError, ServiceBusyError) as exc:
-        return _error(exc, "message")
+@params_route("/v1/quicklook", V1QuicklookParams, "GET", answers=doc.V1_PNG_ANSWERS, tags=["v1"],
+              summary="Quick-look PNG of one cube's cutout")
+def v1_quicklook(query: Annotated[V1QuicklookParams, _validated(V1QuicklookParams)]):
+    request, entry = v1.quicklook_request(service().catalog, query)
+    picture = quicklook.quicklook(service(), request, query.options(), [entry])
     return _json(400, {"message": picture.message}) if picture.message else _png(picture)
 
 
-@route("/v1/resolve", "GET", tags=["v1"], summary="Where a target is: coordinates or a resolved name",
-       description="`target`: coordinates (`132.5 -69.2`, `08:50:06 -69:12:00`) or an object name, resolved "
-                   "by CDS Sesame when a mirror is reachable (503 when none is: give coordinates). Answers "
-                   "`{target, ra, dec, resolver}`.")
-def v1_resolve():
-    try:
-        return _json(200, resolve_target(tesscut.single(params(), "target") or "").as_dict())
-    except (InputError, ResolverUnavailableError) as exc:
-        return _error(exc, "message")
+@params_route("/v1/resolve", ResolveParams, "GET", answers=doc.RESOLVE_ANSWERS, tags=["v1"],
+              summary="Where a target is: coordinates or a resolved name",
+              description="Answers `{target, ra, dec, resolver}`; 503 when a name needs a resolver and none is "
+                          "reachable (give coordinates).")
+def v1_resolve(query: Annotated[ResolveParams, _validated(ResolveParams)]):
+    return _json(200, resolve_target(query.target).as_dict())
 
 
 # -- the web page ---------------------------------------------------------------------------
@@ -318,14 +287,35 @@ def web_style():
     return _asset("style.css")
 
 
-@route("/health", "GET", tags=["v1"], summary="Liveness")
+@route("/health", "GET", tags=["v1"], summary="Liveness", responses=doc.responses(doc.HEALTH_ANSWERS, body=False))
 def health():
     return _json(200, {"status": "ok"})
 
 
+# -- answers that are not a route's own ------------------------------------------------------
 def error_body(path: str, text: str) -> dict:
     """``{"message"}`` under /v1 (cubecut's JSON API), ``{"msg"}`` elsewhere (TESScut, MAST)."""
     return {"message" if path.startswith("/v1/") else "msg": text}
+
+
+def error_status(exc: Exception) -> int:
+    """The status of a named error: 503 when busy or no name resolver is reachable, 413 for
+    a body over the limit, 415 for an unreadable body, 404 for unknown cubes and names,
+    else (bad input) 400."""
+    if isinstance(exc, (ServiceBusyError, ResolverUnavailableError)):
+        return 503
+    if isinstance(exc, BodyTooLargeError):
+        return 413
+    if isinstance(exc, UnsupportedBodyError):
+        return 415
+    return 404 if isinstance(exc, (ObjectNotFoundError, UnknownTargetError)) else 400
+
+
+@router.exception_handler([InputError, ServiceBusyError, ResolverUnavailableError])
+def named_error(exc: Exception) -> Response:
+    """Every named error a request can cause, as ``{msg}``/``{message}`` JSON with its status."""
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, ServiceBusyError) else {}
+    return _json(error_status(exc), error_body(router.current_event.path, str(exc)), headers)
 
 
 def no_route(method: str, path: str) -> Response:

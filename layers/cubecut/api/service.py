@@ -132,8 +132,10 @@ def presign(url: str, expires: int, filename: str | None = None) -> str:
 
 
 def hdul_bytes(hdul: fits.HDUList) -> bytes:
+    """The FITS file of ``hdul``, every HDU with its CHECKSUM and DATASUM cards (as the
+    CLI's files and astrocut's have them)."""
     buf = io.BytesIO()
-    hdul.writeto(buf)
+    hdul.writeto(buf, checksum=True)
     return buf.getvalue()
 
 
@@ -159,7 +161,7 @@ def cube_version(entry: CubeEntry) -> str:
     return f"{entry.url}|{entry.index.cube_etag}|{entry.index_etag}"
 
 
-def _pixels(size: tuple[int | u.Quantity, int | u.Quantity]) -> float:
+def pixels(size: tuple[int | u.Quantity, int | u.Quantity]) -> float:
     """Pixels of a cutout of ``size`` (angles at TESS's nominal scale, rounded up)."""
     pixels = 1.0
     for extent in size:
@@ -207,7 +209,7 @@ class CutoutService:
         """The zip of ``request``'s cutouts of ``entries``: from the cache, or cut (all cubes
         at once) and stored. Raises RequestTooLargeError and ServiceBusyError."""
         started = time.monotonic() if started is None else started
-        self.check_budget(_pixels(request.size) * sum(e.index.nt for e in entries), len(entries))
+        self.check_budget(pixels(request.size) * sum(e.index.nt for e in entries), len(entries))
         key = request.cache_key([cube_version(e) for e in entries])
 
         def compute() -> tuple[list[Member], list[CubeWork]]:

@@ -1,9 +1,9 @@
 """The TESScut web protocol: request parameters in, TESScut-shaped answers out (pure).
 
 Clients (``astroquery.mast.Tesscut``, ``lightkurve``, plain ``requests``) send the
-parameters as a query string (GET) or a form (POST); keys may repeat. This module turns
-them into validated requests or a :class:`TesscutRequestError` whose message becomes
-TESScut's ``400 {"msg": ...}``.
+parameters as a query string (GET) or a form (POST); keys may repeat. The routes' models
+(:mod:`.models`) validate them with the notations below and build the requests defined
+here; a :class:`TesscutRequestError` message becomes TESScut's ``400 {"msg": ...}``.
 
 Accepted forms, matching what the clients send:
 
@@ -23,7 +23,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import astropy.units as u
 from astropy.coordinates import Angle, SkyCoord
@@ -33,7 +33,8 @@ from ..errors import InputError
 API_PREFIX = "/tesscut/api/v0.1"
 #: Largest cone radius for a sector query (TESS's whole field is 24 x 96 deg).
 MAX_RADIUS_DEG = 30.0
-_UNITS = {"px": u.pixel, "pix": u.pixel, "pixel": u.pixel, "pixels": u.pixel,
+#: The ``units`` TESScut accepts, and what each means.
+UNITS = {"px": u.pixel, "pix": u.pixel, "pixel": u.pixel, "pixels": u.pixel,
           "arcsec": u.arcsec, "s": u.arcsec, "arcmin": u.arcmin, "m": u.arcmin,
           "deg": u.deg, "d": u.deg, "degree": u.deg, "degrees": u.deg}
 _ANGLE_SUFFIX = re.compile(r"^\s*([-+0-9.eE]+)\s*(d|m|s|px)\s*$")
@@ -42,43 +43,11 @@ TESS_PIXEL_DEG = 21.0 / 3600
 _PRODUCTS = ("SPOC", "TICA")
 #: Part of every result-cache key: bump it when the zip or TPF layout changes, so that
 #: results made by older code are never served again.
-RESULT_FORMAT = 1
-
-Params = Mapping[str, Sequence[str]]
+RESULT_FORMAT = 2  # 2: TPFs carry CHECKSUM/DATASUM
 
 
 class TesscutRequestError(InputError):
     """A request TESScut would answer with ``400 {"msg": ...}``."""
-
-
-def single(params: Params, key: str, default: str | None = None) -> str | None:
-    """The value of a key given at most once (``default`` if absent); 400 if repeated."""
-    values = params.get(key) or []
-    if len(values) > 1:
-        raise TesscutRequestError(f"'{key}' given {len(values)} times; give it once")
-    return values[0] if values else default
-
-
-def _number(text: str | None, key: str) -> float:
-    if text is None or text.strip() == "":
-        raise TesscutRequestError(f"'{key}' is required")
-    try:
-        value = float(text)
-    except ValueError:
-        raise TesscutRequestError(f"'{key}' must be a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise TesscutRequestError(f"'{key}' must be finite, got {text!r}")
-    return value
-
-
-def parse_position(params: Params) -> SkyCoord:
-    """``ra``/``dec`` in degrees → SkyCoord, range-checked."""
-    ra, dec = _number(single(params, "ra"), "ra"), _number(single(params, "dec"), "dec")
-    if not 0.0 <= ra <= 360.0:
-        raise TesscutRequestError(f"ra must be within [0, 360] degrees, got {ra}")
-    if not -90.0 <= dec <= 90.0:
-        raise TesscutRequestError(f"dec must be within [-90, 90] degrees, got {dec}")
-    return SkyCoord(ra % 360.0, dec, unit="deg")
 
 
 def parse_radius(text: str | None) -> float:
@@ -101,16 +70,9 @@ def parse_radius(text: str | None) -> float:
     return float(value)
 
 
-def parse_product(params: Params) -> str:
-    product = (single(params, "product", "SPOC") or "SPOC").strip().upper()
-    if product not in _PRODUCTS:
-        raise TesscutRequestError(f"product must be one of {', '.join(_PRODUCTS)}, got {product!r}")
-    return product
-
-
-def parse_sectors(params: Params) -> frozenset[int] | None:
-    """The requested sectors, or None for all."""
-    values = [v for v in params.get("sector", []) if v.strip() != ""]
+def parse_sectors(values: Sequence[str]) -> frozenset[int] | None:
+    """The sectors named by the values of the ``sector`` key, or None for all."""
+    values = [v for v in values if v.strip() != ""]
     if not values:
         return None
     sectors: set[int] = set()
@@ -118,35 +80,15 @@ def parse_sectors(params: Params) -> frozenset[int] | None:
         for token in re.split(r"[,\s]+", value.strip().strip("[]()")):
             if not token:
                 continue
-            try:
-                sector = int(token)
-            except ValueError:
-                raise TesscutRequestError(f"sector must be a whole number or a list of them, got {value!r}") from None
+            if len(token) > 4 or not token.isdigit():
+                raise TesscutRequestError(f"sector must be a whole number (1-9999) or a list of them, got {value!r}")
+            sector = int(token)
             if not 1 <= sector <= 9999:
                 raise TesscutRequestError(f"sector {sector} is out of range")
             sectors.add(sector)
     if not sectors:
         raise TesscutRequestError(f"no sector in {values!r}")
     return frozenset(sectors)
-
-
-def parse_size(params: Params) -> tuple[int | u.Quantity, int | u.Quantity]:
-    """``(x, y)`` = (columns, rows): whole pixels, or angles as Quantities."""
-    unit_text = (single(params, "units", "px") or "px").strip().lower()
-    if unit_text not in _UNITS:
-        raise TesscutRequestError(f"units must be one of px, arcsec, arcmin, deg; got {unit_text!r}")
-    unit = _UNITS[unit_text]
-    x_text = single(params, "x")
-    x = _number(x_text if x_text is not None else "5", "x")
-    y_text = single(params, "y")
-    y = _number(y_text, "y") if y_text is not None else x
-    if x <= 0 or y <= 0:
-        raise TesscutRequestError(f"cutout size must be positive, got x={x}, y={y}")
-    if unit is u.pixel:
-        if x != round(x) or y != round(y):
-            raise TesscutRequestError(f"pixel sizes must be whole numbers, got x={x}, y={y}")
-        return int(x), int(y)
-    return x * unit, y * unit
 
 
 def normalised_size(size: tuple[int | u.Quantity, int | u.Quantity]) -> list[int | str]:
@@ -180,14 +122,6 @@ class CutoutRequest:
         text = json.dumps({"request": self.normalised(), "cubes": sorted(cube_versions),
                            "format": RESULT_FORMAT}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
-
-
-def parse_sector_request(params: Params) -> SectorRequest:
-    return SectorRequest(parse_position(params), parse_radius(single(params, "radius")), parse_product(params))
-
-
-def parse_cutout_request(params: Params) -> CutoutRequest:
-    return CutoutRequest(parse_position(params), parse_size(params), parse_sectors(params), parse_product(params))
 
 
 def sector_name(sector: int, camera: int, ccd: int, product: str = "SPOC") -> str:
