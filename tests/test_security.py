@@ -149,7 +149,7 @@ def test_ckv_aws_111_108_no_wildcard_resources(cfn):
                 if bucket_only:
                     assert actions <= {"s3:ListBucket"}, f"{role}: bucket-level {actions}"
                 else:
-                    assert re.search(r"-data/\$\{(IngestPrefix|CubePrefix|ResultsPrefix)\}\*(\.ingest/\*)?$", text), \
+                    assert re.search(r"-data/\$\{(IngestPrefix|CubePrefix|ResultsPrefix)\}\*(\.ingest/\*|\.index\.json|manifest\.error\.json)?$", text), \
                         f"{role}: object access without a prefix: {text}"
             elif "${External" in text:
                 pass
