@@ -33,7 +33,7 @@ from typing import Callable, Iterator
 import astropy.units as u
 from astropy.io import fits
 
-from ..cutout import cutout
+from ..cutout import cutout_files
 from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError
 from ..storage import Location, ReadStats, get_bytes, put_bytes, s3_client
 from .catalog import CubeCatalog, CubeEntry
@@ -223,13 +223,12 @@ class CutoutService:
         stats = ReadStats()
         t0 = time.monotonic() - started
         try:
-            (hdul,) = cutout(entry.url, request.coord, request.size, stats=stats)
+            (tpf,) = cutout_files(entry.url, request.coord, request.size, stats=stats)
         except OutsideCubeError:
             member = None
         else:
-            ny, nx = hdul["APERTURE"].data.shape
-            name = member_name(entry.sector_name, request.coord.ra.deg, request.coord.dec.deg, nx, ny)
-            member = (name, hdul_bytes(hdul))
+            name = member_name(entry.sector_name, request.coord.ra.deg, request.coord.dec.deg, tpf.nx, tpf.ny)
+            member = (name, tpf.data)
         work = CubeWork(entry.sector_name, t0, time.monotonic() - started, stats.requests, stats.bytes)
         return member, work
 
