@@ -13,6 +13,7 @@ from astropy.io import fits
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError
 from ..storage import ByteSource, Location, ReadStats, StaleObjectError, open_source, put_bytes
+from ..storage_obstore import ObstoreSource
 from .geometry import CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
 from .metadata import invalidate, load_index
 from .reader import Threads, fill_box, read_chunks
@@ -110,8 +111,11 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
 
 
 def _open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:
-    """The cube for pixel reads; S3 reads send If-Match with the indexed ETag (no HEAD)."""
-    source = open_source(location, stats, size=index.cube_size, etag=index.cube_etag)
+    """The cube for pixel reads; S3 reads (through obstore: a quarter of botocore's CPU per
+    request) send If-Match with the indexed ETag (no HEAD)."""
+    if location.is_s3:
+        return ObstoreSource(location, stats, size=index.cube_size, etag=index.cube_etag)
+    source = open_source(location, stats)
     if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
         raise StaleObjectError(f"{location.url} changed since its index was read")
     return source
