@@ -182,13 +182,14 @@ def run_rawget(job: dict) -> dict:
 
     location = Location.parse(job["cube"])
     index = load_index(location)
-    box = cutout_box(ffi_wcs(index), SkyCoord(*map(float, job["coord"].split()), unit="deg"), job["size"])
-    spans = _merged_spans(index, [box])
+    boxes = [cutout_box(ffi_wcs(index), SkyCoord(*map(float, c.split()), unit="deg"), job["size"])
+             for c in job["coords"]]
+    spans = _merged_spans(index, boxes)
     per_column = index.nt * index.nplanes * 4
     ranges = [(index.row_offset(s.y) + s.x0 * per_column, index.row_offset(s.y) + s.x1 * per_column) for s in spans]
     source = _open_cube(location, index, None)
     runs = []
-    with ThreadPoolExecutor(len(ranges)) as pool:
+    with ThreadPoolExecutor(min(len(ranges), 128)) as pool:
         list(pool.map(lambda r: source.read(*r), ranges))
         for _ in range(job.get("repeats", 5)):
             runs.append(timed(lambda: {"n": len(list(pool.map(lambda r: source.read(*r), ranges)))},

@@ -83,7 +83,7 @@ def section_headline(shaper, cube: dict, cpu_floor_s: float, rounds: int) -> dic
         res = contender({"tool": "astrocut", "cubes": [cube["url"]], "coords": [coord], "size": 30, "threads": "auto",
                          "cold": 1, "warm": 0, "control": shaper.control}, env)
         runs["astrocut cold"] += _cold_warm(res, "cold")
-        res = contender({"tool": "rawget", "cube": cube["url"], "coord": coord, "size": 30, "repeats": 3,
+        res = contender({"tool": "rawget", "cube": cube["url"], "coords": [coord], "size": 30, "repeats": 3,
                          "control": shaper.control}, env)
         runs["rows only"] += _cold_warm(res, "warm")
         log(f"  headline r{rnd}: " + ", ".join(f"{k} {median(v) or 0:.3f} s" for k, v in runs.items()))
@@ -113,14 +113,18 @@ def section_multi(shaper, cube: dict) -> dict:
     timed = 20
     theirs = contender({"tool": "astrocut", "cubes": [cube["url"]], "coords": coords[:timed], "size": 10,
                         "threads": "auto", "cold": 1, "warm": 0, "control": shaper.control}, env)
+    rows = contender({"tool": "rawget", "cube": cube["url"], "coords": coords, "size": 10, "repeats": 2,
+                      "control": shaper.control}, env)
     ours = median(_cold_warm(res, "cold"))
     loop = theirs["cold"][0]["wall_s"] * 100 / timed if theirs.get("ok") else None
     out = {"targets": 100, "size": 10, "cubecut_cold_s": ours, "cubecut_warm_s": median(_cold_warm(res, "warm")),
            "cubecut_requests": res["cold"][0]["proxy_requests"] if res.get("ok") else None,
            "astrocut_loop_s": loop, "astrocut_timed_targets": timed,
            "astrocut_requests": theirs["cold"][0]["proxy_requests"] * 100 // timed if theirs.get("ok") else None,
-           "x": loop / ours if loop and ours else None, "errors": [res.get("error"), theirs.get("error")]}
-    log(f"  100 targets: cubecut {ours or 0:.2f} s, astrocut loop {loop or 0:.1f} s ({out['x'] or 0:.1f}x)")
+           "x": loop / ours if loop and ours else None, "rows_only_s": median(_cold_warm(rows, "warm")),
+           "errors": [res.get("error"), theirs.get("error"), rows.get("error")]}
+    log(f"  100 targets: cubecut {ours or 0:.2f} s (rows alone {out['rows_only_s'] or 0:.2f} s), astrocut loop "
+        f"{loop or 0:.1f} s ({out['x'] or 0:.1f}x)")
     return out
 
 
@@ -189,7 +193,8 @@ def report(results: dict) -> str:
     if multi:
         lines += ["## 100 targets 10x10, one call", "",
                   f"cubecut {multi['cubecut_cold_s']:.2f} s cold ({multi['cubecut_requests']} requests), "
-                  f"{multi['cubecut_warm_s']:.2f} s warm; astrocut's loop {multi['astrocut_loop_s']:.1f} s "
+                  f"{multi['cubecut_warm_s']:.2f} s warm (its row reads alone, nothing built: "
+                  f"{multi['rows_only_s']:.2f} s on this server); astrocut's loop {multi['astrocut_loop_s']:.1f} s "
                   f"(timed on {multi['astrocut_timed_targets']}, scaled; ~{multi['astrocut_requests']} requests): "
                   f"**{multi['x']:.1f}x**.", ""]
     route = results.get("route")

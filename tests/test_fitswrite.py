@@ -176,7 +176,31 @@ def test_ones_complement_sum_and_encoding_match_astropy():
     ("X", "it's", ""),
 ])
 def test_string_card_is_astropys_card(key, value, comment):
-    assert fitswrite.string_card(key, value, comment) == fits.Card(key, value, comment).image
+    assert fitswrite.card_image(key, value, comment) == fits.Card(key, value, comment).image
+
+
+def test_card_images_are_astropys_for_every_kind_of_value():
+    rng = np.random.default_rng(11)
+    floats = [0.0, -0.0, 1.0, -1.5, 1e-300, 1.7976931348623157e308, 5e-324, 2457000.0, 0.1 + 0.2,
+              *(rng.standard_normal(300) * 10.0 ** rng.integers(-40, 40, 300)).tolist(),
+              *rng.standard_normal(50).astype(np.float32), *np.float64(rng.uniform(-360, 360, 50))]
+    values = [True, False, np.bool_(True), 0, -1, 2 ** 62, np.int32(-7), np.int64(123456789012), *floats,
+              "x", "", "it's", "a" * 8, "b" * 9, "RA---TAN", "with  spaces ", "c" * 66, "d" * 70, None,
+              float("nan"), "caf\u00e9"]
+    comments = ["", "[deg] right ascension", "x" * 60, "y" * 80]
+    keywords = ["CRVAL1", "1CRPX4", "DATE-OBS", "A", "NAXIS1", "HIERARCH ESO LONG KEY"]
+    for value in values:
+        for comment in comments:
+            for keyword in keywords:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    try:
+                        expected = fits.Card(keyword, value, comment).image
+                    except ValueError as exc:  # e.g. NaN: refused both ways
+                        with pytest.raises(type(exc)):
+                            fitswrite.card_image(keyword, value, comment)
+                        continue
+                    assert fitswrite.card_image(keyword, value, comment) == expected, (keyword, value, comment)
 
 
 def test_header_template_is_shared_by_every_cutout_of_a_cube(cubes):

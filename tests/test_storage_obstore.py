@@ -8,16 +8,32 @@ until whole, and a clear StorageError when every attempt fails.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from test_faults import CUBE_KEY, CUTOUT_SIZE, FaultRates, faults, ffis, reference  # noqa: F401 - fixtures
+from test_faults import CUBE_KEY, CUTOUT_SIZE, FaultRates, Faults, fault_proxy, synth_ffis, targets
 
 from cubecut import storage
 from cubecut.cutout import cutout, load_index
 from cubecut.errors import ObjectNotFoundError, StorageError
+from cubecut.ingest.run import ingest
 from cubecut.storage import Location, ReadStats, StaleObjectError
 from cubecut.storage_obstore import REQUEST_RETRIES, ObstoreSource
+
+
+@pytest.fixture
+def faults(s3_endpoint, monkeypatch) -> Iterator[Faults]:
+    with fault_proxy(s3_endpoint, monkeypatch) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def local_cube(tmp_path_factory):
+    """test_faults' synthetic FFIs cubed on local disk: the reference cutouts."""
+    cube = tmp_path_factory.mktemp("obstore") / CUBE_KEY.rsplit("/", 1)[-1]
+    ingest([str(p) for p in synth_ffis(tmp_path_factory)], str(cube))
+    return cube
 
 
 def _source(faults, bucket: str, data: bytes, stats: ReadStats | None = None) -> ObstoreSource:
@@ -72,14 +88,16 @@ def test_short_reads_are_retried_until_whole(faults, bucket):
     assert sum(storage.RETRIES.values()) > 0, faults.summary()
 
 
-def test_cutout_pixel_reads_survive_faults(faults, reference, bucket):
+def test_cutout_pixel_reads_survive_faults(faults, local_cube, bucket):
     """With the index cached, every read of a cutout is a pixel read through obstore."""
-    faults.s3.put_object(Bucket=bucket, Key=CUBE_KEY, Body=reference["cube"])
+    faults.s3.put_object(Bucket=bucket, Key=CUBE_KEY, Body=local_cube.read_bytes())
     url = f"s3://{bucket}/{CUBE_KEY}"
     load_index(url)
     faults.set(FaultRates.spread(0.2, kinds=("error_500", "slowdown_503", "reset", "truncate", "wrong_length")),
                operations={"GetObject"})
-    for (ra, dec), expected in zip(reference["coords"], reference["tpfs"]):
+    for ra, dec in targets(4):
         tpf = cutout(url, f"{ra} {dec}", CUTOUT_SIZE)[0]
+        expected = cutout(local_cube, f"{ra} {dec}", CUTOUT_SIZE)[0]
         np.testing.assert_array_equal(tpf[1].data["FLUX"], expected[1].data["FLUX"])
+        np.testing.assert_array_equal(tpf[1].data["FLUX_ERR"], expected[1].data["FLUX_ERR"])
     assert faults.proxy.stats.total_faults > 0, faults.summary()

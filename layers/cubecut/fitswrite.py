@@ -90,16 +90,6 @@ def rekeyed(image: str, keyword: str) -> str:
     return keyword.ljust(8) + image[8:]
 
 
-def string_card(keyword: str, value: str, comment: str) -> str:
-    """The fixed-format image of a short string card, as astropy renders it: the quoted
-    value padded to 8 characters inside the quotes and to 20 after ``= ``, then the comment."""
-    quoted = "'" + value.replace("'", "''").ljust(8) + "'"
-    image = f"{keyword:8}= {quoted:20}" + (f" / {comment}" if comment else "")
-    if len(keyword) > 8 or len(image) > CARD:
-        raise ValueError(f"{keyword} = {value!r} / {comment!r} does not fit on one fixed-format card")
-    return image.ljust(CARD)
-
-
 def write_hdu(buf: bytearray, offset: int, images: list[str], *, checksum_card: int, datasum_card: int,
               data_bytes: int, when: str) -> int:
     """Write one HDU's header, with CHECKSUM and DATASUM, into ``buf`` at ``offset``.
@@ -113,13 +103,43 @@ def write_hdu(buf: bytearray, offset: int, images: list[str], *, checksum_card: 
     nheader = padded(sum(map(len, images)) + CARD)  # a long-string card may span several images
     data = memoryview(buf)[offset + nheader:offset + nheader + padded(data_bytes)]
     datasum = ones_complement_sum(data)
-    images[datasum_card] = string_card("DATASUM", str(datasum), f"data unit checksum updated {when}")
+    images[datasum_card] = card_image("DATASUM", str(datasum), f"data unit checksum updated {when}")
     comment = f"HDU checksum updated {when}"
-    images[checksum_card] = string_card("CHECKSUM", ZERO_CHECKSUM, comment)
+    images[checksum_card] = card_image("CHECKSUM", ZERO_CHECKSUM, comment)
     header = header_bytes(images)
     total = ones_complement_sum(header, datasum)
-    final = string_card("CHECKSUM", encode_checksum(~total & _MASK32), comment)
+    final = card_image("CHECKSUM", encode_checksum(~total & _MASK32), comment)
     buf[offset:offset + nheader] = header
     start = offset + sum(map(len, images[:checksum_card]))
     buf[start:start + CARD] = final.encode("ascii")
     return offset + nheader + padded(data_bytes)
+
+
+def card_image(keyword: str, value: object, comment: str) -> str:
+    """The 80-character image astropy gives ``fits.Card(keyword, value, comment)``, for a
+    standard keyword with a bool, integer, finite float or short string value: rendered
+    here at a fraction of astropy's cost (its cards read ``astropy.config`` items on every
+    access). Anything else (long strings, truncated comments, undefined or non-finite
+    values, HIERARCH keywords) is rendered by astropy itself.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        field = f"{'T' if value else 'F':>20}"
+    elif isinstance(value, (int, np.integer)):
+        field = f"{value:>20d}"
+    elif isinstance(value, (float, np.floating)) and np.isfinite(value):
+        text = str(value).replace("e", "E")
+        if len(text) > 20:  # astropy keeps at most 20 characters, cutting the significand
+            at = text.find("E")
+            text = text[:20] if at < 0 else text[:20 - (len(text) - at)] + text[at:]
+        field = f"{text:>20}"
+    elif isinstance(value, str) and value and value.isprintable() and value.isascii():
+        quoted = "'" + value.replace("'", "''").ljust(8) + "'"
+        field = f"{quoted:20}"
+    else:
+        field = None
+    image = None if field is None else f"{keyword:8}= {field}" + (f" / {comment}" if comment else "")
+    if image is None or len(keyword) > 8 or not keyword.isupper() and not keyword.isdigit() or len(image) > CARD:
+        from astropy.io import fits
+
+        return fits.Card(keyword, value, comment).image
+    return image.ljust(CARD)

@@ -45,7 +45,7 @@ class _Boto3Credentials:
         frozen = self._credentials.get_frozen_credentials()
         return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
                 "token": frozen.token,
-                "expires_at": datetime.datetime.now(datetime.timezone.utc) + CREDENTIALS_TTL}
+                "expires_at": datetime.datetime.now(datetime.UTC) + CREDENTIALS_TTL}
 
 
 @functools.lru_cache(maxsize=16)

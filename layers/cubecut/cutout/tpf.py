@@ -434,7 +434,7 @@ class _HeaderTemplate:
                 raise TemplateError(f"the TPF template has no card {key}") from None
             same = (comment, type(value), repr(value))
             image = rendered.get(same)
-            image = fits.Card(key, value, comment).image if image is None else fitswrite.rekeyed(image, key)
+            image = fitswrite.card_image(key, value, comment) if image is None else fitswrite.rekeyed(image, key)
             rendered[same] = image
             images[position] = image
         return images
