@@ -48,10 +48,12 @@ from pathlib import PurePosixPath
 import numpy as np
 from astropy.coordinates import SkyCoord, angular_separation
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 from astropy.wcs import WCS
 
 from .. import fitswrite
 from ..cube.index import CubeIndex
+from ..errors import NotACubeError
 from ..fitsio import data_bytes
 from .geometry import Box, cutout_wcs, ffi_wcs
 
@@ -478,9 +480,14 @@ def _make_template(index: CubeIndex, coord: SkyCoord) -> _Template:
     box = Box(0, 0, 1, 1)
     zeros = np.zeros((index.nt, 1, 1), dtype=np.float32)
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        reference_tpf(index, box, zeros, zeros, coord).writeto(buffer, checksum=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            # "fix": what astropy can repair in a cube's odd primary cards it repairs (for a
+            # valid header this writes exactly what the default "exception" writes)
+            reference_tpf(index, box, zeros, zeros, coord).writeto(buffer, checksum=True, output_verify="fix")
+    except VerifyError as exc:
+        raise NotACubeError(f"a TPF cannot carry this cube's primary header: {exc}") from None
     data = buffer.getvalue()
     fit = fit_linear_wcs(cutout_wcs(ffi_wcs(index), box), 1, 1)
     columns = _per_frame_columns(index)
