@@ -18,19 +18,14 @@ import datetime
 
 import numpy as np
 
-BLOCK = 2880
-CARD = 80
+from .fitsio import CARD, padded
+
 END_CARD = "END".ljust(CARD)
 #: The CHECKSUM value while the sum is computed (FITS checksum convention).
 ZERO_CHECKSUM = "0" * 16
 #: Character codes the checksum encoding avoids (punctuation between digits and letters).
 _EXCLUDED = frozenset(b":;<=>?@[\\]^_`")
 _MASK32 = 0xFFFFFFFF
-
-
-def padded(nbytes: int) -> int:
-    """``nbytes`` rounded up to a whole number of 2880-byte FITS blocks."""
-    return -(-nbytes // BLOCK) * BLOCK
 
 
 def header_bytes(images: list[str]) -> bytes:

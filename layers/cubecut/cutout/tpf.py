@@ -54,7 +54,7 @@ from astropy.wcs import WCS
 from .. import fitswrite
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError
-from ..fitsio import data_bytes
+from ..fitsio import CARD, data_bytes, padded
 from .geometry import Box, cutout_wcs, ffi_wcs
 
 try:
@@ -215,8 +215,8 @@ def tpf_bytes(index: CubeIndex, box: Box, fill: Callable[[np.ndarray, np.ndarray
     headers = [part.render(cards) for part, cards in zip(template.headers, values)]
     rows = _row_dtype(template.name_width, box.nx, box.ny)
     sizes = (0, index.nt * rows.itemsize, box.nx * box.ny * 4)
-    header_sizes = [fitswrite.padded(sum(map(len, images)) + fitswrite.CARD) for images in headers]
-    offsets = np.cumsum([0] + [h + fitswrite.padded(d) for h, d in zip(header_sizes, sizes)]).tolist()
+    header_sizes = [padded(sum(map(len, images)) + CARD) for images in headers]
+    offsets = np.cumsum([0] + [h + padded(d) for h, d in zip(header_sizes, sizes)]).tolist()
     buf = bytearray(offsets[-1])
 
     table = np.ndarray((index.nt,), dtype=rows, buffer=buf, offset=offsets[1] + header_sizes[1])
@@ -496,14 +496,14 @@ def _make_template(index: CubeIndex, coord: SkyCoord) -> _Template:
     for values in _target_values(box, fit, coord, name_width):
         images: list[str] = []
         while not data.startswith(b"END ", offset):
-            images.append(data[offset:offset + fitswrite.CARD].decode("ascii"))
-            offset += fitswrite.CARD
-        offset = fitswrite.padded(offset + fitswrite.CARD)
+            images.append(data[offset:offset + CARD].decode("ascii"))
+            offset += CARD
+        offset = padded(offset + CARD)
         positions = {image[:8].rstrip(): number for number, image in enumerate(images)}
         slots = {key: (positions[key], fits.Card.fromstring(images[positions[key]]).comment) for key in values}
         headers.append(_HeaderTemplate(tuple(images), slots, positions["CHECKSUM"], positions["DATASUM"]))
         header = fits.Header.fromstring("".join(images))
-        offset += fitswrite.padded(data_bytes(header))
+        offset += padded(data_bytes(header))
     return _Template(tuple(headers), columns, name_width)
 
 
