@@ -41,7 +41,12 @@ def ones_complement_sum(data: bytes | bytearray | memoryview | np.ndarray, start
     the words in 64-bit integers and the carries are folded back in once at the end.
     """
     words = np.frombuffer(data, dtype=">u4")
-    total = int(start) + int(words.sum(dtype=np.uint64))
+    return fold(int(start) + int(words.sum(dtype=np.uint64)))
+
+
+def fold(total: int) -> int:
+    """A non-negative sum of 32-bit words folded to 32 bits with end-around carries: the
+    ones'-complement sum (so the words can be summed in any order, by parts)."""
     while total >> 32:
         total = (total & _MASK32) + (total >> 32)
     return total
@@ -86,18 +91,19 @@ def rekeyed(image: str, keyword: str) -> str:
 
 
 def write_hdu(buf: bytearray, offset: int, images: list[str], *, checksum_card: int, datasum_card: int,
-              data_bytes: int, when: str) -> int:
+              data_bytes: int, when: str, datasum: int | None = None) -> int:
     """Write one HDU's header, with CHECKSUM and DATASUM, into ``buf`` at ``offset``.
 
     The HDU's data (``data_bytes`` long, unpadded) must already be in ``buf`` right after
     the header, followed by its zero padding. ``images`` are the header's card images;
     those at positions ``checksum_card``/``datasum_card`` are replaced. ``when`` is the
-    comments' timestamp (:func:`checksum_timestamp`). Returns the offset after the HDU.
+    comments' timestamp (:func:`checksum_timestamp`); ``datasum``, when the caller knows it,
+    is the data's ones'-complement sum. Returns the offset after the HDU.
     """
     images = list(images)
     nheader = padded(sum(map(len, images)) + CARD)  # a long-string card may span several images
-    data = memoryview(buf)[offset + nheader:offset + nheader + padded(data_bytes)]
-    datasum = ones_complement_sum(data)
+    if datasum is None:
+        datasum = ones_complement_sum(memoryview(buf)[offset + nheader:offset + nheader + padded(data_bytes)])
     images[datasum_card] = card_image("DATASUM", str(datasum), f"data unit checksum updated {when}")
     comment = f"HDU checksum updated {when}"
     images[checksum_card] = card_image("CHECKSUM", ZERO_CHECKSUM, comment)

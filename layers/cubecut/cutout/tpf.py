@@ -230,11 +230,31 @@ def tpf_bytes(index: CubeIndex, box: Box, fill: Callable[[np.ndarray, np.ndarray
         aperture[part.y0 - box.y0:part.y1 - box.y0, part.x0 - box.x0:part.x1 - box.x0] = 1
 
     when = timestamp or fitswrite.checksum_timestamp()
+    datasums = (None, _table_datasum(template, table, box), None)
     for number, images in enumerate(headers):
         header = template.headers[number]
         fitswrite.write_hdu(buf, offsets[number], images, checksum_card=header.checksum,
-                            datasum_card=header.datasum, data_bytes=sizes[number], when=when)
+                            datasum_card=header.datasum, data_bytes=sizes[number], when=when,
+                            datasum=datasums[number])
     return buf
+
+
+def _table_datasum(template: _Template, table: np.ndarray, box: Box) -> int | None:
+    """The PIXELS table's DATASUM from its parts: when every field and row is a whole number
+    of 32-bit words, the ones'-complement sum is the sum of the cube-wide columns' words
+    (computed once per cube), RAW_CNTS (-1 in every word), the zero columns (0) and only the
+    FLUX/FLUX_ERR words, which are read here (40 % of a 30x30 table). None when the layout
+    does not allow it (the whole table is summed then)."""
+    if template.constant_words is None:
+        return None
+    npix = box.nx * box.ny
+    offset = table.dtype.fields["FLUX"][1]
+    if table.dtype.fields["FLUX_ERR"][1] != offset + 4 * npix:
+        return None
+    pixels = np.ndarray((len(table), 2 * npix), dtype=">u4", buffer=table, offset=offset,
+                        strides=(table.dtype.itemsize, 4))
+    raw = len(table) * npix * 0xFFFFFFFF
+    return fitswrite.fold(template.constant_words + raw + int(pixels.sum(dtype=np.uint64)))
 
 
 def reference_tpf(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray, coord: SkyCoord,
@@ -449,6 +469,9 @@ class _Template:
     headers: tuple[_HeaderTemplate, _HeaderTemplate, _HeaderTemplate]
     columns: dict[str, np.ndarray]
     name_width: int
+    #: Sum of the big-endian 32-bit words of ``columns`` over all rows, when every row
+    #: is a whole number of words (else None).
+    constant_words: int | None
 
 
 class TemplateError(RuntimeError):
@@ -504,7 +527,19 @@ def _make_template(index: CubeIndex, coord: SkyCoord) -> _Template:
         headers.append(_HeaderTemplate(tuple(images), slots, positions["CHECKSUM"], positions["DATASUM"]))
         header = fits.Header.fromstring("".join(images))
         offset += padded(data_bytes(header))
-    return _Template(tuple(headers), columns, name_width)
+    return _Template(tuple(headers), columns, name_width, _column_words(columns, name_width))
+
+
+def _column_words(columns: dict[str, np.ndarray], name_width: int) -> int | None:
+    """The sum of the big-endian 32-bit words of the cube-wide PIXELS columns."""
+    if name_width % 4:
+        return None
+    rows = _row_dtype(name_width, 1, 1)
+    total = 0
+    for name, values in columns.items():
+        stored = np.ascontiguousarray(values, dtype=rows.fields[name][0])
+        total += int(np.frombuffer(stored.tobytes(), dtype=">u4").sum(dtype=np.uint64))
+    return total
 
 
 def _column_wcs_cards(w: fits.Header, box: Box) -> list[tuple[str, object, str]]:
