@@ -66,20 +66,6 @@ def run_cubecut(job: dict) -> dict:
     from cubecut.storage import ReadStats, s3_client
 
     s3_client()  # the pooled client exists before timing (a long-lived service's state)
-    if job.get("patch") == "wcs_cache":
-        # experiment (not a library change): build the FFI WCS once per cube index instead of
-        # once per TPF (cubecut.cutout.tpf.build_tpf calls geometry.ffi_wcs every time)
-        from cubecut.cutout import tpf as tpf_module
-        from cubecut.cutout import geometry
-        cache = {}
-
-        def cached_ffi_wcs(index):
-            key = id(index)
-            if key not in cache:
-                cache[key] = (index, geometry.ffi_wcs(index))
-            return cache[key][1]
-
-        tpf_module.ffi_wcs = cached_ffi_wcs
     cubes, coords, size, threads = job["cubes"], job["coords"], job["size"], job["threads"]
 
     def once():
@@ -128,6 +114,158 @@ def run_astrocut(job: dict) -> dict:
     for _ in range(job.get("warm", 1)):
         runs["warm"].append(timed(once, job.get("control")))
     return runs
+
+
+# ------------------------------------------------------------------------------ CPU per TPF
+
+def run_cpu(job: dict) -> dict:
+    """CPU seconds (process_time) per TPF written as FITS bytes with checksums, local cube.
+
+    ``writer``: ``cubecut`` (cutout_files: the fast writer), ``reference`` (cubecut's
+    astropy-built HDUList + writeto(checksum=True): the writer before issue 17) or
+    ``astrocut`` (CutoutFactory.cube_cut(memory_only=True) + writeto(checksum=True)).
+    Every run reads the cube's rows too (local pread), as a cutout must.
+    """
+    import io
+
+    from astropy.coordinates import SkyCoord
+
+    cube, coord, size, n = job["cube"], job["coord"], job["size"], job["repeats"]
+    if job["writer"] == "astrocut":
+        from astrocut import CutoutFactory
+
+        factory = CutoutFactory()
+
+        def once() -> int:
+            buffer = io.BytesIO()
+            factory.cube_cut(cube, coord, size, memory_only=True).writeto(buffer, checksum=True)
+            return len(buffer.getvalue())
+    elif job["writer"] == "reference":
+        from cubecut.cutout import cutout_box, ffi_wcs, load_index, read_box, reference_tpf
+        from cubecut.storage import FileSource, Location
+
+        def once() -> int:
+            index = load_index(cube)
+            target = SkyCoord(*map(float, coord.split()), unit="deg")
+            box = cutout_box(ffi_wcs(index), target, size)
+            flux, flux_err = read_box(FileSource(Location.parse(cube)), index, box, threads=1)
+            buffer = io.BytesIO()
+            reference_tpf(index, box, flux, flux_err, target).writeto(buffer, checksum=True)
+            return len(buffer.getvalue())
+    else:
+        from cubecut.cutout import cutout_files
+
+        def once() -> int:
+            return len(cutout_files(cube, coord, size, threads=1)[0].data)
+
+    once()  # warm: imports, the cube index and the header template are cached
+    times = []
+    for _ in range(n):
+        c0 = time.process_time()
+        nbytes = once()
+        times.append(time.process_time() - c0)
+    times.sort()
+    return {"cpu_s_median": times[len(times) // 2], "cpu_s_min": times[0], "repeats": n, "bytes": nbytes}
+
+
+def run_rawget(job: dict) -> dict:
+    """The I/O alone: a cutout's row ranges fetched at once through the same client as
+    cubecut's pixel reads (obstore), nothing built: what this server allows at best."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from astropy.coordinates import SkyCoord
+
+    from cubecut.cutout import cutout_box, ffi_wcs, load_index
+    from cubecut.cutout.engine import _open_cube
+    from cubecut.cutout.reader import _merged_spans
+    from cubecut.storage import Location
+
+    location = Location.parse(job["cube"])
+    index = load_index(location)
+    boxes = [cutout_box(ffi_wcs(index), SkyCoord(*map(float, c.split()), unit="deg"), job["size"])
+             for c in job["coords"]]
+    spans = _merged_spans(index, boxes)
+    per_column = index.nt * index.nplanes * 4
+    ranges = [(index.row_offset(s.y) + s.x0 * per_column, index.row_offset(s.y) + s.x1 * per_column) for s in spans]
+    source = _open_cube(location, index, None)
+    runs = []
+    with ThreadPoolExecutor(min(len(ranges), 128)) as pool:
+        list(pool.map(lambda r: source.read(*r), ranges))
+        for _ in range(job.get("repeats", 5)):
+            runs.append(timed(lambda: {"n": len(list(pool.map(lambda r: source.read(*r), ranges)))},
+                              job.get("control")))
+    return {"warm": runs}
+
+
+# ------------------------------------------------------------------------------ TESScut route
+
+def _zip(members: list[tuple[str, bytes]], level: int | None) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    method = zipfile.ZIP_STORED if level is None else zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(buffer, "w", compression=method, compresslevel=level) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def run_route(job: dict) -> dict:
+    """The TESScut route's work for one request, timed by phase: read (index + rows),
+    build (TPF bytes), compress (zip, per level), deliver (PUT of the zip to S3).
+
+    ``tool``: cubecut (what cubecut.api.service does) or astrocut (cube_cut, writeto,
+    then the same zip and PUT).
+    """
+    import io
+
+    from astropy.coordinates import SkyCoord
+
+    from cubecut.storage import ReadStats, put_bytes, s3_client
+
+    s3_client()
+    cube, coord, size = job["cube"], job["coord"], job["size"]
+    levels = job.get("levels", [None, 1, 6])
+    runs = []
+    for rnd in range(job.get("repeats", 2)):
+        phase = {}
+        stats = ReadStats()
+        if job["engine"] == "cubecut":
+            from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, fill_box, load_index, read_chunks, tpf_bytes
+            from cubecut.cutout.engine import _open_cube
+            from cubecut.storage import Location
+
+            clear_cache()
+            t0 = time.perf_counter()
+            location = Location.parse(cube)
+            index = load_index(location, stats)
+            target = SkyCoord(*map(float, coord.split()), unit="deg")
+            box = cutout_box(ffi_wcs(index), target, size)
+            chunks = read_chunks(_open_cube(location, index, stats), index, [box])
+            t1 = time.perf_counter()
+            data = tpf_bytes(index, box, lambda f, e: fill_box(index, box, chunks, f, e), target)
+            t2 = time.perf_counter()
+        else:
+            from astrocut import CutoutFactory
+
+            t0 = time.perf_counter()
+            hdul = CutoutFactory().cube_cut(cube, coord, size, memory_only=True)
+            t1 = time.perf_counter()
+            buffer = io.BytesIO()
+            hdul.writeto(buffer, checksum=True)
+            data = buffer.getvalue()
+            t2 = time.perf_counter()
+        phase.update(read_s=t1 - t0, build_s=t2 - t1, tpf_bytes=len(data), requests=stats.requests)
+        for level in levels:
+            c0 = time.perf_counter()
+            body = _zip([("tpf.fits", data)], level)
+            c1 = time.perf_counter()
+            put_bytes(f"{job['results']}/r{rnd}-{level}.zip", body, "application/zip")
+            c2 = time.perf_counter()
+            phase[f"zip_{level}"] = {"compress_s": c1 - c0, "deliver_s": c2 - c1, "zip_bytes": len(body)}
+        runs.append(phase)
+    return {"runs": runs}
 
 
 # ------------------------------------------------------------------------------ tesscube
@@ -222,7 +360,7 @@ def main() -> None:
     t0 = time.perf_counter()
     runner = {"cubecut": run_cubecut, "astrocut": run_astrocut, "tesscube": run_tesscube,
               "ingest_cubecut": run_ingest_cubecut, "ingest_astrocut": run_ingest_astrocut,
-              "block_worker": run_block_worker}[job["tool"]]
+              "block_worker": run_block_worker, "cpu": run_cpu, "route": run_route, "rawget": run_rawget}[job["tool"]]
     try:
         out = {"ok": True, **runner(job)}
     except Exception as exc:  # report, never hide

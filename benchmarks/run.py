@@ -157,15 +157,12 @@ def section_cutout(quick: bool, s3, shapers, cubes) -> list[dict]:
 
 def section_headline(quick: bool, s3, shaper, cubes) -> list[dict]:
     """The target case again: 2 positions x 3 interleaved rounds of every tool (the machine
-    is noisy; interleaving spreads the noise over all tools), plus two cubecut variants."""
+    is noisy; interleaving spreads the noise over all tools)."""
     env = servers.s3_env(shaper.endpoint)
     cube = cubes["s0001"]
     row = cube["nrows"] / 2
     rows = []
     tools = (("cubecut auto", {"tool": "cubecut", "threads": "auto", "cold": 3, "warm": 3}),
-             ("cubecut threads=32", {"tool": "cubecut", "threads": 32, "cold": 3, "warm": 3}),
-             ("cubecut auto + cached FFI WCS (experiment)",
-              {"tool": "cubecut", "threads": "auto", "cold": 3, "warm": 3, "patch": "wcs_cache"}),
              ("astrocut auto", {"tool": "astrocut", "threads": "auto", "cold": 2, "warm": 2}),
              ("tesscube", {"tool": "tesscube", "sector": cube["sector"], "cold": 2, "warm": 2}))
     for rnd in range(1 if quick else 3):

@@ -317,7 +317,7 @@ def test_a_cube_replaced_between_index_and_row_reads_is_reloaded(two_cubes, buck
                   Body=json.dumps({**json.loads(two_cubes["A-sidecar"]),
                                    "cube_etag": s3.head_object(Bucket=bucket, Key=CUBE_KEY)["ETag"]}).encode())
     assert load_index(url).nt == 24
-    real, swaps, stale = cutout_engine.read_boxes, [], []
+    real, swaps, stale = cutout_engine.read_chunks, [], []
 
     def swap_then_read(source, index, boxes, threads):
         if not swaps:
@@ -328,7 +328,7 @@ def test_a_cube_replaced_between_index_and_row_reads_is_reloaded(two_cubes, buck
             stale.append(exc)
             raise
 
-    monkeypatch.setattr(cutout_engine, "read_boxes", swap_then_read)
+    monkeypatch.setattr(cutout_engine, "read_chunks", swap_then_read)
     ra, dec = two_cubes["coords"][0]
     flux = cutout(url, f"{ra} {dec}", CUT)[0][1].data["FLUX"]
     assert len(stale) == 1 and _which(flux, two_cubes, 0) == "B"

@@ -38,6 +38,7 @@ from cubecut.api.service import INLINE_LIMIT, ConcurrencyLimit, ServiceBusyError
 from cubecut.api.models import CutoutParams
 from cubecut.ingest.run import ingest
 from cubecut.storage import s3_client
+from cubecut.storage_obstore import ObstoreSource
 from cubecut.synth import make_sector, star_catalog
 from stack_fixtures import BUCKET, SHARED, TesscutSky, tesscut_sky  # noqa: F401 - the fixture
 
@@ -83,7 +84,7 @@ def server_timing(header: str) -> dict[str, tuple[float, float]]:
 
 
 class CubeGetCounter:
-    """Counts S3 GetObject calls on cube objects made by this process's (the API's) client."""
+    """Counts S3 GetObject calls on cube objects made by this process's (the API's) clients."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
@@ -96,10 +97,18 @@ class CubeGetCounter:
 
     def __enter__(self) -> "CubeGetCounter":
         s3_client().meta.events.register("before-parameter-build.s3.GetObject", self)
+        self._obstore_read = ObstoreSource.read  # pixel reads go through obstore, not botocore
+
+        def counted(source: ObstoreSource, start: int, stop: int) -> bytes:
+            self({"Key": source.location.key})
+            return self._obstore_read(source, start, stop)
+
+        ObstoreSource.read = counted
         return self
 
     def __exit__(self, *exc: object) -> None:
         s3_client().meta.events.unregister("before-parameter-build.s3.GetObject", self)
+        ObstoreSource.read = self._obstore_read
 
 
 # -- the clients, in a subprocess -------------------------------------------------------------

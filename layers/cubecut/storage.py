@@ -488,7 +488,7 @@ def get_bytes(url: str | Location, stats: ReadStats | None = None) -> tuple[byte
     return data, response.get("ETag")
 
 
-def put_bytes(url: str | Location, data: bytes, content_type: str = "application/octet-stream", *,
+def put_bytes(url: str | Location, data: bytes | bytearray, content_type: str = "application/octet-stream", *,
               tags: dict[str, str] | None = None, if_match: str | None = None,
               if_none_match: bool = False) -> str | None:
     """Write a whole object atomically (S3 PUT, or temp file + rename); returns its ETag.

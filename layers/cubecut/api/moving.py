@@ -191,7 +191,7 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
                                  target=request.target, stats=stats)
         except PathOffCubesError:  # the cubes changed since the catalog was read
             tpfs = []
-        members = []
+        members: list[Member] = []
         for tpf in tpfs:
             header = tpf[0].header
             flux_shape = tpf["PIXELS"].data["FLUX"].shape

@@ -33,7 +33,7 @@ from typing import Callable, Iterator
 import astropy.units as u
 from astropy.io import fits
 
-from ..cutout import cutout
+from ..cutout import cutout_files
 from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError
 from ..storage import Location, ReadStats, get_bytes, put_bytes, s3_client
 from .catalog import CubeCatalog, CubeEntry
@@ -56,7 +56,7 @@ _TESS_PIXEL = 21.0 * u.arcsec
 _MAX_CUBE_THREADS = 8
 
 #: One file of a result zip: its name and bytes.
-Member = tuple[str, bytes]
+Member = tuple[str, bytes | bytearray]
 
 
 class ServiceBusyError(CubecutError):
@@ -225,13 +225,12 @@ class CutoutService:
         stats = ReadStats()
         t0 = time.monotonic() - started
         try:
-            (hdul,) = cutout(entry.url, request.coord, request.size, stats=stats)
+            (tpf,) = cutout_files(entry.url, request.coord, request.size, stats=stats)
         except OutsideCubeError:
             member = None
         else:
-            ny, nx = hdul["APERTURE"].data.shape
-            name = member_name(entry.sector_name, request.coord.ra.deg, request.coord.dec.deg, nx, ny)
-            member = (name, hdul_bytes(hdul))
+            name = member_name(entry.sector_name, request.coord.ra.deg, request.coord.dec.deg, tpf.nx, tpf.ny)
+            member = (name, tpf.data)
         work = CubeWork(entry.sector_name, t0, time.monotonic() - started, stats.requests, stats.bytes)
         return member, work
 

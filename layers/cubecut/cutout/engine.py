@@ -1,4 +1,4 @@
-"""Cutouts end to end: index -> boxes -> shared byte-range reads -> TPFs (-> files)."""
+"""Cutouts end to end: index -> boxes -> shared byte-range reads -> TPF files (-> HDULists)."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,6 +6,7 @@ import io
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from astropy.coordinates import SkyCoord
@@ -14,10 +15,30 @@ from astropy.io import fits
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError, OversizedCutoutWarning
 from ..storage import ByteSource, Location, ReadStats, StaleObjectError, open_source, put_bytes
+from ..storage_obstore import ObstoreSource
 from .geometry import CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
 from .metadata import invalidate, load_index
-from .reader import Threads, read_boxes
-from .tpf import build_tpf, tpf_filename
+from .reader import Threads, fill_box, read_chunks
+from .tpf import tpf_bytes, tpf_filename
+
+
+@dataclass(frozen=True, eq=False)
+class TPFFile:
+    """One cutout's target pixel file as the bytes of a FITS file.
+
+    ``name`` is astrocut's file name for it; ``nx``/``ny`` are the cutout's columns/rows
+    and ``nt`` its frames.
+    """
+
+    name: str
+    data: bytearray
+    nx: int
+    ny: int
+    nt: int
+
+    def hdulist(self) -> fits.HDUList:
+        """The file as an HDUList, read lazily (headers now, data when first accessed)."""
+        return fits.open(io.BytesIO(self.data))
 
 
 def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, *,
@@ -43,42 +64,60 @@ def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, siz
             ``s3://stpubdata/tess/public/mast/`` need no account.
 
     Returns:
-        One TPF per coordinate, in order: paths if ``output_dir`` is given, else HDULists.
+        One TPF per coordinate, in order: paths if ``output_dir`` is given, else HDULists
+        (read lazily from the files' bytes, see :func:`cutout_files`).
 
     Raises:
         CoordinateError, CutoutSizeError, OutsideCubeError, NotACubeError,
         ObjectNotFoundError, AccessDeniedError (all before any TPF is built).
     """
+    files = cutout_files(cube, coordinates, size, threads=threads, product=product, stats=stats, anon=anon)
+    if output_dir is None:
+        return [file.hdulist() for file in files]
+    return _write_all(files, output_dir, threads)
+
+
+def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, *,
+                 threads: Threads = "auto", product: str | None = None, stats: ReadStats | None = None,
+                 anon: bool | None = None) -> list[TPFFile]:
+    """:func:`cutout`, returning each TPF as the bytes of its FITS file (with checksums).
+
+    The fast path: the bytes are built in their final layout (:func:`.tpf.tpf_bytes`),
+    so nothing is converted or copied again to store, zip or send them.
+    """
     location = cube if isinstance(cube, Location) else Location.parse(cube)
     if anon is not None:
         location = dataclasses.replace(location, anon=anon)
     coords = parse_coordinates(coordinates)
-    parse_size(size)
+    labels = size_label(parse_size(size))
     try:
-        tpfs = _cutouts(location, load_index(location, stats), coords, size, threads, product, stats)
+        return _cutouts(location, load_index(location, stats), coords, size, labels, threads, product, stats)
     except StaleObjectError:  # the cube was replaced since its index was cached: reload once
         invalidate(location)
-        tpfs = _cutouts(location, load_index(location, stats, refresh=True), coords, size, threads,
+        return _cutouts(location, load_index(location, stats, refresh=True), coords, size, labels, threads,
                         product, stats)
-    if output_dir is None:
-        return tpfs
-    labels = size_label(parse_size(size))
-    names = [tpf_filename(location.name, c.ra.deg, c.dec.deg, *labels) for c in coords]
-    return _write_all(tpfs, names, output_dir, threads)
 
 
 def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size: SizeInput,
-             threads: Threads, product: str | None, stats: ReadStats | None) -> list[fits.HDUList]:
+             labels: tuple[str, str], threads: Threads, product: str | None,
+             stats: ReadStats | None) -> list[TPFFile]:
     if product is not None and product.upper() != index.product:
         raise NotACubeError(f"{location.url} is a {index.product} cube, not {product.upper()}")
     wcs = ffi_wcs(index)
     boxes = [cutout_box(wcs, c, size, image_shape=(index.nrows, index.ncols), cube_name=location.name)
              for c in coords]
     _warn_oversized(location, index, boxes)
-    pixels = read_boxes(_open_cube(location, index, stats), index, boxes, threads)
+    chunks = read_chunks(_open_cube(location, index, stats), index, boxes, threads)
 
-    def build(i: int) -> fits.HDUList:
-        return build_tpf(index, boxes[i], *pixels[i], coords[i], cube_name=location.name)
+    def build(i: int) -> TPFFile:
+        box = boxes[i]
+
+        def fill(flux, flux_err) -> None:
+            fill_box(index, box, chunks, flux, flux_err)
+
+        data = tpf_bytes(index, box, fill, coords[i])
+        name = tpf_filename(location.name, coords[i].ra.deg, coords[i].dec.deg, *labels)
+        return TPFFile(name, data, box.nx, box.ny, index.nt)
 
     return _map(build, range(len(coords)), threads)
 
@@ -102,28 +141,26 @@ def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
 
 
 def _open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:
-    """The cube for pixel reads; S3 reads send If-Match with the indexed ETag (no HEAD)."""
-    source = open_source(location, stats, size=index.cube_size, etag=index.cube_etag)
+    """The cube for pixel reads; S3 reads (through obstore: a quarter of botocore's CPU per
+    request) send If-Match with the indexed ETag (no HEAD)."""
+    if location.is_s3:
+        return ObstoreSource(location, stats, size=index.cube_size, etag=index.cube_etag)
+    source = open_source(location, stats)
     if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
         raise StaleObjectError(f"{location.url} changed since its index was read")
     return source
 
 
-def _write_all(tpfs: list[fits.HDUList], names: list[str], output_dir: str | os.PathLike[str],
-               threads: Threads) -> list[str]:
+def _write_all(files: list[TPFFile], output_dir: str | os.PathLike[str], threads: Threads) -> list[str]:
     folder = Location.parse(output_dir)
 
-    def write(i: int) -> str:
-        target = (Location("s3", folder.bucket, f"{folder.key.rstrip('/')}/{names[i]}".lstrip("/"))
-                  if folder.is_s3 else Location.parse(Path(folder.key) / names[i]))
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-            tpfs[i].writeto(buffer, checksum=True)
-        put_bytes(target, buffer.getvalue(), content_type="application/fits")
+    def write(file: TPFFile) -> str:
+        target = (Location("s3", folder.bucket, f"{folder.key.rstrip('/')}/{file.name}".lstrip("/"))
+                  if folder.is_s3 else Location.parse(Path(folder.key) / file.name))
+        put_bytes(target, file.data, content_type="application/fits")
         return target.url
 
-    return _map(write, range(len(tpfs)), threads)
+    return _map(write, files, threads)
 
 
 def _map(function, items, threads: Threads) -> list:

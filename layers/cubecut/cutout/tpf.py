@@ -26,20 +26,40 @@ written with the same value, except (on purpose):
 * Boxes partly off the image are NaN-padded with APERTURE 0 there (as astrocut); boxes
   wholly off the image are refused earlier (:mod:`.geometry`) rather than raising a
   ``ValueError`` or returning an all-NaN file.
+
+Two writers, one content. :func:`reference_tpf` assembles the TPF as astropy HDUs card by
+card and defines what the file holds. :func:`tpf_bytes` writes the same file (byte for
+byte what astropy's ``writeto(checksum=True)`` gives for that HDUList) in milliseconds:
+the cards every cutout of a cube shares come from a per-cube template (astropy's own
+output for a 1x1 cutout, made once per cube index and cached with it), only the target's
+cards (position, box size, WCS) are rendered per cutout, the pixels are written
+big-endian into their final place, and the checksums are vectorised
+(:mod:`cubecut.fitswrite`).
 """
 from __future__ import annotations
 
 import fnmatch
+import io
+import threading
+import warnings
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import PurePosixPath
 
 import numpy as np
 from astropy.coordinates import SkyCoord, angular_separation
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 from astropy.time import Time
 from astropy.wcs import WCS
 
+from .. import fitswrite
 from ..cube.index import CubeIndex
+from ..errors import NotACubeError
+from ..fitsio import CARD, data_bytes, padded
 from .geometry import Box, cutout_wcs, ffi_wcs
 
 try:
@@ -128,6 +148,29 @@ _COLUMN_COMMENTS = (("TTYPE", "column name"), ("TFORM", "column format"), ("TUNI
 
 _INHERIT_RESERVED = {"COMMENT", "SIMPLE", "BITPIX", "EXTEND", "NEXTEND"}
 
+#: The PIXELS table's columns in order: name, FITS type code (per pixel for image
+#: columns), unit, display format, whether it is an image (``(ny, nx)`` per frame).
+_COLUMNS = (
+    ("TIME", "D", "BJD - 2457000, days", "D14.7", False),
+    ("TIMECORR", "E", "d", "E14.7", False),
+    ("CADENCENO", "J", None, "I10", False),
+    ("RAW_CNTS", "J", "count", "I8", True),
+    ("FLUX", "E", "e-/s", "E14.7", True),
+    ("FLUX_ERR", "E", "e-/s", "E14.7", True),
+    ("FLUX_BKG", "E", "e-/s", "E14.7", True),
+    ("FLUX_BKG_ERR", "E", "e-/s", "E14.7", True),
+    ("QUALITY", "J", None, "B16.16", False),
+    ("POS_CORR1", "E", "pixel", "E14.7", False),
+    ("POS_CORR2", "E", "pixel", "E14.7", False),
+    ("FFI_FILE", "A", "pixel", None, False),
+)
+#: Big-endian numpy types of the FITS type codes used.
+_DTYPES = {"D": ">f8", "E": ">f4", "J": ">i4"}
+#: 1-based numbers of the image columns (which carry TDIMn and the per-column WCS).
+_IMAGE_COLUMNS = tuple(number for number, column in enumerate(_COLUMNS, 1) if column[4])
+#: Cube templates kept per process (as many as cube indexes are: metadata.CACHE_SIZE).
+TEMPLATE_CACHE_SIZE = 32
+
 
 def tpf_filename(cube_name: str, ra: float, dec: float, nx: int | str, ny: int | str) -> str:
     """astrocut's TPF name: ``{cube stem}_{ra:.7f}_{dec:.7f}_{nx}-x-{ny}_astrocut.fits``.
@@ -142,7 +185,7 @@ def tpf_filename(cube_name: str, ra: float, dec: float, nx: int | str, ny: int |
 
 def build_tpf(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray, coord: SkyCoord,
               *, cube_name: str) -> fits.HDUList:
-    """The TPF of one cutout.
+    """The TPF of one cutout, as an HDUList read lazily from the file :func:`tpf_bytes` writes.
 
     Args:
         index: the cube's index.
@@ -151,9 +194,85 @@ def build_tpf(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray
         coord: the requested target position (written as RA_OBJ/DEC_OBJ).
         cube_name: the cube's file name (for messages).
     """
-    if flux.shape != (index.nt, box.ny, box.nx) or flux_err.shape != flux.shape:
-        raise ValueError(f"{cube_name}: pixel arrays {flux.shape}/{flux_err.shape} do not match "
-                         f"the {box.nx}x{box.ny} box and {index.nt} frames")
+    _check_shapes(index, box, flux, flux_err, cube_name)
+
+    def fill(flux_out: np.ndarray, flux_err_out: np.ndarray) -> None:
+        flux_out[...] = flux
+        flux_err_out[...] = flux_err
+
+    return fits.open(io.BytesIO(tpf_bytes(index, box, fill, coord)))
+
+
+def tpf_bytes(index: CubeIndex, box: Box, fill: Callable[[np.ndarray, np.ndarray], None], coord: SkyCoord,
+              *, timestamp: str | None = None) -> bytearray:
+    """The FITS file of one cutout's TPF: the bytes astropy writes for :func:`reference_tpf`'s
+    HDUList with ``writeto(checksum=True)``, built directly (a few ms for 30x30x1,000).
+
+    The headers are the cube's template (cached per index) with the target's cards
+    rendered in; the table is laid out big-endian in the output buffer and ``fill(flux,
+    flux_err)`` writes the pixels straight into its FLUX/FLUX_ERR columns (two ``(nt, ny,
+    nx)`` big-endian float32 views; NaN off the image, error 0 for 1-plane cubes).
+    ``timestamp`` is the checksum comments' time (default: now, as astropy writes it).
+    """
+    fit = fit_linear_wcs(cutout_wcs(ffi_wcs(index), box), box.nx, box.ny)
+    template = _template(index, coord)
+    values = _target_values(box, fit, coord, template.name_width)
+    headers = [part.render(cards) for part, cards in zip(template.headers, values)]
+    rows = _row_dtype(template.name_width, box.nx, box.ny)
+    sizes = (0, index.nt * rows.itemsize, box.nx * box.ny * 4)
+    header_sizes = [padded(sum(map(len, images)) + CARD) for images in headers]
+    offsets = np.cumsum([0] + [h + padded(d) for h, d in zip(header_sizes, sizes)]).tolist()
+    buf = bytearray(offsets[-1])
+
+    table = np.ndarray((index.nt,), dtype=rows, buffer=buf, offset=offsets[1] + header_sizes[1])
+    for name, column in template.columns.items():
+        table[name] = column
+    table["RAW_CNTS"] = -1
+    fill(table["FLUX"], table["FLUX_ERR"])
+    aperture = np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf, offset=offsets[2] + header_sizes[2])
+    part = box.overlap(index.ncols, index.nrows)
+    if part is not None:
+        aperture[part.y0 - box.y0:part.y1 - box.y0, part.x0 - box.x0:part.x1 - box.x0] = 1
+
+    when = timestamp or fitswrite.checksum_timestamp()
+    datasums = (None, _table_datasum(template, table, box), None)
+    for number, images in enumerate(headers):
+        header = template.headers[number]
+        fitswrite.write_hdu(buf, offsets[number], images, checksum_card=header.checksum,
+                            datasum_card=header.datasum, data_bytes=sizes[number], when=when,
+                            datasum=datasums[number])
+    return buf
+
+
+def _table_datasum(template: _Template, table: np.ndarray, box: Box) -> int | None:
+    """The PIXELS table's DATASUM from its parts: when every field and row is a whole number
+    of 32-bit words, the ones'-complement sum is the sum of the cube-wide columns' words
+    (computed once per cube), RAW_CNTS (-1 in every word), the zero columns (0) and only the
+    FLUX/FLUX_ERR words, which are read here (40 % of a 30x30 table). None when the layout
+    does not allow it (the whole table is summed then)."""
+    if template.constant_words is None:
+        return None
+    npix = box.nx * box.ny
+    fields = table.dtype.fields
+    assert fields is not None  # a structured row type
+    offset = fields["FLUX"][1]
+    if fields["FLUX_ERR"][1] != offset + 4 * npix:
+        return None
+    pixels = np.ndarray((len(table), 2 * npix), dtype=">u4", buffer=table, offset=offset,
+                        strides=(table.dtype.itemsize, 4))
+    raw = len(table) * npix * 0xFFFFFFFF
+    return fitswrite.fold(template.constant_words + raw + int(pixels.sum(dtype=np.uint64)))
+
+
+def reference_tpf(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray, coord: SkyCoord,
+                  *, cube_name: str = "the cube") -> fits.HDUList:
+    """The TPF assembled card by card as astropy HDUs: the definition of its content.
+
+    Slow (~100 ms for 30x30x1,000 frames, most of it astropy card handling). The fast
+    writer's per-cube header template is this function's output for a 1x1 cutout, and the
+    tests check that :func:`tpf_bytes` equals its ``writeto(checksum=True)`` for any box.
+    """
+    _check_shapes(index, box, flux, flux_err, cube_name)
     linear, msep, sig = fit_linear_wcs(cutout_wcs(ffi_wcs(index), box), box.nx, box.ny)
 
     primary = fits.PrimaryHDU(header=_primary_header(index, coord))
@@ -162,6 +281,12 @@ def build_tpf(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray
     hdul = fits.HDUList([primary, pixels, aperture])
     _apply_inherit(hdul)
     return hdul
+
+
+def _check_shapes(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray, cube_name: str) -> None:
+    if flux.shape != (index.nt, box.ny, box.nx) or flux_err.shape != flux.shape:
+        raise ValueError(f"{cube_name}: pixel arrays {flux.shape}/{flux_err.shape} do not match "
+                         f"the {box.nx}x{box.ny} box and {index.nt} frames")
 
 
 def fit_linear_wcs(wcs: WCS, nx: int, ny: int) -> tuple[WCS, float, float]:
@@ -242,8 +367,7 @@ def _primary_header(index: CubeIndex, coord: SkyCoord) -> fits.Header:
         "CREATOR": ("cubecut", "software used to produce this file"),
         "PROCVER": (CUBECUT_VERSION, "software version"),
         "FFI_TYPE": (index.product, "the FFI type used to make the cutouts"),
-        "RA_OBJ": (coord.ra.deg, "[deg] right ascension"),
-        "DEC_OBJ": (coord.dec.deg, "[deg] declination"),
+        **_object_cards(coord),
         "TIMEREF": ("SOLARSYSTEM" if spoc else None, "barycentric correction applied to times"),
         "TASSIGN": ("SPACECRAFT" if spoc else None, "where time is assigned"),
         "TIMESYS": ("TDB", "time system is Barycentric Dynamical Time (TDB)"),
@@ -266,31 +390,26 @@ def _primary_header(index: CubeIndex, coord: SkyCoord) -> fits.Header:
     return header
 
 
+def _object_cards(coord: SkyCoord) -> dict[str, tuple[object, str]]:
+    """The target's position cards (primary, and inherited by the extensions)."""
+    return {"RA_OBJ": (coord.ra.deg, "[deg] right ascension"), "DEC_OBJ": (coord.dec.deg, "[deg] declination")}
+
+
 def _pixels_hdu(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray,
                 linear: WCS) -> fits.BinTableHDU:
-    times = index.time_arrays()
     nt, npix = index.nt, box.nx * box.ny
-    image = {"format": f"{npix}E", "dim": f"({box.nx}, {box.ny})", "unit": "e-/s", "disp": "E14.7"}
-    zeros = np.zeros_like(flux)
-    names = index.ffi_files
-    cols = [
-        fits.Column(name="TIME", format="D", unit="BJD - 2457000, days", disp="D14.7",
-                    array=(times["tstart"] + times["tstop"]) / 2),
-        fits.Column(name="TIMECORR", format="E", unit="d", disp="E14.7", array=times["barycorr"]),
-        fits.Column(name="CADENCENO", format="J", disp="I10",
-                    array=np.asarray(index.cadence if len(index.cadence) == nt else np.zeros(nt), dtype=np.int32)),
-        fits.Column(name="RAW_CNTS", format=f"{npix}J", unit="count", dim=image["dim"], disp="I8",
-                    array=np.full(flux.shape, -1, dtype=np.int32), null=-1),
-        fits.Column(name="FLUX", array=flux, **image),
-        fits.Column(name="FLUX_ERR", array=flux_err, **image),
-        fits.Column(name="FLUX_BKG", array=zeros, **image),
-        fits.Column(name="FLUX_BKG_ERR", array=zeros, **image),
-        fits.Column(name="QUALITY", format="J", disp="B16.16", array=times["quality"]),
-        fits.Column(name="POS_CORR1", format="E", unit="pixel", disp="E14.7", array=np.zeros(nt, np.float32)),
-        fits.Column(name="POS_CORR2", format="E", unit="pixel", disp="E14.7", array=np.zeros(nt, np.float32)),
-        fits.Column(name="FFI_FILE", format=f"{max([1, *map(len, names)])}A", unit="pixel",
-                    array=np.array(names)),
-    ]
+    arrays = {**_per_frame_columns(index), "RAW_CNTS": np.full(flux.shape, -1, dtype=np.int32),
+              "FLUX": flux, "FLUX_ERR": flux_err}
+    cols = []
+    for name, code, unit, disp, per_pixel in _COLUMNS:
+        shape = (nt, box.ny, box.nx) if per_pixel else (nt,)
+        array = arrays.get(name, np.zeros(shape, dtype=_DTYPES.get(code, ">f4")))
+        if per_pixel:
+            cols.append(fits.Column(name=name, format=f"{npix}{code}", unit=unit, disp=disp, array=array,
+                                    dim=f"({box.nx}, {box.ny})", null=-1 if name == "RAW_CNTS" else None))
+        else:
+            code = f"{array.dtype.itemsize}A" if code == "A" else code
+            cols.append(fits.Column(name=name, format=code, unit=unit, disp=disp, array=array))
     hdu = fits.BinTableHDU.from_columns(cols)
     header = hdu.header
     header["EXTNAME"] = "PIXELS"
@@ -300,7 +419,7 @@ def _pixels_hdu(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarr
             if key.startswith(prefix):
                 header.comments[key] = comment
                 break
-    column_wcs = _column_wcs_cards(linear, box)
+    column_wcs = _column_wcs_cards(linear.to_header(), box)
     for number in range(1, header["TFIELDS"]):
         if f"TDIM{number}" in header:
             for key, value, comment in column_wcs:
@@ -310,14 +429,167 @@ def _pixels_hdu(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarr
         header[key] = (frame.get(key), comment)
     # A 44-character SPOC name leaves no room for the comment on the 80-byte card
     # (astropy would truncate it with a warning, which is what astrocut's files show).
-    header["WCS_FFI"] = (names[index.wcs_row], _fitting_comment("WCS_FFI", names[index.wcs_row],
-                                                                "FFI used for cutout WCS"))
+    name = index.ffi_files[index.wcs_row]
+    header["WCS_FFI"] = (name, _fitting_comment("WCS_FFI", name, "FFI used for cutout WCS"))
     return hdu
 
 
-def _column_wcs_cards(linear: WCS, box: Box) -> list[tuple[str, object, str]]:
-    """The per-column WCS keywords (``{}`` = column number) of a pipeline TPF image column."""
-    w = linear.to_header()
+def _per_frame_columns(index: CubeIndex) -> dict[str, np.ndarray]:
+    """The PIXELS columns that are the same for every cutout of the cube (others are 0)."""
+    times = index.time_arrays()
+    width = max([1, *map(len, index.ffi_files)])
+    cadence = index.cadence if len(index.cadence) == index.nt else [0] * index.nt  # older sidecars: none
+    return {"TIME": (times["tstart"] + times["tstop"]) / 2, "TIMECORR": times["barycorr"],
+            "CADENCENO": np.asarray(cadence, dtype=np.int32), "QUALITY": times["quality"],
+            "FFI_FILE": np.array(index.ffi_files, dtype=f"S{width}")}
+
+
+def _row_dtype(name_width: int, nx: int, ny: int) -> np.dtype:
+    """One PIXELS row as FITS stores it: packed, big-endian, image columns ``(ny, nx)``."""
+    fields: list[tuple] = []
+    for name, code, _, _, per_pixel in _COLUMNS:
+        if code == "A":
+            fields.append((name, f"S{name_width}"))
+        else:
+            fields.append((name, _DTYPES[code], (ny, nx)) if per_pixel else (name, _DTYPES[code]))
+    return np.dtype(fields)
+
+
+def _target_values(box: Box, fit: tuple[WCS, float, float], coord: SkyCoord,
+                   name_width: int) -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
+    """The values of the cards that differ between cutouts of one cube, per HDU (the
+    template holds every other card, and these cards' comments)."""
+    linear, msep, sig = fit
+    target = {key: value for key, (value, _) in _object_cards(coord).items()}
+    npix, dim = box.nx * box.ny, f"({box.nx}, {box.ny})"
+    pixels: dict[str, object] = {"NAXIS1": _row_dtype(name_width, box.nx, box.ny).itemsize}
+    wcs_header = linear.to_header()
+    column_wcs = _column_wcs_cards(wcs_header, box)
+    for number in _IMAGE_COLUMNS:
+        pixels[f"TFORM{number}"] = f"{npix}{_COLUMNS[number - 1][1]}"
+        pixels[f"TDIM{number}"] = dim
+        pixels.update({key.format(number): value for key, value, _ in column_wcs})
+    pixels.update(target)
+    aperture: dict[str, object] = {"NAXIS1": box.nx, "NAXIS2": box.ny}
+    aperture.update({card.keyword: card.value for card in wcs_header.cards})
+    aperture.update({key: value for key, (value, _) in physical_wcs_cards(box).items()})
+    aperture.update({"WCS_MSEP": msep, "WCS_SIG": sig, **target})
+    return target, pixels, aperture
+
+
+@dataclass(frozen=True)
+class _HeaderTemplate:
+    """One HDU's header for every cutout of a cube: card images, with the positions of the
+    cards a cutout sets (and their comments) and of CHECKSUM/DATASUM."""
+
+    images: tuple[str, ...]
+    slots: dict[str, tuple[int, str]]
+    checksum: int
+    datasum: int
+
+    def render(self, values: dict[str, object]) -> list[str]:
+        """The card images with ``values`` set; cards whose image differs only by keyword
+        (the per-column WCS of columns 4-8) are rendered once."""
+        images = list(self.images)
+        rendered: dict[tuple[str, type, object], str] = {}
+        for key, value in values.items():
+            try:
+                position, comment = self.slots[key]
+            except KeyError:
+                raise TemplateError(f"the TPF template has no card {key}") from None
+            same = (comment, type(value), repr(value))
+            image = rendered.get(same)
+            image = fitswrite.card_image(key, value, comment) if image is None else fitswrite.rekeyed(image, key)
+            rendered[same] = image
+            images[position] = image
+        return images
+
+
+@dataclass(frozen=True)
+class _Template:
+    """What every TPF of one cube shares: its three header templates and per-frame columns."""
+
+    headers: tuple[_HeaderTemplate, _HeaderTemplate, _HeaderTemplate]
+    columns: dict[str, np.ndarray]
+    name_width: int
+    #: Sum of the big-endian 32-bit words of ``columns`` over all rows, when every row
+    #: is a whole number of words (else None).
+    constant_words: int | None
+
+
+class TemplateError(RuntimeError):
+    """A cutout needs a header card that the cube's TPF template does not have (a bug)."""
+
+
+_templates: OrderedDict[int, tuple[weakref.ref, _Template]] = OrderedDict()
+_templates_lock = threading.Lock()
+
+
+def _template(index: CubeIndex, coord: SkyCoord) -> _Template:
+    """The cube's TPF template (cached per index object; ``coord`` is any target)."""
+    key = id(index)
+    with _templates_lock:
+        cached = _templates.get(key)
+        if cached is not None and cached[0]() is index:
+            _templates.move_to_end(key)
+            return cached[1]
+    template = _make_template(index, coord)
+    with _templates_lock:
+        _templates[key] = (weakref.ref(index), template)
+        while len(_templates) > TEMPLATE_CACHE_SIZE:
+            _templates.popitem(last=False)
+    return template
+
+
+def _make_template(index: CubeIndex, coord: SkyCoord) -> _Template:
+    """The template from the file astropy writes for a 1x1 cutout of the cube."""
+    box = Box(0, 0, 1, 1)
+    zeros = np.zeros((index.nt, 1, 1), dtype=np.float32)
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            # "fix": what astropy can repair in a cube's odd primary cards it repairs (for a
+            # valid header this writes exactly what the default "exception" writes)
+            reference_tpf(index, box, zeros, zeros, coord).writeto(buffer, checksum=True, output_verify="fix")
+    except VerifyError as exc:
+        raise NotACubeError(f"a TPF cannot carry this cube's primary header: {exc}") from None
+    data = buffer.getvalue()
+    fit = fit_linear_wcs(cutout_wcs(ffi_wcs(index), box), 1, 1)
+    columns = _per_frame_columns(index)
+    name_width = columns["FFI_FILE"].dtype.itemsize
+    headers, offset = [], 0
+    for values in _target_values(box, fit, coord, name_width):
+        images: list[str] = []
+        while not data.startswith(b"END ", offset):
+            images.append(data[offset:offset + CARD].decode("ascii"))
+            offset += CARD
+        offset = padded(offset + CARD)
+        positions = {image[:8].rstrip(): number for number, image in enumerate(images)}
+        slots = {key: (positions[key], fits.Card.fromstring(images[positions[key]]).comment) for key in values}
+        headers.append(_HeaderTemplate(tuple(images), slots, positions["CHECKSUM"], positions["DATASUM"]))
+        header = fits.Header.fromstring("".join(images))
+        offset += padded(data_bytes(header))
+    primary, pixels, aperture = headers  # one template per HDU
+    return _Template((primary, pixels, aperture), columns, name_width, _column_words(columns, name_width))
+
+
+def _column_words(columns: dict[str, np.ndarray], name_width: int) -> int | None:
+    """The sum of the big-endian 32-bit words of the cube-wide PIXELS columns."""
+    if name_width % 4:
+        return None
+    fields = _row_dtype(name_width, 1, 1).fields
+    assert fields is not None  # a structured row type
+    total = 0
+    for name, values in columns.items():
+        stored = np.ascontiguousarray(values, dtype=fields[name][0])
+        total += int(np.frombuffer(stored.tobytes(), dtype=">u4").sum(dtype=np.uint64))
+    return total
+
+
+def _column_wcs_cards(w: fits.Header, box: Box) -> list[tuple[str, object, str]]:
+    """The per-column WCS keywords (``{}`` = column number) of a pipeline TPF image column,
+    from the linear WCS's header ``w``."""
     return [
         ("WCAX{}", w["WCSAXES"], "Number of WCS axes"),
         ("1CTYP{}", w["CTYPE1"], "right ascension coordinate type"),

@@ -1,0 +1,103 @@
+"""Cutouts' pixel reads through obstore keep S3Source's guarantees, faults included.
+
+Through the fault-injecting proxy of :mod:`test_faults` in front of the moto server:
+If-Match pinning (a replaced object raises StaleObjectError), request and byte counting,
+failed requests retried by the client, bodies that break off or come up short retried
+until whole, and a clear StorageError when every attempt fails.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from test_faults import CUBE_KEY, CUTOUT_SIZE, FaultRates, Faults, fault_proxy, synth_ffis, targets
+
+from cubecut import storage
+from cubecut.cutout import cutout, load_index
+from cubecut.errors import ObjectNotFoundError, StorageError
+from cubecut.ingest.run import ingest
+from cubecut.storage import Location, ReadStats, StaleObjectError
+from cubecut.storage_obstore import REQUEST_RETRIES, ObstoreSource
+
+
+@pytest.fixture
+def faults(s3_endpoint, monkeypatch) -> Iterator[Faults]:
+    with fault_proxy(s3_endpoint, monkeypatch) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def local_cube(tmp_path_factory):
+    """test_faults' synthetic FFIs cubed on local disk: the reference cutouts."""
+    cube = tmp_path_factory.mktemp("obstore") / CUBE_KEY.rsplit("/", 1)[-1]
+    ingest([str(p) for p in synth_ffis(tmp_path_factory)], str(cube))
+    return cube
+
+
+def _source(faults, bucket: str, data: bytes, stats: ReadStats | None = None) -> ObstoreSource:
+    faults.s3.put_object(Bucket=bucket, Key="obj", Body=data)
+    etag = faults.s3.head_object(Bucket=bucket, Key="obj")["ETag"]
+    return ObstoreSource(Location("s3", bucket, "obj"), stats, size=len(data), etag=etag)
+
+
+def test_reads_are_pinned_counted_and_clipped(faults, bucket):
+    data = os.urandom(100_000)
+    stats = ReadStats()
+    source = _source(faults, bucket, data, stats)
+    assert source.read(10, 5_010) == data[10:5_010]
+    assert source.read(99_000, 120_000) == data[99_000:]  # past the end: what there is
+    assert source.read(50, 50) == b""
+    assert (stats.requests, stats.bytes) == (2, 5_000 + 1_000)
+    faults.s3.put_object(Bucket=bucket, Key="obj", Body=data[::-1])  # replaced: a new ETag
+    with pytest.raises(StaleObjectError):
+        source.read(0, 100)
+    with pytest.raises(ObjectNotFoundError):
+        ObstoreSource(Location("s3", bucket, "nothing"), size=10, etag=None).read(0, 10)
+
+
+@pytest.mark.parametrize("kind", ["error_500", "slowdown_503", "reset", "truncate", "wrong_length", "delay"])
+def test_every_fault_kind_at_100_percent(kind, faults, bucket):
+    data = bytes(range(256)) * 64
+    source = _source(faults, bucket, data)
+    faults.set(FaultRates(**{kind: 1.0}, delay_seconds=0.01), operations={"GetObject"})
+    if kind == "delay":
+        assert source.read(100, 1100) == data[100:1100]
+        return
+    with pytest.raises(StorageError) as error:
+        source.read(100, 1100)
+    gets = faults.proxy.stats.requests["GetObject"]
+    if kind == "wrong_length":  # a valid answer with half the bytes: only the length check sees it
+        assert "short read" in str(error.value) and gets == storage.READ_ATTEMPTS
+        assert storage.RETRIES["short_read"] == storage.READ_ATTEMPTS - 1
+    elif kind == "truncate":  # the body breaks off: obstore raises while reading it, we retry
+        assert "body failed" in str(error.value) or "short read" in str(error.value), error.value
+        assert gets >= storage.READ_ATTEMPTS
+    else:  # obstore retried the request itself
+        assert 2 <= gets <= REQUEST_RETRIES + 1, faults.summary()
+    print(f"\n{kind}: {gets} GETs; {type(error.value).__name__}: {str(error.value)[:160]}")
+
+
+def test_short_reads_are_retried_until_whole(faults, bucket):
+    data = os.urandom(300_000)
+    source = _source(faults, bucket, data)
+    faults.set(FaultRates(truncate=0.1, wrong_length=0.1), operations={"GetObject"})
+    for start in range(0, len(data), 7_001):
+        assert source.read(start, start + 5_000) == data[start:start + 5_000]
+    assert sum(storage.RETRIES.values()) > 0, faults.summary()
+
+
+def test_cutout_pixel_reads_survive_faults(faults, local_cube, bucket):
+    """With the index cached, every read of a cutout is a pixel read through obstore."""
+    faults.s3.put_object(Bucket=bucket, Key=CUBE_KEY, Body=local_cube.read_bytes())
+    url = f"s3://{bucket}/{CUBE_KEY}"
+    load_index(url)
+    faults.set(FaultRates.spread(0.2, kinds=("error_500", "slowdown_503", "reset", "truncate", "wrong_length")),
+               operations={"GetObject"})
+    for ra, dec in targets(4):
+        tpf = cutout(url, f"{ra} {dec}", CUTOUT_SIZE)[0]
+        expected = cutout(local_cube, f"{ra} {dec}", CUTOUT_SIZE)[0]
+        np.testing.assert_array_equal(tpf[1].data["FLUX"], expected[1].data["FLUX"])
+        np.testing.assert_array_equal(tpf[1].data["FLUX_ERR"], expected[1].data["FLUX_ERR"])
+    assert faults.proxy.stats.total_faults > 0, faults.summary()
