@@ -190,7 +190,10 @@ def test_cutout_of_a_cube_over_https_and_memory_equals_local(local_cube, tmp_pat
         pixel_reads = [r for r in server.seen.requests if r["status"] == 206][2:]  # after the two metadata reads
         assert len(pixel_reads) == 4  # one per cutout row
     np.testing.assert_array_equal(remote[1].data["FLUX"], expected[1].data["FLUX"])
-    assert repr(remote[2].header) == repr(expected[2].header)
+    def cards(header):  # the checksum cards' comments carry the time they were computed
+        return [card for card in header.cards if card.keyword not in {"CHECKSUM", "DATASUM"}]
+
+    assert [tuple(c) for c in cards(remote[2].header)] == [tuple(c) for c in cards(expected[2].header)]
     with fsspec.open(f"memory://cubes/{local_cube.name}", "wb") as f:
         f.write(local_cube.read_bytes())
     (memory,) = cubecut.cutout(f"memory://cubes/{local_cube.name}", coord, (7, 4))
