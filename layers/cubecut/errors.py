@@ -65,3 +65,13 @@ class CutoutSizeError(InputError):
 
 class CoordinateError(InputError):
     """A sky position is missing, not finite, or out of range."""
+
+
+class CatalogError(InputError):
+    """A target catalog cannot be read at all (no such object, no ra/dec columns, not CSV/ECSV).
+
+    Single malformed rows are not errors: a bulk job reports them per row."""
+
+
+class BulkCapError(InputError):
+    """A bulk job is above a configured cap (targets or pixel-frames); refused before any work."""

@@ -64,7 +64,7 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
     wcs = ffi_wcs(index)
     boxes = [cutout_box(wcs, c, size, image_shape=(index.nrows, index.ncols), cube_name=location.name)
              for c in coords]
-    pixels = read_boxes(_open_cube(location, index, stats), index, boxes, threads)
+    pixels = read_boxes(open_cube(location, index, stats), index, boxes, threads)
 
     def build(i: int) -> fits.HDUList:
         return build_tpf(index, boxes[i], *pixels[i], coords[i], cube_name=location.name)
@@ -72,12 +72,24 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
     return _map(build, range(len(coords)), threads)
 
 
-def _open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:
-    """The cube for pixel reads; S3 reads send If-Match with the indexed ETag (no HEAD)."""
+def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:
+    """The cube for pixel reads; S3 reads send If-Match with the indexed ETag (no HEAD).
+
+    Raises StaleObjectError if the cube's size or ETag no longer match ``index``."""
     source = open_source(location, stats, size=index.cube_size, etag=index.cube_etag)
     if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
         raise StaleObjectError(f"{location.url} changed since its index was read")
     return source
+
+
+def encode_tpf(tpf: fits.HDUList) -> bytes:
+    """The bytes of a TPF file as cubecut writes it (with CHECKSUM/DATASUM), the one place
+    TPFs become files (``cutout(output_dir=...)`` and bulk jobs)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        tpf.writeto(buffer, checksum=True)
+    return buffer.getvalue()
 
 
 def _write_all(tpfs: list[fits.HDUList], names: list[str], output_dir: str | os.PathLike[str],
@@ -87,11 +99,7 @@ def _write_all(tpfs: list[fits.HDUList], names: list[str], output_dir: str | os.
     def write(i: int) -> str:
         target = (Location("s3", folder.bucket, f"{folder.key.rstrip('/')}/{names[i]}".lstrip("/"))
                   if folder.is_s3 else Location.parse(Path(folder.key) / names[i]))
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-            tpfs[i].writeto(buffer, checksum=True)
-        put_bytes(target, buffer.getvalue(), content_type="application/fits")
+        put_bytes(target, encode_tpf(tpfs[i]), content_type="application/fits")
         return target.url
 
     return _map(write, range(len(tpfs)), threads)
