@@ -428,8 +428,10 @@ def _map_state(**extra: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("definition, problem", [
-    (broken(States__A=_map_state(ItemBatcher={"MaxItemsPerBatch": 10})), "'ItemBatcher'"),
-    (broken(States__A=_map_state(ResultWriter={"Resource": "arn:aws:states:::s3:putObject"})), "'ResultWriter'"),
+    (broken(States__A=_map_state(ItemSelector={}, ItemBatcher={"MaxItemsPerBatch": 10})),
+     "ItemSelector together with ItemBatcher"),
+    (broken(States__A=_map_state(ResultWriter={"Resource": "arn:aws:states:::s3:putObject",
+                                               "WriterConfig": {"OutputType": "JSONL"}})), "'WriterConfig'"),
     (broken(States__A=_map_state(ToleratedFailurePercentage=5)), "'ToleratedFailurePercentage'"),
     (broken(States__A={"Type": "Parallel", "Branches": [], "Next": "B"}), "Type 'Parallel'"),
     (broken(States__A={"Type": "Wait", "Seconds": 1, "Next": "B"}), "Type 'Wait'"),

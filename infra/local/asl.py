@@ -8,7 +8,13 @@ one machine without Docker. The subset:
   ``Choice``, ``Succeed``, ``Fail`` (``Error``/``Cause`` or ``ErrorPath``/``CausePath``),
   ``Map`` (``INLINE`` and ``DISTRIBUTED``; ``ItemsPath``, or ``ItemReader`` with
   ``arn:aws:states:::s3:getObject`` and ``ReaderConfig.InputType`` ``JSON`` through a
-  boto3 S3 client; ``ItemSelector``; ``MaxConcurrency`` enforced with a thread pool);
+  boto3 S3 client; ``ItemSelector``; ``MaxConcurrency`` enforced with a thread pool;
+  ``ItemBatcher`` with ``MaxItemsPerBatch``/``MaxInputBytesPerBatch``/``BatchInput``, each
+  child getting ``{"Items": [...], "BatchInput": {...}}``; ``ResultWriter`` with
+  ``arn:aws:states:::s3:putObject`` and ``Parameters`` ``Bucket``/``Prefix``, which writes
+  ``{Prefix}/{map run id}/SUCCEEDED_0.json`` (the child executions, ``Input`` and ``Output``
+  as JSON strings) and ``manifest.json`` there, and makes the state's result
+  ``{"MapRunArn", "ResultWriterDetails": {"Bucket", "Key"}}``);
 * ``InputPath``, ``Parameters``, ``ResultSelector``, ``ResultPath`` (including ``null``),
   ``OutputPath``, payload templates with ``.$`` keys, reference paths (``$.a.b``,
   ``$['a']``, ``$.a[0]``), the context object (``$$.Execution``, ``$$.State``,
@@ -23,8 +29,8 @@ one machine without Docker. The subset:
   ``IsPresent``, ``IsNull``, ``IsNumeric``, ``IsString``, ``IsBoolean``, ``And``,
   ``Or``, ``Not``.
 
-Everything else that the language has (``Parallel``, ``Wait``, ``ItemBatcher``,
-``ResultWriter``, ``ToleratedFailure*``, ``HeartbeatSeconds``, JSONata, other
+Everything else that the language has (``Parallel``, ``Wait``, ``ItemSelector`` together
+with ``ItemBatcher``, ``ResultWriter``'s ``WriterConfig``, ``ToleratedFailure*``, ``HeartbeatSeconds``, JSONata, other
 intrinsics or comparators, ...) is rejected with :class:`UnsupportedASLError` before the
 execution starts; structural mistakes are rejected with :class:`ASLValidationError`.
 
@@ -114,7 +120,7 @@ _STATE_FIELDS: dict[str, set[str]] = {
     "Fail": _COMMON | {"Error", "ErrorPath", "Cause", "CausePath"},
     "Map": _COMMON | _FLOW | _IO | {"ResultPath", "ResultSelector", "Retry", "Catch", "ItemsPath",
                                     "ItemReader", "ItemSelector", "ItemProcessor", "MaxConcurrency",
-                                    "Label"},
+                                    "Label", "ItemBatcher", "ResultWriter"},
 }
 _UNSUPPORTED_STATE_TYPES = {"Parallel", "Wait"}
 _LANGUAGE_FIELDS = set().union(*_STATE_FIELDS.values()) | {
@@ -134,6 +140,7 @@ _CATCHER_FIELDS = {"ErrorEquals", "Next", "ResultPath"}
 _RETRIER_LANGUAGE_FIELDS = _RETRIER_FIELDS | {"Comment"}
 _CATCHER_LANGUAGE_FIELDS = _CATCHER_FIELDS | {"Assign", "Output", "Comment"}
 _S3_GET_OBJECT = "arn:aws:states:::s3:getObject"
+_S3_PUT_OBJECT = "arn:aws:states:::s3:putObject"
 _KNOWN_STATES_ERRORS = {
     "States.ALL", "States.TaskFailed", "States.Timeout", "States.Runtime", "States.DataLimitExceeded",
     "States.HeartbeatTimeout", "States.Permissions", "States.ResultPathMatchFailure",
@@ -652,7 +659,50 @@ def _check_map(state: dict[str, Any], prefix: str, where: str, problems: _Proble
         if "ItemsPath" in state:
             problems.unsupported.append(f"{where}: ItemsPath together with ItemReader")
         _check_item_reader(state["ItemReader"], f"{where} ItemReader", problems)
+    for field_name, check in (("ItemBatcher", _check_item_batcher), ("ResultWriter", _check_result_writer)):
+        if field_name in state:
+            if mode != "DISTRIBUTED":
+                problems.invalid.append(f"{where}: {field_name} is only for DISTRIBUTED Maps")
+            check(state[field_name], f"{where} {field_name}", problems)
+    if "ItemBatcher" in state and "ItemSelector" in state:
+        problems.unsupported.append(f"{where}: ItemSelector together with ItemBatcher")
     _check_machine(processor, prefix, problems)
+
+
+def _check_item_batcher(batcher: Any, where: str, problems: _Problems) -> None:
+    if not isinstance(batcher, dict):
+        problems.invalid.append(f"{where} must be an object")
+        return
+    _check_fields(batcher, {"MaxItemsPerBatch", "MaxInputBytesPerBatch", "BatchInput"},
+                  {"MaxItemsPerBatch", "MaxInputBytesPerBatch", "BatchInput", "MaxItemsPerBatchPath",
+                   "MaxInputBytesPerBatchPath"}, where, problems)
+    limits = [batcher[k] for k in ("MaxItemsPerBatch", "MaxInputBytesPerBatch") if k in batcher]
+    if not limits:
+        problems.invalid.append(f"{where} needs MaxItemsPerBatch or MaxInputBytesPerBatch")
+    if not all(_is_int(v) and v > 0 for v in limits):
+        problems.invalid.append(f"{where}: MaxItemsPerBatch/MaxInputBytesPerBatch must be positive integers")
+    if batcher.get("MaxInputBytesPerBatch", 0) > PAYLOAD_LIMIT_BYTES:
+        problems.invalid.append(f"{where}: MaxInputBytesPerBatch is above {PAYLOAD_LIMIT_BYTES}")
+    if "BatchInput" in batcher:
+        _check_template(batcher["BatchInput"], f"{where} BatchInput", problems)
+
+
+def _check_result_writer(writer: Any, where: str, problems: _Problems) -> None:
+    if not isinstance(writer, dict):
+        problems.invalid.append(f"{where} must be an object")
+        return
+    _check_fields(writer, {"Resource", "Parameters"}, {"Resource", "Parameters", "WriterConfig", "Arguments"},
+                  where, problems)
+    if writer.get("Resource") != _S3_PUT_OBJECT:
+        problems.unsupported.append(f"{where} Resource {writer.get('Resource')!r} (only {_S3_PUT_OBJECT})")
+    parameters = writer.get("Parameters")
+    if not isinstance(parameters, dict):
+        problems.invalid.append(f"{where} needs Parameters with Bucket and Prefix")
+        return
+    _check_template(parameters, f"{where} Parameters", problems)
+    for key in ("Bucket", "Prefix"):
+        if key not in parameters and f"{key}.$" not in parameters:
+            problems.invalid.append(f"{where} Parameters needs {key}")
 
 
 def _check_item_reader(reader: Any, where: str, problems: _Problems) -> None:
@@ -711,8 +761,9 @@ def _resources_of(machine: dict[str, Any]) -> Iterator[str]:
             yield from _resources_of(state["ItemProcessor"])
 
 
-def _uses_item_reader(machine: dict[str, Any]) -> bool:
-    return any(state.get("Type") == "Map" and ("ItemReader" in state or _uses_item_reader(state["ItemProcessor"]))
+def _uses_s3(machine: dict[str, Any]) -> bool:
+    return any(state.get("Type") == "Map" and ("ItemReader" in state or "ResultWriter" in state
+                                              or _uses_s3(state["ItemProcessor"]))
                for state in machine.get("States", {}).values())
 
 
@@ -825,8 +876,9 @@ class StateMachineRunner:
         missing = sorted(set(_resources_of(self.definition)) - set(resources))
         if missing:
             raise UnsupportedASLError([f"no local callable for resource {arn!r}" for arn in missing])
-        if s3_client is None and _uses_item_reader(self.definition):
-            raise ASLValidationError(["the definition reads items from S3 (ItemReader) but no s3_client was given"])
+        if s3_client is None and _uses_s3(self.definition):
+            raise ASLValidationError(["the definition reads or writes S3 (ItemReader, ResultWriter) but no "
+                                      "s3_client was given"])
         self.resources = dict(resources)
         self.s3_client = s3_client
         self.retry_time_scale = retry_time_scale
@@ -1030,13 +1082,58 @@ class _Run:
             item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
             inputs.append(self.template(selector, data, item_context, "ItemSelector") if selector is not None
                           else item)
+        if "ItemBatcher" in state:
+            inputs = self.batch(state["ItemBatcher"], inputs, data, context)
         limit = state.get("MaxConcurrency", 0) or (
             INLINE_UNBOUNDED_CONCURRENCY if mode == "INLINE" else DISTRIBUTED_UNBOUNDED_CONCURRENCY)
         self.event("MapRunStarted" if mode == "DISTRIBUTED" else "MapStateStarted", label,
                    length=len(inputs), max_concurrency=limit)
-        results = self.iterate(processor, inputs, context, label, mode, limit)
+        records: list[dict[str, Any]] | None = [] if "ResultWriter" in state else None
+        results = self.iterate(processor, inputs, context, label, mode, limit, records)
+        if records is not None:
+            return self.write_results(state, records, data, context, label)
         _check_size(results, f"result of Map {label!r}")
         return results
+
+    def batch(self, batcher: dict[str, Any], items: list[Any], data: Any, context: dict[str, Any]) -> list[Any]:
+        """Consecutive items grouped as the ItemBatcher does: ``{"Items": [...], "BatchInput"}``."""
+        extra = ({"BatchInput": self.template(batcher["BatchInput"], data, context, "ItemBatcher.BatchInput")}
+                 if "BatchInput" in batcher else {})
+        max_items = batcher.get("MaxItemsPerBatch", len(items) or 1)
+        max_bytes = batcher.get("MaxInputBytesPerBatch", PAYLOAD_LIMIT_BYTES)
+        batches: list[dict[str, Any]] = []
+        current: list[Any] = []
+        for item in items:
+            grown = {"Items": [*current, item], **extra}
+            if current and (len(current) >= max_items or len(json.dumps(grown).encode()) > max_bytes):
+                batches.append({"Items": current, **extra})
+                current = []
+            current.append(item)
+        if current:
+            batches.append({"Items": current, **extra})
+        return batches
+
+    def write_results(self, state: dict[str, Any], records: list[dict[str, Any]], data: Any,
+                      context: dict[str, Any], label: str) -> dict[str, Any]:
+        """ResultWriter: the child executions and a manifest under ``{Prefix}/{map run id}/``."""
+        parameters = self.template(state["ResultWriter"]["Parameters"], data, context, "ResultWriter.Parameters")
+        run_id = uuid.uuid4().hex
+        map_run_arn = (f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:mapRun:{self.runner.name}/"
+                       f"{state.get('Label', label.rsplit('.', 1)[-1])}:{run_id}")
+        folder = f"{str(parameters.get('Prefix', '')).rstrip('/')}/{run_id}".lstrip("/")
+        bucket = parameters.get("Bucket")
+        try:
+            body = json.dumps(records).encode()
+            self.runner.s3_client.put_object(Bucket=bucket, Key=f"{folder}/SUCCEEDED_0.json", Body=body)
+            manifest = {"DestinationBucket": bucket, "MapRunArn": map_run_arn,
+                        "ResultFiles": {"FAILED": [], "PENDING": [],
+                                        "SUCCEEDED": [{"Key": f"{folder}/SUCCEEDED_0.json", "Size": len(body)}]}}
+            self.runner.s3_client.put_object(Bucket=bucket, Key=f"{folder}/manifest.json",
+                                             Body=json.dumps(manifest).encode())
+        except Exception as exc:  # noqa: BLE001 - any write failure is the writer's failure
+            raise _Failure("States.ResultWriterFailed",
+                           f"Map {label!r} could not write its results to s3://{bucket}/{folder}/: {exc}") from None
+        return {"MapRunArn": map_run_arn, "ResultWriterDetails": {"Bucket": bucket, "Key": f"{folder}/manifest.json"}}
 
     def read_items(self, state: dict[str, Any], data: Any, context: dict[str, Any], label: str) -> list[Any]:
         if "ItemReader" in state:
@@ -1057,10 +1154,13 @@ class _Run:
         return items
 
     def iterate(self, processor: dict[str, Any], inputs: list[Any], context: dict[str, Any], label: str,
-                mode: str, limit: int) -> list[Any]:
+                mode: str, limit: int, records: list[dict[str, Any]] | None = None) -> list[Any]:
+        """Run the iterations; ``records`` (DISTRIBUTED) collects each child execution as a
+        ResultWriter reports it, in item order."""
         if not inputs:
             return []
         distributed = mode == "DISTRIBUTED"
+        slots: list[dict[str, Any] | None] = [None] * len(inputs)
 
         def one(index: int) -> Any:
             child_context = {key: value for key, value in context.items() if key != "State"}
@@ -1075,6 +1175,13 @@ class _Run:
                 self.event("MapIterationFailed", label, index=index, error=failure.error)
                 raise
             self.event("MapIterationSucceeded", label, index=index)
+            if records is not None:
+                execution = child_context["Execution"]
+                slots[index] = {"ExecutionArn": execution["Id"], "Name": execution["Name"],
+                                "StateMachineArn": self.machine_context["Id"], "Status": "SUCCEEDED",
+                                "Input": json.dumps(inputs[index]), "InputDetails": {"Included": True},
+                                "Output": json.dumps(output), "OutputDetails": {"Included": True},
+                                "StartDate": execution["StartTime"], "StopDate": _iso(_now())}
             return output
 
         with ThreadPoolExecutor(max_workers=min(limit, len(inputs)), thread_name_prefix=f"map-{label}") as pool:
@@ -1085,6 +1192,8 @@ class _Run:
                 for future in futures:
                     future.cancel()
         if failed is None:
+            if records is not None:
+                records.extend(slots)
             return [future.result() for future in futures]
         failure = failed.exception()
         if not isinstance(failure, _Failure):
