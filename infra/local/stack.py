@@ -38,6 +38,8 @@ RESULTS_PREFIX = "results/"
 INGEST_FUNCTIONS = (("Plan", "plan_handler", 1024, 300), ("Block", "block_handler", 1769, 900),
                     ("Finalize", "finalize_handler", 512, 300), ("Abort", "abort_handler", 256, 60))
 CUTOUT_FUNCTIONS = (("Cutout", "cutout_handler", 1769, 120), ("Zip", "zip_handler", 1769, 300))
+BULK_FUNCTIONS = (("BulkPlan", "plan_handler", 1769, 900), ("BulkBatch", "batch_handler", 1769, 900),
+                  ("BulkFinish", "finish_handler", 1024, 300))
 
 
 def _lambda(name: str, handler: Handler, memory_mb: int, timeout_s: float) -> Handler:
@@ -54,7 +56,8 @@ class LocalStack:
 
     ``wrap(function_name, handler)`` may wrap the ingest Lambda handlers (tests use it to
     inject faults or count calls); ``block_mib`` sets the ingest block size and
-    ``max_concurrency`` the Distributed Map's MaxConcurrency.
+    ``max_concurrency`` the Distributed Maps' MaxConcurrency; ``bulk_tiles_per_batch`` is
+    the bulk Map's ItemBatcher MaxItemsPerBatch.
     """
 
     bucket: str = "cubecut-local"
@@ -62,6 +65,7 @@ class LocalStack:
     s3_port: int = 0
     block_mib: float = 8.0
     max_concurrency: int = 4
+    bulk_tiles_per_batch: int = 10
     wrap: Wrap | None = None
     s3: LocalS3 | None = field(default=None, init=False)
     sfn: LocalStepFunctions | None = field(default=None, init=False)
@@ -69,6 +73,7 @@ class LocalStack:
     api_url: str = field(default="", init=False)
     state_machine_arn: str = field(default="", init=False)
     cutouts_state_machine_arn: str = field(default="", init=False)
+    bulk_state_machine_arn: str = field(default="", init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _pump: threading.Thread | None = field(default=None, init=False)
     _finished: list = field(default_factory=list, init=False)
@@ -99,12 +104,14 @@ class LocalStack:
         })
         self.s3.create_bucket(self.bucket)
         queue = self.s3.enable_notifications(self.bucket, prefix=INGEST_PREFIX, suffix="manifest.json")
-        from cubecut_functions import cutouts, ingest
+        from cubecut_functions import bulk, cutouts, ingest
 
         self.state_machine_arn = self._register("ingest", ingest, INGEST_FUNCTIONS)
         self.cutouts_state_machine_arn = self._register("cutouts", cutouts, CUTOUT_FUNCTIONS)
+        self.bulk_state_machine_arn = self._register("bulk", bulk, BULK_FUNCTIONS)
         self._set_environment({"STATE_MACHINE_ARN": self.state_machine_arn,
-                               "CUBECUT_BULK_STATE_MACHINE_ARN": self.cutouts_state_machine_arn})
+                               "CUBECUT_BULK_STATE_MACHINE_ARN": self.cutouts_state_machine_arn,
+                               "CUBECUT_BULK_JOBS_STATE_MACHINE_ARN": self.bulk_state_machine_arn})
         self.sfn.start()
 
         from cubecut_functions import api, on_upload
@@ -120,7 +127,8 @@ class LocalStack:
     def _register(self, machine: str, module: Any, functions: tuple) -> str:
         """Register ``statemachines/<machine>.asl.json`` with ``module``'s handlers."""
         definition = package_files.files("cubecut_infra").joinpath(f"statemachines/{machine}.asl.json").read_text()
-        substitutions: dict[str, Any] = {"MaxConcurrency": self.max_concurrency}
+        substitutions: dict[str, Any] = {"MaxConcurrency": self.max_concurrency,
+                                         "BulkTilesPerBatch": self.bulk_tiles_per_batch}
         resources: dict[str, Handler] = {}
         for logical, attribute, memory, timeout in functions:
             name = f"cubecut-{logical.lower()}"

@@ -25,7 +25,7 @@ from multiprocessing import get_context
 from typing import Callable, Sequence
 
 from ..storage import Location, get_bytes, put_bytes
-from .plan import RESULT_FIELDS, Caps, Plan, cube_entries, plan_job
+from .plan import RESULT_FIELDS, TILE_TARGETS, Caps, Plan, cube_entries, plan_job
 from .targets import read_targets
 from .worker import OnTarget, run_tiles
 
@@ -54,11 +54,11 @@ def join(out: str, *parts: str) -> str:
 
 def plan_from_request(catalog: str, out: str, *, cubes: Sequence[str] | None = None,
                       catalog_prefix: str | None = None, size: tuple[int, int] = (11, 11),
-                      caps: Caps | None = None, resume: bool = True, tile_targets: int | None = None) -> Plan:
+                      caps: Caps | None = None, resume: bool = True, tile_targets: int = TILE_TARGETS) -> Plan:
     """Read the catalog, find the cubes and plan (see :func:`.plan.plan_job`)."""
     targets = read_targets(catalog, size)
-    extra = {"tile_targets": tile_targets} if tile_targets else {}
-    return plan_job(targets, cube_entries(cubes, catalog_prefix), out, caps=caps, resume=resume, **extra)
+    return plan_job(targets, cube_entries(cubes, catalog_prefix), out, caps=caps, resume=resume,
+                    tile_targets=tile_targets)
 
 
 def save_plan(plan: Plan, run: str) -> tuple[str, str]:
@@ -123,7 +123,8 @@ def run_job(catalog: str, out: str, *, cubes: Sequence[str] | None = None, catal
     if on_plan is not None:
         on_plan(plan)
     rows = list(plan.rows)
-    work = batches(plan.tiles, tiles_per_batch)
+    # Several workers: no more tiles a batch than spreads the tiles over all of them.
+    work = batches(plan.tiles, max(1, min(tiles_per_batch, -(-len(plan.tiles) // max(1, workers)))))
     if workers <= 1 or len(work) <= 1:
         for batch in work:
             for tile_rows in run_tiles(batch, on_target=on_target).values():
