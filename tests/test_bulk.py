@@ -188,3 +188,11 @@ def test_every_cube_containing_each_target_via_the_catalog(cube, tmp_path):
     with open(summary.results) as handle:
         placed = {(r["id"], Path(r["cube"]).name) for r in csv.DictReader(handle) if r["status"] == "written"}
     assert placed == {("a", "tess-s0005-1-1-cube.fits"), ("b", "tess-s0006-1-1-cube.fits")}
+
+
+def test_the_synth_star_catalog_is_a_target_catalog(cube):
+    stars_file = Path(cube).parents[1] / "ffis5" / "stars.ecsv"
+    stars = Table.read(stars_file, format="ascii.ecsv")
+    catalog = read_targets(str(stars_file), (11, 11))
+    assert not catalog.problems and len(catalog.targets) == len(stars) > 0
+    assert [t.ra for t in catalog.targets] == list(stars["ra"])
