@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+import urllib.error
+import urllib.request
 
 import boto3
 import pytest
@@ -107,3 +110,46 @@ def test_a_job_over_the_caps_is_refused_with_the_numbers(stack, tmp_path, capsys
     assert code == 2
     error = capsys.readouterr().err
     assert "BulkCapError" in error and "come to 7,470 pixel-frames, above the cap of 1,000" in error
+
+
+def _http(method: str, url: str, payload: object = None) -> tuple[int, dict]:
+    data = None if payload is None else (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_bulk_job_over_http_reports_progress_and_its_results_manifest(stack):
+    running, cube = stack
+    code, started = _http("POST", f"{running.api_url}/v1/bulk",
+                          {"targets": _catalog(cube), "cubes": ["tess-s0007-2-3"], "size": 11})
+    assert code == 202 and started["catalog_rows"] == 16, started
+    deadline = time.monotonic() + 300
+    while True:
+        code, status = _http("GET", f"{running.api_url}{started['status_url']}")
+        assert code == 200, status
+        if status["status"] != "RUNNING":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert status["status"] == "SUCCEEDED", status
+    assert status["progress"] == {"targets": 11, "done": 11}
+    assert status["counts"] == {"malformed": 3, "off_footprint": 2, "written": 11}
+    with urllib.request.urlopen(status["results"], timeout=60) as response:  # the presigned manifest
+        rows = list(csv.DictReader(io.StringIO(response.read().decode())))
+    assert [int(r["row"]) for r in rows] == list(range(1, 17))
+
+
+@pytest.mark.parametrize("payload, code, message", [
+    (b"not json", 400, "not JSON"), ({"cubes": ["tess-s0007-2-3"]}, 400, "targets must be"),
+    ({"targets": "x,y\n1,2\n"}, 400, "no ra or dec column"), ({"targets": "ra,dec\n1,2\n", "size": 0}, 400, "size"),
+    ({"targets": "ra,dec\n1,2\n", "cubes": ["tess-s0099-1-1"]}, 404, "no cube tess-s0099-1-1"),
+])
+def test_bad_bulk_requests_get_4xx_json(stack, payload, code, message):
+    running, _ = stack
+    status, answer = _http("POST", f"{running.api_url}/v1/bulk", payload)
+    assert status == code and message in answer["message"], answer
+    assert _http("GET", f"{running.api_url}/v1/bulk/bulk-0123456789abcdef")[0] == 404

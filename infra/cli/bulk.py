@@ -52,7 +52,8 @@ def _on_stack(args: argparse.Namespace, size_xy: tuple[int, int], bar: tqdm) -> 
     """Start the bulk state machine and follow it; returns the job's summary."""
     import boto3
 
-    from cubecut.storage import Location, get_bytes, list_objects, put_bytes
+    from cubecut.bulk.job import targets_done, tile_sizes
+    from cubecut.storage import Location, get_bytes, put_bytes
 
     arn = args.stack or os.environ.get("CUBECUT_BULK_JOBS_STATE_MACHINE_ARN")
     if not arn:
@@ -71,19 +72,14 @@ def _on_stack(args: argparse.Namespace, size_xy: tuple[int, int], bar: tqdm) -> 
                "resume": not args.no_resume}
     sfn = boto3.client("stepfunctions")
     execution = sfn.start_execution(stateMachineArn=arn, name=run, input=json.dumps(request))["executionArn"]
-    runs = f"{out.url.rstrip('/')}/runs/{run}"
     sizes: dict[str, int] | None = None
     while True:
         status = sfn.describe_execution(executionArn=execution)
         if sizes is None:
-            try:
-                sizes = {t["tile"]: len(t["targets"]) for t in json.loads(get_bytes(f"{runs}/tiles.json")[0])}
-                bar.total = sum(sizes.values())
-            except CubecutError:
-                pass  # not planned yet
+            sizes = tile_sizes(out.url, run)
+            bar.total = sum(sizes.values()) if sizes is not None else None
         if sizes is not None:
-            done = sum(sizes.get(PurePosixPath(loc.key).stem, 0) for loc, _ in list_objects(f"{runs}/parts/"))
-            bar.update(done - bar.n)
+            bar.update(targets_done(out.url, run, sizes) - bar.n)
         if status["status"] != "RUNNING":
             break
         time.sleep(POLL_SECONDS)

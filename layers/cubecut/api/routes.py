@@ -16,7 +16,8 @@ MAST portal subset (for ``lightkurve.search_tesscut``): ``POST /api/v0/invoke``,
 ``POST /portal/Mashup/Mashup.asmx/columnsconfig`` and ``GET /Santa-war/query``.
 
 cubecut's own (``/v1``): ``POST /v1/cutouts`` → JSON with a presigned URL of the TPF;
-``GET /v1/quicklook`` → PNG of one cube's cutout; ``GET /v1/resolve`` → a target's position;
+``POST /v1/bulk`` starts a bulk job and ``GET /v1/bulk/{job}``
+reports it; ``GET /v1/quicklook`` → PNG of one cube's cutout; ``GET /v1/resolve`` → a target's position;
 ``GET /v1/cubes``; ``GET /health``. The web page is at ``/`` (and ``/web``), its script and
 style sheet under ``/web/``. The OpenAPI schema is at ``/openapi.json`` (and
 ``/swagger?format=json``) and a Swagger page at ``/swagger``. A known path with another
@@ -37,7 +38,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
 from ..errors import CubecutError, InputError, ObjectNotFoundError
-from . import mast, moving, quicklook, tesscut, v1, webpage
+from . import bulk_jobs, mast, moving, quicklook, tesscut, v1, webpage
 from .catalog import CubeCatalog
 from .forms import MalformedParamsError, UnsupportedBodyError, collect_params
 from .names import ResolverUnavailableError, UnknownTargetError, resolve_target
@@ -270,6 +271,31 @@ def cutouts():
     # ("name" is a LogRecord attribute: logging refuses it as an extra key.)
     logger.info("cutout", extra={"tpf": answer["name"], "bytes": answer["bytes"], "reads": answer["reads"]})
     return _json(200, answer)
+
+
+@route("/v1/bulk", "POST", tags=["v1"], summary="Start a bulk job: a TPF for every target of a catalog",
+       description="JSON `{targets, cubes?, size?}` (see cubecut.api.bulk_jobs) -> 202 `{job, status_url}`.")
+def bulk_start():
+    import boto3
+
+    try:
+        answer = bulk_jobs.start_job(json.loads(router.current_event.decoded_body or "{}"), service().catalog,
+                                     boto3.client("stepfunctions"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return _json(400, {"message": f"body is not JSON: {exc}"})
+    except InputError as exc:
+        return _error(exc, "message")
+    return _json(202, answer)
+
+
+@route("/v1/bulk/<job>", "GET", tags=["v1"], summary="A bulk job's status, progress and results manifest")
+def bulk_status(job: str):
+    import boto3
+
+    try:
+        return _json(200, bulk_jobs.job_status(job, boto3.client("stepfunctions"), presign_expiry()))
+    except InputError as exc:
+        return _error(exc, "message")
 
 
 @route("/v1/quicklook", "GET", tags=["v1"], summary="Quick-look PNG of one cube's cutout",

@@ -18,13 +18,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import PurePosixPath
 from typing import Callable, Sequence
 
-from ..storage import Location, get_bytes, put_bytes
+from ..errors import ObjectNotFoundError
+from ..storage import Location, get_bytes, list_objects, put_bytes
 from .plan import RESULT_FIELDS, TILE_TARGETS, Caps, Plan, cube_entries, plan_job
 from .targets import read_targets
 from .worker import OnTarget, run_tiles
@@ -79,6 +82,23 @@ def save_parts(out: str, run: str, results: dict[str, list[dict]]) -> list[str]:
         put_bytes(url, json.dumps(rows).encode(), "application/json")
         urls.append(url)
     return urls
+
+
+def tile_sizes(out: str, run: str) -> dict[str, int] | None:
+    """Targets per tile of a run, or None while the run has no plan yet."""
+    try:
+        tiles = json.loads(get_bytes(join(out, "runs", run, "tiles.json"))[0])
+    except ObjectNotFoundError:
+        return None
+    return {tile["tile"]: len(tile["targets"]) for tile in tiles}
+
+
+def targets_done(out: str, run: str, sizes: dict[str, int]) -> int:
+    """Targets of the run whose tile has its part file (``sizes`` from :func:`tile_sizes`)."""
+    parts = Location.parse(join(out, "runs", run, "parts") + "/")
+    if not parts.is_s3 and not os.path.isdir(parts.key):
+        return 0
+    return sum(sizes.get(PurePosixPath(location.key).stem, 0) for location, _ in list_objects(parts))
 
 
 def finish(out: str, run: str, parts: Sequence[str]) -> JobSummary:
