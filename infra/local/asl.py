@@ -884,21 +884,23 @@ class StateMachineRunner:
         self.retry_time_scale = retry_time_scale
         self.name = name
 
-    def run(self, input: Any = None) -> Execution:  # noqa: A002 - the ASL term
+    def run(self, input: Any = None, *, name: str | None = None) -> Execution:  # noqa: A002 - the ASL term
         """Execute the state machine once with ``input`` and return the finished execution.
 
-        Input that is not JSON-serialisable raises ``TypeError`` (StartExecution would
-        refuse it); every failure during the execution is reported in the result.
+        ``name`` is the execution's name (``$$.Execution.Name``; StartExecution's ``name``),
+        a random one when not given. Input that is not JSON-serialisable raises
+        ``TypeError`` (StartExecution would refuse it); every failure during the execution
+        is reported in the result.
         """
-        return _Run(self).execute({} if input is None else input)
+        return _Run(self, name).execute({} if input is None else input)
 
 
 class _Run:
     """The mutable state of one execution (history and counters are shared by threads)."""
 
-    def __init__(self, runner: StateMachineRunner) -> None:
+    def __init__(self, runner: StateMachineRunner, name: str | None = None) -> None:
         self.runner = runner
-        name = uuid.uuid4().hex
+        name = name or uuid.uuid4().hex
         machine_arn = f"arn:aws:states:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:stateMachine:{runner.name}"
         self.machine_context = {"Id": machine_arn, "Name": runner.name}
         self.execution = Execution(name=name)

@@ -110,7 +110,7 @@ class LocalStepFunctions:
 
         def execute() -> None:
             try:
-                run.result = runner.run(json.loads(input_text))
+                run.result = runner.run(json.loads(input_text), name=name)
             finally:
                 run.done.set()
 
