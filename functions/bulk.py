@@ -23,7 +23,6 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cubecut.bulk.job import finish, join, plan_from_request, save_parts, save_plan
-from cubecut.bulk.plan import TILE_TARGETS
 from cubecut.bulk.worker import run_tiles
 from cubecut.errors import InputError
 from cubecut.storage import Location, get_bytes
@@ -47,8 +46,7 @@ def plan_handler(event: dict, context: LambdaContext) -> dict:
     size = request.get("size") or [11, 11]
     plan = plan_from_request(str(request["catalog"]), out.url, cubes=request.get("cubes") or None,
                              catalog_prefix=_cube_prefix(), size=(int(size[0]), int(size[-1])),
-                             resume=bool(request.get("resume", True)),
-                             tile_targets=int(os.environ.get("CUBECUT_BULK_TILE_TARGETS", TILE_TARGETS)))
+                             resume=bool(request.get("resume", True)))
     tiles, _ = save_plan(plan, run)
     where = Location.parse(tiles)
     logger.info("bulk job planned", extra={"tiles": len(plan.tiles), "todo": plan.todo, "rows": plan.catalog_rows})

@@ -124,10 +124,14 @@ def _same_tpf(path: str, cube: str, ra: float, dec: float, size: tuple[int, int]
         assert ours[1].header["DATASUM"] and ours[0].header["CHECKSUM"]
 
 
-def test_run_accounts_for_every_row_and_equals_single_cutouts(cube, tmp_path):
+def test_run_accounts_for_every_row_and_equals_single_cutouts(cube, tmp_path, monkeypatch):
+    monkeypatch.setenv("CUBECUT_BULK_TILE_TARGETS", "4")  # 4 tiles: a share for each of 2 worker processes
     (tmp_path / "cat.csv").write_text(catalog_text(cube))
-    summary = run_job(str(tmp_path / "cat.csv"), str(tmp_path / "out"), cubes=[cube], tiles_per_batch=2)
+    seen = []
+    summary = run_job(str(tmp_path / "cat.csv"), str(tmp_path / "out"), cubes=[cube], workers=2,
+                      on_target=seen.append)
     assert summary.counts == {"written": 14, "off_footprint": 2, "malformed": 5}
+    assert len(seen) == 14, "the progress callback sees every cut target, from both worker processes"
     with open(summary.results) as handle:
         rows = list(csv.DictReader(handle))
     assert sorted(int(r["row"]) for r in rows) == list(range(1, 22)), "every catalog row, once"

@@ -20,7 +20,7 @@ import io
 import json
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import PurePosixPath
@@ -31,10 +31,6 @@ from ..storage import Location, get_bytes, list_objects, put_bytes
 from .plan import RESULT_FIELDS, TILE_TARGETS, Caps, Plan, cube_entries, plan_job
 from .targets import read_targets
 from .worker import OnTarget, run_tiles
-
-#: Tiles per worker invocation (the state machine's ItemBatcher MaxItemsPerBatch).
-TILES_PER_BATCH = 10
-
 
 @dataclass(frozen=True)
 class JobSummary:
@@ -57,11 +53,12 @@ def join(out: str, *parts: str) -> str:
 
 def plan_from_request(catalog: str, out: str, *, cubes: Sequence[str] | None = None,
                       catalog_prefix: str | None = None, size: tuple[int, int] = (11, 11),
-                      caps: Caps | None = None, resume: bool = True, tile_targets: int = TILE_TARGETS) -> Plan:
-    """Read the catalog, find the cubes and plan (see :func:`.plan.plan_job`)."""
+                      caps: Caps | None = None, resume: bool = True) -> Plan:
+    """Read the catalog, find the cubes and plan (see :func:`.plan.plan_job`); tiles hold
+    ``CUBECUT_BULK_TILE_TARGETS`` targets at most (default 100)."""
     targets = read_targets(catalog, size)
     return plan_job(targets, cube_entries(cubes, catalog_prefix), out, caps=caps, resume=resume,
-                    tile_targets=tile_targets)
+                    tile_targets=int(os.environ.get("CUBECUT_BULK_TILE_TARGETS", TILE_TARGETS)))
 
 
 def save_plan(plan: Plan, run: str) -> tuple[str, str]:
@@ -124,37 +121,50 @@ def write_results(out: str, catalog_rows: int, rows: list[dict]) -> JobSummary:
     return summary
 
 
-def batches(tiles: list[dict], size: int = TILES_PER_BATCH) -> list[list[dict]]:
-    """Consecutive runs of ``size`` tiles, as the ItemBatcher makes them."""
-    return [tiles[i:i + size] for i in range(0, len(tiles), size)]
-
-
 def run_job(catalog: str, out: str, *, cubes: Sequence[str] | None = None, catalog_prefix: str | None = None,
             size: tuple[int, int] = (11, 11), workers: int = 1, resume: bool = True, caps: Caps | None = None,
-            tiles_per_batch: int = TILES_PER_BATCH, on_plan: Callable[[Plan], None] | None = None,
-            on_target: OnTarget | None = None) -> JobSummary:
-    """A whole bulk job in this process (``workers`` > 1: that many worker processes).
+            on_plan: Callable[[Plan], None] | None = None, on_target: OnTarget | None = None) -> JobSummary:
+    """A whole bulk job in this process, or in ``workers`` worker processes.
 
-    ``on_plan`` sees the plan before any cutout; ``on_target`` every result row of a cut
-    target (with ``workers`` > 1, a batch's rows arrive when the batch is done).
+    Each worker takes one contiguous share of the row-sorted tiles, so the only spans read
+    twice are those shared across the ``workers - 1`` boundaries. ``on_plan`` sees the
+    plan before any cutout, ``on_target`` every result row of a cut target as it is known.
     """
     plan = plan_from_request(catalog, out, cubes=cubes, catalog_prefix=catalog_prefix, size=size, caps=caps,
                              resume=resume)
     if on_plan is not None:
         on_plan(plan)
     rows = list(plan.rows)
-    # Several workers: no more tiles a batch than spreads the tiles over all of them.
-    work = batches(plan.tiles, max(1, min(tiles_per_batch, -(-len(plan.tiles) // max(1, workers)))))
-    if workers <= 1 or len(work) <= 1:
-        for batch in work:
-            for tile_rows in run_tiles(batch, on_target=on_target).values():
+    shares = _shares(plan.tiles, workers)
+    if len(shares) <= 1:
+        for tile_rows in run_tiles(plan.tiles, on_target=on_target).values():
+            rows.extend(tile_rows)
+        return write_results(plan.out, plan.catalog_rows, rows)
+    context = get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(len(shares), mp_context=context) as pool:
+        queue = manager.Queue()
+        futures = [pool.submit(_run_share, share, queue) for share in shares]
+        for _ in range(sum(len(tile["targets"]) for tile in plan.tiles)):
+            row = queue.get()
+            if on_target is not None:
+                on_target(row)
+        for future in futures:
+            for tile_rows in future.result().values():
                 rows.extend(tile_rows)
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(run_tiles, batch) for batch in work]):
-                for tile_rows in future.result().values():
-                    rows.extend(tile_rows)
-                    for row in tile_rows:
-                        if on_target is not None:
-                            on_target(row)
     return write_results(plan.out, plan.catalog_rows, rows)
+
+
+def _shares(tiles: list[dict], workers: int) -> list[list[dict]]:
+    """``tiles`` cut into at most ``workers`` contiguous runs of about equal target counts."""
+    total = sum(len(tile["targets"]) for tile in tiles)
+    shares: list[list[dict]] = [[] for _ in range(max(1, min(workers, len(tiles))))]
+    seen = 0
+    for tile in tiles:
+        shares[min(len(shares) - 1, seen * len(shares) // max(1, total))].append(tile)
+        seen += len(tile["targets"])
+    return [share for share in shares if share]
+
+
+def _run_share(tiles: list[dict], queue) -> dict[str, list[dict]]:
+    """A worker process's share (rows also go to ``queue`` as they are known)."""
+    return run_tiles(tiles, on_target=queue.put)
