@@ -29,6 +29,8 @@ HANDLERS = {
     "FinalizeFunction": "ingest.finalize_handler", "AbortFunction": "ingest.abort_handler",
     "OnUploadFunction": "on_upload.handler", "ApiFunction": "api.handler",
     "CutoutFunction": "cutouts.cutout_handler", "ZipFunction": "cutouts.zip_handler",
+    "BulkPlanFunction": "bulk.plan_handler", "BulkBatchFunction": "bulk.batch_handler",
+    "BulkFinishFunction": "bulk.finish_handler",
 }
 
 
@@ -233,7 +235,8 @@ def test_state_machine_role_can_run_the_distributed_map(cfn: dict[str, Any]) -> 
 
 # ---------------------------------------------------------------------------- state machines
 STATE_MACHINES = {"IngestStateMachine": "infra/statemachines/ingest.asl.json",
-                  "CutoutsStateMachine": "infra/statemachines/cutouts.asl.json"}
+                  "CutoutsStateMachine": "infra/statemachines/cutouts.asl.json",
+                  "BulkStateMachine": "infra/statemachines/bulk.asl.json"}
 
 
 @pytest.mark.parametrize("logical_id", sorted(STATE_MACHINES))
@@ -249,6 +252,8 @@ def test_asl_files_are_valid_once_substituted(sam: dict[str, Any], logical_id: s
     assert re.findall(r'"MaxConcurrency":\s*\$\{MaxConcurrency\}', text)
     values = {name: f"arn:aws:lambda:us-east-1:123456789012:function:{name}" for name in placeholders}
     values["MaxConcurrency"] = 200
+    if "BulkTilesPerBatch" in values:  # tiles per bulk batch: a number too
+        values["BulkTilesPerBatch"] = 10
     definition = json.loads(apply_substitutions(text, values))
     AmazonStateLanguageParser.parse(json.dumps(definition))  # the local engine's parser accepts it
     # cfn-lint's own Step Functions schema (rule E3601) agrees.

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from cubecut.errors import CubecutError, CubecutWarning
 
-from . import beyond, cubes, stack
+from . import beyond, bulk, cubes, stack
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     cubes.register(commands)
     stack.register(commands)
     beyond.register(commands)
+    bulk.register(commands)
     return parser
 
 

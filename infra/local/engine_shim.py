@@ -14,6 +14,11 @@
    bug, localstack/localstack#10489); AWS fails the execution with that name.
    :func:`install` lets moto's Fail state build its error name from any string.
 
+3. moto evaluates a Distributed Map's ``ResultWriter`` Parameters against the items'
+   outputs instead of the Map state's input (so ``"Bucket.$": "$.tiles.Bucket"`` is not
+   found); AWS resolves them against the state input. :func:`install` evaluates them
+   there. ``tests/test_bulk_stack.py`` fails without it.
+
 No other moto code is touched. Remove each part when moto does it itself;
 ``tests/test_asl.py::test_a_failed_block_aborts_the_upload_and_fails_with_the_error`` fails
 without either.
@@ -21,6 +26,10 @@ without either.
 from __future__ import annotations
 
 from typing import Any
+
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.result_writer_decl import (
+    ResultWriter,
+)
 
 from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
@@ -46,7 +55,7 @@ class _FailStateErrorName(ErrorName):
 
 
 def install() -> None:
-    """Apply both fixes (idempotent)."""
+    """Apply the three fixes (idempotent)."""
     state_fail.CustomErrorName = _FailStateErrorName  # type: ignore[assignment,misc]
     original = DistributedIterationComponent._map_run
     if getattr(original, "cubecut_shim", False):
@@ -69,3 +78,14 @@ def install() -> None:
 
     map_run.cubecut_shim = True  # type: ignore[attr-defined]
     DistributedIterationComponent._map_run = map_run  # type: ignore[method-assign]
+
+    def result_writer(self: ResultWriter, env: Any) -> None:
+        results = env.stack.pop()
+        env.stack.append(env.states.get_input())  # the Parameters see the Map state's input
+        self.parargs.eval(env=env)
+        parameters = env.stack.pop()
+        env.stack.pop()
+        env.stack.extend([results, parameters])
+        self.resource_eval.eval_resource(env=env)
+
+    ResultWriter._eval_body = result_writer  # type: ignore[method-assign]

@@ -73,6 +73,7 @@ class LocalStack:
     s3_port: int = 0
     block_mib: float = 8.0
     max_concurrency: int | None = None
+    bulk_tiles_per_batch: int | None = None
     wrap: Wrap | None = None
     s3: LocalS3 | None = field(default=None, init=False)
     sfn: LocalStepFunctions | None = field(default=None, init=False)
@@ -81,6 +82,7 @@ class LocalStack:
     api_url: str = field(default="", init=False)
     state_machine_arn: str = field(default="", init=False)
     cutouts_state_machine_arn: str = field(default="", init=False)
+    bulk_state_machine_arn: str = field(default="", init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _pump: threading.Thread | None = field(default=None, init=False)
     _seen: set = field(default_factory=set, init=False)
@@ -102,7 +104,9 @@ class LocalStack:
                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
     def start(self) -> "LocalStack":
-        overrides = {} if self.max_concurrency is None else {"MaxConcurrency": self.max_concurrency}
+        overrides: dict[str, Any] = {} if self.max_concurrency is None else {"MaxConcurrency": self.max_concurrency}
+        if self.bulk_tiles_per_batch is not None:
+            overrides["BulkTilesPerBatch"] = self.bulk_tiles_per_batch
         self.template = template = load_template(stack_name=self.bucket, bucket=self.bucket, parameters=overrides)
         self.s3 = LocalS3(port=self.s3_port)
         self.sfn = LocalStepFunctions()
@@ -131,6 +135,8 @@ class LocalStack:
                     for spec in template.state_machines.values()}
         self.state_machine_arn = machines["IngestStateMachine"]
         self.cutouts_state_machine_arn = machines["CutoutsStateMachine"]
+        self.bulk_state_machine_arn = machines["BulkStateMachine"]
+        self._set_environment({"CUBECUT_BULK_JOBS_STATE_MACHINE_ARN": self.bulk_state_machine_arn})  # cubecut bulk --stack
 
         api = template.functions["ApiFunction"]
         self.api = ApiGatewayServer(_handler(api), port=self.api_port, function_name=api.name, memory_mb=api.memory_mb)

@@ -102,3 +102,13 @@ class NoSectorWarning(CubecutWarning):
 
 class OversizedCutoutWarning(CubecutWarning):
     """A cutout box is larger than the cube's image: most of the TPF would be NaN padding."""
+
+
+class CatalogError(InputError):
+    """A target catalog cannot be read at all (no such object, no ra/dec columns, not CSV/ECSV).
+
+    Single malformed rows are not errors: a bulk job reports them per row."""
+
+
+class BulkCapError(InputError):
+    """A bulk job is above a configured cap (targets or pixel-frames); refused before any work."""

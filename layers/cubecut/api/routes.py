@@ -16,7 +16,8 @@ MAST portal subset (for ``lightkurve.search_tesscut``): ``POST /api/v0/invoke``,
 ``POST /portal/Mashup/Mashup.asmx/columnsconfig`` and ``GET /Santa-war/query``.
 
 cubecut's own (``/v1``): ``POST /v1/cutouts`` → JSON with a presigned URL of the TPF;
-``GET /v1/quicklook`` → PNG of one cube's cutout; ``GET /v1/resolve`` → a target's position;
+``POST /v1/bulk`` starts a bulk job and ``GET /v1/bulk/{job}``
+reports it; ``GET /v1/quicklook`` → PNG of one cube's cutout; ``GET /v1/resolve`` → a target's position;
 ``GET /v1/cubes``; ``GET /health``. The web page is at ``/`` (and ``/web``), its script and
 style sheet under ``/web/``. The OpenAPI schema is at ``/openapi.json`` (and
 ``/swagger?format=json``) and a Swagger page at ``/swagger``. A known path with another

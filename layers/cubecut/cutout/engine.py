@@ -107,7 +107,7 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
     boxes = [cutout_box(wcs, c, size, image_shape=(index.nrows, index.ncols), cube_name=location.name)
              for c in coords]
     _warn_oversized(location, index, boxes)
-    chunks = read_chunks(_open_cube(location, index, stats), index, boxes, threads)
+    chunks = read_chunks(open_cube(location, index, stats), index, boxes, threads)
 
     def build(i: int) -> TPFFile:
         box = boxes[i]
@@ -140,9 +140,11 @@ def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
             return
 
 
-def _open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:
+def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:
     """The cube for pixel reads; S3 reads (through obstore: a quarter of botocore's CPU per
-    request) send If-Match with the indexed ETag (no HEAD)."""
+    request) send If-Match with the indexed ETag (no HEAD).
+
+    Raises StaleObjectError if the cube's size or ETag no longer match ``index``."""
     if location.is_s3:
         return ObstoreSource(location, stats, size=index.cube_size, etag=index.cube_etag)
     source = open_source(location, stats)

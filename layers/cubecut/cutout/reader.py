@@ -72,7 +72,7 @@ Chunks = dict[int, list[tuple["_Span", np.ndarray]]]
 def read_chunks(source: ByteSource, index: CubeIndex, boxes: Sequence[Box], threads: Threads = "auto") -> Chunks:
     """Read the cube rows ``boxes`` need (one range per row span, shared spans merged),
     all in flight at once for ``threads="auto"``; :func:`fill_box` lays them out."""
-    spans = _merged_spans(index, boxes)
+    spans = merged_spans(index, boxes)
     workers = _workers(threads, len(spans))
     if workers == 1:
         values = [_read_span(source, index, span) for span in spans]
@@ -118,7 +118,7 @@ def _workers(threads: Threads, nreads: int) -> int:
     return max(1, min(threads, nreads))
 
 
-def _merged_spans(index: CubeIndex, boxes: Sequence[Box]) -> list[_Span]:
+def merged_spans(index: CubeIndex, boxes: Sequence[Box]) -> list[_Span]:
     """Per cube row, the union of the boxes' on-image column ranges as disjoint spans."""
     ranges: dict[int, list[tuple[int, int]]] = {}
     for box in boxes:
@@ -141,11 +141,16 @@ def _merged_spans(index: CubeIndex, boxes: Sequence[Box]) -> list[_Span]:
     return spans
 
 
-def _read_span(source: ByteSource, index: CubeIndex, span: _Span) -> np.ndarray:
-    """The span's values as a big-endian float32 array shaped ``(x1 - x0, nt, nplanes)``."""
+def span_bytes(index: CubeIndex, span: _Span) -> tuple[int, int]:
+    """The cube's byte range ``[start, stop)`` holding ``span`` (all frames and planes)."""
     per_column = index.nt * index.nplanes * 4
     start = index.row_offset(span.y) + span.x0 * per_column
-    stop = start + (span.x1 - span.x0) * per_column
+    return start, start + (span.x1 - span.x0) * per_column
+
+
+def _read_span(source: ByteSource, index: CubeIndex, span: _Span) -> np.ndarray:
+    """The span's values as a big-endian float32 array shaped ``(x1 - x0, nt, nplanes)``."""
+    start, stop = span_bytes(index, span)
     data = source.read(start, stop)
     if len(data) != stop - start:
         raise NotACubeError(f"{source.location.url}: truncated: bytes [{start}, {stop}) of row "

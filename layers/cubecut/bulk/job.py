@@ -1,0 +1,176 @@
+"""A bulk job's files, and running a whole job in this process.
+
+Layout under the job's output prefix ``out`` (a local folder or ``s3://bucket/prefix``):
+
+* ``tpfs/{cube stem}/{astrocut name}.fits``: the TPFs (deterministic keys; see :mod:`.plan`);
+* ``runs/{run}/tiles.json``: the plan's tiles (the Distributed Map's item source);
+* ``runs/{run}/rows.json``: result rows the plan already knows (malformed, off every cube,
+  skipped because done);
+* ``runs/{run}/parts/{tile}.json``: the result rows of one tile, written by its worker;
+* ``results.csv``: the results manifest of the latest run, one row per (catalog row, cube):
+  ``row, id, ra, dec, cube, status, key, error``; every catalog row is in it at least once;
+* ``summary.json``: counts per status, and where the manifest and TPFs are.
+
+The state machine's Lambda handlers and :func:`run_job` call the same functions here.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import PurePosixPath
+from typing import Callable, Sequence
+
+from ..errors import ObjectNotFoundError
+from ..storage import Location, get_bytes, list_objects, put_bytes
+from .plan import RESULT_FIELDS, TILE_TARGETS, Caps, Plan, cube_entries, plan_job
+from .targets import read_targets
+from .worker import OnTarget, run_tiles
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What a finished run did: counts per status over all result rows."""
+
+    out: str
+    catalog_rows: int
+    counts: dict[str, int]
+    results: str
+
+    def as_dict(self) -> dict:
+        return {"out": self.out, "catalog_rows": self.catalog_rows, "counts": self.counts,
+                "results": self.results, "tpfs": join(self.out, "tpfs/")}
+
+
+def join(out: str, *parts: str) -> str:
+    """``out`` (URL or path) with ``parts`` appended as ``/``-separated key parts."""
+    return "/".join([out.rstrip("/"), *parts])
+
+
+def plan_from_request(catalog: str, out: str, *, cubes: Sequence[str] | None = None,
+                      catalog_prefix: str | None = None, size: tuple[int, int] = (11, 11),
+                      caps: Caps | None = None, resume: bool = True) -> Plan:
+    """Read the catalog, find the cubes and plan (see :func:`.plan.plan_job`); tiles hold
+    ``CUBECUT_BULK_TILE_TARGETS`` targets at most (default 100)."""
+    targets = read_targets(catalog, size)
+    return plan_job(targets, cube_entries(cubes, catalog_prefix), out, caps=caps, resume=resume,
+                    tile_targets=int(os.environ.get("CUBECUT_BULK_TILE_TARGETS", TILE_TARGETS)))
+
+
+def save_plan(plan: Plan, run: str, tiles_per_batch: int = 10) -> tuple[str, str]:
+    """Write the plan's tiles, its batches and known rows under ``runs/{run}/``; returns the
+    URLs of the batches (the Distributed Map's items: ``{"tiles": [...]}`` of at most
+    ``tiles_per_batch`` consecutive tiles) and of the rows."""
+    tiles = join(plan.out, "runs", run, "tiles.json")
+    batches = join(plan.out, "runs", run, "batches.json")
+    rows = join(plan.out, "runs", run, "rows.json")
+    put_bytes(tiles, json.dumps(plan.tiles).encode(), "application/json")
+    step = max(1, int(tiles_per_batch))
+    put_bytes(batches, json.dumps([{"tiles": plan.tiles[i:i + step]} for i in range(0, len(plan.tiles), step)])
+              .encode(), "application/json")
+    put_bytes(rows, json.dumps({"catalog_rows": plan.catalog_rows, "rows": plan.rows}).encode(),
+              "application/json")
+    return batches, rows
+
+
+def save_parts(out: str, run: str, results: dict[str, list[dict]]) -> list[str]:
+    """Write each tile's result rows to ``runs/{run}/parts/{tile}.json``; returns their URLs."""
+    urls = []
+    for tile, rows in results.items():
+        url = join(out, "runs", run, "parts", f"{tile}.json")
+        put_bytes(url, json.dumps(rows).encode(), "application/json")
+        urls.append(url)
+    return urls
+
+
+def tile_sizes(out: str, run: str) -> dict[str, int] | None:
+    """Targets per tile of a run, or None while the run has no plan yet."""
+    try:
+        tiles = json.loads(get_bytes(join(out, "runs", run, "tiles.json"))[0])
+    except ObjectNotFoundError:
+        return None
+    return {tile["tile"]: len(tile["targets"]) for tile in tiles}
+
+
+def targets_done(out: str, run: str, sizes: dict[str, int]) -> int:
+    """Targets of the run whose tile has its part file (``sizes`` from :func:`tile_sizes`)."""
+    parts = Location.parse(join(out, "runs", run, "parts") + "/")
+    if not parts.is_s3 and not os.path.isdir(parts.key):
+        return 0
+    return sum(sizes.get(PurePosixPath(location.key).stem, 0) for location, _ in list_objects(parts))
+
+
+def finish(out: str, run: str, parts: Sequence[str]) -> JobSummary:
+    """Merge the run's known rows and its parts into ``results.csv`` and ``summary.json``."""
+    known = json.loads(get_bytes(join(out, "runs", run, "rows.json"))[0])
+    rows = list(known["rows"])
+    for part in parts:
+        rows.extend(json.loads(get_bytes(part)[0]))
+    return write_results(out, known["catalog_rows"], rows)
+
+
+def write_results(out: str, catalog_rows: int, rows: list[dict]) -> JobSummary:
+    """Write the results manifest and summary of a run whose result rows are ``rows``."""
+    rows = sorted(rows, key=lambda r: (r["row"], r["cube"]))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=RESULT_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if row[k] is None else row[k] for k in RESULT_FIELDS} for row in rows)
+    results = join(out, "results.csv")
+    put_bytes(results, text.getvalue().encode(), "text/csv")
+    summary = JobSummary(Location.parse(out).url, catalog_rows, dict(Counter(r["status"] for r in rows)), results)
+    put_bytes(join(out, "summary.json"), json.dumps(summary.as_dict(), indent=1).encode(), "application/json")
+    return summary
+
+
+def run_job(catalog: str, out: str, *, cubes: Sequence[str] | None = None, catalog_prefix: str | None = None,
+            size: tuple[int, int] = (11, 11), workers: int = 1, resume: bool = True, caps: Caps | None = None,
+            on_plan: Callable[[Plan], None] | None = None, on_target: OnTarget | None = None) -> JobSummary:
+    """A whole bulk job in this process, or in ``workers`` worker processes.
+
+    Each worker takes one contiguous share of the row-sorted tiles, so the only spans read
+    twice are those shared across the ``workers - 1`` boundaries. ``on_plan`` sees the
+    plan before any cutout, ``on_target`` every result row of a cut target as it is known.
+    """
+    plan = plan_from_request(catalog, out, cubes=cubes, catalog_prefix=catalog_prefix, size=size, caps=caps,
+                             resume=resume)
+    if on_plan is not None:
+        on_plan(plan)
+    rows = list(plan.rows)
+    shares = _shares(plan.tiles, workers)
+    if len(shares) <= 1:
+        for tile_rows in run_tiles(plan.tiles, on_target=on_target).values():
+            rows.extend(tile_rows)
+        return write_results(plan.out, plan.catalog_rows, rows)
+    context = get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(len(shares), mp_context=context) as pool:
+        queue = manager.Queue()
+        futures = [pool.submit(_run_share, share, queue) for share in shares]
+        for _ in range(sum(len(tile["targets"]) for tile in plan.tiles)):
+            row = queue.get()
+            if on_target is not None:
+                on_target(row)
+        for future in futures:
+            for tile_rows in future.result().values():
+                rows.extend(tile_rows)
+    return write_results(plan.out, plan.catalog_rows, rows)
+
+
+def _shares(tiles: list[dict], workers: int) -> list[list[dict]]:
+    """``tiles`` cut into at most ``workers`` contiguous runs of about equal target counts."""
+    total = sum(len(tile["targets"]) for tile in tiles)
+    shares: list[list[dict]] = [[] for _ in range(max(1, min(workers, len(tiles))))]
+    seen = 0
+    for tile in tiles:
+        shares[min(len(shares) - 1, seen * len(shares) // max(1, total))].append(tile)
+        seen += len(tile["targets"])
+    return [share for share in shares if share]
+
+
+def _run_share(tiles: list[dict], queue) -> dict[str, list[dict]]:
+    """A worker process's share (rows also go to ``queue`` as they are known)."""
+    return run_tiles(tiles, on_target=queue.put)

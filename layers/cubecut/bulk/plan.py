@@ -1,0 +1,217 @@
+"""Plan a bulk job: targets -> cubes -> tiles of row-sorted targets whose boxes share rows.
+
+Every catalog row ends up in exactly one of two places: a placement on a cube (to cut, or
+already done by an earlier run of the same job), or a result row saying why not
+(malformed, or on none of the cubes). A target on several cubes gets one placement per cube.
+
+Placement uses the cube's FFI WCS on all targets at once (0-based pixels): a target is
+placed on a cube when its box, widened by :data:`MARGIN_PIXELS`, touches the image. The
+worker then computes the exact box with :func:`cubecut.cutout.cutout_box`, the same call
+a single-target cutout makes, and records ``off_footprint`` for a target whose exact box
+misses after all; so the plan never decides an edge case differently from ``cutout``.
+
+Tiles: per cube, placements sorted by centre row then column, cut into runs of at most
+``tile_targets`` targets and ``tile_pixel_frames`` pixel-frames (which bounds a worker's
+memory). Consecutive tiles cover neighbouring rows, so a worker given several of them in
+order (the Distributed Map's ItemBatcher) reads each row span they share once.
+
+Output keys are deterministic: ``{out}/tpfs/{cube stem}/{astrocut file name}`` (the name
+carries RA/Dec to 1e-7 deg and the size), so a re-run finds what is already written and
+skips it.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from astropy.coordinates import SkyCoord
+
+from ..api.catalog import _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
+from ..cutout.metadata import load_index
+from ..cutout.tpf import tpf_filename
+from ..errors import BulkCapError, CatalogError, InputError, NotACubeError
+from ..storage import Location, list_objects
+from .targets import RowProblem, Target, TargetCatalog
+
+#: Pixels added to each side of a box when deciding which cubes to try it on.
+MARGIN_PIXELS = 2.0
+#: Default caps (environment: CUBECUT_BULK_MAX_TARGETS, CUBECUT_BULK_MAX_PIXEL_FRAMES).
+MAX_TARGETS = 250_000
+MAX_PIXEL_FRAMES = 50_000_000_000
+#: Default tile bounds: targets, and pixel-frames (x 8 bytes = a tile's flux + error in memory).
+TILE_TARGETS = 100
+TILE_PIXEL_FRAMES = 30_000_000
+
+#: Result statuses.
+WRITTEN, SKIPPED, OFF_FOOTPRINT, MALFORMED, FAILED = "written", "skipped", "off_footprint", "malformed", "failed"
+RESULT_FIELDS = ("row", "id", "ra", "dec", "cube", "status", "key", "error")
+
+
+@dataclass(frozen=True)
+class Caps:
+    """What one job may ask for: catalog targets, and pixel-frames over all placements."""
+
+    max_targets: int = MAX_TARGETS
+    max_pixel_frames: int = MAX_PIXEL_FRAMES
+
+    @classmethod
+    def from_environment(cls) -> "Caps":
+        return cls(int(os.environ.get("CUBECUT_BULK_MAX_TARGETS", MAX_TARGETS)),
+                   int(os.environ.get("CUBECUT_BULK_MAX_PIXEL_FRAMES", MAX_PIXEL_FRAMES)))
+
+
+@dataclass
+class Plan:
+    """A planned job. ``tiles`` are JSON-ready work items; ``rows`` are the result rows
+    already known (malformed, off every cube, skipped because done)."""
+
+    out: str
+    catalog_rows: int
+    tiles: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    pixel_frames: int = 0
+
+    @property
+    def todo(self) -> int:
+        """Placements the tiles will cut."""
+        return sum(len(tile["targets"]) for tile in self.tiles)
+
+
+def result_row(target: Target | RowProblem, status: str, *, cube: str = "", key: str = "",
+               error: str = "") -> dict:
+    """One row of the results manifest (see RESULT_FIELDS)."""
+    ra = getattr(target, "ra", None)
+    dec = getattr(target, "dec", None)
+    return {"row": target.row, "id": target.id, "ra": ra, "dec": dec, "cube": cube, "status": status,
+            "key": key, "error": error}
+
+
+def cube_entries(cubes: Sequence[str] | None, catalog_prefix: str | None) -> list[CubeEntry]:
+    """The cubes of a job: the ones named, or every cube under ``catalog_prefix``.
+
+    Raises ObjectNotFoundError/NotACubeError for a named cube that cannot be used, and
+    InputError when neither is given or the catalog prefix holds no cube.
+    """
+    if cubes:
+        return [CubeEntry(Location.parse(cube).url, None, load_index(cube)) for cube in cubes]
+    if not catalog_prefix:
+        raise InputError("a bulk job needs cubes, or a cube catalog prefix to find them in")
+    entries = CubeCatalog(catalog_prefix, ttl=0).entries()
+    if not entries:
+        raise InputError(f"no cubes under {catalog_prefix}")
+    return entries
+
+
+def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, caps: Caps | None = None,
+             tile_targets: int = TILE_TARGETS, tile_pixel_frames: int = TILE_PIXEL_FRAMES,
+             resume: bool = True) -> Plan:
+    """Assign ``catalog``'s targets to ``cubes`` and cut the placements into tiles.
+
+    Args:
+        out: the job's output prefix (``s3://bucket/prefix`` or a local folder).
+        resume: skip placements whose TPF already exists under ``out``.
+
+    Raises:
+        BulkCapError: above ``caps`` (checked before anything is written).
+        CatalogError: the catalog has no usable row at all.
+    """
+    caps = caps or Caps.from_environment()
+    if len(catalog.targets) > caps.max_targets:
+        raise BulkCapError(f"{catalog.source} has {len(catalog.targets):,} targets, above the cap of "
+                           f"{caps.max_targets:,} targets per job")
+    plan = Plan(out=Location.parse(out).url, catalog_rows=catalog.nrows)
+    plan.rows = [result_row(problem, MALFORMED, error=problem.reason) for problem in catalog.problems]
+    if not catalog.targets:
+        if catalog.problems:
+            return plan
+        raise CatalogError(f"{catalog.source} has no data rows")
+    targets = catalog.targets
+    coords = SkyCoord([t.ra for t in targets], [t.dec for t in targets], unit="deg")
+    ra, dec = coords.ra.deg, coords.dec.deg
+    half = np.array([t.size for t in targets], dtype=float) / 2 + MARGIN_PIXELS
+    placed = np.zeros(len(targets), dtype=bool)
+    nearest: list[str] = ["" for _ in targets]
+    by_cube: list[tuple[CubeEntry, np.ndarray, np.ndarray, np.ndarray]] = []
+    for entry in cubes:
+        x, y = _pixels(entry, ra, dec)
+        try:
+            near = coords.separation(entry.centre).deg <= _MAX_CENTRE_SEPARATION_DEG + 1.0
+        except NotACubeError:
+            continue
+        ncols, nrows = entry.index.ncols, entry.index.nrows
+        on = (near & np.isfinite(x) & np.isfinite(y)
+              & (x + half[:, 0] >= -0.5) & (x - half[:, 0] <= ncols - 0.5)
+              & (y + half[:, 1] >= -0.5) & (y - half[:, 1] <= nrows - 0.5))
+        placed |= on
+        for i in np.flatnonzero(~on & near & np.isfinite(x) & np.isfinite(y)):
+            if not nearest[i]:
+                nearest[i] = (f"falls at pixel x={x[i]:.1f}, y={y[i]:.1f} (0-based) of {entry.sector_name}, "
+                              f"off its {ncols}x{nrows} image")
+        by_cube.append((entry, on, x, y))
+    for i in np.flatnonzero(~placed):
+        where = nearest[i] or f"is not within {_MAX_CENTRE_SEPARATION_DEG:.0f} deg of any cube's centre"
+        plan.rows.append(result_row(targets[i], OFF_FOOTPRINT,
+                                    error=f"on none of the {len(cubes)} cube(s): it {where}"))
+    plan.pixel_frames = int(sum(
+        sum(targets[i].size[0] * targets[i].size[1] for i in np.flatnonzero(on)) * entry.index.nt
+        for entry, on, _, _ in by_cube))
+    if plan.pixel_frames > caps.max_pixel_frames:
+        placements = sum(int(on.sum()) for _, on, _, _ in by_cube)
+        raise BulkCapError(f"{catalog.source}: {placements:,} cutouts of {len(targets):,} targets come to "
+                           f"{plan.pixel_frames:,} pixel-frames, above the cap of {caps.max_pixel_frames:,}")
+    done = _existing_keys(plan.out) if resume else set()
+    for entry, on, x, y in by_cube:
+        stem = Location.parse(entry.url).name.removesuffix(".fits").removesuffix("-cube")
+        todo = []
+        for i in np.flatnonzero(on):
+            target = targets[i]
+            key = f"{plan.out.rstrip('/')}/tpfs/{stem}/" + tpf_filename(entry.url, ra[i], dec[i], *target.size)
+            if key in done:
+                plan.rows.append(result_row(target, SKIPPED, cube=entry.url, key=key))
+            else:
+                todo.append((y[i], x[i], target, key))
+        todo.sort(key=lambda item: (item[0], item[1], item[2].row))
+        plan.tiles.extend(_tiles(entry, stem, todo, tile_targets, tile_pixel_frames))
+    return plan
+
+
+def _pixels(entry: CubeEntry, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """0-based pixel positions of all targets on the cube (NaN where they do not project)."""
+    try:
+        wcs = entry.wcs
+    except NotACubeError:
+        nan = np.full(len(ra), np.nan)
+        return nan, nan
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            x, y = wcs.all_world2pix(ra, dec, 0, quiet=True)
+        except Exception:  # noqa: BLE001 - astropy/wcslib raise many types; such targets go to the worker
+            x, y = wcs.wcs_world2pix(ra, dec, 0)
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+
+def _tiles(entry: CubeEntry, stem: str, todo: list, tile_targets: int, tile_pixel_frames: int) -> list[dict]:
+    tiles: list[dict] = []
+    current: list[list] = []
+    frames = 0
+    for _, _, target, key in todo:
+        cost = target.size[0] * target.size[1] * entry.index.nt
+        if current and (len(current) >= tile_targets or frames + cost > tile_pixel_frames):
+            tiles.append({"tile": f"{stem}-{len(tiles):05d}", "cube": entry.url, "targets": current})
+            current, frames = [], 0
+        current.append([target.row, target.id, target.ra, target.dec, target.size[0], target.size[1], key])
+        frames += cost
+    if current:
+        tiles.append({"tile": f"{stem}-{len(tiles):05d}", "cube": entry.url, "targets": current})
+    return tiles
+
+
+def _existing_keys(out: str) -> set[str]:
+    tpfs = Location.parse(out.rstrip("/") + "/tpfs/")
+    if not tpfs.is_s3 and not os.path.isdir(tpfs.key):
+        return set()
+    return {location.url for location, _ in list_objects(tpfs) if location.url.endswith(".fits")}

@@ -1,0 +1,163 @@
+"""Read a bulk job's target catalog: CSV or ECSV, local or ``s3://``, row by row.
+
+Columns (names case-insensitive, any order, others ignored): ``ra`` and ``dec`` in ICRS
+degrees (required), ``size`` (optional: ``N`` or ``NXxNY`` pixels, columns x rows; empty
+means the job's default size) and ``id`` (optional; empty means ``row<N>``). A file is
+ECSV when it starts with ``# %ECSV`` (its YAML header gives the delimiter, default a
+space); anything else is CSV with a header line. Rows are numbered from 1 in data order.
+
+A row that cannot be used (wrong number of fields, a position that is not a finite
+number or off the sphere, a bad size) becomes a :class:`RowProblem` with the reason; it
+never fails the job. Only a catalog that cannot be read at all raises
+:class:`~cubecut.errors.CatalogError`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass
+
+import yaml
+
+from ..cutout.geometry import MAX_CUTOUT_PIXELS
+from ..errors import CatalogError, ObjectNotFoundError
+from ..storage import Location, get_bytes
+
+#: Largest catalog accepted (bytes); ~100 bytes a row, so about five million rows.
+MAX_CATALOG_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    """One usable catalog row: ``row`` is 1-based, ``size`` is ``(nx, ny)`` pixels."""
+
+    row: int
+    id: str
+    ra: float
+    dec: float
+    size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A catalog row that was not used, and why."""
+
+    row: int
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TargetCatalog:
+    """Every data row of a catalog: usable ``targets`` and ``problems``, by row number."""
+
+    source: str
+    targets: list[Target]
+    problems: list[RowProblem]
+
+    @property
+    def nrows(self) -> int:
+        return len(self.targets) + len(self.problems)
+
+
+def read_targets(catalog: str | os.PathLike[str], default_size: tuple[int, int]) -> TargetCatalog:
+    """Every row of the catalog at ``catalog`` (path or ``s3://`` URL).
+
+    Args:
+        default_size: ``(nx, ny)`` pixels for rows without a size.
+
+    Raises:
+        CatalogError: the catalog is missing, too large, not text, or has no ra/dec columns.
+    """
+    location = Location.parse(catalog)
+    try:
+        data, _ = get_bytes(location)
+    except ObjectNotFoundError:
+        raise CatalogError(f"target catalog {location.url}: not found") from None
+    if len(data) > MAX_CATALOG_BYTES:
+        raise CatalogError(f"target catalog {location.url} is {len(data)} bytes, above the "
+                           f"{MAX_CATALOG_BYTES} byte limit")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"target catalog {location.url} is not UTF-8 text: {exc}") from None
+    return parse_targets(text, default_size, source=location.url)
+
+
+def parse_targets(text: str, default_size: tuple[int, int], *, source: str = "the catalog") -> TargetCatalog:
+    """:func:`read_targets` on catalog text already in memory."""
+    lines = text.splitlines()
+    delimiter = ","
+    if lines and lines[0].startswith("# %ECSV"):
+        delimiter = _ecsv_delimiter([line for line in lines if line.startswith("#")], source)
+    body = [line for line in lines if not line.startswith("#") and line.strip()]
+    if not body:
+        raise CatalogError(f"target catalog {source} has no header line")
+    reader = csv.reader(io.StringIO("\n".join(body)), delimiter=delimiter,
+                        skipinitialspace=delimiter == " ")
+    header = [name.strip().lower() for name in next(reader)]
+    missing = [name for name in ("ra", "dec") if name not in header]
+    if missing:
+        raise CatalogError(f"target catalog {source} has no {' or '.join(missing)} column "
+                           f"(columns: {', '.join(header) or 'none'})")
+    columns: dict[str, int] = {name: header.index(name) for name in ("ra", "dec", "size", "id") if name in header}
+    targets: list[Target] = []
+    problems: list[RowProblem] = []
+    for number, fields in enumerate(reader, start=1):
+        parsed = _parse_row(number, fields, len(header), columns, default_size)
+        if isinstance(parsed, Target):
+            targets.append(parsed)
+        else:
+            problems.append(parsed)
+    return TargetCatalog(source, targets, problems)
+
+
+def _ecsv_delimiter(comment_lines: list[str], source: str) -> str:
+    try:
+        meta = yaml.safe_load("\n".join(line[2:] for line in comment_lines[1:])) or {}
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"target catalog {source}: unreadable ECSV header: {exc}") from None
+    delimiter = meta.get("delimiter", " ") if isinstance(meta, dict) else " "
+    if delimiter not in (" ", ","):
+        raise CatalogError(f"target catalog {source}: ECSV delimiter {delimiter!r} is neither ' ' nor ','")
+    return delimiter
+
+
+def _parse_row(number: int, fields: list[str], width: int, columns: dict[str, int],
+               default_size: tuple[int, int]) -> Target | RowProblem:
+    fields = [field.strip() for field in fields]
+    name = fields[columns["id"]] if "id" in columns and columns["id"] < len(fields) else ""
+    name = name or f"row{number}"
+    if len(fields) != width:
+        return RowProblem(number, name, f"has {len(fields)} fields, the header has {width}")
+    values = {}
+    for key in ("ra", "dec"):
+        try:
+            values[key] = float(fields[columns[key]])
+        except ValueError:
+            return RowProblem(number, name, f"{key} {fields[columns[key]]!r} is not a number")
+        if not math.isfinite(values[key]):
+            return RowProblem(number, name, f"{key} {fields[columns[key]]!r} is not finite")
+    if not -90.0 <= values["dec"] <= 90.0:
+        return RowProblem(number, name, f"dec {values['dec']} is outside [-90, 90] degrees")
+    size = default_size
+    if "size" in columns and fields[columns["size"]]:
+        parsed = _parse_size(fields[columns["size"]])
+        if isinstance(parsed, str):
+            return RowProblem(number, name, parsed)
+        size = parsed
+    return Target(number, name, values["ra"], values["dec"], size)
+
+
+def _parse_size(text: str) -> tuple[int, int] | str:
+    """``N`` or ``NXxNY`` -> ``(nx, ny)``, or the reason it is not a size."""
+    parts = text.lower().split("x")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        return f"size {text!r} is not N or NXxNY in whole pixels"
+    if len(numbers) not in (1, 2) or not all(0 < n <= MAX_CUTOUT_PIXELS for n in numbers):
+        return f"size {text!r} is not N or NXxNY with 1 <= N <= {MAX_CUTOUT_PIXELS} pixels"
+    return (numbers[0], numbers[-1])

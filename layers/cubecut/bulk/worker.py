@@ -1,0 +1,154 @@
+"""Cut the targets of a run of tiles: each needed row span is read once per run.
+
+Consecutive tiles of one cube are one stream. Their boxes are computed with
+:func:`~cubecut.cutout.cutout_box` exactly as a single-target ``cutout`` computes them,
+and the union of their row spans (:func:`~cubecut.cutout.reader.merged_spans`) is what
+the stream may read. Pixels are read tile by tile through the cutout engine's
+:func:`~cubecut.cutout.reader.read_chunks`, over a :class:`SpanCache` that fetches each
+span of that union once, on first use, and forgets it when no later tile needs its row;
+so memory stays at a band of rows while bytes read equal the union. TPFs are built with
+the engine's fast writer :func:`~cubecut.cutout.tpf.tpf_bytes` (the same bytes as
+``cutout(output_dir=...)``) and written while the next ones are built.
+
+A target that cannot be cut is a result row (``off_footprint`` when its exact box misses
+the image; ``failed`` otherwise), never an exception; unreadable cubes and storage
+failures raise, so that the caller (a Step Functions retrier) can try the run again.
+"""
+from __future__ import annotations
+
+import bisect
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import groupby
+from typing import Callable, Iterable
+
+import numpy as np
+from astropy.coordinates import SkyCoord
+
+from ..cube.index import CubeIndex
+from ..cutout.engine import open_cube
+from ..cutout.geometry import Box, cutout_box, ffi_wcs
+from ..cutout.metadata import invalidate, load_index
+from ..cutout.reader import Chunks, Threads, fill_box, merged_spans, read_chunks, span_bytes
+from ..cutout.tpf import tpf_bytes
+from ..errors import CoordinateError, CutoutSizeError, InputError, OutsideCubeError
+from ..storage import ByteSource, Location, ReadStats, StaleObjectError, put_bytes
+from .plan import FAILED, OFF_FOOTPRINT, WRITTEN
+from .targets import Target
+
+#: Concurrent TPF uploads per worker (they wait on the network while the next TPF is built).
+UPLOAD_THREADS = 8
+
+OnTarget = Callable[[dict], None]
+
+
+class SpanCache:
+    """A ByteSource over ``source`` that serves reads from whole byte ranges, each fetched once.
+
+    ``ranges`` are disjoint ``(start, stop, row)`` byte ranges sorted by start; a read must
+    lie inside one of them (anything else goes straight to ``source``). Thread-safe.
+    """
+
+    def __init__(self, source: ByteSource, ranges: list[tuple[int, int, int]]) -> None:
+        self.location, self.size, self.etag = source.location, source.size, source.etag
+        self._source = source
+        self._ranges = ranges
+        self._starts = [r[0] for r in ranges]
+        self._data: dict[int, bytes] = {}
+        self._locks = [threading.Lock() for _ in ranges]
+
+    def read(self, start: int, stop: int) -> bytes:
+        i = bisect.bisect_right(self._starts, start) - 1
+        if i < 0 or stop > self._ranges[i][1]:
+            return self._source.read(start, stop)
+        first = self._ranges[i][0]
+        with self._locks[i]:
+            data = self._data.get(i)
+            if data is None:
+                data = self._data[i] = self._source.read(first, self._ranges[i][1])
+        return data[start - first:stop - first]
+
+    def forget_rows_below(self, row: int) -> None:
+        """Drop the fetched ranges of cube rows ``< row`` (0-based)."""
+        for i in [i for i in self._data if self._ranges[i][2] < row]:
+            del self._data[i]
+
+
+def run_tiles(tiles: Iterable[dict], *, threads: Threads = "auto", stats: ReadStats | None = None,
+              on_target: OnTarget | None = None) -> dict[str, list[dict]]:
+    """Cut every target of ``tiles`` (plan items, in order) and write its TPF to its key.
+
+    Returns the result rows per tile id, in target order. ``on_target`` is called with each
+    row as it is known; ``stats`` counts the cube reads.
+    """
+    results: dict[str, list[dict]] = {}
+    for cube, grouped in groupby(tiles, key=lambda tile: tile["cube"]):
+        group = list(grouped)
+        location = Location.parse(cube)
+        try:
+            results.update(_run_cube(location, load_index(location, stats), group, threads, stats, on_target))
+        except StaleObjectError:  # the cube was replaced since its index was cached: once more
+            invalidate(location)
+            results.update(_run_cube(location, load_index(location, stats, refresh=True), group, threads,
+                                     stats, on_target))
+    return results
+
+
+def _run_cube(location: Location, index: CubeIndex, tiles: list[dict], threads: Threads,
+              stats: ReadStats | None, on_target: OnTarget | None) -> dict[str, list[dict]]:
+    wcs = ffi_wcs(index)
+    work: list[list[tuple[Target, str, SkyCoord, Box | None, str]]] = []
+    for tile in tiles:
+        items = []
+        for row, name, ra, dec, nx, ny, key in tile["targets"]:
+            target = Target(row, name, ra, dec, (nx, ny))
+            coord = SkyCoord(ra, dec, unit="deg")
+            try:
+                box, error = cutout_box(wcs, coord, (nx, ny), image_shape=(index.nrows, index.ncols),
+                                        cube_name=location.name), ""
+            except (OutsideCubeError, CutoutSizeError, CoordinateError) as exc:
+                box, error = None, f"{type(exc).__name__}: {exc}"
+            items.append((target, key, coord, box, error))
+        work.append(items)
+    boxes = [box for items in work for _, _, _, box, _ in items if box is not None]
+    cache = SpanCache(open_cube(location, index, stats),
+                      [(*span_bytes(index, span), span.y) for span in merged_spans(index, boxes)])
+    # The lowest box row any later tile needs: rows below it can be forgotten.
+    needed_from = [min((b.y0 for _, _, _, b, _ in items if b is not None), default=index.nrows)
+                   for items in work]
+    for i in range(len(needed_from) - 2, -1, -1):
+        needed_from[i] = min(needed_from[i], needed_from[i + 1])
+    results: dict[str, list[dict]] = {}
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="cubecut-bulk-put") as uploads:
+        for number, (tile, items) in enumerate(zip(tiles, work)):
+            valid = [item for item in items if item[3] is not None]
+            chunks = read_chunks(cache, index, [item[3] for item in valid if item[3] is not None], threads)
+            cache.forget_rows_below(needed_from[number + 1] if number + 1 < len(work) else index.nrows)
+            pending: list[tuple[dict, Future | None]] = []
+            for target, key, coord, box, error in items:
+                row = {"row": target.row, "id": target.id, "ra": target.ra, "dec": target.dec,
+                       "cube": location.url, "status": WRITTEN, "key": key, "error": ""}
+                if box is None:
+                    row.update(status=OFF_FOOTPRINT if error.startswith("OutsideCubeError") else FAILED,
+                               key="", error=error)
+                    pending.append((row, None))
+                    continue
+                def fill(flux: np.ndarray, err: np.ndarray, box: Box = box, chunks: Chunks = chunks) -> None:
+                    fill_box(index, box, chunks, flux, err)
+
+                try:
+                    data = tpf_bytes(index, box, fill, coord)
+                except InputError as exc:
+                    row.update(status=FAILED, key="", error=f"{type(exc).__name__}: {exc}")
+                    pending.append((row, None))
+                    continue
+                pending.append((row, uploads.submit(put_bytes, key, data, "application/fits")))
+            rows = []
+            for row, upload in pending:
+                if upload is not None:
+                    upload.result()  # a storage failure fails the run, to be retried as a whole
+                rows.append(row)
+                if on_target is not None:
+                    on_target(row)
+            results[tile["tile"]] = rows
+    return results
