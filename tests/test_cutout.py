@@ -377,8 +377,10 @@ def test_cube_and_sidecar_made_by_our_ingest_give_the_same_cutouts(cube: Path, i
     mine = cutout(ours, coord, (6, 4), stats=stats)[0]
     assert stats.requests == 1 + 4  # the sidecar, then one read per row
     reference = cutout(cube, coord, (6, 4))[0]
+    stamped = {"CHECKSUM", "DATASUM"}  # their comments carry the second they were computed
     for number in range(3):
-        assert dict(mine[number].header) == dict(reference[number].header)
+        assert ({k: v for k, v in mine[number].header.items() if k not in stamped}
+                == {k: v for k, v in reference[number].header.items() if k not in stamped})
     np.testing.assert_array_equal(mine[1].data["FLUX"], reference[1].data["FLUX"])
     np.testing.assert_array_equal(mine[1].data["FLUX_ERR"], reference[1].data["FLUX_ERR"])
 
