@@ -50,8 +50,6 @@ def _results(stack: LocalStack, key: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(body)))
 
 
-@pytest.mark.xfail(reason="moto 5.2.5's Distributed Map ResultWriter writes a manifest that Finish "
-                   "does not read yet (issue 18, left for the next session)", strict=False)
 def test_bulk_job_on_the_state_machine_accounts_for_every_row(stack, tmp_path, capsys, monkeypatch):
     running, cube = stack
     monkeypatch.setenv("CUBECUT_BULK_TILE_TARGETS", "3")  # 11 targets: 4 tiles, 2 batches of 2 tiles
@@ -85,8 +83,6 @@ def test_bulk_job_on_the_state_machine_accounts_for_every_row(stack, tmp_path, c
     assert any(k.endswith("/manifest.json") and "/map/" in k for k in manifest_keys)
 
 
-@pytest.mark.xfail(reason="moto 5.2.5's Distributed Map ResultWriter writes a manifest that Finish "
-                   "does not read yet (issue 18, left for the next session)", strict=False)
 def test_rerun_on_the_stack_skips_done_targets_and_every_cube_mode_finds_the_cube(stack, tmp_path, capsys):
     running, cube = stack
     (tmp_path / "cat.csv").write_text(_catalog(cube))

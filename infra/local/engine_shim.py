@@ -16,8 +16,10 @@
 
 3. moto evaluates a Distributed Map's ``ResultWriter`` Parameters against the items'
    outputs instead of the Map state's input (so ``"Bucket.$": "$.tiles.Bucket"`` is not
-   found); AWS resolves them against the state input. :func:`install` evaluates them
-   there. ``tests/test_bulk_stack.py`` fails without it.
+   found), and its manifest lists no result files (a TODO in moto): AWS resolves the
+   Parameters against the state input and writes the children's results to
+   ``SUCCEEDED_0.json`` (records with ``Status`` and ``Output``), listed in the manifest's
+   ``ResultFiles``. :func:`install` does both. ``tests/test_bulk_stack.py`` fails without it.
 
 No other moto code is touched. Remove each part when moto does it itself;
 ``tests/test_asl.py::test_a_failed_block_aborts_the_upload_and_fails_with_the_error`` fails
@@ -86,6 +88,26 @@ def install() -> None:
         parameters = env.stack.pop()
         env.stack.pop()
         env.stack.extend([results, parameters])
-        self.resource_eval.eval_resource(env=env)
+        self.resource_eval.eval_resource(env=env)  # writes the manifest, pushes its location
+        _write_result_files(env.stack[-1], results)
 
     ResultWriter._eval_body = result_writer  # type: ignore[method-assign]
+
+
+def _write_result_files(written: dict, results: list) -> None:
+    """AWS's ``SUCCEEDED_0.json`` beside the manifest moto wrote, and the manifest listing it."""
+    import json
+
+    from moto.s3.models import s3_backends
+
+    bucket, key = written["ResultWriterDetails"]["Bucket"], written["ResultWriterDetails"]["Key"]
+    account = written["MapRunArn"].split(":")[4]
+    backend = s3_backends[account]["aws"]
+    folder = key.rsplit("/", 1)[0]
+    records = [{"Status": "SUCCEEDED", "Output": json.dumps(result), "MapRunArn": written["MapRunArn"]}
+               for result in results]
+    body = json.dumps(records).encode()
+    backend.put_object(bucket, f"{folder}/SUCCEEDED_0.json", body)
+    manifest = json.loads(backend.get_object(bucket, key).value)
+    manifest["ResultFiles"]["SUCCEEDED"] = [{"Key": f"{folder}/SUCCEEDED_0.json", "Size": len(body)}]
+    backend.put_object(bucket, key, json.dumps(manifest, indent=2).encode())
