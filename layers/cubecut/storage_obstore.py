@@ -20,10 +20,15 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+from typing import TYPE_CHECKING
 
 from . import storage
 from .errors import AccessDeniedError, ObjectNotFoundError, StorageError
 from .storage import Location, ReadStats, StaleObjectError
+
+if TYPE_CHECKING:
+    from obstore import GetOptions
+    from obstore.store import ClientConfig, RetryConfig, S3Config, S3Credential
 
 #: How long obstore may keep credentials before asking boto3 again (it refreshes them).
 CREDENTIALS_TTL = datetime.timedelta(minutes=5)
@@ -41,7 +46,7 @@ class _Boto3Credentials:
     def __init__(self, credentials) -> None:
         self._credentials = credentials
 
-    def __call__(self) -> dict:
+    def __call__(self) -> S3Credential:
         frozen = self._credentials.get_frozen_credentials()
         return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
                 "token": frozen.token,
@@ -55,12 +60,14 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool):
 
     session = boto3.session.Session()
     credentials = session.get_credentials()
-    options = {"allow_http": True} if endpoint and endpoint.startswith("http://") else {}
-    options["pool_max_idle_per_host"] = str(storage.MAX_POOL_CONNECTIONS)
-    retry = {"max_retries": REQUEST_RETRIES, "retry_timeout": datetime.timedelta(seconds=60),
+    options: ClientConfig = {"pool_max_idle_per_host": str(storage.MAX_POOL_CONNECTIONS)}
+    if endpoint and endpoint.startswith("http://"):
+        options["allow_http"] = True
+    retry: RetryConfig = {"max_retries": REQUEST_RETRIES, "retry_timeout": datetime.timedelta(seconds=60),
              "backoff": {"init_backoff": datetime.timedelta(seconds=storage.RETRY_BASE_SECONDS),
                          "max_backoff": datetime.timedelta(seconds=storage.RETRY_MAX_SECONDS), "base": 2}}
-    config = {"region": region or session.region_name or "us-east-1", "virtual_hosted_style_request": False}
+    config: S3Config = {"region": region or session.region_name or "us-east-1",
+                        "virtual_hosted_style_request": False}
     if endpoint:
         config["endpoint"] = endpoint
     if anon or credentials is None:  # unsigned, as storage.s3_client for public buckets
@@ -97,7 +104,7 @@ class ObstoreSource:
         stop = min(stop, self.size)
         if stop <= start:
             return b""
-        options: dict = {"range": (start, stop)}
+        options: GetOptions = {"range": (start, stop)}
         if self.etag:
             options["if_match"] = self.etag
         what = f"{self.location.url} bytes [{start}, {stop})"
