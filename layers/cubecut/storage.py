@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 from urllib.parse import urlencode, urlparse
 
 import boto3
@@ -196,6 +196,36 @@ def _note_retry(kind: str, attempt: int) -> None:
     time.sleep(retry_delay(attempt))
 
 
+class BodyError(Exception):
+    """Raised by a ``fetch`` of :func:`read_exactly` when a response body broke off (the
+    request itself was answered): the read is retried."""
+
+
+def read_exactly(fetch: Callable[[], bytes], expected: int | None, what: str) -> bytes:
+    """``fetch()`` until it returns ``expected`` bytes (None: any number).
+
+    A body that breaks off (``fetch`` raises :class:`BodyError`) or comes up short is
+    fetched again, with full-jitter exponential backoff, up to :data:`READ_ATTEMPTS`
+    times; any other exception propagates. The one retry policy of every byte source.
+    """
+    for attempt in range(READ_ATTEMPTS):
+        last = attempt + 1 == READ_ATTEMPTS
+        try:
+            data = fetch()
+        except BodyError as exc:
+            if last:
+                raise StorageError(f"{what}: the response body failed {READ_ATTEMPTS} times: {exc}") from None
+            _note_retry("body", attempt)
+            continue
+        if expected is None or len(data) == expected:
+            return data
+        if last:
+            raise StorageError(f"{what}: short read, {len(data)} of {expected} bytes in each of "
+                               f"{READ_ATTEMPTS} attempts")
+        _note_retry("short_read", attempt)
+    raise AssertionError("unreachable: READ_ATTEMPTS >= 1")
+
+
 def translate_client_error(exc: Exception, what: str) -> StorageError:
     """Turn a botocore error into a named cubecut error mentioning ``what``."""
     if isinstance(exc, ClientError):
@@ -340,30 +370,25 @@ class S3Source:
         # Within the object's known size S3 returns exactly the bytes asked for; fewer means
         # the transfer broke (a reader past the end gets what there is and checks itself).
         expected = max(0, min(stop, self.size) - start) if self.size is not None else None
-        what = f"{self.location.url} bytes [{start}, {stop})"
-        for attempt in range(READ_ATTEMPTS):
+
+        def fetch() -> bytes:
             try:
-                try:
-                    body = self._client.get_object(**kwargs)["Body"]
-                except ClientError as exc:
-                    code = str(exc.response.get("Error", {}).get("Code", ""))
-                    if code in {"PreconditionFailed", "412"}:
-                        raise StaleObjectError(f"{self.location.url} changed while being read") from None
-                    raise _translate_read_error(exc, self.location) from None
-                except BotoCoreError as exc:  # botocore has retried the request already
-                    raise _translate_read_error(exc, self.location) from None
-                data = body.read()
+                body = self._client.get_object(**kwargs)["Body"]
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in {"PreconditionFailed", "412"}:
+                    raise StaleObjectError(f"{self.location.url} changed while being read") from None
+                raise _translate_read_error(exc, self.location) from None
+            except BotoCoreError as exc:  # botocore has retried the request already
+                raise _translate_read_error(exc, self.location) from None
+            except _BODY_ERRORS as exc:  # the body of an error answer broke off
+                raise BodyError(exc) from None
+            try:
+                return body.read()
             except _BODY_ERRORS as exc:
-                if attempt + 1 == READ_ATTEMPTS:
-                    raise StorageError(f"{what}: the response body failed {READ_ATTEMPTS} times: {exc}") from None
-                _note_retry("body", attempt)
-                continue
-            if expected is None or len(data) == expected:
-                break
-            if attempt + 1 == READ_ATTEMPTS:
-                raise StorageError(f"{what}: short read, {len(data)} of {expected} bytes in each of "
-                                   f"{READ_ATTEMPTS} attempts")
-            _note_retry("short_read", attempt)
+                raise BodyError(exc) from None
+
+        data = read_exactly(fetch, expected, f"{self.location.url} bytes [{start}, {stop})")
         self.stats.add(len(data))
         return data
 
@@ -406,23 +431,20 @@ class FsspecSource:
         if stop <= start:
             return b""
         what = f"{self.location.url} bytes [{start}, {stop})"
-        for attempt in range(READ_ATTEMPTS):
+
+        def fetch() -> bytes:
             try:
                 data = _fsspec_call(self.location, self._fs.cat_file, self._path, start=start, end=stop)
-            except StorageError as exc:
-                if isinstance(exc, (ObjectNotFoundError, AccessDeniedError)) or attempt + 1 == READ_ATTEMPTS:
-                    raise
-                _note_retry("body", attempt)
-                continue
+            except (ObjectNotFoundError, AccessDeniedError):
+                raise
+            except StorageError as exc:  # a transport failure: read again
+                raise BodyError(exc) from None
             if len(data) > stop - start:
                 raise StorageError(f"{what}: the server ignores byte ranges (it sent {len(data)} bytes); "
                                    "cubecut reads only the bytes it needs and cannot use it")
-            if len(data) == stop - start:
-                break
-            if attempt + 1 == READ_ATTEMPTS:
-                raise StorageError(f"{what}: short read, {len(data)} of {stop - start} bytes in each of "
-                                   f"{READ_ATTEMPTS} attempts")
-            _note_retry("short_read", attempt)
+            return data
+
+        data = read_exactly(fetch, stop - start, what)
         self.stats.add(len(data))
         return data
 
@@ -471,21 +493,25 @@ def get_bytes(url: str | Location, stats: ReadStats | None = None) -> tuple[byte
     if not location.is_s3:
         other = FsspecSource(location, stats)
         return other.read(0, other.size), other.etag
-    for attempt in range(READ_ATTEMPTS):
+    etag: list[str | None] = []
+
+    def fetch() -> bytes:
         try:
-            try:
-                response = s3_client(location.anon).get_object(Bucket=location.bucket, Key=location.key)
-            except (ClientError, BotoCoreError) as exc:  # botocore has retried the request already
-                raise _translate_read_error(exc, location) from None
-            data = response["Body"].read()  # botocore checks the length against Content-Length
-            break
+            response = s3_client(location.anon).get_object(Bucket=location.bucket, Key=location.key)
+        except (ClientError, BotoCoreError) as exc:  # botocore has retried the request already
+            raise _translate_read_error(exc, location) from None
+        except _BODY_ERRORS as exc:  # the body of an error answer broke off
+            raise BodyError(exc) from None
+        etag[:] = [response.get("ETag")]
+        try:
+            return response["Body"].read()  # botocore checks the length against Content-Length
         except _BODY_ERRORS as exc:
-            if attempt + 1 == READ_ATTEMPTS:
-                raise StorageError(f"{location.url}: the response body failed {READ_ATTEMPTS} times: {exc}") from None
-            _note_retry("body", attempt)
+            raise BodyError(exc) from None
+
+    data = read_exactly(fetch, None, location.url)
     if stats is not None:
         stats.add(len(data))
-    return data, response.get("ETag")
+    return data, etag[0]
 
 
 def put_bytes(url: str | Location, data: bytes | bytearray, content_type: str = "application/octet-stream", *,

@@ -108,7 +108,8 @@ class ObstoreSource:
         if self.etag:
             options["if_match"] = self.etag
         what = f"{self.location.url} bytes [{start}, {stop})"
-        for attempt in range(storage.READ_ATTEMPTS):
+
+        def fetch() -> bytes:
             try:
                 result = obstore.get(self._store, self.location.key, options=options)
             except PreconditionError:
@@ -120,18 +121,10 @@ class ObstoreSource:
             except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
                 raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
             try:
-                data = bytes(result.bytes())
+                return bytes(result.bytes())
             except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error
-                if attempt + 1 == storage.READ_ATTEMPTS:
-                    raise StorageError(f"{what}: the response body failed {storage.READ_ATTEMPTS} times: "
-                                       f"{exc}") from None
-                storage._note_retry("body", attempt)
-                continue
-            if len(data) == stop - start:
-                break
-            if attempt + 1 == storage.READ_ATTEMPTS:
-                raise StorageError(f"{what}: short read, {len(data)} of {stop - start} bytes in each of "
-                                   f"{storage.READ_ATTEMPTS} attempts")
-            storage._note_retry("short_read", attempt)
+                raise storage.BodyError(exc) from None
+
+        data = storage.read_exactly(fetch, stop - start, what)
         self.stats.add(len(data))
         return data
