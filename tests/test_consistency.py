@@ -296,3 +296,30 @@ def test_a_reingest_with_a_new_footprint_is_served_without_a_restart(tmp_path):
 
         with fits.open(io.BytesIO(archive.read(name))) as tpf:
             assert tpf[1].data["FLUX"].shape == (4, 5, 5) and np.isfinite(tpf[1].data["FLUX"]).all()
+
+
+def test_a_writer_superseded_before_publishing_succeeds_unpublished_and_never_puts_its_index_back(
+        s3, bucket, urls, monkeypatch):
+    """A committed, then replaced (by a writer that planned on top of it) before its sidecar
+    went out: A's Finalize succeeds with published=False and the sidecar stays B's."""
+    from cubecut.ingest import finalize
+
+    cube = f"s3://{bucket}/{KEY}"
+    ingest(urls[:6], cube)
+    plan_a = planned_and_written(urls[6:], cube)
+    real = finalize.publish_index
+    superseding: list = []
+
+    def publish_after_b(location, index):
+        if not superseding:
+            superseding.append(None)  # B's own Finalize publishes normally
+            superseding[0] = ingest(urls[2:], cube)  # B plans on A's committed version
+        return real(location, index)
+
+    monkeypatch.setattr(finalize, "publish_index", publish_after_b)
+    result = finalize_ingest(plan_a)
+    assert result.published is False
+    assert head(cube).metadata[REPLACES_KEY] == result.etag.strip('"'), "B replaced exactly A's version"
+    assert read_sidecar(Location.parse(cube))[0].cube_etag == superseding[0].etag
+    assert_sidecar_describes_cube(cube)
+    assert leftovers(s3, bucket) == ([], [])
