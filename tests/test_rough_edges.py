@@ -80,6 +80,20 @@ def test_ffis_without_a_sector_make_the_cube_astrocut_makes(sectorless, tmp_path
     assert fits.getheader(tmp_path / "s9-cube.fits")["SECTOR"] == 9
 
 
+def test_updating_a_cube_without_a_sector_keeps_it_undefined(sectorless, tmp_path):
+    """An update of a sector-less cube is the cube ingesting all the FFIs makes: SECTOR stays
+    undefined (not 0, which is what the index records for "unknown")."""
+    from cubecut.ingest.update import update_cube
+
+    whole, grown = tmp_path / "whole-cube.fits", tmp_path / "grown-cube.fits"
+    with pytest.warns(NoSectorWarning):
+        ingest([str(p) for p in sectorless], str(whole))
+        ingest([str(p) for p in sectorless[:2]], str(grown))
+    update_cube(str(grown), [str(p) for p in sectorless[2:]])
+    assert fits.getheader(grown)["SECTOR"] is None
+    assert_same_cube(grown, whole)
+
+
 # --- TICA TPFs ----------------------------------------------------------------------------
 
 @pytest.mark.skipif(not ASTROCUT_12.is_dir(), reason="astrocut 1.2.0 is installed by dev.py into .venv/astrocut-1.2")

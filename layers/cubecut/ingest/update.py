@@ -210,8 +210,9 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
         note = "; its stale index sidecar was rebuilt from the cube" if repaired else ""
         raise NoInputError(f"all {len(skipped)} FFI(s) are already in {cube.url}{note}")
     frames: list[Frame] = sorted([*old_frames, *fresh], key=lambda f: f.start)
+    sector = old.sector or None  # the index says 0 where the cube's SECTOR is undefined: keep it so
 
-    primary_bytes = headers.primary_bytes(headers.primary_header(frames, old.sector, today))
+    primary_bytes = headers.primary_bytes(headers.primary_header(frames, sector, today))
     head = primary_bytes + headers.image_header_bytes(old.nrows, old.ncols, len(frames), old.nplanes)
     table = headers.table_hdu(frames)
     table_bytes = headers.table_bytes(table)
@@ -223,7 +224,7 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
     positions = [t for t, f in enumerate(frames) if isinstance(f, CubeFrame)]
     base = BaseCube(cube.url, old.cube_etag, old.cube_size, old.data_offset, old.nt, positions)
     ffis = [FFIRef(f.url, f.size, f.etag, f.flux, f.error) if isinstance(f, FFIInfo) else None for f in frames]
-    plan = stage_plan(cube, old.product, old.sector, old.camera, old.ccd, layout, blocks, head,
+    plan = stage_plan(cube, old.product, sector, old.camera, old.ccd, layout, blocks, head,
                       bytes(layout.data_padding) + table_bytes, index, ffis, old.cube_etag, base)
     return plan, skipped
 
