@@ -52,7 +52,7 @@ def test_layer_fits_lambda_limit():
     requirements = [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
     closure = _closure(requirements)
     sizes = {name: _installed_bytes(name) for name in closure}
-    package = sum(p.stat().st_size for p in (ROOT / "layers" / "cubecut").rglob("*.py"))
+    package = sum(p.stat().st_size for tree in ("cubecut", "cubecut_app") for p in (ROOT / "layers" / tree).rglob("*") if p.is_file())
     total = sum(sizes.values()) + package
     print(f"\nlayer: {total / 2**20:.1f} MiB installed ({len(closure)} distributions); largest: " +
           ", ".join(f"{n} {s / 2**20:.1f}" for n, s in sorted(sizes.items(), key=lambda kv: -kv[1])[:5]))

@@ -241,6 +241,30 @@ def translate_client_error(exc: Exception, what: str) -> StorageError:
     return StorageError(f"{what}: {exc}")
 
 
+@contextlib.contextmanager
+def s3_errors(what: str, *, missing_key: StorageError | None = None) -> Iterator[None]:
+    """Run the block's S3 calls with every botocore failure raised as the named error of
+    :func:`translate_client_error` (mentioning ``what``), so no caller handles botocore's
+    types; ``missing_key``, if given, is raised instead when S3 answers ``NoSuchKey``."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        if missing_key is not None and code == "NoSuchKey":
+            raise missing_key from None
+        raise translate_client_error(exc, what) from None
+
+
+def presigned_url(url: str | Location, expires: int, filename: str | None = None) -> str:
+    """A SigV4 presigned GET URL of ``s3://bucket/key``, valid for ``expires`` seconds; with
+    ``filename``, the download is named so (``Content-Disposition: attachment``)."""
+    location = url if isinstance(url, Location) else Location.parse(url)
+    params = {"Bucket": location.bucket, "Key": location.key}
+    if filename:
+        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+    return s3_client().generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires))
+
+
 @dataclass
 class ReadStats:
     """Thread-safe counters of the read requests made and the bytes they returned."""

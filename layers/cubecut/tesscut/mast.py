@@ -29,8 +29,8 @@ from astropy.coordinates import SkyCoord
 
 from ..errors import InputError
 from .catalog import CubeCatalog, CubeEntry
-from .forms import load_json
-from .tesscut import MAX_RADIUS_DEG
+from .jsontext import load_json
+from .protocol import MAX_RADIUS_DEG
 
 #: Modified Julian Date of BTJD 0 (BJD 2457000).
 _MJD_OF_BTJD0 = 2457000.0 - 2400000.5

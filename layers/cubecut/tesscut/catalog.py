@@ -32,7 +32,7 @@ from ..cutout.geometry import ffi_wcs
 from ..cutout.metadata import index_from_cube, remember
 from ..errors import NotACubeError, StorageError
 from ..storage import Location, list_etags
-from .tesscut import sector_name
+from .protocol import sector_name
 
 logger = logging.getLogger(__name__)
 

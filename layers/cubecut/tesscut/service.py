@@ -34,10 +34,10 @@ import astropy.units as u
 from astropy.io import fits
 
 from ..cutout import cutout_files
-from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError
-from ..storage import Location, ReadStats, get_bytes, put_bytes, s3_client
+from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError, StorageError
+from ..storage import ReadStats, get_bytes, head, put_bytes
 from .catalog import CubeCatalog, CubeEntry
-from .tesscut import CutoutRequest, SectorRequest, member_name, sector_entry
+from .protocol import CutoutRequest, SectorRequest, member_name, sector_entry
 
 #: Zips up to this size are returned inline: base64 adds a third, and a synchronous Lambda
 #: response is at most 6 MB (4 MiB -> 5.6 MB encoded, with room for headers).
@@ -122,15 +122,6 @@ class Delivery:
         return sum(w.bytes for w in self.work)
 
 
-def presign(url: str, expires: int, filename: str | None = None) -> str:
-    """A SigV4 presigned GET URL for ``s3://bucket/key`` valid for ``expires`` seconds."""
-    location = Location.parse(url)
-    params = {"Bucket": location.bucket, "Key": location.key}
-    if filename:
-        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-    return s3_client().generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires))
-
-
 def hdul_bytes(hdul: fits.HDUList) -> bytes:
     """The FITS file of ``hdul``, every HDU with its CHECKSUM and DATASUM cards (as the
     CLI's files and astrocut's have them)."""
@@ -141,10 +132,9 @@ def hdul_bytes(hdul: fits.HDUList) -> bytes:
 
 def _object_size(url: str) -> int | None:
     """Size of a stored result, or None if there is none (one HEAD request)."""
-    location = Location.parse(url)
     try:
-        return int(s3_client().head_object(Bucket=location.bucket, Key=location.key)["ContentLength"])
-    except Exception:  # noqa: BLE001 - any failure means "compute it again"
+        return head(url).size
+    except StorageError:  # any failure means "compute it again"
         return None
 
 

@@ -32,9 +32,9 @@ from ..moving import Ephemeris, EphemerisError, PathOffCubesError, load_ephemeri
 from ..moving.path import PathOnCube, path_on_cube, pixel_size
 from ..storage import ReadStats
 from .catalog import CubeCatalog, CubeEntry
-from .forms import load_json
+from .jsontext import load_json
 from .service import CubeWork, CutoutService, Delivery, Member, cube_version, hdul_bytes
-from .tesscut import RESULT_FORMAT, TesscutRequestError, normalised_size, sector_entry, sector_name
+from .protocol import RESULT_FORMAT, TesscutRequestError, normalised_size, sector_entry, sector_name
 
 #: Most rows an ephemeris may have, and most characters of its JSON text.
 MAX_EPHEMERIS_ROWS = 50_000

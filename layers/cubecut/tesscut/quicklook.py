@@ -22,7 +22,7 @@ from ..images import quicklook_png
 from ..storage import get_bytes, put_bytes
 from .catalog import CubeEntry
 from .service import CutoutService, cube_version, no_data_message
-from .tesscut import CutoutRequest
+from .protocol import CutoutRequest
 
 #: Which frame is drawn: the per-pixel median of all frames (default) or the first with data.
 FRAMES = ("median", "first")

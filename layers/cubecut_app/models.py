@@ -21,13 +21,13 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
                       model_validator)
 from pydantic_core import ErrorDetails
 
-from ..images import STRETCHES
-from ..moving import Ephemeris
-from .moving import (MAX_EPHEMERIS_CHARS, MAX_NAME_CHARS, EphemerisNeededError, MovingRequest, MovingRequestError,
+from cubecut.images import STRETCHES
+from cubecut.moving import Ephemeris
+from cubecut.tesscut.moving import (MAX_EPHEMERIS_CHARS, MAX_NAME_CHARS, EphemerisNeededError, MovingRequest, MovingRequestError,
                      parse_ephemeris)
-from .names import MAX_TARGET_CHARS
-from .quicklook import FRAMES, QuicklookOptions
-from .tesscut import (MAX_RADIUS_DEG, UNITS, CutoutRequest, SectorRequest, TesscutRequestError, parse_radius,
+from cubecut.tesscut.names import MAX_TARGET_CHARS
+from cubecut.tesscut.quicklook import FRAMES, QuicklookOptions
+from cubecut.tesscut.protocol import (MAX_RADIUS_DEG, UNITS, CutoutRequest, SectorRequest, TesscutRequestError, parse_radius,
                       parse_sectors)
 
 #: Most values one list parameter (``sector``, ``name``) may carry.
