@@ -4,13 +4,22 @@ The app (routes, OpenAPI, error answers) is :mod:`cubecut_app.app`; this module 
 edge: it builds the :class:`~cubecut_app.settings.AppSettings` from the environment, hands
 them to the app with each request, and adds the powertools logging, tracing and metrics.
 
+Cold start: importing this module loads the app, pydantic and boto3 but neither astropy's
+coordinates/WCS (they load with the first request that needs them) nor the X-Ray SDK:
+powertools' Tracer imports ``aws_xray_sdk``, whose recorder builds an X-Ray client at
+import (~0.2-0.3 s, whether tracing is enabled or not), so the Tracer is built at the first
+invocation, before that invocation makes any AWS call (its boto3 patches still see every
+call). benchmarks/imports.py measures both halves.
+
 Secrets stay out of telemetry: the tracer records no handler response (the answers hold
 presigned URLs, whose query strings are credentials), events are never logged, and every
 log record passes :class:`cubecut_app.redact.RedactingFilter`.
 """
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any, Callable
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -23,7 +32,6 @@ from cubecut_app.settings import AppSettings, cutout_service
 
 logger = Logger()
 logger.addFilter(RedactingFilter())
-tracer = Tracer()
 metrics = Metrics(namespace="cubecut")
 
 
@@ -42,9 +50,30 @@ def presign_expiry() -> int:
     return settings().presign_expiry
 
 
+@functools.cache
+def _tracer() -> Tracer:
+    return Tracer()
+
+
+def __getattr__(name: str) -> Any:
+    """``tracer``: the handler's powertools Tracer, built on first use (see above)."""
+    if name == "tracer":
+        return _tracer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _answer(event: dict, context: LambdaContext) -> dict:
+    return answer(event, context, settings())
+
+
+@functools.cache
+def _traced() -> Callable[[dict, LambdaContext], dict]:
+    """The traced answer; the tracer records no response (it holds presigned URLs)."""
+    return _tracer().capture_lambda_handler(_answer, capture_response=False)
+
+
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    return answer(event, context, settings())
+    return _traced()(event, context)

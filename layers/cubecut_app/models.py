@@ -16,19 +16,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Mapping, Sequence, TypeAlias, get_origin
 
 import astropy.units as u
-from astropy.coordinates import SkyCoord
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 from pydantic_core import ErrorDetails
 
 from cubecut.images import STRETCHES
-from cubecut.moving import Ephemeris
-from cubecut.tesscut.moving import (MAX_EPHEMERIS_CHARS, MAX_NAME_CHARS, EphemerisNeededError, MovingRequest, MovingRequestError,
-                     parse_ephemeris)
+from cubecut.tesscut.moving import (MAX_EPHEMERIS_CHARS, MAX_NAME_CHARS, EphemerisNeededError, MovingRequest,
+                                    MovingRequestError, parse_ephemeris)
 from cubecut.tesscut.names import MAX_TARGET_CHARS
+from cubecut.tesscut.protocol import (MAX_RADIUS_DEG, UNITS, CutoutRequest, SectorRequest, TesscutRequestError,
+                                      parse_radius, parse_sectors)
 from cubecut.tesscut.quicklook import FRAMES, QuicklookOptions
-from cubecut.tesscut.protocol import (MAX_RADIUS_DEG, UNITS, CutoutRequest, SectorRequest, TesscutRequestError, parse_radius,
-                      parse_sectors)
+
+if TYPE_CHECKING:
+    from astropy.coordinates import SkyCoord
+
+    from cubecut.moving import Ephemeris
 
 #: Most values one list parameter (``sector``, ``name``) may carry.
 MAX_LIST_VALUES = 100
@@ -141,6 +144,8 @@ class PositionParams(RouteParams):
     dec: float = Field(ge=-90, le=90, description="Declination, ICRS degrees.")
 
     def coord(self) -> SkyCoord:
+        from astropy.coordinates import SkyCoord  # loads on the first request, not at import
+
         return SkyCoord(self.ra % 360.0, self.dec, unit="deg")
 
 

@@ -21,18 +21,20 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.coordinates import SkyCoord
-from astropy.wcs import WCS
 
 from ..cube.index import INDEX_SUFFIX, CubeIndex
 from ..cube.sidecar import describes, read_sidecar
-from ..cutout.geometry import ffi_wcs
 from ..cutout.metadata import index_from_cube, remember
 from ..errors import NotACubeError, StorageError
 from ..storage import Location, list_etags
 from .protocol import sector_name
+
+if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs import WCS
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +61,14 @@ class CubeEntry:
     def wcs(self) -> WCS:
         """The cube's FFI WCS (cached per thread by ffi_wcs; WCS objects are not shared
         between the threads serving requests)."""
+        from ..cutout.geometry import ffi_wcs
+
         return ffi_wcs(self.index)
 
     @cached_property
     def centre(self) -> SkyCoord:
+        from astropy.coordinates import SkyCoord
+
         ra, dec = self.wcs.all_pix2world([[self.index.ncols / 2 - 0.5, self.index.nrows / 2 - 0.5]], 0)[0]
         return SkyCoord(ra, dec, unit="deg")
 

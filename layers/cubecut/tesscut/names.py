@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
-from astropy.coordinates import SkyCoord
-from astropy.coordinates.name_resolve import NameResolveError, sesame_url
-from astropy.utils import data
 
 from ..errors import CubecutError, InputError
 from .mast import parse_coordinates
@@ -63,6 +60,10 @@ class ResolvedTarget:
 def _sesame_degrees(name: str, mirrors: tuple[str, ...]) -> tuple[float, float]:
     """(ra, dec) in degrees of a name Sesame resolves (``SkyCoord.from_name`` with a short
     time-out, ``mirrors`` or astropy's, no disk cache); failures are not cached."""
+    from astropy.coordinates import SkyCoord
+    from astropy.coordinates.name_resolve import sesame_url
+    from astropy.utils import data
+
     with data.conf.set_temp("remote_timeout", RESOLVER_TIMEOUT_S), \
             sesame_url.set(list(mirrors) or sesame_url.get()):
         coord = SkyCoord.from_name(name, cache=False)
@@ -84,6 +85,8 @@ def resolve_target(text: str, mirrors: Sequence[str] = ()) -> ResolvedTarget:
     coord = parse_coordinates(text) or parse_coordinates(text.replace(",", " "))  # "08:50:06, -69:12:00"
     if coord is not None:
         return ResolvedTarget(text, float(coord.ra.deg), float(coord.dec.deg), "coordinates")
+    from astropy.coordinates.name_resolve import NameResolveError
+
     try:
         ra, dec = _sesame_degrees(text, tuple(mirrors))
     except NameResolveError as exc:

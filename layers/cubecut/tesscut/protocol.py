@@ -23,12 +23,14 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import astropy.units as u
-from astropy.coordinates import Angle, SkyCoord
 
 from ..errors import InputError
+
+if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
+    from astropy.coordinates import SkyCoord
 
 API_PREFIX = "/tesscut/api/v0.1"
 #: Largest cone radius for a sector query (TESS's whole field is 24 x 96 deg).
@@ -62,6 +64,8 @@ def parse_radius(text: str | None) -> float:
             try:
                 value = float(text)
             except ValueError:
+                from astropy.coordinates import Angle
+
                 value = Angle(text).deg
     except (ValueError, TypeError, ArithmeticError, u.UnitsError):
         raise TesscutRequestError(f"radius {text!r} is not an angle") from None

@@ -18,7 +18,6 @@ from astropy.io import fits
 from PIL import Image
 
 from ..errors import ObjectNotFoundError
-from ..images import quicklook_png
 from ..storage import get_bytes, put_bytes
 from .catalog import CubeEntry
 from .service import CutoutService, cube_version, no_data_message
@@ -67,6 +66,8 @@ def stack_pngs(pngs: list[bytes]) -> bytes:
 
 
 def _render(zipped: bytes, options: QuicklookOptions) -> tuple[bytes, list[str]]:
+    from ..images import quicklook_png
+
     with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
         names = sorted(archive.namelist())
         pngs = []

@@ -33,7 +33,6 @@ from typing import Callable, Iterator
 import astropy.units as u
 from astropy.io import fits
 
-from ..cutout import cutout_files
 from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError, StorageError
 from ..storage import ReadStats, get_bytes, head, put_bytes
 from .catalog import CubeCatalog, CubeEntry
@@ -212,6 +211,8 @@ class CutoutService:
                             empty_message="The position falls off the image of every matching cube")
 
     def _cut_one(self, entry: CubeEntry, request: CutoutRequest, started: float) -> tuple[Member | None, CubeWork]:
+        from ..cutout.engine import cutout_files  # the engine (astropy WCS) loads with the first cutout
+
         stats = ReadStats()
         t0 = time.monotonic() - started
         try:

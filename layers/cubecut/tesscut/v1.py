@@ -10,20 +10,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import astropy.units as u
-from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
-from ..cutout import cutout
-from ..cutout.geometry import ffi_wcs as cube_wcs
 from ..errors import InputError, ObjectNotFoundError, OutsideCubeError
 from ..storage import ReadStats, put_bytes
 from .catalog import CubeCatalog, CubeEntry
 from ..storage import presigned_url
 from .service import CutoutService, hdul_bytes, pixels
 from .protocol import CutoutRequest, member_name
+
+if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
+    from astropy.coordinates import SkyCoord
 
 
 def describe_cubes(catalog: CubeCatalog) -> list[dict]:
@@ -63,6 +63,10 @@ def make_cutout(service: CutoutService, selector: Mapping, ra: float, dec: float
 
     Within the service's pixel-frame budget (RequestTooLargeError before any read) and one
     of its concurrency slots (ServiceBusyError when none is free)."""
+    from astropy.coordinates import SkyCoord
+
+    from ..cutout.engine import cutout
+
     entry = find_cube(service.catalog, selector)
     service.check_budget(pixels(size) * entry.index.nt, 1)
     stats = ReadStats()
@@ -84,6 +88,8 @@ def ffi_wcs(catalog: CubeCatalog, sector: int, camera: int, ccd: int, product: s
     with a data-less primary HDU. The image size is in IMAGEW/IMAGEH (the astrometry.net
     keywords), since NAXIS1/NAXIS2 would promise a data array the file does not hold."""
     entry = find_cube(catalog, {"sector": sector, "camera": camera, "ccd": ccd, "product": product})
+    from ..cutout.geometry import ffi_wcs as cube_wcs
+
     header = cube_wcs(entry.index).to_header(relax=True)
     header["IMAGEW"] = (entry.index.ncols, "image width: FFI columns of the cube")
     header["IMAGEH"] = (entry.index.nrows, "image height: FFI rows of the cube")
