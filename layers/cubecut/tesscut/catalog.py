@@ -27,7 +27,6 @@ import numpy as np
 
 from ..cube.index import INDEX_SUFFIX, CubeIndex
 from ..cube.sidecar import describes, read_sidecar
-from ..cutout.metadata import index_from_cube, remember
 from ..errors import NotACubeError, StorageError
 from ..storage import Location, list_etags
 from .protocol import sector_name
@@ -126,6 +125,8 @@ class CubeCatalog:
                      or self._entries[url].cube_etag != cube_etag]
             with ThreadPoolExecutor(max_workers=8) as pool:
                 loaded = list(pool.map(_load_entry, stale, [listing[url][1] for url in stale]))
+            from ..cutout.metadata import remember  # astropy.io.fits: with the first listing
+
             for url, index in zip(stale, loaded):
                 if index is None:
                     self._entries.pop(url, None)
@@ -156,6 +157,8 @@ def _load_entry(sidecar_url: str, cube_etag: str | None) -> CubeIndex | None:
     """The index of the cube beside ``sidecar_url``: its sidecar's if that describes the
     listed cube version ``cube_etag``, else rebuilt from the cube; None if neither can be
     read: one broken cube must not take the whole catalog (and every request) down."""
+    from ..cutout.metadata import index_from_cube
+
     cube = Location.parse(sidecar_url[: -len(INDEX_SUFFIX)])
     try:
         index, _ = read_sidecar(cube)

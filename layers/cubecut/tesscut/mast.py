@@ -23,7 +23,6 @@ import re
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-import astropy.units as u
 import numpy as np
 
 from ..errors import InputError
@@ -70,6 +69,7 @@ def columns_config(config_id: str) -> dict[str, dict[str, Any]]:
 
 def parse_coordinates(text: str) -> SkyCoord | None:
     """A position from ``"ra, dec"`` in degrees or sexagesimal ``"hh:mm:ss dd:mm:ss"``; else None."""
+    import astropy.units as u
     from astropy.coordinates import SkyCoord
 
     match = _COORD_PAIR.match(text)

@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-import astropy.units as u
 import numpy as np
 
 from ..storage import ReadStats
@@ -35,6 +34,8 @@ from .service import CubeWork, CutoutService, Delivery, Member, cube_version, hd
 from .protocol import RESULT_FORMAT, TesscutRequestError, normalised_size, sector_entry, sector_name
 
 if TYPE_CHECKING:  # the moving-target engine (astropy time, coordinates, WCS) loads on first use
+    import astropy.units as u
+
     from ..moving import Ephemeris
     from ..moving.path import PathOnCube
 

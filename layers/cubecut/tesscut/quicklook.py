@@ -14,7 +14,6 @@ import io
 import zipfile
 from dataclasses import dataclass, field
 
-from astropy.io import fits
 from PIL import Image
 
 from ..errors import ObjectNotFoundError
@@ -66,6 +65,8 @@ def stack_pngs(pngs: list[bytes]) -> bytes:
 
 
 def _render(zipped: bytes, options: QuicklookOptions) -> tuple[bytes, list[str]]:
+    from astropy.io import fits
+
     from ..images import quicklook_png
 
     with zipfile.ZipFile(io.BytesIO(zipped)) as archive:

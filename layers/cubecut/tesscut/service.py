@@ -28,15 +28,17 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-import astropy.units as u
-from astropy.io import fits
 
 from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError, StorageError
 from ..storage import ReadStats, get_bytes, head, put_bytes
 from .catalog import CubeCatalog, CubeEntry
-from .protocol import CutoutRequest, SectorRequest, member_name, sector_entry
+from .protocol import TESS_PIXEL_DEG, CutoutRequest, SectorRequest, member_name, sector_entry
+
+if TYPE_CHECKING:  # astropy loads with the first request
+    import astropy.units as u
+    from astropy.io import fits
 
 #: Zips up to this size are returned inline: base64 adds a third, and a synchronous Lambda
 #: response is at most 6 MB (4 MiB -> 5.6 MB encoded, with room for headers).
@@ -49,8 +51,6 @@ MAX_PIXEL_FRAMES = 15_000_000
 MAX_CONCURRENT = 4
 #: Seconds a client is told to wait when the service is busy.
 RETRY_AFTER_S = 2
-#: TESS's nominal pixel scale, to estimate the pixel size of angular cutouts.
-_TESS_PIXEL = 21.0 * u.arcsec
 #: Cubes cut at once within one request.
 _MAX_CUBE_THREADS = 8
 
@@ -154,7 +154,7 @@ def pixels(size: tuple[int | u.Quantity, int | u.Quantity]) -> float:
     """Pixels of a cutout of ``size`` (angles at TESS's nominal scale, rounded up)."""
     pixels = 1.0
     for extent in size:
-        pixels *= extent if isinstance(extent, int) else float((extent / _TESS_PIXEL).decompose()) + 1
+        pixels *= extent if isinstance(extent, int) else extent.to_value("deg") / TESS_PIXEL_DEG + 1
     return pixels
 
 

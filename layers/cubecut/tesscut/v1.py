@@ -12,8 +12,6 @@ import io
 import json
 from typing import TYPE_CHECKING, Mapping
 
-import astropy.units as u
-from astropy.io import fits
 
 from ..errors import InputError, ObjectNotFoundError, OutsideCubeError
 from ..storage import ReadStats, put_bytes
@@ -23,6 +21,7 @@ from .service import CutoutService, hdul_bytes, pixels
 from .protocol import CutoutRequest, member_name
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
+    import astropy.units as u
     from astropy.coordinates import SkyCoord
 
 
@@ -89,6 +88,8 @@ def ffi_wcs(catalog: CubeCatalog, sector: int, camera: int, ccd: int, product: s
     keywords), since NAXIS1/NAXIS2 would promise a data array the file does not hold."""
     entry = find_cube(catalog, {"sector": sector, "camera": camera, "ccd": ccd, "product": product})
     from ..cutout.geometry import ffi_wcs as cube_wcs
+
+    from astropy.io import fits
 
     header = cube_wcs(entry.index).to_header(relax=True)
     header["IMAGEW"] = (entry.index.ncols, "image width: FFI columns of the cube")
