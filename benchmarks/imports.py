@@ -1,6 +1,6 @@
 """Cold start of the handlers (issue 17): import time, init memory, and the first request.
 
-    python benchmarks/imports.py [--runs 5]
+    python benchmarks/imports.py [--runs 5] [--before REV]
 
 Each figure is the median of ``--runs`` fresh interpreters (what a new Lambda container
 pays), run one after another:
@@ -17,6 +17,9 @@ pays), run one after another:
   (``POWERTOOLS_TRACE_DISABLED``) and enabled as in Lambda (``LAMBDA_TASK_ROOT`` and a trace
   header set; auto-patching boto3/botocore and the rest): what the API handler defers to
   its first invocation.
+
+With ``--before REV`` (a git revision of this repository) the API handler of that revision
+is measured the same way in the same run, interleaved, for a ratio unaffected by the load.
 
 Results: benchmarks/results/imports.json and imports.md. On a shared machine the seconds are
 inflated by the load; compare the rows of one run.
@@ -108,9 +111,24 @@ def _cube(workdir: Path, bucket: str) -> tuple[str, float, float]:
     return f"s3://{bucket}/cubes/tess-s0001-1-1-cube.fits", float(star["ra"]), float(star["dec"])
 
 
+def _checkout(revision: str, folder: Path) -> Path:
+    """The tree of ``revision`` under ``folder`` and a folder of its packages for PYTHONPATH."""
+    folder.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    shim = folder / ".shim"
+    shim.mkdir()
+    for package, tree in (("cubecut", "layers/cubecut"), ("cubecut_app", "layers/cubecut_app"),
+                          ("cubecut_functions", "functions"), ("cubecut_infra", "infra")):
+        if (folder / tree).is_dir():
+            (shim / package).symlink_to(folder / tree)
+    return shim
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--before", help="git revision whose API handler to measure beside this tree's")
     args = parser.parse_args()
     from cubecut_infra.local.s3server import LocalS3
 
@@ -134,7 +152,15 @@ def main() -> int:
         cut = {"cube": cube, "ra": ra, "dec": dec, "size": [3, 3], "job": f"s3://{bucket}/results/jobs/bench",
                "index": 0}
         runs: dict[str, list[dict]] = {"api": [], "cutouts": [], "api_import_only": [], "cutouts_import_only": []}
+        before_env = None
+        if args.before:
+            results["before"] = args.before
+            before_env = {**env, "PYTHONPATH": str(_checkout(args.before, Path(work) / "before"))}
+            runs.update(api_before=[], api_before_import_only=[])
         for _ in range(args.runs):  # interleaved, so load changes hit every row alike
+            if before_env:
+                runs["api_before_import_only"].append(_run(PROBE, ["api", heavy, "[]"], before_env))
+                runs["api_before"].append(_run(PROBE, ["api", heavy, json.dumps(api_requests)], before_env))
             runs["api_import_only"].append(_run(PROBE, ["api", heavy, "[]"], env))
             runs["cutouts_import_only"].append(_run(PROBE, ["cutouts", heavy, "[]"], env))
             runs["api"].append(_run(PROBE, ["api", heavy, json.dumps(api_requests)], env))
@@ -168,16 +194,25 @@ def report(r: dict) -> str:
         "| handler | import s (wall) | import s (CPU) | init RSS MB | heavy modules loaded |",
         "|---|---|---|---|---|",
         row("api (`cubecut_functions.api`)", r["api_import_only"]),
-        row("cutouts (`cubecut_functions.cutouts`)", r["cutouts_import_only"]), "",
+        row("cutouts (`cubecut_functions.cutouts`)", r["cutouts_import_only"]),
+        *([row(f"api before ({r['before']})", r["api_before_import_only"])] if "before" in r else []), "",
         "## First requests (same fresh process, after the import)", "",
         "| | wall s | CPU s | status |", "|---|---|---|---|",
         f"| api: first `astrocut` request (cold: loads WCS, coordinates, engine, Tracer) | {api['first_request_s']:.3f} | "
         f"{api['first_request_cpu_s']:.3f} | {api['first_request_status']} |",
         f"| api: the same request again (warm, result cache) | {api['second_request_s']:.3f} | "
         f"{api['second_request_cpu_s']:.3f} | {api['second_request_status']} |",
-        f"| cutouts: first TPF (cold) | {cut['first_cutout_s']:.3f} | {cut['first_cutout_cpu_s']:.3f} | |", "",
+        f"| cutouts: first TPF (cold) | {cut['first_cutout_s']:.3f} | {cut['first_cutout_cpu_s']:.3f} | |",
+        *([f"| api before ({r['before']}): first `astrocut` request | {r['api_before']['first_request_s']:.3f} | "
+           f"{r['api_before']['first_request_cpu_s']:.3f} | {r['api_before']['first_request_status']} |"]
+          if "before" in r else []), "",
         f"api: import + first request = **{api['import_s'] + api['first_request_s']:.3f} s** wall; RSS after the "
-        f"requests {api['after_requests_rss_mb']:.0f} MB (cutouts: {cut['after_requests_rss_mb']:.0f} MB).", "",
+        f"requests {api['after_requests_rss_mb']:.0f} MB (cutouts: {cut['after_requests_rss_mb']:.0f} MB)."
+        + (f" Before ({r['before']}): import + first request "
+           f"{r['api_before']['import_s'] + r['api_before']['first_request_s']:.3f} s. API import after / before: "
+           f"**{r['api_import_only']['import_s'] / r['api_before_import_only']['import_s']:.2f}** wall, "
+           f"**{r['api_import_only']['import_cpu_s'] / r['api_before_import_only']['import_cpu_s']:.2f}** CPU."
+           if "before" in r else ""), "",
         "## powertools Tracer (built after boto3 is loaded)", "",
         "| | wall s | CPU s |", "|---|---|---|",
         f"| disabled (POWERTOOLS_TRACE_DISABLED) | {r['tracer_disabled']['tracer_s']:.3f} | "

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Literal, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from .errors import InputError
 from .storage import Location, ReadStats, put_bytes
 
-if TYPE_CHECKING:  # astropy.visualization, fficut and the cutout geometry load on first use
+if TYPE_CHECKING:  # Pillow, astropy.visualization, fficut and the cutout geometry load on first use
     from astropy.io import fits
+    from PIL import Image, ImageDraw
 
     from .cutout.geometry import CoordInput, SizeInput
     from .fficut import Extension
@@ -98,6 +98,8 @@ def encode_image(pixels: np.ndarray, fmt: str = "png", *, flip: bool = True,
     kind = FORMATS.get(fmt.lower().lstrip("."))
     if kind is None:
         raise ImageError(f"unknown image format {fmt!r}; expected png or jpg")
+    from PIL import Image
+
     picture = Image.fromarray(np.flipud(pixels) if flip else np.asarray(pixels))
     options: dict[str, object] = {}
     if metadata and kind == "PNG":
@@ -281,11 +283,15 @@ class _Quicklook:
     INK, GRID, POINT, FLAGGED, APERTURE = (20, 20, 20), (210, 210, 210), (31, 119, 180), (255, 127, 14), (220, 40, 40)
 
     def __init__(self, title: str, label: str) -> None:
+        from PIL import ImageFont
+
         self.title, self.label = title, label
         self.font = ImageFont.load_default(size=13)
         self.big = ImageFont.load_default(size=16)
 
     def render(self, pixels: np.ndarray, curve: LightCurve) -> Image.Image:
+        from PIL import Image, ImageDraw
+
         canvas = Image.new("RGB", (self.WIDTH, self.HEIGHT), "white")
         draw = ImageDraw.Draw(canvas)
         draw.text((self.MARGIN, 10), self.title, fill=self.INK, font=self.big)
@@ -299,6 +305,8 @@ class _Quicklook:
         scale = self.IMAGE / max(nx, ny)
         width, height = max(1, round(nx * scale)), max(1, round(ny * scale))
         left, top = self.MARGIN, self.TOP + (self.IMAGE - height) // 2
+        from PIL import Image
+
         frame = Image.fromarray(np.flipud(pixels)).resize((width, height), Image.Resampling.NEAREST)
         canvas.paste(frame.convert("RGB"), (left, top))
         # Outline the aperture: edges between an aperture pixel and a non-aperture one.

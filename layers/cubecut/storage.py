@@ -31,15 +31,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 from urllib.parse import urlencode, urlparse
 
-import boto3
 import urllib3.exceptions
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, IncompleteReadError,
                                  ReadTimeoutError, ResponseStreamingError)
+
+if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first client
+    import boto3
 
 from .errors import (AccessDeniedError, ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
                      TargetNotWritableError)
@@ -146,6 +148,8 @@ def _client(endpoint: str | None, region: str | None, unsigned: bool = False) ->
         s3={"addressing_style": "path"} if endpoint else None,
         signature_version=UNSIGNED if unsigned else "s3v4",
     )
+    import boto3.session
+
     session = boto3.session.Session()
     return session.client("s3", endpoint_url=endpoint, region_name=region or session.region_name
                           or "us-east-1", config=config)
@@ -163,6 +167,8 @@ _CREDENTIAL_ENVIRONMENT = (
 @functools.lru_cache(maxsize=8)
 def _credentials_configured(_environment: tuple[str | None, ...]) -> bool:
     """Whether botocore's credential chain finds any credentials (cached per environment)."""
+    import boto3.session
+
     return boto3.session.Session().get_credentials() is not None
 
 

@@ -14,7 +14,6 @@ import io
 import zipfile
 from dataclasses import dataclass, field
 
-from PIL import Image
 
 from ..errors import ObjectNotFoundError
 from ..storage import get_bytes, put_bytes
@@ -53,6 +52,8 @@ def stack_pngs(pngs: list[bytes]) -> bytes:
     """PNGs one above the other on white (one PNG is returned as it is)."""
     if len(pngs) == 1:
         return pngs[0]
+    from PIL import Image
+
     pictures = [Image.open(io.BytesIO(data)).convert("RGB") for data in pngs]
     canvas = Image.new("RGB", (max(p.width for p in pictures), sum(p.height for p in pictures)), "white")
     top = 0
