@@ -4,12 +4,12 @@ The app (routes, OpenAPI, error answers) is :mod:`cubecut_app.app`; this module 
 edge: it builds the :class:`~cubecut_app.settings.AppSettings` from the environment, hands
 them to the app with each request, and adds the powertools logging, tracing and metrics.
 
-Cold start: importing this module loads the app, pydantic and boto3 but neither astropy's
-coordinates/WCS (they load with the first request that needs them) nor the X-Ray SDK:
-powertools' Tracer imports ``aws_xray_sdk``, whose recorder builds an X-Ray client at
+Cold start: importing this module loads the app and pydantic but no astropy (the library
+loads it with the first request that needs it), no boto3 (the first S3 client) and no X-Ray
+SDK: powertools' Tracer imports ``aws_xray_sdk``, whose recorder builds an X-Ray client at
 import (~0.2-0.3 s, whether tracing is enabled or not), so the Tracer is built at the first
-invocation, before that invocation makes any AWS call (its boto3 patches still see every
-call). benchmarks/imports.py measures both halves.
+invocation, before that invocation makes any AWS call (its botocore patches still see every
+call). benchmarks/imports.py measures both halves; tests/test_packaging.py checks the import.
 
 Secrets stay out of telemetry: the tracer records no handler response (the answers hold
 presigned URLs, whose query strings are credentials), events are never logged, and every
