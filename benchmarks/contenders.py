@@ -215,7 +215,7 @@ def run_route(job: dict) -> dict:
     """The TESScut route's work for one request, timed by phase: read (index + rows),
     build (TPF bytes), compress (zip, per level), deliver (PUT of the zip to S3).
 
-    ``tool``: cubecut (what cubecut.api.service does) or astrocut (cube_cut, writeto,
+    ``tool``: cubecut (what cubecut.tesscut.service does) or astrocut (cube_cut, writeto,
     then the same zip and PUT).
     """
     import io

@@ -1,62 +1,79 @@
 """The HTTP API Lambda (API Gateway HTTP API, payload v2).
 
-The routes (TESScut-compatible, the MAST calls lightkurve makes, cubecut's /v1, the web
-page) live in :mod:`cubecut.api.routes`; this module makes the app, adds OpenAPI/Swagger,
-the 404/405 and 500 answers, and the powertools logging, tracing and metrics.
+The app (routes, OpenAPI, error answers) is :mod:`cubecut_app.app`; this module is its
+edge: it builds the :class:`~cubecut_app.settings.AppSettings` from the environment, hands
+them to the app with each request, and adds the powertools logging, tracing and metrics.
+
+Cold start: importing this module loads the app and pydantic but no astropy (the library
+loads it with the first request that needs it), no boto3 (the first S3 client) and no X-Ray
+SDK: powertools' Tracer imports ``aws_xray_sdk``, whose recorder builds an X-Ray client at
+import (~0.2-0.3 s, whether tracing is enabled or not), so the Tracer is built at the first
+invocation, before that invocation makes any AWS call (its botocore patches still see every
+call). benchmarks/imports.py measures both halves; tests/test_packaging.py checks the import.
 
 Secrets stay out of telemetry: the tracer records no handler response (the answers hold
 presigned URLs, whose query strings are credentials), events are never logged, and every
-log record passes :class:`cubecut.api.redact.RedactingFilter`.
+log record passes :class:`cubecut_app.redact.RedactingFilter`.
 """
 from __future__ import annotations
 
-import json
+import functools
+import os
+from typing import Any, Callable
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cubecut.api import openapi as doc
-from cubecut.api import routes
-from cubecut.api.forms import bounded_json_body
-from cubecut.api.redact import RedactingFilter
-from cubecut.api.routes import presign_expiry, service  # noqa: F401  (the app's configuration, for tests)
+from cubecut.tesscut.service import CutoutService
+from cubecut_app.app import answer, openapi_document  # noqa: F401  (the document, for tests and docs)
+from cubecut_app.redact import RedactingFilter
+from cubecut_app.settings import AppSettings, cutout_service
 
 logger = Logger()
 logger.addFilter(RedactingFilter())
-tracer = Tracer()
 metrics = Metrics(namespace="cubecut")
-TITLE, DESCRIPTION = "cubecut", "TESS FFI cutouts, TESScut-compatible"
-app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=bounded_json_body)
-app.enable_swagger(path="/swagger", title=TITLE, description=DESCRIPTION)
-app.include_router(routes.router)
-routes.ROUTE_METHODS.update({"/swagger": {"GET"}, "/openapi.json": {"GET"}})
 
 
-def openapi_document() -> dict:
-    """The OpenAPI document, as served."""
-    return doc.truthful(json.loads(app.get_openapi_json_schema(title=TITLE, description=DESCRIPTION)))
+def settings() -> AppSettings:
+    """The API's settings from this process's environment (read per request: a few look-ups)."""
+    return AppSettings.from_env(os.environ)
 
 
-@app.get("/openapi.json", include_in_schema=False)
-def openapi():
-    return Response(status_code=200, content_type="application/json", body=json.dumps(openapi_document()))
+def service() -> CutoutService:
+    """The cutout service the API uses under the current environment."""
+    return cutout_service(settings())
 
 
-@app.not_found
-def not_found(_exc: Exception) -> Response:
-    return routes.no_route(app.current_event.http_method, app.current_event.path)
+def presign_expiry() -> int:
+    """Presigned URL lifetime in seconds, as configured (clamped to [60 s, 7 days])."""
+    return settings().presign_expiry
 
 
-@app.exception_handler(Exception)
-def internal_error(_exc: Exception) -> Response:
-    return routes.internal_error()
+@functools.cache
+def _tracer() -> Tracer:
+    return Tracer()
+
+
+def __getattr__(name: str) -> Any:
+    """``tracer``: the handler's powertools Tracer, built on first use (see above)."""
+    if name == "tracer":
+        return _tracer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _answer(event: dict, context: LambdaContext) -> dict:
+    return answer(event, context, settings())
+
+
+@functools.cache
+def _traced() -> Callable[[dict, LambdaContext], dict]:
+    """The traced answer; the tracer records no response (it holds presigned URLs)."""
+    return _tracer().capture_lambda_handler(_answer, capture_response=False)
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    return app.resolve(event, context)
+    return _traced()(event, context)

@@ -16,8 +16,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from astropy.coordinates import SkyCoord
 
 from cubecut import cutout
-from cubecut.api.service import hdul_bytes
-from cubecut.api.tesscut import member_name
+from cubecut.tesscut.service import hdul_bytes
+from cubecut.tesscut.protocol import member_name
 from cubecut.storage import Location, get_bytes, put_bytes
 
 logger = Logger()

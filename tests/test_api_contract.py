@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cubecut.api import models
+from cubecut_app import models
 from stack_fixtures import TesscutSky, tesscut_sky  # noqa: F401 - the fixture
 
 TESSCUT = "/tesscut/api/v0.1"

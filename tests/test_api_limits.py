@@ -24,8 +24,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cubecut.api import mast, names
-from cubecut.api.forms import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS, MalformedParamsError, load_json
+from cubecut.tesscut import mast, names
+from cubecut.tesscut.jsontext import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS, load_json
+from cubecut_app.forms import MalformedParamsError
 from stack_fixtures import SHARED, TesscutSky, tesscut_sky  # noqa: F401 - the fixture
 from test_load import rss_kib
 from test_tesscut_api import TESSCUT, CubeGetCounter, http
@@ -112,7 +113,7 @@ def test_v1_cutouts_takes_a_form_as_well_as_json(tesscut_sky):
 
 @pytest.mark.slow
 def test_a_body_over_the_limit_is_413_before_it_is_parsed(tesscut_sky):
-    from cubecut.api.forms import MAX_BODY_BYTES
+    from cubecut_app.forms import MAX_BODY_BYTES
 
     status, headers, answer = post(tesscut_sky, "/v1/cutouts", b"{" + b" " * MAX_BODY_BYTES + b"}")
     assert status == 413 and "at most" in answer["message"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_layer_fits_lambda_limit():
     requirements = [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
     closure = _closure(requirements)
     sizes = {name: _installed_bytes(name) for name in closure}
-    package = sum(p.stat().st_size for p in (ROOT / "layers" / "cubecut").rglob("*.py"))
+    package = sum(p.stat().st_size for tree in ("cubecut", "cubecut_app") for p in (ROOT / "layers" / tree).rglob("*") if p.is_file())
     total = sum(sizes.values()) + package
     print(f"\nlayer: {total / 2**20:.1f} MiB installed ({len(closure)} distributions); largest: " +
           ", ".join(f"{n} {s / 2**20:.1f}" for n, s in sorted(sizes.items(), key=lambda kv: -kv[1])[:5]))
@@ -70,6 +71,34 @@ def test_handlers_import_cold_and_report_time():
         timings[module] = json.loads(output.stdout.strip().splitlines()[-1])
     print("\ncold import seconds: " + ", ".join(f"{m} {t:.2f}" for m, t in timings.items()))
     assert set(timings) == {"ingest", "on_upload", "api"}
+
+
+#: What the API handler's import must not load: each is paid by the first request that needs
+#: it (astropy's coordinates/WCS/time, the cutout engine) or never (matplotlib), and the
+#: X-Ray SDK by the first invocation (functions/api.py). Figures: benchmarks/results/imports.md.
+NOT_AT_API_IMPORT = ("astropy", "astropy.coordinates", "astropy.wcs", "astropy.io.fits", "astropy.time", "matplotlib",
+                     "aws_xray_sdk", "cubecut.cutout.engine")
+
+
+def _loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
+    code = f"import json, sys; {statement}; print(json.dumps([m for m in {list(modules)!r} if m in sys.modules]))"
+    env = {"PATH": "", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def test_api_handler_import_loads_no_astropy_matplotlib_or_xray():
+    """Tracing enabled or not (Lambda sets LAMBDA_TASK_ROOT): the Tracer is built on first use."""
+    assert _loaded_after("import cubecut_functions.api", NOT_AT_API_IMPORT) == []
+    assert _loaded_after("import os; os.environ['LAMBDA_TASK_ROOT'] = '/var/task'; import cubecut_functions.api",
+                         NOT_AT_API_IMPORT) == []
+
+
+def test_library_import_is_light_and_cutout_is_the_function():
+    assert _loaded_after("import cubecut", NOT_AT_API_IMPORT) == []
+    assert _loaded_after("import cubecut; assert callable(cubecut.cutout); from cubecut import cutout; "
+                         "assert cutout.__module__ == 'cubecut.cutout.engine'", ("cubecut.cutout.engine",)) \
+        == ["cubecut.cutout.engine"]
 
 
 def test_template_handlers_exist():

@@ -227,7 +227,7 @@ def test_several_targets_by_pairs_target_and_targets_file(cube, capsys, tmp_path
 
 
 def test_sexagesimal_is_hours_in_python_as_on_the_web_page():
-    from cubecut.api.mast import parse_coordinates as web_page_resolver
+    from cubecut.tesscut.mast import parse_coordinates as web_page_resolver
     from cubecut.cutout import parse_coordinates
 
     for text in ["20:56:31 -47:28:48", "20h56m31s -47d28m48s", "20:56:31.2, -47:28:48", "314.13 -47.48",

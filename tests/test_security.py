@@ -301,7 +301,7 @@ def watch(monkeypatch) -> Iterator[Watch]:
 
 @pytest.mark.slow
 def test_presigned_urls_are_sigv4_with_bounded_expiry(api, monkeypatch):
-    from cubecut.api.service import presign
+    from cubecut.storage import presigned_url as presign
     from cubecut_functions.api import presign_expiry
 
     ra, dec = api["targets"][0]

@@ -32,10 +32,10 @@ from astropy.wcs import WCS, FITSFixedWarning
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cubecut.api.forms import MalformedParamsError, UnsupportedBodyError, collect_params
-from cubecut.api.mast import resolve_names
-from cubecut.api.service import INLINE_LIMIT, ConcurrencyLimit, ServiceBusyError
-from cubecut.api.models import CutoutParams
+from cubecut_app.forms import MalformedParamsError, UnsupportedBodyError, collect_params
+from cubecut.tesscut.mast import resolve_names
+from cubecut.tesscut.service import INLINE_LIMIT, ConcurrencyLimit, ServiceBusyError
+from cubecut_app.models import CutoutParams
 from cubecut.ingest.run import ingest
 from cubecut.storage import s3_client
 from cubecut.storage_obstore import ObstoreSource
@@ -610,7 +610,7 @@ def test_resolver_resolves_positions_and_nothing_else():
 
 def test_one_broken_sidecar_does_not_take_the_catalog_down(tmp_path):
     """A corrupt index or an unusable WCS hides that cube only; the others still answer."""
-    from cubecut.api.catalog import CubeCatalog
+    from cubecut.tesscut.catalog import CubeCatalog
     from cubecut.cube.index import CubeIndex
     from cubecut.ingest.run import ingest
     from cubecut.synth import make_sector, star_catalog

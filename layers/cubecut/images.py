@@ -17,22 +17,23 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO, Literal, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Literal, Sequence
 
 import numpy as np
-from astropy.io import fits
-from astropy.visualization import (AsinhStretch, AsymmetricPercentileInterval, LinearStretch, LogStretch,
-                                   ManualInterval, MinMaxInterval, SinhStretch, SqrtStretch)
-from PIL import Image, ImageDraw, ImageFont
 
-from .cutout.geometry import CoordInput, SizeInput, parse_coordinates, parse_size, size_label
-from .cutout.tpf import tpf_filename
 from .errors import InputError
-from .fficut import Extension, cutout_images, output_location
 from .storage import Location, ReadStats, put_bytes
 
-STRETCHES = {"asinh": AsinhStretch, "sinh": SinhStretch, "sqrt": SqrtStretch, "log": LogStretch,
-             "linear": LinearStretch}
+if TYPE_CHECKING:  # Pillow, astropy.visualization, fficut and the cutout geometry load on first use
+    from astropy.io import fits
+    from PIL import Image, ImageDraw
+
+    from .cutout.geometry import CoordInput, SizeInput
+    from .fficut import Extension
+
+#: Stretch names and their astropy.visualization classes.
+STRETCHES = {"asinh": "AsinhStretch", "sinh": "SinhStretch", "sqrt": "SqrtStretch", "log": "LogStretch",
+             "linear": "LinearStretch"}
 #: img_cut's default clipping percentiles (astrocut's).
 DEFAULT_PERCENT = (0.5, 99.5)
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG"}
@@ -63,14 +64,16 @@ def normalize(image: np.ndarray, stretch: Stretch = "asinh", minmax_percent: Seq
     finite = data[np.isfinite(data)]
     out = np.zeros(data.shape, dtype=np.uint8)
     if finite.size:
+        from astropy import visualization  # imports matplotlib when installed: only when drawing
+
         if minmax_percent is not None:
-            vmin, vmax = AsymmetricPercentileInterval(*minmax_percent).get_limits(finite)
+            vmin, vmax = visualization.AsymmetricPercentileInterval(*minmax_percent).get_limits(finite)
         elif minmax_value is not None:
             vmin, vmax = minmax_value
         else:
-            vmin, vmax = MinMaxInterval().get_limits(finite)
+            vmin, vmax = visualization.MinMaxInterval().get_limits(finite)
         with np.errstate(invalid="ignore", divide="ignore"):
-            scaled = STRETCHES[stretch]()(ManualInterval(vmin, vmax)(data))
+            scaled = getattr(visualization, STRETCHES[stretch])()(visualization.ManualInterval(vmin, vmax)(data))
         good = np.isfinite(scaled)
         out[good] = (255 * scaled[good]).astype(np.uint8)
     return 255 - out if invert else out
@@ -95,6 +98,8 @@ def encode_image(pixels: np.ndarray, fmt: str = "png", *, flip: bool = True,
     kind = FORMATS.get(fmt.lower().lstrip("."))
     if kind is None:
         raise ImageError(f"unknown image format {fmt!r}; expected png or jpg")
+    from PIL import Image
+
     picture = Image.fromarray(np.flipud(pixels) if flip else np.asarray(pixels))
     options: dict[str, object] = {}
     if metadata and kind == "PNG":
@@ -134,6 +139,10 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
     fmt = img_format.lower().lstrip(".")
     if fmt not in FORMATS:
         raise ImageError(f"unknown image format {img_format!r}; expected png or jpg")
+    from .cutout.geometry import parse_coordinates, parse_size, size_label
+    from .cutout.tpf import tpf_filename
+    from .fficut import cutout_images
+
     coord = parse_coordinates(coordinates)[0]
     cutouts = [c for per_file in cutout_images(files, coord, size, extension=extension, threads=threads,
                                                stats=stats) for c in per_file]
@@ -161,6 +170,8 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
 
 
 def _put(data: bytes, output_dir: str | os.PathLike[str], name: str) -> str:
+    from .fficut import output_location
+
     target = output_location(output_dir, name)
     put_bytes(target, data, content_type="image/png" if name.endswith(".png") else "image/jpeg")
     return target.url
@@ -272,11 +283,15 @@ class _Quicklook:
     INK, GRID, POINT, FLAGGED, APERTURE = (20, 20, 20), (210, 210, 210), (31, 119, 180), (255, 127, 14), (220, 40, 40)
 
     def __init__(self, title: str, label: str) -> None:
+        from PIL import ImageFont
+
         self.title, self.label = title, label
         self.font = ImageFont.load_default(size=13)
         self.big = ImageFont.load_default(size=16)
 
     def render(self, pixels: np.ndarray, curve: LightCurve) -> Image.Image:
+        from PIL import Image, ImageDraw
+
         canvas = Image.new("RGB", (self.WIDTH, self.HEIGHT), "white")
         draw = ImageDraw.Draw(canvas)
         draw.text((self.MARGIN, 10), self.title, fill=self.INK, font=self.big)
@@ -290,6 +305,8 @@ class _Quicklook:
         scale = self.IMAGE / max(nx, ny)
         width, height = max(1, round(nx * scale)), max(1, round(ny * scale))
         left, top = self.MARGIN, self.TOP + (self.IMAGE - height) // 2
+        from PIL import Image
+
         frame = Image.fromarray(np.flipud(pixels)).resize((width, height), Image.Resampling.NEAREST)
         canvas.paste(frame.convert("RGB"), (left, top))
         # Outline the aperture: edges between an aperture pixel and a non-aperture one.

@@ -31,15 +31,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 from urllib.parse import urlencode, urlparse
 
-import boto3
 import urllib3.exceptions
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, IncompleteReadError,
                                  ReadTimeoutError, ResponseStreamingError)
+
+if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first client
+    import boto3
 
 from .errors import (AccessDeniedError, ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
                      TargetNotWritableError)
@@ -146,6 +148,8 @@ def _client(endpoint: str | None, region: str | None, unsigned: bool = False) ->
         s3={"addressing_style": "path"} if endpoint else None,
         signature_version=UNSIGNED if unsigned else "s3v4",
     )
+    import boto3.session
+
     session = boto3.session.Session()
     return session.client("s3", endpoint_url=endpoint, region_name=region or session.region_name
                           or "us-east-1", config=config)
@@ -163,6 +167,8 @@ _CREDENTIAL_ENVIRONMENT = (
 @functools.lru_cache(maxsize=8)
 def _credentials_configured(_environment: tuple[str | None, ...]) -> bool:
     """Whether botocore's credential chain finds any credentials (cached per environment)."""
+    import boto3.session
+
     return boto3.session.Session().get_credentials() is not None
 
 
@@ -239,6 +245,30 @@ def translate_client_error(exc: Exception, what: str) -> StorageError:
             return AccessDeniedError(f"{what}: access denied ({code or status})")
         return StorageError(f"{what}: {code or status}: {exc}")
     return StorageError(f"{what}: {exc}")
+
+
+@contextlib.contextmanager
+def s3_errors(what: str, *, missing_key: StorageError | None = None) -> Iterator[None]:
+    """Run the block's S3 calls with every botocore failure raised as the named error of
+    :func:`translate_client_error` (mentioning ``what``), so no caller handles botocore's
+    types; ``missing_key``, if given, is raised instead when S3 answers ``NoSuchKey``."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        if missing_key is not None and code == "NoSuchKey":
+            raise missing_key from None
+        raise translate_client_error(exc, what) from None
+
+
+def presigned_url(url: str | Location, expires: int, filename: str | None = None) -> str:
+    """A SigV4 presigned GET URL of ``s3://bucket/key``, valid for ``expires`` seconds; with
+    ``filename``, the download is named so (``Content-Disposition: attachment``)."""
+    location = url if isinstance(url, Location) else Location.parse(url)
+    params = {"Bucket": location.bucket, "Key": location.key}
+    if filename:
+        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+    return s3_client().generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires))
 
 
 @dataclass

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.io import fits
+
+if TYPE_CHECKING:  # astropy.io.fits (and astropy.units) load on first use: the API's catalog imports this
+    from astropy.io import fits
 
 INDEX_SUFFIX = ".index.json"
 INDEX_VERSION = 1
@@ -78,9 +81,13 @@ class CubeIndex:
         return f"tess-s{self.sector:04d}-{self.camera}-{self.ccd}"
 
     def primary(self) -> fits.Header:
+        from astropy.io import fits
+
         return fits.Header.fromstring(self.primary_header)
 
     def wcs_fits_header(self) -> fits.Header:
+        from astropy.io import fits
+
         return fits.Header.fromstring(self.wcs_header)
 
     def time_arrays(self) -> dict[str, np.ndarray]:
@@ -125,6 +132,8 @@ def wcs_row(table: fits.FITS_rec) -> int:
 
 def row_header(table: fits.FITS_rec, row: int) -> fits.Header:
     """One table row as a FITS header (NaN values left out)."""
+    from astropy.io import fits
+
     header = fits.Header()
     record = table[row]
     for name in table.columns.names:

@@ -4,15 +4,32 @@
 FITS bytes); the modules are usable alone: ``metadata`` (``load_index``), ``geometry``
 (``cutout_box``), ``reader`` (``read_box``, ``read_boxes``, ``read_chunks``) and ``tpf``
 (``tpf_bytes``, ``build_tpf``, ``reference_tpf``, ``tpf_filename``).
-"""
-from .engine import TPFFile, cutout, cutout_files
-from .geometry import MAX_CUTOUT_PIXELS, Box, cutout_box, ffi_wcs, parse_coordinates, parse_size
-from .metadata import clear_cache, invalidate, load_index
-from .reader import fill_box, read_box, read_boxes, read_chunks
-from .tpf import build_tpf, fit_linear_wcs, reference_tpf, tpf_bytes, tpf_filename
 
-__all__ = [
-    "cutout", "cutout_files", "TPFFile", "load_index", "invalidate", "clear_cache", "Box", "cutout_box",
-    "ffi_wcs", "parse_coordinates", "parse_size", "MAX_CUTOUT_PIXELS", "read_box", "read_boxes", "read_chunks",
-    "fill_box", "build_tpf", "reference_tpf", "tpf_bytes", "fit_linear_wcs", "tpf_filename",
-]
+The names below are loaded from their modules on first use (astropy's WCS, coordinates
+and time cost most of a cold start, and a request may need none of them).
+"""
+from importlib import import_module
+from typing import Any
+
+#: Public name -> the module that defines it.
+_HOMES = {
+    **dict.fromkeys(("TPFFile", "cutout", "cutout_files"), "engine"),
+    **dict.fromkeys(("MAX_CUTOUT_PIXELS", "Box", "cutout_box", "ffi_wcs", "parse_coordinates", "parse_size"),
+                    "geometry"),
+    **dict.fromkeys(("clear_cache", "invalidate", "load_index"), "metadata"),
+    **dict.fromkeys(("fill_box", "read_box", "read_boxes", "read_chunks"), "reader"),
+    **dict.fromkeys(("build_tpf", "fit_linear_wcs", "reference_tpf", "tpf_bytes", "tpf_filename"), "tpf"),
+}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -31,13 +31,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
 
 from ..cube.index import INDEX_SUFFIX
 from ..cube.sidecar import describes, publish_index, read_sidecar
 from ..cutout.metadata import index_from_cube
 from ..errors import InputError, NotACubeError, ObjectNotFoundError, StorageError
-from ..storage import Location, list_etags, s3_client, translate_client_error
+from ..storage import Location, list_etags, s3_client, s3_errors
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +152,8 @@ def _sweep_uploads(location: Location, cutoff: datetime, report: JanitorReport) 
     kwargs = {"Bucket": location.bucket, "Prefix": location.key}
     stale: list[tuple[str, str]] = []
     for _page in range(100_000):  # bounded: 1,000 uploads a page
-        try:
+        with s3_errors(f"list uploads under {location.url}"):
             page = s3.list_multipart_uploads(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_client_error(exc, f"list uploads under {location.url}") from None
         for upload in page.get("Uploads", []):
             if _aware(upload["Initiated"]) <= cutoff:
                 stale.append((upload["Key"], upload["UploadId"]))
@@ -168,11 +165,10 @@ def _sweep_uploads(location: Location, cutoff: datetime, report: JanitorReport) 
     for key, upload_id in stale:
         if not report.dry_run:
             try:
-                s3.abort_multipart_upload(Bucket=location.bucket, Key=key, UploadId=upload_id)
-            except (ClientError, BotoCoreError) as exc:
-                error = translate_client_error(exc, f"abort upload {upload_id} of s3://{location.bucket}/{key}")
-                if not isinstance(error, ObjectNotFoundError):  # gone meanwhile: fine
-                    raise error from None
+                with s3_errors(f"abort upload {upload_id} of s3://{location.bucket}/{key}"):
+                    s3.abort_multipart_upload(Bucket=location.bucket, Key=key, UploadId=upload_id)
+            except ObjectNotFoundError:  # gone meanwhile: fine
+                pass
         report.aborted_uploads.append((key, upload_id))
 
 
@@ -182,7 +178,7 @@ def _sweep_staging(location: Location, cutoff: datetime, report: JanitorReport) 
     s3 = s3_client()
     groups: dict[str, list[tuple[str, datetime]]] = {}
     paginator = s3.get_paginator("list_objects_v2")
-    try:
+    with s3_errors(f"list {location.url}"):
         for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
             for item in page.get("Contents", []):
                 key = item["Key"]
@@ -192,8 +188,6 @@ def _sweep_staging(location: Location, cutoff: datetime, report: JanitorReport) 
                 rest = key[at + len(STAGING_MARKER):]
                 group = key[:at + len(STAGING_MARKER)] + rest.split("/", 1)[0] + "/"
                 groups.setdefault(group, []).append((key, _aware(item["LastModified"])))
-    except (ClientError, BotoCoreError) as exc:
-        raise translate_client_error(exc, f"list {location.url}") from None
     for _group, items in sorted(groups.items()):
         if max(modified for _, modified in items) > cutoff:
             report.kept_staging += len(items)
@@ -202,11 +196,9 @@ def _sweep_staging(location: Location, cutoff: datetime, report: JanitorReport) 
         if not report.dry_run:
             for start in range(0, len(keys), 1000):
                 chunk = keys[start:start + 1000]
-                try:
+                with s3_errors(f"delete staging objects under {location.url}"):
                     s3.delete_objects(Bucket=location.bucket, Delete={"Objects": [{"Key": k} for k in chunk],
                                                                       "Quiet": True})
-                except (ClientError, BotoCoreError) as exc:
-                    raise translate_client_error(exc, f"delete staging objects under {location.url}") from None
         report.deleted_objects += keys
 
 

@@ -25,12 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from ..errors import (ConcurrentWriteError, ObjectNotFoundError, StorageError, TargetNotWritableError,
                       UploadGoneError)
-from ..storage import (Location, check_local_precondition, file_etag, local_write_lock, s3_client,
-                       translate_client_error)
+from ..storage import Location, check_local_precondition, file_etag, local_write_lock, s3_client, s3_errors
 
 #: S3 user-metadata keys on every cube cubecut writes (``x-amz-meta-...``).
 PLAN_KEY = "cubecut-plan"
@@ -72,10 +69,8 @@ class S3Target:
         self._s3 = s3_client()
 
     def _call(self, what: str, method: str, **kwargs):
-        try:
+        with s3_errors(f"{what} {self.location.url}"):
             return getattr(self._s3, method)(Bucket=self.location.bucket, Key=self.location.key, **kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_client_error(exc, f"{what} {self.location.url}") from None
 
     def begin(self, metadata: dict[str, str] | None = None) -> str:
         try:
@@ -108,19 +103,18 @@ class S3Target:
         """Complete the upload if the key still holds ``replaces`` (an ETag; None: nothing)."""
         ordered = sorted(parts, key=lambda r: r.part)
         condition = {"IfMatch": replaces} if replaces else {"IfNoneMatch": "*"}
+        # NoSuchKey with If-Match: the key is now empty (NoSuchUpload stays ObjectNotFoundError).
+        deleted = ConcurrentWriteError(f"{self.location.url}: the cube {replaces} this ingest replaces "
+                                       "was deleted meanwhile; nothing was written") if replaces else None
         try:
-            response = self._s3.complete_multipart_upload(
-                Bucket=self.location.bucket, Key=self.location.key, UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": p.part, "ETag": p.etag} for p in ordered]}, **condition)
-        except (ClientError, BotoCoreError) as exc:
-            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-            if code == "NoSuchKey" and replaces:  # If-Match on a key that is now empty
-                raise ConcurrentWriteError(f"{self.location.url}: the cube {replaces} this ingest replaces "
-                                           "was deleted meanwhile; nothing was written") from None
-            error = translate_client_error(exc, f"complete upload of {self.location.url}")
-            if isinstance(error, ConcurrentWriteError):
-                raise ConcurrentWriteError(_lost(self.location.url, replaces)) from None
-            raise error from None
+            with s3_errors(f"complete upload of {self.location.url}", missing_key=deleted):
+                response = self._s3.complete_multipart_upload(
+                    Bucket=self.location.bucket, Key=self.location.key, UploadId=upload_id,
+                    MultipartUpload={"Parts": [{"PartNumber": p.part, "ETag": p.etag} for p in ordered]}, **condition)
+        except ConcurrentWriteError as exc:
+            if exc is deleted:
+                raise
+            raise ConcurrentWriteError(_lost(self.location.url, replaces)) from None
         return response.get("ETag")
 
     def abort(self, upload_id: str) -> None:

@@ -14,15 +14,12 @@ import io
 import zipfile
 from dataclasses import dataclass, field
 
-from astropy.io import fits
-from PIL import Image
 
 from ..errors import ObjectNotFoundError
-from ..images import quicklook_png
 from ..storage import get_bytes, put_bytes
 from .catalog import CubeEntry
 from .service import CutoutService, cube_version, no_data_message
-from .tesscut import CutoutRequest
+from .protocol import CutoutRequest
 
 #: Which frame is drawn: the per-pixel median of all frames (default) or the first with data.
 FRAMES = ("median", "first")
@@ -55,6 +52,8 @@ def stack_pngs(pngs: list[bytes]) -> bytes:
     """PNGs one above the other on white (one PNG is returned as it is)."""
     if len(pngs) == 1:
         return pngs[0]
+    from PIL import Image
+
     pictures = [Image.open(io.BytesIO(data)).convert("RGB") for data in pngs]
     canvas = Image.new("RGB", (max(p.width for p in pictures), sum(p.height for p in pictures)), "white")
     top = 0
@@ -67,6 +66,10 @@ def stack_pngs(pngs: list[bytes]) -> bytes:
 
 
 def _render(zipped: bytes, options: QuicklookOptions) -> tuple[bytes, list[str]]:
+    from astropy.io import fits
+
+    from ..images import quicklook_png
+
     with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
         names = sorted(archive.namelist())
         pngs = []

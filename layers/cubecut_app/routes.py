@@ -1,6 +1,8 @@
-"""The routes of the HTTP API as a powertools Router, included by the API Lambda
-(``functions/api.py``): TESScut, the MAST calls lightkurve makes, cubecut's own /v1, and a
-web page.
+"""The routes of the HTTP API as a powertools Router, included by the app (:mod:`.app`):
+TESScut, the MAST calls lightkurve makes, cubecut's own /v1, and a web page. Each route
+turns its validated parameters into a call of the library (:mod:`cubecut.tesscut`) with the
+request's :class:`.settings.AppSettings` (given to :func:`.app.answer` by the handler), and
+the answer into a response.
 
 TESScut-compatible (``/tesscut/api/v0.1/...``): ``sector`` and ``astrocut`` (GET or POST),
 ``moving_target/sector`` and ``moving_target/astrocut`` (GET or POST, with the path given as
@@ -34,8 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-from functools import lru_cache
+from contextvars import ContextVar
 from typing import Annotated, Callable
 
 from aws_lambda_powertools import Logger, Metrics
@@ -44,24 +45,31 @@ from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
-from ..errors import InputError, ObjectNotFoundError
-from . import mast, moving, quicklook, tesscut, v1, webpage
+from cubecut.errors import InputError, ObjectNotFoundError
+from cubecut.storage import presigned_url
+from cubecut.tesscut import mast, moving, quicklook, v1
+from cubecut.tesscut.names import ResolverUnavailableError, UnknownTargetError, resolve_target
+from cubecut.tesscut.protocol import API_PREFIX
+from cubecut.tesscut.service import RETRY_AFTER_S, CutoutService, Delivery, ServiceBusyError
+
 from . import openapi as doc
-from .catalog import CubeCatalog
+from . import webpage
 from .forms import BodyTooLargeError, MalformedParamsError, UnsupportedBodyError, collect_params
 from .models import (ColumnsConfigParams, CutoutParams, FfiWcsParams, MashupParams, MovingParams, QuicklookParams,
                      ResolveParams, ResolverParams, RouteParams, SectorParams, V1CutoutParams, V1QuicklookParams)
-from .names import ResolverUnavailableError, UnknownTargetError, resolve_target
-from .service import (MAX_CONCURRENT, MAX_PIXEL_FRAMES, RETRY_AFTER_S, CutoutService, Delivery, ServiceBusyError,
-                      presign)
+from .settings import AppSettings, cutout_service
 
 logger = Logger()  # same service name: the same logger as the handler module's
 metrics = Metrics(namespace="cubecut")
 # Routes return powertools Response objects; they carry no return annotation because the
 # OpenAPI validation middleware would try to build a pydantic schema for Response.
 router = APIGatewayHttpRouter()
-TESSCUT = tesscut.API_PREFIX
-#: Methods of every routed path (the app adds its own), to tell 405 from 404.
+TESSCUT = API_PREFIX
+#: The settings of the request being answered in this thread (not powertools' routing
+#: context: that is one dict per app, cleared by every request, and the local stack answers
+#: requests in threads at once).
+CURRENT_SETTINGS: ContextVar[AppSettings] = ContextVar("cubecut_app_settings")
+#: Methods of every path routed here (the app adds its own paths in its table), to tell 405 from 404.
 ROUTE_METHODS: dict[str, set[str]] = {}
 
 
@@ -83,27 +91,14 @@ def params_route(path: str, model: type[RouteParams], *methods: str, answers: di
     return register
 
 
-@lru_cache(maxsize=4)
-def _service(bucket: str, cube_prefix: str, results_prefix: str, ttl: float, max_concurrent: int,
-             max_pixel_frames: int) -> CutoutService:
-    catalog = CubeCatalog(f"s3://{bucket}/{cube_prefix}", ttl=ttl)
-    return CutoutService(catalog, f"s3://{bucket}/{results_prefix}", max_concurrent=max_concurrent,
-                         max_pixel_frames=max_pixel_frames)
+def settings() -> AppSettings:
+    """The settings of the request being answered (:func:`.app.answer` sets them)."""
+    return CURRENT_SETTINGS.get()
 
 
 def service() -> CutoutService:
-    """The service for the current configuration (environment), built on first use: no AWS
-    calls at import / cold start, and a changed configuration gets its own service."""
-    env = os.environ
-    return _service(env["CUBECUT_BUCKET"], env.get("CUBECUT_CUBE_PREFIX", "cubes/"),
-                    env.get("CUBECUT_RESULTS_PREFIX", "results/"), float(env.get("CUBECUT_CATALOG_TTL", "30")),
-                    int(env.get("CUBECUT_MAX_CONCURRENT", MAX_CONCURRENT)),
-                    int(env.get("CUBECUT_MAX_PIXEL_FRAMES", MAX_PIXEL_FRAMES)))
-
-
-def presign_expiry() -> int:
-    """Presigned URL lifetime in seconds, clamped to [60 s, 7 days] (S3's SigV4 maximum)."""
-    return max(60, min(int(os.environ.get("CUBECUT_PRESIGN_EXPIRY", "3600")), 7 * 24 * 3600))
+    """The cutout service of the current request's settings."""
+    return cutout_service(settings())
 
 
 def params() -> dict[str, list[str]]:
@@ -163,7 +158,7 @@ def _zip_answer(delivery: Delivery, route_name: str) -> Response:
     if delivery.body is not None:
         headers["Content-Disposition"] = 'attachment; filename="astrocut.zip"'
         return Response(status_code=200, content_type="application/zip", body=delivery.body, headers=headers)
-    headers["Location"] = presign(delivery.url, presign_expiry(), "astrocut.zip")
+    headers["Location"] = presigned_url(delivery.url, settings().presign_expiry, "astrocut.zip")
     return Response(status_code=303, headers=headers, body="")
 
 
@@ -205,7 +200,8 @@ def tesscut_quicklook(query: Annotated[QuicklookParams, _validated(QuicklookPara
               summary="The FFI WCS of one cube (FITS header)",
               description="A FITS file with a data-less primary HDU; 404 `{msg}` if that cube is not ingested.")
 def tesscut_ffi_wcs(query: Annotated[FfiWcsParams, _validated(FfiWcsParams)]):
-    return Response(status_code=200, content_type="application/fits", body=v1.ffi_wcs(service().catalog, query))
+    body = v1.ffi_wcs(service().catalog, query.sector, query.camera, query.ccd, query.product)
+    return Response(status_code=200, content_type="application/fits", body=body)
 
 
 @route(f"{TESSCUT}/cubes", "GET", tags=["TESScut"], summary="Ingested cubes (sector, camera, CCD, frames, times)",
@@ -244,7 +240,8 @@ def mast_resolver(query: Annotated[ResolverParams, _validated(ResolverParams)]):
               description="A JSON object or a form: the cube (`cube`, or `sector`+`camera`+`ccd`), `ra`, `dec`, "
                           "`size`, `units`. Within the same pixel-frame budget as `astrocut`.")
 def cutouts(query: Annotated[V1CutoutParams, _validated(V1CutoutParams)]):
-    answer = v1.make_cutout(service(), query, presign_expiry())
+    answer = v1.make_cutout(service(), query.selector(), query.ra, query.dec, query.extents(),
+                            settings().presign_expiry)
     # ("name" is a LogRecord attribute: logging refuses it as an extra key.)
     logger.info("cutout", extra={"tpf": answer["name"], "bytes": answer["bytes"], "reads": answer["reads"]})
     return _json(200, answer)
@@ -253,7 +250,7 @@ def cutouts(query: Annotated[V1CutoutParams, _validated(V1CutoutParams)]):
 @params_route("/v1/quicklook", V1QuicklookParams, "GET", answers=doc.V1_PNG_ANSWERS, tags=["v1"],
               summary="Quick-look PNG of one cube's cutout")
 def v1_quicklook(query: Annotated[V1QuicklookParams, _validated(V1QuicklookParams)]):
-    request, entry = v1.quicklook_request(service().catalog, query)
+    request, entry = v1.quicklook_request(service().catalog, query.cube, query.coord(), query.pixels())
     picture = quicklook.quicklook(service(), request, query.options(), [entry])
     return _json(400, {"message": picture.message}) if picture.message else _png(picture)
 
@@ -263,7 +260,7 @@ def v1_quicklook(query: Annotated[V1QuicklookParams, _validated(V1QuicklookParam
               description="Answers `{target, ra, dec, resolver}`; 503 when a name needs a resolver and none is "
                           "reachable (give coordinates).")
 def v1_resolve(query: Annotated[ResolveParams, _validated(ResolveParams)]):
-    return _json(200, resolve_target(query.target).as_dict())
+    return _json(200, resolve_target(query.target, settings().sesame_urls).as_dict())
 
 
 # -- the web page ---------------------------------------------------------------------------
@@ -319,9 +316,10 @@ def named_error(exc: Exception) -> Response:
     return _json(error_status(exc), error_body(router.current_event.path, str(exc)), headers)
 
 
-def no_route(method: str, path: str) -> Response:
-    """405 with ``Allow`` for a known path asked with another method, else 404 (JSON)."""
-    allowed = ROUTE_METHODS.get(path)
+def no_route(route_methods: dict[str, set[str]], method: str, path: str) -> Response:
+    """405 with ``Allow`` for a path of ``route_methods`` (path: its methods) asked with
+    another method, else 404 (JSON)."""
+    allowed = route_methods.get(path)
     if allowed:
         return _json(405, error_body(path, f"{method} is not allowed on {path}"), {"Allow": ", ".join(sorted(allowed))})
     return _json(404, error_body(path, f"no route {method} {path}"))

@@ -21,18 +21,19 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.coordinates import SkyCoord
-from astropy.wcs import WCS
 
 from ..cube.index import INDEX_SUFFIX, CubeIndex
 from ..cube.sidecar import describes, read_sidecar
-from ..cutout.geometry import ffi_wcs
-from ..cutout.metadata import index_from_cube, remember
 from ..errors import NotACubeError, StorageError
 from ..storage import Location, list_etags
-from .tesscut import sector_name
+from .protocol import sector_name
+
+if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs import WCS
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +60,14 @@ class CubeEntry:
     def wcs(self) -> WCS:
         """The cube's FFI WCS (cached per thread by ffi_wcs; WCS objects are not shared
         between the threads serving requests)."""
+        from ..cutout.geometry import ffi_wcs
+
         return ffi_wcs(self.index)
 
     @cached_property
     def centre(self) -> SkyCoord:
+        from astropy.coordinates import SkyCoord
+
         ra, dec = self.wcs.all_pix2world([[self.index.ncols / 2 - 0.5, self.index.nrows / 2 - 0.5]], 0)[0]
         return SkyCoord(ra, dec, unit="deg")
 
@@ -120,6 +125,8 @@ class CubeCatalog:
                      or self._entries[url].cube_etag != cube_etag]
             with ThreadPoolExecutor(max_workers=8) as pool:
                 loaded = list(pool.map(_load_entry, stale, [listing[url][1] for url in stale]))
+            from ..cutout.metadata import remember  # astropy.io.fits: with the first listing
+
             for url, index in zip(stale, loaded):
                 if index is None:
                     self._entries.pop(url, None)
@@ -150,6 +157,8 @@ def _load_entry(sidecar_url: str, cube_etag: str | None) -> CubeIndex | None:
     """The index of the cube beside ``sidecar_url``: its sidecar's if that describes the
     listed cube version ``cube_etag``, else rebuilt from the cube; None if neither can be
     read: one broken cube must not take the whole catalog (and every request) down."""
+    from ..cutout.metadata import index_from_cube
+
     cube = Location.parse(sidecar_url[: -len(INDEX_SUFFIX)])
     try:
         index, _ = read_sidecar(cube)

@@ -23,20 +23,22 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import astropy.units as u
-from astropy.coordinates import Angle, SkyCoord
 
 from ..errors import InputError
+
+if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
 
 API_PREFIX = "/tesscut/api/v0.1"
 #: Largest cone radius for a sector query (TESS's whole field is 24 x 96 deg).
 MAX_RADIUS_DEG = 30.0
-#: The ``units`` TESScut accepts, and what each means.
-UNITS = {"px": u.pixel, "pix": u.pixel, "pixel": u.pixel, "pixels": u.pixel,
-          "arcsec": u.arcsec, "s": u.arcsec, "arcmin": u.arcmin, "m": u.arcmin,
-          "deg": u.deg, "d": u.deg, "degree": u.deg, "degrees": u.deg}
+#: The ``units`` TESScut accepts, and the astropy unit each means.
+UNITS = {"px": "pixel", "pix": "pixel", "pixel": "pixel", "pixels": "pixel",
+         "arcsec": "arcsec", "s": "arcsec", "arcmin": "arcmin", "m": "arcmin",
+         "deg": "deg", "d": "deg", "degree": "deg", "degrees": "deg"}
 _ANGLE_SUFFIX = re.compile(r"^\s*([-+0-9.eE]+)\s*(d|m|s|px)\s*$")
 #: TESScut converts a radius in pixels with TESS's nominal 21 arcsec per pixel.
 TESS_PIXEL_DEG = 21.0 / 3600
@@ -50,8 +52,21 @@ class TesscutRequestError(InputError):
     """A request TESScut would answer with ``400 {"msg": ...}``."""
 
 
+def cutout_size(x: float, y: float, units: str) -> tuple[int, int] | tuple[u.Quantity, u.Quantity]:
+    """``(x, y)`` = (columns, rows) in ``units`` (a key of UNITS) as the cutout engine takes
+    it: whole pixels as ints, angles as Quantities."""
+    if UNITS[units] == "pixel":
+        return int(x), int(y)
+    import astropy.units as u
+
+    unit = u.Unit(UNITS[units])
+    return x * unit, y * unit
+
+
 def parse_radius(text: str | None) -> float:
     """A cone radius in degrees from TESScut's notations."""
+    import astropy.units as u
+
     if text is None or text.strip() == "":
         return 0.0
     match = _ANGLE_SUFFIX.match(text)
@@ -62,6 +77,8 @@ def parse_radius(text: str | None) -> float:
             try:
                 value = float(text)
             except ValueError:
+                from astropy.coordinates import Angle
+
                 value = Angle(text).deg
     except (ValueError, TypeError, ArithmeticError, u.UnitsError):
         raise TesscutRequestError(f"radius {text!r} is not an angle") from None
@@ -93,7 +110,7 @@ def parse_sectors(values: Sequence[str]) -> frozenset[int] | None:
 
 def normalised_size(size: tuple[int | u.Quantity, int | u.Quantity]) -> list[int | str]:
     """A size as cache keys hold it: pixels as ints, angles in degrees at full precision."""
-    return [s if isinstance(s, int) else f"{s.to_value(u.deg)!r}deg" for s in size]
+    return [s if isinstance(s, int) else f"{s.to_value('deg')!r}deg" for s in size]
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Mapping, Sequence, TypeAlias, get_origin
 
-import astropy.units as u
-from astropy.coordinates import SkyCoord
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 from pydantic_core import ErrorDetails
 
-from ..images import STRETCHES
-from ..moving import Ephemeris
-from .moving import (MAX_EPHEMERIS_CHARS, MAX_NAME_CHARS, EphemerisNeededError, MovingRequest, MovingRequestError,
-                     parse_ephemeris)
-from .names import MAX_TARGET_CHARS
-from .quicklook import FRAMES, QuicklookOptions
-from .tesscut import (MAX_RADIUS_DEG, UNITS, CutoutRequest, SectorRequest, TesscutRequestError, parse_radius,
-                      parse_sectors)
+from cubecut.images import STRETCHES
+from cubecut.tesscut.moving import (MAX_EPHEMERIS_CHARS, MAX_NAME_CHARS, EphemerisNeededError, MovingRequest,
+                                    MovingRequestError, parse_ephemeris)
+from cubecut.tesscut.names import MAX_TARGET_CHARS
+from cubecut.tesscut.protocol import (MAX_RADIUS_DEG, UNITS, CutoutRequest, SectorRequest, TesscutRequestError,
+                                      cutout_size, parse_radius, parse_sectors)
+from cubecut.tesscut.quicklook import FRAMES, QuicklookOptions
+
+if TYPE_CHECKING:
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+
+    from cubecut.moving import Ephemeris
 
 #: Most values one list parameter (``sector``, ``name``) may carry.
 MAX_LIST_VALUES = 100
@@ -141,6 +144,8 @@ class PositionParams(RouteParams):
     dec: float = Field(ge=-90, le=90, description="Declination, ICRS degrees.")
 
     def coord(self) -> SkyCoord:
+        from astropy.coordinates import SkyCoord  # loads on the first request, not at import
+
         return SkyCoord(self.ra % 360.0, self.dec, unit="deg")
 
 
@@ -181,7 +186,7 @@ class SizeParams(RouteParams):
 
     @model_validator(mode="after")
     def _whole_pixels(self) -> "SizeParams":
-        if UNITS[self.units] is u.pixel and any(v != round(v) for v in self._extents()):
+        if UNITS[self.units] == "pixel" and any(v != round(v) for v in self._extents()):
             raise TesscutRequestError(f"pixel sizes must be whole numbers, got x={self.x}, y={self.y}")
         return self
 
@@ -190,9 +195,7 @@ class SizeParams(RouteParams):
 
     def size(self) -> tuple[int | u.Quantity, int | u.Quantity]:
         """``(x, y)`` = (columns, rows): whole pixels, or angles as Quantities."""
-        unit = UNITS[self.units]
-        x, y = self._extents()
-        return (int(x), int(y)) if unit is u.pixel else (x * unit, y * unit)
+        return cutout_size(*self._extents(), self.units)
 
     def sectors(self) -> frozenset[int] | None:
         return parse_sectors(self.sector)
@@ -357,11 +360,7 @@ class V1CutoutParams(PositionParams):
 
     def extents(self) -> tuple[int, int] | tuple[u.Quantity, u.Quantity]:
         """``(x, y)``: whole pixels, or angles."""
-        x, y = self.size[0], self.size[-1]
-        if self.units == "px":
-            return int(x), int(y)
-        unit = UNITS[self.units]
-        return x * unit, y * unit
+        return cutout_size(self.size[0], self.size[-1], self.units)
 
     def selector(self) -> dict[str, Any]:
         """What names the cube, as :func:`.v1.find_cube` takes it."""

@@ -5,8 +5,8 @@ here and need no network. Names (``"pi Men"``, ``"TIC 261136679"``) go to CDS Se
 through astropy's :meth:`SkyCoord.from_name`, only when a resolver answers: the lookup is
 given :data:`RESOLVER_TIMEOUT_S`, and a resolver that cannot be reached is answered with
 :class:`ResolverUnavailableError`, whose message asks for coordinates instead.
-``CUBECUT_SESAME_URLS`` (comma-separated) replaces astropy's Sesame mirrors, e.g. with one
-reachable from a private network.
+The caller may give its own Sesame mirrors (the API's ``CUBECUT_SESAME_URLS`` setting), e.g.
+one reachable from a private network; none means astropy's.
 
 Nothing is cached on disk (astropy's download cache would grow a Lambda's /tmp without
 bound, one file per name asked): resolved names are kept in memory, at most
@@ -14,13 +14,10 @@ bound, one file per name asked): resolved names are kept in memory, at most
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
-from astropy.coordinates import SkyCoord
-from astropy.coordinates.name_resolve import NameResolveError, sesame_url
-from astropy.utils import data
 
 from ..errors import CubecutError, InputError
 from .mast import parse_coordinates
@@ -59,23 +56,23 @@ class ResolvedTarget:
         return {"target": self.text, "ra": self.ra, "dec": self.dec, "resolver": self.resolver}
 
 
-def _sesame(name: str) -> SkyCoord:
-    """``SkyCoord.from_name`` with a short time-out, the configured mirrors and no disk cache."""
-    return SkyCoord(*_sesame_degrees(name, os.environ.get("CUBECUT_SESAME_URLS", "")), unit="deg")
-
-
 @lru_cache(maxsize=NAME_CACHE_SIZE)
-def _sesame_degrees(name: str, mirrors: str) -> tuple[float, float]:
-    """(ra, dec) in degrees of a name Sesame resolves; failures are not cached."""
-    urls = [u.strip() for u in mirrors.split(",") if u.strip()]
+def _sesame_degrees(name: str, mirrors: tuple[str, ...]) -> tuple[float, float]:
+    """(ra, dec) in degrees of a name Sesame resolves (``SkyCoord.from_name`` with a short
+    time-out, ``mirrors`` or astropy's, no disk cache); failures are not cached."""
+    from astropy.coordinates import SkyCoord
+    from astropy.coordinates.name_resolve import sesame_url
+    from astropy.utils import data
+
     with data.conf.set_temp("remote_timeout", RESOLVER_TIMEOUT_S), \
-            sesame_url.set(urls or sesame_url.get()):
+            sesame_url.set(list(mirrors) or sesame_url.get()):
         coord = SkyCoord.from_name(name, cache=False)
     return float(coord.ra.deg), float(coord.dec.deg)
 
 
-def resolve_target(text: str) -> ResolvedTarget:
-    """Coordinates as given, else the position Sesame gives for the name.
+def resolve_target(text: str, mirrors: Sequence[str] = ()) -> ResolvedTarget:
+    """Coordinates as given, else the position Sesame gives for the name (asking the Sesame
+    URLs ``mirrors``, or astropy's mirrors if none).
 
     Raises:
         TargetError: empty or overlong text.
@@ -88,11 +85,13 @@ def resolve_target(text: str) -> ResolvedTarget:
     coord = parse_coordinates(text) or parse_coordinates(text.replace(",", " "))  # "08:50:06, -69:12:00"
     if coord is not None:
         return ResolvedTarget(text, float(coord.ra.deg), float(coord.dec.deg), "coordinates")
+    from astropy.coordinates.name_resolve import NameResolveError
+
     try:
-        coord = _sesame(text)
+        ra, dec = _sesame_degrees(text, tuple(mirrors))
     except NameResolveError as exc:
         if str(exc).startswith("Unable to find coordinates"):
             raise UnknownTargetError(f"no object named {text!r} is known to Sesame; {_COORDINATES_HINT}") from None
         raise ResolverUnavailableError(f"cannot resolve the name {text!r}: no name resolver (Sesame) is reachable "
                                        f"from this server; {_COORDINATES_HINT}") from None
-    return ResolvedTarget(text, float(coord.ra.deg), float(coord.dec.deg), "sesame")
+    return ResolvedTarget(text, ra, dec, "sesame")

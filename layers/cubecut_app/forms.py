@@ -5,9 +5,9 @@
 sector=2``), so every key maps to a list of strings. Anything else in a body is refused
 with a named error, never decoded by guesswork.
 
-Every JSON document a request carries is read by :func:`load_json`, bounded before it is
-parsed (nesting depth, digits of a number, no NaN/Infinity), and a body is at most
-:data:`MAX_BODY_BYTES`.
+Every JSON document a request carries is read by :func:`cubecut.tesscut.jsontext.load_json`,
+bounded before it is parsed (nesting depth, digits of a number, no NaN/Infinity), and a body
+is at most :data:`MAX_BODY_BYTES`.
 
 A few parameters hold a JSON document themselves (:data:`JSON_VALUED`, e.g. a moving
 target's ``ephemeris``): in a query string or form they are JSON text; in a JSON body they
@@ -16,11 +16,11 @@ may be written as JSON values, and are kept as their JSON text for the parser to
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import parse_qs
 
-from ..errors import InputError
+from cubecut.errors import InputError
+from cubecut.tesscut.jsontext import load_json
 
 #: Most parameters one request may carry (query string and body together).
 MAX_FIELDS = 200
@@ -31,14 +31,6 @@ JSON_VALUED = frozenset({"ephemeris"})
 #: Largest request body read (bytes): an ephemeris of MAX_EPHEMERIS_CHARS (4 M) with room
 #: for the other parameters; API Gateway itself stops at 10 MB and Lambda at 6 MB.
 MAX_BODY_BYTES = 5 * 1024 * 1024
-#: Deepest nesting of arrays/objects in any JSON document a request carries (an ephemeris
-#: in rows is 2 deep, a Mashup request 4).
-MAX_JSON_DEPTH = 32
-#: Most digits in one JSON number (a float64 needs 17 significant digits).
-MAX_NUMBER_DIGITS = 64
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_LONG_NUMBER = re.compile(r"\d{%d,}" % (MAX_NUMBER_DIGITS + 1))
 
 
 class UnsupportedBodyError(InputError):
@@ -68,37 +60,6 @@ def _text(body: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedParamsError("the body must be UTF-8 text") from None
-
-
-def json_depth(text: str) -> int:
-    """Deepest array/object nesting of JSON ``text`` (brackets inside strings ignored); one
-    pass of two C-level regular expressions and a loop over the brackets alone."""
-    depth = deepest = 0
-    for bracket in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def _no_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a JSON number (numbers must be finite)")
-
-
-def load_json(text: str, what: str, error: type[Exception]) -> Any:
-    """``json.loads`` bounded before any parsing (at most MAX_JSON_DEPTH deep, numbers of at
-    most MAX_NUMBER_DIGITS digits), refusing NaN and Infinity (not JSON); every failure on
-    hostile input becomes ``error`` naming ``what``."""
-    outside_strings = _JSON_STRING.sub('""', text)
-    if _LONG_NUMBER.search(outside_strings):
-        raise error(f"{what} holds a number too large (more than {MAX_NUMBER_DIGITS} digits)")
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise error(f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
-    try:
-        return json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise error(f"{what} is not valid JSON: {exc.msg}") from None
-    except (ValueError, RecursionError) as exc:  # NaN/Infinity; anything the bounds above missed
-        raise error(f"{what} is not usable JSON: {exc}") from None
 
 
 def bounded_json_body(text: str) -> Any:

@@ -23,18 +23,21 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import astropy.units as u
 import numpy as np
 
-from ..moving import Ephemeris, EphemerisError, PathOffCubesError, load_ephemeris, moving_cutout
-from ..moving.path import PathOnCube, path_on_cube, pixel_size
 from ..storage import ReadStats
 from .catalog import CubeCatalog, CubeEntry
-from .forms import load_json
+from .jsontext import load_json
 from .service import CubeWork, CutoutService, Delivery, Member, cube_version, hdul_bytes
-from .tesscut import RESULT_FORMAT, TesscutRequestError, normalised_size, sector_entry, sector_name
+from .protocol import RESULT_FORMAT, TesscutRequestError, normalised_size, sector_entry, sector_name
+
+if TYPE_CHECKING:  # the moving-target engine (astropy time, coordinates, WCS) loads on first use
+    import astropy.units as u
+
+    from ..moving import Ephemeris
+    from ..moving.path import PathOnCube
 
 #: Most rows an ephemeris may have, and most characters of its JSON text.
 MAX_EPHEMERIS_ROWS = 50_000
@@ -121,6 +124,8 @@ def parse_ephemeris(text: str, *, name: str | None, time_format: str, time_scale
     not make the service read anything of its choosing)."""
     if len(text) > MAX_EPHEMERIS_CHARS:
         raise MovingRequestError(f"the ephemeris is longer than {MAX_EPHEMERIS_CHARS:,} characters")
+    from ..moving import EphemerisError, load_ephemeris
+
     document = load_json(text, "the ephemeris", MovingRequestError)
     columns = _columns(document)
     if time_format == "btjd" and not all(isinstance(t, float) for t in columns["time"]):
@@ -146,6 +151,8 @@ def _time_span(entry: CubeEntry) -> tuple[float, float]:
 def crossings(catalog: CubeCatalog, request: MovingRequest) -> list[tuple[CubeEntry, PathOnCube]]:
     """The catalog's cubes that the path crosses (with the path on each), in sector,
     camera, CCD order; from the catalog's indexes, with no reads."""
+    from ..moving.path import path_on_cube
+
     path = request.ephemeris
     found = []
     for entry in catalog.entries():
@@ -175,6 +182,9 @@ def _no_data(request: MovingRequest) -> str:
 def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
     """``moving_target/astrocut``: a zip with one TPF per sector the path crosses (frames
     of several cubes of one sector merged), cached like static cutouts."""
+    from ..moving import PathOffCubesError, moving_cutout
+    from ..moving.path import pixel_size
+
     started = time.monotonic()
     crossed = crossings(service.catalog, request)
     if not crossed:

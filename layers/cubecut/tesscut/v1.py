@@ -10,18 +10,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from astropy.io import fits
 
-from ..cutout import cutout
-from ..cutout.geometry import ffi_wcs as cube_wcs
 from ..errors import InputError, ObjectNotFoundError, OutsideCubeError
 from ..storage import ReadStats, put_bytes
 from .catalog import CubeCatalog, CubeEntry
-from .models import FfiWcsParams, V1CutoutParams, V1QuicklookParams
-from .service import CutoutService, hdul_bytes, pixels, presign
-from .tesscut import CutoutRequest, member_name
+from ..storage import presigned_url
+from .service import CutoutService, hdul_bytes, pixels
+from .protocol import CutoutRequest, member_name
+
+if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
 
 
 def describe_cubes(catalog: CubeCatalog) -> list[dict]:
@@ -53,34 +54,43 @@ def find_cube(catalog: CubeCatalog, request: Mapping) -> CubeEntry:
     return matches[0]
 
 
-def make_cutout(service: CutoutService, params: V1CutoutParams, expiry: int) -> dict:
-    """``POST /v1/cutouts``: one TPF from one cube, stored and answered with a presigned URL.
+def make_cutout(service: CutoutService, selector: Mapping, ra: float, dec: float,
+                size: tuple[int, int] | tuple[u.Quantity, u.Quantity], expiry: int) -> dict:
+    """``POST /v1/cutouts``: one TPF from the cube ``selector`` names (:func:`find_cube`),
+    centred on ``ra``, ``dec`` (ICRS degrees), ``size`` (columns, rows) in whole pixels or
+    angles, stored and answered with a URL presigned for ``expiry`` seconds.
 
     Within the service's pixel-frame budget (RequestTooLargeError before any read) and one
     of its concurrency slots (ServiceBusyError when none is free)."""
-    entry = find_cube(service.catalog, params.selector())
-    size = params.extents()
+    from astropy.coordinates import SkyCoord
+
+    from ..cutout.engine import cutout
+
+    entry = find_cube(service.catalog, selector)
     service.check_budget(pixels(size) * entry.index.nt, 1)
     stats = ReadStats()
     with service.limit.slot():
-        (hdul,) = cutout(entry.url, params.coord(), size, stats=stats)
+        (hdul,) = cutout(entry.url, SkyCoord(ra % 360.0, dec, unit="deg"), size, stats=stats)
     data = hdul_bytes(hdul)
     ny, nx = hdul["APERTURE"].data.shape
-    name = member_name(entry.sector_name, params.ra, params.dec, nx, ny)
-    text = json.dumps([entry.url, entry.index_etag, params.ra, params.dec, str(size)])
+    name = member_name(entry.sector_name, ra, dec, nx, ny)
+    text = json.dumps([entry.url, entry.index_etag, ra, dec, str(size)])
     key = hashlib.sha256(text.encode()).hexdigest()
     url = f"{service.results_prefix}v1/{key}/{name}"
     put_bytes(url, data, "application/fits")
-    return {"url": presign(url, expiry, name), "name": name, "bytes": len(data), "expires_in": expiry,
+    return {"url": presigned_url(url, expiry, name), "name": name, "bytes": len(data), "expires_in": expiry,
             "cube": entry.sector_name, "shape": [int(hdul[1].data.shape[0]), ny, nx], "reads": stats.as_dict()}
 
 
-def ffi_wcs(catalog: CubeCatalog, params: FfiWcsParams) -> bytes:
+def ffi_wcs(catalog: CubeCatalog, sector: int, camera: int, ccd: int, product: str = "SPOC") -> bytes:
     """``ffi_wcs?sector=&camera=&ccd=``: the cube's FFI WCS (SIP included) as a FITS file
     with a data-less primary HDU. The image size is in IMAGEW/IMAGEH (the astrometry.net
     keywords), since NAXIS1/NAXIS2 would promise a data array the file does not hold."""
-    entry = find_cube(catalog, {"sector": params.sector, "camera": params.camera, "ccd": params.ccd,
-                                "product": params.product})
+    entry = find_cube(catalog, {"sector": sector, "camera": camera, "ccd": ccd, "product": product})
+    from ..cutout.geometry import ffi_wcs as cube_wcs
+
+    from astropy.io import fits
+
     header = cube_wcs(entry.index).to_header(relax=True)
     header["IMAGEW"] = (entry.index.ncols, "image width: FFI columns of the cube")
     header["IMAGEH"] = (entry.index.nrows, "image height: FFI rows of the cube")
@@ -89,11 +99,12 @@ def ffi_wcs(catalog: CubeCatalog, params: FfiWcsParams) -> bytes:
     return buf.getvalue()
 
 
-def quicklook_request(catalog: CubeCatalog, params: V1QuicklookParams) -> tuple[CutoutRequest, CubeEntry]:
-    """``GET /v1/quicklook?cube=&ra=&dec=&size=``: the cutout request for one named cube
-    (``size`` in pixels, default 11); OutsideCubeError if the position is not on it."""
-    entry = find_cube(catalog, {"cube": params.cube.strip()})
-    coord = params.coord()
+def quicklook_request(catalog: CubeCatalog, cube: str, coord: SkyCoord,
+                      size: tuple[int, int]) -> tuple[CutoutRequest, CubeEntry]:
+    """``GET /v1/quicklook?cube=&ra=&dec=&size=``: the cutout request of ``size`` pixels
+    (columns, rows) at ``coord`` on the cube named ``cube``; OutsideCubeError if the
+    position is not on it."""
+    entry = find_cube(catalog, {"cube": cube.strip()})
     if not entry.covers(coord):
         raise OutsideCubeError(f"ra={coord.ra.deg:.6f}, dec={coord.dec.deg:.6f} is not on {entry.sector_name}")
-    return CutoutRequest(coord, params.pixels(), frozenset({entry.index.sector}), entry.index.product), entry
+    return CutoutRequest(coord, size, frozenset({entry.index.sector}), entry.index.product), entry

@@ -21,16 +21,17 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-import astropy.units as u
 import numpy as np
-from astropy.coordinates import SkyCoord
 
 from ..errors import InputError
 from .catalog import CubeCatalog, CubeEntry
-from .forms import load_json
-from .tesscut import MAX_RADIUS_DEG
+from .jsontext import load_json
+from .protocol import MAX_RADIUS_DEG
+
+if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
+    from astropy.coordinates import SkyCoord
 
 #: Modified Julian Date of BTJD 0 (BJD 2457000).
 _MJD_OF_BTJD0 = 2457000.0 - 2400000.5
@@ -68,6 +69,9 @@ def columns_config(config_id: str) -> dict[str, dict[str, Any]]:
 
 def parse_coordinates(text: str) -> SkyCoord | None:
     """A position from ``"ra, dec"`` in degrees or sexagesimal ``"hh:mm:ss dd:mm:ss"``; else None."""
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+
     match = _COORD_PAIR.match(text)
     try:
         with warnings.catch_warnings():
@@ -165,6 +169,8 @@ def wildcard_match(text: str, pattern: str) -> bool:
 
 
 def _position(text: str) -> tuple[SkyCoord, float]:
+    from astropy.coordinates import SkyCoord
+
     parts = text.split(",")
     try:
         ra, dec, radius = (float(p) for p in parts) if len(parts) == 3 else (math.nan,) * 3

@@ -28,16 +28,17 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-import astropy.units as u
-from astropy.io import fits
 
-from ..cutout import cutout_files
-from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError
-from ..storage import Location, ReadStats, get_bytes, put_bytes, s3_client
+from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError, StorageError
+from ..storage import ReadStats, get_bytes, head, put_bytes
 from .catalog import CubeCatalog, CubeEntry
-from .tesscut import CutoutRequest, SectorRequest, member_name, sector_entry
+from .protocol import TESS_PIXEL_DEG, CutoutRequest, SectorRequest, member_name, sector_entry
+
+if TYPE_CHECKING:  # astropy loads with the first request
+    import astropy.units as u
+    from astropy.io import fits
 
 #: Zips up to this size are returned inline: base64 adds a third, and a synchronous Lambda
 #: response is at most 6 MB (4 MiB -> 5.6 MB encoded, with room for headers).
@@ -50,8 +51,6 @@ MAX_PIXEL_FRAMES = 15_000_000
 MAX_CONCURRENT = 4
 #: Seconds a client is told to wait when the service is busy.
 RETRY_AFTER_S = 2
-#: TESS's nominal pixel scale, to estimate the pixel size of angular cutouts.
-_TESS_PIXEL = 21.0 * u.arcsec
 #: Cubes cut at once within one request.
 _MAX_CUBE_THREADS = 8
 
@@ -122,15 +121,6 @@ class Delivery:
         return sum(w.bytes for w in self.work)
 
 
-def presign(url: str, expires: int, filename: str | None = None) -> str:
-    """A SigV4 presigned GET URL for ``s3://bucket/key`` valid for ``expires`` seconds."""
-    location = Location.parse(url)
-    params = {"Bucket": location.bucket, "Key": location.key}
-    if filename:
-        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-    return s3_client().generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires))
-
-
 def hdul_bytes(hdul: fits.HDUList) -> bytes:
     """The FITS file of ``hdul``, every HDU with its CHECKSUM and DATASUM cards (as the
     CLI's files and astrocut's have them)."""
@@ -141,10 +131,9 @@ def hdul_bytes(hdul: fits.HDUList) -> bytes:
 
 def _object_size(url: str) -> int | None:
     """Size of a stored result, or None if there is none (one HEAD request)."""
-    location = Location.parse(url)
     try:
-        return int(s3_client().head_object(Bucket=location.bucket, Key=location.key)["ContentLength"])
-    except Exception:  # noqa: BLE001 - any failure means "compute it again"
+        return head(url).size
+    except StorageError:  # any failure means "compute it again"
         return None
 
 
@@ -165,7 +154,7 @@ def pixels(size: tuple[int | u.Quantity, int | u.Quantity]) -> float:
     """Pixels of a cutout of ``size`` (angles at TESS's nominal scale, rounded up)."""
     pixels = 1.0
     for extent in size:
-        pixels *= extent if isinstance(extent, int) else float((extent / _TESS_PIXEL).decompose()) + 1
+        pixels *= extent if isinstance(extent, int) else extent.to_value("deg") / TESS_PIXEL_DEG + 1
     return pixels
 
 
@@ -222,6 +211,8 @@ class CutoutService:
                             empty_message="The position falls off the image of every matching cube")
 
     def _cut_one(self, entry: CubeEntry, request: CutoutRequest, started: float) -> tuple[Member | None, CubeWork]:
+        from ..cutout.engine import cutout_files  # the engine (astropy WCS) loads with the first cutout
+
         stats = ReadStats()
         t0 = time.monotonic() - started
         try:

@@ -1,0 +1,41 @@
+"""The API's settings: one typed object, read from exactly the variables template.yaml sets."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from cubecut_app.settings import AppSettings
+from cubecut_infra.local.template import load_template
+
+#: Variables template.yaml's Globals give every function that the API does not read, and who does.
+NOT_THE_APIS = {"CUBECUT_BLOCK_MIB": "functions/ingest.py (the row block size of ingest plans)"}
+
+
+def _api_environment() -> dict[str, str]:
+    template = load_template(stack_name="s", bucket="b")
+    return {k: v for k, v in template.functions["ApiFunction"].environment.items() if k.startswith("CUBECUT_")}
+
+
+def test_settings_read_every_variable_the_template_sets_for_the_api_and_no_other():
+    assert AppSettings.variables() == set(_api_environment()) - set(NOT_THE_APIS)
+
+
+def test_the_template_sets_the_settings_defaults():
+    """The deployed values are the documented defaults (the bucket aside): one source of truth."""
+    deployed = AppSettings.from_env(_api_environment())
+    assert deployed == dataclasses.replace(AppSettings(bucket="b"), bucket=deployed.bucket)
+
+
+def test_settings_parse_and_clamp():
+    settings = AppSettings.from_env({"CUBECUT_BUCKET": "data", "CUBECUT_MAX_CONCURRENT": "2",
+                                     "CUBECUT_SESAME_URLS": " http://a/ ,, http://b/", "CUBECUT_CATALOG_TTL": "0.5",
+                                     "CUBECUT_PRESIGN_EXPIRY": "10"})
+    assert (settings.max_concurrent, settings.catalog_ttl, settings.sesame_urls) == (2, 0.5, ("http://a/", "http://b/"))
+    assert settings.presign_expiry == 60
+    assert AppSettings("data", presign_expiry=10 ** 9).presign_expiry == 7 * 24 * 3600
+    assert AppSettings.from_env({"CUBECUT_BUCKET": "data", "CUBECUT_SESAME_URLS": ""}).sesame_urls == ()
+    with pytest.raises(KeyError, match="CUBECUT_BUCKET"):
+        AppSettings.from_env({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.bucket = "other"  # type: ignore[misc]
