@@ -117,6 +117,9 @@ def test_quicklook_of_a_tpf(sector, tmp_path):
     assert picture.format == "PNG" and picture.size == (980, 420) and picture.mode == "RGB"
     median = quicklook_png(tpf, frame="median")
     assert median != data
+    assert curve.scale == "BTJD"  # SPOC times are barycentric
+    tpf[0].header["TIMEREF"] = None  # as TICA TPFs have it: spacecraft times, the axis says TJD
+    assert aperture_light_curve(tpf).scale == "TJD" and quicklook_png(tpf) != data
     pixels = np.asarray(picture)
     assert (pixels == (220, 40, 40)).all(axis=2).any(), "the aperture is outlined"
     assert (pixels == (31, 119, 180)).all(axis=2).any(), "light curve points are drawn"

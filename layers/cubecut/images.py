@@ -181,14 +181,17 @@ def _put(data: bytes, output_dir: str | os.PathLike[str], name: str) -> str:
 class LightCurve:
     """A TPF's light curve summed over an aperture.
 
-    ``time`` BTJD (the TPF's TIME column), ``flux`` e-/s (NaN where any aperture pixel is
-    NaN), ``quality`` the QUALITY flags, ``aperture`` the boolean ``(ny, nx)`` mask used.
+    ``time`` days on ``scale`` (the TPF's TIME column), ``flux`` e-/s (NaN where any aperture
+    pixel is NaN), ``quality`` the QUALITY flags, ``aperture`` the boolean ``(ny, nx)`` mask
+    used. ``scale`` is ``"BTJD"`` for barycentre-corrected times (TIMEREF = SOLARSYSTEM, as
+    SPOC writes) and ``"TJD"`` otherwise (TICA's spacecraft times: TIMEREF undefined).
     """
 
     time: np.ndarray
     flux: np.ndarray
     quality: np.ndarray
     aperture: np.ndarray
+    scale: str = "BTJD"
 
 
 def central_aperture(ny: int, nx: int, radius: float | None = None) -> np.ndarray:
@@ -201,11 +204,14 @@ def central_aperture(ny: int, nx: int, radius: float | None = None) -> np.ndarra
 
 def aperture_light_curve(tpf: fits.HDUList, radius: float | None = None) -> LightCurve:
     """The light curve of a (static or moving) TPF summed over :func:`central_aperture`."""
-    table = tpf["PIXELS"].data
+    pixels = tpf["PIXELS"]
+    table = pixels.data
     flux = np.asarray(table["FLUX"], dtype=np.float64)
     aperture = central_aperture(flux.shape[1], flux.shape[2], radius)
+    timeref = tpf[0].header.get("TIMEREF", pixels.header.get("TIMEREF"))
+    scale = "BTJD" if timeref == "SOLARSYSTEM" else "TJD"
     return LightCurve(np.asarray(table["TIME"], dtype=np.float64), flux[:, aperture].sum(axis=1),
-                      np.asarray(table["QUALITY"]), aperture)
+                      np.asarray(table["QUALITY"]), aperture, scale)
 
 
 def _tpf_flux(hdulist: fits.HDUList) -> np.ndarray:
@@ -329,7 +335,7 @@ class _Quicklook:
         top, bottom = self.TOP, self.TOP + self.IMAGE - 30
         draw.rectangle([left, top, right, bottom], outline=self.INK)
         good = np.isfinite(curve.flux) & np.isfinite(curve.time)
-        draw.text((left + (right - left) // 2 - 40, bottom + 22), "TIME [BTJD]", fill=self.INK, font=self.font)
+        draw.text((left + (right - left) // 2 - 40, bottom + 22), f"TIME [{curve.scale}]", fill=self.INK, font=self.font)
         draw.text((left - 84, top - 18), "aperture flux [e-/s]", fill=self.INK, font=self.font)
         if not good.any():
             draw.text((left + 20, top + 20), "no data", fill=self.INK, font=self.font)
