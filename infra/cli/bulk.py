@@ -35,10 +35,11 @@ def bulk(args: argparse.Namespace) -> int:
         if args.stack is not None:
             summary = _on_stack(args, (nx, ny), bar)
         else:
-            from cubecut.bulk import run_job
+            from cubecut.bulk import Limits, run_job
 
             summary = run_job(args.catalog, args.out, cubes=args.cubes, catalog_prefix=prefix, size=(nx, ny),
                               workers=args.workers, resume=not args.no_resume,
+                              limits=Limits.from_settings(os.environ),
                               on_plan=planned,
                               on_target=lambda row: bar.update(1)).as_dict()
     finally:

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 from ..errors import ObjectNotFoundError
 from ..storage import Location, get_bytes, list_objects, put_bytes
-from .plan import RESULT_FIELDS, TILE_TARGETS, Caps, Plan, cube_entries, plan_job
+from .plan import DEFAULT_LIMITS, RESULT_FIELDS, Limits, Plan, cube_entries, plan_job
 from .targets import read_targets
 from .worker import OnTarget, run_tiles
 
@@ -53,12 +53,10 @@ def join(out: str, *parts: str) -> str:
 
 def plan_from_request(catalog: str, out: str, *, cubes: Sequence[str] | None = None,
                       catalog_prefix: str | None = None, size: tuple[int, int] = (11, 11),
-                      caps: Caps | None = None, resume: bool = True) -> Plan:
-    """Read the catalog, find the cubes and plan (see :func:`.plan.plan_job`); tiles hold
-    ``CUBECUT_BULK_TILE_TARGETS`` targets at most (default 100)."""
+                      limits: Limits = DEFAULT_LIMITS, resume: bool = True) -> Plan:
+    """Read the catalog, find the cubes and plan (see :func:`.plan.plan_job`)."""
     targets = read_targets(catalog, size)
-    return plan_job(targets, cube_entries(cubes, catalog_prefix), out, caps=caps, resume=resume,
-                    tile_targets=int(os.environ.get("CUBECUT_BULK_TILE_TARGETS", TILE_TARGETS)))
+    return plan_job(targets, cube_entries(cubes, catalog_prefix), out, limits=limits, resume=resume)
 
 
 def save_plan(plan: Plan, run: str, tiles_per_batch: int = 10) -> tuple[str, str]:
@@ -128,7 +126,7 @@ def write_results(out: str, catalog_rows: int, rows: list[dict]) -> JobSummary:
 
 
 def run_job(catalog: str, out: str, *, cubes: Sequence[str] | None = None, catalog_prefix: str | None = None,
-            size: tuple[int, int] = (11, 11), workers: int = 1, resume: bool = True, caps: Caps | None = None,
+            size: tuple[int, int] = (11, 11), workers: int = 1, resume: bool = True, limits: Limits = DEFAULT_LIMITS,
             on_plan: Callable[[Plan], None] | None = None, on_target: OnTarget | None = None) -> JobSummary:
     """A whole bulk job in this process, or in ``workers`` worker processes.
 
@@ -136,7 +134,7 @@ def run_job(catalog: str, out: str, *, cubes: Sequence[str] | None = None, catal
     twice are those shared across the ``workers - 1`` boundaries. ``on_plan`` sees the
     plan before any cutout, ``on_target`` every result row of a cut target as it is known.
     """
-    plan = plan_from_request(catalog, out, cubes=cubes, catalog_prefix=catalog_prefix, size=size, caps=caps,
+    plan = plan_from_request(catalog, out, cubes=cubes, catalog_prefix=catalog_prefix, size=size, limits=limits,
                              resume=resume)
     if on_plan is not None:
         on_plan(plan)
