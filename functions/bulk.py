@@ -1,6 +1,6 @@
 """Lambda handlers of the bulk state machine (``infra/statemachines/bulk.asl.json``).
 
-* ``plan_handler``: ``{request: {catalog, out, cubes?, size?: [nx, ny], resume?}, run}`` ->
+* ``plan_handler``: ``{request: {catalog, out, cubes?, size?: [nx, ny], resume?, shards?}, run}`` ->
   ``{out, run, tiles: {Bucket, Key}, results_prefix, ntiles, todo, catalog_rows}``. Reads the
   catalog, places its targets on the cubes named (or on every cube of the stack's cube
   prefix), refuses a job above the caps (``BulkCapError``, with the numbers) and writes the
@@ -50,7 +50,8 @@ def plan_handler(event: dict, context: LambdaContext) -> dict:
     size = request.get("size") or [11, 11]
     plan = plan_from_request(str(request["catalog"]), out.url, cubes=request.get("cubes") or None,
                              catalog_prefix=_cube_prefix(), size=(int(size[0]), int(size[-1])),
-                             resume=bool(request.get("resume", True)), limits=Limits.from_settings(os.environ))
+                             resume=bool(request.get("resume", True)), shards=bool(request.get("shards", False)),
+                             limits=Limits.from_settings(os.environ))
     tiles, _ = save_plan(plan, run, int(os.environ.get("CUBECUT_BULK_TILES_PER_BATCH", "10")))
     where = Location.parse(tiles)
     logger.info("bulk job planned", extra={"tiles": len(plan.tiles), "todo": plan.todo, "rows": plan.catalog_rows})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import cubecut.bulk
 from cubecut.bulk import Limits, plan_job, read_targets, run_job, run_tiles
 from cubecut.bulk.plan import cube_entries
 from cubecut.bulk.targets import parse_targets
-from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, load_index
+from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, load_index, tpf_filename
 from cubecut.cutout.reader import merged_spans, span_bytes
 from cubecut.errors import BulkCapError, CatalogError, InputError
 from cubecut.ingest.run import ingest
@@ -172,6 +173,48 @@ def test_rerun_skips_what_is_done_and_redoes_what_is_missing(cube, tmp_path):
     with open(again.results) as handle:
         redone = [r["key"] for r in csv.DictReader(handle) if r["status"] == "written"]
     assert redone == [written[3]] and Path(written[3]).exists()
+
+
+def test_shards_hold_single_cutouts_and_a_rerun_skips_complete_shards(cube, tmp_path):
+    (tmp_path / "cat.csv").write_text(catalog_text(cube))
+    out = tmp_path / "out"
+    first = run_job(str(tmp_path / "cat.csv"), str(out), cubes=[cube], shards=True, limits=Limits(tile_targets=4))
+    assert first.counts == {"written": 14, "off_footprint": 2, "malformed": 5}
+    with open(first.results) as handle:
+        rows = [r for r in csv.DictReader(handle) if r["status"] == "written"]
+    shards = sorted({r["key"] for r in rows})
+    assert len(shards) == 4 and all(k.endswith(".tar") and "/shards/tess-s0005-1-1/" in k for k in shards)
+    assert not (out / "tpfs").exists(), "no loose TPFs"
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            members = tar.getmembers()
+            names = [m.name for m in members]
+            assert sorted(names) == sorted(r["member"] for r in rows if r["key"] == shard)
+            assert all(m.mtime == 0 and m.mode == 0o644 and m.uid == 0 and not m.uname for m in members)
+            for member in members:
+                row = next(r for r in rows if r["member"] == member.name)
+                size = (7, 5) if row["id"] == "edge" else (9, 9) if row["id"] == "row21" else (11, 11)
+                assert member.name == "tess-s0005-1-1/" + tpf_filename(cube, float(row["ra"]), float(row["dec"]),
+                                                                         *size)
+                extracted = tmp_path / "members" / Path(member.name).name
+                extracted.parent.mkdir(exist_ok=True)
+                extracted.write_bytes(tar.extractfile(member).read())
+                _same_tpf(str(extracted), cube, float(row["ra"]), float(row["dec"]), size,
+                          tmp_path / "single")
+        assert json.loads(Path(shard + ".json").read_text()) == {"shard": shard, "members": names}
+    again = run_job(str(tmp_path / "cat.csv"), str(out), cubes=[cube], shards=True, limits=Limits(tile_targets=4))
+    assert again.counts == {"skipped": 14, "off_footprint": 2, "malformed": 5}
+    with open(again.results) as handle:
+        skipped = {(r["key"], r["member"]) for r in csv.DictReader(handle) if r["status"] == "skipped"}
+    assert skipped == {(r["key"], r["member"]) for r in rows}, "skipped rows say where each TPF is"
+    Path(shards[1] + ".json").unlink()  # an incomplete shard (its index is written last)
+    third = run_job(str(tmp_path / "cat.csv"), str(out), cubes=[cube], shards=True, limits=Limits(tile_targets=4))
+    lost = [r["member"] for r in rows if r["key"] == shards[1]]
+    assert third.counts == {"skipped": 14 - len(lost), "written": len(lost), "off_footprint": 2, "malformed": 5}
+    with open(third.results) as handle:
+        redone = [r for r in csv.DictReader(handle) if r["status"] == "written"]
+    assert sorted(r["member"] for r in redone) == sorted(lost) and len({r["key"] for r in redone}) == 1
+    assert redone[0]["key"] not in shards, "a re-run's shard never overwrites an earlier run's"
 
 
 def test_a_run_of_tiles_reads_each_needed_span_once(cube, tmp_path):

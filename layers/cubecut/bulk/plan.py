@@ -17,7 +17,8 @@ order (the Distributed Map's ItemBatcher) reads each row span they share once.
 
 Output keys are deterministic: ``{out}/tpfs/{cube stem}/{astrocut file name}`` (the name
 carries RA/Dec to 1e-7 deg and the size), so a re-run finds what is already written and
-skips it.
+skips it. With ``shards``, the same ``{cube stem}/{astrocut file name}`` is a member of
+the tile's tar shard (:mod:`.shards`), and a re-run skips the members of complete shards.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from ..cutout.metadata import load_index
 from ..cutout.tpf import tpf_filename
 from ..errors import BulkCapError, CatalogError, InputError, NotACubeError
 from ..storage import Location, list_objects
+from .shards import shard_members, shard_url
 from .targets import RowProblem, Target, TargetCatalog
 
 #: Pixels added to each side of a box when deciding which cubes to try it on.
@@ -48,7 +50,7 @@ TILE_PIXEL_FRAMES = 30_000_000
 
 #: Result statuses.
 WRITTEN, SKIPPED, OFF_FOOTPRINT, MALFORMED, FAILED = "written", "skipped", "off_footprint", "malformed", "failed"
-RESULT_FIELDS = ("row", "id", "ra", "dec", "cube", "status", "key", "error")
+RESULT_FIELDS = ("row", "id", "ra", "dec", "cube", "status", "key", "member", "error")
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,13 @@ class Plan:
 
 
 def result_row(target: Target | RowProblem, status: str, *, cube: str = "", key: str = "",
-               error: str = "") -> dict:
-    """One row of the results manifest (see RESULT_FIELDS)."""
+               member: str = "", error: str = "") -> dict:
+    """One row of the results manifest (see RESULT_FIELDS): ``key`` is the TPF's URL, or
+    its shard's with ``member`` the TPF's name in it."""
     ra = getattr(target, "ra", None)
     dec = getattr(target, "dec", None)
     return {"row": target.row, "id": target.id, "ra": ra, "dec": dec, "cube": cube, "status": status,
-            "key": key, "error": error}
+            "key": key, "member": member, "error": error}
 
 
 def cube_entries(cubes: Sequence[str] | None, catalog_prefix: str | None) -> list[CubeEntry]:
@@ -136,12 +139,15 @@ def cube_entries(cubes: Sequence[str] | None, catalog_prefix: str | None) -> lis
 
 
 def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, limits: Limits = DEFAULT_LIMITS,
-             resume: bool = True) -> Plan:
+             resume: bool = True, shards: bool = False) -> Plan:
     """Assign ``catalog``'s targets to ``cubes`` and cut the placements into tiles.
 
     Args:
         out: the job's output prefix (``s3://bucket/prefix`` or a local folder).
-        resume: skip placements whose TPF already exists under ``out``.
+        resume: skip placements whose TPF already exists under ``out`` (as an object, or
+            as a member of a complete shard).
+        shards: write each tile's TPFs as one tar shard (:mod:`.shards`); the tiles'
+            targets then carry member names, and each tile its shard's URL.
 
     Raises:
         BulkCapError: above ``limits``' caps (checked before anything is written).
@@ -190,19 +196,23 @@ def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, li
         placements = sum(int(on.sum()) for _, on, _, _ in by_cube)
         raise BulkCapError(f"{catalog.source}: {placements:,} cutouts of {len(targets):,} targets come to "
                            f"{plan.pixel_frames:,} pixel-frames, above the cap of {limits.max_pixel_frames:,}")
-    done = _existing_keys(plan.out) if resume else set()
+    done = _existing(plan.out) if resume else {}
     for entry, on, x, y in by_cube:
         stem = Location.parse(entry.url).name.removesuffix(".fits").removesuffix("-cube")
         todo = []
         for i in np.flatnonzero(on):
             target = targets[i]
-            key = f"{plan.out.rstrip('/')}/tpfs/{stem}/" + tpf_filename(entry.url, ra[i], dec[i], *target.size)
-            if key in done:
-                plan.rows.append(result_row(target, SKIPPED, cube=entry.url, key=key))
+            name = f"{stem}/" + tpf_filename(entry.url, ra[i], dec[i], *target.size)
+            if name in done:
+                key, member = done[name]
+                plan.rows.append(result_row(target, SKIPPED, cube=entry.url, key=key, member=member))
             else:
-                todo.append((y[i], x[i], target, key))
+                todo.append((y[i], x[i], target, name if shards else f"{plan.out.rstrip('/')}/tpfs/{name}"))
         todo.sort(key=lambda item: (item[0], item[1], item[2].row))
-        plan.tiles.extend(_tiles(entry, stem, todo, limits.tile_targets, limits.tile_pixel_frames))
+        tiles = _tiles(entry, stem, todo, limits.tile_targets, limits.tile_pixel_frames)
+        for tile in tiles if shards else ():
+            tile["shard"] = shard_url(plan.out, stem, tile["tile"], [t[-1] for t in tile["targets"]])
+        plan.tiles.extend(tiles)
     return plan
 
 
@@ -238,8 +248,12 @@ def _tiles(entry: CubeEntry, stem: str, todo: list, tile_targets: int, tile_pixe
     return tiles
 
 
-def _existing_keys(out: str) -> set[str]:
+def _existing(out: str) -> dict[str, tuple[str, str]]:
+    """``{cube stem}/{astrocut name}`` -> (key, member) of every TPF already under ``out``."""
+    done = {name: (shard, name) for name, shard in shard_members(out).items()}
     tpfs = Location.parse(out.rstrip("/") + "/tpfs/")
-    if not tpfs.is_s3 and not os.path.isdir(tpfs.key):
-        return set()
-    return {location.url for location, _ in list_objects(tpfs) if location.url.endswith(".fits")}
+    if tpfs.is_s3 or os.path.isdir(tpfs.key):
+        for location, _ in list_objects(tpfs):
+            if location.url.endswith(".fits"):
+                done["/".join(location.url.rsplit("/", 2)[-2:])] = (location.url, "")
+    return done
