@@ -8,8 +8,16 @@ counts every request and byte. TPFs go to local disk (benchmarks/work/bulk-out/,
 after each run). Contenders, each in its own subprocess (CPU = user + system time of the
 process and its children):
 
-* ``cubecut bulk``: ``cubecut.bulk.run_job`` on all targets, 2 worker processes;
+* ``cubecut bulk``: ``cubecut.bulk.run_job`` on all targets, 2 worker processes, with and
+  without writing the TPFs (the per-core rate at the catalog's density);
 * ``cubecut bulk, 1 worker``: the same on a sample, one process (the per-core figure);
+* ``cubecut bulk, 1 worker, TPFs not written``: the same sample with the output writes
+  replaced by nothing: the CPU of reading and building alone (writing 2.5 MB files into
+  the page cache costs the kernel 0.7 to 7 ms each on this shared machine, depending on
+  what the other engineers' processes are writing);
+* ``cubecut bulk, 1 worker, shards``: the same sample written as tar shards (one a tile);
+* ``TPF writer``: ``cubecut.cutout.tpf_bytes`` alone (pixels already read, local cube), CPU
+  per TPF for 10x10 and 11x11 boxes x 1,000 frames (issue 17's writer cost per TPF);
 * ``cubecut per target``: ``cubecut.cutout(cube, target, 11, output_dir=...)`` per target, a sample;
 * ``astrocut loop``: astrocut 1.3.0 ``CutoutFactory().cube_cut`` per target (s3fs), a sample.
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -50,16 +59,23 @@ def child(job: dict) -> dict:
     """Run one contender in this (fresh) process; CPU and wall of the timed part."""
     out = Path(job["out"])
     import astrocut  # noqa: F401 - imports are not what is timed
-    import cubecut.bulk  # noqa: F401
-    from astropy.coordinates import SkyCoord  # noqa: F401
+    import cubecut.bulk
+    from astropy.coordinates import SkyCoord
 
     start_wall = time.perf_counter()
     start_cpu = _cpu()
     if job["tool"] == "bulk":
         from cubecut.bulk import run_job
 
+        if job.get("discard"):
+            import cubecut.bulk.worker
+
+            cubecut.bulk.worker.put_bytes = lambda *args, **kwargs: None  # type: ignore[assignment]
+            if job["workers"] > 1:
+                return {**discarded_shares(job, out), "wall_s": time.perf_counter() - start_wall,
+                        "cpu_s": _cpu() - start_cpu, "out_bytes": 0}
         summary = run_job(job["catalog"], str(out), cubes=[job["cube"]], size=(SIZE, SIZE),
-                          workers=job["workers"])
+                          workers=job["workers"], shards=job.get("shards", False))
         done = summary.counts.get("written", 0)
         extra = {"counts": summary.counts}
     elif job["tool"] == "cubecut":
@@ -69,6 +85,8 @@ def child(job: dict) -> dict:
         for ra, dec in job["targets"]:
             cubecut.cutout(job["cube"], SkyCoord(ra, dec, unit="deg"), SIZE, output_dir=out, threads="auto")
         done, extra = len(job["targets"]), {}
+    elif job["tool"] == "writer":
+        return {"writer_cpu_ms": writer_cpu_ms(job["cube_path"], job["targets"])}
     else:
         from astrocut import CutoutFactory
         from astropy.coordinates import SkyCoord
@@ -80,7 +98,47 @@ def child(job: dict) -> dict:
                              threads="auto", verbose=False)
         done, extra = len(job["targets"]), {}
     return {"tpfs": done, "wall_s": time.perf_counter() - start_wall, "cpu_s": _cpu() - start_cpu,
-            "out_bytes": sum(p.stat().st_size for p in out.rglob("*.fits")), **extra}
+            "out_bytes": sum(p.stat().st_size for p in [*out.rglob("*.fits"), *out.rglob("*.tar")]), **extra}
+
+
+def discarded_shares(job: dict, out: Path) -> dict:
+    """``run_job``'s shares of the plan in forked worker processes (which keep this process's
+    no-op ``put_bytes``; run_job's own workers are spawned, fresh)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from cubecut.bulk.job import _shares, plan_from_request
+    from cubecut.bulk.worker import run_tiles
+
+    plan = plan_from_request(job["catalog"], str(out), cubes=[job["cube"]], size=(SIZE, SIZE))
+    shares = _shares(plan.tiles, job["workers"])
+    with ProcessPoolExecutor(len(shares), mp_context=get_context("fork")) as pool:
+        done = sum(len(rows) for result in pool.map(run_tiles, shares) for rows in result.values())
+    return {"tpfs": done, "counts": {"written": done}}
+
+
+def writer_cpu_ms(cube_path: str, coords: list[tuple[float, float]]) -> dict[str, float]:
+    """CPU ms per TPF of ``tpf_bytes`` alone, per box size, over ``coords`` (pixels read first)."""
+    from astropy.coordinates import SkyCoord
+
+    from cubecut.cutout import cutout_box, ffi_wcs, fill_box, load_index, read_chunks, tpf_bytes
+    from cubecut.storage import FileSource, Location
+
+    index = load_index(cube_path)
+    wcs = ffi_wcs(index)
+    targets = [SkyCoord(ra, dec, unit="deg") for ra, dec in coords]
+    out = {}
+    work = {}
+    for size in (10, 11):
+        boxes = [cutout_box(wcs, coord, size) for coord in targets]
+        work[size] = boxes, read_chunks(FileSource(Location.parse(cube_path)), index, boxes)
+    for _round in ("warm", "timed"):  # the first round fills the per-cube template and the caches
+        for size, (boxes, chunks) in work.items():
+            start = time.process_time()
+            for box, coord in zip(boxes, targets):
+                tpf_bytes(index, box, lambda f, e, box=box, chunks=chunks: fill_box(index, box, chunks, f, e), coord)
+            out[f"{size}x{size}"] = (time.process_time() - start) / len(boxes) * 1e3
+    return out
 
 
 def _cpu() -> float:
@@ -138,39 +196,64 @@ def plan_seconds(catalog: Path, cube_path: Path) -> float:
     return time.process_time() - start
 
 
-def lambda_model(per_tpf_cpu_s: float, measured_frames: int, plan_s_per_target: float) -> dict:
-    """A full sector on Lambda: 16 cubes of 1,300 frames, 20,000 targets of 11x11, MaxConcurrency 200."""
+def batch_memory_mb(template: Path = HERE.parent / "template.yaml") -> int:
+    """The bulk worker's Lambda memory size, as template.yaml sets it."""
+    text = template.read_text()
+    block = text[text.index("  BulkBatchFunction:"):]
+    return int(re.search(r"^      MemorySize: (\d+)", block, re.M).group(1))
+
+
+def lambda_model(build_cpu_s: float, write_cpu_s: float, measured_frames: int, plan_s_per_target: float) -> dict:
+    """A full sector on Lambda: 16 cubes of 1,300 frames, 20,000 targets of 11x11, MaxConcurrency 200.
+
+    ``build_cpu_s``: CPU per TPF of reading and building (the 1-worker run without writes),
+    ``write_cpu_s``: CPU per TPF of writing it (the 1-worker run with writes, minus that),
+    both at ``measured_frames`` frames and scaled by frames (both grow with the TPF's bytes).
+    """
     frames, targets, ccds, concurrency = 1300, 20_000, 16, 200
-    tile_targets = -(-targets // (concurrency - ccds))  # one wave: tiles (one partial a cube) <= concurrency
-    scale = frames / measured_frames  # TPF bytes and build cost grow with frames
+    # Job settings an operator would pick for one wave: CUBECUT_BULK_TILE_TARGETS so that the
+    # tiles (one partial tile a cube) fit MaxConcurrency, and BulkTilesPerBatch = 1.
+    tile_targets = -(-targets // (concurrency - ccds))
     tiles = -(-targets // tile_targets) + ccds
-    tpf_bytes = 11 * 11 * frames * 4 * 5 + frames * 60  # five image columns + the small ones
-    union_bytes = targets * 11 * 11 * frames * 8  # sparse: ~1,250 targets a CCD barely overlap
-    # Assumptions (stated in bulk.md): 1769 MB Lambda = one vCPU as fast as one core here;
-    # S3 GETs for a tile's spans at 300 MB/s per worker (32 concurrent range GETs), PUTs
-    # overlapped with building; Step Functions ~0.5 s per child execution start.
-    read_mbps, child_overhead_s, memory_gb = 300.0, 0.5, 1769 / 1024
-    prices = {"lambda_gb_s": 0.0000133334, "lambda_request": 0.2e-6, "sfn_transition": 0.000025,
-              "s3_get": 0.0004e-3, "s3_put": 0.005e-3}
-    out = {"assumptions": {"frames": frames, "targets": targets, "cubes": ccds, "max_concurrency": concurrency,
-                           "tile_targets": tile_targets, "tiles_per_batch": 1, "lambda_memory_mb": 1769,
-                           "read_MBps_per_worker": read_mbps, "child_start_s": child_overhead_s,
-                           "prices_usd": prices, "region": "us-east-1, arm64"}}
-    for label, cpu in (("measured TPF build", per_tpf_cpu_s * scale), ("target 150 TPF/s/core", frames / 1000 / 150)):
-        batches = tiles  # one tile per child, all in one wave of MaxConcurrency
-        per_batch_s = child_overhead_s + tile_targets * cpu + tile_targets * 11 * 11 * frames * 8 / (read_mbps * 1e6)
-        waves = -(-batches // concurrency)
+    scale = frames / measured_frames
+    tpf_bytes = 11 * 11 * frames * 4 * 5 + frames * 100  # five image columns + the small ones, ~
+    box_bytes = 11 * 11 * frames * 8  # flux + error of one box: ~1,250 targets a CCD barely overlap
+    memory_mb = batch_memory_mb()
+    a = {"frames": frames, "targets": targets, "cubes": ccds, "max_concurrency": concurrency,
+         "tile_targets": tile_targets, "tiles_per_batch": 1, "lambda_memory_mb": memory_mb,
+         "lambda_arch": "arm64, one vCPU at 1769 MB, assumed as fast as one core of this machine",
+         "s3_MBps_per_worker": 100.0, "s3_request_latency_s": 0.030, "reads_in_flight": 32,
+         "child_start_s": 0.5, "finish_s": 5.0,
+         "prices_usd": {"lambda_gb_s": 0.0000133334, "lambda_request": 0.2e-6, "sfn_transition": 0.000025,
+                        "s3_get": 0.0004e-3, "s3_put": 0.005e-3},
+         "region": "us-east-1", "data_transfer": "none (same region)"}
+    prices = a["prices_usd"]
+    out: dict = {"assumptions": a}
+    for label, build, write, shards in (("measured", build_cpu_s, write_cpu_s, False),
+                                        ("measured, shards", build_cpu_s, write_cpu_s, True),
+                                        ("target 150 TPFs per CPU-s", 1 / 150 * measured_frames / 1000, 0.0,
+                                         False)):  # the target is at 1,000 frames
+        cpu = (build + write) * scale
+        # A worker reads its tile's spans (one GET per box row, reads_in_flight at a time), then
+        # builds while it uploads (8 upload threads): the longer of CPU and upload time.
+        gets = tile_targets * 11
+        read_s = gets / a["reads_in_flight"] * a["s3_request_latency_s"] + tile_targets * box_bytes / (
+            a["s3_MBps_per_worker"] * 1e6)
+        upload_s = tile_targets * tpf_bytes / (a["s3_MBps_per_worker"] * 1e6)
+        batch_s = a["child_start_s"] + read_s + max(tile_targets * cpu, upload_s)
+        waves = -(-tiles // concurrency)
         plan_s = plan_s_per_target * targets
-        wall = plan_s + waves * per_batch_s + 5.0  # + Finish
-        gb_s = (batches * per_batch_s + plan_s + 5.0) * memory_gb
-        transitions = 6 + batches * 3
-        gets = union_bytes / (11 * frames * 8) + batches  # one span GET per box row, sparse
-        cost = (gb_s * prices["lambda_gb_s"] + (batches + 2) * prices["lambda_request"]
-                + transitions * prices["sfn_transition"] + gets * prices["s3_get"]
-                + (targets + batches) * prices["s3_put"])
-        out[label] = {"tpf_cpu_s": cpu, "batches": batches, "waves": waves, "batch_s": per_batch_s,
-                      "wall_s": wall, "lambda_gb_s": gb_s, "cost_usd": cost,
-                      "tpf_output_gb": targets * tpf_bytes / 1e9, "bytes_read_gb": union_bytes / 1e9}
+        wall = plan_s + waves * batch_s + a["finish_s"]
+        gb_s = (tiles * (batch_s - a["child_start_s"]) + plan_s + a["finish_s"]) * memory_mb / 1024
+        transitions = 6 + tiles * 3
+        puts = (2 * tiles if shards else targets) + tiles  # a shard and its index, or a TPF each; + parts
+        cost = {"lambda": gb_s * prices["lambda_gb_s"] + (tiles + 2) * prices["lambda_request"],
+                "step_functions": transitions * prices["sfn_transition"],
+                "s3_get": targets * 11 * prices["s3_get"], "s3_put": puts * prices["s3_put"]}
+        out[label] = {"tpf_cpu_s": cpu, "batches": tiles, "waves": waves, "read_s": read_s, "upload_s": upload_s,
+                      "batch_s": batch_s, "wall_s": wall, "lambda_gb_s": gb_s, "cost_usd": sum(cost.values()),
+                      "cost_split_usd": cost, "s3_puts": puts, "s3_gets": targets * 11,
+                      "tpf_output_gb": targets * tpf_bytes / 1e9, "bytes_read_gb": targets * box_bytes / 1e9}
     return out
 
 
@@ -198,26 +281,58 @@ def report(results: dict) -> str:
         lines += ["", "Per target and per CPU-second, bulk with one worker against (same run): " + ", ".join(
             f"{r['label']} {(r['cpu_s'] / r['tpfs']) / (bulk['cpu_s'] / bulk['tpfs']):.1f}x the CPU and "
             f"{(r['wall_s'] / r['tpfs']) / (bulk['wall_s'] / bulk['tpfs']):.1f}x the wall time"
-            for r in results["runs"] if r["tool"] != "bulk") + ".", ""]
+            for r in results["runs"] if r["tool"] != "bulk") + "."]
+    split = cpu_split(results)
+    if split:
+        lines += ["", f"CPU per TPF of the 1-worker runs (11x11 x {results['cube']['nt']:,} frames): "
+                  f"{split['total_ms']:.2f} ms with writes = {split['build_ms']:.2f} ms reading and building "
+                  f"({1e3 / split['build_ms']:.0f} TPFs per CPU-second) + {split['write_ms']:.2f} ms writing the "
+                  f"{split['tpf_mb']:.2f} MB file to local disk (kernel time, which varies with the machine's other "
+                  "writers). The sample's targets are sparse (their boxes rarely share rows: about 11 range GETs a "
+                  "target); the whole catalog's share rows (see requests above)."]
+    if "writer_cpu_ms" in results:
+        w = results["writer_cpu_ms"]
+        lines += ["", f"TPF writer alone (`tpf_bytes`, pixels already read, {results['cube']['nt']:,} frames): "
+                  + ", ".join(f"{size} {ms:.2f} ms CPU per TPF" for size, ms in w.items()) + "."]
+    lines.append("")
     if "model" not in results:
         return "\n".join(lines) + "\n"
     m = results["model"]
     a = m["assumptions"]
     lines += ["## Lambda model: a full sector", "",
               f"{a['targets']:,} targets of 11x11 over {a['cubes']} cubes of {a['frames']:,} frames, MaxConcurrency "
-              f"{a['max_concurrency']}, tiles of {a['tile_targets']} targets, one tile per worker, Lambda "
-              f"{a['lambda_memory_mb']} MB arm64 (one vCPU, assumed as fast as one core here), cube reads at "
-              f"{a['read_MBps_per_worker']:.0f} MB/s per worker, {a['child_start_s']} s to start a child execution, "
-              "per-TPF CPU of the 1-worker run scaled by frames (to 1,300), us-east-1 prices (Lambda arm64 GB-s and requests, "
-              "Step Functions standard transitions, S3 GET/PUT; no data transfer).", "",
-              "| TPF build | per TPF CPU s | batches | waves | s a batch | wall s | Lambda GB-s | cost USD | "
-              "TPF output GB |", "|---|---|---|---|---|---|---|---|---|"]
-    for label in ("measured TPF build", "target 150 TPF/s/core"):
+              f"{a['max_concurrency']}, tiles of {a['tile_targets']} targets (CUBECUT_BULK_TILE_TARGETS for one wave), "
+              f"one tile per worker (BulkTilesPerBatch 1), Lambda {a['lambda_memory_mb']} MB (template.yaml; "
+              f"{a['lambda_arch']}). Per worker: {a['child_start_s']} s to start its child execution, one S3 GET per "
+              f"box row, {a['reads_in_flight']} in flight, {a['s3_request_latency_s'] * 1e3:.0f} ms each, "
+              f"{a['s3_MBps_per_worker']:.0f} MB/s for reads and for uploads, uploads overlapped with building; "
+              f"plan CPU as measured here; {a['finish_s']} s to finish. Per-TPF CPU: the 1-worker runs' (reading "
+              f"and building + writing) scaled by frames to {a['frames']:,}. Prices {a['region']}: Lambda "
+              f"${a['prices_usd']['lambda_gb_s']} per GB-s and ${a['prices_usd']['lambda_request'] * 1e6:.2f} per "
+              f"million requests, Step Functions standard ${a['prices_usd']['sfn_transition'] * 1e3:.3f} per 1,000 "
+              f"transitions, S3 ${a['prices_usd']['s3_get'] * 1e3:.4f} per 1,000 GETs and "
+              f"${a['prices_usd']['s3_put'] * 1e3:.3f} per 1,000 PUTs; data transfer {a['data_transfer']}.", "",
+              "| case | per TPF CPU s | workers | waves | read s | upload s | s a worker | wall s | Lambda GB-s "
+              "| S3 PUTs | cost USD | TPF output GB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for label in [k for k in m if k != "assumptions"]:
         r = m[label]
-        lines.append(f"| {label} | {r['tpf_cpu_s']:.4f} | {r['batches']} | {r['waves']} | {r['batch_s']:.1f} | "
-                     f"{r['wall_s']:.0f} | {r['lambda_gb_s']:,.0f} | {r['cost_usd']:.2f} | "
-                     f"{r['tpf_output_gb']:.0f} |")
+        lines.append(f"| {label} | {r['tpf_cpu_s']:.4f} | {r['batches']} | {r['waves']} | {r['read_s']:.1f} | "
+                     f"{r['upload_s']:.1f} | {r['batch_s']:.1f} | {r['wall_s']:.0f} | {r['lambda_gb_s']:,.0f} | "
+                     f"{r['s3_puts']:,} | {r['cost_usd']:.2f} | {r['tpf_output_gb']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def cpu_split(results: dict) -> dict | None:
+    """CPU ms per TPF of the 1-worker runs: with writes, reading + building, and the writes."""
+    by = {r["label"]: r for r in results["runs"]}
+    if "cubecut bulk, 1 worker" not in by or "cubecut bulk, 1 worker, TPFs not written" not in by:
+        return None
+    total = by["cubecut bulk, 1 worker"]["cpu_s"] / by["cubecut bulk, 1 worker"]["tpfs"] * 1e3
+    build = (by["cubecut bulk, 1 worker, TPFs not written"]["cpu_s"]
+             / by["cubecut bulk, 1 worker, TPFs not written"]["tpfs"] * 1e3)
+    one = by["cubecut bulk, 1 worker"]
+    return {"total_ms": total, "build_ms": build, "write_ms": max(0.0, total - build),
+            "tpf_mb": one["out_bytes"] / max(1, one["tpfs"]) / 1e6}
 
 
 def main() -> int:
@@ -256,17 +371,28 @@ def main() -> int:
         url = f"s3://{BUCKET}/{KEY}"
         jobs = [  # samples first, then the whole catalog; results are saved after each
             {"label": "cubecut bulk, 1 worker", "tool": "bulk", "catalog": str(sample), "workers": 1, "sample": True},
+            {"label": "cubecut bulk, 1 worker, TPFs not written", "tool": "bulk", "catalog": str(sample),
+             "workers": 1, "sample": True, "discard": True},
+            {"label": "cubecut bulk, 1 worker, shards", "tool": "bulk", "catalog": str(sample), "workers": 1,
+             "sample": True, "shards": True},
             {"label": "cubecut per target", "tool": "cubecut", "targets": coords[:samples["cubecut"]],
              "sample": True},
             {"label": "astrocut loop", "tool": "astrocut", "targets": coords[:samples["astrocut"]], "sample": True},
             {"label": "cubecut bulk, 2 workers", "tool": "bulk", "catalog": str(catalog), "workers": 2,
              "sample": False},
+            {"label": "cubecut bulk, 2 workers, TPFs not written", "tool": "bulk", "catalog": str(catalog),
+             "workers": 2, "sample": False, "discard": True},
         ]
         results = {"quick": args.quick, "targets": ntargets, "union_bytes": union,
                    "machine": f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}",
                    "cube": {"nt": index.nt, "nrows": index.nrows, "ncols": index.ncols, "bytes": index.cube_size},
                    "sample_union_bytes": sample_union, "plan_cpu_s_per_target": plan_s_per_target, "runs": []}
         runs = results["runs"]
+        log("  TPF writer alone ...")
+        results["writer_cpu_ms"] = run_child({"label": "TPF writer", "tool": "writer", "cube_path": str(cube_path),
+                                              "targets": coords[:200], "out": str(OUT / "writer")},
+                                             env, shaper)["writer_cpu_ms"]
+        log(f"    {results['writer_cpu_ms']}")
         for job in jobs:
             job.update(cube=url, out=str(OUT / job["tool"]))
             log(f"  {job['label']} ...")
@@ -280,8 +406,9 @@ def main() -> int:
     finally:
         shaper.stop()
         s3.stop()
-    bulk1 = runs[0]
-    results["model"] = lambda_model(bulk1["cpu_s"] / bulk1["tpfs"], index.nt, plan_s_per_target)
+    split = cpu_split(results)
+    results["cpu_split_ms"] = split
+    results["model"] = lambda_model(split["build_ms"] / 1e3, split["write_ms"] / 1e3, index.nt, plan_s_per_target)
     print(save(results, args.quick))
     return 0
 

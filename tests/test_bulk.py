@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,13 @@ from astropy.io import fits
 from astropy.table import Table
 
 import cubecut
-from cubecut.bulk import Caps, plan_job, read_targets, run_job, run_tiles
+import cubecut.bulk
+from cubecut.bulk import Limits, plan_job, read_targets, run_job, run_tiles
 from cubecut.bulk.plan import cube_entries
 from cubecut.bulk.targets import parse_targets
-from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, load_index
+from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, load_index, tpf_filename
 from cubecut.cutout.reader import merged_spans, span_bytes
-from cubecut.errors import BulkCapError, CatalogError
+from cubecut.errors import BulkCapError, CatalogError, InputError
 from cubecut.ingest.run import ingest
 from cubecut.storage import ReadStats, put_bytes
 from cubecut.synth import make_sector
@@ -93,16 +95,30 @@ def test_caps_refuse_a_job_up_front_with_the_numbers(cube, tmp_path):
     catalog = parse_targets(catalog_text(cube), (11, 11))
     entries = cube_entries([cube], None)
     with pytest.raises(BulkCapError, match=r"has 16 targets, above the cap of 15 targets"):
-        plan_job(catalog, entries, str(tmp_path), caps=Caps(max_targets=15))
+        plan_job(catalog, entries, str(tmp_path), limits=Limits(max_targets=15))
     with pytest.raises(BulkCapError, match=r"14 cutouts of 16 targets come to 9,408 pixel-frames, above the cap "
                                            r"of 9,000"):
-        plan_job(catalog, entries, str(tmp_path), caps=Caps(max_pixel_frames=9_000))
+        plan_job(catalog, entries, str(tmp_path), limits=Limits(max_pixel_frames=9_000))
     assert not list(tmp_path.iterdir()), "nothing written"
+
+
+def test_limits_come_from_settings_given_as_arguments():
+    """The library reads no environment: the handlers and the CLI pass their settings."""
+    assert Limits.from_settings({}) == Limits()
+    limits = Limits.from_settings({"CUBECUT_BULK_MAX_TARGETS": "1_000", "CUBECUT_BULK_TILE_TARGETS": "7",
+                                   "CUBECUT_BULK_MAX_PIXEL_FRAMES": " ", "OTHER": "x"})
+    assert (limits.max_targets, limits.tile_targets, limits.max_pixel_frames) == (1000, 7, Limits().max_pixel_frames)
+    with pytest.raises(InputError, match="CUBECUT_BULK_TILE_TARGETS='many' is not a whole number"):
+        Limits.from_settings({"CUBECUT_BULK_TILE_TARGETS": "many"})
+    with pytest.raises(InputError, match="tile_pixel_frames must be a positive integer, got 0"):
+        Limits(tile_pixel_frames=0)
+    source = "".join(path.read_text() for path in Path(cubecut.bulk.__file__).parent.glob("*.py"))
+    assert "os.environ" not in source and "getenv" not in source
 
 
 def test_plan_places_sorts_by_row_and_records_off_footprint(cube, tmp_path):
     catalog = parse_targets(catalog_text(cube), (11, 11))
-    plan = plan_job(catalog, cube_entries([cube], None), str(tmp_path), tile_targets=4)
+    plan = plan_job(catalog, cube_entries([cube], None), str(tmp_path), limits=Limits(tile_targets=4))
     off = {r["id"]: r["error"] for r in plan.rows if r["status"] == "off_footprint"}
     assert set(off) == {"off", "far"}
     assert "falls at pixel x=130.0, y=30.0 (0-based) of tess-s0005-1-1, off its 90x60 image" in off["off"]
@@ -124,12 +140,11 @@ def _same_tpf(path: str, cube: str, ra: float, dec: float, size: tuple[int, int]
         assert ours[1].header["DATASUM"] and ours[0].header["CHECKSUM"]
 
 
-def test_run_accounts_for_every_row_and_equals_single_cutouts(cube, tmp_path, monkeypatch):
-    monkeypatch.setenv("CUBECUT_BULK_TILE_TARGETS", "4")  # 4 tiles: a share for each of 2 worker processes
+def test_run_accounts_for_every_row_and_equals_single_cutouts(cube, tmp_path):
     (tmp_path / "cat.csv").write_text(catalog_text(cube))
     seen = []
     summary = run_job(str(tmp_path / "cat.csv"), str(tmp_path / "out"), cubes=[cube], workers=2,
-                      on_target=seen.append)
+                      on_target=seen.append, limits=Limits(tile_targets=4))  # 4 tiles: 2 per worker process
     assert summary.counts == {"written": 14, "off_footprint": 2, "malformed": 5}
     assert len(seen) == 14, "the progress callback sees every cut target, from both worker processes"
     with open(summary.results) as handle:
@@ -160,12 +175,54 @@ def test_rerun_skips_what_is_done_and_redoes_what_is_missing(cube, tmp_path):
     assert redone == [written[3]] and Path(written[3]).exists()
 
 
+def test_shards_hold_single_cutouts_and_a_rerun_skips_complete_shards(cube, tmp_path):
+    (tmp_path / "cat.csv").write_text(catalog_text(cube))
+    out = tmp_path / "out"
+    first = run_job(str(tmp_path / "cat.csv"), str(out), cubes=[cube], shards=True, limits=Limits(tile_targets=4))
+    assert first.counts == {"written": 14, "off_footprint": 2, "malformed": 5}
+    with open(first.results) as handle:
+        rows = [r for r in csv.DictReader(handle) if r["status"] == "written"]
+    shards = sorted({r["key"] for r in rows})
+    assert len(shards) == 4 and all(k.endswith(".tar") and "/shards/tess-s0005-1-1/" in k for k in shards)
+    assert not (out / "tpfs").exists(), "no loose TPFs"
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            members = tar.getmembers()
+            names = [m.name for m in members]
+            assert sorted(names) == sorted(r["member"] for r in rows if r["key"] == shard)
+            assert all(m.mtime == 0 and m.mode == 0o644 and m.uid == 0 and not m.uname for m in members)
+            for member in members:
+                row = next(r for r in rows if r["member"] == member.name)
+                size = (7, 5) if row["id"] == "edge" else (9, 9) if row["id"] == "row21" else (11, 11)
+                assert member.name == "tess-s0005-1-1/" + tpf_filename(cube, float(row["ra"]), float(row["dec"]),
+                                                                         *size)
+                extracted = tmp_path / "members" / Path(member.name).name
+                extracted.parent.mkdir(exist_ok=True)
+                extracted.write_bytes(tar.extractfile(member).read())
+                _same_tpf(str(extracted), cube, float(row["ra"]), float(row["dec"]), size,
+                          tmp_path / "single")
+        assert json.loads(Path(shard + ".json").read_text()) == {"shard": shard, "members": names}
+    again = run_job(str(tmp_path / "cat.csv"), str(out), cubes=[cube], shards=True, limits=Limits(tile_targets=4))
+    assert again.counts == {"skipped": 14, "off_footprint": 2, "malformed": 5}
+    with open(again.results) as handle:
+        skipped = {(r["key"], r["member"]) for r in csv.DictReader(handle) if r["status"] == "skipped"}
+    assert skipped == {(r["key"], r["member"]) for r in rows}, "skipped rows say where each TPF is"
+    Path(shards[1] + ".json").unlink()  # an incomplete shard (its index is written last)
+    third = run_job(str(tmp_path / "cat.csv"), str(out), cubes=[cube], shards=True, limits=Limits(tile_targets=4))
+    lost = [r["member"] for r in rows if r["key"] == shards[1]]
+    assert third.counts == {"skipped": 14 - len(lost), "written": len(lost), "off_footprint": 2, "malformed": 5}
+    with open(third.results) as handle:
+        redone = [r for r in csv.DictReader(handle) if r["status"] == "written"]
+    assert sorted(r["member"] for r in redone) == sorted(lost) and len({r["key"] for r in redone}) == 1
+    assert redone[0]["key"] not in shards, "a re-run's shard never overwrites an earlier run's"
+
+
 def test_a_run_of_tiles_reads_each_needed_span_once(cube, tmp_path):
     """Dense, overlapping boxes in many small tiles: bytes read = bytes of the union of spans."""
     rng = np.random.default_rng(1)
     rows = ["ra,dec"] + ["%r,%r" % sky(cube, x, y) for x, y in rng.uniform([45, 0], [89, 59], (40, 2))]
     catalog = parse_targets("\n".join(rows), (11, 11))
-    plan = plan_job(catalog, cube_entries([cube], None), str(tmp_path), tile_targets=3)
+    plan = plan_job(catalog, cube_entries([cube], None), str(tmp_path), limits=Limits(tile_targets=3))
     assert len(plan.tiles) == 14
     clear_cache()
     index = load_index(cube)

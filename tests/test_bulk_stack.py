@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tarfile
 
 import boto3
 import pytest
@@ -105,3 +106,28 @@ def test_a_job_over_the_caps_is_refused_with_the_numbers(stack, tmp_path, capsys
     assert code == 2
     error = capsys.readouterr().err
     assert "BulkCapError" in error and "come to 7,470 pixel-frames, above the cap of 1,000" in error
+
+
+def test_shards_on_the_state_machine(stack, tmp_path, capsys, monkeypatch):
+    running, cube = stack
+    monkeypatch.setenv("CUBECUT_BULK_TILE_TARGETS", "4")  # 11 targets: 3 tiles, so 3 shards
+    (tmp_path / "cat.csv").write_text(_catalog(cube))
+    out = f"s3://{running.bucket}/results/bulk/job4"
+    assert main(["bulk", str(tmp_path / "cat.csv"), "--cubes", cube, "--out", out, "--stack", "--shards",
+                 "--quiet"]) == 0
+    assert "11 written" in capsys.readouterr().out
+    written = [r for r in _results(running, "results/bulk/job4/results.csv") if r["status"] == "written"]
+    assert len({r["key"] for r in written}) == 3 and all(r["key"].endswith(".tar") and r["member"] for r in written)
+    s3 = boto3.client("s3")
+    row = next(r for r in written if r["id"] == "edge")
+    body = s3.get_object(Bucket=running.bucket, Key=row["key"].removeprefix(f"s3://{running.bucket}/"))["Body"]
+    with tarfile.open(fileobj=io.BytesIO(body.read())) as tar:
+        data = tar.extractfile(row["member"]).read()
+    (single,) = cubecut.cutout(cube, SkyCoord(float(row["ra"]), float(row["dec"]), unit="deg"), (5, 7),
+                               output_dir=tmp_path / "single")
+    with fits.open(io.BytesIO(data)) as ours, fits.open(single) as expected:
+        diff = fits.FITSDiff(ours, expected, ignore_keywords=["CHECKSUM", "DATASUM"])
+        assert diff.identical, diff.report()
+    assert main(["bulk", str(tmp_path / "cat.csv"), "--cubes", cube, "--out", out, "--stack", "--shards",
+                 "--quiet"]) == 0
+    assert "3 malformed, 2 off_footprint, 11 skipped" in capsys.readouterr().out

@@ -20,12 +20,15 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.io.fits.hdu.base import _ValidHDU
 from cubecut import fitswrite
+from cubecut.cutout.geometry import cutout_wcs
+from cubecut.cutout.tpf import wcs_header_values
 from cubecut.cutout import (
     clear_cache,
     cutout,
     cutout_box,
     cutout_files,
     ffi_wcs,
+    fit_linear_wcs,
     fill_box,
     load_index,
     read_box,
@@ -213,3 +216,21 @@ def test_header_template_is_shared_by_every_cutout_of_a_cube(cubes):
     assert tpf._template(index, coord) is first
     with pytest.raises(tpf.TemplateError, match="NOSUCHKEY"):
         first.headers[0].render({"NOSUCHKEY": 1})
+
+
+def test_wcs_header_values_are_what_astropys_header_of_the_wcs_holds(cubes):
+    """The fast writer reads the linear WCS's cards from wcslib's text itself; for fits of
+    many boxes (sizes, positions on and off the image) it gets astropy's keys, values and types."""
+    index = load_index(cubes["spoc"])
+    wcs = ffi_wcs(index)
+    rng = np.random.default_rng(17)
+    for _ in range(40):
+        x, y = rng.uniform(-5, 48), rng.uniform(-5, 44)
+        nx, ny = (int(n) for n in rng.integers(1, 40, 2))
+        coord = SkyCoord(*wcs.pixel_to_world_values(x, y), unit="deg")
+        box = cutout_box(wcs, coord, (nx, ny))
+        linear, _, _ = fit_linear_wcs(cutout_wcs(wcs, box), box.nx, box.ny)
+        expected = {card.keyword: card.value for card in linear.to_header().cards}
+        ours = wcs_header_values(linear)
+        assert list(ours) == list(expected)
+        assert [(type(v), repr(v)) for v in ours.values()] == [(type(v), repr(v)) for v in expected.values()]

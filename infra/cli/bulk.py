@@ -35,10 +35,11 @@ def bulk(args: argparse.Namespace) -> int:
         if args.stack is not None:
             summary = _on_stack(args, (nx, ny), bar)
         else:
-            from cubecut.bulk import run_job
+            from cubecut.bulk import Limits, run_job
 
             summary = run_job(args.catalog, args.out, cubes=args.cubes, catalog_prefix=prefix, size=(nx, ny),
                               workers=args.workers, resume=not args.no_resume,
+                              limits=Limits.from_settings(os.environ), shards=args.shards,
                               on_plan=planned,
                               on_target=lambda row: bar.update(1)).as_dict()
     finally:
@@ -69,7 +70,7 @@ def _on_stack(args: argparse.Namespace, size_xy: tuple[int, int], bar: tqdm) -> 
         put_bytes(catalog, data, "text/csv")
     run = f"bulk-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     request = {"catalog": catalog.url, "out": out.url, "cubes": args.cubes or None, "size": list(size_xy),
-               "resume": not args.no_resume}
+               "resume": not args.no_resume, "shards": args.shards}
     sfn = boto3.client("stepfunctions")
     execution = sfn.start_execution(stateMachineArn=arn, name=run, input=json.dumps(request))["executionArn"]
     sizes: dict[str, int] | None = None
@@ -119,6 +120,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="default cutout size in pixels: NX [NY] (default 11); a size column overrides it")
     p.add_argument("--workers", type=int, default=1, help="worker processes for a local run (default 1)")
     p.add_argument("--no-resume", action="store_true", help="cut every target again, even those already written")
+    p.add_argument("--shards", action="store_true",
+                   help="write each tile's TPFs (up to $CUBECUT_BULK_TILE_TARGETS, default 100) as one uncompressed tar, "
+                   "OUT/shards/<cube>/<tile>-<digest>.tar, rather than one object per TPF; results.csv gives each "
+                   "target's shard and member name"),
     p.add_argument("--stack", nargs="?", const="", default=None, metavar="ARN",
                    help="run on the bulk state machine (ARN, or $CUBECUT_BULK_JOBS_STATE_MACHINE_ARN) instead of "
                    "in this process; --out must then be s3://")

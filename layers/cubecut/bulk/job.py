@@ -3,12 +3,15 @@
 Layout under the job's output prefix ``out`` (a local folder or ``s3://bucket/prefix``):
 
 * ``tpfs/{cube stem}/{astrocut name}.fits``: the TPFs (deterministic keys; see :mod:`.plan`);
+  or, for a job with ``shards``, ``shards/{cube stem}/{tile}-{digest}.tar`` (+ ``.json``,
+  its index): a tile's TPFs as the members of one tar (see :mod:`.shards`);
 * ``runs/{run}/tiles.json``: the plan's tiles (the Distributed Map's item source);
 * ``runs/{run}/rows.json``: result rows the plan already knows (malformed, off every cube,
   skipped because done);
 * ``runs/{run}/parts/{tile}.json``: the result rows of one tile, written by its worker;
 * ``results.csv``: the results manifest of the latest run, one row per (catalog row, cube):
-  ``row, id, ra, dec, cube, status, key, error``; every catalog row is in it at least once;
+  ``row, id, ra, dec, cube, status, key, member, error`` (``key`` is the TPF's URL, or its
+  shard's, with ``member`` its name in the shard); every catalog row is in it at least once;
 * ``summary.json``: counts per status, and where the manifest and TPFs are.
 
 The state machine's Lambda handlers and :func:`run_job` call the same functions here.
@@ -28,7 +31,7 @@ from typing import Callable, Sequence
 
 from ..errors import ObjectNotFoundError
 from ..storage import Location, get_bytes, list_objects, put_bytes
-from .plan import RESULT_FIELDS, TILE_TARGETS, Caps, Plan, cube_entries, plan_job
+from .plan import DEFAULT_LIMITS, RESULT_FIELDS, Limits, Plan, cube_entries, plan_job
 from .targets import read_targets
 from .worker import OnTarget, run_tiles
 
@@ -53,12 +56,11 @@ def join(out: str, *parts: str) -> str:
 
 def plan_from_request(catalog: str, out: str, *, cubes: Sequence[str] | None = None,
                       catalog_prefix: str | None = None, size: tuple[int, int] = (11, 11),
-                      caps: Caps | None = None, resume: bool = True) -> Plan:
-    """Read the catalog, find the cubes and plan (see :func:`.plan.plan_job`); tiles hold
-    ``CUBECUT_BULK_TILE_TARGETS`` targets at most (default 100)."""
+                      limits: Limits = DEFAULT_LIMITS, resume: bool = True, shards: bool = False) -> Plan:
+    """Read the catalog, find the cubes and plan (see :func:`.plan.plan_job`)."""
     targets = read_targets(catalog, size)
-    return plan_job(targets, cube_entries(cubes, catalog_prefix), out, caps=caps, resume=resume,
-                    tile_targets=int(os.environ.get("CUBECUT_BULK_TILE_TARGETS", TILE_TARGETS)))
+    return plan_job(targets, cube_entries(cubes, catalog_prefix), out, limits=limits, resume=resume,
+                    shards=shards)
 
 
 def save_plan(plan: Plan, run: str, tiles_per_batch: int = 10) -> tuple[str, str]:
@@ -128,16 +130,18 @@ def write_results(out: str, catalog_rows: int, rows: list[dict]) -> JobSummary:
 
 
 def run_job(catalog: str, out: str, *, cubes: Sequence[str] | None = None, catalog_prefix: str | None = None,
-            size: tuple[int, int] = (11, 11), workers: int = 1, resume: bool = True, caps: Caps | None = None,
-            on_plan: Callable[[Plan], None] | None = None, on_target: OnTarget | None = None) -> JobSummary:
+            size: tuple[int, int] = (11, 11), workers: int = 1, resume: bool = True, limits: Limits = DEFAULT_LIMITS,
+            on_plan: Callable[[Plan], None] | None = None, on_target: OnTarget | None = None,
+            shards: bool = False) -> JobSummary:
     """A whole bulk job in this process, or in ``workers`` worker processes.
 
     Each worker takes one contiguous share of the row-sorted tiles, so the only spans read
     twice are those shared across the ``workers - 1`` boundaries. ``on_plan`` sees the
     plan before any cutout, ``on_target`` every result row of a cut target as it is known.
+    ``shards``: each tile's TPFs go into one tar shard rather than one file each.
     """
-    plan = plan_from_request(catalog, out, cubes=cubes, catalog_prefix=catalog_prefix, size=size, caps=caps,
-                             resume=resume)
+    plan = plan_from_request(catalog, out, cubes=cubes, catalog_prefix=catalog_prefix, size=size, limits=limits,
+                             resume=resume, shards=shards)
     if on_plan is not None:
         on_plan(plan)
     rows = list(plan.rows)

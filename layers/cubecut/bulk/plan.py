@@ -11,20 +11,22 @@ a single-target cutout makes, and records ``off_footprint`` for a target whose e
 misses after all; so the plan never decides an edge case differently from ``cutout``.
 
 Tiles: per cube, placements sorted by centre row then column, cut into runs of at most
-``tile_targets`` targets and ``tile_pixel_frames`` pixel-frames (which bounds a worker's
-memory). Consecutive tiles cover neighbouring rows, so a worker given several of them in
+``limits.tile_targets`` targets and ``limits.tile_pixel_frames`` pixel-frames (which bounds
+a worker's memory). Consecutive tiles cover neighbouring rows, so a worker given several of them in
 order (the Distributed Map's ItemBatcher) reads each row span they share once.
 
 Output keys are deterministic: ``{out}/tpfs/{cube stem}/{astrocut file name}`` (the name
 carries RA/Dec to 1e-7 deg and the size), so a re-run finds what is already written and
-skips it.
+skips it. With ``shards``, the same ``{cube stem}/{astrocut file name}`` is a member of
+the tile's tar shard (:mod:`.shards`), and a re-run skips the members of complete shards.
 """
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Sequence
 
 import numpy as np
 from astropy.coordinates import SkyCoord
@@ -34,11 +36,12 @@ from ..cutout.metadata import load_index
 from ..cutout.tpf import tpf_filename
 from ..errors import BulkCapError, CatalogError, InputError, NotACubeError
 from ..storage import Location, list_objects
+from .shards import shard_members, shard_url
 from .targets import RowProblem, Target, TargetCatalog
 
 #: Pixels added to each side of a box when deciding which cubes to try it on.
 MARGIN_PIXELS = 2.0
-#: Default caps (environment: CUBECUT_BULK_MAX_TARGETS, CUBECUT_BULK_MAX_PIXEL_FRAMES).
+#: Default caps of a job: usable catalog rows, and pixel-frames over all placements.
 MAX_TARGETS = 250_000
 MAX_PIXEL_FRAMES = 50_000_000_000
 #: Default tile bounds: targets, and pixel-frames (x 8 bytes = a tile's flux + error in memory).
@@ -47,20 +50,49 @@ TILE_PIXEL_FRAMES = 30_000_000
 
 #: Result statuses.
 WRITTEN, SKIPPED, OFF_FOOTPRINT, MALFORMED, FAILED = "written", "skipped", "off_footprint", "malformed", "failed"
-RESULT_FIELDS = ("row", "id", "ra", "dec", "cube", "status", "key", "error")
+RESULT_FIELDS = ("row", "id", "ra", "dec", "cube", "status", "key", "member", "error")
 
 
 @dataclass(frozen=True)
-class Caps:
-    """What one job may ask for: catalog targets, and pixel-frames over all placements."""
+class Limits:
+    """What one job may ask for (``max_targets`` usable catalog rows, ``max_pixel_frames``
+    over all placements: columns x rows x frames summed) and how big its tiles are."""
 
     max_targets: int = MAX_TARGETS
     max_pixel_frames: int = MAX_PIXEL_FRAMES
+    tile_targets: int = TILE_TARGETS
+    tile_pixel_frames: int = TILE_PIXEL_FRAMES
+
+    #: The settings' names (environment variables of the handlers and the CLI).
+    SETTINGS: ClassVar[dict[str, str]] = {
+        "max_targets": "CUBECUT_BULK_MAX_TARGETS", "max_pixel_frames": "CUBECUT_BULK_MAX_PIXEL_FRAMES",
+        "tile_targets": "CUBECUT_BULK_TILE_TARGETS", "tile_pixel_frames": "CUBECUT_BULK_TILE_PIXEL_FRAMES"}
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"bulk limit {item.name} must be a positive integer, got {value!r}")
 
     @classmethod
-    def from_environment(cls) -> "Caps":
-        return cls(int(os.environ.get("CUBECUT_BULK_MAX_TARGETS", MAX_TARGETS)),
-                   int(os.environ.get("CUBECUT_BULK_MAX_PIXEL_FRAMES", MAX_PIXEL_FRAMES)))
+    def from_settings(cls, settings: Mapping[str, str]) -> "Limits":
+        """The limits named in ``settings`` (e.g. the environment: :attr:`SETTINGS`'s
+        names), defaults for the others. Raises InputError for a value that is not a
+        positive integer."""
+        values: dict[str, int] = {}
+        for name, setting in cls.SETTINGS.items():
+            text = settings.get(setting)
+            if text is None or not text.strip():
+                continue
+            try:
+                values[name] = int(text.replace("_", ""))
+            except ValueError:
+                raise InputError(f"{setting}={text!r} is not a whole number") from None
+        return cls(**values)
+
+
+#: The limits of a job that names none.
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass
@@ -81,12 +113,13 @@ class Plan:
 
 
 def result_row(target: Target | RowProblem, status: str, *, cube: str = "", key: str = "",
-               error: str = "") -> dict:
-    """One row of the results manifest (see RESULT_FIELDS)."""
+               member: str = "", error: str = "") -> dict:
+    """One row of the results manifest (see RESULT_FIELDS): ``key`` is the TPF's URL, or
+    its shard's with ``member`` the TPF's name in it."""
     ra = getattr(target, "ra", None)
     dec = getattr(target, "dec", None)
     return {"row": target.row, "id": target.id, "ra": ra, "dec": dec, "cube": cube, "status": status,
-            "key": key, "error": error}
+            "key": key, "member": member, "error": error}
 
 
 def cube_entries(cubes: Sequence[str] | None, catalog_prefix: str | None) -> list[CubeEntry]:
@@ -105,23 +138,24 @@ def cube_entries(cubes: Sequence[str] | None, catalog_prefix: str | None) -> lis
     return entries
 
 
-def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, caps: Caps | None = None,
-             tile_targets: int = TILE_TARGETS, tile_pixel_frames: int = TILE_PIXEL_FRAMES,
-             resume: bool = True) -> Plan:
+def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, limits: Limits = DEFAULT_LIMITS,
+             resume: bool = True, shards: bool = False) -> Plan:
     """Assign ``catalog``'s targets to ``cubes`` and cut the placements into tiles.
 
     Args:
         out: the job's output prefix (``s3://bucket/prefix`` or a local folder).
-        resume: skip placements whose TPF already exists under ``out``.
+        resume: skip placements whose TPF already exists under ``out`` (as an object, or
+            as a member of a complete shard).
+        shards: write each tile's TPFs as one tar shard (:mod:`.shards`); the tiles'
+            targets then carry member names, and each tile its shard's URL.
 
     Raises:
-        BulkCapError: above ``caps`` (checked before anything is written).
+        BulkCapError: above ``limits``' caps (checked before anything is written).
         CatalogError: the catalog has no usable row at all.
     """
-    caps = caps or Caps.from_environment()
-    if len(catalog.targets) > caps.max_targets:
+    if len(catalog.targets) > limits.max_targets:
         raise BulkCapError(f"{catalog.source} has {len(catalog.targets):,} targets, above the cap of "
-                           f"{caps.max_targets:,} targets per job")
+                           f"{limits.max_targets:,} targets per job")
     plan = Plan(out=Location.parse(out).url, catalog_rows=catalog.nrows)
     plan.rows = [result_row(problem, MALFORMED, error=problem.reason) for problem in catalog.problems]
     if not catalog.targets:
@@ -158,23 +192,27 @@ def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, ca
     plan.pixel_frames = int(sum(
         sum(targets[i].size[0] * targets[i].size[1] for i in np.flatnonzero(on)) * entry.index.nt
         for entry, on, _, _ in by_cube))
-    if plan.pixel_frames > caps.max_pixel_frames:
+    if plan.pixel_frames > limits.max_pixel_frames:
         placements = sum(int(on.sum()) for _, on, _, _ in by_cube)
         raise BulkCapError(f"{catalog.source}: {placements:,} cutouts of {len(targets):,} targets come to "
-                           f"{plan.pixel_frames:,} pixel-frames, above the cap of {caps.max_pixel_frames:,}")
-    done = _existing_keys(plan.out) if resume else set()
+                           f"{plan.pixel_frames:,} pixel-frames, above the cap of {limits.max_pixel_frames:,}")
+    done = _existing(plan.out) if resume else {}
     for entry, on, x, y in by_cube:
         stem = Location.parse(entry.url).name.removesuffix(".fits").removesuffix("-cube")
         todo = []
         for i in np.flatnonzero(on):
             target = targets[i]
-            key = f"{plan.out.rstrip('/')}/tpfs/{stem}/" + tpf_filename(entry.url, ra[i], dec[i], *target.size)
-            if key in done:
-                plan.rows.append(result_row(target, SKIPPED, cube=entry.url, key=key))
+            name = f"{stem}/" + tpf_filename(entry.url, ra[i], dec[i], *target.size)
+            if name in done:
+                key, member = done[name]
+                plan.rows.append(result_row(target, SKIPPED, cube=entry.url, key=key, member=member))
             else:
-                todo.append((y[i], x[i], target, key))
+                todo.append((y[i], x[i], target, name if shards else f"{plan.out.rstrip('/')}/tpfs/{name}"))
         todo.sort(key=lambda item: (item[0], item[1], item[2].row))
-        plan.tiles.extend(_tiles(entry, stem, todo, tile_targets, tile_pixel_frames))
+        tiles = _tiles(entry, stem, todo, limits.tile_targets, limits.tile_pixel_frames)
+        for tile in tiles if shards else ():
+            tile["shard"] = shard_url(plan.out, stem, tile["tile"], [t[-1] for t in tile["targets"]])
+        plan.tiles.extend(tiles)
     return plan
 
 
@@ -210,8 +248,12 @@ def _tiles(entry: CubeEntry, stem: str, todo: list, tile_targets: int, tile_pixe
     return tiles
 
 
-def _existing_keys(out: str) -> set[str]:
+def _existing(out: str) -> dict[str, tuple[str, str]]:
+    """``{cube stem}/{astrocut name}`` -> (key, member) of every TPF already under ``out``."""
+    done = {name: (shard, name) for name, shard in shard_members(out).items()}
     tpfs = Location.parse(out.rstrip("/") + "/tpfs/")
-    if not tpfs.is_s3 and not os.path.isdir(tpfs.key):
-        return set()
-    return {location.url for location, _ in list_objects(tpfs) if location.url.endswith(".fits")}
+    if tpfs.is_s3 or os.path.isdir(tpfs.key):
+        for location, _ in list_objects(tpfs):
+            if location.url.endswith(".fits"):
+                done["/".join(location.url.rsplit("/", 2)[-2:])] = (location.url, "")
+    return done

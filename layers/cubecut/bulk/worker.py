@@ -8,7 +8,9 @@ the stream may read. Pixels are read tile by tile through the cutout engine's
 span of that union once, on first use, and forgets it when no later tile needs its row;
 so memory stays at a band of rows while bytes read equal the union. TPFs are built with
 the engine's fast writer :func:`~cubecut.cutout.tpf.tpf_bytes` (the same bytes as
-``cutout(output_dir=...)``) and written while the next ones are built.
+``cutout(output_dir=...)``) and written while the next ones are built: each to its own
+key, or, for a tile with a ``shard``, all as the members of one tar (:mod:`.shards`)
+uploaded while the next tile is cut.
 
 A target that cannot be cut is a result row (``off_footprint`` when its exact box misses
 the image; ``failed`` otherwise), never an exception; unreadable cubes and storage
@@ -34,6 +36,7 @@ from ..cutout.tpf import tpf_bytes
 from ..errors import CoordinateError, CutoutSizeError, InputError, OutsideCubeError
 from ..storage import ByteSource, Location, ReadStats, StaleObjectError, put_bytes
 from .plan import FAILED, OFF_FOOTPRINT, WRITTEN
+from .shards import TarShard, write_shard
 from .targets import Target
 
 #: Concurrent TPF uploads per worker (they wait on the network while the next TPF is built).
@@ -125,12 +128,15 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[dict], threads: 
             chunks = read_chunks(cache, index, [item[3] for item in valid if item[3] is not None], threads)
             cache.forget_rows_below(needed_from[number + 1] if number + 1 < len(work) else index.nrows)
             pending: list[tuple[dict, Future | None]] = []
+            shard = TarShard() if tile.get("shard") else None
             for target, key, coord, box, error in items:
                 row = {"row": target.row, "id": target.id, "ra": target.ra, "dec": target.dec,
-                       "cube": location.url, "status": WRITTEN, "key": key, "error": ""}
+                       "cube": location.url, "status": WRITTEN, "key": key, "member": "", "error": ""}
+                if shard is not None:  # key is the member's name
+                    row.update(key=tile["shard"], member=key)
                 if box is None:
                     row.update(status=OFF_FOOTPRINT if error.startswith("OutsideCubeError") else FAILED,
-                               key="", error=error)
+                               key="", member="", error=error)
                     pending.append((row, None))
                     continue
                 def fill(flux: np.ndarray, err: np.ndarray, box: Box = box, chunks: Chunks = chunks) -> None:
@@ -139,10 +145,17 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[dict], threads: 
                 try:
                     data = tpf_bytes(index, box, fill, coord)
                 except InputError as exc:
-                    row.update(status=FAILED, key="", error=f"{type(exc).__name__}: {exc}")
+                    row.update(status=FAILED, key="", member="", error=f"{type(exc).__name__}: {exc}")
                     pending.append((row, None))
                     continue
-                pending.append((row, uploads.submit(put_bytes, key, data, "application/fits")))
+                if shard is not None:
+                    shard.add(key, data)
+                    pending.append((row, None))
+                else:
+                    pending.append((row, uploads.submit(put_bytes, key, data, "application/fits")))
+            if shard is not None and shard.members:
+                written = uploads.submit(write_shard, tile["shard"], shard)
+                pending = [(row, written if row["member"] else None) for row, _ in pending]
             rows = []
             for row, upload in pending:
                 if upload is not None:

@@ -44,17 +44,19 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import PurePosixPath
+from typing import Any
 
 import numpy as np
 from astropy.coordinates import SkyCoord, angular_separation
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 from astropy.time import Time
-from astropy.wcs import WCS
+from astropy.wcs import WCS, WCSHDO_P14, WCSHDO_safe
 
 from .. import fitswrite
 from ..cube.index import CubeIndex
@@ -216,9 +218,9 @@ def tpf_bytes(index: CubeIndex, box: Box, fill: Callable[[np.ndarray, np.ndarray
     """
     fit = fit_linear_wcs(cutout_wcs(ffi_wcs(index), box), box.nx, box.ny)
     template = _template(index, coord)
-    values = _target_values(box, fit, coord, template.name_width)
-    headers = [part.render(cards) for part, cards in zip(template.headers, values)]
     rows = _row_dtype(template.name_width, box.nx, box.ny)
+    values = _target_values(box, fit, coord, rows.itemsize)
+    headers = [part.render(cards) for part, cards in zip(template.headers, values)]
     sizes = (0, index.nt * rows.itemsize, box.nx * box.ny * 4)
     header_sizes = [padded(sum(map(len, images)) + CARD) for images in headers]
     offsets = np.cumsum([0] + [h + padded(d) for h, d in zip(header_sizes, sizes)]).tolist()
@@ -301,10 +303,15 @@ def fit_linear_wcs(wcs: WCS, nx: int, ny: int) -> tuple[WCS, float, float]:
         ``(linear_wcs, msep, sig)``: over all pixel centres, the maximum and the
         root-sum-square of the separation between the two WCSs, in degrees.
     """
-    gx, gy = np.meshgrid(np.linspace(-0.5, nx - 0.5, min(nx + 1, FIT_GRID)),
-                         np.linspace(-0.5, ny - 0.5, min(ny + 1, FIT_GRID)))
-    ra, dec = wcs.all_pix2world(gx.ravel(), gy.ravel(), 0)
-    crval = np.ravel(wcs.all_pix2world((nx - 1) / 2, (ny - 1) / 2, 0))
+    gx, gy, px, py = _fit_points(nx, ny)
+    # One projection call for the fit grid, the centre and the pixel centres (elementwise,
+    # so the same numbers as three calls).
+    ra_all, dec_all = wcs.all_pix2world(np.concatenate([gx, [(nx - 1) / 2], px]),
+                                        np.concatenate([gy, [(ny - 1) / 2], py]), 0)
+    ngrid = gx.size
+    ra, dec = ra_all[:ngrid], dec_all[:ngrid]
+    crval = np.array([ra_all[ngrid], dec_all[ngrid]])
+    true_ra, true_dec = ra_all[ngrid + 1:], dec_all[ngrid + 1:]
 
     linear = WCS(naxis=2)
     linear.wcs.ctype = ["RA---TAN", "DEC--TAN"]
@@ -315,18 +322,67 @@ def fit_linear_wcs(wcs: WCS, nx: int, ny: int) -> tuple[WCS, float, float]:
     linear.wcs.cd = np.eye(2)
     # With CRPIX 0, CD = I and origin 1, "pixel" coordinates are the tangent-plane ones (deg).
     plane = np.column_stack(linear.wcs_world2pix(ra, dec, 1))
-    design = np.column_stack([gx.ravel(), gy.ravel(), np.ones(gx.size)])
+    design = np.column_stack([gx, gy, np.ones(ngrid)])
     solution = np.linalg.lstsq(design, plane, rcond=None)[0]
     cd, offset = solution[:2].T, solution[2]
     # plane = cd @ p0 + offset with p0 0-based; FITS: plane = cd @ (p0 + 1 - crpix).
     linear.wcs.cd = cd
     linear.wcs.crpix = 1.0 - np.linalg.solve(cd, offset)
 
-    px, py = np.meshgrid(np.arange(nx), np.arange(ny))
-    true_ra, true_dec = wcs.all_pix2world(px.ravel(), py.ravel(), 0)
-    fit_ra, fit_dec = linear.wcs_pix2world(px.ravel(), py.ravel(), 0)
+    fit_ra, fit_dec = linear.wcs_pix2world(px, py, 0)
     seps = np.degrees(angular_separation(*np.radians([true_ra, true_dec, fit_ra, fit_dec])))
     return linear, float(seps.max()), float(np.sqrt(np.sum(seps ** 2)))
+
+
+@lru_cache(maxsize=64)
+def _fit_points(nx: int, ny: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The fit's sample grid (spanning the pixel edges) and the pixel centres of an ``nx`` x
+    ``ny`` image, flattened (0-based pixels). Read-only: shared by every fit of that size."""
+    gx, gy = np.meshgrid(np.linspace(-0.5, nx - 0.5, min(nx + 1, FIT_GRID)),
+                         np.linspace(-0.5, ny - 0.5, min(ny + 1, FIT_GRID)))
+    px, py = np.meshgrid(np.arange(nx), np.arange(ny))
+    points = tuple(np.ascontiguousarray(a.ravel(), dtype=float) for a in (gx, gy, px, py))
+    for array in points:
+        array.flags.writeable = False
+    return points  # type: ignore[return-value]  # four arrays, as the signature says
+
+
+def wcs_header_values(linear: WCS) -> dict[str, object]:
+    """``{card.keyword: card.value for card in linear.to_header().cards}``, without astropy's
+    Header: wcslib's header text (the same flags ``WCS.to_header()`` passes: 14 significant
+    digits, the "safe" keywords) with each value read as astropy reads it (integers as int,
+    other numbers as float, quoted strings unquoted, T/F as bool). For a WCS without SIP.
+    """
+    text = linear.wcs.to_header(WCSHDO_P14 | WCSHDO_safe)
+    values: dict[str, object] = {}
+    for start in range(0, len(text), CARD):
+        image = text[start:start + CARD]
+        keyword = image[:8].rstrip()
+        if not keyword or keyword == "COMMENT" or image[8:10] != "= ":
+            continue
+        values[keyword] = _card_value(image[10:])
+    return values
+
+
+def _card_value(field: str) -> object:
+    """The value of a fixed-format card's value field (after ``= ``), as astropy parses it."""
+    field = field.lstrip()
+    if field.startswith("'"):
+        end = 1
+        while True:  # a quote inside a string is written twice
+            end = field.index("'", end)
+            if field.startswith("''", end):
+                end += 2
+                continue
+            break
+        return field[1:end].replace("''", "'").rstrip()
+    text = field.split("/", 1)[0].strip()
+    if text in ("T", "F"):
+        return text == "T"
+    try:
+        return int(text)
+    except ValueError:
+        return float(text.replace("D", "E"))
 
 
 def _tica_keywords(header: fits.Header) -> dict[str, tuple[object, str]]:
@@ -444,6 +500,7 @@ def _per_frame_columns(index: CubeIndex) -> dict[str, np.ndarray]:
             "FFI_FILE": np.array(index.ffi_files, dtype=f"S{width}")}
 
 
+@lru_cache(maxsize=256)
 def _row_dtype(name_width: int, nx: int, ny: int) -> np.dtype:
     """One PIXELS row as FITS stores it: packed, big-endian, image columns ``(ny, nx)``."""
     fields: list[tuple] = []
@@ -456,14 +513,15 @@ def _row_dtype(name_width: int, nx: int, ny: int) -> np.dtype:
 
 
 def _target_values(box: Box, fit: tuple[WCS, float, float], coord: SkyCoord,
-                   name_width: int) -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
-    """The values of the cards that differ between cutouts of one cube, per HDU (the
-    template holds every other card, and these cards' comments)."""
+                   row_bytes: int) -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
+    """The values of the cards that may differ between cutouts of one cube, per HDU (the
+    template holds every other card, and these cards' comments). ``row_bytes``: the
+    PIXELS table's NAXIS1."""
     linear, msep, sig = fit
     target = {key: value for key, (value, _) in _object_cards(coord).items()}
     npix, dim = box.nx * box.ny, f"({box.nx}, {box.ny})"
-    pixels: dict[str, object] = {"NAXIS1": _row_dtype(name_width, box.nx, box.ny).itemsize}
-    wcs_header = linear.to_header()
+    pixels: dict[str, object] = {"NAXIS1": row_bytes}
+    wcs_header = wcs_header_values(linear)
     column_wcs = _column_wcs_cards(wcs_header, box)
     for number in _IMAGE_COLUMNS:
         pixels[f"TFORM{number}"] = f"{npix}{_COLUMNS[number - 1][1]}"
@@ -471,7 +529,7 @@ def _target_values(box: Box, fit: tuple[WCS, float, float], coord: SkyCoord,
         pixels.update({key.format(number): value for key, value, _ in column_wcs})
     pixels.update(target)
     aperture: dict[str, object] = {"NAXIS1": box.nx, "NAXIS2": box.ny}
-    aperture.update({card.keyword: card.value for card in wcs_header.cards})
+    aperture.update(wcs_header)
     aperture.update({key: value for key, (value, _) in physical_wcs_cards(box).items()})
     aperture.update({"WCS_MSEP": msep, "WCS_SIG": sig, **target})
     return target, pixels, aperture
@@ -483,7 +541,9 @@ class _HeaderTemplate:
     cards a cutout sets (and their comments) and of CHECKSUM/DATASUM."""
 
     images: tuple[str, ...]
-    slots: dict[str, tuple[int, str]]
+    #: Per card a cutout sets: its position, comment, and the ``(type, repr)`` of the value
+    #: the template's image holds (a cutout with that value keeps the image).
+    slots: dict[str, tuple[int, str, tuple[type, str]]]
     checksum: int
     datasum: int
 
@@ -491,13 +551,16 @@ class _HeaderTemplate:
         """The card images with ``values`` set; cards whose image differs only by keyword
         (the per-column WCS of columns 4-8) are rendered once."""
         images = list(self.images)
-        rendered: dict[tuple[str, type, object], str] = {}
+        rendered: dict[tuple[str, type, str], str] = {}
         for key, value in values.items():
             try:
-                position, comment = self.slots[key]
+                position, comment, held = self.slots[key]
             except KeyError:
                 raise TemplateError(f"the TPF template has no card {key}") from None
-            same = (comment, type(value), repr(value))
+            kind, text = type(value), repr(value)
+            if (kind, text) == held:
+                continue
+            same = (comment, kind, text)
             image = rendered.get(same)
             image = fitswrite.card_image(key, value, comment) if image is None else fitswrite.rekeyed(image, key)
             rendered[same] = image
@@ -559,14 +622,15 @@ def _make_template(index: CubeIndex, coord: SkyCoord) -> _Template:
     columns = _per_frame_columns(index)
     name_width = columns["FFI_FILE"].dtype.itemsize
     headers, offset = [], 0
-    for values in _target_values(box, fit, coord, name_width):
+    for values in _target_values(box, fit, coord, _row_dtype(name_width, 1, 1).itemsize):
         images: list[str] = []
         while not data.startswith(b"END ", offset):
             images.append(data[offset:offset + CARD].decode("ascii"))
             offset += CARD
         offset = padded(offset + CARD)
         positions = {image[:8].rstrip(): number for number, image in enumerate(images)}
-        slots = {key: (positions[key], fits.Card.fromstring(images[positions[key]]).comment) for key in values}
+        slots = {key: (positions[key], fits.Card.fromstring(images[positions[key]]).comment,
+                       (type(value), repr(value))) for key, value in values.items()}
         headers.append(_HeaderTemplate(tuple(images), slots, positions["CHECKSUM"], positions["DATASUM"]))
         header = fits.Header.fromstring("".join(images))
         offset += padded(data_bytes(header))
@@ -587,9 +651,9 @@ def _column_words(columns: dict[str, np.ndarray], name_width: int) -> int | None
     return total
 
 
-def _column_wcs_cards(w: fits.Header, box: Box) -> list[tuple[str, object, str]]:
+def _column_wcs_cards(w: Mapping[str, Any], box: Box) -> list[tuple[str, object, str]]:
     """The per-column WCS keywords (``{}`` = column number) of a pipeline TPF image column,
-    from the linear WCS's header ``w``."""
+    from the linear WCS's header ``w`` (a Header, or :func:`wcs_header_values`)."""
     return [
         ("WCAX{}", w["WCSAXES"], "Number of WCS axes"),
         ("1CTYP{}", w["CTYPE1"], "right ascension coordinate type"),
