@@ -31,7 +31,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 from astropy.coordinates import SkyCoord
 
-from ..api.catalog import _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
+from ..tesscut.catalog import _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
 from ..cutout.metadata import load_index
 from ..cutout.tpf import tpf_filename
 from ..errors import BulkCapError, CatalogError, InputError, NotACubeError
