@@ -18,6 +18,7 @@ log record passes :class:`cubecut_app.redact.RedactingFilter`.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from typing import Any, Callable
 
@@ -62,8 +63,39 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+class StepFunctionsJobs:
+    """Bulk jobs on the bulk state machine ``arn`` (:class:`cubecut_app.jobs.JobEngine`):
+    one execution per job, named by the job id."""
+
+    def __init__(self, arn: str) -> None:
+        self.arn = arn
+        # The execution ARN of a job: the state machine's with ":execution:" and the name.
+        self._prefix = arn.replace(":stateMachine:", ":execution:", 1) + ":"
+
+    @functools.cached_property
+    def _client(self) -> Any:
+        import boto3
+
+        return boto3.client("stepfunctions")
+
+    def start(self, job: str, payload: dict) -> None:
+        self._client.start_execution(stateMachineArn=self.arn, name=job, input=json.dumps(payload))
+
+    def describe(self, job: str) -> dict | None:
+        try:
+            return self._client.describe_execution(executionArn=self._prefix + job)
+        except self._client.exceptions.ExecutionDoesNotExist:
+            return None
+
+
+@functools.lru_cache(maxsize=4)
+def _jobs(arn: str) -> StepFunctionsJobs | None:
+    return StepFunctionsJobs(arn) if arn else None
+
+
 def _answer(event: dict, context: LambdaContext) -> dict:
-    return answer(event, context, settings())
+    config = settings()
+    return answer(event, context, config, _jobs(config.bulk_state_machine))
 
 
 @functools.cache

@@ -37,7 +37,7 @@ def test_every_operation_declares_its_parameters_body_and_answers(document):
     for path, operations in paths.items():
         for method, operation in operations.items():
             statuses = set(operation["responses"])
-            assert "200" in statuses, (path, method)
+            assert statuses & {"200", "202"}, (path, method)  # 202: a bulk job started
             if method == "post":
                 assert {"400", "413", "415"} <= statuses, (path, statuses)
                 content = operation["requestBody"]["content"]
@@ -104,4 +104,7 @@ def test_schemathesis_with_all_checks_passes_against_the_local_stack(tesscut_sky
     summary = done.stdout[done.stdout.find("SUMMARY"):] if "SUMMARY" in done.stdout else done.stdout[-3000:]
     print(f"\n[schemathesis] {summary.strip()}")
     assert done.returncode == 0, done.stdout[-12000:] + done.stderr[-2000:]
-    assert "Tested: 19" in done.stdout or "19/19" in done.stdout, summary
+    from cubecut_app.app import openapi_document
+
+    operations = sum(len(methods) for methods in openapi_document()["paths"].values())
+    assert operations >= 21 and f"Tested: {operations}" in done.stdout, summary  # every operation, /v1/bulk too

@@ -131,3 +131,96 @@ def test_shards_on_the_state_machine(stack, tmp_path, capsys, monkeypatch):
     assert main(["bulk", str(tmp_path / "cat.csv"), "--cubes", cube, "--out", out, "--stack", "--shards",
                  "--quiet"]) == 0
     assert "3 malformed, 2 off_footprint, 11 skipped" in capsys.readouterr().out
+
+
+# --- the HTTP route: POST /v1/bulk starts a job, GET /v1/bulk?job= follows it -------------
+
+def _api(running: LocalStack, method: str, path: str, payload: dict | None = None) -> tuple[int, dict]:
+    from test_tesscut_api import http
+
+    data = None if payload is None else json.dumps(payload).encode()
+    status, _, body = http(method, running.api_url + path, data=data, headers={"Content-Type": "application/json"})
+    return status, json.loads(body)
+
+
+def test_bulk_job_over_http_runs_on_the_state_machine_and_reports_its_results(stack, tmp_path):
+    import re
+    import time
+    import urllib.request
+
+    from cubecut.bulk.submit import JOB_ID
+    from cubecut_app.models import BulkStatusParams
+
+    running, cube = stack
+    assert BulkStatusParams.model_fields["job"].metadata[-1].pattern == JOB_ID.pattern  # one id format
+    name = load_index(cube).sector_name
+    status, started = _api(running, "POST", "/v1/bulk", {"catalog": _catalog(cube), "cubes": [name], "size": "11"})
+    assert status == 202, started
+    job = started["job"]
+    assert re.match(JOB_ID, job) and started["status_url"] == f"/v1/bulk?job={job}"
+    assert (started["targets"], started["malformed"]) == (13, 3)  # 16 rows; off-footprint ones are placed later
+    deadline = time.monotonic() + 300
+    while True:
+        status, report = _api(running, "GET", started["status_url"])
+        assert status == 200, report
+        if report["status"] != "RUNNING" or time.monotonic() > deadline:
+            break
+        assert report["total"] is None or 0 <= report["done"] <= report["total"]
+        time.sleep(0.5)
+    assert report["status"] == "SUCCEEDED", report
+    assert report["done"] == report["total"] == 11
+    assert report["summary"] == {"catalog_rows": 16, "counts": {"malformed": 3, "off_footprint": 2, "written": 11}}
+    with urllib.request.urlopen(report["results"], timeout=30) as response:  # the presigned URL
+        rows = list(csv.DictReader(io.StringIO(response.read().decode())))
+    assert [int(r["row"]) for r in rows] == list(range(1, 17)), "every catalog row exactly once"
+    prefix = f"s3://{running.bucket}/results/bulk/{job}/tpfs/"
+    written = [r for r in rows if r["status"] == "written"]
+    assert len(written) == 11 and all(r["key"].startswith(prefix) for r in written)  # under the job's own prefix
+    row = next(r for r in written if r["id"] == "on3")
+    (single,) = cubecut.cutout(cube, SkyCoord(float(row["ra"]), float(row["dec"]), unit="deg"), 11,
+                               output_dir=tmp_path / "single")
+    body = boto3.client("s3").get_object(Bucket=running.bucket, Key=row["key"].removeprefix(f"s3://{running.bucket}/"))
+    with fits.open(io.BytesIO(body["Body"].read())) as ours, fits.open(single) as expected:
+        diff = fits.FITSDiff(ours, expected, ignore_keywords=["CHECKSUM", "DATASUM"])
+        assert diff.identical, diff.report()
+
+
+@pytest.mark.parametrize("payload, code, text", [
+    ({}, 400, "'catalog' is required"),
+    ({"catalog": "name,mag\na,3\n"}, 400, "target catalog in the request has no ra or dec column"),
+    ({"catalog": "ra,dec\nnorth,south\n"}, 400, "no usable row (row 1:"),
+    ({"catalog": "ra,dec\n1,2\n", "size": "0"}, 400, "size must be one or two whole numbers from 1 to 100"),
+    ({"catalog": "ra,dec\n1,2\n", "size": "101"}, 400, "from 1 to 100"),
+    ({"catalog": "ra,dec\n1,2\n", "cubes": ["tess-s0099-1-1"]}, 404, "no such cube"),
+    ({"catalog": "ra,dec\n1,2\n", "cubes": ["s3://elsewhere/cube.fits"]}, 404, "no such cube"),
+])
+def test_bad_bulk_requests_are_4xx_json_and_start_nothing(stack, payload, code, text):
+    running, _ = stack
+    before = running.sfn.client().list_executions(stateMachineArn=running.bulk_state_machine_arn)["executions"]
+    status, answer = _api(running, "POST", "/v1/bulk", payload)
+    assert (status, text in answer["message"]) == (code, True), answer
+    after = running.sfn.client().list_executions(stateMachineArn=running.bulk_state_machine_arn)["executions"]
+    assert len(after) == len(before)
+
+
+def test_bulk_catalog_over_the_target_cap_is_refused_with_the_numbers(stack, monkeypatch):
+    running, cube = stack
+    monkeypatch.setenv("CUBECUT_BULK_MAX_TARGETS", "5")
+    status, answer = _api(running, "POST", "/v1/bulk", {"catalog": _catalog(cube)})
+    assert status == 400 and "13 targets, above this service's cap of 5 per job" in answer["message"], answer
+
+
+def test_bulk_status_of_unknown_or_malformed_jobs(stack):
+    running, _ = stack
+    assert _api(running, "GET", "/v1/bulk?job=bulk-20260101T000000-00000000")[0] == 404
+    status, answer = _api(running, "GET", "/v1/bulk?job=../../cubes")
+    assert status == 400 and "'job'" in answer["message"]
+    assert _api(running, "GET", "/v1/bulk")[0] == 400
+
+
+def test_without_a_bulk_state_machine_the_bulk_routes_answer_503(stack, monkeypatch):
+    running, cube = stack
+    monkeypatch.setenv("CUBECUT_BULK_JOBS_STATE_MACHINE_ARN", "")
+    status, answer = _api(running, "POST", "/v1/bulk", {"catalog": _catalog(cube)})
+    assert status == 503 and "no bulk state machine" in answer["message"]
+    assert _api(running, "GET", "/v1/bulk?job=bulk-20260101T000000-00000000")[0] == 503

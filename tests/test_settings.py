@@ -22,9 +22,15 @@ def test_settings_read_every_variable_the_template_sets_for_the_api_and_no_other
 
 
 def test_the_template_sets_the_settings_defaults():
-    """The deployed values are the documented defaults (the bucket aside): one source of truth."""
+    """The deployed values are the documented defaults (aside from the stack's own resources:
+    the bucket, the bulk state machine): one source of truth."""
+    from cubecut.bulk.plan import MAX_TARGETS
+
     deployed = AppSettings.from_env(_api_environment())
-    assert deployed == dataclasses.replace(AppSettings(bucket="b"), bucket=deployed.bucket)
+    assert deployed.bulk_state_machine.endswith(":stateMachine:s-bulk")
+    assert deployed == dataclasses.replace(AppSettings(bucket="b"), bucket=deployed.bucket,
+                                           bulk_state_machine=deployed.bulk_state_machine)
+    assert deployed.bulk_max_targets == MAX_TARGETS  # the bulk Plan's cap, which the API checks first
 
 
 def test_settings_parse_and_clamp():

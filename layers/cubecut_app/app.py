@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from . import openapi as doc
 from . import routes
+from .jobs import CURRENT_JOBS, JobEngine
 from .forms import bounded_json_body
 from .settings import AppSettings
 
@@ -46,10 +47,12 @@ def internal_error(_exc: Exception) -> Response:
     return routes.internal_error()
 
 
-def answer(event: dict, context: Any, settings: AppSettings) -> dict:
-    """The API Gateway (payload v2) answer to ``event`` under ``settings``."""
-    token = routes.CURRENT_SETTINGS.set(settings)
+def answer(event: dict, context: Any, settings: AppSettings, jobs: JobEngine | None = None) -> dict:
+    """The API Gateway (payload v2) answer to ``event`` under ``settings``; bulk jobs run on
+    ``jobs`` (None: the bulk routes answer 503)."""
+    token, jobs_token = routes.CURRENT_SETTINGS.set(settings), CURRENT_JOBS.set(jobs)
     try:
         return app.resolve(event, context)
     finally:
+        CURRENT_JOBS.reset(jobs_token)
         routes.CURRENT_SETTINGS.reset(token)

@@ -367,3 +367,43 @@ class V1CutoutParams(PositionParams):
         if self.cube is not None:
             return {"cube": self.cube}
         return {"sector": self.sector, "camera": self.camera, "ccd": self.ccd, "product": self.product}
+
+
+#: Longest catalog text ``POST /v1/bulk`` takes (characters; ~50,000 rows of ra, dec, id).
+#: Larger catalogs go to S3 and run with ``cubecut bulk --stack``.
+MAX_BULK_CATALOG_CHARS = 4 * 1024 * 1024
+#: Most cubes one bulk job may name.
+MAX_BULK_CUBES = 50
+#: Largest cutout side a bulk job may ask for (pixels).
+MAX_BULK_SIDE = 100
+
+
+class BulkParams(RouteParams):
+    """``POST /v1/bulk``: start a bulk job for a catalog given as text."""
+
+    MISSING: ClassVar[dict[str, str]] = {
+        "catalog": "'catalog' is required: CSV or ECSV text with ra and dec columns (degrees; optional size, id)"}
+    catalog: str = Field(max_length=MAX_BULK_CATALOG_CHARS, pattern=_NOT_BLANK, description=(
+        "The target catalog as CSV or ECSV text: columns `ra`, `dec` (ICRS degrees), optional `size` (`N` or "
+        "`NXxNY` pixels) and `id`. Malformed rows are reported per row in the results, never fail the job."))
+    cubes: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS, pattern=_NOT_BLANK)]] = Field(
+        default_factory=list, max_length=MAX_BULK_CUBES,
+        description="Cube names (e.g. tess-s0001-1-1, see /v1/cubes); default: every cube containing each target.")
+    size: str = Field("11", max_length=40, pattern=r"^\s*\d{1,4}\s*(,\s*\d{1,4}\s*)?$",
+                      description=f"Default cutout size in pixels: `N` or `NX,NY` (default 11, at most {MAX_BULK_SIDE}).")
+    shards: bool = Field(False, description="Write each tile's TPFs as one tar (see docs/bulk.md), not one object each.")
+
+    def pixels(self) -> tuple[int, int]:
+        """``(columns, rows)``."""
+        values = [int(v) for v in self.size.split(",")]
+        if not all(1 <= v <= MAX_BULK_SIDE for v in values):
+            raise ParamsError(f"size must be one or two whole numbers from 1 to {MAX_BULK_SIDE}; got {self.size!r}")
+        return values[0], values[-1]
+
+
+class BulkStatusParams(RouteParams):
+    """``GET /v1/bulk``: how far a bulk job got."""
+
+    MISSING: ClassVar[dict[str, str]] = {"job": "'job' is required: the id POST /v1/bulk answered"}
+    job: str = Field(max_length=40, pattern=r"^bulk-[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$",
+                     description="The job's id, as `POST /v1/bulk` answered it.")

@@ -47,8 +47,9 @@ def _json_or(media: str, schema: dict, json_schema: dict, description: str, head
 
 
 def _errors(key_schema: dict, *statuses: int) -> dict[int, dict]:
-    text = {400: "Bad input: the message names the parameter", 404: "No such cube, or a name no resolver knows",
-            503: "Busy (Retry-After), or no name resolver is reachable"}
+    text = {400: "Bad input: the message names the parameter",
+            404: "No such cube or job, or a name no resolver knows",
+            503: "Busy (Retry-After), no name resolver is reachable, or no bulk jobs here"}
     return {status: _answer(text[status], JSON, key_schema, _RETRY_AFTER if status == 503 else None)
             for status in statuses}
 
@@ -79,6 +80,15 @@ RESOLVE_ANSWERS = {200: _answer("Where the target is", JSON, {
     "type": "object", "required": ["target", "ra", "dec", "resolver"], "properties": {
         "target": {"type": "string"}, "ra": {"type": "number"}, "dec": {"type": "number"},
         "resolver": {"type": "string"}}}), **_errors(_MESSAGE, 400, 404, 503)}
+_BULK_JOB = {"type": "object", "required": ["job", "status", "done", "total"], "properties": {
+    "job": {"type": "string"}, "status": {"type": "string"}, "done": {"type": "integer"},
+    "total": {"type": ["integer", "null"]}, "status_url": {"type": "string"}, "results": {"type": "string"},
+    "targets": {"type": "integer"}, "malformed": {"type": "integer"}, "summary": {"type": "object"},
+    "error": {"type": "string"}}}
+BULK_START_ANSWERS = {202: _answer("The job started: its id, and where to follow it", JSON, _BULK_JOB),
+                      **_errors(_MESSAGE, 400, 404, 503)}
+BULK_STATUS_ANSWERS = {200: _answer("How far the job got; `results` is a presigned URL of its results.csv "
+                                    "once it succeeded", JSON, _BULK_JOB), **_errors(_MESSAGE, 400, 404, 503)}
 
 
 def _inline(schema: dict) -> dict:

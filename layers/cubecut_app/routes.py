@@ -18,7 +18,7 @@ MAST portal subset (for ``lightkurve.search_tesscut``): ``POST /api/v0/invoke``,
 ``POST /portal/Mashup/Mashup.asmx/columnsconfig`` and ``GET /Santa-war/query``.
 
 cubecut's own (``/v1``): ``POST /v1/cutouts`` → JSON with a presigned URL of the TPF;
-``POST /v1/bulk`` starts a bulk job and ``GET /v1/bulk/{job}``
+``POST /v1/bulk`` starts a bulk job (a catalog given as text) and ``GET /v1/bulk?job=``
 reports it; ``GET /v1/quicklook`` → PNG of one cube's cutout; ``GET /v1/resolve`` → a target's position;
 ``GET /v1/cubes``; ``GET /health``. The web page is at ``/`` (and ``/web``), its script and
 style sheet under ``/web/``. The OpenAPI schema is at ``/openapi.json`` (and
@@ -55,8 +55,10 @@ from cubecut.tesscut.service import RETRY_AFTER_S, CutoutService, Delivery, Serv
 from . import openapi as doc
 from . import webpage
 from .forms import BodyTooLargeError, MalformedParamsError, UnsupportedBodyError, collect_params
-from .models import (ColumnsConfigParams, CutoutParams, FfiWcsParams, MashupParams, MovingParams, QuicklookParams,
-                     ResolveParams, ResolverParams, RouteParams, SectorParams, V1CutoutParams, V1QuicklookParams)
+from .jobs import BulkUnavailableError, engine
+from .models import (BulkParams, BulkStatusParams, ColumnsConfigParams, CutoutParams, FfiWcsParams, MashupParams,
+                     MovingParams, QuicklookParams, ResolveParams, ResolverParams, RouteParams, SectorParams,
+                     V1CutoutParams, V1QuicklookParams)
 from .settings import AppSettings, cutout_service
 
 logger = Logger()  # same service name: the same logger as the handler module's
@@ -263,6 +265,44 @@ def v1_resolve(query: Annotated[ResolveParams, _validated(ResolveParams)]):
     return _json(200, resolve_target(query.target, settings().sesame_urls).as_dict())
 
 
+@params_route("/v1/bulk", BulkParams, "POST", answers=doc.BULK_START_ANSWERS, tags=["v1"],
+              summary="Start a bulk job: a TPF for every target of a catalog",
+              description="A JSON object or a form: `catalog` (CSV/ECSV text), optional `cubes` and `size`. The "
+                          "catalog is checked first (400 with the numbers above the target cap); the job then runs on "
+                          "the bulk state machine, writing under this service's results. 202 with the job's id.")
+def bulk_start(query: Annotated[BulkParams, _validated(BulkParams)]):
+    from cubecut.bulk.plan import Limits
+    from cubecut.bulk.submit import check_catalog, job_out, new_job_id, stage_job
+
+    jobs, config = engine(), settings()
+    size = query.pixels()
+    catalog = check_catalog(query.catalog, size, Limits(max_targets=config.bulk_max_targets))
+    cubes = [v1.find_cube(service().catalog, {"cube": name}).url for name in query.cubes]
+    job = new_job_id()
+    jobs.start(job, stage_job(job_out(f"s3://{config.bucket}/{config.results_prefix}", job), query.catalog, size,
+                              cubes, query.shards))
+    logger.info("bulk job started", extra={"job": job, "targets": len(catalog.targets), "cubes": len(cubes)})
+    return _json(202, {"job": job, "status": "RUNNING", "done": 0, "total": None,
+                       "status_url": f"/v1/bulk?job={job}", "targets": len(catalog.targets),
+                       "malformed": len(catalog.problems)})
+
+
+@params_route("/v1/bulk", BulkStatusParams, "GET", answers=doc.BULK_STATUS_ANSWERS, tags=["v1"],
+              summary="How far a bulk job got, and its results manifest")
+def bulk_status(query: Annotated[BulkStatusParams, _validated(BulkStatusParams)]):
+    from cubecut.bulk.submit import job_out, job_status
+
+    execution = engine().describe(query.job)
+    if execution is None:
+        raise ObjectNotFoundError(f"no bulk job {query.job}")
+    config = settings()
+    status = job_status(job_out(f"s3://{config.bucket}/{config.results_prefix}", query.job), query.job, execution)
+    answer = status.as_dict()
+    if status.results:
+        answer["results"] = presigned_url(status.results, config.presign_expiry, "results.csv")
+    return _json(200, answer)
+
+
 # -- the web page ---------------------------------------------------------------------------
 def _asset(name: str) -> Response:
     return Response(status_code=200, content_type=webpage.ASSETS[name], body=webpage.asset(name),
@@ -297,10 +337,11 @@ def error_body(path: str, text: str) -> dict:
 
 
 def error_status(exc: Exception) -> int:
-    """The status of a named error: 503 when busy or no name resolver is reachable, 413 for
+    """The status of a named error: 503 when busy, no name resolver is reachable or no bulk
+    jobs run here, 413 for
     a body over the limit, 415 for an unreadable body, 404 for unknown cubes and names,
     else (bad input) 400."""
-    if isinstance(exc, (ServiceBusyError, ResolverUnavailableError)):
+    if isinstance(exc, (ServiceBusyError, ResolverUnavailableError, BulkUnavailableError)):
         return 503
     if isinstance(exc, BodyTooLargeError):
         return 413
@@ -309,7 +350,7 @@ def error_status(exc: Exception) -> int:
     return 404 if isinstance(exc, (ObjectNotFoundError, UnknownTargetError)) else 400
 
 
-@router.exception_handler([InputError, ServiceBusyError, ResolverUnavailableError])
+@router.exception_handler([InputError, ServiceBusyError, ResolverUnavailableError, BulkUnavailableError])
 def named_error(exc: Exception) -> Response:
     """Every named error a request can cause, as ``{msg}``/``{message}`` JSON with its status."""
     headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, ServiceBusyError) else {}

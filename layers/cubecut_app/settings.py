@@ -15,6 +15,9 @@ from typing import Any, Callable, Mapping
 from cubecut.tesscut.catalog import CubeCatalog
 from cubecut.tesscut.service import MAX_CONCURRENT, MAX_PIXEL_FRAMES, CutoutService
 
+#: The bulk Plan's default target cap (``cubecut.bulk.plan.MAX_TARGETS``, not imported here:
+#: it would load astropy at the handler's import; tests/test_settings.py checks they agree).
+BULK_MAX_TARGETS = 250_000
 #: Bounds of a presigned URL's lifetime (seconds): one minute, and SigV4's 7 days.
 MIN_PRESIGN_S, MAX_PRESIGN_S = 60, 7 * 24 * 3600
 
@@ -46,6 +49,10 @@ class AppSettings:
     max_pixel_frames: int = field(default=MAX_PIXEL_FRAMES, metadata=_env("CUBECUT_MAX_PIXEL_FRAMES", int))
     #: Lifetime of presigned URLs in seconds, clamped to [MIN_PRESIGN_S, MAX_PRESIGN_S].
     presign_expiry: int = field(default=3600, metadata=_env("CUBECUT_PRESIGN_EXPIRY", int))
+    #: The bulk state machine's ARN (empty: no bulk jobs; ``POST /v1/bulk`` answers 503).
+    bulk_state_machine: str = field(default="", metadata=_env("CUBECUT_BULK_JOBS_STATE_MACHINE_ARN"))
+    #: Most usable catalog rows one bulk job may have (the bulk Plan's cap, one template parameter).
+    bulk_max_targets: int = field(default=BULK_MAX_TARGETS, metadata=_env("CUBECUT_BULK_MAX_TARGETS", int))
     #: Sesame mirrors for names (comma-separated in the environment); empty: astropy's.
     sesame_urls: tuple[str, ...] = field(default=(), metadata=_env("CUBECUT_SESAME_URLS", _urls))
 

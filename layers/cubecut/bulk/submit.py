@@ -1,0 +1,122 @@
+"""Bulk jobs asked for by someone else (the HTTP API): checked before they start, named,
+staged, and reported while they run.
+
+A job asked for this way has a generated id (:func:`new_job_id`), which is also the name of
+its state machine execution and its run, and its own output prefix
+``{results root}/bulk/{job}`` (:func:`job_out`): a caller never picks where a job writes.
+The catalog text is checked before anything starts (:func:`check_catalog`: readable, at
+least one usable row, at most ``limits.max_targets`` of them) and stored beside the job's
+results (:func:`stage_job`); the state machine's Plan then applies the pixel-frame cap as
+for any job. :func:`job_status` says how far a job got from its execution's description
+(as Step Functions' DescribeExecution gives it) and the job's files.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from ..errors import BulkCapError, CatalogError
+from ..storage import put_bytes
+from .job import join, targets_done, tile_sizes
+from .plan import Limits
+from .targets import TargetCatalog, parse_targets
+
+#: What a job id looks like: ``bulk-YYYYMMDDTHHMMSS-`` and 8 hex digits (UTC start time).
+JOB_ID = re.compile(r"^bulk-[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
+#: Execution states (Step Functions' names) after which a job does no more work.
+FINISHED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+
+
+def new_job_id(now: dt.datetime | None = None, token: str | None = None) -> str:
+    """A fresh job id (see :data:`JOB_ID`): the UTC time and 32 random bits."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"bulk-{now:%Y%m%dT%H%M%S}-{token or secrets.token_hex(4)}"
+
+
+def job_out(results_root: str, job: str) -> str:
+    """The output prefix of job ``job`` under ``results_root`` (``s3://bucket/prefix/``)."""
+    return join(results_root, "bulk", job)
+
+
+def check_catalog(text: str, size: tuple[int, int], limits: Limits) -> TargetCatalog:
+    """The catalog text parsed, refused if no job could come of it.
+
+    Args:
+        size: ``(nx, ny)`` pixels for rows without a size column.
+
+    Raises:
+        CatalogError: no ra/dec columns, or not one usable row (the first problems named).
+        BulkCapError: more usable rows than ``limits.max_targets``.
+    """
+    catalog = parse_targets(text, size, source="in the request")
+    if not catalog.targets:
+        first = "; ".join(f"row {p.row}: {p.reason}" for p in catalog.problems[:3])
+        raise CatalogError(f"the catalog has no usable row{f' ({first})' if first else ''}")
+    if len(catalog.targets) > limits.max_targets:
+        raise BulkCapError(f"the catalog has {len(catalog.targets)} targets, above this service's cap of "
+                           f"{limits.max_targets} per job: split it")
+    return catalog
+
+
+def stage_job(out: str, text: str, size: tuple[int, int], cubes: Sequence[str] | None,
+              shards: bool = False) -> dict[str, Any]:
+    """Store the catalog text under ``out`` and return the bulk state machine's input for
+    the job (``{catalog, out, cubes, size, resume, shards}``, as ``cubecut bulk --stack``
+    sends it)."""
+    suffix = ".ecsv" if text.startswith("# %ECSV") else ".csv"
+    catalog = join(out, f"catalog{suffix}")
+    put_bytes(catalog, text.encode(), "text/csv")
+    return {"catalog": catalog, "out": out, "cubes": list(cubes) if cubes else None, "size": list(size),
+            "resume": True, "shards": shards}
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """How far a job got: ``status`` is the execution's (RUNNING, SUCCEEDED, FAILED,
+    TIMED_OUT, ABORTED); ``done`` of ``total`` targets cut (``total`` None until planned);
+    ``summary`` the finished job's counts and files; ``error`` why it failed."""
+
+    job: str
+    status: str
+    done: int
+    total: int | None
+    results: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"job": self.job, "status": self.status, "done": self.done, "total": self.total}
+        if self.summary:
+            answer["summary"] = {k: self.summary[k] for k in ("catalog_rows", "counts") if k in self.summary}
+        if self.error:
+            answer["error"] = self.error
+        return answer
+
+
+def job_status(out: str, job: str, execution: Mapping[str, Any]) -> JobStatus:
+    """The status of job ``job`` writing under ``out``, from its execution's description
+    (``status``, and ``output`` or ``error``/``cause`` once finished)."""
+    status = str(execution["status"])
+    sizes = tile_sizes(out, job)
+    total = None if sizes is None else sum(sizes.values())
+    done = 0 if sizes is None else targets_done(out, job, sizes)
+    if status == "SUCCEEDED":
+        summary = json.loads(execution.get("output") or "{}")
+        return JobStatus(job, status, total or 0, total or 0, summary.get("results"), summary)
+    if status in FINISHED:
+        return JobStatus(job, status, done, total, error=_reason(execution))
+    return JobStatus(job, status, done, total)
+
+
+def _reason(execution: Mapping[str, Any]) -> str:
+    """A failed execution's error and message (a Lambda's JSON cause carries ``errorMessage``)."""
+    error, cause = str(execution.get("error") or ""), str(execution.get("cause") or "")
+    try:
+        cause = str(json.loads(cause).get("errorMessage", cause))
+    except (ValueError, AttributeError):
+        pass
+    return ": ".join(filter(None, [error, cause])) or str(execution["status"]).lower().replace("_", " ")

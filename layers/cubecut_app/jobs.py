@@ -1,0 +1,39 @@
+"""What starts and describes bulk jobs for the API: a :class:`JobEngine`, given to the app
+with each request by its edge (``functions/api.py`` gives Step Functions' bulk state
+machine; the app itself makes no AWS calls but through the library's storage).
+
+An engine names executions by job id (:func:`cubecut.bulk.submit.new_job_id`), so the id a
+client holds is all it takes to find its job again.
+"""
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+
+class JobEngine(Protocol):
+    """Runs bulk jobs (the bulk state machine, named by the edge)."""
+
+    def start(self, job: str, payload: dict[str, Any]) -> None:
+        """Start job ``job`` with ``payload`` as the state machine's input."""
+
+    def describe(self, job: str) -> dict[str, Any] | None:
+        """The execution of ``job`` as DescribeExecution gives it (``status``, ``output``,
+        ``error``, ``cause``), or None if there is no such job."""
+
+
+class BulkUnavailableError(Exception):
+    """This deployment runs no bulk jobs (no state machine configured): answered 503."""
+
+
+#: The engine of the request being answered (set by :func:`.app.answer`; None: no bulk jobs).
+CURRENT_JOBS: ContextVar[JobEngine | None] = ContextVar("cubecut_app_jobs", default=None)
+
+
+def engine() -> JobEngine:
+    """The current request's engine; BulkUnavailableError if there is none."""
+    jobs = CURRENT_JOBS.get()
+    if jobs is None:
+        raise BulkUnavailableError("bulk jobs are not available on this server (no bulk state machine is "
+                                   "configured); run `cubecut bulk` instead")
+    return jobs
