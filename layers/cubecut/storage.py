@@ -255,7 +255,8 @@ def s3_errors(what: str, *, missing_key: StorageError | None = None) -> Iterator
     try:
         yield
     except (ClientError, BotoCoreError) as exc:
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        # A connection error (a reset mid-upload) has no response, or ``response = None``.
+        code = str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
         if missing_key is not None and code == "NoSuchKey":
             raise missing_key from None
         raise translate_client_error(exc, what) from None
