@@ -145,7 +145,7 @@ def index_from_table(primary: fits.Header, table: fits.FITS_rec, *, nrows: int, 
     product = "TICA" if nplanes == 1 or ("STARTTJD" in names and "TSTART" not in names) else "SPOC"
     start, stop, quality, barycorr = _COLUMNS[product]
 
-    def column(name: str | None, default: float) -> list:
+    def column(name: str | None, default: float | str) -> list:
         if name is None or name not in names:
             return [default] * len(table)
         return np.asarray(table[name]).tolist()

@@ -13,7 +13,7 @@ import re
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Iterable, Sequence, Union, cast
 
 import astropy.units as u
 import numpy as np
@@ -191,7 +191,7 @@ def parse_size(size: SizeInput) -> tuple[SizeElement, SizeElement]:
         items = [size, size]
     else:
         try:
-            items = list(size)
+            items = list(cast(Iterable, size))
         except TypeError:
             raise CutoutSizeError(f"cutout size must be a number, a pair or a Quantity, got {size!r}") from None
     if len(items) != 2:
