@@ -6,13 +6,17 @@ length) and, when there are several, :func:`concurrently`. The policy: reads wai
 network, not the CPU, so with ``threads="auto"`` **every read needed is in flight at
 once** — a 30-row cutout is one round trip — whatever the CPU count, up to
 :data:`MAX_IN_FLIGHT` (one S3 client's connection pool) and to :data:`BYTES_IN_FLIGHT`
-of buffers. Requests and bytes are counted by the source (its
+of buffers. The threads are a process-wide pool kept between calls: starting 30 threads
+costs more than the reads' own CPU (each ``Thread.start`` waits for the new thread to
+run; measured ~1 ms each on a busy 2-CPU machine), so a warm process starts none. Requests
+and bytes are counted by the source (its
 :class:`~cubecut.storage.ReadStats`); ``If-Match`` pinning is the source's too
 (:func:`cubecut.cutout.reader.open_cube`, :func:`cubecut.storage.open_source` with an
 ETag).
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Literal, Sequence, TypeVar
 
@@ -30,6 +34,19 @@ Threads = int | Literal["auto"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_in_pool = threading.local()
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    """The process's read threads (started on demand, up to two calls' worth of reads)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2 * MAX_IN_FLIGHT, thread_name_prefix="cubecut-read")
+        return _pool
 
 
 def workers(threads: Threads, nreads: int, largest: int = 0) -> int:
@@ -51,14 +68,34 @@ def concurrently(function: Callable[[T], R], items: Iterable[T], threads: Thread
     """``[function(item) for item in items]``, the calls run on :func:`workers` threads.
 
     ``largest``: the most bytes one call holds at once (bounds the threads for ``"auto"``).
-    The first exception raised by a call is raised here.
+    The calls run in ``count`` lanes (lane ``k`` makes calls ``k, k + count, ...``) on the
+    shared pool; a call that itself calls :func:`concurrently` gets threads of its own
+    (so lanes never wait on the pool they run in). Returns when every lane has finished;
+    the first exception raised by a call is raised here.
     """
     items = list(items)
     count = workers(threads, len(items), largest)
     if count == 1:
         return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="cubecut-read") as pool:
-        return list(pool.map(function, items))
+    if getattr(_in_pool, "lane", False):
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="cubecut-read-nested") as pool:
+            return list(pool.map(function, items))
+    results: list = [None] * len(items)
+
+    def lane(first: int) -> None:
+        _in_pool.lane = True
+        try:
+            for i in range(first, len(items), count):
+                results[i] = function(items[i])
+        finally:
+            _in_pool.lane = False
+
+    futures = [_shared_pool().submit(lane, k) for k in range(count)]
+    errors = [future.exception() for future in futures]
+    first_error = next((error for error in errors if error is not None), None)
+    if first_error is not None:
+        raise first_error
+    return results
 
 
 def read_range(source: ByteSource, start: int, stop: int, error: type[Exception], what: str) -> bytes:
