@@ -36,8 +36,38 @@ class TPFFile:
     nt: int
 
     def hdulist(self) -> fits.HDUList:
-        """The file as an HDUList, read lazily (headers now, data when first accessed)."""
-        return fits.open(io.BytesIO(self.data))
+        """The file as an HDUList, read lazily (headers now, data when first accessed)
+        straight from :attr:`data` (``io.BytesIO`` would copy the whole file first: ~8 ms
+        for a 30x30x1,000 TPF)."""
+        return fits.open(_BufferReader(self.data))
+
+
+class _BufferReader(io.RawIOBase):
+    """A read-only, seekable file over a buffer, without copying it."""
+
+    def __init__(self, data: bytearray) -> None:
+        self._view = memoryview(data)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), len(self._view) - self._position))
+        buffer[:count] = self._view[self._position:self._position + count]
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
 
 
 def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, *,
