@@ -176,18 +176,17 @@ def run_rawget(job: dict) -> dict:
     from astropy.coordinates import SkyCoord
 
     from cubecut.cutout import cutout_box, ffi_wcs, load_index
-    from cubecut.cutout.engine import _open_cube
-    from cubecut.cutout.reader import _merged_spans
+    from cubecut.cutout.reader import merged_spans, open_cube
     from cubecut.storage import Location
 
     location = Location.parse(job["cube"])
     index = load_index(location)
     boxes = [cutout_box(ffi_wcs(index), SkyCoord(*map(float, c.split()), unit="deg"), job["size"])
              for c in job["coords"]]
-    spans = _merged_spans(index, boxes)
+    spans = merged_spans(index, boxes)
     per_column = index.nt * index.nplanes * 4
     ranges = [(index.row_offset(s.y) + s.x0 * per_column, index.row_offset(s.y) + s.x1 * per_column) for s in spans]
-    source = _open_cube(location, index, None)
+    source = open_cube(location, index, None)
     runs = []
     with ThreadPoolExecutor(min(len(ranges), 128)) as pool:
         list(pool.map(lambda r: source.read(*r), ranges))
@@ -233,7 +232,7 @@ def run_route(job: dict) -> dict:
         stats = ReadStats()
         if job["engine"] == "cubecut":
             from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, fill_box, load_index, read_chunks, tpf_bytes
-            from cubecut.cutout.engine import _open_cube
+            from cubecut.cutout.reader import open_cube
             from cubecut.storage import Location
 
             clear_cache()
@@ -242,7 +241,7 @@ def run_route(job: dict) -> dict:
             index = load_index(location, stats)
             target = SkyCoord(*map(float, coord.split()), unit="deg")
             box = cutout_box(ffi_wcs(index), target, size)
-            chunks = read_chunks(_open_cube(location, index, stats), index, [box])
+            chunks = read_chunks(open_cube(location, index, stats), index, [box])
             t1 = time.perf_counter()
             data = tpf_bytes(index, box, lambda f, e: fill_box(index, box, chunks, f, e), target)
             t2 = time.perf_counter()

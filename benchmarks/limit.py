@@ -12,8 +12,10 @@ Sections (results in benchmarks/results/limit.json and limit.md):
   connection: cubecut cold and warm vs astrocut, with the floor printed beside: one round
   trip per dependent request (cold: sidecar, then rows; warm: rows) + the largest row
   over one connection's bandwidth + the CPU floor (the ``cpu`` section's cubecut
-  minimum); and the server floor: the same row reads alone (nothing built) on s3rver,
-  which serves requests one at a time (~4-6 ms each), a cost S3 does not have.
+  minimum); and the server floor: the same row reads alone (nothing built) on that
+  server. Run on two local servers behind the same shaper: s3rver, which serves requests
+  one at a time (~2-5 ms each, a cost S3 does not have), and ``rangeserver.py``, which
+  serves them concurrently as S3 does (read-only: GET/HEAD with Range and If-Match).
 * ``multi``: 100 targets of 10x10 in one cutout() call vs astrocut's loop (timed on 20
   targets, scaled: it is linear).
 * ``route``: the TESScut route's work for 30x30 and 100x100 (read, build, compress per zip
@@ -22,7 +24,8 @@ Sections (results in benchmarks/results/limit.json and limit.md):
   bandwidth.
 
 Data: the benchmark's s0001 cube (1,000 frames x 256 rows x 2136 columns, see data.py),
-on s3rver through the shaper, as run.py.
+on s3rver through the shaper, as run.py. Its sidecar carries the TPF header template
+(ingest stores it since issue 17); a cube ingested before gets it added here.
 """
 from __future__ import annotations
 
@@ -67,7 +70,32 @@ def section_cpu(cube: dict, rounds: int) -> dict:
     return out
 
 
-def section_headline(shaper, cube: dict, cpu_floor_s: float, rounds: int) -> dict:
+class RangeServer:
+    """rangeserver.py over s3rver's store folder, in its own process."""
+
+    def __init__(self) -> None:
+        self.proc, info = servers._start([sys.executable, str(HERE / "rangeserver.py"), "--store", str(servers.STORE)])
+        self.port = info["port"]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def with_template(path: Path) -> None:
+    """Add the TPF header template to a benchmark cube's local sidecar if it has none."""
+    import dataclasses
+
+    from cubecut.cube.index import CubeIndex
+    from cubecut.cutout.tpf import template_state
+
+    sidecar = Path(f"{path}.index.json")
+    index = CubeIndex.from_json(sidecar.read_bytes())
+    if index.tpf_template is None:
+        sidecar.write_bytes(dataclasses.replace(index, tpf_template=template_state(index)).to_json())
+
+
+def section_headline(shaper, cube: dict, cpu_floor_s: float, rounds: int, server: str) -> dict:
     env = servers.s3_env(shaper.endpoint)
     row = cube["nrows"] / 2
     coord = radec(cube, 700.0, row)
@@ -86,7 +114,7 @@ def section_headline(shaper, cube: dict, cpu_floor_s: float, rounds: int) -> dic
         res = contender({"tool": "rawget", "cube": cube["url"], "coords": [coord], "size": 30, "repeats": 3,
                          "control": shaper.control}, env)
         runs["rows only"] += _cold_warm(res, "warm")
-        log(f"  headline r{rnd}: " + ", ".join(f"{k} {median(v) or 0:.3f} s" for k, v in runs.items()))
+        log(f"  headline {server} r{rnd}: " + ", ".join(f"{k} {median(v) or 0:.3f} s" for k, v in runs.items()))
     latency, mbps = shaper.latency_ms / 1e3, shaper.mbps * 1e6
     row_bytes = 30 * cube["nt"] * 8
     sidecar = len(json.dumps(cube["side"]).encode())
@@ -96,10 +124,11 @@ def section_headline(shaper, cube: dict, cpu_floor_s: float, rounds: int) -> dic
     rows_only = median(runs["rows only"])
     floor["server_warm_s"] = rows_only + cpu_floor_s
     result = {k: median(v) for k, v in runs.items()}
-    return {"latency": shaper.label, "runs": runs, "median_s": result, "floor": floor, "requests": requests,
+    return {"latency": shaper.label, "server": server, "runs": runs, "median_s": result, "floor": floor,
+            "requests": requests,
             "min_bytes": min_bytes(cube, 30, row),
-            "x_vs_astrocut_cold": result["astrocut cold"] / result["cubecut cold"],
-            "x_vs_astrocut_warm": result["astrocut cold"] / result["cubecut warm"],
+            "x_vs_astrocut_cold": result["astrocut cold"] / result["cubecut cold"] if result["astrocut cold"] else None,
+            "x_vs_astrocut_warm": result["astrocut cold"] / result["cubecut warm"] if result["astrocut cold"] else None,
             "warm_vs_floor": result["cubecut warm"] / floor["warm_s"],
             "warm_vs_server_floor": result["cubecut warm"] / floor["server_warm_s"]}
 
@@ -173,22 +202,9 @@ def report(results: dict) -> str:
         if cpu.get("cubecut") and cpu.get("astrocut"):
             lines += ["", f"astrocut / cubecut CPU: **{cpu['astrocut']['cpu_ms_median'] / cpu['cubecut']['cpu_ms_median']:.1f}x**"
                       f"; before / after: {cpu['reference']['cpu_ms_median'] / cpu['cubecut']['cpu_ms_median']:.1f}x", ""]
-    head = results.get("headline")
-    if head:
-        m, f = head["median_s"], head["floor"]
-        lines += [f"## 30x30 / 1,000 frames / {head['latency']}", "",
-                  "| | seconds | floor (physical) | floor (this server) |", "|---|---|---|---|",
-                  f"| cubecut cold | {m['cubecut cold']:.3f} | {f['cold_s']:.3f} | |",
-                  f"| cubecut warm | {m['cubecut warm']:.3f} | {f['warm_s']:.3f} | {f['server_warm_s']:.3f} |",
-                  f"| rows alone (no TPF) | {m['rows only']:.3f} | | |",
-                  f"| astrocut cold | {m['astrocut cold']:.3f} | | |", "",
-                  f"astrocut / cubecut: **{head['x_vs_astrocut_cold']:.1f}x cold**, {head['x_vs_astrocut_warm']:.1f}x "
-                  f"vs cubecut warm; cubecut warm = **{head['warm_vs_floor']:.2f}x the physical floor** "
-                  f"({head['warm_vs_server_floor']:.2f}x this server's). Floor = {f['round_trip_s'] * 1e3:.0f} ms per "
-                  f"round trip + {f['row_bytes'] / 1e3:.0f} KB per row at 100 MB/s + CPU floor "
-                  f"{f['cpu_floor_s'] * 1e3:.1f} ms (cold adds the sidecar GET); this server's floor is the same "
-                  "row reads fetched alone + the CPU floor (s3rver serves one request at a time). "
-                  f"Requests (proxy, in flight) cubecut: {head['requests'].get('cubecut')}.", ""]
+    for key in ("headline", "headline_concurrent"):
+        if results.get(key):
+            lines += _headline_report(results[key])
     multi = results.get("multi")
     if multi:
         lines += ["## 100 targets 10x10, one call", "",
@@ -211,6 +227,28 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _headline_report(head: dict) -> list[str]:
+    m, f = head["median_s"], head["floor"]
+    server = head.get("server", "s3rver")
+    how = ("serves one request at a time" if server == "s3rver"
+           else "serves requests concurrently, as S3 does (benchmarks/rangeserver.py)")
+    return [f"## 30x30 / 1,000 frames / {head['latency']}, on {server}", "",
+            "| | seconds | floor (physical) | floor (this server) |", "|---|---|---|---|",
+            f"| cubecut cold | {m['cubecut cold']:.3f} | {f['cold_s']:.3f} | |",
+            f"| cubecut warm | {m['cubecut warm']:.3f} | {f['warm_s']:.3f} | {f['server_warm_s']:.3f} |",
+            f"| rows alone (no TPF) | {m['rows only']:.3f} | | |",
+            f"| astrocut cold | {m['astrocut cold']:.3f} | | |" if m.get("astrocut cold") else "| astrocut cold | failed | | |",
+            "",
+            (f"astrocut / cubecut: **{head['x_vs_astrocut_cold']:.1f}x cold**, {head['x_vs_astrocut_warm']:.1f}x "
+             f"vs cubecut warm; " if head.get("x_vs_astrocut_cold") else "")
+            + f"cubecut warm = **{head['warm_vs_floor']:.2f}x the physical floor** "
+            f"({head['warm_vs_server_floor']:.2f}x this server's). Floor = {f['round_trip_s'] * 1e3:.0f} ms per "
+            f"round trip + {f['row_bytes'] / 1e3:.0f} KB per row at 100 MB/s + CPU floor "
+            f"{f['cpu_floor_s'] * 1e3:.1f} ms (cold adds the sidecar GET); this server's floor is the same "
+            f"row reads fetched alone + the CPU floor ({server} {how}). "
+            f"Requests (proxy, in flight) cubecut: {head['requests'].get('cubecut')}.", ""]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=None, choices=["cpu", "headline", "multi", "route"])
@@ -226,13 +264,21 @@ def main() -> int:
     s3 = servers.S3rver()
     shaper = None
     try:
+        with_template(data.cube(spec))
         cube = publish_cubes(s3, {"s0001": data.cube(spec)})["s0001"]
         if "cpu" in only:
             results["cpu"] = section_cpu(cube, args.rounds)
         cpu_floor = results["cpu"]["cubecut"]["cpu_ms_min"] / 1e3 if results.get("cpu") else 0.0
         shaper = servers.Shaper(s3.port, *REALISTIC)
         if "headline" in only:
-            results["headline"] = section_headline(shaper, cube, cpu_floor, args.rounds)
+            results["headline"] = section_headline(shaper, cube, cpu_floor, args.rounds, "s3rver")
+            concurrent = RangeServer()
+            fast = servers.Shaper(concurrent.port, *REALISTIC)
+            try:
+                results["headline_concurrent"] = section_headline(fast, cube, cpu_floor, args.rounds, "rangeserver")
+            finally:
+                fast.stop()
+                concurrent.stop()
         if "multi" in only:
             results["multi"] = section_multi(shaper, cube)
         if "route" in only:

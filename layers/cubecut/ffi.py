@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from astropy.io import fits
 
 from .errors import FFIError, InputError
 from .fitsio import HDUSpan, scan_hdus
+from .reads import Threads, concurrently
 from .storage import ByteSource, Location, open_source
 
 SPOC = "SPOC"
@@ -136,14 +136,15 @@ def inspect_ffi(source: ByteSource, product: str | None = None) -> FFIInfo:
         value = image.header[key]
         if isinstance(value, bool) or not isinstance(value, int):
             raise FFIError(f"{name}: {key} is not a whole number ({value!r})")
+    nrows, ncols = image.shape  # a 2-D image: checked by _pixels
     return FFIInfo(source.location.url, name, source.size, source.etag, product, primary.header,
-                   image.header, image.shape, flux, err)
+                   image.header, (nrows, ncols), flux, err)
 
 
-def inspect_ffis(urls: list[str], product: str | None = None, threads: int = 16) -> list[FFIInfo]:
-    """Inspect many FFIs concurrently (headers only), in input order."""
+def inspect_ffis(urls: list[str], product: str | None = None, threads: Threads = "auto") -> list[FFIInfo]:
+    """Inspect many FFIs concurrently (headers only; ``threads`` as :mod:`cubecut.reads`), in
+    input order."""
     def one(url: str) -> FFIInfo:
         return inspect_ffi(open_source(Location.parse(url)), product)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(urls)))) as pool:
-        return list(pool.map(one, urls))
+    return concurrently(one, urls, threads)

@@ -28,10 +28,9 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 
 from ..cube.index import CubeIndex
-from ..cutout.engine import open_cube
 from ..cutout.geometry import Box, cutout_box, ffi_wcs
 from ..cutout.metadata import invalidate, load_index
-from ..cutout.reader import Chunks, Threads, fill_box, merged_spans, read_chunks, span_bytes
+from ..cutout.reader import Chunks, Threads, fill_box, merged_spans, open_cube, read_chunks, span_bytes
 from ..cutout.tpf import tpf_bytes
 from ..errors import CoordinateError, CutoutSizeError, InputError, OutsideCubeError
 from ..storage import ByteSource, Location, ReadStats, StaleObjectError, put_bytes

@@ -42,6 +42,9 @@ class CubeIndex:
             1 = flux only for TICA cubes in astrocut <= 1.2's TicaCubeFactory layout.
         cadence: per-frame FFI cadence numbers (TICA's CADENCE column; a TPF's CADENCENO);
             empty when the cube has none (SPOC cubes, or sidecars written before it existed).
+        tpf_template: the header cards every TPF of the cube shares, cached with the index
+            (:func:`cubecut.cutout.tpf.template_state`); None when not stored (the first
+            cutout in a process builds it then).
     """
 
     nrows: int
@@ -65,6 +68,7 @@ class CubeIndex:
     nplanes: int = 2
     cadence: list[int] = field(default_factory=list)
     version: int = field(default=INDEX_VERSION)
+    tpf_template: dict | None = field(default=None, compare=False, repr=False)
 
     @property
     def row_stride(self) -> int:
@@ -154,7 +158,7 @@ def index_from_table(primary: fits.Header, table: fits.FITS_rec, *, nrows: int, 
     product = "TICA" if nplanes == 1 or ("STARTTJD" in names and "TSTART" not in names) else "SPOC"
     start, stop, quality, barycorr = _COLUMNS[product]
 
-    def column(name: str | None, default: float) -> list:
+    def column(name: str | None, default: float | str) -> list:
         if name is None or name not in names:
             return [default] * len(table)
         return np.asarray(table[name]).tolist()

@@ -11,6 +11,7 @@ current, so racing writers cannot leave an old index beside a new cube.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from ..errors import ConcurrentWriteError, ObjectNotFoundError
@@ -63,7 +64,9 @@ def describes(index: CubeIndex | None, cube_etag: str | None, cube_size: int | N
 
 
 def publish_index(cube: Location, index: CubeIndex) -> bool:
-    """Make ``index`` (bound to the version ``index.cube_etag``) the cube's sidecar.
+    """Make ``index`` (bound to the version ``index.cube_etag``) the cube's sidecar, with the
+    cube's TPF header template cached in it (:attr:`CubeIndex.tpf_template`) so that a cold
+    cutout reads the sidecar and the rows, and builds nothing else.
 
     Returns True when the sidecar describes that version afterwards, False when the cube
     is no longer that version (a newer writer replaced it and publishes its own index;
@@ -72,6 +75,11 @@ def publish_index(cube: Location, index: CubeIndex) -> bool:
     """
     if index.cube_etag is None:
         raise ValueError("an index is published only bound to a cube version (cube_etag)")
+    if index.tpf_template is None:
+        # Imported here: the cutout package reads sidecars through this module.
+        from ..cutout.tpf import template_state
+
+        index = dataclasses.replace(index, tpf_template=template_state(index))
     for _ in range(PUBLISH_ATTEMPTS):
         current, sidecar_etag = read_sidecar(cube)
         if describes(current, index.cube_etag):

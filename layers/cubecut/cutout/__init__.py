@@ -2,7 +2,8 @@
 
 ``cutout(cube, coordinates, size)`` is the entry point (``cutout_files`` gives the TPFs as
 FITS bytes); the modules are usable alone: ``metadata`` (``load_index``), ``geometry``
-(``cutout_box``), ``reader`` (``read_box``, ``read_boxes``, ``read_chunks``) and ``tpf``
+(``cutout_box``), ``reader`` (the cube pixel reader of every cutout kind: ``open_cube``,
+``read_box``, ``read_boxes``, ``read_chunks``, ``read_elements``) and ``tpf``
 (``tpf_bytes``, ``build_tpf``, ``reference_tpf``, ``tpf_filename``).
 
 The names below are loaded from their modules on first use (astropy's WCS, coordinates

@@ -14,11 +14,10 @@ from astropy.io import fits
 
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError, OversizedCutoutWarning
-from ..storage import ByteSource, Location, ReadStats, StaleObjectError, open_source, put_bytes
-from ..storage_obstore import ObstoreSource
+from ..storage import Location, ReadStats, StaleObjectError, put_bytes
 from .geometry import CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
 from .metadata import invalidate, load_index
-from .reader import Threads, fill_box, read_chunks
+from .reader import Threads, fill_box, open_cube, read_chunks
 from .tpf import tpf_bytes, tpf_filename
 
 
@@ -37,8 +36,38 @@ class TPFFile:
     nt: int
 
     def hdulist(self) -> fits.HDUList:
-        """The file as an HDUList, read lazily (headers now, data when first accessed)."""
-        return fits.open(io.BytesIO(self.data))
+        """The file as an HDUList, read lazily (headers now, data when first accessed)
+        straight from :attr:`data` (``io.BytesIO`` would copy the whole file first: ~8 ms
+        for a 30x30x1,000 TPF)."""
+        return fits.open(_BufferReader(self.data))
+
+
+class _BufferReader(io.RawIOBase):
+    """A read-only, seekable file over a buffer, without copying it."""
+
+    def __init__(self, data: bytearray) -> None:
+        self._view = memoryview(data)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), len(self._view) - self._position))
+        buffer[:count] = self._view[self._position:self._position + count]
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
 
 
 def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, *,
@@ -138,19 +167,6 @@ def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
                 f"about {index.nt * box.nx * box.ny * TPF_BYTES_PER_PIXEL / 1e6:.0f} MB of pixels; a size of at "
                 f"most {index.ncols}x{index.nrows} stays on the image", OversizedCutoutWarning, stacklevel=3)
             return
-
-
-def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:
-    """The cube for pixel reads; S3 reads (through obstore: a quarter of botocore's CPU per
-    request) send If-Match with the indexed ETag (no HEAD).
-
-    Raises StaleObjectError if the cube's size or ETag no longer match ``index``."""
-    if location.is_s3:
-        return ObstoreSource(location, stats, size=index.cube_size, etag=index.cube_etag)
-    source = open_source(location, stats)
-    if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
-        raise StaleObjectError(f"{location.url} changed since its index was read")
-    return source
 
 
 def _write_all(files: list[TPFFile], output_dir: str | os.PathLike[str], threads: Threads) -> list[str]:

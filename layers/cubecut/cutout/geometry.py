@@ -13,7 +13,7 @@ import re
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Iterable, Sequence, Union, cast
 
 import astropy.units as u
 import numpy as np
@@ -113,6 +113,26 @@ def cutout_wcs(wcs: WCS, box: Box) -> WCS:
 _SEXAGESIMAL = re.compile(r":|\d\s*[hdms]\s*\d|\d\s*s\b")
 
 
+def _decimal_degrees(text: str) -> tuple[float, float] | None:
+    """``(ra, dec)`` of ``"ra dec"``/``"ra, dec"`` in decimal degrees (ra in [0, 360),
+    360 read as 0), None if ``text`` is not two numbers. Raises CoordinateError for values
+    out of range or not finite."""
+    parts = text.replace(",", " ").split()
+    try:
+        ra, dec = (float(v) for v in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        return None
+    if ra is None or dec is None:
+        return None
+    if not (math.isfinite(ra) and math.isfinite(dec)):
+        raise CoordinateError(f"coordinates must be finite, got ra={ra}, dec={dec}")
+    if not 0.0 <= ra <= 360.0:
+        raise CoordinateError(f"ra must be within [0, 360] degrees, got {ra:g}")
+    if not -90.0 <= dec <= 90.0:
+        raise CoordinateError(f"dec must be within [-90, 90] degrees, got {dec:g}")
+    return ra % 360.0, dec
+
+
 def parse_position(text: str) -> SkyCoord:
     """One ICRS position from text: ``"ra dec"`` (or ``"ra, dec"``) in decimal degrees, or
     sexagesimal with the RA in *hours* (``"20:56:12 -47:07:12"``, ``"20h56m12s -47d07m12s"``),
@@ -121,20 +141,10 @@ def parse_position(text: str) -> SkyCoord:
     Decimal degrees must lie in ``0 <= ra <= 360`` and ``-90 <= dec <= 90`` (no silent
     wrapping of ``ra = 400``). Raises CoordinateError.
     """
+    degrees = _decimal_degrees(text)
+    if degrees is not None:
+        return SkyCoord(*degrees, unit="deg", frame="icrs")
     cleaned = " ".join(text.replace(",", " ").split())
-    parts = cleaned.split(" ")
-    try:
-        ra, dec = (float(v) for v in parts) if len(parts) == 2 else (None, None)
-    except ValueError:
-        ra = dec = None
-    if ra is not None and dec is not None:
-        if not (math.isfinite(ra) and math.isfinite(dec)):
-            raise CoordinateError(f"coordinates must be finite, got ra={ra}, dec={dec}")
-        if not 0.0 <= ra <= 360.0:
-            raise CoordinateError(f"ra must be within [0, 360] degrees, got {ra:g}")
-        if not -90.0 <= dec <= 90.0:
-            raise CoordinateError(f"dec must be within [-90, 90] degrees, got {dec:g}")
-        return SkyCoord(ra % 360.0, dec, unit="deg", frame="icrs")
     unit = (u.hourangle, u.deg) if _SEXAGESIMAL.search(cleaned) else u.deg
     try:
         with warnings.catch_warnings():
@@ -162,7 +172,12 @@ def parse_coordinates(coordinates: CoordInput) -> list[SkyCoord]:
         if all(isinstance(item, SkyCoord) for item in items):
             coords = items[0] if len(items) == 1 else SkyCoord(items)
         elif all(isinstance(item, str) for item in items):
-            coords = SkyCoord([parse_position(item) for item in items])
+            degrees = [_decimal_degrees(item) for item in items]
+            if all(d is not None for d in degrees):  # the common case, without a SkyCoord per item
+                ra, dec = zip(*[d for d in degrees if d is not None])
+                coords = SkyCoord(list(ra), list(dec), unit="deg", frame="icrs")
+            else:
+                coords = SkyCoord([parse_position(item) for item in items])
         else:
             raise CoordinateError(f"coordinates must be SkyCoords or 'ra dec' strings, got {coordinates!r}")
         coords = coords.icrs.reshape(-1)
@@ -191,7 +206,7 @@ def parse_size(size: SizeInput) -> tuple[SizeElement, SizeElement]:
         items = [size, size]
     else:
         try:
-            items = list(size)
+            items = list(cast(Iterable, size))
         except TypeError:
             raise CutoutSizeError(f"cutout size must be a number, a pair or a Quantity, got {size!r}") from None
     if len(items) != 2:

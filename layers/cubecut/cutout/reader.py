@@ -4,32 +4,51 @@ In the cube, one FFI row ``y`` is contiguous (columns x frames x planes float32
 big-endian; planes = (flux, error), or flux only in 1-plane TICA cubes), so the pixels of
 columns ``[x0, x1)`` of that row for all frames are the one byte range
 ``row_offset(y) + [x0, x1) * nt * nplanes * 4``. A cutout is one such range per row it
-needs, fetched concurrently through the source (for S3: one pooled, thread-safe boto3
-client). Several boxes on one cube share their reads: per row, overlapping or touching
-column spans are merged so that no byte is fetched twice.
+needs, all in flight at once (:mod:`cubecut.reads`: the one read policy) through the
+cube opened by :func:`open_cube` (on S3 obstore's ranged GETs, each with ``If-Match`` on
+the indexed ETag). Several boxes on one cube share their reads: per row, overlapping or
+touching column spans are merged so that no byte is fetched twice.
+
+This is the cube pixel reader of every cutout kind: single targets (:mod:`.engine`), bulk
+runs (:mod:`cubecut.bulk.worker`, over its span cache) and moving targets
+(:mod:`cubecut.moving.reader`, which plans its own ranges and reads them with
+:func:`read_elements`).
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..cube.index import CubeIndex
-from ..errors import InputError, NotACubeError
-from ..storage import MAX_POOL_CONNECTIONS, ByteSource
+from ..errors import NotACubeError
+from ..reads import Threads, concurrently, read_range, read_ranges
+from ..storage import ByteSource, Location, ReadStats, StaleObjectError, open_source
+from ..storage_obstore import ObstoreSource
 from .geometry import Box
 
-#: Upper bound of concurrent range reads per call for ``threads="auto"``: one S3 client's
-#: connection pool, so a cutout of up to this many rows is one round trip.
-MAX_THREADS = MAX_POOL_CONNECTIONS
+__all__ = ["Threads", "Span", "Chunks", "open_cube", "read_box", "read_boxes", "read_chunks", "fill_box",
+           "merged_spans", "span_bytes", "read_elements"]
 
-Threads = int | Literal["auto"]
+
+def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:
+    """The cube for pixel reads, pinned to the version ``index`` describes: S3 reads
+    (through obstore: a quarter of botocore's CPU per request) send ``If-Match`` with the
+    indexed ETag (no HEAD); a local or fsspec cube is checked once on opening.
+
+    Raises StaleObjectError if the cube's size or ETag no longer match ``index`` (on S3:
+    at the first read)."""
+    if location.is_s3:
+        return ObstoreSource(location, stats, size=index.cube_size, etag=index.cube_etag)
+    source = open_source(location, stats)
+    if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
+        raise StaleObjectError(f"{location.url} changed since its index was read")
+    return source
 
 
 @dataclass(frozen=True)
-class _Span:
+class Span:
     """Columns ``[x0, x1)`` of cube row ``y`` (0-based)."""
 
     y: int
@@ -52,8 +71,8 @@ def read_boxes(source: ByteSource, index: CubeIndex, boxes: Sequence[Box],
     """:func:`read_box` for many boxes on one cube, reading bytes they share once.
 
     Args:
-        threads: concurrent range reads; ``"auto"`` = one per read, at most ``MAX_THREADS``
-            (the work is waiting on I/O), ``1`` reads sequentially.
+        threads: concurrent range reads (:data:`cubecut.reads.Threads`): ``"auto"`` = all
+            at once, ``1`` reads sequentially.
     """
     chunks = read_chunks(source, index, boxes, threads)
     out = []
@@ -66,21 +85,17 @@ def read_boxes(source: ByteSource, index: CubeIndex, boxes: Sequence[Box],
 
 
 #: The bytes read for some boxes: per cube row, its spans and their big-endian values.
-Chunks = dict[int, list[tuple["_Span", np.ndarray]]]
+Chunks = dict[int, list[tuple[Span, np.ndarray]]]
 
 
 def read_chunks(source: ByteSource, index: CubeIndex, boxes: Sequence[Box], threads: Threads = "auto") -> Chunks:
     """Read the cube rows ``boxes`` need (one range per row span, shared spans merged),
     all in flight at once for ``threads="auto"``; :func:`fill_box` lays them out."""
     spans = merged_spans(index, boxes)
-    workers = _workers(threads, len(spans))
-    if workers == 1:
-        values = [_read_span(source, index, span) for span in spans]
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cubecut-read") as pool:
-            values = list(pool.map(lambda span: _read_span(source, index, span), spans))
+    values = read_ranges(source, [span_bytes(index, span) for span in spans], threads, NotACubeError, "cube rows")
     chunks: Chunks = {}
-    for span, chunk in zip(spans, values):
+    for span, data in zip(spans, values):
+        chunk = np.frombuffer(data, dtype=">f4").reshape(span.x1 - span.x0, index.nt, index.nplanes)
         chunks.setdefault(span.y, []).append((span, chunk))
     return chunks
 
@@ -107,18 +122,7 @@ def fill_box(index: CubeIndex, box: Box, chunks: Chunks, flux: np.ndarray, flux_
         flux_err[:, row, cols] = values[:, :, 1].T if index.nplanes > 1 else 0.0
 
 
-def _workers(threads: Threads, nreads: int) -> int:
-    if threads == "auto":
-        # Row reads wait on the network, not the CPU: one thread per read up to the cap,
-        # whatever the CPU count, so a 30-row cutout is one round trip (measured: -17% on
-        # 2 CPUs against 8 x CPUs threads).
-        return max(1, min(MAX_THREADS, nreads))
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InputError(f"threads must be a positive integer or 'auto', got {threads!r}")
-    return max(1, min(threads, nreads))
-
-
-def merged_spans(index: CubeIndex, boxes: Sequence[Box]) -> list[_Span]:
+def merged_spans(index: CubeIndex, boxes: Sequence[Box]) -> list[Span]:
     """Per cube row, the union of the boxes' on-image column ranges as disjoint spans."""
     ranges: dict[int, list[tuple[int, int]]] = {}
     for box in boxes:
@@ -129,30 +133,37 @@ def merged_spans(index: CubeIndex, boxes: Sequence[Box]) -> list[_Span]:
             ranges.setdefault(y, []).append((part.x0, part.x1))
     spans = []
     for y in sorted(ranges):
-        start, stop = None, None
-        for x0, x1 in sorted(ranges[y]):
-            if start is not None and x0 <= stop:
+        (start, stop), *rest = sorted(ranges[y])
+        for x0, x1 in rest:
+            if x0 <= stop:
                 stop = max(stop, x1)
                 continue
-            if start is not None:
-                spans.append(_Span(y, start, stop))
+            spans.append(Span(y, start, stop))
             start, stop = x0, x1
-        spans.append(_Span(y, start, stop))
+        spans.append(Span(y, start, stop))
     return spans
 
 
-def span_bytes(index: CubeIndex, span: _Span) -> tuple[int, int]:
+def span_bytes(index: CubeIndex, span: Span) -> tuple[int, int]:
     """The cube's byte range ``[start, stop)`` holding ``span`` (all frames and planes)."""
     per_column = index.nt * index.nplanes * 4
     start = index.row_offset(span.y) + span.x0 * per_column
     return start, start + (span.x1 - span.x0) * per_column
 
 
-def _read_span(source: ByteSource, index: CubeIndex, span: _Span) -> np.ndarray:
-    """The span's values as a big-endian float32 array shaped ``(x1 - x0, nt, nplanes)``."""
-    start, stop = span_bytes(index, span)
-    data = source.read(start, stop)
-    if len(data) != stop - start:
-        raise NotACubeError(f"{source.location.url}: truncated: bytes [{start}, {stop}) of row "
-                            f"{span.y} returned {len(data)} bytes")
-    return np.frombuffer(data, dtype=">f4").reshape(span.x1 - span.x0, index.nt, index.nplanes)
+def read_elements(source: ByteSource, index: CubeIndex, ranges: Sequence[tuple[int, int]],
+                  consume: Callable[[int, np.ndarray], None], threads: Threads = "auto") -> None:
+    """Read elements ``[start, stop)`` of the cube's image data per ``ranges`` (element =
+    one pixel in one frame, ``(row * ncols + col) * nt + frame``), all at once for
+    ``"auto"``; ``consume(i, values)`` gets range ``i``'s big-endian float32 values
+    shaped ``(stop - start, nplanes)`` as soon as they arrive (so memory is one range per
+    concurrent read)."""
+    width = index.nplanes * 4
+
+    def fetch(i: int) -> None:
+        start, stop = (index.data_offset + e * width for e in ranges[i])
+        data = read_range(source, start, stop, NotACubeError, "cube elements")
+        consume(i, np.frombuffer(data, dtype=">f4").reshape(-1, index.nplanes))
+
+    largest = max((stop - start for start, stop in ranges), default=0) * width
+    concurrently(fetch, range(len(ranges)), threads, largest)

@@ -596,7 +596,7 @@ def _template(index: CubeIndex, coord: SkyCoord) -> _Template:
         if cached is not None and cached[0]() is index:
             _templates.move_to_end(key)
             return cached[1]
-    template = _make_template(index, coord)
+    template = _stored_template(index) or _make_template(index, coord)
     with _templates_lock:
         _templates[key] = (weakref.ref(index), template)
         while len(_templates) > TEMPLATE_CACHE_SIZE:
@@ -635,6 +635,42 @@ def _make_template(index: CubeIndex, coord: SkyCoord) -> _Template:
         header = fits.Header.fromstring("".join(images))
         offset += padded(data_bytes(header))
     primary, pixels, aperture = headers  # one template per HDU
+    return _Template((primary, pixels, aperture), columns, name_width, _column_words(columns, name_width))
+
+
+#: A stored template (:func:`template_state`) is used only by the writer version that made it.
+TEMPLATE_FORMAT = f"cubecut {CUBECUT_VERSION} tpf-template 1"
+
+
+def template_state(index: CubeIndex) -> dict | None:
+    """The cube's TPF header template as JSON data, for the index sidecar
+    (:attr:`CubeIndex.tpf_template`): a process that loads the index then needs not build
+    it (~0.1 s of astropy on the first cutout of a cube). None when no TPF can carry the
+    cube's primary header (the cutout raises then)."""
+    try:
+        template = _make_template(index, SkyCoord(0.0, 0.0, unit="deg"))  # any target: its cards are slots
+    except NotACubeError:
+        return None
+    return {"format": TEMPLATE_FORMAT,
+            "headers": [{"cards": "".join(h.images), "slots": h.slots, "checksum": h.checksum, "datasum": h.datasum}
+                        for h in template.headers]}
+
+
+def _stored_template(index: CubeIndex) -> _Template | None:
+    """The template :func:`template_state` stored in ``index``, if this writer version made it."""
+    state = index.tpf_template
+    if not isinstance(state, dict) or state.get("format") != TEMPLATE_FORMAT:
+        return None
+    try:
+        primary, pixels, aperture = (
+            _HeaderTemplate(tuple(h["cards"][i:i + CARD] for i in range(0, len(h["cards"]), CARD)),
+                            {str(key): (int(position), str(comment)) for key, (position, comment) in h["slots"].items()},
+                            int(h["checksum"]), int(h["datasum"]))
+            for h in state["headers"])
+    except (KeyError, TypeError, ValueError):
+        return None  # not what template_state writes: build the template instead
+    columns = _per_frame_columns(index)
+    name_width = columns["FFI_FILE"].dtype.itemsize
     return _Template((primary, pixels, aperture), columns, name_width, _column_words(columns, name_width))
 
 

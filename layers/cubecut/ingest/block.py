@@ -12,23 +12,16 @@ rather than mixing two versions), spread over their new positions on the time ax
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
-from ..errors import FFIError, NotACubeError, StaleObjectError, StorageError
+from ..errors import NotACubeError, StaleObjectError, StorageError
 from ..ffi import PixelRef
+from ..ffi_rows import read_pixels
+from ..reads import Threads, concurrently, read_range
 from ..storage import Location, ReadStats, get_bytes, open_source
 from .blocks import Block
 from .plan import BaseCube, FFIRef, IngestPlan
 from .target import PartReceipt, make_target
-
-
-def auto_threads(plan: IngestPlan) -> int:
-    """Concurrent FFI reads for one block: I/O bound on S3, disk bound locally."""
-    urls = [f.url for f in plan.ffis if f is not None][:1] + ([plan.base.url] if plan.base else [])
-    remote = any(Location.parse(url).is_s3 for url in urls)
-    return min(32 if remote else 8, max(1, len(plan.ffis)))
 
 
 def _read_base_rows(base: BaseCube, row0: int, row1: int, ncols: int, nplanes: int,
@@ -40,34 +33,24 @@ def _read_base_rows(base: BaseCube, row0: int, row1: int, ncols: int, nplanes: i
     try:
         if source.etag != base.etag:  # a local base cube replaced since the plan (S3: If-Match)
             raise StaleObjectError(f"{base.url} changed since the update was planned; nothing was written")
-        data = source.read(start, stop)
+        data = read_range(source, start, stop, NotACubeError, f"base cube rows {row0}-{row1}")
     finally:
         getattr(source, "close", lambda: None)()
-    if len(data) != stop - start:
-        raise NotACubeError(f"{base.url}: short read of rows {row0}-{row1}")
     return np.frombuffer(data, dtype=">f4").reshape(row1 - row0, ncols, base.nt, nplanes)
 
 
 def _read_rows(ffi: FFIRef, pixels: PixelRef, row0: int, row1: int, ncols: int, stats: ReadStats) -> np.ndarray:
-    """Rows ``[row0, row1)`` of one FFI image as float32, shape (rows, ncols)."""
-    dtype = np.dtype(pixels.dtype)
-    start = pixels.offset + row0 * ncols * dtype.itemsize
-    stop = pixels.offset + row1 * ncols * dtype.itemsize
+    """Rows ``[row0, row1)`` of one FFI image (:func:`cubecut.ffi_rows.read_pixels`), shape
+    (rows, ncols); on S3 pinned to the planned version (``If-Match`` its ETag)."""
     source = open_source(ffi.url, stats, **({"size": ffi.size, "etag": ffi.etag}
                                             if Location.parse(ffi.url).is_s3 else {}))
     try:
-        data = source.read(start, stop)
+        return read_pixels(source, pixels, ncols, (row0, row1))
     finally:
         getattr(source, "close", lambda: None)()
-    if len(data) != stop - start:
-        raise FFIError(f"{ffi.url}: short read of rows {row0}-{row1} ({len(data)} of {stop - start} bytes)")
-    rows = np.frombuffer(data, dtype=dtype).reshape(row1 - row0, ncols)
-    if pixels.bscale != 1.0 or pixels.bzero != 0.0:
-        return (rows * pixels.bscale + pixels.bzero).astype(np.float32)
-    return rows
 
 
-def build_part(plan: IngestPlan, block: Block, *, threads: int | str = "auto",
+def build_part(plan: IngestPlan, block: Block, *, threads: Threads = "auto",
                stats: ReadStats | None = None) -> bytearray:
     """The bytes of ``block``'s part: [headers] + transposed rows + [padding + table]."""
     stats = stats if stats is not None else ReadStats()
@@ -99,21 +82,17 @@ def build_part(plan: IngestPlan, block: Block, *, threads: int | str = "auto",
         ffi = plan.ffis[frame]
         assert ffi is not None
         pixels = ffi.flux if plane == 0 else ffi.error
+        assert pixels is not None  # planes = 2 only for FFIs with an uncertainty image
         cube[:, :, frame, plane] = _read_rows(ffi, pixels, block.row0, block.row1, layout.ncols, stats)
 
     jobs = [(-1, 0)] if plan.base else []  # frame -1: the base cube's rows, all planes
     jobs += [(t, k) for t in range(layout.nt) if plan.ffis[t] is not None for k in range(layout.nplanes)]
-    workers = auto_threads(plan) if threads == "auto" else max(1, int(threads))
-    if workers == 1:
-        for job in jobs:
-            fill(job)
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(fill, jobs))
+    base_bytes = nrows * layout.ncols * plan.base.nt * layout.nplanes * 4 if plan.base else 0
+    concurrently(fill, jobs, threads, max(base_bytes, nrows * layout.ncols * 8))
     return part
 
 
-def write_block(plan: IngestPlan, block_index: int, *, threads: int | str = "auto",
+def write_block(plan: IngestPlan, block_index: int, *, threads: Threads = "auto",
                 stats: ReadStats | None = None) -> PartReceipt:
     """Build block ``block_index`` of ``plan`` and upload it as its part."""
     block = plan.blocks[block_index]

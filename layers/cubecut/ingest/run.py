@@ -8,6 +8,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from ..reads import Threads
 from ..storage import ReadStats
 from .blocks import DEFAULT_BLOCK_BYTES
 from .block import write_block
@@ -16,7 +17,7 @@ from .plan import IngestPlan, make_plan
 
 
 def ingest(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
-           workers: int = 2, block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int | str = "auto",
+           workers: int = 2, block_bytes: int = DEFAULT_BLOCK_BYTES, threads: Threads = "auto",
            on_block: Callable[[int, int], None] | None = None, stats: ReadStats | None = None) -> IngestResult:
     """Build the cube of ``ffi_urls`` at ``cube_url`` (s3:// or a local path).
 
@@ -28,7 +29,7 @@ def ingest(ffi_urls: list[str], cube_url: str, *, product: str | None = None, se
     return run_plan(plan, workers=workers, threads=threads, on_block=on_block, stats=stats)
 
 
-def run_plan(plan: IngestPlan, *, workers: int = 2, threads: int | str = "auto",
+def run_plan(plan: IngestPlan, *, workers: int = 2, threads: Threads = "auto",
              on_block: Callable[[int, int], None] | None = None, stats: ReadStats | None = None) -> IngestResult:
     """Write every block of ``plan`` (``workers`` at once) and finalize it; abort on failure.
 

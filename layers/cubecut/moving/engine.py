@@ -15,10 +15,11 @@ from astropy.io import fits
 
 from ..cutout.geometry import SizeInput, ffi_wcs
 from ..cutout.metadata import invalidate
-from ..cutout.reader import Threads
+from ..cutout.reader import open_cube
 from ..errors import OutsideCubeError
-from ..fficut import write_fits
-from ..storage import ReadStats, StaleObjectError, open_source
+from ..fficut.output import write_fits
+from ..reads import Threads
+from ..storage import Location, ReadStats, StaleObjectError
 from .ephemeris import Ephemeris, load_ephemeris
 from .path import PathOnCube, box_corners, paths_on_cubes, pixel_size
 from .reader import MERGE_GAP_BYTES, read_moving_box
@@ -82,10 +83,8 @@ def _cutouts(cubes: Sequence[str], path: Ephemeris, size: SizeInput, target: str
     def read(on_cube: PathOnCube) -> MovingFrames:
         index = on_cube.index
         x0, y0 = box_corners(on_cube.x, on_cube.y, nx, ny)
-        source = open_source(on_cube.cube, stats, size=index.cube_size, etag=index.cube_etag)
+        source = open_cube(Location.parse(on_cube.cube), index, stats)
         try:
-            if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
-                raise StaleObjectError(f"{on_cube.cube} changed since its index was read")
             flux, flux_err = read_moving_box(source, index, on_cube.frames, x0, y0, nx, ny, merge_gap=merge_gap,
                                              threads=threads)
         finally:

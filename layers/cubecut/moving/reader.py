@@ -12,29 +12,29 @@ of MB, so this reads **one range per cube row per stretch of frames that needs t
 (a row's columns ``[x0, x1)`` for the frames ``[t0, t1)`` whose boxes cover it), and
 nothing of the rows and frames the path does not touch.
 
-Each range is consumed as soon as it arrives (its values are scattered into the output),
-so memory is the output plus one range per concurrent read.
+The ranges are read by the cube pixel reader (:func:`cubecut.cutout.reader.read_elements`:
+the read policy of every cutout, all in flight at once) and each is consumed as soon as
+it arrives (its values are scattered into the output), so memory is the output plus one
+range per concurrent read.
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..cube.index import CubeIndex
-from ..cutout.reader import Threads
-from ..errors import InputError, NotACubeError
+from ..cutout.reader import read_elements
+from ..errors import InputError
+from ..reads import Threads
 from ..storage import ByteSource
 
 #: Unneeded bytes worth reading to save one request (a request to S3 costs about as long
 #: as transferring a MiB on one connection).
 MERGE_GAP_BYTES = 1024 * 1024
-#: Largest single range read (bounds the memory of concurrent reads).
+#: Largest single range read (with :data:`cubecut.reads.BYTES_IN_FLIGHT`, bounds the
+#: memory of concurrent reads).
 MAX_READ_BYTES = 64 * 1024 * 1024
-#: Concurrent reads for ``threads="auto"``.
-MAX_THREADS = 32
 
 
 @dataclass(frozen=True)
@@ -103,30 +103,12 @@ def read_moving_box(source: ByteSource, index: CubeIndex, frames: np.ndarray, x0
     flux = np.full(len(frames) * ny * nx, np.nan, dtype=np.float32)
     flux_err = np.full_like(flux, np.nan)
 
-    def fetch(job: ReadRange) -> None:
-        width = index.nplanes * 4
-        start, stop = index.data_offset + job.start * width, index.data_offset + job.stop * width
-        data = source.read(start, stop)
-        if len(data) != stop - start:
-            raise NotACubeError(f"{source.location.url}: truncated: bytes [{start}, {stop}) returned {len(data)}")
-        values = np.frombuffer(data, dtype=">f4").reshape(-1, index.nplanes)[job.elements - job.start]
+    def scatter(i: int, values: np.ndarray) -> None:
+        job = ranges[i]
+        values = values[job.elements - job.start]
         flux[job.cells] = values[:, 0]
         flux_err[job.cells] = values[:, 1] if index.nplanes > 1 else 0.0
 
-    workers = _workers(threads, len(ranges))
-    if workers == 1:
-        for job in ranges:
-            fetch(job)
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cubecut-moving") as pool:
-            list(pool.map(fetch, ranges))
+    read_elements(source, index, [(job.start, job.stop) for job in ranges], scatter, threads)
     shape = (len(frames), ny, nx)
     return flux.reshape(shape), flux_err.reshape(shape)
-
-
-def _workers(threads: Threads, nreads: int) -> int:
-    if threads == "auto":
-        return max(1, min(MAX_THREADS, nreads, (os.cpu_count() or 1) * 8))
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InputError(f"threads must be a positive integer or 'auto', got {threads!r}")
-    return max(1, min(threads, nreads))
