@@ -652,8 +652,14 @@ def template_state(index: CubeIndex) -> dict | None:
     except NotACubeError:
         return None
     return {"format": TEMPLATE_FORMAT,
-            "headers": [{"cards": "".join(h.images), "slots": h.slots, "checksum": h.checksum, "datasum": h.datasum}
+            "headers": [{"cards": "".join(h.images), "checksum": h.checksum, "datasum": h.datasum,
+                         "slots": {key: [position, comment] for key, (position, comment, _) in h.slots.items()}}
                         for h in template.headers]}
+
+
+#: What a stored template's slots hold as their value: nothing a cutout's value equals (the
+#: stored cards are rendered for an arbitrary target, so every slot is rendered again).
+_NOT_HELD: tuple[type, str] = (type(None), "")
 
 
 def _stored_template(index: CubeIndex) -> _Template | None:
@@ -664,7 +670,8 @@ def _stored_template(index: CubeIndex) -> _Template | None:
     try:
         primary, pixels, aperture = (
             _HeaderTemplate(tuple(h["cards"][i:i + CARD] for i in range(0, len(h["cards"]), CARD)),
-                            {str(key): (int(position), str(comment)) for key, (position, comment) in h["slots"].items()},
+                            {str(key): (int(position), str(comment), _NOT_HELD)
+                             for key, (position, comment) in h["slots"].items()},
                             int(h["checksum"]), int(h["datasum"]))
             for h in state["headers"])
     except (KeyError, TypeError, ValueError):
