@@ -133,7 +133,7 @@ def section_headline(shaper, cube: dict, cpu_floor_s: float, rounds: int, server
             "warm_vs_server_floor": result["cubecut warm"] / floor["server_warm_s"]}
 
 
-def section_multi(shaper, cube: dict) -> dict:
+def section_multi(shaper, cube: dict, server: str = "s3rver") -> dict:
     env = servers.s3_env(shaper.endpoint)
     rng = random.Random(3)
     coords = [radec(cube, rng.uniform(54, 2081), rng.uniform(10, cube["nrows"] - 10)) for _ in range(100)]
@@ -151,7 +151,8 @@ def section_multi(shaper, cube: dict) -> dict:
            "astrocut_loop_s": loop, "astrocut_timed_targets": timed,
            "astrocut_requests": theirs["cold"][0]["proxy_requests"] * 100 // timed if theirs.get("ok") else None,
            "x": loop / ours if loop and ours else None, "rows_only_s": median(_cold_warm(rows, "warm")),
-           "errors": [res.get("error"), theirs.get("error"), rows.get("error")]}
+           "errors": [res.get("error"), theirs.get("error"), rows.get("error")], "server": server,
+           "cubecut_cold_runs_s": _cold_warm(res, "cold")}
     log(f"  100 targets: cubecut {ours or 0:.2f} s (rows alone {out['rows_only_s'] or 0:.2f} s), astrocut loop "
         f"{loop or 0:.1f} s ({out['x'] or 0:.1f}x)")
     return out
@@ -189,8 +190,10 @@ def section_route(shaper, cube: dict, rounds: int) -> dict:
 
 def report(results: dict) -> str:
     lines = ["# Cutouts at the physical limit (issue 17)", "",
-             f"Run {results.get('started')} – {results.get('finished')}, {results.get('machine')}. "
-             "2 shared CPUs: compare ratios within this run.", ""]
+             f"Last run {results.get('started')} – {results.get('finished')}, {results.get('machine')}. "
+             "2 shared CPUs: compare ratios within one section (each is one run: "
+             + "; ".join(f"{key} {section['run']}" for key, section in results.items()
+                         if isinstance(section, dict) and section.get("run")) + ").", ""]
     cpu = results.get("cpu")
     if cpu:
         lines += ["## CPU per 30x30x1,000-frame TPF (FITS bytes with checksums, local cube)", "",
@@ -205,14 +208,15 @@ def report(results: dict) -> str:
     for key in ("headline", "headline_concurrent"):
         if results.get(key):
             lines += _headline_report(results[key])
-    multi = results.get("multi")
-    if multi:
-        lines += ["## 100 targets 10x10, one call", "",
-                  f"cubecut {multi['cubecut_cold_s']:.2f} s cold ({multi['cubecut_requests']} requests), "
+    for multi in filter(None, (results.get("multi"), results.get("multi_concurrent"))):
+        lines += [f"## 100 targets 10x10, one call, on {multi.get('server', 's3rver')}", "",
+                  f"cubecut {multi['cubecut_cold_s']:.2f} s cold (runs: "
+                  f"{', '.join(f'{t:.2f}' for t in multi.get('cubecut_cold_runs_s', []))} s; "
+                  f"{multi['cubecut_requests']} requests), "
                   f"{multi['cubecut_warm_s']:.2f} s warm (its row reads alone, nothing built: "
                   f"{multi['rows_only_s']:.2f} s on this server); astrocut's loop {multi['astrocut_loop_s']:.1f} s "
                   f"(timed on {multi['astrocut_timed_targets']}, scaled; ~{multi['astrocut_requests']} requests): "
-                  f"**{multi['x']:.1f}x**.", ""]
+                  f"**{multi['x']:.1f}x** cold, {multi['astrocut_loop_s'] / multi['cubecut_warm_s']:.1f}x warm.", ""]
     route = results.get("route")
     if route:
         lines += [f"## TESScut route, one sector ({route['latency']}): time split", "",
@@ -281,6 +285,13 @@ def main() -> int:
                 concurrent.stop()
         if "multi" in only:
             results["multi"] = section_multi(shaper, cube)
+            concurrent = RangeServer()
+            fast = servers.Shaper(concurrent.port, *REALISTIC)
+            try:
+                results["multi_concurrent"] = section_multi(fast, cube, "rangeserver")
+            finally:
+                fast.stop()
+                concurrent.stop()
         if "route" in only:
             results["route"] = section_route(shaper, cube, max(2, args.rounds))
     finally:
@@ -288,6 +299,9 @@ def main() -> int:
             shaper.stop()
         s3.stop()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    for key in ("cpu", "headline", "headline_concurrent", "multi", "multi_concurrent", "route"):
+        if key.split("_")[0] in only and isinstance(results.get(key), dict):  # sections of this run
+            results[key]["run"] = f"{results['started']} – {results['finished']}"
     path.write_text(json.dumps(results, indent=1, default=str))
     (RESULTS / "limit.md").write_text(report(results))
     log(f"results in {path} and {RESULTS / 'limit.md'}")
