@@ -272,19 +272,17 @@ def v1_resolve(query: Annotated[ResolveParams, _validated(ResolveParams)]):
                           "the bulk state machine, writing under this service's results. 202 with the job's id.")
 def bulk_start(query: Annotated[BulkParams, _validated(BulkParams)]):
     from cubecut.bulk.plan import Limits
-    from cubecut.bulk.submit import check_catalog, job_out, new_job_id, stage_job
+    from cubecut.bulk.submit import JobStatus, check_catalog, job_out, new_job_id, stage_job
 
     jobs, config = engine(), settings()
     size = query.pixels()
     catalog = check_catalog(query.catalog, size, Limits(max_targets=config.bulk_max_targets))
     cubes = [v1.find_cube(service().catalog, {"cube": name}).url for name in query.cubes]
     job = new_job_id()
-    jobs.start(job, stage_job(job_out(f"s3://{config.bucket}/{config.results_prefix}", job), query.catalog, size,
-                              cubes, query.shards))
+    jobs.start(job, stage_job(job_out(config.results_root, job), query.catalog, size, cubes, query.shards))
     logger.info("bulk job started", extra={"job": job, "targets": len(catalog.targets), "cubes": len(cubes)})
-    return _json(202, {"job": job, "status": "RUNNING", "done": 0, "total": None,
-                       "status_url": f"/v1/bulk?job={job}", "targets": len(catalog.targets),
-                       "malformed": len(catalog.problems)})
+    return _json(202, {**JobStatus(job, "RUNNING", done=0, total=None).as_dict(), "status_url": f"/v1/bulk?job={job}",
+                       "targets": len(catalog.targets), "malformed": len(catalog.problems)})
 
 
 @params_route("/v1/bulk", BulkStatusParams, "GET", answers=doc.BULK_STATUS_ANSWERS, tags=["v1"],
@@ -296,7 +294,7 @@ def bulk_status(query: Annotated[BulkStatusParams, _validated(BulkStatusParams)]
     if execution is None:
         raise ObjectNotFoundError(f"no bulk job {query.job}")
     config = settings()
-    status = job_status(job_out(f"s3://{config.bucket}/{config.results_prefix}", query.job), query.job, execution)
+    status = job_status(job_out(config.results_root, query.job), query.job, execution)
     answer = status.as_dict()
     if status.results:
         answer["results"] = presigned_url(status.results, config.presign_expiry, "results.csv")

@@ -59,6 +59,11 @@ class AppSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "presign_expiry", max(MIN_PRESIGN_S, min(int(self.presign_expiry), MAX_PRESIGN_S)))
 
+    @property
+    def results_root(self) -> str:
+        """``s3://bucket/results prefix``: where results (zips, TPFs, bulk jobs) are stored."""
+        return f"s3://{self.bucket}/{self.results_prefix}"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "AppSettings":
         """Settings from ``environ`` (``os.environ`` at the edge); KeyError if CUBECUT_BUCKET is unset."""
@@ -81,5 +86,5 @@ def cutout_service(settings: AppSettings) -> CutoutService:
     """The service for ``settings``, built on first use (no AWS calls at import / cold start)
     and kept per process: a changed configuration gets its own service."""
     catalog = CubeCatalog(f"s3://{settings.bucket}/{settings.cube_prefix}", ttl=settings.catalog_ttl)
-    return CutoutService(catalog, f"s3://{settings.bucket}/{settings.results_prefix}",
+    return CutoutService(catalog, settings.results_root,
                          max_concurrent=settings.max_concurrent, max_pixel_frames=settings.max_pixel_frames)
