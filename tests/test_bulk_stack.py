@@ -193,6 +193,8 @@ def test_bulk_job_over_http_runs_on_the_state_machine_and_reports_its_results(st
     ({"catalog": "ra,dec\n1,2\n", "size": "101"}, 400, "from 1 to 100"),
     ({"catalog": "ra,dec\n1,2\n", "cubes": ["tess-s0099-1-1"]}, 404, "no such cube"),
     ({"catalog": "ra,dec\n1,2\n", "cubes": ["s3://elsewhere/cube.fits"]}, 404, "no such cube"),
+    ({"catalog": "ra,dec,id\n1,2," + "x" * (4 * 1024 * 1024)}, 400, "'catalog' must be at most 4194304 characters"),
+    ({"catalog": "ra,dec\n1,2\n", "cubes": ["tess-s0007-2-3"] * 51}, 400, "'cubes' may be given at most 50 times"),
 ])
 def test_bad_bulk_requests_are_4xx_json_and_start_nothing(stack, payload, code, text):
     running, _ = stack

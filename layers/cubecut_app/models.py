@@ -369,7 +369,7 @@ class V1CutoutParams(PositionParams):
         return {"sector": self.sector, "camera": self.camera, "ccd": self.ccd, "product": self.product}
 
 
-#: Longest catalog text ``POST /v1/bulk`` takes (characters; ~50,000 rows of ra, dec, id).
+#: Longest catalog text ``POST /v1/bulk`` takes (characters).
 #: Larger catalogs go to S3 and run with ``cubecut bulk --stack``.
 MAX_BULK_CATALOG_CHARS = 4 * 1024 * 1024
 #: Most cubes one bulk job may name.
