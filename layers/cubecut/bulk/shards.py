@@ -21,6 +21,7 @@ import tarfile
 from typing import Sequence
 
 from ..storage import Location, get_bytes, list_objects, put_bytes
+from .direct import put_output
 
 #: Tar blocks are 512 bytes; an archive ends with two zero blocks.
 BLOCK = 512
@@ -48,6 +49,11 @@ class TarShard:
         self._data += bytes(-len(data) % BLOCK)
         self.members.append(name)
 
+    @property
+    def size(self) -> int:
+        """Bytes of the archive so far (members and their headers)."""
+        return len(self._data)
+
     def finish(self) -> bytearray:
         """The archive's bytes (the end-of-archive blocks appended); the shard is then done."""
         self._data += bytes(2 * BLOCK)
@@ -55,8 +61,9 @@ class TarShard:
 
 
 def write_shard(url: str, shard: TarShard) -> None:
-    """Upload the shard, then its index (which marks it complete)."""
-    put_bytes(url, shard.finish(), "application/x-tar")
+    """Upload the shard (locally with ``O_DIRECT``, :mod:`.direct`), then its index (which
+    marks it complete)."""
+    put_output(url, shard.finish(), "application/x-tar")
     put_bytes(url + INDEX_SUFFIX, json.dumps({"shard": url, "members": shard.members}).encode(),
               "application/json")
 

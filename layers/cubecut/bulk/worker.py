@@ -8,9 +8,10 @@ the stream may read. Pixels are read tile by tile through the cutout engine's
 span of that union once, on first use, and forgets it when no later tile needs its row;
 so memory stays at a band of rows while bytes read equal the union. TPFs are built with
 the engine's fast writer :func:`~cubecut.cutout.tpf.tpf_bytes` (the same bytes as
-``cutout(output_dir=...)``) and written while the next ones are built: each to its own
-key, or, for a tile with a ``shard``, all as the members of one tar (:mod:`.shards`)
-uploaded while the next tile is cut.
+``cutout(output_dir=...)``) and written while the next ones, and the next tiles, are built
+(at most :data:`BYTES_IN_FLIGHT` bytes waiting): each to its own key, or, for a tile with a
+``shard``, all as the members of one tar (:mod:`.shards`). Local outputs are written with
+``O_DIRECT`` (:mod:`.direct`): on local disk, page-cache allocation was most of a TPF's cost.
 
 A target that cannot be cut is a result row (``off_footprint`` when its exact box misses
 the image; ``failed`` otherwise), never an exception; unreadable cubes and storage
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import groupby
 from typing import Callable, Iterable
@@ -33,13 +35,17 @@ from ..cutout.metadata import invalidate, load_index
 from ..cutout.reader import Chunks, Threads, fill_box, merged_spans, open_cube, read_chunks, span_bytes
 from ..cutout.tpf import tpf_bytes
 from ..errors import CoordinateError, CutoutSizeError, InputError, OutsideCubeError
-from ..storage import ByteSource, Location, ReadStats, StaleObjectError, put_bytes
+from ..storage import ByteSource, Location, ReadStats, StaleObjectError
+from .direct import put_output
 from .plan import FAILED, OFF_FOOTPRINT, WRITTEN
 from .shards import TarShard, write_shard
 from .targets import Target
 
-#: Concurrent TPF uploads per worker (they wait on the network while the next TPF is built).
+#: Concurrent TPF uploads per worker (they wait on the network or disk while the next TPF is built).
 UPLOAD_THREADS = 8
+#: Bytes of built TPFs (or shards) a worker holds while they wait to be written: beyond
+#: it, building waits for the oldest write (about 50 TPFs of 11x11 x 1,000 frames).
+BYTES_IN_FLIGHT = 128 << 20
 
 OnTarget = Callable[[dict], None]
 
@@ -121,6 +127,7 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[dict], threads: 
     for i in range(len(needed_from) - 2, -1, -1):
         needed_from[i] = min(needed_from[i], needed_from[i + 1])
     results: dict[str, list[dict]] = {}
+    writes = _Writes(on_target, results)
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="cubecut-bulk-put") as uploads:
         for number, (tile, items) in enumerate(zip(tiles, work)):
             valid = [item for item in items if item[3] is not None]
@@ -151,16 +158,63 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[dict], threads: 
                     shard.add(key, data)
                     pending.append((row, None))
                 else:
-                    pending.append((row, uploads.submit(put_bytes, key, data, "application/fits")))
+                    pending.append((row, writes.submit(uploads, len(data), put_output, key, data,
+                                                       "application/fits")))
             if shard is not None and shard.members:
-                written = uploads.submit(write_shard, tile["shard"], shard)
+                written = writes.submit(uploads, shard.size, write_shard, tile["shard"], shard)
                 pending = [(row, written if row["member"] else None) for row, _ in pending]
-            rows = []
-            for row, upload in pending:
-                if upload is not None:
-                    upload.result()  # a storage failure fails the run, to be retried as a whole
-                rows.append(row)
-                if on_target is not None:
-                    on_target(row)
-            results[tile["tile"]] = rows
+            writes.tile_done(tile["tile"], pending)
+        writes.drain()
     return results
+
+
+class _Writes:
+    """The uploads in flight of a worker: at most :data:`BYTES_IN_FLIGHT` bytes of output
+    wait to be written (the oldest first), and each tile's rows are reported, in tile
+    order, once all of its writes are done, while later tiles are cut."""
+
+    def __init__(self, on_target: OnTarget | None, results: dict[str, list[dict]]) -> None:
+        self._on_target, self._results = on_target, results
+        self._writes: deque[tuple[Future, int]] = deque()
+        self._tiles: deque[tuple[str, list[tuple[dict, Future | None]]]] = deque()
+        self._bytes = 0
+
+    def submit(self, pool: ThreadPoolExecutor, size: int, fn: Callable, *args: object) -> Future:
+        """``pool.submit(fn, *args)`` once fewer than ``BYTES_IN_FLIGHT - size`` bytes are
+        in flight (always when nothing is: a shard may be larger)."""
+        while self._writes and self._bytes + size > BYTES_IN_FLIGHT:
+            self._retire()
+        future = pool.submit(fn, *args)
+        self._writes.append((future, size))
+        self._bytes += size
+        return future
+
+    def tile_done(self, tile: str, pending: list[tuple[dict, Future | None]]) -> None:
+        """The tile's rows and their writes (None: nothing to write); report finished tiles."""
+        self._tiles.append((tile, pending))
+        while self._writes and self._writes[0][0].done():
+            self._retire()
+        self._report(wait=False)
+
+    def drain(self) -> None:
+        """Wait for every write and report every tile."""
+        while self._writes:
+            self._retire()
+        self._report(wait=True)
+
+    def _retire(self) -> None:
+        future, size = self._writes.popleft()
+        future.result()  # a storage failure fails the run, to be retried as a whole
+        self._bytes -= size
+
+    def _report(self, wait: bool) -> None:
+        while self._tiles and (wait or all(f is None or f.done() for _, f in self._tiles[0][1])):
+            tile, pending = self._tiles.popleft()
+            rows = []
+            for row, write in pending:
+                if write is not None:
+                    write.result()
+                rows.append(row)
+                if self._on_target is not None:
+                    self._on_target(row)
+            self._results[tile] = rows

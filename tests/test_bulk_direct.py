@@ -1,0 +1,161 @@
+"""Bulk outputs to local disk: O_DIRECT writes, their buffered fallback, atomic names that a
+resumed run never counts as done, and writes overlapped with cutting (bounded bytes in flight)."""
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+import cubecut.bulk.direct as direct
+import cubecut.bulk.worker as worker
+from cubecut.bulk import Limits, plan_job, run_job, run_tiles
+from cubecut.bulk.plan import cube_entries
+from cubecut.bulk.targets import parse_targets
+from cubecut.errors import StorageError
+
+from test_bulk import catalog_text, cube, sky  # noqa: F401 - cube is a fixture used by name
+
+SIZES = [0, 1, 4095, 4096, 4097, 2_531_520, direct.PIECE, direct.PIECE + 123, 2 * direct.PIECE + 4096]
+
+
+def _data(n: int) -> bytes:
+    return np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def _tmpfs() -> Path:
+    folder = Path("/dev/shm")
+    if not folder.is_dir():
+        pytest.skip("no /dev/shm tmpfs here")
+    return folder / f"cubecut-direct-{uuid.uuid4().hex}"
+
+
+def test_direct_writes_hold_exactly_the_data(tmp_path):
+    assert hasattr(os, "O_DIRECT"), "the benchmark machine is Linux"
+    for n in SIZES:
+        path = tmp_path / "sub" / f"f{n}.fits"
+        data = _data(n)
+        assert direct.write_file(path, data) is True, f"{tmp_path} (ext4) takes O_DIRECT"
+        assert path.read_bytes() == data
+    direct.write_file(tmp_path / "sub" / f"f{SIZES[-1]}.fits", b"shorter")  # replaces a longer file
+    assert (tmp_path / "sub" / f"f{SIZES[-1]}.fits").read_bytes() == b"shorter"
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == sorted(f"f{n}.fits" for n in SIZES), \
+        "no temporary files left"
+
+
+def test_on_tmpfs_either_path_writes_the_data():
+    folder = _tmpfs()
+    try:
+        for n in (0, 5000, direct.PIECE + 1):
+            data = _data(n)
+            direct.write_file(folder / f"f{n}", data)
+            assert (folder / f"f{n}").read_bytes() == data
+        assert sorted(p.name for p in folder.iterdir()) == ["f0", "f4194305", "f5000"]
+    finally:
+        for path in folder.glob("*"):
+            path.unlink()
+        folder.rmdir()
+
+
+@pytest.mark.parametrize("refuse", ["open", "write"])
+def test_refused_o_direct_falls_back_to_buffered_writes_once_a_folder(tmp_path, monkeypatch, refuse):
+    calls = []
+    real_open, real_write = os.open, os.write
+
+    def fake_open(path, flags, *args):
+        if flags & os.O_DIRECT:
+            calls.append(path)
+            if refuse == "open":
+                raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    def fake_write(fd, data):
+        if refuse == "write" and calls:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct.os, "open", fake_open)
+    monkeypatch.setattr(direct.os, "write", fake_write)
+    for n in (10_000, 20_000):
+        data = _data(n)
+        assert direct.write_file(tmp_path / f"f{n}", data) is False
+        assert (tmp_path / f"f{n}").read_bytes() == data
+    assert len(calls) == 1, "a folder that refused O_DIRECT is not tried again"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f10000", "f20000"], "the refused temp file is gone"
+
+
+def test_without_o_direct_on_this_os_files_are_written_buffered(tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "O_DIRECT")
+    assert direct.write_file(tmp_path / "f", b"abc") is False
+    assert (tmp_path / "f").read_bytes() == b"abc"
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_its_temp(tmp_path, monkeypatch):
+    def broken(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(direct.os, "write", broken)
+    with pytest.raises(OSError, match="No space"):
+        direct.write_file(tmp_path / "f.fits", _data(9000))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_runs_temp_file_never_counts_as_done(cube, tmp_path):  # noqa: F811 - the fixture
+    (tmp_path / "cat.csv").write_text(catalog_text(cube))
+    out = tmp_path / "out"
+    first = run_job(str(tmp_path / "cat.csv"), str(out), cubes=[cube])
+    written = sorted((out / "tpfs").rglob("*.fits"))
+    lost = written[2]
+    good = tmp_path / "good.fits"
+    lost.rename(good)  # as if killed while writing it: only a partial temp file remains
+    partial = lost.with_name(f".{lost.name}.999999.1.tmp")
+    partial.write_bytes(good.read_bytes()[:5000])
+    again = run_job(str(tmp_path / "cat.csv"), str(out), cubes=[cube])
+    assert again.counts == {**first.counts, "written": 1, "skipped": first.counts["written"] - 1}
+    with fits.open(lost) as redone, fits.open(good) as before:
+        diff = fits.FITSDiff(redone, before, ignore_keywords=["CHECKSUM", "DATASUM"])
+        assert diff.identical, diff.report()
+    assert lost.stat().st_size == good.stat().st_size
+
+
+def test_writes_overlap_cutting_in_order_with_bounded_bytes(cube, tmp_path, monkeypatch):  # noqa: F811
+    rng = np.random.default_rng(2)
+    rows = ["ra,dec"] + ["%r,%r" % sky(cube, x, y) for x, y in rng.uniform([45, 0], [89, 59], (20, 2))]
+    plan = plan_job(parse_targets("\n".join(rows), (11, 11)), cube_entries([cube], None), str(tmp_path / "out"),
+                    limits=Limits(tile_targets=3))
+    in_flight, peak = [0], [0]
+    real = worker.put_output
+
+    def counting(url, data, content_type):
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        try:
+            real(url, data, content_type)
+        finally:
+            in_flight[0] -= 1
+
+    monkeypatch.setattr(worker, "put_output", counting)
+    monkeypatch.setattr(worker, "BYTES_IN_FLIGHT", 1)  # one TPF at a time
+    seen = []
+    results = run_tiles(plan.tiles, on_target=seen.append)
+    assert peak[0] == 1
+    assert list(results) == [tile["tile"] for tile in plan.tiles], "tiles reported in order"
+    assert seen == [row for rows in results.values() for row in rows]
+    assert [row["row"] for row in seen] == [t[0] for tile in plan.tiles for t in tile["targets"]]
+    assert all(Path(row["key"]).is_file() for row in seen)
+
+
+def test_a_failed_write_fails_the_run(cube, tmp_path, monkeypatch):  # noqa: F811
+    plan = plan_job(parse_targets("ra,dec\n%r,%r\n" % sky(cube, 60, 30), (11, 11)), cube_entries([cube], None),
+                    str(tmp_path / "out"))
+
+    def broken(url, data, content_type):
+        raise StorageError("write refused")
+
+    monkeypatch.setattr(worker, "put_output", broken)
+    with pytest.raises(StorageError, match="write refused"):
+        run_tiles(plan.tiles)
