@@ -4,18 +4,22 @@
 
 The cube is the suite's ``s0001`` (1,000 frames x 256 rows x 2,136 columns, 4.4 GB; see
 data.py), served by s3rver (servers.py) through the shaper with no added latency, which
-counts every request and byte. TPFs go to local disk (benchmarks/work/bulk-out/, removed
-after each run). Contenders, each in its own subprocess (CPU = user + system time of the
-process and its children):
+counts every request and byte (its own s3rver, store under benchmarks/work/bulk-out/).
+TPFs go to local disk (benchmarks/work/bulk-out/, removed after each run). Contenders, each
+in its own subprocess (CPU = user + system time of the process and its children; the
+servers' CPU, s3rver's and the proxy's, is reported beside it, since on this machine they
+run on the same 2 cores):
 
-* ``cubecut bulk``: ``cubecut.bulk.run_job`` on all targets, 2 worker processes, with and
-  without writing the TPFs (the per-core rate at the catalog's density);
-* ``cubecut bulk, 1 worker``: the same on a sample, one process (the per-core figure);
-* ``cubecut bulk, 1 worker, TPFs not written``: the same sample with the output writes
-  replaced by nothing: the CPU of reading and building alone (writing 2.5 MB files into
-  the page cache costs the kernel 0.7 to 7 ms each on this shared machine, depending on
-  what the other engineers' processes are writing);
-* ``cubecut bulk, 1 worker, shards``: the same sample written as tar shards (one a tile);
+* ``cubecut bulk, N workers``: ``cubecut.bulk.run_job`` on all targets, N worker processes
+  (2, the machine's cores, and 3), TPFs written with O_DIRECT (``cubecut.bulk.direct``);
+  with 2 workers also with buffered writes (``put_bytes``, the page cache: the writer
+  before O_DIRECT), without writing, and with the cube read from local disk instead of
+  the S3 server (no server CPU on the cores);
+* ``cubecut bulk, 1 worker``: the same on a sample, one process, and again with buffered
+  writes, without writing (the CPU of reading and building alone), with the TPFs uploaded
+  to the S3 server (the client's CPU of a PUT, which the Lambda model uses) and as tar
+  shards (one a tile). Runs that replace the writer run ``run_tiles`` over ``run_job``'s
+  shares in forked processes (a spawned worker would not see the replacement);
 * ``TPF writer``: ``cubecut.cutout.tpf_bytes`` alone (pixels already read, local cube), CPU
   per TPF for 10x10 and 11x11 boxes x 1,000 frames (issue 17's writer cost per TPF);
 * ``cubecut per target``: ``cubecut.cutout(cube, target, 11, output_dir=...)`` per target, a sample;
@@ -23,7 +27,10 @@ process and its children):
 
 Samples are scaled up to all targets (time per target x targets). Bytes: the cube bytes
 each contender read, against the union of the row spans all targets' boxes need (the
-floor; ``bulk`` aims at <= 1.1 of it). Then a Lambda model of a full sector.
+floor; ``bulk`` aims at <= 1.1 of it). TPFs/s per core = TPFs/s by wall / min(workers,
+CPUs); TPFs per CPU-s = TPFs / the contender's CPU (not the servers'). Kernel ms per TPF
+write = system CPU of a run minus that of the same run without writes, per TPF. Then a
+Lambda model of a full sector.
 Results: benchmarks/results/bulk.json and bulk.md. Nothing is asserted.
 """
 from __future__ import annotations
@@ -50,6 +57,7 @@ RESULTS = HERE / "results"
 OUT = data.WORK / "bulk-out"
 BUCKET, KEY = "stpubdata", "tess/public/mast/tess-s0001-1-1-cube.fits"
 SIZE = 11
+S3_WRITE = "uploaded to S3 (s3rver, plain HTTP)"
 SCIENCE_COLS = (44, 2092)  # 0-based science columns of a SPOC FFI
 
 
@@ -63,21 +71,23 @@ def child(job: dict) -> dict:
     from astropy.coordinates import SkyCoord
 
     start_wall = time.perf_counter()
-    start_cpu = _cpu()
+    start_user, start_sys = _cpu()
     if job["tool"] == "bulk":
+        import cubecut.bulk.worker
         from cubecut.bulk import run_job
+        from cubecut.storage import put_bytes
 
-        if job.get("discard"):
-            import cubecut.bulk.worker
-
-            cubecut.bulk.worker.put_bytes = lambda *args, **kwargs: None  # type: ignore[assignment]
-            if job["workers"] > 1:
-                return {**discarded_shares(job, out), "wall_s": time.perf_counter() - start_wall,
-                        "cpu_s": _cpu() - start_cpu, "out_bytes": 0}
-        summary = run_job(job["catalog"], str(out), cubes=[job["cube"]], size=(SIZE, SIZE),
-                          workers=job["workers"], shards=job.get("shards", False))
-        done = summary.counts.get("written", 0)
-        extra = {"counts": summary.counts}
+        writer = job.get("writer", "direct")
+        if writer != "direct":
+            cubecut.bulk.worker.put_output = {  # type: ignore[assignment]
+                "none": lambda url, data, content_type: None,
+                "buffered": lambda url, data, content_type: put_bytes(url, data, content_type)}[writer]
+        if writer != "direct" and job["workers"] > 1:
+            done, extra = forked_shares(job, job["out"]), {}
+        else:
+            summary = run_job(job["catalog"], job["out"], cubes=[job["cube"]], size=(SIZE, SIZE),
+                              workers=job["workers"], shards=job.get("shards", False))
+            done, extra = summary.counts.get("written", 0), {"counts": summary.counts}
     elif job["tool"] == "cubecut":
         import cubecut
         from astropy.coordinates import SkyCoord
@@ -97,24 +107,34 @@ def child(job: dict) -> dict:
             factory.cube_cut(job["cube"], SkyCoord(ra, dec, unit="deg"), SIZE, output_path=str(out),
                              threads="auto", verbose=False)
         done, extra = len(job["targets"]), {}
-    return {"tpfs": done, "wall_s": time.perf_counter() - start_wall, "cpu_s": _cpu() - start_cpu,
-            "out_bytes": sum(p.stat().st_size for p in [*out.rglob("*.fits"), *out.rglob("*.tar")]), **extra}
+    wall, (user, sys_) = time.perf_counter() - start_wall, _cpu()
+    return {"tpfs": done, "wall_s": wall, "cpu_s": user - start_user + sys_ - start_sys,
+            "user_s": user - start_user, "sys_s": sys_ - start_sys, "out_bytes": _out_bytes(job["out"]), **extra}
 
 
-def discarded_shares(job: dict, out: Path) -> dict:
+def _out_bytes(out: str) -> int:
+    """Bytes of the TPFs and shards under ``out`` (a folder or an s3:// prefix)."""
+    from cubecut.storage import list_objects
+
+    if not out.startswith("s3://") and not Path(out).is_dir():
+        return 0
+    return sum(size for location, size in list_objects(out.rstrip("/") + "/")
+               if location.key.endswith((".fits", ".tar")))
+
+
+def forked_shares(job: dict, out: str) -> int:
     """``run_job``'s shares of the plan in forked worker processes (which keep this process's
-    no-op ``put_bytes``; run_job's own workers are spawned, fresh)."""
+    replaced writer; run_job's own workers are spawned, fresh); TPFs cut."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     from cubecut.bulk.job import _shares, plan_from_request
     from cubecut.bulk.worker import run_tiles
 
-    plan = plan_from_request(job["catalog"], str(out), cubes=[job["cube"]], size=(SIZE, SIZE))
+    plan = plan_from_request(job["catalog"], out, cubes=[job["cube"]], size=(SIZE, SIZE))
     shares = _shares(plan.tiles, job["workers"])
     with ProcessPoolExecutor(len(shares), mp_context=get_context("fork")) as pool:
-        done = sum(len(rows) for result in pool.map(run_tiles, shares) for rows in result.values())
-    return {"tpfs": done, "counts": {"written": done}}
+        return sum(len(rows) for result in pool.map(run_tiles, shares) for rows in result.values())
 
 
 def writer_cpu_ms(cube_path: str, coords: list[tuple[float, float]]) -> dict[str, float]:
@@ -141,22 +161,38 @@ def writer_cpu_ms(cube_path: str, coords: list[tuple[float, float]]) -> dict[str
     return out
 
 
-def _cpu() -> float:
+def _cpu() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process and its finished children."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + kids.ru_utime, own.ru_stime + kids.ru_stime
 
 
-def run_child(job: dict, env: dict, shaper: servers.Shaper) -> dict:
-    shutil.rmtree(job["out"], ignore_errors=True)
+def _servers_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the server processes ``pids`` have used so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_child(job: dict, env: dict, shaper: servers.Shaper, servers_pids: list[int], store: Path) -> dict:
+    """Run ``job`` in a fresh process; its result with the servers' CPU and the cube reads."""
+    folder = store / job["out"][5:] if job["out"].startswith("s3://") else Path(job["out"])  # s3rver's files
+    shutil.rmtree(folder, ignore_errors=True)
     shaper.reset()
+    before = _servers_cpu(servers_pids)
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], env=env, capture_output=True,
                           text=True)
-    shutil.rmtree(job["out"], ignore_errors=True)
+    servers_cpu = _servers_cpu(servers_pids) - before
+    shutil.rmtree(folder, ignore_errors=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             result = json.loads(line[7:])
             stats = shaper.stats()
-            result.update(requests=stats["requests"], bytes_read=stats["body_bytes"])
+            puts = stats["by_method"].get("PUT", 0)  # uploads of the S3-output run; requests are the reads
+            result.update(requests=stats["requests"] - puts, puts=puts, bytes_read=stats["body_bytes"],
+                          servers_cpu_s=servers_cpu)
             return result
     raise RuntimeError(f"{job['label']} failed (rc={proc.returncode}): {proc.stderr[-3000:]}")
 
@@ -207,7 +243,7 @@ def lambda_model(build_cpu_s: float, write_cpu_s: float, measured_frames: int, p
     """A full sector on Lambda: 16 cubes of 1,300 frames, 20,000 targets of 11x11, MaxConcurrency 200.
 
     ``build_cpu_s``: CPU per TPF of reading and building (the 1-worker run without writes),
-    ``write_cpu_s``: CPU per TPF of writing it (the 1-worker run with writes, minus that),
+    ``write_cpu_s``: CPU per TPF of uploading it (the 1-worker run with TPFs to S3, minus that),
     both at ``measured_frames`` frames and scaled by frames (both grow with the TPF's bytes).
     """
     frames, targets, ccds, concurrency = 1300, 20_000, 16, 200
@@ -258,23 +294,38 @@ def lambda_model(build_cpu_s: float, write_cpu_s: float, measured_frames: int, p
 
 
 def report(results: dict) -> str:
+    cpus = results.get("cpus", os.cpu_count() or 1)
     lines = [f"# Bulk cutouts benchmark{' (quick)' if results['quick'] else ''}", "",
              f"{results['targets']:,} targets of {SIZE}x{SIZE} on one cube of {results['cube']['nt']:,} frames x "
              f"{results['cube']['nrows']} rows x {results['cube']['ncols']:,} columns "
              f"({results['cube']['bytes'] / 1e9:.1f} GB) on s3rver through the counting proxy, no added latency; "
-             f"TPFs to local disk. {results['machine']}. Union of needed row spans: "
-             f"{results['union_bytes'] / 1e9:.2f} GB.", "",
-             "| contender | targets run | wall s | CPU s | TPFs/s (wall) | TPFs per CPU-s | projected wall for all "
-             "targets | requests | bytes read / union |", "|---|---|---|---|---|---|---|---|---|"]
+             f"TPFs to local disk (ext4) with O_DIRECT unless said otherwise. {results['machine']}. Union of "
+             f"needed row spans: {results['union_bytes'] / 1e9:.2f} GB.", "",
+             f"TPFs/s per core = TPFs/s by wall / min(workers, {cpus} CPUs). CPU s = the contender's user + system "
+             "time; servers CPU s = s3rver's and the counting proxy's, which run on the same cores (so the "
+             "wall figures carry them, and the per-CPU-s figures do not).", "",
+             "| contender | targets run | wall s | CPU s (user + sys) | servers CPU s | TPFs/s (wall) | TPFs/s per "
+             "core (wall) | TPFs per CPU-s | projected wall for all targets | requests | bytes read / union | "
+             "load before, after |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         projected = r["wall_s"] / r["tpfs"] * results["targets"] if r["tpfs"] else float("nan")
-        if r["tool"] == "bulk":  # its own catalog's union
-            ratio, how = r["bytes_read"] / (results["sample_union_bytes"] if r["sample"] else results["union_bytes"]), ""
+        if r.get("cube_local"):
+            ratio, requests = "(local file)", "(local file)"
+        elif r["tool"] == "bulk":  # its own catalog's union
+            union = results["sample_union_bytes"] if r["sample"] else results["union_bytes"]
+            ratio, requests = f"{r['bytes_read'] / union:.3f}", f"{r['requests']:,}"
         else:  # a target at a time: its bytes per target x all targets, against the whole union
-            ratio, how = r["bytes_read"] / max(1, r["tpfs"]) * results["targets"] / results["union_bytes"], " (x N)"
-        lines.append(f"| {r['label']} | {r['tpfs']:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
-                     f"{r['tpfs'] / r['wall_s']:.1f} | {r['tpfs'] / r['cpu_s']:.1f} | {projected:,.0f} s | "
-                     f"{r['requests']:,} | {ratio:.3f}{how} |")
+            ratio = f"{r['bytes_read'] / max(1, r['tpfs']) * results['targets'] / results['union_bytes']:.3f} (x N)"
+            requests = f"{r['requests']:,}"
+        if r.get("puts"):
+            requests += f" + {r['puts']:,} PUTs"
+        rate = r["tpfs"] / r["wall_s"]
+        cpu = (f"{r['cpu_s']:.1f} ({r['user_s']:.1f} + {r['sys_s']:.1f})" if "sys_s" in r else f"{r['cpu_s']:.1f}")
+        lines.append(f"| {r['label']} | {r['tpfs']:,} | {r['wall_s']:.1f} | {cpu} | "
+                     f"{r.get('servers_cpu_s', float('nan')):.1f} | {rate:.1f} | "
+                     f"{rate / min(r.get('workers', 1), cpus):.1f} | {r['tpfs'] / r['cpu_s']:.1f} | "
+                     f"{projected:,.0f} s | {requests} | {ratio} | "
+                     f"{r.get('load_before', float('nan')):.2f}, {r.get('load_after', float('nan')):.2f} |")
     by = {r["label"]: r for r in results["runs"]}
     if "cubecut bulk, 1 worker" in by:
         bulk = by["cubecut bulk, 1 worker"]
@@ -284,12 +335,17 @@ def report(results: dict) -> str:
             for r in results["runs"] if r["tool"] != "bulk") + "."]
     split = cpu_split(results)
     if split:
-        lines += ["", f"CPU per TPF of the 1-worker runs (11x11 x {results['cube']['nt']:,} frames): "
-                  f"{split['total_ms']:.2f} ms with writes = {split['build_ms']:.2f} ms reading and building "
-                  f"({1e3 / split['build_ms']:.0f} TPFs per CPU-second) + {split['write_ms']:.2f} ms writing the "
-                  f"{split['tpf_mb']:.2f} MB file to local disk (kernel time, which varies with the machine's other "
-                  "writers). The sample's targets are sparse (their boxes rarely share rows: about 11 range GETs a "
+        lines += ["", f"CPU per TPF of the 1-worker runs (11x11 x {results['cube']['nt']:,} frames, a "
+                  f"{split['tpf_mb']:.2f} MB file): {split['build_ms']:.2f} ms reading and building "
+                  f"({1e3 / split['build_ms']:.0f} TPFs per CPU-second), plus writing it: "
+                  + ", ".join(f"{how} {ms:.2f} ms" for how, ms in split["write_ms"].items())
+                  + ". The sample's targets are sparse (their boxes rarely share rows: about 11 range GETs a "
                   "target); the whole catalog's share rows (see requests above)."]
+    kernel = kernel_ms(results)
+    if kernel:
+        lines += ["", "Kernel (system) CPU per TPF write, ms (system time of a run minus that of the same run "
+                  "without writes, per TPF): " + "; ".join(f"{label} {ms:.2f}" for label, ms in kernel.items())
+                  + "."]
     if "writer_cpu_ms" in results:
         w = results["writer_cpu_ms"]
         lines += ["", f"TPF writer alone (`tpf_bytes`, pixels already read, {results['cube']['nt']:,} frames): "
@@ -307,7 +363,8 @@ def report(results: dict) -> str:
               f"box row, {a['reads_in_flight']} in flight, {a['s3_request_latency_s'] * 1e3:.0f} ms each, "
               f"{a['s3_MBps_per_worker']:.0f} MB/s for reads and for uploads, uploads overlapped with building; "
               f"plan CPU as measured here; {a['finish_s']} s to finish. Per-TPF CPU: the 1-worker runs' (reading "
-              f"and building + writing) scaled by frames to {a['frames']:,}. Prices {a['region']}: Lambda "
+              f"and building + the client's CPU of uploading it to the S3 server, plain HTTP: TLS would add to it) "
+              f"scaled by frames to {a['frames']:,}. Prices {a['region']}: Lambda "
               f"${a['prices_usd']['lambda_gb_s']} per GB-s and ${a['prices_usd']['lambda_request'] * 1e6:.2f} per "
               f"million requests, Step Functions standard ${a['prices_usd']['sfn_transition'] * 1e3:.3f} per 1,000 "
               f"transitions, S3 ${a['prices_usd']['s3_get'] * 1e3:.4f} per 1,000 GETs and "
@@ -323,22 +380,41 @@ def report(results: dict) -> str:
 
 
 def cpu_split(results: dict) -> dict | None:
-    """CPU ms per TPF of the 1-worker runs: with writes, reading + building, and the writes."""
+    """CPU ms per TPF of the 1-worker runs: reading + building (no writes), and each way of
+    writing (the run with it minus that)."""
     by = {r["label"]: r for r in results["runs"]}
-    if "cubecut bulk, 1 worker" not in by or "cubecut bulk, 1 worker, TPFs not written" not in by:
+    bare = by.get("cubecut bulk, 1 worker, TPFs not written")
+    if bare is None or "cubecut bulk, 1 worker" not in by:
         return None
-    total = by["cubecut bulk, 1 worker"]["cpu_s"] / by["cubecut bulk, 1 worker"]["tpfs"] * 1e3
-    build = (by["cubecut bulk, 1 worker, TPFs not written"]["cpu_s"]
-             / by["cubecut bulk, 1 worker, TPFs not written"]["tpfs"] * 1e3)
+    build = bare["cpu_s"] / bare["tpfs"] * 1e3
+    ways = {"O_DIRECT to local disk": "cubecut bulk, 1 worker",
+            "buffered to local disk": "cubecut bulk, 1 worker, buffered writes",
+            S3_WRITE: "cubecut bulk, 1 worker, TPFs to S3"}
+    write = {how: max(0.0, by[label]["cpu_s"] / by[label]["tpfs"] * 1e3 - build)
+             for how, label in ways.items() if label in by}
     one = by["cubecut bulk, 1 worker"]
-    return {"total_ms": total, "build_ms": build, "write_ms": max(0.0, total - build),
-            "tpf_mb": one["out_bytes"] / max(1, one["tpfs"]) / 1e6}
+    return {"build_ms": build, "write_ms": write, "tpf_mb": one["out_bytes"] / max(1, one["tpfs"]) / 1e6}
+
+
+def kernel_ms(results: dict) -> dict[str, float]:
+    """System CPU ms per TPF of each way of writing, against the same run without writes."""
+    by = {r["label"]: r for r in results["runs"]}
+    out = {}
+    for workers in ("1 worker", "2 workers"):
+        bare = by.get(f"cubecut bulk, {workers}, TPFs not written")
+        for label in (f"cubecut bulk, {workers}", f"cubecut bulk, {workers}, buffered writes"):
+            if bare and label in by and "sys_s" in by[label] and "sys_s" in bare:
+                how = "buffered" if "buffered" in label else "O_DIRECT"
+                out[f"{how}, {workers}"] = (by[label]["sys_s"] / by[label]["tpfs"]
+                                            - bare["sys_s"] / bare["tpfs"]) * 1e3
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the small s0001-q cube and 1,000 targets")
     parser.add_argument("--targets", type=int, default=None, help="targets (default 10,000; quick 1,000)")
+    parser.add_argument("--only", nargs="*", help="run only the contenders whose label contains one of these")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -360,7 +436,8 @@ def main() -> int:
     plan_s_per_target = plan_seconds(catalog, cube_path) / ntargets
     sample = OUT / "sample.csv"
     sample.write_text("ra,dec\n" + "".join(f"{ra!r},{dec!r}\n" for ra, dec in coords[:samples["bulk1"]]))
-    s3 = servers.S3rver()
+    store = OUT / "s3store"  # this benchmark's own s3rver: its uploads are removed after each run
+    s3 = servers.S3rver(store)
     shaper = servers.Shaper(s3.port)
     try:
         etag = s3.place(BUCKET, KEY, cube_path)
@@ -368,37 +445,47 @@ def main() -> int:
         side["cube_etag"] = etag
         s3.put_bytes(BUCKET, KEY + ".index.json", json.dumps(side).encode())
         env = servers.s3_env(shaper.endpoint)
+        pids = [s3.proc.pid, shaper.proc.pid]
         url = f"s3://{BUCKET}/{KEY}"
+        sample_job = {"tool": "bulk", "catalog": str(sample), "workers": 1, "sample": True}
+        all_job = {"tool": "bulk", "catalog": str(catalog), "sample": False}
         jobs = [  # samples first, then the whole catalog; results are saved after each
-            {"label": "cubecut bulk, 1 worker", "tool": "bulk", "catalog": str(sample), "workers": 1, "sample": True},
-            {"label": "cubecut bulk, 1 worker, TPFs not written", "tool": "bulk", "catalog": str(sample),
-             "workers": 1, "sample": True, "discard": True},
-            {"label": "cubecut bulk, 1 worker, shards", "tool": "bulk", "catalog": str(sample), "workers": 1,
-             "sample": True, "shards": True},
+            {**sample_job, "label": "cubecut bulk, 1 worker"},
+            {**sample_job, "label": "cubecut bulk, 1 worker, buffered writes", "writer": "buffered"},
+            {**sample_job, "label": "cubecut bulk, 1 worker, TPFs not written", "writer": "none"},
+            {**sample_job, "label": "cubecut bulk, 1 worker, TPFs to S3", "out": "s3://cubecut-bench/bulk-out"},
+            {**sample_job, "label": "cubecut bulk, 1 worker, shards", "shards": True},
             {"label": "cubecut per target", "tool": "cubecut", "targets": coords[:samples["cubecut"]],
              "sample": True},
             {"label": "astrocut loop", "tool": "astrocut", "targets": coords[:samples["astrocut"]], "sample": True},
-            {"label": "cubecut bulk, 2 workers", "tool": "bulk", "catalog": str(catalog), "workers": 2,
-             "sample": False},
-            {"label": "cubecut bulk, 2 workers, TPFs not written", "tool": "bulk", "catalog": str(catalog),
-             "workers": 2, "sample": False, "discard": True},
+            {**all_job, "label": "cubecut bulk, 2 workers", "workers": 2},
+            {**all_job, "label": "cubecut bulk, 2 workers, buffered writes", "workers": 2, "writer": "buffered"},
+            {**all_job, "label": "cubecut bulk, 2 workers, TPFs not written", "workers": 2, "writer": "none"},
+            {**all_job, "label": "cubecut bulk, 3 workers", "workers": 3},
+            {**all_job, "label": "cubecut bulk, 2 workers, cube on local disk", "workers": 2,
+             "cube": str(cube_path)},
         ]
+        jobs = [job for job in jobs if not args.only or any(o in job["label"] for o in args.only)]
         results = {"quick": args.quick, "targets": ntargets, "union_bytes": union,
                    "machine": f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}",
+                   "cpus": os.cpu_count(),
                    "cube": {"nt": index.nt, "nrows": index.nrows, "ncols": index.ncols, "bytes": index.cube_size},
                    "sample_union_bytes": sample_union, "plan_cpu_s_per_target": plan_s_per_target, "runs": []}
         runs = results["runs"]
         log("  TPF writer alone ...")
         results["writer_cpu_ms"] = run_child({"label": "TPF writer", "tool": "writer", "cube_path": str(cube_path),
                                               "targets": coords[:200], "out": str(OUT / "writer")},
-                                             env, shaper)["writer_cpu_ms"]
+                                             env, shaper, pids, store)["writer_cpu_ms"]
         log(f"    {results['writer_cpu_ms']}")
         for job in jobs:
-            job.update(cube=url, out=str(OUT / job["tool"]))
-            log(f"  {job['label']} ...")
-            result = run_child(job, env, shaper)
+            job.setdefault("cube", url)
+            job.setdefault("out", str(OUT / job["tool"]))
+            load = os.getloadavg()[0]
+            log(f"  {job['label']} ... (load {load:.2f})")
+            result = run_child(job, env, shaper, pids, store)
             result.update(label=job["label"], sample=job["sample"], tool=job["tool"],
-                          load_after=os.getloadavg()[0])
+                          workers=job.get("workers", 1), load_before=load, load_after=os.getloadavg()[0],
+                          cube_local=not job["cube"].startswith("s3://"))
             runs.append(result)
             save(results, args.quick)
             log(f"    {result['tpfs']} TPFs in {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU, "
@@ -406,9 +493,12 @@ def main() -> int:
     finally:
         shaper.stop()
         s3.stop()
+        shutil.rmtree(store, ignore_errors=True)
     split = cpu_split(results)
     results["cpu_split_ms"] = split
-    results["model"] = lambda_model(split["build_ms"] / 1e3, split["write_ms"] / 1e3, index.nt, plan_s_per_target)
+    if split and S3_WRITE in split["write_ms"]:
+        results["model"] = lambda_model(split["build_ms"] / 1e3, split["write_ms"][S3_WRITE] / 1e3, index.nt,
+                                        plan_s_per_target)
     print(save(results, args.quick))
     return 0
 

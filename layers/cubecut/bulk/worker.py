@@ -6,12 +6,14 @@ and the union of their row spans (:func:`~cubecut.cutout.reader.merged_spans`) i
 the stream may read. Pixels are read tile by tile through the cutout engine's
 :func:`~cubecut.cutout.reader.read_chunks`, over a :class:`SpanCache` that fetches each
 span of that union once, on first use, and forgets it when no later tile needs its row;
-so memory stays at a band of rows while bytes read equal the union. TPFs are built with
-the engine's fast writer :func:`~cubecut.cutout.tpf.tpf_bytes` (the same bytes as
-``cutout(output_dir=...)``) and written while the next ones, and the next tiles, are built
-(at most :data:`BYTES_IN_FLIGHT` bytes waiting): each to its own key, or, for a tile with a
-``shard``, all as the members of one tar (:mod:`.shards`). Local outputs are written with
-``O_DIRECT`` (:mod:`.direct`): on local disk, page-cache allocation was most of a TPF's cost.
+so memory stays at a band of rows while bytes read equal the union. The next tile's
+pixels are read while a tile's TPFs are built (so a worker holds two tiles' pixels).
+TPFs are built with the engine's fast writer :func:`~cubecut.cutout.tpf.tpf_bytes` (the
+same bytes as ``cutout(output_dir=...)``) and written while the next ones, and the next
+tiles, are built (at most :data:`BYTES_IN_FLIGHT` bytes waiting): each to its own key,
+or, for a tile with a ``shard``, all as the members of one tar (:mod:`.shards`). Local
+outputs are written with ``O_DIRECT`` (:mod:`.direct`): through the page cache, page
+allocation was most of a TPF's cost on local disk.
 
 A target that cannot be cut is a result row (``off_footprint`` when its exact box misses
 the image; ``failed`` otherwise), never an exception; unreadable cubes and storage
@@ -64,6 +66,7 @@ class SpanCache:
         self._starts = [r[0] for r in ranges]
         self._data: dict[int, bytes] = {}
         self._locks = [threading.Lock() for _ in ranges]
+        self._guard = threading.Lock()  # over _data's keys: one tile is read while rows are forgotten
 
     def read(self, start: int, stop: int) -> bytes:
         i = bisect.bisect_right(self._starts, start) - 1
@@ -73,13 +76,16 @@ class SpanCache:
         with self._locks[i]:
             data = self._data.get(i)
             if data is None:
-                data = self._data[i] = self._source.read(first, self._ranges[i][1])
+                data = self._source.read(first, self._ranges[i][1])
+                with self._guard:
+                    self._data[i] = data
         return data[start - first:stop - first]
 
     def forget_rows_below(self, row: int) -> None:
         """Drop the fetched ranges of cube rows ``< row`` (0-based)."""
-        for i in [i for i in self._data if self._ranges[i][2] < row]:
-            del self._data[i]
+        with self._guard:
+            for i in [i for i in self._data if self._ranges[i][2] < row]:
+                del self._data[i]
 
 
 def run_tiles(tiles: Iterable[dict], *, threads: Threads = "auto", stats: ReadStats | None = None,
@@ -106,11 +112,13 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[dict], threads: 
               stats: ReadStats | None, on_target: OnTarget | None) -> dict[str, list[dict]]:
     wcs = ffi_wcs(index)
     work: list[list[tuple[Target, str, SkyCoord, Box | None, str]]] = []
+    everyone = [t for tile in tiles for t in tile["targets"]]
+    coords = iter(SkyCoord([t[2] for t in everyone], [t[3] for t in everyone], unit="deg")) if everyone else iter(())
     for tile in tiles:
         items = []
         for row, name, ra, dec, nx, ny, key in tile["targets"]:
             target = Target(row, name, ra, dec, (nx, ny))
-            coord = SkyCoord(ra, dec, unit="deg")
+            coord = next(coords)  # one SkyCoord of all, indexed: a sixth of the CPU of one each
             try:
                 box, error = cutout_box(wcs, coord, (nx, ny), image_shape=(index.nrows, index.ncols),
                                         cube_name=location.name), ""
@@ -128,11 +136,18 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[dict], threads: 
         needed_from[i] = min(needed_from[i], needed_from[i + 1])
     results: dict[str, list[dict]] = {}
     writes = _Writes(on_target, results)
-    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="cubecut-bulk-put") as uploads:
+
+    def read(number: int) -> Chunks:
+        return read_chunks(cache, index, [box for _, _, _, box, _ in work[number] if box is not None], threads)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cubecut-bulk-read") as reader, \
+            ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="cubecut-bulk-put") as uploads:
+        next_read = reader.submit(read, 0)
         for number, (tile, items) in enumerate(zip(tiles, work)):
-            valid = [item for item in items if item[3] is not None]
-            chunks = read_chunks(cache, index, [item[3] for item in valid if item[3] is not None], threads)
+            chunks = next_read.result()
             cache.forget_rows_below(needed_from[number + 1] if number + 1 < len(work) else index.nrows)
+            if number + 1 < len(work):  # the next tile's pixels arrive while this one is built
+                next_read = reader.submit(read, number + 1)
             pending: list[tuple[dict, Future | None]] = []
             shard = TarShard() if tile.get("shard") else None
             for target, key, coord, box, error in items:
