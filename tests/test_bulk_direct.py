@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -159,3 +160,42 @@ def test_a_failed_write_fails_the_run(cube, tmp_path, monkeypatch):  # noqa: F81
     monkeypatch.setattr(worker, "put_output", broken)
     with pytest.raises(StorageError, match="write refused"):
         run_tiles(plan.tiles)
+
+
+def test_local_tpfs_are_written_with_o_direct(cube, tmp_path, monkeypatch):  # noqa: F811
+    direct_writes = []
+    real = direct._write_direct
+
+    def counting(path, data, flag):
+        direct_writes.append(path)
+        real(path, data, flag)
+
+    monkeypatch.setattr(direct, "_write_direct", counting)
+    (tmp_path / "cat.csv").write_text(catalog_text(cube))
+    summary = run_job(str(tmp_path / "cat.csv"), str(tmp_path / "out"), cubes=[cube])
+    assert len(direct_writes) == summary.counts["written"] == len(list((tmp_path / "out" / "tpfs").rglob("*.fits")))
+
+
+def test_the_next_tiles_pixels_are_read_while_a_tile_is_built(cube, tmp_path, monkeypatch):  # noqa: F811
+    rows = ["ra,dec"] + ["%r,%r" % sky(cube, 50 + 3 * i, 10 + 4 * i) for i in range(6)]
+    plan = plan_job(parse_targets("\n".join(rows), (11, 11)), cube_entries([cube], None), str(tmp_path / "out"),
+                    limits=Limits(tile_targets=3))
+    assert len(plan.tiles) == 2
+    reads, second_read = [], threading.Event()
+    real_read, real_build = worker.read_chunks, worker.tpf_bytes
+
+    def read(*args, **kwargs):
+        reads.append(1)
+        if len(reads) == 2:
+            second_read.set()
+        return real_read(*args, **kwargs)
+
+    def build(*args, **kwargs):
+        if len(reads) == 1 or not second_read.is_set():  # building tile 0: tile 1's read must start
+            assert second_read.wait(10), "tile 1's pixels are not being read while tile 0 is built"
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "read_chunks", read)
+    monkeypatch.setattr(worker, "tpf_bytes", build)
+    results = run_tiles(plan.tiles)
+    assert [row["status"] for rows in results.values() for row in rows] == ["written"] * 6
