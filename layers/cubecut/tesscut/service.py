@@ -14,8 +14,9 @@ of the cubes it read, so repeating a request reads no cube bytes and a re-ingest
 (new ETag) never serves a stale result. The zip is streamed to its object as the TPFs are
 cut (:func:`store_zip`): each TPF is deflated into an S3 multipart upload (8 MiB parts) or a
 temporary file and released once written, so a big result is never held twice in memory,
-and a failed request leaves no partial object. Moving-target zips (:mod:`.moving`) go through the same :meth:`CutoutService.deliver`,
-and quick-look PNGs (:mod:`.quicklook`) are drawn from these zips and cached beside them.
+and a failed request leaves no partial object. Moving-target zips (:mod:`.moving`) go
+through the same :meth:`CutoutService.deliver`, and quick-look PNGs (:mod:`.quicklook`)
+are drawn from these zips and cached beside them.
 
 Protection: at most ``max_concurrent`` computations run at once per process (others get
 :class:`ServiceBusyError` at once, answered 503 + Retry-After, instead of queueing into
