@@ -5,9 +5,10 @@
 Each figure is the median of ``--runs`` fresh interpreters (what a new Lambda container
 pays), run one after another:
 
-* ``import``: ``import cubecut_functions.api`` (and ``.cutouts``): wall and CPU seconds,
-  and the process's resident memory right after (init RSS), with which of the heavy
-  modules (astropy coordinates/WCS/time, matplotlib, the X-Ray SDK) got loaded.
+* ``import``: ``import cubecut_functions.<handler>`` for every handler module of
+  template.yaml (api, cutouts, bulk, ingest, on_upload): wall and CPU seconds, and the
+  process's resident memory right after (init RSS), with which of the heavy modules
+  (astropy coordinates/WCS/time, matplotlib, the X-Ray SDK, boto3 ...) got loaded.
 * ``first request``: in the same fresh process, the API handler answering a TESScut
   ``astrocut`` request (3x3 px, one 20-frame cube on a local moto S3) - everything the
   import deferred (astropy's WCS and coordinates, the engine, the Tracer) is paid here -
@@ -18,8 +19,9 @@ pays), run one after another:
   header set; auto-patching boto3/botocore and the rest): what the API handler defers to
   its first invocation.
 
-With ``--before REV`` (a git revision of this repository) the API handler of that revision
-is measured the same way in the same run, interleaved, for a ratio unaffected by the load.
+With ``--before REV`` (a git revision of this repository) the handlers of that revision
+are measured the same way in the same run (every handler's import; the API's first
+request), interleaved, for ratios unaffected by the load.
 
 Results: benchmarks/results/imports.json and imports.md. On a shared machine the seconds are
 inflated by the load; compare the rows of one run.
@@ -38,8 +40,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-HEAVY = ("astropy.coordinates", "astropy.wcs", "astropy.time", "astropy.table", "astropy.visualization",
-         "matplotlib", "aws_xray_sdk", "cubecut.cutout.engine", "pydantic", "boto3")
+HEAVY = ("astropy.io.fits", "astropy.coordinates", "astropy.wcs", "astropy.time", "astropy.table",
+         "astropy.visualization", "matplotlib", "aws_xray_sdk", "cubecut.cutout.engine", "pydantic", "boto3")
+#: The handler modules of template.yaml (functions/*.py), in the order they are reported.
+HANDLERS = ("api", "cutouts", "bulk", "ingest", "on_upload")
 
 #: Runs in the fresh interpreter: import the handler, then (optionally) answer requests.
 PROBE = r"""
@@ -111,7 +115,7 @@ def _cube(workdir: Path, bucket: str) -> tuple[str, float, float]:
     return f"s3://{bucket}/cubes/tess-s0001-1-1-cube.fits", float(star["ra"]), float(star["dec"])
 
 
-def _checkout(revision: str, folder: Path) -> Path:
+def checkout(revision: str, folder: Path) -> Path:
     """The tree of ``revision`` under ``folder`` and a folder of its packages for PYTHONPATH."""
     folder.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True).stdout
@@ -151,18 +155,19 @@ def main() -> int:
         api_requests = [("first_request", "handler", astrocut), ("second_request", "handler", astrocut)]
         cut = {"cube": cube, "ra": ra, "dec": dec, "size": [3, 3], "job": f"s3://{bucket}/results/jobs/bench",
                "index": 0}
-        runs: dict[str, list[dict]] = {"api": [], "cutouts": [], "api_import_only": [], "cutouts_import_only": []}
+        runs: dict[str, list[dict]] = {"api": [], "cutouts": [], **{f"{h}_import_only": [] for h in HANDLERS}}
         before_env = None
         if args.before:
             results["before"] = args.before
-            before_env = {**env, "PYTHONPATH": str(_checkout(args.before, Path(work) / "before"))}
-            runs.update(api_before=[], api_before_import_only=[])
+            before_env = {**env, "PYTHONPATH": str(checkout(args.before, Path(work) / "before"))}
+            runs.update(api_before=[], **{f"{h}_before_import_only": [] for h in HANDLERS})
         for _ in range(args.runs):  # interleaved, so load changes hit every row alike
+            for handler in HANDLERS:
+                if before_env:
+                    runs[f"{handler}_before_import_only"].append(_run(PROBE, [handler, heavy, "[]"], before_env))
+                runs[f"{handler}_import_only"].append(_run(PROBE, [handler, heavy, "[]"], env))
             if before_env:
-                runs["api_before_import_only"].append(_run(PROBE, ["api", heavy, "[]"], before_env))
                 runs["api_before"].append(_run(PROBE, ["api", heavy, json.dumps(api_requests)], before_env))
-            runs["api_import_only"].append(_run(PROBE, ["api", heavy, "[]"], env))
-            runs["cutouts_import_only"].append(_run(PROBE, ["cutouts", heavy, "[]"], env))
             runs["api"].append(_run(PROBE, ["api", heavy, json.dumps(api_requests)], env))
             runs["cutouts"].append(_run(PROBE, ["cutouts", heavy, json.dumps([("first_cutout", "cutout_handler", cut)])],
                                         env))
@@ -193,9 +198,14 @@ def report(r: dict) -> str:
         "## Import", "",
         "| handler | import s (wall) | import s (CPU) | init RSS MB | heavy modules loaded |",
         "|---|---|---|---|---|",
-        row("api (`cubecut_functions.api`)", r["api_import_only"]),
-        row("cutouts (`cubecut_functions.cutouts`)", r["cutouts_import_only"]),
-        *([row(f"api before ({r['before']})", r["api_before_import_only"])] if "before" in r else []), "",
+        *[line for h in HANDLERS for line in
+          [row(f"{h} (`cubecut_functions.{h}`)", r[f"{h}_import_only"]),
+           *([row(f"{h} before ({r['before']})", r[f"{h}_before_import_only"])] if "before" in r else [])]
+          if f"{h}_import_only" in r], "",
+        *([f"Import wall after / before ({r['before']}): " + ", ".join(
+            f"{h} {r[f'{h}_import_only']['import_s']:.3f} / {r[f'{h}_before_import_only']['import_s']:.3f} s "
+            f"(RSS {r[f'{h}_import_only']['init_rss_mb']:.0f} / {r[f'{h}_before_import_only']['init_rss_mb']:.0f} MB)"
+            for h in HANDLERS if f"{h}_before_import_only" in r) + ".", ""] if "before" in r else []),
         "## First requests (same fresh process, after the import)", "",
         "| | wall s | CPU s | status |", "|---|---|---|---|",
         f"| api: first `astrocut` request (cold: loads WCS, coordinates, engine, Tracer) | {api['first_request_s']:.3f} | "

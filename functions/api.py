@@ -8,8 +8,9 @@ Cold start: importing this module loads the app and pydantic but no astropy (the
 loads it with the first request that needs it), no boto3 (the first S3 client) and no X-Ray
 SDK: powertools' Tracer imports ``aws_xray_sdk``, whose recorder builds an X-Ray client at
 import (~0.2-0.3 s, whether tracing is enabled or not), so the Tracer is built at the first
-invocation, before that invocation makes any AWS call (its botocore patches still see every
-call). benchmarks/imports.py measures both halves; tests/test_packaging.py checks the import.
+invocation (:func:`cubecut_app.tracing.traced`), before that invocation makes any AWS call
+(its botocore patches still see every call). benchmarks/imports.py measures both halves;
+tests/test_packaging.py checks the import.
 
 Secrets stay out of telemetry: the tracer records no handler response (the answers hold
 presigned URLs, whose query strings are credentials), events are never logged, and every
@@ -20,9 +21,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Any, Callable
+from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -30,6 +31,8 @@ from cubecut.tesscut.service import CutoutService
 from cubecut_app.app import answer, openapi_document  # noqa: F401  (the document, for tests and docs)
 from cubecut_app.redact import RedactingFilter
 from cubecut_app.settings import AppSettings, cutout_service
+from cubecut_app import tracing
+from cubecut_app.tracing import traced
 
 logger = Logger()
 logger.addFilter(RedactingFilter())
@@ -51,15 +54,10 @@ def presign_expiry() -> int:
     return settings().presign_expiry
 
 
-@functools.cache
-def _tracer() -> Tracer:
-    return Tracer()
-
-
 def __getattr__(name: str) -> Any:
     """``tracer``: the handler's powertools Tracer, built on first use (see above)."""
     if name == "tracer":
-        return _tracer()
+        return tracing.tracer()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -93,19 +91,14 @@ def _jobs(arn: str) -> StepFunctionsJobs | None:
     return StepFunctionsJobs(arn) if arn else None
 
 
+@traced(capture_response=False)  # the answers hold presigned URLs
 def _answer(event: dict, context: LambdaContext) -> dict:
     config = settings()
     return answer(event, context, config, _jobs(config.bulk_state_machine))
-
-
-@functools.cache
-def _traced() -> Callable[[dict, LambdaContext], dict]:
-    """The traced answer; the tracer records no response (it holds presigned URLs)."""
-    return _tracer().capture_lambda_handler(_answer, capture_response=False)
 
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    return _traced()(event, context)
+    return _answer(event, context)

@@ -15,6 +15,10 @@
 * ``finish_handler``: ``{out, run, map: {ResultWriterDetails: {Bucket, Key}}}`` -> the job's
   summary. Follows the ResultWriter's manifest to every batch's parts and writes
   ``out/results.csv`` and ``out/summary.json``.
+
+Cold start: the bulk package (astropy, the cutout engine) loads with the first invocation
+and the Tracer is built then too (:func:`cubecut_app.tracing.traced`), so the import is
+light (tests/test_packaging.py).
 """
 from __future__ import annotations
 
@@ -22,17 +26,14 @@ import json
 import os
 from collections import Counter
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cubecut.bulk.job import finish, join, plan_from_request, save_parts, save_plan
-from cubecut.bulk.plan import Limits
-from cubecut.bulk.worker import run_tiles
 from cubecut.errors import InputError
 from cubecut.storage import Location, get_bytes
+from cubecut_app.tracing import traced
 
 logger = Logger()
-tracer = Tracer()
 
 
 def _cube_prefix() -> str | None:
@@ -41,8 +42,11 @@ def _cube_prefix() -> str | None:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+@traced
 def plan_handler(event: dict, context: LambdaContext) -> dict:
+    from cubecut.bulk.job import join, plan_from_request, save_plan
+    from cubecut.bulk.plan import Limits
+
     request, run = event["request"], str(event["run"])
     out = Location.parse(str(request.get("out", "")))
     if not out.is_s3:
@@ -61,8 +65,11 @@ def plan_handler(event: dict, context: LambdaContext) -> dict:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+@traced
 def batch_handler(event: dict, context: LambdaContext) -> dict:
+    from cubecut.bulk.job import save_parts
+    from cubecut.bulk.worker import run_tiles
+
     job = event["BatchInput"]
     results = run_tiles(event["Items"])
     parts = save_parts(job["out"], job["run"], results)
@@ -71,8 +78,10 @@ def batch_handler(event: dict, context: LambdaContext) -> dict:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+@traced
 def finish_handler(event: dict, context: LambdaContext) -> dict:
+    from cubecut.bulk.job import finish
+
     details = event["map"]["ResultWriterDetails"]
     manifest = json.loads(get_bytes(f"s3://{details['Bucket']}/{details['Key']}")[0])
     parts: list[str] = []

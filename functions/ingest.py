@@ -6,6 +6,10 @@ Each handler is a thin shell over :mod:`cubecut.ingest`. The Plan step plans a n
 appended; Block and Finalize run either plan alike. Retries are safe without an
 idempotency store: a block re-uploads the same bytes under the same part number, and
 finalize recognises a cube it already committed by the plan id in its metadata.
+
+Cold start: the ingest modules that need astropy's FITS load with the first invocation and
+the Tracer is built then too (:func:`cubecut_app.tracing.traced`), so the import is light
+(tests/test_packaging.py).
 """
 from __future__ import annotations
 
@@ -13,22 +17,17 @@ import json
 import os
 from dataclasses import dataclass
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cubecut.errors import InputError, ObjectNotFoundError
-from cubecut.ingest.block import write_block
-from cubecut.ingest.blocks import DEFAULT_BLOCK_BYTES
-from cubecut.ingest.finalize import abort_ingest, finalize_ingest, finalized_result
 from cubecut.ingest.inputs import read_manifest, report_manifest_failure, resolve_inputs
-from cubecut.ingest.plan import IngestPlan, make_plan
-from cubecut.ingest.update import plan_update
 from cubecut.ingest.target import make_target
 from cubecut.storage import Location, ReadStats
+from cubecut_app.tracing import traced
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics(namespace="cubecut")
 
 
@@ -67,13 +66,18 @@ def default_cube_prefix() -> str:
 
 
 def _block_bytes() -> int:
+    from cubecut.ingest.blocks import DEFAULT_BLOCK_BYTES
+
     return int(float(os.environ.get("CUBECUT_BLOCK_MIB", DEFAULT_BLOCK_BYTES / 2**20)) * 2**20)
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+@traced
 @metrics.log_metrics
 def plan_handler(event: dict, context: LambdaContext) -> dict:
+    from cubecut.ingest.plan import make_plan
+    from cubecut.ingest.update import plan_update
+
     request = PlanRequest.from_event(event)
     if request.update:
         plan, skipped = plan_update(request.cube, request.ffis, product=request.product,
@@ -90,9 +94,12 @@ def plan_handler(event: dict, context: LambdaContext) -> dict:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+@traced
 @metrics.log_metrics
 def block_handler(event: dict, context: LambdaContext) -> dict:
+    from cubecut.ingest.block import write_block
+    from cubecut.ingest.plan import IngestPlan
+
     plan = IngestPlan.load(event["plan"])
     stats = ReadStats()
     receipt = write_block(plan, int(event["block"]), stats=stats)
@@ -103,9 +110,12 @@ def block_handler(event: dict, context: LambdaContext) -> dict:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+@traced
 @metrics.log_metrics
 def finalize_handler(event: dict, context: LambdaContext) -> dict:
+    from cubecut.ingest.finalize import finalize_ingest, finalized_result
+    from cubecut.ingest.plan import IngestPlan
+
     try:
         plan = IngestPlan.load(event["plan"])
     except ObjectNotFoundError:
@@ -133,8 +143,11 @@ def _cause_message(cause: object) -> str:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
+@traced
 def abort_handler(event: dict, context: LambdaContext) -> dict:
+    from cubecut.ingest.finalize import abort_ingest
+    from cubecut.ingest.plan import IngestPlan
+
     error = event.get("error") or {}
     logger.warning("aborting ingest", extra={"cube": event.get("cube"), "manifest": event.get("manifest"),
                                              "error": error})

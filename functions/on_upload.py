@@ -10,6 +10,9 @@ A manifest that cannot be read as documented is reported beside it as
 ``manifest.error.json`` and in the log (with its key and the reason), and not retried; a
 failure to start the execution is raised, so Lambda retries the event and finally sends it
 to the dead-letter queue (template.yaml: IngestFailuresQueue).
+
+Cold start: boto3 loads with the first event and the Tracer is built at the first
+invocation (:func:`cubecut_app.tracing.traced`); tests/test_packaging.py checks the import.
 """
 from __future__ import annotations
 
@@ -18,17 +21,16 @@ import json
 import os
 from urllib.parse import unquote_plus
 
-import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cubecut.errors import ManifestError
 from cubecut.ingest.inputs import MANIFEST_OPTIONS, parse_manifest, report_manifest_failure
 from cubecut.storage import get_bytes
+from cubecut_app.tracing import traced
 
 logger = Logger()
-tracer = Tracer()
 MANIFEST_NAME = "manifest.json"
 
 
@@ -40,9 +42,11 @@ def execution_name(bucket: str, key: str, etag: str) -> str:
 
 
 @logger.inject_lambda_context(log_event=True)
-@tracer.capture_lambda_handler
+@traced
 @event_source(data_class=S3Event)
 def handler(event: S3Event, context: LambdaContext) -> dict:
+    import boto3
+
     sfn = boto3.client("stepfunctions")
     started, skipped = [], []
     for record in event.records:

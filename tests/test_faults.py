@@ -11,9 +11,11 @@ other reliability test modules.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import threading
+import zipfile
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -440,3 +442,47 @@ def test_fault_counts_match_the_rates(faults, bucket):
     share = stats.total_faults / stats.requests["GetObject"]
     assert 0.12 < share < 0.28, stats.summary()
     assert Counter(stats.faults).keys() == {"error_500", "slowdown_503", "reset"}
+
+
+def _result_members(faults: Faults, fail_after: int) -> Iterator[tuple[str, bytes]]:
+    """Three 6 MiB incompressible TPF-sized members; after ``fail_after`` of them are
+    zipped (a part or more already uploaded), every UploadPart fails from then on."""
+    for i in range(3):
+        if i == fail_after:
+            faults.set(FaultRates(error_500=0.5, reset=0.5), operations={"UploadPart"})
+        yield f"tpf{i}.fits", np.random.default_rng(i).integers(0, 256, 6 * MIB, dtype=np.uint8).tobytes()
+
+
+def test_result_zip_stream_failing_mid_stream_aborts_and_a_retry_stores_it(faults, bucket):
+    """UploadPart fails for good after the first part was uploaded: StorageError, the upload
+    is aborted and nothing is visible at the key; the same request again stores the zip."""
+    from cubecut.tesscut.service import store_zip
+
+    url = f"s3://{bucket}/results/tesscut/key.zip"
+    with pytest.raises(StorageError, match="upload part 2"):
+        store_zip(url, _result_members(faults, fail_after=2))
+    assert faults.proxy.stats.requests["UploadPart"] > 1 and faults.proxy.stats.faults
+    faults.set(FaultRates())
+    assert uploads(faults.s3, bucket) == [] and keys(faults.s3, bucket) == set()
+    stored = store_zip(url, _result_members(faults, fail_after=-1))
+    assert keys(faults.s3, bucket) == {"results/tesscut/key.zip"} and uploads(faults.s3, bucket) == []
+    with zipfile.ZipFile(io.BytesIO(faults.s3.get_object(Bucket=bucket, Key="results/tesscut/key.zip")["Body"]
+                                    .read())) as archive:
+        assert archive.namelist() == stored.members == ["tpf0.fits", "tpf1.fits", "tpf2.fits"]
+        assert archive.read("tpf1.fits") == dict(_result_members(faults, fail_after=-1))["tpf1.fits"]
+
+
+def test_result_zip_stream_survives_transient_upload_faults(faults, bucket):
+    """Parts that fail, or are applied but whose answer is lost, are re-sent (same bytes,
+    same part number): the stored zip is whole."""
+    from cubecut.tesscut.service import store_zip
+
+    faults.set(FaultRates(error_500=0.2, reset=0.1, lost_response=0.2), operations={"UploadPart"})
+    url = f"s3://{bucket}/results/tesscut/transient.zip"
+    stored = store_zip(url, _result_members(faults, fail_after=-1))
+    assert faults.proxy.stats.total_faults > 0, faults.summary()
+    faults.set(FaultRates())
+    with zipfile.ZipFile(io.BytesIO(faults.s3.get_object(Bucket=bucket, Key="results/tesscut/transient.zip")["Body"]
+                                    .read())) as archive:
+        assert archive.testzip() is None and archive.namelist() == stored.members
+    assert uploads(faults.s3, bucket) == []

@@ -10,6 +10,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,14 +64,15 @@ def test_layer_fits_lambda_limit():
 def test_handlers_import_cold_and_report_time():
     """Each handler module imports in a fresh interpreter (what a cold start pays)."""
     timings = {}
-    for module in ("ingest", "on_upload", "api"):
+    for module in HANDLER_MODULES:
         code = (f"import time, json; t = time.perf_counter(); import cubecut_functions.{module}; "
                 "print(json.dumps(time.perf_counter() - t))")
         output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                                env={"POWERTOOLS_TRACE_DISABLED": "true", "PATH": "", "AWS_DEFAULT_REGION": "us-east-1"})
+                                env={"POWERTOOLS_TRACE_DISABLED": "true", "PATH": "", "AWS_DEFAULT_REGION": "us-east-1",
+                                     "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
         timings[module] = json.loads(output.stdout.strip().splitlines()[-1])
     print("\ncold import seconds: " + ", ".join(f"{m} {t:.2f}" for m, t in timings.items()))
-    assert set(timings) == {"ingest", "on_upload", "api"}
+    assert set(timings) == set(HANDLER_MODULES)
 
 
 #: What the API handler's import must not load: each is paid by the first request that needs
@@ -78,6 +80,14 @@ def test_handlers_import_cold_and_report_time():
 #: X-Ray SDK by the first invocation (functions/api.py). Figures: benchmarks/results/imports.md.
 NOT_AT_API_IMPORT = ("astropy", "astropy.coordinates", "astropy.wcs", "astropy.io.fits", "astropy.time", "matplotlib",
                      "aws_xray_sdk", "cubecut.cutout.engine")
+#: Every module of functions/ that template.yaml names a handler in.
+HANDLER_MODULES = tuple(sorted({m for m, _ in re.findall(r"Handler:\s*(\w+)\.(\w+)",
+                                                         (ROOT / "template.yaml").read_text())}))
+#: What no handler's import loads: the above, the bulk and ingest code that needs astropy,
+#: and boto3 (the first client loads it). Each handler pays them at its first invocation
+#: (cubecut_app.tracing builds the Tracer then).
+NOT_AT_HANDLER_IMPORT = (*NOT_AT_API_IMPORT, "astropy.table", "boto3", "cubecut.bulk.worker", "cubecut.bulk.plan",
+                         "cubecut.ingest.block", "cubecut.ingest.plan", "cubecut.ingest.finalize")
 
 
 def _loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
@@ -92,6 +102,26 @@ def test_api_handler_import_loads_no_astropy_matplotlib_or_xray():
     assert _loaded_after("import cubecut_functions.api", NOT_AT_API_IMPORT) == []
     assert _loaded_after("import os; os.environ['LAMBDA_TASK_ROOT'] = '/var/task'; import cubecut_functions.api",
                          NOT_AT_API_IMPORT) == []
+
+
+def test_handler_modules_are_every_function():
+    assert HANDLER_MODULES == ("api", "bulk", "cutouts", "ingest", "on_upload")
+
+
+@pytest.mark.parametrize("module", HANDLER_MODULES)
+def test_no_handler_import_loads_astropy_boto3_or_xray(module):
+    """Tracing enabled or not: every handler builds its Tracer at its first invocation and
+    imports what its work needs inside the handler."""
+    for setup in ("", "import os; os.environ['LAMBDA_TASK_ROOT'] = '/var/task'; "):
+        assert _loaded_after(f"{setup}import cubecut_functions.{module}", NOT_AT_HANDLER_IMPORT) == []
+
+
+def test_traced_handlers_build_the_tracer_at_their_first_invocation():
+    statement = ("from cubecut_app.tracing import traced, tracer; handler = traced(lambda event, context: event); "
+                 "import sys; assert 'aws_xray_sdk' not in sys.modules; assert handler(7, None) == 7; "
+                 "assert traced(capture_response=False)(lambda e, c: e)(8, None) == 8; "
+                 "assert tracer() is tracer()")
+    assert _loaded_after(statement, ("aws_xray_sdk",)) == ["aws_xray_sdk"]
 
 
 def test_library_import_is_light_and_cutout_is_the_function():

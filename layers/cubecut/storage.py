@@ -29,9 +29,10 @@ import re
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Protocol
 from urllib.parse import urlencode, urlparse
 
 import urllib3.exceptions
@@ -572,8 +573,7 @@ def put_bytes(url: str | Location, data: bytes | bytearray, content_type: str = 
             raise error from None
         return response.get("ETag")
     path = Path(location.key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = _temporary_beside(path)
     tmp.write_bytes(data)
     if if_match is None and not if_none_match:
         os.replace(tmp, path)
@@ -585,6 +585,179 @@ def put_bytes(url: str | Location, data: bytes | bytearray, content_type: str = 
             return file_etag(path.stat())
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A hidden temporary name in ``path``'s folder (created if need be) for this process
+    and thread, renamed over ``path`` when the write is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+#: Part size of :class:`ObjectStreamWriter` uploads: S3 wants >= 5 MiB for every part but
+#: the last and at most 10,000 parts (78 GiB at this size).
+STREAM_PART_BYTES = 8 * 2**20
+_MIN_PART_BYTES = 5 * 2**20
+
+
+class ObjectStreamWriter:
+    """A whole object written as a stream of bytes, visible only once complete.
+
+    A write-only, unseekable binary file object (``write``, ``tell``, ``flush``; what
+    :mod:`zipfile` needs) used as a context manager. Bytes collect in a buffer; each time it
+    holds ``part_bytes`` they are sent: on S3 as the next part of a multipart upload (started
+    with the first part; the upload of one part runs in a background thread while the next
+    fills, at most one in flight, so at most about two parts are held), locally appended to a
+    hidden temporary file beside the destination. Leaving the block normally makes the object
+    visible in one step (CompleteMultipartUpload, or a rename); an object that never filled
+    one part is written with one :func:`put_bytes` instead (one PUT) and its bytes are kept in
+    :attr:`body`. Leaving it with an exception, or a failed part or completion, aborts the
+    upload (or deletes the temporary file): no partial object is ever visible and the key
+    keeps what it held before. Parts are re-sendable bytes, so botocore's retries of a failed
+    UploadPart are safe; the bucket's AbortIncompleteMultipartUpload rule removes the parts
+    of a process that dies before it could abort.
+
+    After the block: :attr:`size` (bytes written), :attr:`etag`, :attr:`body` (the bytes of
+    a single-PUT object, else None).
+    """
+
+    def __init__(self, url: str | Location, content_type: str = "application/octet-stream", *,
+                 part_bytes: int = STREAM_PART_BYTES) -> None:
+        if part_bytes < _MIN_PART_BYTES:
+            raise ValueError(f"part_bytes must be >= {_MIN_PART_BYTES} (S3's smallest part), got {part_bytes}")
+        self.location = writable(url if isinstance(url, Location) else Location.parse(url))
+        self.content_type = content_type
+        self.part_bytes = part_bytes
+        self.size = 0
+        self.etag: str | None = None
+        self.body: bytes | None = None
+        self._buffer = bytearray()
+        self._parts: list[dict] = []
+        self._upload_id: str | None = None
+        self._pending: Future | None = None
+        self._sender: ThreadPoolExecutor | None = None
+        self._file: BinaryIO | None = None
+        self._tmp: Path | None = None
+        self._closed = False
+
+    # -- the file object ------------------------------------------------------------------
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        """Bytes written so far."""
+        return self.size
+
+    def flush(self) -> None:
+        """Nothing to do: parts are sent when full, the rest when the block ends."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._closed:
+            raise ValueError(f"write to {self.location.url} after it was closed")
+        self._buffer += data
+        written = len(data) if isinstance(data, (bytes, bytearray)) else memoryview(data).nbytes
+        self.size += written
+        if len(self._buffer) >= self.part_bytes:
+            part, self._buffer = self._buffer, bytearray()
+            self._send(part)
+        return written
+
+    def __enter__(self) -> "ObjectStreamWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- sending ---------------------------------------------------------------------------
+    def _send(self, part: bytearray) -> None:
+        if not self.location.is_s3:
+            if self._file is None:
+                self._tmp = _temporary_beside(Path(self.location.key))
+                self._file = open(self._tmp, "wb")  # closed by close() or abort()
+            self._file.write(part)
+            return
+        self._wait()  # at most one part in flight
+        if self._upload_id is None:
+            with s3_errors(f"start upload of {self.location.url}"):
+                self._upload_id = s3_client().create_multipart_upload(
+                    Bucket=self.location.bucket, Key=self.location.key, ContentType=self.content_type)["UploadId"]
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cubecut-part")
+        assert self._sender is not None
+        self._pending = self._sender.submit(self._upload_part, len(self._parts) + 1, part)
+
+    def _upload_part(self, number: int, part: bytearray) -> None:
+        with s3_errors(f"upload part {number} of {self.location.url}"):
+            response = s3_client().upload_part(Bucket=self.location.bucket, Key=self.location.key,
+                                               UploadId=self._upload_id, PartNumber=number, Body=part)
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Send what is left and make the object visible (abort and raise if that fails)."""
+        if self._closed:
+            return
+        try:
+            if self.location.is_s3 and self._upload_id is not None:
+                if self._buffer:
+                    part, self._buffer = self._buffer, bytearray()
+                    self._send(part)
+                self._wait()
+                with s3_errors(f"complete upload of {self.location.url}"):
+                    response = s3_client().complete_multipart_upload(
+                        Bucket=self.location.bucket, Key=self.location.key, UploadId=self._upload_id,
+                        MultipartUpload={"Parts": self._parts})
+                self.etag = response.get("ETag")
+            elif self._file is not None and self._tmp is not None:
+                self._file.write(self._buffer)
+                self._file.close()
+                os.replace(self._tmp, self.location.key)
+                self.etag = file_etag(Path(self.location.key).stat())
+            else:
+                self.body = bytes(self._buffer)
+                self.etag = put_bytes(self.location, self.body, self.content_type)
+        except BaseException:
+            self.abort()
+            raise
+        self._finish()
+
+    def abort(self) -> None:
+        """Drop everything written: abort the upload / delete the temporary file."""
+        if self._closed:
+            return
+        try:
+            if self._pending is not None:
+                self._pending.cancel()
+                with contextlib.suppress(Exception):  # the upload is aborted whatever the part did
+                    self._pending.result()
+            if self._upload_id is not None:
+                with contextlib.suppress(StorageError):  # the lifecycle rule removes what is left
+                    with s3_errors(f"abort upload of {self.location.url}"):
+                        s3_client().abort_multipart_upload(Bucket=self.location.bucket, Key=self.location.key,
+                                                           UploadId=self._upload_id)
+            if self._file is not None:
+                self._file.close()
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._closed = True
+        self._buffer = bytearray()
+        self._pending = None
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -193,7 +193,7 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
     service.check_budget(nx * ny * sum(p.nframes for _, p in crossed), len(crossed))
     key = request.cache_key([cube_version(e) for e, _ in crossed])
 
-    def compute() -> tuple[list[Member], list[CubeWork]]:
+    def compute(work: list[CubeWork]) -> Iterator[Member]:
         stats = ReadStats()
         t0 = time.monotonic() - started
         try:
@@ -201,12 +201,11 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
                                  target=request.target, stats=stats)
         except PathOffCubesError:  # the cubes changed since the catalog was read
             tpfs = []
-        members: list[Member] = []
+        work.append(CubeWork("path", t0, time.monotonic() - started, stats.requests, stats.bytes))
         for tpf in tpfs:
             header = tpf[0].header
             flux_shape = tpf["PIXELS"].data["FLUX"].shape
             name = sector_name(header["SECTOR"], header["CAMERA"], header["CCD"], request.product)
-            members.append((member_name(name, request.target, flux_shape[2], flux_shape[1]), hdul_bytes(tpf)))
-        return members, [CubeWork("path", t0, time.monotonic() - started, stats.requests, stats.bytes)]
+            yield member_name(name, request.target, flux_shape[2], flux_shape[1]), hdul_bytes(tpf)
 
     return service.deliver(service.result_url(key, "zip"), compute, started=started, empty_message=_no_data(request))

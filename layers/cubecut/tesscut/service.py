@@ -11,8 +11,12 @@ a presigned URL with 303, which astroquery and requests follow), keeping respons
 Lambda's 6 MB and API Gateway's 10 MB payload limits whatever the cutout size. Every
 result is stored under ``results_prefix`` keyed by the normalised request and the ETags
 of the cubes it read, so repeating a request reads no cube bytes and a re-ingested cube
-(new ETag) never serves a stale result. Moving-target zips (:mod:`.moving`) go through the same :meth:`CutoutService.deliver`,
-and quick-look PNGs (:mod:`.quicklook`) are drawn from these zips and cached beside them.
+(new ETag) never serves a stale result. The zip is streamed to its object as the TPFs are
+cut (:func:`store_zip`): each TPF is deflated into an S3 multipart upload (8 MiB parts) or a
+temporary file and released once written, so a big result is never held twice in memory,
+and a failed request leaves no partial object. Moving-target zips (:mod:`.moving`) go
+through the same :meth:`CutoutService.deliver`, and quick-look PNGs (:mod:`.quicklook`)
+are drawn from these zips and cached beside them.
 
 Protection: at most ``max_concurrent`` computations run at once per process (others get
 :class:`ServiceBusyError` at once, answered 503 + Retry-After, instead of queueing into
@@ -21,6 +25,7 @@ a time-out), and one request may cover at most ``max_pixel_frames`` pixel-frames
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -28,11 +33,11 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 
 from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError, StorageError
-from ..storage import ReadStats, get_bytes, head, put_bytes
+from ..storage import ObjectStreamWriter, ReadStats, get_bytes, head
 from .catalog import CubeCatalog, CubeEntry
 from .protocol import TESS_PIXEL_DEG, CutoutRequest, SectorRequest, member_name, sector_entry
 
@@ -54,8 +59,18 @@ RETRY_AFTER_S = 2
 #: Cubes cut at once within one request.
 _MAX_CUBE_THREADS = 8
 
+#: Deflate level of result zips: TPFs are float noise, level 1 keeps 0.29-0.31 of the size
+#: and level 6 costs twice the CPU for no smaller a file (benchmarks/README.md, issue 17).
+ZIP_LEVEL = 1
+#: Bytes of a TPF handed to the compressor at once: bounds what one write to the stream holds.
+_DEFLATE_CHUNK = 2**20
+
 #: One file of a result zip: its name and bytes.
 Member = tuple[str, bytes | bytearray]
+#: What a result is made of: a function that yields its members one by one (each is written
+#: to the zip and released before the next is asked for) and appends the work it did to the
+#: list it is given.
+Compute = Callable[[list["CubeWork"]], Iterable[Member]]
 
 
 class ServiceBusyError(CubecutError):
@@ -137,12 +152,50 @@ def _object_size(url: str) -> int | None:
         return None
 
 
-def _zip(members: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+@dataclass(frozen=True)
+class StoredZip:
+    """A zip written by :func:`store_zip`: member names, size in bytes, and its bytes when it
+    was small enough to be written with one PUT (None otherwise)."""
+
+    members: list[str]
+    size: int
+    body: bytes | None
+
+
+def _add_member(archive: zipfile.ZipFile, name: str, data: bytes | bytearray) -> None:
+    """Deflate ``data`` into ``archive`` as ``name``, in pieces of ``_DEFLATE_CHUNK`` bytes."""
+    view = memoryview(data)
+    with archive.open(name, "w", force_zip64=view.nbytes * 1.05 > zipfile.ZIP64_LIMIT) as dest:
+        for start in range(0, view.nbytes, _DEFLATE_CHUNK):
+            dest.write(view[start:start + _DEFLATE_CHUNK])
+    archive.getinfo(name).external_attr = 0o600 << 16  # -rw-------, as ZipFile.writestr marks files
+
+
+def store_zip(url: str, members: Iterable[Member]) -> StoredZip:
+    """Zip ``members`` (deflate level :data:`ZIP_LEVEL`) straight into the object at ``url``.
+
+    Each member is compressed into an :class:`~cubecut.storage.ObjectStreamWriter` as it
+    arrives and its bytes are released before the next is asked for, so memory holds one
+    TPF and about two 8 MiB parts, not every TPF and the whole zip. The object is created
+    with the first member (none: nothing is written) and becomes visible only when the zip
+    is complete; an exception from ``members`` or from storage aborts it (StorageError for
+    the latter) and leaves the key as it was.
+    """
+    names: list[str] = []
+    with contextlib.ExitStack() as stack:
+        archive: zipfile.ZipFile | None = None
+        stream: ObjectStreamWriter | None = None
         for name, data in members:
-            archive.writestr(name, data)
-    return buf.getvalue()
+            if archive is None:
+                stream = stack.enter_context(ObjectStreamWriter(url, "application/zip"))
+                archive = stack.enter_context(zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED,
+                                                              compresslevel=ZIP_LEVEL))
+            _add_member(archive, name, data)
+            names.append(name)
+            del data  # released before the next member is cut
+    if stream is None:
+        return StoredZip([], 0, None)
+    return StoredZip(names, stream.size, stream.body)
 
 
 def cube_version(entry: CubeEntry) -> str:
@@ -201,11 +254,14 @@ class CutoutService:
         self.check_budget(pixels(request.size) * sum(e.index.nt for e in entries), len(entries))
         key = request.cache_key([cube_version(e) for e in entries])
 
-        def compute() -> tuple[list[Member], list[CubeWork]]:
+        def compute(work: list[CubeWork]) -> Iterator[Member]:
             with ThreadPoolExecutor(max_workers=min(_MAX_CUBE_THREADS, len(entries)),
                                     thread_name_prefix="cubecut-cube") as pool:
-                done = list(pool.map(lambda e: self._cut_one(e, request, started), entries))
-            return [member for member, _ in done if member is not None], [w for _, w in done]
+                for member, cube_work in pool.map(lambda e: self._cut_one(e, request, started), entries):
+                    work.append(cube_work)
+                    if member is not None:
+                        yield member
+                    del member  # zipped: release the TPF while the next cube's is awaited
 
         return self.deliver(self.result_url(key, "zip"), compute, started=started,
                             empty_message="The position falls off the image of every matching cube")
@@ -237,21 +293,20 @@ class CutoutService:
         """Where the result with cache key ``key`` is stored (``zip``, ``png`` ...)."""
         return f"{self.results_prefix}tesscut/{key}.{suffix}"
 
-    def deliver(self, result_url: str, compute: Callable[[], tuple[list[Member], list[CubeWork]]], *,
-                started: float, empty_message: str) -> Delivery:
-        """The zip at ``result_url`` if it is stored; else ``compute()`` its members in one of
-        the concurrency slots (ServiceBusyError if none is free), zip and store them. No
-        members: a Delivery with ``empty_message`` (nothing stored)."""
+    def deliver(self, result_url: str, compute: Compute, *, started: float, empty_message: str) -> Delivery:
+        """The zip at ``result_url`` if it is stored; else, in one of the concurrency slots
+        (ServiceBusyError if none is free), ``compute`` its members and stream them into the
+        zip at ``result_url`` (:func:`store_zip`) as they come. No members: a Delivery with
+        ``empty_message`` (nothing stored). A result of at most ``inline_limit`` bytes is
+        also returned in the Delivery's body."""
         delivery = self._cached(result_url)
         if delivery is None:
+            work: list[CubeWork] = []
             with self.limit.slot():
-                members, work = compute()
-            if members:
-                body = _zip(members)
-                put_bytes(result_url, body, "application/zip")
-                inline = body if len(body) <= self.inline_limit else None
-                delivery = Delivery([name for name, _ in members], body=inline, url=result_url, size=len(body),
-                                    work=work)
+                stored = store_zip(result_url, compute(work))
+            if stored.members:
+                inline = stored.body if stored.body is not None and stored.size <= self.inline_limit else None
+                delivery = Delivery(stored.members, body=inline, url=result_url, size=stored.size, work=work)
             else:
                 delivery = Delivery([], message=empty_message, work=work)
         delivery.elapsed = time.monotonic() - started
