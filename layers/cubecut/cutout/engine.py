@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,10 +16,10 @@ from astropy.io import fits
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError, OversizedCutoutWarning
 from ..storage import Location, ReadStats, StaleObjectError, put_bytes
-from .geometry import CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
+from .geometry import Box, CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
 from .metadata import invalidate, load_index
-from .reader import Threads, fill_box, open_cube, read_chunks
-from .tpf import tpf_bytes, tpf_filename
+from .reader import Chunks, Span, Threads, fill_off_image, fill_row, open_cube, start_chunks
+from .tpf import TPFDraft, tpf_draft, tpf_filename
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,19 +137,63 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
     boxes = [cutout_box(wcs, c, size, image_shape=(index.nrows, index.ncols), cube_name=location.name)
              for c in coords]
     _warn_oversized(location, index, boxes)
-    chunks = read_chunks(open_cube(location, index, stats), index, boxes, threads)
+    files = _Assembly(index, boxes)
+    rows = start_chunks(open_cube(location, index, stats), index, boxes, threads, files.arrived)
+    for i, (box, coord) in enumerate(zip(boxes, coords)):  # while the rows cross the network
+        files.add(i, tpf_draft(index, box, coord))
+    chunks = rows()
 
     def build(i: int) -> TPFFile:
-        box = boxes[i]
-
-        def fill(flux, flux_err) -> None:
-            fill_box(index, box, chunks, flux, flux_err)
-
-        data = tpf_bytes(index, box, fill, coords[i])
         name = tpf_filename(location.name, coords[i].ra.deg, coords[i].dec.deg, *labels)
-        return TPFFile(name, data, box.nx, box.ny, index.nt)
+        return TPFFile(name, files.finish(i, chunks), boxes[i].nx, boxes[i].ny, index.nt)
 
     return _map(build, range(len(coords)), threads)
+
+
+class _Assembly:
+    """The TPFs of one call, laid out while their rows are read: each row's pixels go into
+    the drafts that need them as soon as the row arrives (on its reading thread), so that
+    what is left when the last row is in is one row's copy and the checksums. Rows that
+    arrive before their file's draft exists are copied by :meth:`finish`."""
+
+    def __init__(self, index: CubeIndex, boxes: list[Box]) -> None:
+        self._index, self._boxes = index, boxes
+        self._parts = [box.overlap(index.ncols, index.nrows) for box in boxes]
+        self._drafts: list[TPFDraft | None] = [None] * len(boxes)
+        self._filled: list[set[int]] = [set() for _ in boxes]
+        self._lock = threading.Lock()
+        self._by_row: dict[int, list[int]] = {}
+        for i, part in enumerate(self._parts):
+            for y in range(part.y0, part.y1) if part is not None else ():
+                self._by_row.setdefault(y, []).append(i)
+
+    def add(self, i: int, draft: TPFDraft) -> None:
+        """Box ``i``'s draft, ready for its rows."""
+        fill_off_image(self._index, self._boxes[i], *draft.pixels)
+        with self._lock:
+            self._drafts[i] = draft
+
+    def arrived(self, span: Span, chunk) -> None:
+        """Copy a row just read into the drafts (already made) of the boxes it serves."""
+        ready = []
+        with self._lock:
+            for i in self._by_row.get(span.y, ()):
+                part, draft = self._parts[i], self._drafts[i]
+                if draft is not None and part is not None and span.x0 <= part.x0 and part.x1 <= span.x1:
+                    self._filled[i].add(span.y)
+                    ready.append((i, draft))
+        for i, draft in ready:
+            fill_row(self._index, self._boxes[i], span, chunk, *draft.pixels)
+
+    def finish(self, i: int, chunks: Chunks) -> bytearray:
+        """Box ``i``'s file, once every read is done: the rows not copied yet, then checksums."""
+        draft, part = self._drafts[i], self._parts[i]
+        assert draft is not None  # every box has its draft before the reads are awaited
+        if part is not None:
+            for y in set(range(part.y0, part.y1)) - self._filled[i]:
+                span, chunk = next((s, c) for s, c in chunks[y] if s.x0 <= part.x0 and part.x1 <= s.x1)
+                fill_row(self._index, self._boxes[i], span, chunk, *draft.pixels)
+        return draft.finish()
 
 
 #: Bytes per pixel and frame of a TPF: RAW_CNTS (int32) and four float32 image columns.
