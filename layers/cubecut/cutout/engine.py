@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
@@ -152,15 +153,18 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
 
 class _Assembly:
     """The TPFs of one call, laid out while their rows are read: each row's pixels go into
-    the drafts that need them as soon as the row arrives (on its reading thread), so that
-    what is left when the last row is in is one row's copy and the checksums. Rows that
-    arrive before their file's draft exists are copied by :meth:`finish`."""
+    the drafts that need them as soon as the row arrives (on its reading thread), with the
+    sum of their words for the DATASUM, so that what is left when the last row is in is
+    one row's copy and the checksums. Rows that arrive before their file's draft exists
+    are copied by :meth:`finish`."""
 
     def __init__(self, index: CubeIndex, boxes: list[Box]) -> None:
         self._index, self._boxes = index, boxes
         self._parts = [box.overlap(index.ncols, index.nrows) for box in boxes]
         self._drafts: list[TPFDraft | None] = [None] * len(boxes)
         self._filled: list[set[int]] = [set() for _ in boxes]
+        #: Per box: sums of the big-endian words of its FLUX/FLUX_ERR values written so far.
+        self._words: list[list[int]] = [[] for _ in boxes]
         self._lock = threading.Lock()
         self._by_row: dict[int, list[int]] = {}
         for i, part in enumerate(self._parts):
@@ -169,11 +173,15 @@ class _Assembly:
 
     def add(self, i: int, draft: TPFDraft) -> None:
         """Box ``i``'s draft, ready for its rows."""
-        fill_off_image(self._index, self._boxes[i], *draft.pixels)
+        box = self._boxes[i]
+        part = fill_off_image(self._index, box, *draft.pixels)
+        if part != box:  # every pixel is NaN now; the rows overwrite the ones on the image
+            off_image = (box.nx * box.ny - (part.nx * part.ny if part is not None else 0)) * self._index.nt
+            self._words[i].append(off_image * sum(int(a.view(">u4")[0, 0, 0]) for a in draft.pixels))
         with self._lock:
             self._drafts[i] = draft
 
-    def arrived(self, span: Span, chunk) -> None:
+    def arrived(self, span: Span, chunk: np.ndarray) -> None:
         """Copy a row just read into the drafts (already made) of the boxes it serves."""
         ready = []
         with self._lock:
@@ -183,7 +191,7 @@ class _Assembly:
                     self._filled[i].add(span.y)
                     ready.append((i, draft))
         for i, draft in ready:
-            fill_row(self._index, self._boxes[i], span, chunk, *draft.pixels)
+            self._copy(i, draft, span, chunk)
 
     def finish(self, i: int, chunks: Chunks) -> bytearray:
         """Box ``i``'s file, once every read is done: the rows not copied yet, then checksums."""
@@ -192,8 +200,16 @@ class _Assembly:
         if part is not None:
             for y in set(range(part.y0, part.y1)) - self._filled[i]:
                 span, chunk = next((s, c) for s, c in chunks[y] if s.x0 <= part.x0 and part.x1 <= s.x1)
-                fill_row(self._index, self._boxes[i], span, chunk, *draft.pixels)
-        return draft.finish()
+                self._copy(i, draft, span, chunk)
+        return draft.finish(pixel_words=sum(self._words[i]))
+
+    def _copy(self, i: int, draft: TPFDraft, span: Span, chunk: np.ndarray) -> None:
+        part = self._parts[i]
+        assert part is not None  # only boxes on the image have rows
+        fill_row(self._index, self._boxes[i], span, chunk, *draft.pixels)
+        # The words written: the row's flux (and error) values; a 1-plane cube's errors are 0.
+        values = chunk[part.x0 - span.x0:part.x1 - span.x0]
+        self._words[i].append(int(values.view(">u4").sum(dtype=np.uint64)))
 
 
 #: Bytes per pixel and frame of a TPF: RAW_CNTS (int32) and four float32 image columns.

@@ -235,15 +235,21 @@ class TPFDraft:
         #: The FLUX and FLUX_ERR columns, ``(nt, ny, nx)`` big-endian float32 views into the file.
         self.pixels: tuple[np.ndarray, np.ndarray] = (table["FLUX"], table["FLUX_ERR"])
 
-    def finish(self, fill: Callable[[np.ndarray, np.ndarray], None] | None = None) -> bytearray:
+    def finish(self, fill: Callable[[np.ndarray, np.ndarray], None] | None = None, *,
+               pixel_words: int | None = None) -> bytearray:
         """The file, once ``fill(flux, flux_err)`` (if given) has written the pixels into
-        :attr:`pixels` (as for :func:`tpf_bytes`)."""
+        :attr:`pixels` (as for :func:`tpf_bytes`).
+
+        ``pixel_words``, when the caller knows it (e.g. summed row by row as the rows
+        came), is the sum of the big-endian 32-bit words of FLUX and FLUX_ERR as written:
+        the pixels are then not read again for the DATASUM.
+        """
         if fill is not None:
             fill(*self.pixels)
         header = self._template.headers[1]
         fitswrite.write_hdu(self._buffer, self._offset, self._images, checksum_card=header.checksum,
                             datasum_card=header.datasum, data_bytes=self._table.nbytes, when=self._when,
-                            datasum=_table_datasum(self._template, self._table, self._box))
+                            datasum=_table_datasum(self._template, self._table, self._box, pixel_words))
         return self._buffer
 
 
@@ -277,12 +283,12 @@ def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | N
     return TPFDraft(template, box, buf, table, headers[1], offsets[1], when)
 
 
-def _table_datasum(template: _Template, table: np.ndarray, box: Box) -> int | None:
+def _table_datasum(template: _Template, table: np.ndarray, box: Box, pixel_words: int | None = None) -> int | None:
     """The PIXELS table's DATASUM from its parts: when every field and row is a whole number
     of 32-bit words, the ones'-complement sum is the sum of the cube-wide columns' words
     (computed once per cube), RAW_CNTS (-1 in every word), the zero columns (0) and only the
-    FLUX/FLUX_ERR words, which are read here (40 % of a 30x30 table). None when the layout
-    does not allow it (the whole table is summed then)."""
+    FLUX/FLUX_ERR words, which are read here (40 % of a 30x30 table) unless ``pixel_words``
+    gives their sum. None when the layout does not allow it (the whole table is summed then)."""
     if template.constant_words is None:
         return None
     npix = box.nx * box.ny
@@ -291,10 +297,12 @@ def _table_datasum(template: _Template, table: np.ndarray, box: Box) -> int | No
     offset = fields["FLUX"][1]
     if fields["FLUX_ERR"][1] != offset + 4 * npix:
         return None
-    pixels = np.ndarray((len(table), 2 * npix), dtype=">u4", buffer=table, offset=offset,
-                        strides=(table.dtype.itemsize, 4))
+    if pixel_words is None:
+        pixels = np.ndarray((len(table), 2 * npix), dtype=">u4", buffer=table, offset=offset,
+                            strides=(table.dtype.itemsize, 4))
+        pixel_words = int(pixels.sum(dtype=np.uint64))
     raw = len(table) * npix * 0xFFFFFFFF
-    return fitswrite.fold(template.constant_words + raw + int(pixels.sum(dtype=np.uint64)))
+    return fitswrite.fold(template.constant_words + raw + pixel_words)
 
 
 def reference_tpf(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray, coord: SkyCoord,
