@@ -124,6 +124,12 @@ def started(function: Callable[[T], R], items: Iterable[T], threads: Threads,
     return wait
 
 
+def in_background(function: Callable[[], R]) -> Callable[[], R]:
+    """``function()`` started on the shared pool; the returned function waits for its
+    result (or raises what it raised)."""
+    return _shared_pool().submit(function).result
+
+
 def read_range(source: ByteSource, start: int, stop: int, error: type[Exception], what: str) -> bytes:
     """Bytes ``[start, stop)`` of ``source``; raises ``error`` naming ``what`` if fewer came
     (a truncated object: the sources retry bodies that break off)."""

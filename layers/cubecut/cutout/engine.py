@@ -16,9 +16,10 @@ from astropy.io import fits
 
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError, OversizedCutoutWarning
+from ..reads import in_background
 from ..storage import Location, ReadStats, StaleObjectError, put_bytes
 from .geometry import Box, CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
-from .metadata import invalidate, load_index
+from .metadata import cached, invalidate, load_index
 from .reader import Chunks, Span, Threads, fill_off_image, fill_row, open_cube, start_chunks
 from .tpf import TPFDraft, tpf_draft, tpf_filename
 
@@ -119,10 +120,13 @@ def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInpu
     location = cube if isinstance(cube, Location) else Location.parse(cube)
     if anon is not None:
         location = dataclasses.replace(location, anon=anon)
+    # A cold call: the index's GET (a round trip) is on its way while the input is parsed.
+    loading = in_background(lambda: load_index(location, stats)) if cached(location) is None else None
     coords = parse_coordinates(coordinates)
     labels = size_label(parse_size(size))
     try:
-        return _cutouts(location, load_index(location, stats), coords, size, labels, threads, product, stats)
+        index = loading() if loading is not None else load_index(location, stats)
+        return _cutouts(location, index, coords, size, labels, threads, product, stats)
     except StaleObjectError:  # the cube was replaced since its index was cached: reload once
         invalidate(location)
         return _cutouts(location, load_index(location, stats, refresh=True), coords, size, labels, threads,

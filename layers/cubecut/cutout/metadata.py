@@ -72,6 +72,16 @@ def load_index(cube_url: str | Location, stats: ReadStats | None = None, *,
     return index
 
 
+def cached(cube_url: str | Location) -> CubeIndex | None:
+    """The cached index of ``cube_url`` (now the most recently used), or None (no read)."""
+    location = cube_url if isinstance(cube_url, Location) else Location.parse(cube_url)
+    with _cache_lock:
+        index = _cache.get(location.url)
+        if index is not None:
+            _cache.move_to_end(location.url)
+        return index
+
+
 def remember(cube_url: str | Location, index: CubeIndex) -> None:
     """Cache ``index`` as the current index of ``cube_url`` (e.g. the catalog's, which it
     checked against the cube's listed ETag)."""
