@@ -142,8 +142,12 @@ def _get(store, location: Location, options: GetOptions, expected: int | None, w
             raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
         etag[0] = result.meta.get("e_tag")
         try:
-            return bytes(result.bytes())
+            data = bytes(result.bytes())
         except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error
             raise storage.BodyError(exc) from None
+        # obstore resumes a broken body with ranged GETs; a whole object must be all there
+        if expected is None and len(data) != result.meta["size"]:
+            raise storage.BodyError(f"{len(data)} of {result.meta['size']} bytes")
+        return data
 
     return storage.read_exactly(fetch, expected, what), etag[0]
