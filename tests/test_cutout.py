@@ -432,9 +432,11 @@ def test_bad_sizes(cube: Path, index: CubeIndex, size):
 
 
 @pytest.mark.parametrize("coordinates", ["nan 10", "abc def", "10 95", [], SkyCoord(np.nan, 10, unit="deg"), 42])
-def test_bad_coordinates(cube: Path, coordinates):
+def test_bad_coordinates(cube: Path, coordinates, tmp_path: Path):
     with pytest.raises(CoordinateError):
         cutout(cube, coordinates, 5)
+    with pytest.raises(CoordinateError):  # parsed while the index is read: still reported first
+        cutout(tmp_path / "missing-cube.fits", coordinates, 5)
 
 
 def test_not_a_cube_truncated_and_missing(cube: Path, index: CubeIndex, tmp_path: Path):

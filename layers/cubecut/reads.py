@@ -100,6 +100,7 @@ def started(function: Callable[[T], R], items: Iterable[T], threads: Threads,
         return nested
     results: list = [None] * len(items)
     begun = threading.Semaphore(0)
+    running, done, lock = [count], threading.Event(), threading.Lock()
 
     def lane(first: int) -> None:
         _in_pool.lane = True
@@ -109,12 +110,17 @@ def started(function: Callable[[T], R], items: Iterable[T], threads: Threads,
                 results[i] = function(items[i])
         finally:
             _in_pool.lane = False
+            with lock:
+                running[0] -= 1
+                if not running[0]:
+                    done.set()  # the caller wakes once, when the last lane is done
 
     futures = [_shared_pool().submit(lane, k) for k in range(count)]
     for _ in futures:  # every lane is making its first call: the caller's work cannot delay them
         begun.acquire()
 
     def wait() -> list[R]:
+        done.wait()
         errors = [future.exception() for future in futures]
         first_error = next((error for error in errors if error is not None), None)
         if first_error is not None:

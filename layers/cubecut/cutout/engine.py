@@ -120,12 +120,21 @@ def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInpu
     location = cube if isinstance(cube, Location) else Location.parse(cube)
     if anon is not None:
         location = dataclasses.replace(location, anon=anon)
-    # A cold call: the index's GET (a round trip) is on its way while the input is parsed.
-    loading = in_background(lambda: load_index(location, stats)) if cached(location) is None else None
-    coords = parse_coordinates(coordinates)
-    labels = size_label(parse_size(size))
+
+    def parsed() -> tuple[list[SkyCoord], tuple[str, str]]:
+        return parse_coordinates(coordinates), size_label(parse_size(size))
+
+    if cached(location) is not None:
+        (coords, labels), index = parsed(), load_index(location, stats)
+    else:  # a cold call: the input is parsed while the index's GET (a round trip) is on its way
+        parsing = in_background(parsed)
+        try:
+            index = load_index(location, stats)
+        except Exception:
+            parsing()  # bad input is reported first, as when it is parsed before any read
+            raise
+        coords, labels = parsing()
     try:
-        index = loading() if loading is not None else load_index(location, stats)
         return _cutouts(location, index, coords, size, labels, threads, product, stats)
     except StaleObjectError:  # the cube was replaced since its index was cached: reload once
         invalidate(location)
