@@ -293,6 +293,22 @@ def test_sizes_and_file_names_match_astrocut(cube: Path, index: CubeIndex, tmp_p
         np.testing.assert_array_equal(ours[1].data["FLUX"], theirs[1].data["FLUX"])
 
 
+def test_the_ffi_wcs_is_parsed_once_per_cube_and_copied_per_thread(index: CubeIndex):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cubecut.cutout import geometry
+
+    geometry._checked_wcs.cache_clear()
+    geometry._thread_wcs.cache_clear()
+    here = ffi_wcs(index)
+    with ThreadPoolExecutor(1) as pool:
+        there = pool.submit(ffi_wcs, index).result()
+    assert there is not here and ffi_wcs(index) is here
+    assert geometry._checked_wcs.cache_info().misses == 1, "one parse for both threads"
+    x, y = np.meshgrid(np.linspace(-5, index.ncols + 5, 9), np.linspace(-5, index.nrows + 5, 7))
+    np.testing.assert_array_equal(here.all_pix2world(x, y, 0), there.all_pix2world(x, y, 0))
+
+
 def test_target_pixel_positions_are_astropys_to_pixel(index: CubeIndex):
     """cutout_box places ICRS targets on the (ICRS) FFI WCS with all_world2pix directly: the
     same numbers, bit for bit, as astropy's SkyCoord.to_pixel(mode="all"), on and off the
