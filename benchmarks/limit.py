@@ -114,7 +114,8 @@ def section_headline(shaper, cube: dict, cpu_floor_s: float, rounds: int, server
         res = contender({"tool": "rawget", "cube": cube["url"], "coords": [coord], "size": 30, "repeats": 3,
                          "control": shaper.control}, env)
         runs["rows only"] += _cold_warm(res, "warm")
-        log(f"  headline {server} r{rnd}: " + ", ".join(f"{k} {median(v) or 0:.3f} s" for k, v in runs.items()))
+        log(f"  headline {server} r{rnd}: " + ", ".join(f"{k} {median(v) or 0:.3f} s" for k, v in runs.items())
+            + f" (load {_load()})")
     latency, mbps = shaper.latency_ms / 1e3, shaper.mbps * 1e6
     row_bytes = 30 * cube["nt"] * 8
     sidecar = len(json.dumps(cube["side"]).encode())
@@ -253,6 +254,11 @@ def _headline_report(head: dict) -> list[str]:
             f"Requests (proxy, in flight) cubecut: {head['requests'].get('cubecut')}.", ""]
 
 
+def _load() -> str:
+    """The 1/5/15-minute load averages (the machine is shared: timings move with them)."""
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=None, choices=["cpu", "headline", "multi", "route"])
@@ -262,6 +268,7 @@ def main() -> int:
     path = RESULTS / "limit.json"
     RESULTS.mkdir(exist_ok=True)
     results = json.loads(path.read_text()) if path.exists() else {}
+    load_at_start = _load()
     results.update(started=time.strftime("%Y-%m-%d %H:%M:%S"),
                    machine={"cpus": os.cpu_count(), "python": sys.version.split()[0]})
     spec = data.FULL["s0001"]
@@ -299,9 +306,11 @@ def main() -> int:
             shaper.stop()
         s3.stop()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    results["load_average"] = {"started": load_at_start, "finished": _load()}
     for key in ("cpu", "headline", "headline_concurrent", "multi", "multi_concurrent", "route"):
         if key.split("_")[0] in only and isinstance(results.get(key), dict):  # sections of this run
-            results[key]["run"] = f"{results['started']} – {results['finished']}"
+            results[key]["run"] = (f"{results['started']} – {results['finished']}, load average "
+                                   f"{load_at_start} → {results['load_average']['finished']}")
     path.write_text(json.dumps(results, indent=1, default=str))
     (RESULTS / "limit.md").write_text(report(results))
     log(f"results in {path} and {RESULTS / 'limit.md'}")

@@ -317,18 +317,23 @@ def test_a_cube_replaced_between_index_and_row_reads_is_reloaded(two_cubes, buck
                   Body=json.dumps({**json.loads(two_cubes["A-sidecar"]),
                                    "cube_etag": s3.head_object(Bucket=bucket, Key=CUBE_KEY)["ETag"]}).encode())
     assert load_index(url).nt == 24
-    real, swaps, stale = cutout_engine.read_chunks, [], []
+    real, swaps, stale = cutout_engine.start_chunks, [], []
 
-    def swap_then_read(source, index, boxes, threads):
+    def swap_then_read(source, index, boxes, threads, arrived):
         if not swaps:
             swaps.append(s3.put_object(Bucket=bucket, Key=CUBE_KEY, Body=two_cubes["B"]))  # sidecar still says A
-        try:
-            return real(source, index, boxes, threads)
-        except StaleObjectError as exc:
-            stale.append(exc)
-            raise
+        pending = real(source, index, boxes, threads, arrived)
 
-    monkeypatch.setattr(cutout_engine, "read_chunks", swap_then_read)
+        def wait():
+            try:
+                return pending()
+            except StaleObjectError as exc:
+                stale.append(exc)
+                raise
+
+        return wait
+
+    monkeypatch.setattr(cutout_engine, "start_chunks", swap_then_read)
     ra, dec = two_cubes["coords"][0]
     flux = cutout(url, f"{ra} {dec}", CUT)[0][1].data["FLUX"]
     assert len(stale) == 1 and _which(flux, two_cubes, 0) == "B"

@@ -293,6 +293,41 @@ def test_sizes_and_file_names_match_astrocut(cube: Path, index: CubeIndex, tmp_p
         np.testing.assert_array_equal(ours[1].data["FLUX"], theirs[1].data["FLUX"])
 
 
+def test_the_ffi_wcs_is_parsed_once_per_cube_and_copied_per_thread(index: CubeIndex):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cubecut.cutout import geometry
+
+    geometry._checked_wcs.cache_clear()
+    geometry._thread_wcs.cache_clear()
+    here = ffi_wcs(index)
+    with ThreadPoolExecutor(1) as pool:
+        there = pool.submit(ffi_wcs, index).result()
+    assert there is not here and ffi_wcs(index) is here
+    assert geometry._checked_wcs.cache_info().misses == 1, "one parse for both threads"
+    x, y = np.meshgrid(np.linspace(-5, index.ncols + 5, 9), np.linspace(-5, index.nrows + 5, 7))
+    np.testing.assert_array_equal(here.all_pix2world(x, y, 0), there.all_pix2world(x, y, 0))
+
+
+def test_target_pixel_positions_are_astropys_to_pixel(index: CubeIndex):
+    """cutout_box places ICRS targets on the (ICRS) FFI WCS with all_world2pix directly: the
+    same numbers, bit for bit, as astropy's SkyCoord.to_pixel(mode="all"), on and off the
+    image; other frames go through astropy."""
+    from cubecut.cutout import geometry, parse_coordinates
+
+    wcs = ffi_wcs(index)
+    rng = np.random.default_rng(5)
+    xs, ys = rng.uniform(-60, index.ncols + 60, 300), rng.uniform(-60, index.nrows + 60, 300)
+    ra, dec = wcs.all_pix2world(xs, ys, 0)
+    coords = parse_coordinates([f"{r} {d}" for r, d in zip(ra, dec)])
+    coords += [SkyCoord(float(ra[0]), float(dec[0]), unit="deg"), SkyCoord(ra[1] * u.deg, dec[1] * u.deg).fk5,
+               SkyCoord(ra[2] * u.deg, dec[2] * u.deg).galactic]
+    assert geometry._is_icrs(wcs)
+    for coord in coords:
+        ours, theirs = geometry._to_pixel(wcs, coord), coord.to_pixel(wcs, origin=0, mode="all")
+        assert [float(v) for v in ours] == [float(v) for v in theirs]
+
+
 def test_tpf_filename():
     assert (tpf_filename("s3://b/cubes/tess-s0001-1-3-cube.fits", 10.1234567891, -5.5, 5, "7")
             == "tess-s0001-1-3_10.1234568_-5.5000000_5-x-7_astrocut.fits")
@@ -413,9 +448,11 @@ def test_bad_sizes(cube: Path, index: CubeIndex, size):
 
 
 @pytest.mark.parametrize("coordinates", ["nan 10", "abc def", "10 95", [], SkyCoord(np.nan, 10, unit="deg"), 42])
-def test_bad_coordinates(cube: Path, coordinates):
+def test_bad_coordinates(cube: Path, coordinates, tmp_path: Path):
     with pytest.raises(CoordinateError):
         cutout(cube, coordinates, 5)
+    with pytest.raises(CoordinateError):  # parsed while the index is read: still reported first
+        cutout(tmp_path / "missing-cube.fits", coordinates, 5)
 
 
 def test_not_a_cube_truncated_and_missing(cube: Path, index: CubeIndex, tmp_path: Path):

@@ -59,6 +59,28 @@ def test_lanes_limit_the_threads_and_nested_calls_do_not_wait_on_the_pool():
     assert outer == [10] * (2 * reads.MAX_IN_FLIGHT)
 
 
+def test_started_reads_are_in_flight_before_the_caller_works_and_give_results_or_errors():
+    begun = threading.Barrier(9, timeout=10)  # 8 calls and the caller: passes only if all 8 are running
+
+    def call(i: int) -> int:
+        if i < 8:
+            begun.wait()
+        if i == 9:
+            raise FFIError("bad 9")
+        return i
+
+    wait = reads.started(call, range(8), "auto")
+    begun.wait()  # the caller's work, while its reads are in flight
+    assert wait() == list(range(8))
+    begun.reset()
+    failing = reads.started(call, range(8, 10), "auto")
+    with pytest.raises(FFIError, match="bad 9"):
+        failing()
+    calls = []
+    lazy = reads.started(lambda i: calls.append(i) or i, range(3), 1)
+    assert calls == [] and lazy() == [0, 1, 2], "one thread: the calls run when awaited"
+
+
 def test_the_first_error_is_raised():
     def call(i: int) -> int:
         if i in (3, 7):

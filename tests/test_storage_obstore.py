@@ -18,8 +18,8 @@ from cubecut import storage
 from cubecut.cutout import cutout, load_index
 from cubecut.errors import ObjectNotFoundError, StorageError
 from cubecut.ingest.run import ingest
-from cubecut.storage import Location, ReadStats, StaleObjectError
-from cubecut.storage_obstore import REQUEST_RETRIES, ObstoreSource
+from cubecut.storage import Location, ReadStats, StaleObjectError, get_bytes
+from cubecut.storage_obstore import REQUEST_RETRIES, ObstoreSource, get_object
 
 
 @pytest.fixture
@@ -100,4 +100,20 @@ def test_cutout_pixel_reads_survive_faults(faults, local_cube, bucket):
         expected = cutout(local_cube, f"{ra} {dec}", CUTOUT_SIZE)[0]
         np.testing.assert_array_equal(tpf[1].data["FLUX"], expected[1].data["FLUX"])
         np.testing.assert_array_equal(tpf[1].data["FLUX_ERR"], expected[1].data["FLUX_ERR"])
+    assert faults.proxy.stats.total_faults > 0, faults.summary()
+
+
+def test_whole_objects_are_what_botocore_gets_and_survive_faults(faults, bucket):
+    """get_object (cold cutouts' sidecar reads) gives get_bytes's bytes and ETag, counts
+    the request, names a missing object, and retries broken and short bodies."""
+    data = os.urandom(200_000)
+    faults.s3.put_object(Bucket=bucket, Key="whole", Body=data)
+    stats = ReadStats()
+    assert get_object(Location("s3", bucket, "whole"), stats) == get_bytes(Location("s3", bucket, "whole"))
+    assert (stats.requests, stats.bytes) == (1, len(data))
+    with pytest.raises(ObjectNotFoundError):
+        get_object(Location("s3", bucket, "nothing"))
+    faults.set(FaultRates(truncate=0.3, wrong_length=0.3), operations={"GetObject"})
+    for _ in range(6):
+        assert get_object(Location("s3", bucket, "whole"))[0] == data
     assert faults.proxy.stats.total_faults > 0, faults.summary()

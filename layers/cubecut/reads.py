@@ -73,29 +73,67 @@ def concurrently(function: Callable[[T], R], items: Iterable[T], threads: Thread
     (so lanes never wait on the pool they run in). Returns when every lane has finished;
     the first exception raised by a call is raised here.
     """
+    return started(function, items, threads, largest)()
+
+
+def started(function: Callable[[T], R], items: Iterable[T], threads: Threads,
+            largest: int = 0) -> Callable[[], list[R]]:
+    """:func:`concurrently`, started: returns once every lane is making its first call (so
+    reads are in flight and the caller's work, holding the GIL, does not hold them back),
+    with a function that waits for all the calls and gives their results (or raises the
+    first exception a call raised): the caller works while the reads wait on the network.
+    With one thread (``threads=1``) the calls run, one by one, when that function is called."""
     items = list(items)
     count = workers(threads, len(items), largest)
     if count == 1:
-        return [function(item) for item in items]
+        return lambda: [function(item) for item in items]
     if getattr(_in_pool, "lane", False):
-        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="cubecut-read-nested") as pool:
-            return list(pool.map(function, items))
+        pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="cubecut-read-nested")
+        calls = [pool.submit(function, item) for item in items]
+
+        def nested() -> list[R]:
+            try:
+                return [call.result() for call in calls]
+            finally:
+                pool.shutdown(wait=True)
+
+        return nested
     results: list = [None] * len(items)
+    begun = threading.Semaphore(0)
+    running, done, lock = [count], threading.Event(), threading.Lock()
 
     def lane(first: int) -> None:
         _in_pool.lane = True
+        begun.release()
         try:
             for i in range(first, len(items), count):
                 results[i] = function(items[i])
         finally:
             _in_pool.lane = False
+            with lock:
+                running[0] -= 1
+                if not running[0]:
+                    done.set()  # the caller wakes once, when the last lane is done
 
     futures = [_shared_pool().submit(lane, k) for k in range(count)]
-    errors = [future.exception() for future in futures]
-    first_error = next((error for error in errors if error is not None), None)
-    if first_error is not None:
-        raise first_error
-    return results
+    for _ in futures:  # every lane is making its first call: the caller's work cannot delay them
+        begun.acquire()
+
+    def wait() -> list[R]:
+        done.wait()
+        errors = [future.exception() for future in futures]
+        first_error = next((error for error in errors if error is not None), None)
+        if first_error is not None:
+            raise first_error
+        return results
+
+    return wait
+
+
+def in_background(function: Callable[[], R]) -> Callable[[], R]:
+    """``function()`` started on the shared pool; the returned function waits for its
+    result (or raises what it raised)."""
+    return _shared_pool().submit(function).result
 
 
 def read_range(source: ByteSource, start: int, stop: int, error: type[Exception], what: str) -> bytes:

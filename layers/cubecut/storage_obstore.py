@@ -98,33 +98,56 @@ class ObstoreSource:
         self._store = store_for(location.bucket, location.anon)
 
     def read(self, start: int, stop: int) -> bytes:
-        import obstore
-        from obstore.exceptions import NotFoundError, PermissionDeniedError, PreconditionError, UnauthenticatedError
-
         stop = min(stop, self.size)
         if stop <= start:
             return b""
         options: GetOptions = {"range": (start, stop)}
         if self.etag:
             options["if_match"] = self.etag
-        what = f"{self.location.url} bytes [{start}, {stop})"
-
-        def fetch() -> bytes:
-            try:
-                result = obstore.get(self._store, self.location.key, options=options)
-            except PreconditionError:
-                raise StaleObjectError(f"{self.location.url} changed while being read") from None
-            except (NotFoundError, FileNotFoundError):
-                raise ObjectNotFoundError(f"{self.location.url}: not found") from None
-            except (PermissionDeniedError, UnauthenticatedError) as exc:
-                raise AccessDeniedError(f"{self.location.url}: access denied ({exc})") from None
-            except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
-                raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
-            try:
-                return bytes(result.bytes())
-            except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error
-                raise storage.BodyError(exc) from None
-
-        data = storage.read_exactly(fetch, stop - start, what)
+        data, _ = _get(self._store, self.location, options, stop - start, f"{self.location.url} bytes [{start}, {stop})")
         self.stats.add(len(data))
         return data
+
+
+def get_object(location: Location, stats: ReadStats | None = None) -> tuple[bytes, str | None]:
+    """The whole S3 object and its ETag, as :func:`cubecut.storage.get_bytes` gives them
+    (the same errors, retries and counting), through obstore: cutouts' cold reads of an
+    index sidecar (~0.8 ms of CPU for a 160 KB sidecar against ~4 ms through botocore)."""
+    if not location.is_s3:
+        raise ValueError(f"not an S3 location: {location.url}")
+    data, etag = _get(store_for(location.bucket, location.anon), location, {}, None, location.url)
+    if stats is not None:
+        stats.add(len(data))
+    return data, etag
+
+
+def _get(store, location: Location, options: GetOptions, expected: int | None, what: str) -> tuple[bytes, str | None]:
+    """One GET of ``location`` with ``options`` (bodies retried until ``expected`` bytes
+    come, as :func:`cubecut.storage.read_exactly`), and the object's ETag."""
+    import obstore
+    from obstore.exceptions import NotFoundError, PermissionDeniedError, PreconditionError, UnauthenticatedError
+
+    etag: list[str | None] = [None]
+
+    def fetch() -> bytes:
+        try:
+            result = obstore.get(store, location.key, options=options)
+        except PreconditionError:
+            raise StaleObjectError(f"{location.url} changed while being read") from None
+        except (NotFoundError, FileNotFoundError):
+            raise ObjectNotFoundError(f"{location.url}: not found") from None
+        except (PermissionDeniedError, UnauthenticatedError) as exc:
+            raise AccessDeniedError(f"{location.url}: access denied ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
+            raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
+        etag[0] = result.meta.get("e_tag")
+        try:
+            data = bytes(result.bytes())
+        except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error
+            raise storage.BodyError(exc) from None
+        # obstore resumes a broken body with ranged GETs; a whole object must be all there
+        if expected is None and len(data) != result.meta["size"]:
+            raise storage.BodyError(f"{len(data)} of {result.meta['size']} bytes")
+        return data
+
+    return storage.read_exactly(fetch, expected, what), etag[0]

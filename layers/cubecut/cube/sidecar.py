@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Callable
 
 from ..errors import ConcurrentWriteError, ObjectNotFoundError
 from ..storage import Location, ReadStats, get_bytes, head, put_bytes
@@ -44,11 +45,15 @@ def parse_sidecar(data: bytes, where: str) -> CubeIndex | None:
     return index
 
 
-def read_sidecar(cube: Location, stats: ReadStats | None = None) -> tuple[CubeIndex | None, str | None]:
-    """The sidecar's index (None if absent or unusable) and the sidecar's own ETag (None if absent)."""
+def read_sidecar(cube: Location, stats: ReadStats | None = None, *,
+                 get: Callable[[Location, ReadStats | None], tuple[bytes, str | None]] = get_bytes,
+                 ) -> tuple[CubeIndex | None, str | None]:
+    """The sidecar's index (None if absent or unusable) and the sidecar's own ETag (None if
+    absent). ``get`` reads it (:func:`~cubecut.storage.get_bytes`, or a client of the same
+    contract)."""
     location = sidecar_location(cube)
     try:
-        data, etag = get_bytes(location, stats)
+        data, etag = get(location, stats)
     except ObjectNotFoundError:
         if stats is not None and location.is_s3:
             stats.add(0)  # the probe was a request even though it returned nothing

@@ -4,21 +4,24 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError, OversizedCutoutWarning
+from ..reads import in_background
 from ..storage import Location, ReadStats, StaleObjectError, put_bytes
-from .geometry import CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
-from .metadata import invalidate, load_index
-from .reader import Threads, fill_box, open_cube, read_chunks
-from .tpf import tpf_bytes, tpf_filename
+from .geometry import Box, CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
+from .metadata import cached, invalidate, load_index
+from .reader import Chunks, Span, Threads, fill_off_image, fill_row, open_cube, start_chunks
+from .tpf import TPFDraft, tpf_draft, tpf_filename
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,10 +120,22 @@ def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInpu
     location = cube if isinstance(cube, Location) else Location.parse(cube)
     if anon is not None:
         location = dataclasses.replace(location, anon=anon)
-    coords = parse_coordinates(coordinates)
-    labels = size_label(parse_size(size))
+
+    def parsed() -> tuple[list[SkyCoord], tuple[str, str]]:
+        return parse_coordinates(coordinates), size_label(parse_size(size))
+
+    if cached(location) is not None:
+        (coords, labels), index = parsed(), load_index(location, stats)
+    else:  # a cold call: the input is parsed while the index's GET (a round trip) is on its way
+        parsing = in_background(parsed)
+        try:
+            index = load_index(location, stats)
+        except Exception:
+            parsing()  # bad input is reported first, as when it is parsed before any read
+            raise
+        coords, labels = parsing()
     try:
-        return _cutouts(location, load_index(location, stats), coords, size, labels, threads, product, stats)
+        return _cutouts(location, index, coords, size, labels, threads, product, stats)
     except StaleObjectError:  # the cube was replaced since its index was cached: reload once
         invalidate(location)
         return _cutouts(location, load_index(location, stats, refresh=True), coords, size, labels, threads,
@@ -136,19 +151,78 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
     boxes = [cutout_box(wcs, c, size, image_shape=(index.nrows, index.ncols), cube_name=location.name)
              for c in coords]
     _warn_oversized(location, index, boxes)
-    chunks = read_chunks(open_cube(location, index, stats), index, boxes, threads)
+    files = _Assembly(index, boxes)
+    rows = start_chunks(open_cube(location, index, stats), index, boxes, threads, files.arrived)
+    for i, (box, coord) in enumerate(zip(boxes, coords)):  # while the rows cross the network
+        files.add(i, tpf_draft(index, box, coord))
+    chunks = rows()
 
     def build(i: int) -> TPFFile:
-        box = boxes[i]
-
-        def fill(flux, flux_err) -> None:
-            fill_box(index, box, chunks, flux, flux_err)
-
-        data = tpf_bytes(index, box, fill, coords[i])
         name = tpf_filename(location.name, coords[i].ra.deg, coords[i].dec.deg, *labels)
-        return TPFFile(name, data, box.nx, box.ny, index.nt)
+        return TPFFile(name, files.finish(i, chunks), boxes[i].nx, boxes[i].ny, index.nt)
 
     return _map(build, range(len(coords)), threads)
+
+
+class _Assembly:
+    """The TPFs of one call, laid out while their rows are read: each row's pixels go into
+    the drafts that need them as soon as the row arrives (on its reading thread), with the
+    sum of their words for the DATASUM, so that what is left when the last row is in is
+    one row's copy and the checksums. Rows that arrive before their file's draft exists
+    are copied by :meth:`finish`."""
+
+    def __init__(self, index: CubeIndex, boxes: list[Box]) -> None:
+        self._index, self._boxes = index, boxes
+        self._parts = [box.overlap(index.ncols, index.nrows) for box in boxes]
+        self._drafts: list[TPFDraft | None] = [None] * len(boxes)
+        self._filled: list[set[int]] = [set() for _ in boxes]
+        #: Per box: sums of the big-endian words of its FLUX/FLUX_ERR values written so far.
+        self._words: list[list[int]] = [[] for _ in boxes]
+        self._lock = threading.Lock()
+        self._by_row: dict[int, list[int]] = {}
+        for i, part in enumerate(self._parts):
+            for y in range(part.y0, part.y1) if part is not None else ():
+                self._by_row.setdefault(y, []).append(i)
+
+    def add(self, i: int, draft: TPFDraft) -> None:
+        """Box ``i``'s draft, ready for its rows."""
+        box = self._boxes[i]
+        part = fill_off_image(self._index, box, *draft.pixels)
+        if part != box:  # every pixel is NaN now; the rows overwrite the ones on the image
+            off_image = (box.nx * box.ny - (part.nx * part.ny if part is not None else 0)) * self._index.nt
+            self._words[i].append(off_image * sum(int(a.view(">u4")[0, 0, 0]) for a in draft.pixels))
+        with self._lock:
+            self._drafts[i] = draft
+
+    def arrived(self, span: Span, chunk: np.ndarray) -> None:
+        """Copy a row just read into the drafts (already made) of the boxes it serves."""
+        ready = []
+        with self._lock:
+            for i in self._by_row.get(span.y, ()):
+                part, draft = self._parts[i], self._drafts[i]
+                if draft is not None and part is not None and span.x0 <= part.x0 and part.x1 <= span.x1:
+                    self._filled[i].add(span.y)
+                    ready.append((i, draft))
+        for i, draft in ready:
+            self._copy(i, draft, span, chunk)
+
+    def finish(self, i: int, chunks: Chunks) -> bytearray:
+        """Box ``i``'s file, once every read is done: the rows not copied yet, then checksums."""
+        draft, part = self._drafts[i], self._parts[i]
+        assert draft is not None  # every box has its draft before the reads are awaited
+        if part is not None:
+            for y in set(range(part.y0, part.y1)) - self._filled[i]:
+                span, chunk = next((s, c) for s, c in chunks[y] if s.x0 <= part.x0 and part.x1 <= s.x1)
+                self._copy(i, draft, span, chunk)
+        return draft.finish(pixel_words=sum(self._words[i]))
+
+    def _copy(self, i: int, draft: TPFDraft, span: Span, chunk: np.ndarray) -> None:
+        part = self._parts[i]
+        assert part is not None  # only boxes on the image have rows
+        fill_row(self._index, self._boxes[i], span, chunk, *draft.pixels)
+        # The words written: the row's flux (and error) values; a 1-plane cube's errors are 0.
+        values = chunk[part.x0 - span.x0:part.x1 - span.x0]
+        self._words[i].append(int(values.view(">u4").sum(dtype=np.uint64)))
 
 
 #: Bytes per pixel and frame of a TPF: RAW_CNTS (int32) and four float32 image columns.

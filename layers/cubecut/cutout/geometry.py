@@ -12,12 +12,13 @@ import math
 import re
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Iterable, Sequence, Union, cast
 
 import astropy.units as u
 import numpy as np
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import ICRS, SkyCoord, UnitSphericalRepresentation
 from astropy.io import fits
 from astropy.wcs import WCS, NoConvergence, Sip
 from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
@@ -67,17 +68,28 @@ class Box:
 def ffi_wcs(index: CubeIndex) -> WCS:
     """The cube's FFI WCS (with SIP), from the table row astrocut uses (``index.wcs_row``).
 
-    Parsing a SIP header costs ~20 ms, so the result is cached per header text and per
-    thread (astropy WCS objects are not safe to share between threads). Callers must not
-    modify the returned object. Raises NotACubeError if that WCS is unusable (malformed or
-    missing keywords, a singular matrix, not celestial, or the image centre maps to no sky
-    position).
+    Parsing a SIP header costs 20-45 ms (astropy's header handling), so it is parsed once
+    per header text and each thread gets its own copy of that WCS (astropy WCS objects are
+    not safe to share between threads; a copy costs ~0.1 ms), cached per thread. Callers
+    must not modify the returned object. Raises NotACubeError if that WCS is unusable
+    (malformed or missing keywords, a singular matrix, not celestial, or the image centre
+    maps to no sky position).
     """
-    return _checked_wcs(index.wcs_header, index.ncols, index.nrows, index.wcs_row, threading.get_ident())
+    return _thread_wcs(index.wcs_header, index.ncols, index.nrows, index.wcs_row, threading.get_ident())
+
+
+_copy_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=64)
-def _checked_wcs(header_text: str, ncols: int, nrows: int, row: int, _thread: int) -> WCS:
+def _thread_wcs(header_text: str, ncols: int, nrows: int, row: int, _thread: int) -> WCS:
+    parsed = _checked_wcs(header_text, ncols, nrows, row)
+    with _copy_lock:  # the parsed WCS is only ever read, and by one copy at a time
+        return parsed.deepcopy()
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_wcs(header_text: str, ncols: int, nrows: int, row: int) -> WCS:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -257,7 +269,7 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="All-NaN slice encountered")
-            center = [float(v) for v in coord.to_pixel(wcs, origin=0, mode="all")]
+            center = [float(v) for v in _to_pixel(wcs, coord)]
     except NoConvergence as exc:
         center, converged = [float(v) for v in np.ravel(exc.best_solution)[:2]], False
     except (ValueError, TypeError, ArithmeticError) as exc:  # a WCS that cannot invert at all
@@ -287,6 +299,37 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
             f"x={center[0]:.1f}, y={center[1]:.1f} (0-based), so the {box.nx}x{box.ny} box x=[{x0}, {x1}), "
             f"y=[{y0}, {y1}) misses the {ncols}x{nrows} image")
     return box
+
+
+def _to_pixel(wcs: WCS, coord: SkyCoord) -> tuple[float, float]:
+    """``coord.to_pixel(wcs, origin=0, mode="all")``: the same numbers, and when both the
+    WCS and ``coord`` are ICRS (TESS FFIs are), without astropy's frame transform and WCS
+    copy (a fifth of the time: it is ``wcs.all_world2pix`` of the ICRS degrees then)."""
+    data = coord.data
+    if _is_icrs(wcs) and type(coord.frame) is ICRS and type(data) is UnitSphericalRepresentation:
+        x, y = wcs.all_world2pix(data.lon.to_value(u.deg), data.lat.to_value(u.deg), 0)
+        return x, y
+    return coord.to_pixel(wcs, origin=0, mode="all")
+
+
+#: Per FFI WCS object (they are cached and never modified): whether :func:`_to_pixel`'s
+#: shortcut applies to it.
+_icrs_wcs: weakref.WeakKeyDictionary[WCS, bool] = weakref.WeakKeyDictionary()
+
+
+def _is_icrs(wcs: WCS) -> bool:
+    """True if ``wcs`` is a 2-D longitude/latitude WCS in degrees in the ICRS frame, so that
+    astropy's ``skycoord_to_pixel`` of an ICRS position is ``all_world2pix`` of its degrees."""
+    known = _icrs_wcs.get(wcs)
+    if known is None:
+        try:
+            known = (wcs.naxis == 2 and (wcs.wcs.lng, wcs.wcs.lat) == (0, 1)
+                     and [str(unit) for unit in wcs.wcs.cunit] == ["deg", "deg"]
+                     and type(wcs_to_celestial_frame(wcs)) is ICRS)
+        except ValueError:  # no celestial frame
+            known = False
+        _icrs_wcs[wcs] = known
+    return known
 
 
 def _distance(wcs: WCS, coord: SkyCoord, image_shape: tuple[int, int] | None) -> str:

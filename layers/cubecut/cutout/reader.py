@@ -23,12 +23,13 @@ import numpy as np
 
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError
-from ..reads import Threads, concurrently, read_range, read_ranges
+from ..reads import Threads, concurrently, read_range, started
 from ..storage import ByteSource, Location, ReadStats, StaleObjectError, open_source
 from ..storage_obstore import ObstoreSource
 from .geometry import Box
 
-__all__ = ["Threads", "Span", "Chunks", "open_cube", "read_box", "read_boxes", "read_chunks", "fill_box",
+__all__ = ["Threads", "Span", "Chunks", "open_cube", "read_box", "read_boxes", "read_chunks", "start_chunks",
+           "fill_box", "fill_off_image", "fill_row",
            "merged_spans", "span_bytes", "read_elements"]
 
 
@@ -91,12 +92,39 @@ Chunks = dict[int, list[tuple[Span, np.ndarray]]]
 def read_chunks(source: ByteSource, index: CubeIndex, boxes: Sequence[Box], threads: Threads = "auto") -> Chunks:
     """Read the cube rows ``boxes`` need (one range per row span, shared spans merged),
     all in flight at once for ``threads="auto"``; :func:`fill_box` lays them out."""
+    return start_chunks(source, index, boxes, threads)()
+
+
+def start_chunks(source: ByteSource, index: CubeIndex, boxes: Sequence[Box], threads: Threads = "auto",
+                 arrived: Callable[[Span, np.ndarray], None] | None = None) -> Callable[[], Chunks]:
+    """:func:`read_chunks`, started: the reads are in flight when this returns; the
+    returned function waits for them and gives the chunks (raising what a read raised),
+    so a cutout lays out its files while its rows cross the network.
+
+    ``arrived(span, chunk)``, when given, is called with each span's chunk as soon as it
+    is read (on the reading thread, concurrently for different spans), e.g. to lay the
+    pixels out while other rows are still on their way.
+    """
     spans = merged_spans(index, boxes)
-    values = read_ranges(source, [span_bytes(index, span) for span in spans], threads, NotACubeError, "cube rows")
-    chunks: Chunks = {}
-    for span, data in zip(spans, values):
+
+    def read(i: int) -> np.ndarray:
+        span = spans[i]
+        start, stop = span_bytes(index, span)
+        data = read_range(source, start, stop, NotACubeError, "cube rows")
         chunk = np.frombuffer(data, dtype=">f4").reshape(span.x1 - span.x0, index.nt, index.nplanes)
-        chunks.setdefault(span.y, []).append((span, chunk))
+        if arrived is not None:
+            arrived(span, chunk)
+        return chunk
+
+    largest = max((span.x1 - span.x0 for span in spans), default=0) * index.nt * index.nplanes * 4
+    pending = started(read, range(len(spans)), threads, largest)
+
+    def chunks() -> Chunks:
+        out: Chunks = {}
+        for span, chunk in zip(spans, pending()):
+            out.setdefault(span.y, []).append((span, chunk))
+        return out
+
     return chunks
 
 
@@ -107,19 +135,36 @@ def fill_box(index: CubeIndex, box: Box, chunks: Chunks, flux: np.ndarray, flux_
 
     Pixels off the image get NaN; a 1-plane (TICA) cube's errors are 0 on the image.
     """
-    part = box.overlap(index.ncols, index.nrows)
-    if part is None or (part.nx, part.ny) != (box.nx, box.ny):
-        flux[...] = np.nan
-        flux_err[...] = np.nan
+    part = fill_off_image(index, box, flux, flux_err)
     if part is None:
         return
     for y in range(part.y0, part.y1):
         span, chunk = next((s, c) for s, c in chunks[y] if s.x0 <= part.x0 and part.x1 <= s.x1)
-        values = chunk[part.x0 - span.x0:part.x1 - span.x0]  # (columns, nt, nplanes)
-        row = y - box.y0
-        cols = slice(part.x0 - box.x0, part.x1 - box.x0)
-        flux[:, row, cols] = values[:, :, 0].T
-        flux_err[:, row, cols] = values[:, :, 1].T if index.nplanes > 1 else 0.0
+        fill_row(index, box, span, chunk, flux, flux_err)
+
+
+def fill_off_image(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray) -> Box | None:
+    """:func:`fill_box` for the pixels off the image (NaN); returns the box's part on the
+    image (None if none), whose rows :func:`fill_row` fills."""
+    part = box.overlap(index.ncols, index.nrows)
+    if part is None or (part.nx, part.ny) != (box.nx, box.ny):
+        flux[...] = np.nan
+        flux_err[...] = np.nan
+    return part
+
+
+def fill_row(index: CubeIndex, box: Box, span: Span, chunk: np.ndarray, flux: np.ndarray,
+             flux_err: np.ndarray) -> None:
+    """:func:`fill_box` for cube row ``span.y`` of ``box``, from the chunk of a span that
+    covers the box's on-image columns of that row."""
+    part = box.overlap(index.ncols, index.nrows)
+    if part is None or not part.y0 <= span.y < part.y1 or not span.x0 <= part.x0 <= part.x1 <= span.x1:
+        raise ValueError(f"span {span} does not cover row {span.y} of {box}")
+    values = chunk[part.x0 - span.x0:part.x1 - span.x0]  # (columns, nt, nplanes)
+    row = span.y - box.y0
+    cols = slice(part.x0 - box.x0, part.x1 - box.x0)
+    flux[:, row, cols] = values[:, :, 0].T
+    flux_err[:, row, cols] = values[:, :, 1].T if index.nplanes > 1 else 0.0
 
 
 def merged_spans(index: CubeIndex, boxes: Sequence[Box]) -> list[Span]:

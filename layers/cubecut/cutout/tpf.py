@@ -216,6 +216,46 @@ def tpf_bytes(index: CubeIndex, box: Box, fill: Callable[[np.ndarray, np.ndarray
     nx)`` big-endian float32 views; NaN off the image, error 0 for 1-plane cubes).
     ``timestamp`` is the checksum comments' time (default: now, as astropy writes it).
     """
+    return tpf_draft(index, box, coord, timestamp=timestamp).finish(fill)
+
+
+class TPFDraft:
+    """A TPF file laid out but for its pixels: :func:`tpf_bytes` in two steps, so that the
+    part that needs no pixel (headers, the cube-wide columns, APERTURE, the checksums of
+    HDUs 0 and 2: most of the work) is done while the cutout's rows are being read.
+
+    The pixels go into :attr:`pixels`; :meth:`finish` then writes the PIXELS checksums, and
+    the file is the one :func:`tpf_bytes` gives.
+    """
+
+    def __init__(self, template: _Template, box: Box, buffer: bytearray, table: np.ndarray, images: list[str],
+                 offset: int, when: str) -> None:
+        self._template, self._box, self._buffer, self._table = template, box, buffer, table
+        self._images, self._offset, self._when = images, offset, when
+        #: The FLUX and FLUX_ERR columns, ``(nt, ny, nx)`` big-endian float32 views into the file.
+        self.pixels: tuple[np.ndarray, np.ndarray] = (table["FLUX"], table["FLUX_ERR"])
+
+    def finish(self, fill: Callable[[np.ndarray, np.ndarray], None] | None = None, *,
+               pixel_words: int | None = None) -> bytearray:
+        """The file, once ``fill(flux, flux_err)`` (if given) has written the pixels into
+        :attr:`pixels` (as for :func:`tpf_bytes`).
+
+        ``pixel_words``, when the caller knows it (e.g. summed row by row as the rows
+        came), is the sum of the big-endian 32-bit words of FLUX and FLUX_ERR as written:
+        the pixels are then not read again for the DATASUM.
+        """
+        if fill is not None:
+            fill(*self.pixels)
+        header = self._template.headers[1]
+        fitswrite.write_hdu(self._buffer, self._offset, self._images, checksum_card=header.checksum,
+                            datasum_card=header.datasum, data_bytes=self._table.nbytes, when=self._when,
+                            datasum=_table_datasum(self._template, self._table, self._box, pixel_words))
+        return self._buffer
+
+
+def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | None = None) -> TPFDraft:
+    """The TPF of one cutout without its pixels (see :class:`TPFDraft`; arguments as
+    :func:`tpf_bytes`)."""
     fit = fit_linear_wcs(cutout_wcs(ffi_wcs(index), box), box.nx, box.ny)
     template = _template(index, coord)
     rows = _row_dtype(template.name_width, box.nx, box.ny)
@@ -230,28 +270,25 @@ def tpf_bytes(index: CubeIndex, box: Box, fill: Callable[[np.ndarray, np.ndarray
     for name, column in template.columns.items():
         table[name] = column
     table["RAW_CNTS"] = -1
-    fill(table["FLUX"], table["FLUX_ERR"])
     aperture = np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf, offset=offsets[2] + header_sizes[2])
     part = box.overlap(index.ncols, index.nrows)
     if part is not None:
         aperture[part.y0 - box.y0:part.y1 - box.y0, part.x0 - box.x0:part.x1 - box.x0] = 1
 
     when = timestamp or fitswrite.checksum_timestamp()
-    datasums = (None, _table_datasum(template, table, box), None)
-    for number, images in enumerate(headers):
+    for number in (0, 2):  # the PIXELS HDU is written by finish, once its pixels are in
         header = template.headers[number]
-        fitswrite.write_hdu(buf, offsets[number], images, checksum_card=header.checksum,
-                            datasum_card=header.datasum, data_bytes=sizes[number], when=when,
-                            datasum=datasums[number])
-    return buf
+        fitswrite.write_hdu(buf, offsets[number], headers[number], checksum_card=header.checksum,
+                            datasum_card=header.datasum, data_bytes=sizes[number], when=when)
+    return TPFDraft(template, box, buf, table, headers[1], offsets[1], when)
 
 
-def _table_datasum(template: _Template, table: np.ndarray, box: Box) -> int | None:
+def _table_datasum(template: _Template, table: np.ndarray, box: Box, pixel_words: int | None = None) -> int | None:
     """The PIXELS table's DATASUM from its parts: when every field and row is a whole number
     of 32-bit words, the ones'-complement sum is the sum of the cube-wide columns' words
     (computed once per cube), RAW_CNTS (-1 in every word), the zero columns (0) and only the
-    FLUX/FLUX_ERR words, which are read here (40 % of a 30x30 table). None when the layout
-    does not allow it (the whole table is summed then)."""
+    FLUX/FLUX_ERR words, which are read here (40 % of a 30x30 table) unless ``pixel_words``
+    gives their sum. None when the layout does not allow it (the whole table is summed then)."""
     if template.constant_words is None:
         return None
     npix = box.nx * box.ny
@@ -260,10 +297,12 @@ def _table_datasum(template: _Template, table: np.ndarray, box: Box) -> int | No
     offset = fields["FLUX"][1]
     if fields["FLUX_ERR"][1] != offset + 4 * npix:
         return None
-    pixels = np.ndarray((len(table), 2 * npix), dtype=">u4", buffer=table, offset=offset,
-                        strides=(table.dtype.itemsize, 4))
+    if pixel_words is None:
+        pixels = np.ndarray((len(table), 2 * npix), dtype=">u4", buffer=table, offset=offset,
+                            strides=(table.dtype.itemsize, 4))
+        pixel_words = int(pixels.sum(dtype=np.uint64))
     raw = len(table) * npix * 0xFFFFFFFF
-    return fitswrite.fold(template.constant_words + raw + int(pixels.sum(dtype=np.uint64)))
+    return fitswrite.fold(template.constant_words + raw + pixel_words)
 
 
 def reference_tpf(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray, coord: SkyCoord,
