@@ -236,3 +236,28 @@ def test_reads_time_out_instead_of_holding_the_connection() -> None:
             started = time.monotonic()
             assert idle.recv(65536) == b"" and time.monotonic() - started < 5
         assert get(f"{server.url}/echo")[0] == 200
+
+
+@pytest.mark.parametrize("one_at_a_time", [True, False])
+def test_one_event_at_a_time_like_a_lambda_environment(one_at_a_time: bool) -> None:
+    """With ``one_at_a_time`` (the local stack's API) the handler never runs two events at
+    once, as one Lambda execution environment never does; without it requests overlap."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def counting(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return {"statusCode": 200, "body": "ok"}
+
+    with ApiGatewayServer(counting, one_at_a_time=one_at_a_time) as server:
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(lambda _: get(f"{server.url}/x")[0], range(4)))
+    assert statuses == [200] * 4
+    assert most[0] == 1 if one_at_a_time else most[0] > 1

@@ -45,6 +45,7 @@ client that stops sending mid-request loses its connection instead of holding a 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -204,8 +205,13 @@ class ApiGatewayServer:
     """An HTTP server on ``host`` that calls ``handler(event, context)`` for every request.
 
     ``timeout_seconds`` is the integration timeout; ``function_name`` and ``memory_mb``
-    describe the function in the Lambda context. Use :meth:`start` (returns the base
-    URL) and :meth:`stop`, or the object as a context manager.
+    describe the function in the Lambda context. ``one_at_a_time`` gives the handler one
+    event at a time, as a Lambda execution environment does (AWS meets concurrent requests
+    with more environments, each its own process; here they would share the handler's
+    module globals, and powertools' resolver keeps the current event on the app object, so
+    concurrent calls would see each other's requests); the wait counts against the
+    integration timeout. Use :meth:`start` (returns the base URL) and :meth:`stop`, or the
+    object as a context manager.
     """
 
     def __init__(
@@ -219,8 +225,10 @@ class ApiGatewayServer:
         memory_mb: int = 3008,
         api_id: str = "local",
         read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
+        one_at_a_time: bool = False,
     ) -> None:
         self.handler = handler
+        self._environment = threading.Lock() if one_at_a_time else contextlib.nullcontext()
         self.host, self.port = host, port
         self.timeout_seconds = timeout_seconds
         self.read_timeout_seconds = read_timeout_seconds
@@ -275,7 +283,8 @@ class ApiGatewayServer:
 
         def call() -> None:
             try:
-                outcome["result"] = json.dumps(self.handler(json.loads(payload), context))
+                with self._environment:
+                    outcome["result"] = json.dumps(self.handler(json.loads(payload), context))
             except Exception:  # noqa: BLE001 - a crashing handler is an integration error
                 LOGGER.exception("handler %s failed (request %s)", self.function_name, context.aws_request_id)
                 outcome["failed"] = True

@@ -139,7 +139,8 @@ class LocalStack:
         self._set_environment({"CUBECUT_BULK_JOBS_STATE_MACHINE_ARN": self.bulk_state_machine_arn})  # cubecut bulk --stack
 
         api = template.functions["ApiFunction"]
-        self.api = ApiGatewayServer(_handler(api), port=self.api_port, function_name=api.name, memory_mb=api.memory_mb)
+        self.api = ApiGatewayServer(_handler(api), port=self.api_port, function_name=api.name, memory_mb=api.memory_mb,
+                                   one_at_a_time=True)
         self.api_url = self.api.start()
         self._pump = threading.Thread(target=self._pump_events, args=(queue, template.functions["OnUploadFunction"]),
                                       daemon=True, name="s3-events")
