@@ -479,3 +479,52 @@ def test_unusable_sidecar_is_ignored(cube: Path, index: CubeIndex, tmp_path: Pat
     shutil.copy(cube, copy)
     Path(str(copy) + ".index.json").write_text('{"version": 99}')
     assert load_index(copy).nrows == NROWS
+
+
+def _assert_same_wcs(ours: WCS, astropys: WCS, shape: tuple[int, int]) -> None:
+    assert ours.to_header(relax=True).tostring() == astropys.to_header(relax=True).tostring()
+    assert repr(ours) == repr(astropys) and ours.wcs.compare(astropys.wcs)
+    for name in ("a", "b", "ap", "bp"):
+        np.testing.assert_array_equal(getattr(ours.sip, name), getattr(astropys.sip, name))
+    np.testing.assert_array_equal(ours.sip.crpix, astropys.sip.crpix)
+    xy = np.random.default_rng(3).uniform(-40, max(shape) + 40, (500, 2))
+    np.testing.assert_array_equal(ours.all_pix2world(xy, 0), astropys.all_pix2world(xy, 0))
+    sky = astropys.all_pix2world(xy, 0)
+    np.testing.assert_array_equal(ours.all_world2pix(sky, 0), astropys.all_world2pix(sky, 0))
+
+
+@pytest.mark.parametrize("product", ["spoc", "tica"])
+def test_the_fast_sip_wcs_is_astropys_wcs_value_for_value(tmp_path: Path, product: str):
+    from cubecut.cutout.geometry import _sip_wcs
+
+    path = make_sector(tmp_path, sector=61, camera=2, ccd=3, frames=1, shape=(60, 90), product=product)[0]
+    with fits.open(path) as hdul:
+        header = hdul[1 if product == "spoc" else 0].header
+    text = header.tostring()
+    ours = _sip_wcs(text)
+    assert ours is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        astropys = WCS(fits.Header.fromstring(text), relax=True)
+    _assert_same_wcs(ours, astropys, (60, 90))
+    # A header that is not plain TAN-SIP takes astropy's path.
+    no_sip = fits.Header([card for card in header.cards if not card.keyword.startswith(("A_", "B_", "AP_", "BP_"))])
+    assert _sip_wcs(no_sip.tostring()) is None
+    with_pv = header.copy()
+    with_pv["PV1_1"] = 0.0
+    assert _sip_wcs(with_pv.tostring()) is None
+
+
+def test_the_cubes_ffi_wcs_is_astropys_and_cold_means_parsed_again(index: CubeIndex):
+    from cubecut.cutout import geometry
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        astropys = WCS(fits.Header.fromstring(index.wcs_header), relax=True)
+    assert geometry._sip_wcs(index.wcs_header) is not None
+    before = ffi_wcs(index)
+    _assert_same_wcs(before, astropys, (index.nrows, index.ncols))
+    assert ffi_wcs(index) is before
+    clear_cache()
+    assert geometry._checked_wcs.cache_info().currsize == 0
+    assert ffi_wcs(index) is not before

@@ -20,7 +20,8 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import ICRS, SkyCoord, UnitSphericalRepresentation
 from astropy.io import fits
-from astropy.wcs import WCS, NoConvergence, Sip
+from astropy.wcs import WCS, NoConvergence, Sip, Wcsprm
+from astropy.wcs.wcs import WCSBase
 from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
 
 from ..cube.index import CubeIndex
@@ -93,7 +94,7 @@ def _checked_wcs(header_text: str, ncols: int, nrows: int, row: int) -> WCS:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            wcs = WCS(fits.Header.fromstring(header_text), relax=True)
+            wcs = _sip_wcs(header_text) or WCS(fits.Header.fromstring(header_text), relax=True)
             sky = wcs.all_pix2world([[ncols / 2, nrows / 2]], 0)
             if wcs.naxis != 2 or not wcs.has_celestial or not np.all(np.isfinite(sky)):
                 raise ValueError("not a 2-D celestial WCS")
@@ -105,6 +106,69 @@ def _checked_wcs(header_text: str, ncols: int, nrows: int, row: int) -> WCS:
         raise NotACubeError(f"the cube's FFI WCS (frame {row}) is unusable: "
                             f"{type(exc).__name__}: {exc}") from None
     return wcs
+
+
+#: astropy's SIP coefficient keywords (``astropy.wcs.wcs.SIP_KW``), which it never passes to wcslib.
+_SIP_KEYWORD = re.compile(r"^[AB]P?_1?[0-9]_1?[0-9][A-Z]?$")
+_SIP_ORDERS = {"A_ORDER", "B_ORDER", "AP_ORDER", "BP_ORDER"}
+#: Keywords for which astropy's ``WCS(header)`` does more than SIP + wcslib (distortion
+#: tables, SCAMP/TPV fixes): such a header takes astropy's own path.
+_OTHER_DISTORTION = re.compile(r"^(CPDIS|CPERR|D2IM|DP[0-9]|DQ[0-9]|PV[0-9])")
+
+
+def _sip_wcs(header_text: str) -> WCS | None:
+    """``WCS(fits.Header.fromstring(header_text), relax=True)`` for a TAN-SIP FFI header,
+    built as astropy builds it (the SIP matrices from the ``A/B/AP/BP`` cards, every other
+    card to wcslib, then ``fix`` and ``set``) without its card-by-card header editing:
+    ~0.5 ms instead of 10-45 ms. None when the header is not the plain case (orders missing
+    or < 2, other distortions, a card that is not 80 characters), so the caller uses astropy.
+    ``tests/test_cutout.py`` checks the result equals astropy's, value for value.
+    """
+    if len(header_text) % 80:
+        return None
+    sip: dict[str, float] = {}
+    kept: list[str] = []
+    for start in range(0, len(header_text), 80):
+        card = header_text[start:start + 80]
+        keyword = card[:8].strip()
+        if _OTHER_DISTORTION.match(keyword):
+            return None
+        if keyword in _SIP_ORDERS or _SIP_KEYWORD.match(keyword):
+            if card[8:10] != "= ":
+                return None
+            try:
+                sip[keyword] = float(card[10:].split("/", 1)[0].strip().replace("D", "E"))
+            except ValueError:
+                return None
+        elif keyword != "END":
+            kept.append(card)
+    matrices = []
+    for name in ("A", "B", "AP", "BP"):
+        order = sip.get(f"{name}_ORDER")
+        if order is None or order != int(order) or order < 2:
+            return None
+        m = int(order)
+        matrix = np.zeros((m + 1, m + 1), np.double)
+        for i in range(m + 1):
+            for j in range(m - i + 1):
+                matrix[i, j] = sip.get(f"{name}_{i}_{j}", 0.0)
+        matrices.append(matrix)
+    wcsprm = Wcsprm(header="".join(kept).encode("ascii"), relax=True)
+    if wcsprm.naxis != 2 or not all(ctype.endswith("-SIP") for ctype in wcsprm.ctype):
+        return None
+    wcs = WCS(naxis=2)
+    WCSBase.__init__(wcs, Sip(*matrices, tuple(wcsprm.crpix)), (None, None), wcsprm, (None, None))
+    wcs.fix()
+    wcs.wcs.set()
+    axes = {card[:8].strip(): card[10:].split("/", 1)[0] for card in kept if card.startswith("NAXIS")}
+    wcs._naxis = [int(axes["NAXIS1"]), int(axes["NAXIS2"])] if {"NAXIS1", "NAXIS2"} <= axes.keys() else [0, 0]
+    return wcs
+
+
+def forget_wcs() -> None:
+    """Drop every parsed FFI WCS (and its per-thread copies)."""
+    _thread_wcs.cache_clear()
+    _checked_wcs.cache_clear()
 
 
 def cutout_wcs(wcs: WCS, box: Box) -> WCS:

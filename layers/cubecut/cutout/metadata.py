@@ -101,9 +101,13 @@ def invalidate(cube_url: str | Location) -> None:
 
 
 def clear_cache() -> None:
-    """Forget every cached index."""
+    """Forget every cached index and every FFI WCS parsed from one: the next cutout of any
+    cube pays for its index and its WCS again (what the benchmarks call cold)."""
+    from .geometry import forget_wcs  # geometry imports astropy.coordinates; metadata need not
+
     with _cache_lock:
         _cache.clear()
+    forget_wcs()
 
 
 def index_from_cube(location: Location, stats: ReadStats | None = None) -> CubeIndex:
