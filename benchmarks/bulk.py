@@ -131,9 +131,12 @@ def forked_shares(job: dict, out: str) -> int:
     from cubecut.bulk.job import _shares, plan_from_request
     from cubecut.bulk.worker import run_tiles
 
-    plan = plan_from_request(job["catalog"], out, cubes=[job["cube"]], size=(SIZE, SIZE))
-    shares = _shares(plan.tiles, job["workers"])
-    with ProcessPoolExecutor(len(shares), mp_context=get_context("fork")) as pool:
+    with ProcessPoolExecutor(job["workers"], mp_context=get_context("fork")) as pool:
+        # Fork the workers before the plan reads the cube's index: that read starts obstore's
+        # tokio runtime, whose threads a process forked afterwards would not have (it hangs).
+        pool.submit(int).result()
+        plan = plan_from_request(job["catalog"], out, cubes=[job["cube"]], size=(SIZE, SIZE))
+        shares = _shares(plan.tiles, job["workers"])
         return sum(len(rows) for result in pool.map(run_tiles, shares) for rows in result.values())
 
 
