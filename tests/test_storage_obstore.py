@@ -117,3 +117,47 @@ def test_whole_objects_are_what_botocore_gets_and_survive_faults(faults, bucket)
     for _ in range(6):
         assert get_object(Location("s3", bucket, "whole"))[0] == data
     assert faults.proxy.stats.total_faults > 0, faults.summary()
+
+
+def _without_checksums(tpf: bytes) -> bytes:
+    """A TPF's bytes without its CHECKSUM values and the times in the CHECKSUM/DATASUM
+    comments (they carry the second the file was made)."""
+    import re
+
+    return re.sub(rb"CHECKSUM= '.{16}'|updated \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", b"", tpf)
+
+
+def _child_cutout(url: str, coordinates: str, answer) -> None:
+    from cubecut.cutout import cutout_files
+
+    answer.send(bytes(cutout_files(url, coordinates, CUTOUT_SIZE)[0].data))
+
+
+def test_a_forked_child_cuts_as_its_parent_did(faults, local_cube, bucket):
+    """After cutouts in the parent (obstore's runtime, botocore's clients and the read
+    threads all started), a child made by fork, Linux's default for multiprocessing, cuts
+    the same file instead of hanging: obstore's runtime threads stay in the parent, so the
+    child reads through botocore, with threads and clients of its own."""
+    import multiprocessing
+
+    from cubecut.cutout import clear_cache, cutout_files
+
+    faults.s3.put_object(Bucket=bucket, Key=CUBE_KEY, Body=local_cube.read_bytes())
+    url = f"s3://{bucket}/{CUBE_KEY}"
+    (ra, dec), = targets(1)
+    clear_cache()
+    here = bytes(cutout_files(url, f"{ra} {dec}", CUTOUT_SIZE)[0].data)  # sidecar and pixels via obstore
+    clear_cache()  # the child reads the sidecar again too
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe(duplex=False)
+    child = context.Process(target=_child_cutout, args=(url, f"{ra} {dec}", theirs))
+    child.start()
+    try:
+        assert ours.poll(120), "the forked child hung"
+        there = ours.recv()
+        assert len(there) == len(here)
+        assert _without_checksums(there) == _without_checksums(here)
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()

@@ -156,6 +156,10 @@ def _client(endpoint: str | None, region: str | None, unsigned: bool = False) ->
                           or "us-east-1", config=config)
 
 
+# A forked child opens connections of its own: sockets shared with the parent would mix
+# both processes' responses.
+os.register_at_fork(after_in_child=_client.cache_clear)
+
 #: Environment variables that can change where botocore finds credentials.
 _CREDENTIAL_ENVIRONMENT = (
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",

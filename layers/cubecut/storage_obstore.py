@@ -53,10 +53,26 @@ class _Boto3Credentials:
                 "expires_at": datetime.datetime.now(datetime.UTC) + CREDENTIALS_TTL}
 
 
+#: The process in which obstore started its tokio runtime (None before the first store).
+_runtime_pid: int | None = None
+
+
+def usable() -> bool:
+    """Whether obstore can serve this process. Not in a process forked after obstore
+    started its tokio runtime: the runtime's threads stay in the parent, and every request
+    of the child would wait for them forever (new stores included); such a child reads
+    through botocore instead."""
+    return _runtime_pid in (None, os.getpid())
+
+
 @functools.lru_cache(maxsize=16)
 def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool):
     import boto3
     from obstore.store import S3Store
+
+    global _runtime_pid
+    if _runtime_pid is None:
+        _runtime_pid = os.getpid()
 
     session = boto3.session.Session()
     credentials = session.get_credentials()
