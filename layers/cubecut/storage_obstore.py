@@ -125,12 +125,23 @@ class ObstoreSource:
         return data
 
 
+def open_object(location: Location, stats: ReadStats | None = None, *, size: int,
+                etag: str | None) -> ObstoreSource | storage.S3Source:
+    """An S3 object of known size and ETag for ranged reads: an :class:`ObstoreSource`, or
+    botocore's :class:`~cubecut.storage.S3Source` where obstore cannot serve (:func:`usable`)."""
+    if not usable():
+        return storage.S3Source(location, stats, size=size, etag=etag)
+    return ObstoreSource(location, stats, size=size, etag=etag)
+
+
 def get_object(location: Location, stats: ReadStats | None = None) -> tuple[bytes, str | None]:
     """The whole S3 object and its ETag, as :func:`cubecut.storage.get_bytes` gives them
     (the same errors, retries and counting), through obstore: cutouts' cold reads of an
     index sidecar (~0.8 ms of CPU for a 160 KB sidecar against ~4 ms through botocore)."""
     if not location.is_s3:
         raise ValueError(f"not an S3 location: {location.url}")
+    if not usable():
+        return storage.get_bytes(location, stats)
     data, etag = _get(store_for(location.bucket, location.anon), location, {}, None, location.url)
     if stats is not None:
         stats.add(len(data))

@@ -24,9 +24,8 @@ import numpy as np
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError
 from ..reads import Threads, concurrently, read_range, started
-from ..storage import ByteSource, Location, ReadStats, StaleObjectError, S3Source, open_source
-from ..storage_obstore import ObstoreSource
-from ..storage_obstore import usable as obstore_usable
+from ..storage import ByteSource, Location, ReadStats, StaleObjectError, open_source
+from ..storage_obstore import open_object
 from .geometry import Box
 
 __all__ = ["Threads", "Span", "Chunks", "open_cube", "read_box", "read_boxes", "read_chunks", "start_chunks",
@@ -42,9 +41,7 @@ def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> 
     Raises StaleObjectError if the cube's size or ETag no longer match ``index`` (on S3:
     at the first read)."""
     if location.is_s3:
-        if not obstore_usable():  # a process forked after obstore started (see its docstring)
-            return S3Source(location, stats, size=index.cube_size, etag=index.cube_etag)
-        return ObstoreSource(location, stats, size=index.cube_size, etag=index.cube_etag)
+        return open_object(location, stats, size=index.cube_size, etag=index.cube_etag)
     source = open_source(location, stats)
     if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
         raise StaleObjectError(f"{location.url} changed since its index was read")
