@@ -1,5 +1,6 @@
 """Bulk outputs to local disk: O_DIRECT writes, their buffered fallback, atomic names that a
-resumed run never counts as done, and writes overlapped with cutting (bounded bytes in flight)."""
+resumed run never counts as done, writes overlapped with cutting (bounded bytes in flight),
+and TPF buffers reused once written."""
 from __future__ import annotations
 
 import errno
@@ -19,7 +20,7 @@ from cubecut.bulk.plan import cube_entries
 from cubecut.bulk.targets import parse_targets
 from cubecut.errors import StorageError
 
-from test_bulk import catalog_text, cube, sky  # noqa: F401 - cube is a fixture used by name
+from test_bulk import _same_tpf, catalog_text, cube, sky  # noqa: F401 - cube is a fixture used by name
 
 SIZES = [0, 1, 4095, 4096, 4097, 2_531_520, direct.PIECE, direct.PIECE + 123, 2 * direct.PIECE + 4096]
 
@@ -199,3 +200,37 @@ def test_the_next_tiles_pixels_are_read_while_a_tile_is_built(cube, tmp_path, mo
     monkeypatch.setattr(worker, "tpf_bytes", build)
     results = run_tiles(plan.tiles)
     assert [row["status"] for rows in results.values() for row in rows] == ["written"] * 6
+
+
+def test_buffers_are_zeroed_and_reused_only_once_given_back():
+    buffers = worker.Buffers()
+    first = buffers.take(10)
+    assert first == bytearray(10)
+    first[:] = b"x" * 10
+    assert buffers.take(10) is not first, "a buffer in use is never handed out again"
+    buffers.give(first)
+    again = buffers.take(10)
+    assert again is first and again == bytearray(10), "given back: reused, and zero again"
+    assert buffers.take(12) is not first, "only for its size"
+
+
+def test_tpfs_built_in_reused_buffers_equal_single_cutouts(cube, tmp_path, monkeypatch):  # noqa: F811
+    rng = np.random.default_rng(4)
+    targets = [sky(cube, x, y) for x, y in rng.uniform([45, 0], [89, 59], (12, 2))]
+    plan = plan_job(parse_targets("ra,dec\n" + "".join("%r,%r\n" % t for t in targets), (11, 11)),
+                    cube_entries([cube], None), str(tmp_path / "out"), limits=Limits(tile_targets=3))
+    fresh, taken = [0], []
+    real = worker.Buffers.take
+
+    def take(self, size):
+        buffer = real(self, size)
+        fresh[0] += all(buffer is not old for old in taken)
+        taken.append(buffer)
+        return buffer
+
+    monkeypatch.setattr(worker.Buffers, "take", take)
+    monkeypatch.setattr(worker, "BYTES_IN_FLIGHT", 1)  # one TPF written at a time: its buffer comes back
+    rows = [row for rows in run_tiles(plan.tiles).values() for row in rows]
+    assert len(taken) == len(rows) == 12 and fresh[0] < 12, "buffers of written TPFs are built in again"
+    for row in rows:
+        _same_tpf(row["key"], cube, row["ra"], row["dec"], (11, 11), tmp_path / "single")

@@ -206,7 +206,7 @@ def build_tpf(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray
 
 
 def tpf_bytes(index: CubeIndex, box: Box, fill: Callable[[np.ndarray, np.ndarray], None], coord: SkyCoord,
-              *, timestamp: str | None = None) -> bytearray:
+              *, timestamp: str | None = None, allocate: Callable[[int], bytearray] = bytearray) -> bytearray:
     """The FITS file of one cutout's TPF: the bytes astropy writes for :func:`reference_tpf`'s
     HDUList with ``writeto(checksum=True)``, built directly (a few ms for 30x30x1,000).
 
@@ -215,8 +215,10 @@ def tpf_bytes(index: CubeIndex, box: Box, fill: Callable[[np.ndarray, np.ndarray
     flux_err)`` writes the pixels straight into its FLUX/FLUX_ERR columns (two ``(nt, ny,
     nx)`` big-endian float32 views; NaN off the image, error 0 for 1-plane cubes).
     ``timestamp`` is the checksum comments' time (default: now, as astropy writes it).
+    ``allocate(size)`` gives the file's buffer: ``size`` zero bytes (default a new
+    ``bytearray``; a bulk worker recycles the buffers of files already written).
     """
-    return tpf_draft(index, box, coord, timestamp=timestamp).finish(fill)
+    return tpf_draft(index, box, coord, timestamp=timestamp, allocate=allocate).finish(fill)
 
 
 class TPFDraft:
@@ -253,7 +255,8 @@ class TPFDraft:
         return self._buffer
 
 
-def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | None = None) -> TPFDraft:
+def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | None = None,
+              allocate: Callable[[int], bytearray] = bytearray) -> TPFDraft:
     """The TPF of one cutout without its pixels (see :class:`TPFDraft`; arguments as
     :func:`tpf_bytes`)."""
     fit = fit_linear_wcs(cutout_wcs(ffi_wcs(index), box), box.nx, box.ny)
@@ -264,7 +267,7 @@ def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | N
     sizes = (0, index.nt * rows.itemsize, box.nx * box.ny * 4)
     header_sizes = [padded(sum(map(len, images)) + CARD) for images in headers]
     offsets = np.cumsum([0] + [h + padded(d) for h, d in zip(header_sizes, sizes)]).tolist()
-    buf = bytearray(offsets[-1])
+    buf = allocate(offsets[-1])
 
     table = np.ndarray((index.nt,), dtype=rows, buffer=buf, offset=offsets[1] + header_sizes[1])
     for name, column in template.columns.items():
