@@ -251,6 +251,10 @@ def _headline_report(head: dict) -> list[str]:
             f"round trip + {f['row_bytes'] / 1e3:.0f} KB per row at 100 MB/s + CPU floor "
             f"{f['cpu_floor_s'] * 1e3:.1f} ms (cold adds the sidecar GET); this server's floor is the same "
             f"row reads fetched alone + the CPU floor ({server} {how}). "
+            + (f"A cold cutout needs two dependent round trips (the index, then the rows), so the most "
+               f"any cold cutout could be faster than astrocut here is astrocut cold / the cold floor = "
+               f"**{m['astrocut cold'] / f['cold_s']:.1f}x**. " if m.get("astrocut cold") else "")
+            + "Both tools' S3 clients are set up before timing (benchmarks/contenders.py). "
             f"Requests (proxy, in flight) cubecut: {head['requests'].get('cubecut')}.", ""]
 
 
