@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from cubecut.bulk.plan import cube_entries
 from cubecut.bulk.targets import parse_targets
 from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, load_index, tpf_filename
 from cubecut.cutout.reader import merged_spans, span_bytes
-from cubecut.errors import BulkCapError, CatalogError, InputError
+from cubecut.errors import BulkCapError, CatalogError, InputError, ObjectNotFoundError
 from cubecut.ingest.run import ingest
 from cubecut.storage import ReadStats, put_bytes
 from cubecut.synth import make_sector
@@ -173,6 +175,33 @@ def test_rerun_skips_what_is_done_and_redoes_what_is_missing(cube, tmp_path):
     with open(again.results) as handle:
         redone = [r["key"] for r in csv.DictReader(handle) if r["status"] == "written"]
     assert redone == [written[3]] and Path(written[3]).exists()
+
+
+def test_a_failed_worker_process_fails_the_job_instead_of_hanging(cube, tmp_path):
+    copy = tmp_path / "cubes" / Path(cube).name
+    copy.parent.mkdir()
+    for suffix in ("", ".index.json"):
+        shutil.copyfile(cube + suffix, f"{copy}{suffix}")
+    (tmp_path / "cat.csv").write_text(catalog_text(str(copy)))
+
+    def lose_the_cube(plan) -> None:  # planned; then the workers find no cube to read
+        for suffix in ("", ".index.json"):
+            Path(f"{copy}{suffix}").unlink()
+
+    outcome: list = []
+
+    def job() -> None:
+        try:
+            run_job(str(tmp_path / "cat.csv"), str(tmp_path / "out"), cubes=[str(copy)], workers=2,
+                    on_plan=lose_the_cube, limits=Limits(tile_targets=4))
+        except Exception as exc:  # noqa: BLE001 - what the job raised is the result checked
+            outcome.append(exc)
+
+    thread = threading.Thread(target=job, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the job waits for rows its failed workers will never send"
+    assert len(outcome) == 1 and isinstance(outcome[0], ObjectNotFoundError), outcome
 
 
 def test_shards_hold_single_cutouts_and_a_rerun_skips_complete_shards(cube, tmp_path):

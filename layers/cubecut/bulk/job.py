@@ -23,10 +23,11 @@ import io
 import json
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import PurePosixPath
+from queue import Empty
 from typing import Callable, Sequence
 
 from ..errors import ObjectNotFoundError
@@ -34,6 +35,13 @@ from ..storage import Location, get_bytes, list_objects, put_bytes
 from .plan import DEFAULT_LIMITS, RESULT_FIELDS, Limits, Plan, cube_entries, plan_job
 from .targets import read_targets
 from .worker import OnTarget, run_tiles
+
+#: Result rows a worker process sends the job at once: each message is a round trip to the
+#: queue's manager process, so a job's progress moves in steps of up to this many rows.
+ROWS_PER_MESSAGE = 50
+#: How often (seconds) a job waiting for rows checks whether a worker process has failed.
+PROGRESS_POLL_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class JobSummary:
@@ -154,14 +162,31 @@ def run_job(catalog: str, out: str, *, cubes: Sequence[str] | None = None, catal
     with context.Manager() as manager, ProcessPoolExecutor(len(shares), mp_context=context) as pool:
         queue = manager.Queue()
         futures = [pool.submit(_run_share, share, queue) for share in shares]
-        for _ in range(sum(len(tile["targets"]) for tile in plan.tiles)):
-            row = queue.get()
-            if on_target is not None:
-                on_target(row)
+        _report_progress(queue, futures, sum(len(tile["targets"]) for tile in plan.tiles), on_target)
         for future in futures:
             for tile_rows in future.result().values():
                 rows.extend(tile_rows)
     return write_results(plan.out, plan.catalog_rows, rows)
+
+
+def _report_progress(queue, futures: list[Future], expected: int, on_target: OnTarget | None) -> None:
+    """Pass the workers' rows to ``on_target`` until ``expected`` have come or every worker
+    has stopped; a worker that failed fails the job here (its exception is raised), rather
+    than the job waiting for rows that will never come."""
+    while expected > 0:
+        try:
+            batch = queue.get(timeout=PROGRESS_POLL_SECONDS)
+        except Empty:
+            for future in futures:
+                if future.done():
+                    future.result()
+            if all(future.done() for future in futures):
+                return
+            continue
+        expected -= len(batch)
+        if on_target is not None:
+            for row in batch:
+                on_target(row)
 
 
 def _shares(tiles: list[dict], workers: int) -> list[list[dict]]:
@@ -176,5 +201,17 @@ def _shares(tiles: list[dict], workers: int) -> list[list[dict]]:
 
 
 def _run_share(tiles: list[dict], queue) -> dict[str, list[dict]]:
-    """A worker process's share (rows also go to ``queue`` as they are known)."""
-    return run_tiles(tiles, on_target=queue.put)
+    """A worker process's share; its rows also go to ``queue`` as they are known, in lists
+    of at most :data:`ROWS_PER_MESSAGE`."""
+    batch: list[dict] = []
+
+    def send(row: dict) -> None:
+        batch.append(row)
+        if len(batch) >= ROWS_PER_MESSAGE:
+            queue.put(batch[:])
+            batch.clear()
+
+    result = run_tiles(tiles, on_target=send)
+    if batch:
+        queue.put(batch)
+    return result
