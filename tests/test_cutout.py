@@ -328,6 +328,23 @@ def test_target_pixel_positions_are_astropys_to_pixel(index: CubeIndex):
         assert [float(v) for v in ours] == [float(v) for v in theirs]
 
 
+def test_radec_deg_is_astropys_ra_and_dec():
+    """The same numbers and types as ``coord.ra.deg, coord.dec.deg`` (the TPF's RA_OBJ and
+    DEC_OBJ cards), for ICRS positions in degrees (read from the stored values: wrapped
+    and out-of-range RA included) and for anything else (through astropy)."""
+    from cubecut.cutout.geometry import radec_deg
+
+    rng = np.random.default_rng(6)
+    ra, dec = rng.uniform(-400, 800, 200), rng.uniform(-90, 90, 200)
+    coords = list(SkyCoord(ra, dec, unit="deg")) + [SkyCoord(r, d, unit="deg") for r, d in zip(ra[:50], dec[:50])]
+    coords += [SkyCoord(ra[0] * u.deg, dec[0] * u.deg).galactic.icrs, SkyCoord(ra[1] * u.deg, dec[1] * u.deg).fk5,
+               SkyCoord(np.radians(ra[2]) * u.rad, np.radians(dec[2]) * u.rad),
+               SkyCoord(ra[3] * u.deg, dec[3] * u.deg, distance=5 * u.pc)]
+    for coord in coords:
+        ours, theirs = radec_deg(coord), (coord.ra.deg, coord.dec.deg)
+        assert ours == theirs and [type(v) for v in ours] == [type(v) for v in theirs], coord
+
+
 def test_tpf_filename():
     assert (tpf_filename("s3://b/cubes/tess-s0001-1-3-cube.fits", 10.1234567891, -5.5, 5, "7")
             == "tess-s0001-1-3_10.1234568_-5.5000000_5-x-7_astrocut.fits")

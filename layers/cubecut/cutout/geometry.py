@@ -328,7 +328,10 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
             box does not overlap the image; the message gives the distance from the image centre.
     """
     extents = parse_size(size)
-    where = f"({coord.ra.deg:.6f}, {coord.dec.deg:.6f})"
+
+    def where() -> str:  # for messages only
+        return "({:.6f}, {:.6f})".format(*radec_deg(coord))
+
     converged = True
     try:
         with warnings.catch_warnings():
@@ -337,9 +340,9 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
     except NoConvergence as exc:
         center, converged = [float(v) for v in np.ravel(exc.best_solution)[:2]], False
     except (ValueError, TypeError, ArithmeticError) as exc:  # a WCS that cannot invert at all
-        raise OutsideCubeError(f"{where} cannot be placed on {cube_name}: {type(exc).__name__}: {exc}") from None
+        raise OutsideCubeError(f"{where()} cannot be placed on {cube_name}: {type(exc).__name__}: {exc}") from None
     if not converged or not all(math.isfinite(c) for c in center):
-        raise OutsideCubeError(f"{where} is not on {cube_name}: it is off the cube's footprint"
+        raise OutsideCubeError(f"{where()} is not on {cube_name}: it is off the cube's footprint"
                                f"{_distance(wcs, coord, image_shape)}")
 
     lims = []
@@ -358,11 +361,22 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
     if image_shape is not None and box.overlap(image_shape[1], image_shape[0]) is None:
         nrows, ncols = image_shape
         raise OutsideCubeError(
-            f"{where} is not on {cube_name}: it is off the cube's footprint{_distance(wcs, coord, image_shape)} "
+            f"{where()} is not on {cube_name}: it is off the cube's footprint{_distance(wcs, coord, image_shape)} "
             f"and falls at pixel "
             f"x={center[0]:.1f}, y={center[1]:.1f} (0-based), so the {box.nx}x{box.ny} box x=[{x0}, {x1}), "
             f"y=[{y0}, {y1}) misses the {ncols}x{nrows} image")
     return box
+
+
+def radec_deg(coord: SkyCoord) -> tuple[float, float]:
+    """``(coord.ra.deg, coord.dec.deg)``: the same numbers (numpy floats), read from the
+    stored values when ``coord`` is an ICRS position held in degrees (astropy converts its
+    representation on every ``ra``/``dec`` read, which costs more than a cutout's box)."""
+    data = coord.data
+    if (type(coord.frame) is ICRS and type(data) is UnitSphericalRepresentation
+            and data.lon.unit == u.deg and data.lat.unit == u.deg):
+        return data.lon.to_value(u.deg), data.lat.to_value(u.deg)
+    return coord.ra.deg, coord.dec.deg
 
 
 def _to_pixel(wcs: WCS, coord: SkyCoord) -> tuple[float, float]:

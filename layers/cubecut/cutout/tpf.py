@@ -62,7 +62,7 @@ from .. import fitswrite
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError
 from ..fitsio import CARD, data_bytes, padded
-from .geometry import Box, cutout_wcs, ffi_wcs
+from .geometry import Box, cutout_wcs, ffi_wcs, radec_deg
 
 try:
     CUBECUT_VERSION = version("cubecut")
@@ -490,7 +490,8 @@ def _primary_header(index: CubeIndex, coord: SkyCoord) -> fits.Header:
 
 def _object_cards(coord: SkyCoord) -> dict[str, tuple[object, str]]:
     """The target's position cards (primary, and inherited by the extensions)."""
-    return {"RA_OBJ": (coord.ra.deg, "[deg] right ascension"), "DEC_OBJ": (coord.dec.deg, "[deg] declination")}
+    ra, dec = radec_deg(coord)
+    return {"RA_OBJ": (ra, "[deg] right ascension"), "DEC_OBJ": (dec, "[deg] declination")}
 
 
 def _pixels_hdu(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarray,
