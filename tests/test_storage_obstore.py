@@ -19,7 +19,7 @@ from cubecut.cutout import cutout, load_index
 from cubecut.errors import ObjectNotFoundError, StorageError
 from cubecut.ingest.run import ingest
 from cubecut.storage import Location, ReadStats, StaleObjectError, get_bytes
-from cubecut.storage_obstore import REQUEST_RETRIES, ObstoreSource, get_object
+from cubecut.storage_obstore import REQUEST_RETRIES, ObstoreSource, get_object, put_object
 
 
 @pytest.fixture
@@ -117,6 +117,31 @@ def test_whole_objects_are_what_botocore_gets_and_survive_faults(faults, bucket)
     for _ in range(6):
         assert get_object(Location("s3", bucket, "whole"))[0] == data
     assert faults.proxy.stats.total_faults > 0, faults.summary()
+
+
+def test_puts_write_whole_objects_and_survive_faults(faults, bucket):
+    """put_object (bulk workers' TPF uploads) writes the object and its content type, gives
+    its ETag, is retried through failed requests and lost answers, names a missing bucket,
+    and raises StorageError when every attempt fails."""
+    data = os.urandom(3_000_000)
+    where = Location("s3", bucket, "out/one.fits")
+    etag = put_object(where, bytearray(data), "application/fits")
+    head = faults.s3.head_object(Bucket=bucket, Key="out/one.fits")
+    assert (head["ETag"], head["ContentType"], head["ContentLength"]) == (etag, "application/fits", len(data))
+    assert get_bytes(where)[0] == data
+    faults.set(FaultRates.spread(0.4, ["error_500", "slowdown_503", "reset", "lost_response"]),
+               operations={"PutObject"})
+    for i in range(8):
+        put_object(Location("s3", bucket, f"out/{i}"), data[:100_000 * (i + 1)])
+    assert faults.proxy.stats.total_faults > 0, faults.summary()
+    faults.set(FaultRates(), operations={"PutObject"})
+    for i in range(8):
+        assert get_bytes(Location("s3", bucket, f"out/{i}"))[0] == data[:100_000 * (i + 1)]
+    with pytest.raises(ObjectNotFoundError):
+        put_object(Location("s3", "no-such-bucket", "k"), b"x")
+    faults.set(FaultRates(error_500=1.0), operations={"PutObject"})
+    with pytest.raises(StorageError):
+        put_object(Location("s3", bucket, "out/never"), b"x")
 
 
 def _without_checksums(tpf: bytes) -> bytes:

@@ -27,7 +27,8 @@ import os
 import threading
 from pathlib import Path
 
-from ..storage import Location, put_bytes
+from ..storage import Location, put_bytes, writable
+from ..storage_obstore import put_object
 
 #: Offset, length and address alignment of the direct writes, bytes (a multiple of every
 #: Linux logical block size in use, and of the page size).
@@ -42,12 +43,13 @@ _refused_dirs: set[str] = set()
 
 
 def put_output(url: str, data: bytes | bytearray, content_type: str = "application/octet-stream") -> None:
-    """Write a bulk output: with :func:`write_file` to a local path, else ``put_bytes`` (S3)."""
-    location = Location.parse(url)
+    """Write a bulk output: with :func:`write_file` to a local path, to S3 in one PUT
+    through obstore (:func:`cubecut.storage_obstore.put_object`)."""
+    location = writable(Location.parse(url))
     if location.is_local:
         write_file(location.key, data)
     else:
-        put_bytes(location, data, content_type)
+        put_object(location, data, content_type)
 
 
 def write_file(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> bool:
