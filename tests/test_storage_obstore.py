@@ -144,6 +144,21 @@ def test_puts_write_whole_objects_and_survive_faults(faults, bucket):
         put_object(Location("s3", bucket, "out/never"), b"x")
 
 
+def test_payloads_are_hashed_for_signatures_only_over_plain_http(monkeypatch):
+    from cubecut import storage_obstore
+
+    for endpoint, hashed in ((None, False), ("https://s3.example.org", False), ("http://127.0.0.1:9", True)):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        if endpoint is None:
+            monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+            monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+        else:
+            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+        store = storage_obstore.store_for("some-bucket")
+        assert (store.config.get("unsigned_payload") != "true") is hashed, (endpoint, store.config)
+
+
 def _without_checksums(tpf: bytes) -> bytes:
     """A TPF's bytes without its CHECKSUM values and the times in the CHECKSUM/DATASUM
     comments (they carry the second the file was made)."""

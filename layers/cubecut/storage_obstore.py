@@ -86,6 +86,9 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool):
                         "virtual_hosted_style_request": False}
     if endpoint:
         config["endpoint"] = endpoint
+    if not endpoint or endpoint.startswith("https://"):
+        # As botocore over HTTPS: TLS guards the body, so a PUT's signature does not hash it.
+        config["unsigned_payload"] = True
     if anon or credentials is None:  # unsigned, as storage.s3_client for public buckets
         config["skip_signature"] = True
         return S3Store(bucket, config=config, client_options=options, retry_config=retry)
