@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import functools
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from . import storage
 from .errors import AccessDeniedError, ObjectNotFoundError, StorageError
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 CREDENTIALS_TTL = datetime.timedelta(minutes=5)
 #: Requests obstore retries (5xx, throttling, connection errors) after the first, as botocore.
 REQUEST_RETRIES = 7
+
+R = TypeVar("R")
 
 
 def _endpoint() -> str | None:
@@ -161,39 +163,41 @@ def put_object(location: Location, data: bytes | bytearray, content_type: str = 
     if not usable():
         return storage.put_bytes(location, data, content_type)
     import obstore
-    from obstore.exceptions import NotFoundError, PermissionDeniedError, UnauthenticatedError
+
+    result = _translated(lambda: obstore.put(store_for(location.bucket, location.anon), location.key, data,
+                                             attributes={"Content-Type": content_type}, use_multipart=False),
+                         f"write {location.url}", "no such bucket")
+    return result.get("e_tag")
+
+
+def _translated(request: Callable[[], R], what: str, missing: str = "not found") -> R:
+    """``request()`` (one obstore call, which retries failed requests itself) with its
+    errors as cubecut's: a failed If-Match is StaleObjectError, a missing object or bucket
+    ObjectNotFoundError (``"{what}: {missing}"``), refused credentials AccessDeniedError,
+    anything else StorageError."""
+    from obstore.exceptions import NotFoundError, PermissionDeniedError, PreconditionError, UnauthenticatedError
 
     try:
-        result = obstore.put(store_for(location.bucket, location.anon), location.key, data,
-                             attributes={"Content-Type": content_type}, use_multipart=False)
+        return request()
+    except PreconditionError:
+        raise StaleObjectError(f"{what}: the object changed while being read") from None
     except (NotFoundError, FileNotFoundError):
-        raise ObjectNotFoundError(f"write {location.url}: no such bucket") from None
+        raise ObjectNotFoundError(f"{what}: {missing}") from None
     except (PermissionDeniedError, UnauthenticatedError) as exc:
-        raise AccessDeniedError(f"write {location.url}: access denied ({exc})") from None
+        raise AccessDeniedError(f"{what}: access denied ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
-        raise StorageError(f"write {location.url}: {type(exc).__name__}: {exc}") from None
-    return result.get("e_tag")
+        raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
 
 
 def _get(store, location: Location, options: GetOptions, expected: int | None, what: str) -> tuple[bytes, str | None]:
     """One GET of ``location`` with ``options`` (bodies retried until ``expected`` bytes
     come, as :func:`cubecut.storage.read_exactly`), and the object's ETag."""
     import obstore
-    from obstore.exceptions import NotFoundError, PermissionDeniedError, PreconditionError, UnauthenticatedError
 
     etag: list[str | None] = [None]
 
     def fetch() -> bytes:
-        try:
-            result = obstore.get(store, location.key, options=options)
-        except PreconditionError:
-            raise StaleObjectError(f"{location.url} changed while being read") from None
-        except (NotFoundError, FileNotFoundError):
-            raise ObjectNotFoundError(f"{location.url}: not found") from None
-        except (PermissionDeniedError, UnauthenticatedError) as exc:
-            raise AccessDeniedError(f"{location.url}: access denied ({exc})") from None
-        except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
-            raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
+        result = _translated(lambda: obstore.get(store, location.key, options=options), what)
         etag[0] = result.meta.get("e_tag")
         try:
             data = bytes(result.bytes())
