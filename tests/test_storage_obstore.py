@@ -47,9 +47,11 @@ def test_reads_are_pinned_counted_and_clipped(faults, bucket):
     stats = ReadStats()
     source = _source(faults, bucket, data, stats)
     assert source.read(10, 5_010) == data[10:5_010]
+    view = source.read(0, 10)
+    assert isinstance(view, memoryview) and view.readonly, "obstore's buffer, not a copy"
     assert source.read(99_000, 120_000) == data[99_000:]  # past the end: what there is
     assert source.read(50, 50) == b""
-    assert (stats.requests, stats.bytes) == (2, 5_000 + 1_000)
+    assert (stats.requests, stats.bytes) == (3, 5_000 + 10 + 1_000)
     faults.s3.put_object(Bucket=bucket, Key="obj", Body=data[::-1])  # replaced: a new ETag
     with pytest.raises(StaleObjectError):
         source.read(0, 100)

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Literal, Sequence, TypeVar
 
 from .errors import InputError
-from .storage import MAX_POOL_CONNECTIONS, ByteSource
+from .storage import MAX_POOL_CONNECTIONS, RangeSource
 
 #: Reads in flight at once for ``threads="auto"``: one S3 client's connection pool.
 MAX_IN_FLIGHT = MAX_POOL_CONNECTIONS
@@ -147,7 +147,8 @@ def in_background(function: Callable[[], R]) -> Callable[[], R]:
     return _shared_pool().submit(function).result
 
 
-def read_range(source: ByteSource, start: int, stop: int, error: type[Exception], what: str) -> bytes:
+def read_range(source: RangeSource, start: int, stop: int, error: type[Exception],
+               what: str) -> bytes | memoryview:
     """Bytes ``[start, stop)`` of ``source``; raises ``error`` naming ``what`` if fewer came
     (a truncated object: the sources retry bodies that break off)."""
     data = source.read(start, stop)
@@ -157,8 +158,8 @@ def read_range(source: ByteSource, start: int, stop: int, error: type[Exception]
     return data
 
 
-def read_ranges(source: ByteSource, ranges: Sequence[tuple[int, int]], threads: Threads,
-                error: type[Exception], what: str) -> list[bytes]:
+def read_ranges(source: RangeSource, ranges: Sequence[tuple[int, int]], threads: Threads,
+                error: type[Exception], what: str) -> list[bytes | memoryview]:
     """:func:`read_range` of each ``(start, stop)`` of ``ranges``, concurrently, in order."""
     largest = max((stop - start for start, stop in ranges), default=0)
     return concurrently(lambda r: read_range(source, r[0], r[1], error, what), ranges, threads, largest)

@@ -32,7 +32,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Protocol, TypeVar
 from urllib.parse import urlencode, urlparse
 
 import urllib3.exceptions
@@ -212,7 +212,10 @@ class BodyError(Exception):
     request itself was answered): the read is retried."""
 
 
-def read_exactly(fetch: Callable[[], bytes], expected: int | None, what: str) -> bytes:
+Body = TypeVar("Body", bytes, memoryview)
+
+
+def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str) -> Body:
     """``fetch()`` until it returns ``expected`` bytes (None: any number).
 
     A body that breaks off (``fetch`` raises :class:`BodyError`) or comes up short is
@@ -302,6 +305,18 @@ class ByteSource(Protocol):
     etag: str | None
 
     def read(self, start: int, stop: int) -> bytes: ...
+
+
+class RangeSource(Protocol):
+    """What pixel reads take: a :class:`ByteSource` whose reads may also come as a
+    read-only ``memoryview`` (of a client's own buffer, not copied into ``bytes``); pixel
+    reads only view what they read as arrays, slice it or take its length."""
+
+    location: Location
+    size: int
+    etag: str | None
+
+    def read(self, start: int, stop: int) -> bytes | memoryview: ...
 
 
 def file_etag(st: os.stat_result) -> str:

@@ -27,7 +27,7 @@ from .errors import AccessDeniedError, ObjectNotFoundError, StorageError
 from .storage import Location, ReadStats, StaleObjectError
 
 if TYPE_CHECKING:
-    from obstore import GetOptions
+    from obstore import Bytes, GetOptions
     from obstore.store import ClientConfig, RetryConfig, S3Config, S3Credential
 
 #: How long obstore may keep credentials before asking boto3 again (it refreshes them).
@@ -118,14 +118,18 @@ class ObstoreSource:
         self.etag = etag
         self._store = store_for(location.bucket, location.anon)
 
-    def read(self, start: int, stop: int) -> bytes:
+    def read(self, start: int, stop: int) -> bytes | memoryview:
+        """Bytes ``[start, stop)`` (clipped to the object) as a read-only ``memoryview`` of
+        obstore's buffer, not copied into ``bytes`` (a :class:`~cubecut.storage.RangeSource`)."""
         stop = min(stop, self.size)
         if stop <= start:
             return b""
         options: GetOptions = {"range": (start, stop)}
         if self.etag:
             options["if_match"] = self.etag
-        data, _ = _get(self._store, self.location, options, stop - start, f"{self.location.url} bytes [{start}, {stop})")
+        what = f"{self.location.url} bytes [{start}, {stop})"
+        data = storage.read_exactly(lambda: memoryview(_body(self._store, self.location, options, what)[0]),
+                                    stop - start, what)
         self.stats.add(len(data))
         return data
 
@@ -147,10 +151,20 @@ def get_object(location: Location, stats: ReadStats | None = None) -> tuple[byte
         raise ValueError(f"not an S3 location: {location.url}")
     if not usable():
         return storage.get_bytes(location, stats)
-    data, etag = _get(store_for(location.bucket, location.anon), location, {}, None, location.url)
+    etag: list[str | None] = [None]
+
+    def whole() -> bytes:
+        body, etag[0], size = _body(store_for(location.bucket, location.anon), location, {}, location.url)
+        data = bytes(body)
+        # obstore resumes a broken body with ranged GETs; a whole object must be all there
+        if len(data) != size:
+            raise storage.BodyError(f"{len(data)} of {size} bytes")
+        return data
+
+    data = storage.read_exactly(whole, None, location.url)
     if stats is not None:
         stats.add(len(data))
-    return data, etag
+    return data, etag[0]
 
 
 def put_object(location: Location, data: bytes | bytearray, content_type: str = "application/octet-stream") -> str | None:
@@ -189,23 +203,15 @@ def _translated(request: Callable[[], R], what: str, missing: str = "not found")
         raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
 
 
-def _get(store, location: Location, options: GetOptions, expected: int | None, what: str) -> tuple[bytes, str | None]:
-    """One GET of ``location`` with ``options`` (bodies retried until ``expected`` bytes
-    come, as :func:`cubecut.storage.read_exactly`), and the object's ETag."""
+def _body(store, location: Location, options: GetOptions, what: str) -> tuple[Bytes, str | None, int]:
+    """One GET of ``location`` with ``options``: its body (obstore's buffer), the object's
+    ETag and size; a body that breaks off raises :class:`cubecut.storage.BodyError` (the
+    callers retry it with :func:`cubecut.storage.read_exactly`)."""
     import obstore
 
-    etag: list[str | None] = [None]
-
-    def fetch() -> bytes:
-        result = _translated(lambda: obstore.get(store, location.key, options=options), what)
-        etag[0] = result.meta.get("e_tag")
-        try:
-            data = bytes(result.bytes())
-        except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error
-            raise storage.BodyError(exc) from None
-        # obstore resumes a broken body with ranged GETs; a whole object must be all there
-        if expected is None and len(data) != result.meta["size"]:
-            raise storage.BodyError(f"{len(data)} of {result.meta['size']} bytes")
-        return data
-
-    return storage.read_exactly(fetch, expected, what), etag[0]
+    result = _translated(lambda: obstore.get(store, location.key, options=options), what)
+    try:
+        body = result.bytes()
+    except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error
+        raise storage.BodyError(exc) from None
+    return body, result.meta.get("e_tag"), result.meta["size"]

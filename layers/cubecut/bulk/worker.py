@@ -38,7 +38,7 @@ from ..cutout.metadata import invalidate, load_index
 from ..cutout.reader import Chunks, Threads, fill_box, merged_spans, open_cube, read_chunks, span_bytes
 from ..cutout.tpf import tpf_bytes
 from ..errors import CoordinateError, CutoutSizeError, InputError, OutsideCubeError
-from ..storage import ByteSource, Location, ReadStats, StaleObjectError
+from ..storage import Location, RangeSource, ReadStats, StaleObjectError
 from .direct import put_output
 from .plan import FAILED, OFF_FOOTPRINT, WRITTEN
 from .shards import TarShard, write_shard
@@ -81,22 +81,23 @@ class Buffers:
 
 
 class SpanCache:
-    """A ByteSource over ``source`` that serves reads from whole byte ranges, each fetched once.
+    """A RangeSource over ``source`` that serves reads from whole byte ranges, each fetched once.
 
     ``ranges`` are disjoint ``(start, stop, row)`` byte ranges sorted by start; a read must
     lie inside one of them (anything else goes straight to ``source``). Thread-safe.
     """
 
-    def __init__(self, source: ByteSource, ranges: list[tuple[int, int, int]]) -> None:
+    def __init__(self, source: RangeSource, ranges: list[tuple[int, int, int]]) -> None:
         self.location, self.size, self.etag = source.location, source.size, source.etag
         self._source = source
         self._ranges = ranges
         self._starts = [r[0] for r in ranges]
-        self._data: dict[int, bytes] = {}
+        self._data: dict[int, memoryview] = {}
         self._locks = [threading.Lock() for _ in ranges]
         self._guard = threading.Lock()  # over _data's keys: one tile is read while rows are forgotten
 
-    def read(self, start: int, stop: int) -> bytes:
+    def read(self, start: int, stop: int) -> bytes | memoryview:
+        """Bytes ``[start, stop)``: a view into the fetched range that holds them (no copy)."""
         i = bisect.bisect_right(self._starts, start) - 1
         if i < 0 or stop > self._ranges[i][1]:
             return self._source.read(start, stop)
@@ -104,7 +105,7 @@ class SpanCache:
         with self._locks[i]:
             data = self._data.get(i)
             if data is None:
-                data = self._source.read(first, self._ranges[i][1])
+                data = memoryview(self._source.read(first, self._ranges[i][1]))
                 with self._guard:
                     self._data[i] = data
         return data[start - first:stop - first]

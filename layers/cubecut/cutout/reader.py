@@ -24,7 +24,7 @@ import numpy as np
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError
 from ..reads import Threads, concurrently, read_range, started
-from ..storage import ByteSource, Location, ReadStats, StaleObjectError, open_source
+from ..storage import Location, RangeSource, ReadStats, StaleObjectError, open_source
 from ..storage_obstore import open_object
 from .geometry import Box
 
@@ -33,7 +33,7 @@ __all__ = ["Threads", "Span", "Chunks", "open_cube", "read_box", "read_boxes", "
            "merged_spans", "span_bytes", "read_elements"]
 
 
-def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> ByteSource:
+def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> RangeSource:
     """The cube for pixel reads, pinned to the version ``index`` describes: S3 reads
     (through obstore: a quarter of botocore's CPU per request) send ``If-Match`` with the
     indexed ETag (no HEAD); a local or fsspec cube is checked once on opening.
@@ -57,7 +57,7 @@ class Span:
     x1: int
 
 
-def read_box(source: ByteSource, index: CubeIndex, box: Box,
+def read_box(source: RangeSource, index: CubeIndex, box: Box,
              threads: Threads = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Flux and flux error of ``box``, each shaped ``(nt, ny, nx)``, float32, native byte order.
 
@@ -67,7 +67,7 @@ def read_box(source: ByteSource, index: CubeIndex, box: Box,
     return read_boxes(source, index, [box], threads)[0]
 
 
-def read_boxes(source: ByteSource, index: CubeIndex, boxes: Sequence[Box],
+def read_boxes(source: RangeSource, index: CubeIndex, boxes: Sequence[Box],
                threads: Threads = "auto") -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`read_box` for many boxes on one cube, reading bytes they share once.
 
@@ -89,13 +89,13 @@ def read_boxes(source: ByteSource, index: CubeIndex, boxes: Sequence[Box],
 Chunks = dict[int, list[tuple[Span, np.ndarray]]]
 
 
-def read_chunks(source: ByteSource, index: CubeIndex, boxes: Sequence[Box], threads: Threads = "auto") -> Chunks:
+def read_chunks(source: RangeSource, index: CubeIndex, boxes: Sequence[Box], threads: Threads = "auto") -> Chunks:
     """Read the cube rows ``boxes`` need (one range per row span, shared spans merged),
     all in flight at once for ``threads="auto"``; :func:`fill_box` lays them out."""
     return start_chunks(source, index, boxes, threads)()
 
 
-def start_chunks(source: ByteSource, index: CubeIndex, boxes: Sequence[Box], threads: Threads = "auto",
+def start_chunks(source: RangeSource, index: CubeIndex, boxes: Sequence[Box], threads: Threads = "auto",
                  arrived: Callable[[Span, np.ndarray], None] | None = None) -> Callable[[], Chunks]:
     """:func:`read_chunks`, started: the reads are in flight when this returns; the
     returned function waits for them and gives the chunks (raising what a read raised),
@@ -196,7 +196,7 @@ def span_bytes(index: CubeIndex, span: Span) -> tuple[int, int]:
     return start, start + (span.x1 - span.x0) * per_column
 
 
-def read_elements(source: ByteSource, index: CubeIndex, ranges: Sequence[tuple[int, int]],
+def read_elements(source: RangeSource, index: CubeIndex, ranges: Sequence[tuple[int, int]],
                   consume: Callable[[int, np.ndarray], None], threads: Threads = "auto") -> None:
     """Read elements ``[start, stop)`` of the cube's image data per ``ranges`` (element =
     one pixel in one frame, ``(row * ncols + col) * nt + frame``), all at once for

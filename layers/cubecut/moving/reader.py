@@ -27,7 +27,7 @@ from ..cube.index import CubeIndex
 from ..cutout.reader import read_elements
 from ..errors import InputError
 from ..reads import Threads
-from ..storage import ByteSource
+from ..storage import RangeSource
 
 #: Unneeded bytes worth reading to save one request (a request to S3 costs about as long
 #: as transferring a MiB on one connection).
@@ -91,7 +91,7 @@ def plan_reads(index: CubeIndex, frames: np.ndarray, x0: np.ndarray, y0: np.ndar
     return ranges
 
 
-def read_moving_box(source: ByteSource, index: CubeIndex, frames: np.ndarray, x0: np.ndarray, y0: np.ndarray,
+def read_moving_box(source: RangeSource, index: CubeIndex, frames: np.ndarray, x0: np.ndarray, y0: np.ndarray,
                     nx: int, ny: int, *, merge_gap: int = MERGE_GAP_BYTES, max_read: int = MAX_READ_BYTES,
                     threads: Threads = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Flux and flux error of the moving box, each ``(len(frames), ny, nx)`` float32.
