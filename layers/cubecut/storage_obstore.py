@@ -170,7 +170,7 @@ def get_object(location: Location, stats: ReadStats | None = None) -> tuple[byte
 def put_object(location: Location, data: bytes | bytearray, content_type: str = "application/octet-stream") -> str | None:
     """Write a whole S3 object in one PUT, as :func:`cubecut.storage.put_bytes` writes it
     (unconditionally; the same errors; requests retried by the client), through obstore,
-    which hashes and sends the body outside the GIL; returns the ETag. Bulk workers'
+    which signs and sends the request outside the GIL; returns the ETag. Bulk workers'
     TPF uploads (benchmarks/bulk.py measures the client's CPU per upload)."""
     if not location.is_s3:
         raise ValueError(f"not an S3 location: {location.url}")
