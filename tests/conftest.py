@@ -1,8 +1,8 @@
 """Shared fixtures: a real S3 HTTP API on 127.0.0.1 (moto's server mode), buckets, data."""
 from __future__ import annotations
 
+import hashlib
 import os
-import uuid
 
 import boto3
 import pytest
@@ -33,8 +33,14 @@ def s3_endpoint() -> str:
 
 
 @pytest.fixture
-def bucket(s3_endpoint: str) -> str:
-    """A fresh, empty bucket on the local S3 server."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
+def bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty bucket on the local S3 server, named after the test.
+
+    The name is the same in every run: the fault proxy picks a request's fate from its
+    path (bucket included), so a test that injects faults at a rate meets the same faults
+    each time instead of failing once in a few hundred runs (each test runs once per
+    session, so the name is still unused).
+    """
+    name = f"test-{hashlib.blake2b(request.node.nodeid.encode(), digest_size=6).hexdigest()}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name

@@ -24,7 +24,7 @@ from cubecut import storage
 from cubecut.tesscut.catalog import CubeCatalog
 from cubecut.cube.sidecar import describes, read_sidecar
 from cubecut.cutout import clear_cache, ffi_wcs, load_index
-from cubecut.errors import ConcurrentWriteError, ConflictError, NoInputError, UploadGoneError
+from cubecut.errors import ConcurrentWriteError, ConflictError, NoInputError, ObjectNotFoundError, UploadGoneError
 from cubecut.ingest.block import write_block
 from cubecut.ingest.finalize import abort_ingest, finalize_ingest
 from cubecut.ingest.janitor import sweep
@@ -230,6 +230,22 @@ def test_finalize_retried_after_it_committed_publishes_and_succeeds(s3, bucket, 
     result = finalize_ingest(plan)  # the retry: the upload is gone, the object is this plan's
     assert result.etag == head(cube).etag and result.published
     assert_sidecar_describes_cube(cube)
+
+
+def test_finalize_retried_after_it_finished_returns_the_same_result(s3, bucket, urls):
+    """The first Finalize finished (cube committed, sidecar published, staging deleted) but
+    its answer was lost: the retry with the same plan returns that cube, it does not fail."""
+    cube = f"s3://{bucket}/{KEY}"
+    plan = planned_and_written(urls[:6], cube)
+    first = finalize_ingest(plan)
+    again = finalize_ingest(plan)
+    assert (again.cube, again.index, again.etag, again.size, again.nt) == (
+        first.cube, first.index, first.etag, first.size, first.nt)
+    assert_sidecar_describes_cube(cube)
+    assert leftovers(s3, bucket) == ([], [])
+    ingest(urls[6:], cube)  # another writer replaced it: the plan's outcome is unknown now
+    with pytest.raises(ObjectNotFoundError, match="staging"):
+        finalize_ingest(plan)
 
 
 def test_a_local_cube_obeys_the_same_rules(tmp_path, ffis):

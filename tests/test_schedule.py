@@ -162,8 +162,8 @@ def stepwise(world: dict, ffis: list[str], rng: random.Random) -> Outcome:
             abort_ingest(plan)  # a stray Abort after success must not undo anything
     except (ConflictError, UploadGoneError) as exc:
         outcome.ok, outcome.error = False, type(exc).__name__
-    except NoInputError:
-        pass
+    except (NoInputError, ObjectNotFoundError):
+        pass  # no input, or the retried Finalize found its cube already replaced: outcome unknown
     return outcome
 
 

@@ -74,7 +74,9 @@ def finalize_ingest(plan: IngestPlan) -> IngestResult:
     """Commit the cube of ``plan`` and publish ``{cube}.index.json`` bound to it.
 
     Idempotent: a retry after an attempt that committed recognises its own cube by the
-    plan id in the object's metadata and only (re)publishes the sidecar.
+    plan id in the object's metadata and only (re)publishes the sidecar; a retry after an
+    attempt that finished (staging already deleted) returns that attempt's result
+    (:func:`finalized_result`).
 
     Raises:
         ConcurrentWriteError: another writer replaced the cube first; this upload and its
@@ -82,10 +84,20 @@ def finalize_ingest(plan: IngestPlan) -> IngestResult:
         UploadGoneError: the upload was aborted (janitor, lifecycle rule, by hand) before
             it was committed; nothing is published, the staging is removed.
         PlanError: the parts are not the planned ones.
+        ObjectNotFoundError: the staging is gone and the cube there is not (or no longer)
+            this plan's finished cube: finalized or aborted before, outcome unknown here.
     """
     cube = Location.parse(plan.cube)
     target = make_target(cube, plan.layout.total_bytes)
-    index = load_index(plan)
+    try:
+        index = load_index(plan)
+    except ObjectNotFoundError:
+        done = finalized_result(plan.cube, plan.upload_id, plan.plan_id)
+        if done is None:
+            raise ObjectNotFoundError(f"{plan.index_url}: the staging of this ingest is gone and {plan.cube} is "
+                                      "not its finished cube: it was finalized (and since replaced) or aborted "
+                                      "before; run the ingest again if its cube is wanted") from None
+        return done
     try:
         parts = target.list_parts(plan.upload_id)
     except ObjectNotFoundError:
