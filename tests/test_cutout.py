@@ -367,6 +367,54 @@ def test_many_targets_share_reads_and_equal_single_cutouts(cube: Path, index: Cu
         tpf_filename(cube.name, c.ra.deg, c.dec.deg, 10, 10) for c in SkyCoord(text, unit="deg")]
 
 
+@pytest.mark.parametrize("first", ["rows", "drafts"])
+def test_rows_are_released_once_copied_whichever_comes_first(cube: Path, index: CubeIndex, monkeypatch, first):
+    """Rows that arrive before their files' drafts are held and copied when the drafts come
+    (or copied at once when the drafts were first); either way every row is released before
+    the files are finished, and the files equal one-by-one cutouts (threads=1)."""
+    import threading
+    import time
+    import weakref
+
+    from cubecut.cutout import engine, reader
+
+    coords = SkyCoord([sky(index, 50.0, 50.0), sky(index, 53.0, 52.0), sky(index, 100.0, 20.0)])
+    expected = [cutout(cube, c, 10, threads=1)[0] for c in coords]
+    rows: list[weakref.ref] = []
+    read_rows, lock = threading.Event(), threading.Lock()
+    real_range, real_draft, real_finish = reader.read_range, engine.tpf_draft, engine._Assembly.finish
+
+    def read_range(*args, **kwargs):
+        if first == "drafts":
+            time.sleep(0.05)
+        row = np.frombuffer(real_range(*args, **kwargs), dtype=np.uint8).copy()  # weakref-able, unlike bytes
+        with lock:
+            rows.append(weakref.ref(row))
+        return row
+
+    def tpf_draft(*args, **kwargs):
+        if first == "rows":
+            time.sleep(0.2)  # every row is in before the first draft
+        return real_draft(*args, **kwargs)
+
+    def finish(self, i):
+        import gc
+        gc.collect()
+        assert all(ref() is None for ref in rows), "a row outlived its copying"
+        return real_finish(self, i)
+
+    monkeypatch.setattr(reader, "read_range", read_range)
+    monkeypatch.setattr(engine, "tpf_draft", tpf_draft)
+    monkeypatch.setattr(engine._Assembly, "finish", finish)
+    clear_cache()
+    load_index(cube)
+    got = cutout(cube, coords, 10, threads=8)
+    assert len(rows) == len(range(45, 57)) + len(range(15, 25))
+    for ours, single in zip(got, expected):
+        for column in ("FLUX", "FLUX_ERR"):
+            np.testing.assert_array_equal(ours[1].data[column], single[1].data[column])
+
+
 def test_read_boxes_merges_shared_spans(cube: Path, index: CubeIndex):
     stats = ReadStats()
     source = FileSource(Location.parse(cube), stats)

@@ -20,7 +20,7 @@ from ..reads import in_background
 from ..storage import Location, ReadStats, StaleObjectError, put_bytes
 from .geometry import Box, CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
 from .metadata import cached, invalidate, load_index
-from .reader import Chunks, Span, Threads, fill_off_image, fill_row, open_cube, start_chunks
+from .reader import Span, Threads, fill_off_image, fill_row, open_cube, start_chunks
 from .tpf import TPFDraft, tpf_draft, tpf_filename
 
 
@@ -155,11 +155,11 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
     rows = start_chunks(open_cube(location, index, stats), index, boxes, threads, files.arrived)
     for i, (box, coord) in enumerate(zip(boxes, coords)):  # while the rows cross the network
         files.add(i, tpf_draft(index, box, coord))
-    chunks = rows()
+    rows()  # every row read and copied into its files
 
     def build(i: int) -> TPFFile:
         name = tpf_filename(location.name, coords[i].ra.deg, coords[i].dec.deg, *labels)
-        return TPFFile(name, files.finish(i, chunks), boxes[i].nx, boxes[i].ny, index.nt)
+        return TPFFile(name, files.finish(i), boxes[i].nx, boxes[i].ny, index.nt)
 
     return _map(build, range(len(coords)), threads)
 
@@ -168,24 +168,32 @@ class _Assembly:
     """The TPFs of one call, laid out while their rows are read: each row's pixels go into
     the drafts that need them as soon as the row arrives (on its reading thread), with the
     sum of their words for the DATASUM, so that what is left when the last row is in is
-    one row's copy and the checksums. Rows that arrive before their file's draft exists
-    are copied by :meth:`finish`."""
+    the checksums. A row that arrives before all its files' drafts exist is held until
+    they do (:meth:`add` copies it); a row is released once every file it serves has it,
+    so a call holds its files and the rows not yet copied, never every row it read."""
 
     def __init__(self, index: CubeIndex, boxes: list[Box]) -> None:
         self._index, self._boxes = index, boxes
         self._parts = [box.overlap(index.ncols, index.nrows) for box in boxes]
         self._drafts: list[TPFDraft | None] = [None] * len(boxes)
-        self._filled: list[set[int]] = [set() for _ in boxes]
         #: Per box: sums of the big-endian words of its FLUX/FLUX_ERR values written so far.
         self._words: list[list[int]] = [[] for _ in boxes]
         self._lock = threading.Lock()
-        self._by_row: dict[int, list[int]] = {}
+        #: Rows read before some of their boxes' drafts existed: span -> (chunk, those boxes).
+        self._held: dict[Span, tuple[np.ndarray, set[int]]] = {}
+        #: Per cube row: the boxes with a part on it, and that part.
+        self._by_row: dict[int, list[tuple[int, Box]]] = {}
         for i, part in enumerate(self._parts):
-            for y in range(part.y0, part.y1) if part is not None else ():
-                self._by_row.setdefault(y, []).append(i)
+            if part is not None:
+                for y in range(part.y0, part.y1):
+                    self._by_row.setdefault(y, []).append((i, part))
+
+    def _served(self, span: Span) -> list[int]:
+        """The boxes whose part of row ``span.y`` lies in ``span``."""
+        return [i for i, part in self._by_row.get(span.y, ()) if span.x0 <= part.x0 and part.x1 <= span.x1]
 
     def add(self, i: int, draft: TPFDraft) -> None:
-        """Box ``i``'s draft, ready for its rows."""
+        """Box ``i``'s draft, ready for its rows; the rows already read are copied into it."""
         box = self._boxes[i]
         part = fill_off_image(self._index, box, *draft.pixels)
         if part != box:  # every pixel is NaN now; the rows overwrite the ones on the image
@@ -193,27 +201,32 @@ class _Assembly:
             self._words[i].append(off_image * sum(int(a.view(">u4")[0, 0, 0]) for a in draft.pixels))
         with self._lock:
             self._drafts[i] = draft
+            ready = []
+            for span, (chunk, waiting) in list(self._held.items()):
+                if i in waiting:
+                    ready.append((span, chunk))
+                    waiting.discard(i)
+                    if not waiting:
+                        del self._held[span]
+        for span, chunk in ready:
+            self._copy(i, draft, span, chunk)
 
     def arrived(self, span: Span, chunk: np.ndarray) -> None:
-        """Copy a row just read into the drafts (already made) of the boxes it serves."""
-        ready = []
+        """Copy a row just read into the drafts (already made) of the boxes it serves and
+        hold it for the others."""
         with self._lock:
-            for i in self._by_row.get(span.y, ()):
-                part, draft = self._parts[i], self._drafts[i]
-                if draft is not None and part is not None and span.x0 <= part.x0 and part.x1 <= span.x1:
-                    self._filled[i].add(span.y)
-                    ready.append((i, draft))
+            served = self._served(span)
+            ready = [(i, draft) for i in served if (draft := self._drafts[i]) is not None]
+            waiting = {i for i in served if self._drafts[i] is None}
+            if waiting:
+                self._held[span] = (chunk, waiting)
         for i, draft in ready:
             self._copy(i, draft, span, chunk)
 
-    def finish(self, i: int, chunks: Chunks) -> bytearray:
-        """Box ``i``'s file, once every read is done: the rows not copied yet, then checksums."""
-        draft, part = self._drafts[i], self._parts[i]
-        assert draft is not None  # every box has its draft before the reads are awaited
-        if part is not None:
-            for y in set(range(part.y0, part.y1)) - self._filled[i]:
-                span, chunk = next((s, c) for s, c in chunks[y] if s.x0 <= part.x0 and part.x1 <= s.x1)
-                self._copy(i, draft, span, chunk)
+    def finish(self, i: int) -> bytearray:
+        """Box ``i``'s file, once every row is read and copied: its checksums."""
+        draft = self._drafts[i]
+        assert draft is not None and not self._held  # every draft was added before the reads were awaited
         return draft.finish(pixel_words=sum(self._words[i]))
 
     def _copy(self, i: int, draft: TPFDraft, span: Span, chunk: np.ndarray) -> None:

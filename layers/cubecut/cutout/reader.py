@@ -103,18 +103,21 @@ def start_chunks(source: RangeSource, index: CubeIndex, boxes: Sequence[Box], th
 
     ``arrived(span, chunk)``, when given, is called with each span's chunk as soon as it
     is read (on the reading thread, concurrently for different spans), e.g. to lay the
-    pixels out while other rows are still on their way.
+    pixels out while other rows are still on their way. It then owns the chunks: they are
+    not kept here (the returned function gives an empty mapping), so a row can be freed
+    as soon as it has been used.
     """
     spans = merged_spans(index, boxes)
 
-    def read(i: int) -> np.ndarray:
+    def read(i: int) -> np.ndarray | None:
         span = spans[i]
         start, stop = span_bytes(index, span)
         data = read_range(source, start, stop, NotACubeError, "cube rows")
         chunk = np.frombuffer(data, dtype=">f4").reshape(span.x1 - span.x0, index.nt, index.nplanes)
-        if arrived is not None:
-            arrived(span, chunk)
-        return chunk
+        if arrived is None:
+            return chunk
+        arrived(span, chunk)
+        return None
 
     largest = max((span.x1 - span.x0 for span in spans), default=0) * index.nt * index.nplanes * 4
     pending = started(read, range(len(spans)), threads, largest)
@@ -122,7 +125,8 @@ def start_chunks(source: RangeSource, index: CubeIndex, boxes: Sequence[Box], th
     def chunks() -> Chunks:
         out: Chunks = {}
         for span, chunk in zip(spans, pending()):
-            out.setdefault(span.y, []).append((span, chunk))
+            if chunk is not None:
+                out.setdefault(span.y, []).append((span, chunk))
         return out
 
     return chunks
