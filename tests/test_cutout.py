@@ -6,8 +6,12 @@ implementation on the very same file.
 """
 from __future__ import annotations
 
+import gc
 import shutil
+import threading
+import time
 import warnings
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from cubecut.cube.index import CubeIndex
+from cubecut.cutout import engine, reader
 from cubecut.cutout import (MAX_CUTOUT_PIXELS, Box, clear_cache, cutout, cutout_box, ffi_wcs, load_index,
                             read_box, read_boxes, tpf_filename)
 from cubecut.cutout.geometry import cutout_wcs
@@ -372,12 +377,6 @@ def test_rows_are_released_once_copied_whichever_comes_first(cube: Path, index: 
     """Rows that arrive before their files' drafts are held and copied when the drafts come
     (or copied at once when the drafts were first); either way every row is released before
     the files are finished, and the files equal one-by-one cutouts (threads=1)."""
-    import threading
-    import time
-    import weakref
-
-    from cubecut.cutout import engine, reader
-
     coords = SkyCoord([sky(index, 50.0, 50.0), sky(index, 53.0, 52.0), sky(index, 100.0, 20.0)])
     expected = [cutout(cube, c, 10, threads=1)[0] for c in coords]
     rows: list[weakref.ref] = []
@@ -398,7 +397,6 @@ def test_rows_are_released_once_copied_whichever_comes_first(cube: Path, index: 
         return real_draft(*args, **kwargs)
 
     def finish(self, i):
-        import gc
         gc.collect()
         assert all(ref() is None for ref in rows), "a row outlived its copying"
         return real_finish(self, i)
