@@ -12,12 +12,13 @@ constraints.txt change.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -26,10 +27,37 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".cubecut-installed"
 
 
+def lambda_python() -> str:
+    """The Lambda runtime's Python version (``3.13``), read from template.yaml's ``Runtime``."""
+    match = re.search(r"^\s*Runtime:\s*python(3\.\d+)\s*$", (ROOT / "template.yaml").read_text(), re.M)
+    if match is None:
+        sys.exit("dev.py: template.yaml names no python runtime (Globals.Function.Runtime)")
+    return match.group(1)
+
+
+def interpreter() -> str:
+    """The interpreter the environment is made with: the Lambda runtime's version where this
+    machine has it (on PATH as ``python3.X``, or under pyenv), so what is tested is what
+    runs in Lambda; otherwise this interpreter, with a warning."""
+    version = lambda_python()
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        return sys.executable
+    candidates = [shutil.which(f"python{version}"), *sorted(glob.glob(os.path.expanduser(
+        f"~/.pyenv/versions/{version}.*/bin/python{version}")), reverse=True)]
+    for found in filter(None, candidates):
+        # A pyenv shim exists for every installed version but fails unless it is selected.
+        if subprocess.run([found, "-c", "import venv, ensurepip"], capture_output=True).returncode == 0:
+            return found
+    print(f"[dev] warning: Python {version} (the Lambda runtime's) is not on this machine; using "
+          f"{sys.version.split()[0]}, so the suite does not run on the deployed version", flush=True)
+    return sys.executable
+
+
 def _fingerprint() -> str:
     digest = hashlib.sha256()
     for name in ("pyproject.toml", "constraints.txt"):
         digest.update((ROOT / name).read_bytes())
+    digest.update(lambda_python().encode())
     return digest.hexdigest()
 
 
@@ -40,9 +68,16 @@ def ensure_env() -> None:
     wanted = _fingerprint()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
+    python = interpreter()
+    version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                             text=True, check=True).stdout
+    if (BIN / "python").exists() and subprocess.run([str(BIN / "python"), "-c", "import sys; print(sys.version_info[:2])"],
+                                                   capture_output=True, text=True).stdout != version:
+        print(f"[dev] {VENV} was made with another Python; making it anew", flush=True)
+        shutil.rmtree(VENV)
     if not (BIN / "python").exists():
-        print(f"[dev] creating virtual environment in {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        print(f"[dev] creating virtual environment in {VENV} with {python}", flush=True)
+        subprocess.run([python, "-m", "venv", str(VENV)], check=True)
     py = str(BIN / "python")
     print("[dev] installing cubecut and its pinned dependencies (first run takes a few minutes)", flush=True)
     pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]

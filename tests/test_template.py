@@ -111,7 +111,7 @@ def test_functions_have_justified_memory_and_timeouts(sam: dict[str, Any], cfn: 
     deployed = resources(cfn, "AWS::Lambda::Function")
     for function in deployed.values():
         properties = function["Properties"]
-        assert properties["Runtime"] == "python3.11" and properties["Architectures"] == ["arm64"]
+        assert properties["Runtime"] == "python3.13" and properties["Architectures"] == ["arm64"]
         assert properties["TracingConfig"] == {"Mode": "Active"}
         assert {"POWERTOOLS_SERVICE_NAME", "CUBECUT_BUCKET", "CUBECUT_CUBE_PREFIX"} <= set(
             properties["Environment"]["Variables"])
