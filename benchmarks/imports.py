@@ -6,14 +6,14 @@ Each figure is the median of ``--runs`` fresh interpreters (what a new Lambda co
 pays), run one after another:
 
 * ``import``: ``import cubecut_functions.<handler>`` for every handler module of
-  template.yaml (api, cutouts, bulk, ingest, on_upload): wall and CPU seconds, and the
+  template.yaml (api, bulk, ingest, on_upload): wall and CPU seconds, and the
   process's resident memory right after (init RSS), with which of the heavy modules
   (astropy coordinates/WCS/time, matplotlib, the X-Ray SDK, boto3 ...) got loaded.
 * ``first request``: in the same fresh process, the API handler answering a TESScut
   ``astrocut`` request (3x3 px, one 20-frame cube on a local moto S3) - everything the
   import deferred (astropy's WCS and coordinates, the engine, the Tracer) is paid here -
   then the same request again (warm; served from the result cache, so only the routing,
-  the catalog and the cache look-up), and the cutouts handler cutting one TPF, cold.
+  the catalog and the cache look-up).
 * ``tracer``: building powertools' ``Tracer()`` after boto3 is loaded, disabled
   (``POWERTOOLS_TRACE_DISABLED``) and enabled as in Lambda (``LAMBDA_TASK_ROOT`` and a trace
   header set; auto-patching boto3/botocore and the rest): what the API handler defers to
@@ -43,7 +43,7 @@ ROOT = HERE.parent
 HEAVY = ("astropy.io.fits", "astropy.coordinates", "astropy.wcs", "astropy.time", "astropy.table",
          "astropy.visualization", "matplotlib", "aws_xray_sdk", "cubecut.cutout.engine", "pydantic", "boto3")
 #: The handler modules of template.yaml (functions/*.py), in the order they are reported.
-HANDLERS = ("api", "cutouts", "bulk", "ingest", "on_upload")
+HANDLERS = ("api", "bulk", "ingest", "on_upload")
 
 #: Runs in the fresh interpreter: import the handler, then (optionally) answer requests.
 PROBE = r"""
@@ -169,8 +169,6 @@ def main() -> int:
             if before_env:
                 runs["api_before"].append(_run(PROBE, ["api", heavy, json.dumps(api_requests)], before_env))
             runs["api"].append(_run(PROBE, ["api", heavy, json.dumps(api_requests)], env))
-            runs["cutouts"].append(_run(PROBE, ["cutouts", heavy, json.dumps([("first_cutout", "cutout_handler", cut)])],
-                                        env))
         results.update({name: _medians(rows) for name, rows in runs.items()})
         lambda_env = {**base, "LAMBDA_TASK_ROOT": "/var/task", "AWS_LAMBDA_FUNCTION_NAME": "bench",
                       "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"}

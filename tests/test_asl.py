@@ -28,7 +28,6 @@ from cubecut_infra.local.template import apply_substitutions
 
 ROOT = Path(__file__).resolve().parents[1]
 INGEST = (ROOT / "infra" / "statemachines" / "ingest.asl.json").read_text()
-CUTOUTS = (ROOT / "infra" / "statemachines" / "cutouts.asl.json").read_text()
 
 
 class StorageError(Exception):
@@ -275,41 +274,6 @@ def test_a_missing_block_list_fails_the_map_and_aborts(engine: Engine, s3: Any, 
     assert toy.block_calls == []
 
 
-# ---------------------------------------------------------------------------- bulk cutouts
-def test_bulk_cutouts_record_bad_targets_and_zip_the_rest(engine: Engine) -> None:
-    calls: list[dict[str, Any]] = []
-    zip_inputs: list[dict[str, Any]] = []
-
-    def cutout(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        calls.append(event)
-        time.sleep(0.2)
-        if event["ra"] < 0:
-            raise OutsideCubeError("not on this cube")
-        return {"key": f"results/job/{event['index']}.fits"}
-
-    def zip_(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        zip_inputs.append(event)
-        assert set(event) == {"job", "results"}
-        return {"zip": event["job"] + "all.zip", "n": len(event["results"])}
-
-    definition = apply_substitutions(CUTOUTS, {"CutoutFunctionArn": engine.function("cutout", cutout),
-                                               "ZipFunctionArn": engine.function("zip", zip_), "MaxConcurrency": 2})
-    targets = [{"ra": 10.0, "dec": 5.0, "size": [5, 5]}, {"ra": -1.0, "dec": 5.0, "size": [5, 5]},
-               {"ra": 11.0, "dec": 6.0, "size": [3, 4]}, {"ra": 12.0, "dec": 6.0, "size": [3, 4]}]
-    execution = engine.run(quick_retries(definition),
-                           {"job": "s3://b/results/job/", "cube": "s3://b/cubes/c.fits", "targets": targets})
-
-    assert execution.status == "SUCCEEDED", execution.cause
-    assert execution.output == {"zip": "s3://b/results/job/all.zip", "n": 4}
-    assert sorted(call["index"] for call in calls) == [0, 1, 2, 3]
-    assert {k: calls[0][k] for k in ("cube", "job")} == {"cube": "s3://b/cubes/c.fits", "job": "s3://b/results/job/"}
-    assert 1 < execution.max_concurrency[ARN + "cutout"] <= 2
-    results = zip_inputs[0]["results"]
-    assert results[0] == {"key": "results/job/0.fits"}
-    assert results[1]["error"]["Error"] == "OutsideCubeError", "Catch with ResultPath $.error keeps the target"
-    assert results[1]["ra"] == -1.0 and json.loads(results[1]["error"]["Cause"])["errorMessage"] == "not on this cube"
-
-
 # ---------------------------------------------------------------------------- definitions
 def test_the_engine_rejects_a_broken_definition(engine: Engine) -> None:
     broken = {"StartAt": "A", "States": {"A": {"Type": "Pass", "Nxt": "B"}, "B": {"Type": "Succeed"}}}
@@ -328,7 +292,7 @@ def _error_names(node: Any) -> Iterator[str]:
             yield from _error_names(item)
 
 
-@pytest.mark.parametrize("path", ["ingest.asl.json", "cutouts.asl.json"])
+@pytest.mark.parametrize("path", ["ingest.asl.json", "bulk.asl.json"])
 def test_every_error_name_in_the_definitions_is_an_exception_class(path: str) -> None:
     """Retry and Catch match Lambda's errorType, the exception's class name: a renamed or
     misspelt class would silently stop matching."""

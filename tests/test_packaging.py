@@ -105,7 +105,7 @@ def test_api_handler_import_loads_no_astropy_matplotlib_or_xray():
 
 
 def test_handler_modules_are_every_function():
-    assert HANDLER_MODULES == ("api", "bulk", "cutouts", "ingest", "on_upload")
+    assert HANDLER_MODULES == ("api", "bulk", "ingest", "on_upload")
 
 
 @pytest.mark.parametrize("module", HANDLER_MODULES)

@@ -170,21 +170,3 @@ def test_inline_answer_and_stored_zip_agree(tmp_path):
     target = Path(tmp_path / "inline.zip")
     stored = store_zip(str(target), _members([200_000, 300_000]))
     assert stored.body is not None and stored.body == target.read_bytes()
-
-
-def test_bulk_zip_handler_streams_members_and_errors_and_an_empty_job_gets_an_empty_zip(bucket):
-    from cubecut_functions.cutouts import zip_handler
-    from cubecut_infra.local.lambda_context import LambdaContext
-
-    context = LambdaContext.for_arn("arn:aws:lambda:us-east-1:123456789012:function:zip")
-    job = f"s3://{bucket}/results/jobs/j1"
-    put_bytes(f"{job}/tpfs/00000-a.fits", b"A" * 1000, "application/fits")
-    failed = {"index": 1, "error": {"Error": "OutsideCubeError"}}
-    answer = zip_handler({"job": job, "results": [{"key": f"{job}/tpfs/00000-a.fits", "name": "a.fits"}, failed]},
-                         context)
-    assert answer == {"zip": f"{job}/cutouts.zip", "members": 1, "failed": 1}
-    with zipfile.ZipFile(io.BytesIO(get_bytes(answer["zip"])[0])) as archive:
-        assert archive.namelist() == ["a.fits", "errors.json"] and archive.read("a.fits") == b"A" * 1000
-    empty = zip_handler({"job": f"s3://{bucket}/results/jobs/j2", "results": []}, context)
-    with zipfile.ZipFile(io.BytesIO(get_bytes(empty["zip"])[0])) as archive:
-        assert archive.namelist() == []

@@ -28,7 +28,6 @@ HANDLERS = {
     "PlanFunction": "ingest.plan_handler", "BlockFunction": "ingest.block_handler",
     "FinalizeFunction": "ingest.finalize_handler", "AbortFunction": "ingest.abort_handler",
     "OnUploadFunction": "on_upload.handler", "ApiFunction": "api.handler",
-    "CutoutFunction": "cutouts.cutout_handler", "ZipFunction": "cutouts.zip_handler",
     "BulkPlanFunction": "bulk.plan_handler", "BulkBatchFunction": "bulk.batch_handler",
     "BulkFinishFunction": "bulk.finish_handler",
 }
@@ -235,7 +234,6 @@ def test_state_machine_role_can_run_the_distributed_map(cfn: dict[str, Any]) -> 
 
 # ---------------------------------------------------------------------------- state machines
 STATE_MACHINES = {"IngestStateMachine": "infra/statemachines/ingest.asl.json",
-                  "CutoutsStateMachine": "infra/statemachines/cutouts.asl.json",
                   "BulkStateMachine": "infra/statemachines/bulk.asl.json"}
 
 

@@ -14,6 +14,7 @@ import sys
 import warnings
 from typing import Sequence
 
+from cubecut import __version__
 from cubecut.errors import CubecutError, CubecutWarning
 
 from . import beyond, bulk, cubes, stack
@@ -22,6 +23,7 @@ from . import beyond, bulk, cubes, stack
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cubecut", description="TESS FFI cubes and target pixel file cutouts, "
                                      "serverless on S3.")
+    parser.add_argument("--version", action="version", version=f"cubecut {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cubes.register(commands)
     stack.register(commands)

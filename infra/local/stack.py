@@ -5,7 +5,7 @@ the Lambda handlers and the HTTP API, all on 127.0.0.1 with no Docker.
 * S3 events: ``ObjectCreated`` matching ``OnUploadFunction``'s event filter in template.yaml
   go to an SQS queue; a pump thread hands each ``{"Records": [...]}`` event to ``on_upload.handler``.
 * Step Functions: moto's ASL engine executes the real ``ingest.asl.json`` and
-  ``cutouts.asl.json``; their Lambda tasks reach the real handlers through our Lambda
+  ``bulk.asl.json``; their Lambda tasks reach the real handlers through our Lambda
   Invoke endpoint (:mod:`~cubecut_infra.local.sfn`, :mod:`~cubecut_infra.local.lambda_invoke`).
 * API Gateway (HTTP API, payload v2): :class:`~cubecut_infra.local.apigw.ApiGatewayServer`
   in front of ``api.handler``.
@@ -81,7 +81,6 @@ class LocalStack:
     template: LocalTemplate | None = field(default=None, init=False)
     api_url: str = field(default="", init=False)
     state_machine_arn: str = field(default="", init=False)
-    cutouts_state_machine_arn: str = field(default="", init=False)
     bulk_state_machine_arn: str = field(default="", init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _pump: threading.Thread | None = field(default=None, init=False)
@@ -134,7 +133,6 @@ class LocalStack:
         machines = {spec.logical_id: self.sfn.register(spec.name, spec.definition)
                     for spec in template.state_machines.values()}
         self.state_machine_arn = machines["IngestStateMachine"]
-        self.cutouts_state_machine_arn = machines["CutoutsStateMachine"]
         self.bulk_state_machine_arn = machines["BulkStateMachine"]
         self._set_environment({"CUBECUT_BULK_JOBS_STATE_MACHINE_ARN": self.bulk_state_machine_arn})  # cubecut bulk --stack
 

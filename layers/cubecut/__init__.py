@@ -6,6 +6,8 @@ is bound on first access, and the subpackages load their modules on first use.
 """
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__ as __version__
+
 if TYPE_CHECKING:
     from .cutout.engine import cutout as cutout
 else:

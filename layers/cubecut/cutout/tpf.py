@@ -47,7 +47,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -59,15 +58,14 @@ from astropy.time import Time
 from astropy.wcs import WCS, WCSHDO_P14, WCSHDO_safe
 
 from .. import fitswrite
+from .._version import __version__
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError
 from ..fitsio import CARD, data_bytes, padded
 from .geometry import Box, cutout_wcs, ffi_wcs, radec_deg
 
-try:
-    CUBECUT_VERSION = version("cubecut")
-except PackageNotFoundError:  # e.g. a Lambda layer copied without its metadata
-    CUBECUT_VERSION = "unknown"
+#: Written to every TPF's PROCVER; the same in a Lambda layer as in an installed wheel.
+CUBECUT_VERSION = __version__
 
 #: Sample points per axis (at most) for the linear WCS fit; they span the pixel edges.
 FIT_GRID = 11
