@@ -2,7 +2,8 @@
 """Set up and run cubecut from a fresh checkout with nothing but Python 3.11+.
 
     python3 dev.py demo          # the main job: local serverless stack, synthetic sector, cutout
-    python3 dev.py test          # the whole test suite (what CI runs)
+    python3 dev.py test          # sam build, then the whole test suite (what CI runs)
+    python3 dev.py build         # sam build (arm64, as deployed) + the twin for this machine
     python3 dev.py cubecut ARGS  # any cubecut command inside the project's environment
     python3 dev.py bench ARGS    # the benchmark suite (benchmarks/README.md)
 
@@ -89,6 +90,62 @@ def ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
+SAM_VENV = VENV / "sam"
+SAM_STAMP = SAM_VENV / ".installed"
+BUILD_DIR = ROOT / ".aws-sam" / "build"
+#: The layer built the same way for this machine's architecture: the build smoke test serves it.
+TWIN_DIR = ROOT / ".aws-sam" / "twin"
+
+
+def ensure_sam() -> Path:
+    """aws-sam-cli and cfn-lint's serverless rules, pinned, in their own environment
+    (aws-sam-cli pins click and boto3 apart from the project's set); returns its bin folder."""
+    tools = ROOT / "infra" / "build"
+    wanted = hashlib.sha256(b"".join((tools / name).read_bytes()
+                                     for name in ("sam-requirements.txt", "sam-constraints.txt"))).hexdigest()
+    sam_bin = SAM_VENV / BIN.name
+    if SAM_STAMP.exists() and SAM_STAMP.read_text() == wanted:
+        return sam_bin
+    print("[dev] installing aws-sam-cli and cfn-lint-serverless (pinned) into .venv/sam", flush=True)
+    subprocess.run([str(BIN / "python"), "-m", "venv", "--clear", str(SAM_VENV)], check=True)
+    subprocess.run([str(sam_bin / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                    "-r", str(tools / "sam-requirements.txt"), "-c", str(tools / "sam-constraints.txt")], check=True)
+    SAM_STAMP.write_text(wanted)
+    return sam_bin
+
+
+def build(env: dict[str, str]) -> int:
+    """``sam build`` of template.yaml into .aws-sam/build (the deployed architecture), its
+    lint (``sam validate --lint``, cfn-lint with the serverless rules), and the layer's twin
+    for this machine (layers/Makefile with ARCH set) that the build smoke test serves."""
+    import platform
+    import time
+
+    sam_bin = ensure_sam()
+    # No telemetry to AWS from a build or a test run.
+    env = dict(env, SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION=env.get("AWS_DEFAULT_REGION", "us-east-1"))
+    steps = [
+        ("sam build", [str(sam_bin / "sam"), "build", "--template-file", "template.yaml", "--build-dir",
+                       str(BUILD_DIR)]),
+        ("sam validate --lint", [str(sam_bin / "sam"), "validate", "--lint", "--template-file", "template.yaml"]),
+        ("cfn-lint + serverless rules", [str(sam_bin / "cfn-lint"), "--append-rules", "cfn_lint_serverless.rules",
+                                         "--", "template.yaml"]),
+        (f"layer twin for {platform.machine()}", ["make", "--no-print-directory", "-f", "layers/Makefile",
+                                                   "build-CubecutLayer", f"ARCH={platform.machine()}",
+                                                   f"ARTIFACTS_DIR={TWIN_DIR / 'CubecutLayer'}"]),
+    ]
+    shutil.rmtree(TWIN_DIR, ignore_errors=True)
+    for name, command in steps:
+        started = time.monotonic()
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
+            print(f"[dev] {name} failed (exit {done.returncode})", file=sys.stderr, flush=True)
+            return done.returncode
+        print(f"[dev] {name}: ok in {time.monotonic() - started:.1f} s", flush=True)
+    return 0
+
+
 def ensure_browser() -> None:
     """Headless Chromium for the web-page test (Debian packages); best effort: without it
     that one test is skipped with a message saying so."""
@@ -108,7 +165,12 @@ def main(argv: list[str]) -> int:
     ensure_env()
     command, rest = argv[0], argv[1:]
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if command == "build":
+        return build(env)
     if command == "test":
+        # What is tested is what deploys: the suite inspects and serves the built artifact.
+        if build(env) != 0:
+            return 1
         ensure_browser()
         # Two workers (CI has two cores); whole files per worker so module fixtures that
         # start a local stack or build a cube run once.

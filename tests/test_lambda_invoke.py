@@ -122,4 +122,13 @@ def test_local_function_settings_are_the_templates() -> None:
     reserved = template["Parameters"]["ApiReservedConcurrency"]["Default"]
     assert local["ApiFunction"].reserved_concurrency == reserved  # a !Ref to the parameter
     assert local["OnUploadFunction"].environment["STATE_MACHINE_ARN"].endswith(":stateMachine:cubecut-ingest")
-    assert {spec.environment["CUBECUT_BUCKET"] for spec in local.values()} == {"b"}
+    assert {spec.environment.get("CUBECUT_BUCKET") for name, spec in local.items() if name != "OnUploadFunction"} == {"b"}
+
+
+def test_the_local_stack_without_a_checkout_says_so_in_one_line(tmp_path):
+    from cubecut.errors import CubecutError
+    from cubecut_infra.local.template import load_template
+
+    with pytest.raises(CubecutError, match="run it from a clone") as caught:
+        load_template(stack_name="s", bucket="b", path=tmp_path / "template.yaml")
+    assert "\n" not in str(caught.value)

@@ -1,4 +1,4 @@
-"""The package definition, the Lambda layer's size, and handler import (cold start) cost."""
+"""The package definition and handler import (cold start) cost (the built layer: test_build.py)."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,6 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
-LAMBDA_LAYER_LIMIT = 250 * 1024 * 1024  # unzipped, function code and all layers together
-PROVIDED_BY_RUNTIME = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
 
 
 def test_every_python_package_is_listed_in_pyproject():
@@ -25,40 +23,6 @@ def test_every_python_package_is_listed_in_pyproject():
     found = {name + ("." + ".".join(init.parent.relative_to(folder).parts) if init.parent != folder else "")
              for name, folder in roots.items() for init in folder.rglob("__init__.py")}
     assert found == listed
-
-
-def _closure(requirements: list[str]) -> set[str]:
-    """Installed distributions needed by ``requirements`` (with extras), transitively."""
-    seen: set[str] = set()
-    todo = [Requirement(r) for r in requirements]
-    while todo:
-        req = todo.pop()
-        name = req.name.lower().replace("_", "-")
-        if name in seen or name in PROVIDED_BY_RUNTIME:
-            continue
-        seen.add(name)
-        for sub in metadata.requires(req.name) or []:
-            child = Requirement(sub)
-            if child.marker is None or any(child.marker.evaluate({"extra": e}) for e in (req.extras or {""})):
-                todo.append(child)
-    return seen
-
-
-def _installed_bytes(distribution: str) -> int:
-    files = metadata.files(distribution) or []
-    return sum(f.locate().stat().st_size for f in files if f.locate().is_file())
-
-
-def test_layer_fits_lambda_limit():
-    lines = (ROOT / "layers" / "requirements.txt").read_text().splitlines()
-    requirements = [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
-    closure = _closure(requirements)
-    sizes = {name: _installed_bytes(name) for name in closure}
-    package = sum(p.stat().st_size for tree in ("cubecut", "cubecut_app") for p in (ROOT / "layers" / tree).rglob("*") if p.is_file())
-    total = sum(sizes.values()) + package
-    print(f"\nlayer: {total / 2**20:.1f} MiB installed ({len(closure)} distributions); largest: " +
-          ", ".join(f"{n} {s / 2**20:.1f}" for n, s in sorted(sizes.items(), key=lambda kv: -kv[1])[:5]))
-    assert total < LAMBDA_LAYER_LIMIT
 
 
 def test_handlers_import_cold_and_report_time():
@@ -136,3 +100,27 @@ def test_template_handlers_exist():
     for module, function in re.findall(r"Handler:\s*(\w+)\.(\w+)", template):
         source = (ROOT / "functions" / f"{module}.py").read_text()
         assert f"def {function}(" in source, f"{module}.{function} named in template.yaml"
+
+
+def test_the_local_extra_asks_for_the_moto_the_engine_shim_is_tested_with():
+    from cubecut_infra.local.engine_shim import TESTED_MOTO
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (moto,) = [Requirement(r) for r in extras["local"] if Requirement(r).name == "moto"]
+    assert moto.specifier == TESTED_MOTO
+
+
+def test_extras_pin_nothing_exactly():
+    """Exact versions live in constraints.txt (the tested set); the package's own
+    requirements stay ranges, so it installs beside other software."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"] + [r for rs in project["optional-dependencies"].values() for r in rs]:
+        assert "==" not in str(Requirement(requirement).specifier), requirement
+
+
+def test_version_is_one_fact():
+    import cubecut
+
+    assert metadata.version("cubecut") == cubecut.__version__
+    assert subprocess.run([sys.executable, "-m", "cubecut_infra.cli", "--version"], capture_output=True, text=True,
+                          check=True).stdout.strip() == f"cubecut {cubecut.__version__}"

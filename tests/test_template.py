@@ -24,6 +24,11 @@ ALLOWED_MANAGED_POLICIES = {
     "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
 }
+#: What Step Functions needs to deliver its logs: these actions have no resource-level
+#: permissions, so they are the only inline grants with Resource "*".
+LOG_DELIVERY_ACTIONS = {"logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
+                        "logs:DeleteLogDelivery", "logs:ListLogDeliveries", "logs:PutResourcePolicy",
+                        "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}
 HANDLERS = {
     "PlanFunction": "ingest.plan_handler", "BlockFunction": "ingest.block_handler",
     "FinalizeFunction": "ingest.finalize_handler", "AbortFunction": "ingest.abort_handler",
@@ -70,10 +75,15 @@ def resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]
 
 
 def statements(cfn: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every Allow a role gets: its own policies', and the data bucket policy's grants to it
+    (named by the role's logical id)."""
     for name, role in resources(cfn, "AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
                 yield name, statement
+    for statement in cfn["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]:
+        if statement["Effect"] == "Allow":
+            yield statement["Principal"]["AWS"]["Fn::GetAtt"][0], statement
 
 
 def as_list(value: Any) -> list[Any]:
@@ -108,12 +118,14 @@ def test_functions_have_justified_memory_and_timeouts(sam: dict[str, Any], cfn: 
     assert functions["ApiFunction"]["Properties"]["Timeout"] <= 30
     assert functions["ApiFunction"]["Properties"]["MemorySize"] == 3008
     deployed = resources(cfn, "AWS::Lambda::Function")
-    for function in deployed.values():
+    for name, function in deployed.items():
         properties = function["Properties"]
         assert properties["Runtime"] == "python3.13" and properties["Architectures"] == ["arm64"]
         assert properties["TracingConfig"] == {"Mode": "Active"}
-        assert {"POWERTOOLS_SERVICE_NAME", "CUBECUT_BUCKET", "CUBECUT_CUBE_PREFIX"} <= set(
-            properties["Environment"]["Variables"])
+        # OnUploadFunction takes the bucket from its S3 event; naming it would make a cycle.
+        wanted = {"POWERTOOLS_SERVICE_NAME", "CUBECUT_CUBE_PREFIX"} | (
+            set() if name == "OnUploadFunction" else {"CUBECUT_BUCKET"})
+        assert wanted <= set(properties["Environment"]["Variables"]), name
         assert properties["Layers"] and "CubecutLayer" in json.dumps(properties["Layers"])
 
 
@@ -195,7 +207,8 @@ def test_iam_grants_no_wildcard_resources_or_actions(cfn: dict[str, Any]) -> Non
         for action in as_list(statement["Action"]):
             assert "*" not in action, f"{role}: wildcard action {action}"
         for resource in as_list(statement["Resource"]):
-            assert resource != "*", f"{role}: Resource * in {statement}"
+            assert resource != "*" or set(as_list(statement["Action"])) <= LOG_DELIVERY_ACTIONS, \
+                f"{role}: Resource * in {statement}"
             seen += 1
     assert seen > 20
     for name, role in resources(cfn, "AWS::IAM::Role").items():
@@ -203,7 +216,7 @@ def test_iam_grants_no_wildcard_resources_or_actions(cfn: dict[str, Any]) -> Non
 
 
 def test_s3_permissions_are_scoped_to_the_bucket_and_prefixes(cfn: dict[str, Any]) -> None:
-    bucket_arn = "arn:${AWS::Partition}:s3:::${AWS::StackName}-${AWS::AccountId}-data"
+    bucket_arn = {"Fn::GetAtt": ["DataBucket", "Arn"]}
     # Narrower patterns within a prefix: staging objects, the sidecars Abort may publish,
     # the failure reports written beside manifests.
     prefixes = {"${CubePrefix}*", "${IngestPrefix}*", "${ResultsPrefix}*", "${CubePrefix}*.ingest/*",
@@ -214,11 +227,14 @@ def test_s3_permissions_are_scoped_to_the_bucket_and_prefixes(cfn: dict[str, Any
         for resource in as_list(statement["Resource"]):
             if resource in ({"Ref": "ExternalFfiObjects"}, {"Ref": "ExternalFfiBuckets"}):
                 continue
-            arn = resource["Fn::Sub"]
             if as_list(statement["Action"]) == ["s3:ListBucket"]:
-                assert arn == bucket_arn, role
+                assert resource == bucket_arn, role
             else:
-                assert arn.startswith(bucket_arn + "/") and arn[len(bucket_arn) + 1:] in prefixes, (role, arn)
+                arn = resource["Fn::Sub"]
+                assert arn.startswith("${DataBucket.Arn}/") and arn.split("/", 1)[1] in prefixes, (role, arn)
+    granted = {(role, statement.get("Sid")) for role, statement in statements(cfn)}
+    assert {("OnUploadFunctionRole", "OnUploadReadsManifests"),
+            ("OnUploadFunctionRole", "OnUploadReportsFailedManifests")} <= granted
 
 
 def test_state_machine_role_can_run_the_distributed_map(cfn: dict[str, Any]) -> None:
@@ -259,3 +275,44 @@ def test_asl_files_are_valid_once_substituted(sam: dict[str, Any], logical_id: s
         "Type": "AWS::StepFunctions::StateMachine",
         "Properties": {"RoleArn": "arn:aws:iam::123456789012:role/machine", "Definition": definition}}}}
     assert lint_errors(json.dumps(probe)) == []
+
+
+# ---------------------------------------------------------------------------- operations
+def test_every_function_and_state_machine_logs_with_a_retention(cfn: dict[str, Any]) -> None:
+    groups = resources(cfn, "AWS::Logs::LogGroup")
+    named = {json.dumps(g["Properties"]["LogGroupName"]) for g in groups.values()}
+    assert all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+               for name, g in groups.items() if name != "ApiAccessLogs")
+    for function in HANDLERS:
+        assert json.dumps({"Fn::Sub": f"/aws/lambda/${{{function}}}"}) in named, function
+    for machine in ("IngestStateMachine", "BulkStateMachine"):
+        properties = cfn["Resources"][machine]["Properties"]
+        assert properties["LoggingConfiguration"]["Level"] == "ERROR"
+        assert properties["LoggingConfiguration"]["IncludeExecutionData"] is False
+        assert properties["TracingConfiguration"] == {"Enabled": True}
+
+
+def test_alarms_watch_every_function_machine_queue_and_the_api(cfn: dict[str, Any]) -> None:
+    alarms = resources(cfn, "AWS::CloudWatch::Alarm").values()
+    watched = {(a["Properties"]["MetricName"], json.dumps(a["Properties"]["Dimensions"][0]["Value"])) for a in alarms}
+    for function in HANDLERS:
+        for metric in ("Errors", "Throttles"):
+            assert (metric, json.dumps({"Ref": function})) in watched, (function, metric)
+    for machine in ("IngestStateMachine", "BulkStateMachine"):
+        for metric in ("ExecutionsFailed", "ExecutionsTimedOut"):
+            assert (metric, json.dumps({"Ref": machine})) in watched, (machine, metric)
+    assert ("ApproximateNumberOfMessagesVisible", json.dumps({"Fn::GetAtt": ["IngestFailuresQueue", "QueueName"]})) \
+        in watched
+    assert ("5xx", json.dumps({"Ref": "HttpApi"})) in watched
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+
+
+def test_default_reserved_concurrency_fits_the_default_account_quota(sam: dict[str, Any]) -> None:
+    """Lambda keeps 100 of an account's concurrency (1,000 by default) unreserved, so the
+    reservations' defaults must add up to at most 900 for a first deploy to succeed."""
+    parameters = sam["Parameters"]
+    reserved = [f["Properties"]["ReservedConcurrentExecutions"]
+                for f in resources(sam, "AWS::Serverless::Function").values()
+                if "ReservedConcurrentExecutions" in f["Properties"]]
+    total = sum(parameters[r["Ref"]]["Default"] if isinstance(r, dict) else r for r in reserved)
+    assert 0 < total <= 900, total

@@ -27,7 +27,23 @@ without either.
 """
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any
+
+from packaging.specifiers import SpecifierSet
+
+#: The moto releases these fixes were written for and tested with (pyproject.toml's [local]
+#: extra asks for the same range; tests/test_packaging.py checks they agree).
+TESTED_MOTO = SpecifierSet(">=5.2.5,<5.3")
+
+
+class UntestedMotoError(RuntimeError):
+    """The installed moto is outside :data:`TESTED_MOTO`: its engine internals may differ."""
+
+
+if version("moto") not in TESTED_MOTO:
+    raise UntestedMotoError(f"the local stack patches moto's Step Functions engine and is tested with moto "
+                            f"{TESTED_MOTO}, not {version('moto')}: install cubecut[local] again")
 
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.result_writer_decl import (
     ResultWriter,

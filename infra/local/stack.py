@@ -39,10 +39,16 @@ Handler = Callable[[Any, Any], Any]
 Wrap = Callable[[str, Handler], Handler]
 
 
+#: Where handler modules are imported from: ``cubecut_functions`` (functions/ of this checkout),
+#: or, when set to the empty string, top-level modules found on ``sys.path`` as Lambda imports
+#: them, e.g. from a ``sam build`` folder on PYTHONPATH (tests/test_build.py serves the build).
+HANDLER_PACKAGE = os.environ.get("CUBECUT_LOCAL_HANDLER_PACKAGE", "cubecut_functions")
+
+
 def _handler(spec: FunctionSpec) -> Handler:
     """The function ``spec.handler`` (``module.attribute`` in functions/) names."""
     module, attribute = spec.handler.rsplit(".", 1)
-    return getattr(importlib.import_module(f"cubecut_functions.{module}"), attribute)
+    return getattr(importlib.import_module(f"{HANDLER_PACKAGE}.{module}" if HANDLER_PACKAGE else module), attribute)
 
 
 def _merged_environment(template: LocalTemplate) -> dict[str, str]:

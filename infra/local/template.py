@@ -18,14 +18,16 @@ from typing import Any, Mapping
 
 import yaml
 
+from cubecut.errors import CubecutError
+
 from .lambda_context import LOCAL_ACCOUNT_ID, LOCAL_REGION
 
 #: template.yaml at the root of the checkout (the project is installed editable).
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 
 
-class TemplateError(ValueError):
-    """template.yaml uses something the local stack cannot resolve."""
+class TemplateError(CubecutError, ValueError):
+    """template.yaml is missing or uses something the local stack cannot resolve."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ def _resolve(value: Any, names: Mapping[str, str]) -> Any:
 _FUNCTION_SETTINGS = ("Handler", "MemorySize", "Timeout", "ReservedConcurrentExecutions", "Events")
 
 
+#: The state machine properties the local stack uses (logging and tracing are AWS's business).
+_STATE_MACHINE_SETTINGS = ("DefinitionUri", "DefinitionSubstitutions")
+
+
 def _kebab(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
@@ -129,6 +135,9 @@ def load_template(*, stack_name: str, bucket: str, parameters: Mapping[str, Any]
                   path: Path = TEMPLATE_PATH) -> LocalTemplate:
     """Read ``path`` as stack ``stack_name``, with parameter ``Default`` values (or
     ``parameters``) and ``bucket`` as the data bucket."""
+    if not path.is_file():
+        raise TemplateError(f"the local stack runs template.yaml and infra/statemachines of a cubecut checkout, "
+                            f"and {path} is not there (an installed wheel has neither): run it from a clone")
     template = yaml.load(path.read_text(), Loader=_Loader)  # _Loader is a SafeLoader
     resources: dict[str, Any] = template["Resources"]
     values = {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
@@ -137,8 +146,6 @@ def load_template(*, stack_name: str, bucket: str, parameters: Mapping[str, Any]
                              "AWS::Region": LOCAL_REGION, "AWS::Partition": "aws"}
     buckets = {logical: r for logical, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
     names.update(dict.fromkeys(buckets, bucket))
-    #: Values that name the deployed bucket (``!Sub "${AWS::StackName}-..."``) name the local one.
-    deployed_buckets = {_resolve(r["Properties"]["BucketName"], names) for r in buckets.values()}
     for logical, resource in resources.items():
         if resource["Type"] == "AWS::Serverless::Function":
             name = f"{stack_name}-{_kebab(logical.removesuffix('Function'))}"
@@ -163,13 +170,13 @@ def load_template(*, stack_name: str, bucket: str, parameters: Mapping[str, Any]
             functions[logical] = FunctionSpec(
                 logical, names[logical], names[f"{logical}.Arn"], settings["Handler"], int(settings["MemorySize"]),
                 int(settings["Timeout"]), None if reserved is None else int(reserved),
-                {key: bucket if value in deployed_buckets else str(value) for key, value in environment.items()})
+                {key: str(value) for key, value in environment.items()})
             for event in settings.get("Events", {}).values():
                 if event["Type"] == "S3":
                     rules = {r["Name"]: r["Value"] for r in event["Properties"]["Filter"]["S3Key"]["Rules"]}
                     upload_filter = (rules.get("prefix", ""), rules.get("suffix", ""))
         elif resource["Type"] == "AWS::Serverless::StateMachine":
-            settings = _resolve(properties, names)
+            settings = _resolve({key: properties[key] for key in _STATE_MACHINE_SETTINGS}, names)
             text = (path.parent / settings["DefinitionUri"]).read_text()
             machines[logical] = StateMachineSpec(logical, names[logical].rsplit(":", 1)[1], names[logical],
                                                  apply_substitutions(text, settings["DefinitionSubstitutions"]))
