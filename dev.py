@@ -100,7 +100,7 @@ TWIN_DIR = ROOT / ".aws-sam" / "twin"
 def ensure_sam() -> Path:
     """aws-sam-cli and cfn-lint's serverless rules, pinned, in their own environment
     (aws-sam-cli pins click and boto3 apart from the project's set); returns its bin folder."""
-    tools = ROOT / "infra" / "build"
+    tools = ROOT / "infra" / "sam"
     wanted = hashlib.sha256(b"".join((tools / name).read_bytes()
                                      for name in ("sam-requirements.txt", "sam-constraints.txt"))).hexdigest()
     sam_bin = SAM_VENV / BIN.name
