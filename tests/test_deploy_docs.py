@@ -1,0 +1,41 @@
+"""docs/deploy.md against the template it documents."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from cubecut_infra.local.template import _Loader
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "deploy.md").read_text()
+TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)
+
+
+def test_the_parameter_table_names_every_parameter_with_its_default():
+    rows = {name: line for line in DOC.splitlines() if line.startswith("| `")
+            for name in re.findall(r"`(\w+)`", line.split("|")[1])}
+    for name, spec in TEMPLATE["Parameters"].items():
+        assert name in rows, name
+        default = str(spec.get("Default", ""))
+        if default and "," not in default and ":" not in default:
+            assert default in rows[name].split("|")[2], (name, default)
+
+
+def test_the_stack_name_limit_follows_from_the_longest_state_machine_name():
+    suffixes = [r["Properties"]["Name"]["Fn::Sub"].removeprefix("${AWS::StackName}")
+                for r in TEMPLATE["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine"]
+    limit = 80 - max(len(s) for s in suffixes)
+    assert f"at most {limit} characters" in DOC
+
+
+def test_the_cutout_cost_per_second_is_the_api_function_memory_times_the_rate():
+    memory_gb = TEMPLATE["Resources"]["ApiFunction"]["Properties"]["MemorySize"] / 1024
+    assert f"{memory_gb:g} GB-s per second" in DOC
+    assert f"about ${memory_gb * 0.0000133334:.7f} per second" in DOC
+
+
+def test_the_alarm_list_matches_the_nine_functions():
+    functions = [r for r in TEMPLATE["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    assert len(functions) == 9 and "each of the nine functions" in DOC
