@@ -20,11 +20,12 @@ from typing import Any, Callable, Iterator
 
 import boto3
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 
 from cubecut import errors, storage
 from cubecut_infra.local.sfn import ExecutionResult, LocalStepFunctions
-from cubecut_infra.local.template import apply_substitutions
+from cubecut_infra.local.template import _Loader, apply_substitutions
 
 ROOT = Path(__file__).resolve().parents[1]
 INGEST = (ROOT / "infra" / "statemachines" / "ingest.asl.json").read_text()
@@ -298,8 +299,47 @@ def test_every_error_name_in_the_definitions_is_an_exception_class(path: str) ->
     misspelt class would silently stop matching."""
     text = (ROOT / "infra" / "statemachines" / path).read_text()
     definition = json.loads(re.sub(r"\$\{\w+\}", "1", text))  # every placeholder: 1 or "1"
-    ours = {name for name in _error_names(definition) if not name.startswith(("States.", "Lambda.", "Runtime."))}
+    ours = {name for name in _error_names(definition)
+            if not name.startswith(("States.", "Lambda.", "Runtime.", "Sandbox."))}
     classes = {name for module in (errors, storage) for name, value in vars(module).items()
                if inspect.isclass(value) and issubclass(value, Exception)}
     assert ours, "the definition names some of our errors"
     assert ours <= classes, f"not exception classes of cubecut.errors or cubecut.storage: {sorted(ours - classes)}"
+
+
+#: Task TimeoutSeconds is the function's own timeout plus this: Lambda's timeout
+#: (``Sandbox.Timedout``) comes first, the Task's (``States.Timeout``) is the backstop.
+TASK_TIMEOUT_MARGIN = 60
+TIMEOUT_ERRORS = {"Sandbox.Timedout", "Lambda.Unknown", "States.Timeout"}
+
+
+def _tasks(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if node.get("Type") == "Task":
+            yield node
+        for value in node.values():
+            yield from _tasks(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _tasks(item)
+
+
+@pytest.mark.parametrize("machine", ["BulkStateMachine"])
+def test_every_task_outlives_its_function_and_retries_a_timeout(machine: str) -> None:
+    """A Task without TimeoutSeconds never raises States.Timeout; every task here is safe to
+    run again, so a timed-out attempt (as Lambda or as Step Functions reports it) is retried."""
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)
+    properties = template["Resources"][machine]["Properties"]
+    functions = {f"${{{name}}}": value["Fn::GetAtt"][0] for name, value in properties["DefinitionSubstitutions"].items()
+                 if isinstance(value, dict) and "Fn::GetAtt" in value}
+    text = (ROOT / properties["DefinitionUri"]).read_text()
+    definition = json.loads(re.sub(r"\$\{MaxConcurrency\}", "1", text))
+    tasks = [task for task in _tasks(definition) if task["Resource"] in functions]
+    assert tasks
+    for task in tasks:
+        timeout = template["Resources"][functions[task["Resource"]]]["Properties"]["Timeout"]
+        assert task["TimeoutSeconds"] == timeout + TASK_TIMEOUT_MARGIN, task["Resource"]
+        retried = {name for retrier in task["Retry"] if retrier.get("MaxAttempts", 3) > 0
+                   for name in retrier["ErrorEquals"]}
+        assert TIMEOUT_ERRORS <= retried or "States.TaskFailed" in retried and "States.Timeout" in retried, \
+            task["Resource"]

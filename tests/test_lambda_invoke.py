@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any, Iterator
 
 import boto3
@@ -89,7 +90,7 @@ def test_reserved_concurrency_throttles_the_excess(lambdas: tuple[Any, LocalStep
         release.wait(timeout=30)
         return "done"
 
-    sfn.lambdas.add("slow", slow, reserved_concurrency=2)
+    sfn.lambdas.add("slow", slow, reserved_concurrency=2, timeout_s=60)
     results: list[Any] = []
     callers = [threading.Thread(target=lambda: results.append(client.invoke(FunctionName="slow"))) for _ in range(2)]
     for caller in callers:
@@ -132,3 +133,16 @@ def test_the_local_stack_without_a_checkout_says_so_in_one_line(tmp_path):
     with pytest.raises(CubecutError, match="run it from a clone") as caught:
         load_template(stack_name="s", bucket="b", path=tmp_path / "template.yaml")
     assert "\n" not in str(caught.value)
+
+
+def test_a_handler_outliving_its_timeout_is_lambdas_timeout_error(lambdas: tuple[Any, LocalStepFunctions]) -> None:
+    client, sfn = lambdas
+    release = threading.Event()
+    sfn.lambdas.add("sleepy", lambda event, context: release.wait(30), timeout_s=0.5)
+    started = time.monotonic()
+    answer = client.invoke(FunctionName="sleepy", Payload=b"{}")
+    waited = time.monotonic() - started
+    release.set()
+    error = json.loads(answer["Payload"].read())
+    assert answer["FunctionError"] == "Unhandled" and error["errorType"] == "Sandbox.Timedout"
+    assert error["errorMessage"] == "Task timed out after 0.50 seconds" and waited < 30

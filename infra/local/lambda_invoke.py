@@ -22,9 +22,12 @@ process serves all of them, because moto's engine reaches "the" moto server thro
 process-wide ``MOTO_PORT`` (see :mod:`~cubecut_infra.local.sfn`). Names must therefore be
 unique among the stacks running in one process.
 
-Not emulated: the function timeout is reported by the context
-(``get_remaining_time_in_millis``) but not enforced (a thread cannot be killed); there is
-no sandbox, so all functions share this process and its environment.
+* a handler still running at the function's timeout: the function error Lambda reports,
+  ``Sandbox.Timedout`` ("Task timed out after N seconds"), and the slot is free again.
+
+Not emulated: the timed-out handler is not stopped (a thread cannot be killed: it runs on,
+and its result is dropped); there is no sandbox, so all functions share this process and
+its environment.
 """
 from __future__ import annotations
 
@@ -40,12 +43,14 @@ from werkzeug.wrappers import Request, Response
 
 from .lambda_context import LOCAL_ACCOUNT_ID, LOCAL_REGION, LambdaContext
 
-__all__ = ["LambdaInvokeApp", "MAX_RESPONSE_BYTES"]
+__all__ = ["LambdaInvokeApp", "MAX_RESPONSE_BYTES", "TIMEOUT_ERROR"]
 
 Handler = Callable[[Any, LambdaContext], Any]
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 #: Lambda's limit on a synchronous invocation's response payload.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+#: The errorType of an invocation that outlived the function's timeout, as Lambda reports it.
+TIMEOUT_ERROR = "Sandbox.Timedout"
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 
 
@@ -132,11 +137,25 @@ class LambdaInvokeApp:
         context = LambdaContext(function.name, memory_mb=function.memory_mb, timeout_seconds=function.timeout_s,
                                 invoked_function_arn=function.arn)
         headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": context.aws_request_id}
-        try:
-            result = function.handler(event, context)
-        except Exception as exc:  # noqa: BLE001 - every handler error becomes Lambda's error document
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["result"] = function.handler(event, context)
+            except Exception as exc:  # noqa: BLE001 - every handler error becomes Lambda's error document
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=call, daemon=True, name=f"lambda-{function.name}")
+        worker.start()
+        worker.join(function.timeout_s)
+        if worker.is_alive():
+            return 200, {**headers, "X-Amz-Function-Error": "Unhandled"}, _function_error(
+                TIMEOUT_ERROR, f"Task timed out after {function.timeout_s:.2f} seconds", context)
+        if "error" in outcome:
+            exc = outcome["error"]
             return 200, {**headers, "X-Amz-Function-Error": "Unhandled"}, _function_error(
                 type(exc).__name__, str(exc), context, traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+        result = outcome["result"]
         try:
             body = json.dumps(result).encode()
         except (TypeError, ValueError) as exc:
