@@ -112,3 +112,12 @@ class CatalogError(InputError):
 
 class BulkCapError(InputError):
     """A bulk job is above a configured cap (targets or pixel-frames); refused before any work."""
+
+
+class FootprintTableError(InputError):
+    """A footprint table (MAST's ``*_ffi_footprint_cache.json``, or one in its format) is not
+    a JSON object of ``obs_id`` and ``s_region`` columns, or a region is not a polygon."""
+
+
+class NoCubeError(InputError):
+    """No cube covers the requested position(s) among the cubes or sectors asked for."""

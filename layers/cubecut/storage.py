@@ -26,6 +26,7 @@ import functools
 import os
 import random
 import re
+import stat
 import threading
 import time
 from collections import Counter
@@ -370,6 +371,9 @@ class FileSource:
         except PermissionError:
             raise AccessDeniedError(f"{location.key}: permission denied") from None
         st = os.fstat(self._fd)
+        if stat.S_ISDIR(st.st_mode):
+            self.close()
+            raise ObjectNotFoundError(f"{location.key}: is a folder, not a file")
         self.size = st.st_size
         self.etag = file_etag(st)
 
