@@ -63,6 +63,10 @@ class UploadGoneError(StorageError):
     lifecycle rule or by hand) and the object at the key is not this ingest's cube."""
 
 
+class HostUnreachableError(StorageError):
+    """The storage service's host does not answer (wrong endpoint, network down)."""
+
+
 class ObjectNotFoundError(StorageError, InputError):
     """The named object (cube, FFI, sidecar) does not exist."""
 

@@ -235,7 +235,7 @@ def _covering_cubes(coords: list[SkyCoord], size: SizeInput, located: list[tuple
         except (NotACubeError, ObjectNotFoundError) as exc:
             if named:
                 raise
-            warnings.warn(f"skipping {location.url}: {exc}", NotACubeWarning, stacklevel=3)
+            warnings.warn(f"skipping {exc}", NotACubeWarning, stacklevel=3)
             continue
         if (product is not None and index.product != product.upper()) or (wanted is not None
                                                                           and index.sector not in wanted):
