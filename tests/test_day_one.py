@@ -133,3 +133,30 @@ def test_a_folder_as_one_cube_and_three_sizes(cube, capsys):
         cubecut.cutout(cube.parent, f"{ra} {dec}", 3)
     assert main(["cutout", str(cube), "--ra", ra, "--dec", dec, "--size", "11", "11", "11"]) == 2
     assert "--size takes NX or NX NY, got 3 values" in one_error_line(capsys)
+
+
+def test_the_public_python_api_is_listed_typed_and_ingests_globs(cube, tmp_path):
+    import pydoc
+
+    assert {"cutout", "cutout_sectors", "find_sectors", "ingest_cube"} <= set(cubecut.__all__) <= set(dir(cubecut))
+    assert "cutout_sectors" in pydoc.render_doc(cubecut)
+    assert (Path(cubecut.__file__).parent / "py.typed").exists()
+    result = cubecut.ingest_cube(str(cube.parent / "ffis" / "*ffic.fits"), str(tmp_path / "cubes") + "/")
+    assert Path(result.cube) == tmp_path / "cubes" / "tess-s0001-1-1-cube.fits" and result.nt == 3
+
+
+def test_image_writes_into_its_own_folder(cube, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    ra, dec = position(cube)
+    ffis = sorted(str(p) for p in (cube.parent / "ffis").glob("*ffic.fits"))
+    assert main(["image", *ffis, "--ra", ra, "--dec", dec, "--size", "5"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert len(printed) == 3 and all(Path(p).parent == tmp_path / "images" for p in printed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+
+
+def test_openapi_and_tpfs_carry_one_version(cube):
+    from cubecut_app.app import openapi_document
+
+    (tpf,) = cubecut.cutout(cube, " ".join(position(cube)), 3)
+    assert openapi_document()["info"]["version"] == tpf[0].header["PROCVER"] != "1.0.0"

@@ -32,6 +32,7 @@ def ingest(args: argparse.Namespace) -> int:
 
 
 def update(args: argparse.Namespace) -> int:
+    from cubecut.errors import NothingToAddError
     from cubecut.ingest.inputs import resolve_inputs
     from cubecut.ingest.update import update_cube
 
@@ -39,6 +40,9 @@ def update(args: argparse.Namespace) -> int:
     try:
         result = update_cube(args.cube, resolve_inputs(args.ffis), product=args.product, workers=args.workers,
                              block_bytes=int(args.block_mib * 2**20), threads=args.threads, on_block=progress)
+    except NothingToAddError as exc:  # a re-run of a job that appends new FFIs: not a failure
+        print(f"nothing to add: {exc}")
+        return 0
     finally:
         bar.close()
     print(f"{result.cube}  ({result.nt} frames: {result.added} added, {len(result.skipped)} already there)")
@@ -135,7 +139,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("update", help="append new FFIs to an existing cube",
                             description="Add FFIs to a cube, producing the same bytes as ingesting all of them "
                             "at once (float32 kept, TSTOP/DATE-END updated); the old cube is replaced atomically "
-                            "at the end. FFIs already in the cube are skipped.",
+                            "at the end. FFIs already in the cube are skipped; when all are, it says 'nothing to add' and exits 0.",
                             epilog="example:\n  cubecut update cubes/tess-s0001-1-1-cube.fits 'new/*ffic.fits'",
                             formatter_class=formatter())
     p.add_argument("cube", help="the existing cube: a path or s3://bucket/key")

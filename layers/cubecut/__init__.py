@@ -3,7 +3,8 @@
 ``cubecut.cutout(cube, coordinates, size, ...)`` cuts target pixel files out of one cube;
 ``cubecut.cutout_sectors(coordinates, size, cubes=..., sectors=...)`` out of every cube
 (paths, globs, prefixes, or MAST's by footprint) that covers the positions, and
-``cubecut.find_sectors`` says which those are. Importing the package loads no astropy (a
+``cubecut.find_sectors`` says which those are; ``cubecut.ingest_cube(ffis, out)`` builds a
+cube from FFIs given as ``cubecut ingest`` takes them (paths, globs, folders, prefixes). Importing the package loads no astropy (a
 handler's cold start pays only for what its requests use): the names are bound on first
 access, and the subpackages load their modules on first use.
 """
@@ -11,10 +12,12 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 #: Public name -> the module that defines it.
-_HOMES = {"cutout": ".cutout.engine", "cutout_sectors": ".sectors", "find_sectors": ".sectors"}
+_HOMES = {"cutout": ".cutout.engine", "cutout_sectors": ".sectors", "find_sectors": ".sectors",
+          "ingest_cube": ".cubes"}
 __all__ = sorted(_HOMES)
 
 if TYPE_CHECKING:
+    from .cubes import ingest_cube as ingest_cube
     from .cutout.engine import cutout as cutout
     from .sectors import cutout_sectors as cutout_sectors
     from .sectors import find_sectors as find_sectors

@@ -31,6 +31,11 @@ class NoInputError(InputError):
     """An ingest was asked for with no FFIs."""
 
 
+class NothingToAddError(NoInputError):
+    """An update whose FFIs are all in the cube already: nothing is written (the CLI says
+    ``nothing to add`` and exits 0, as a re-run of a job that appends new FFIs should)."""
+
+
 class ManifestError(InputError):
     """An ingest manifest is not valid JSON or does not list FFIs as documented
     (docs/architecture.md, "Ingest manifests")."""

@@ -47,7 +47,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -62,12 +61,10 @@ from .. import fitswrite
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError
 from ..fitsio import CARD, data_bytes, padded
+from ..release import VERSION
 from .geometry import Box, cutout_wcs, ffi_wcs, radec_deg
 
-try:
-    CUBECUT_VERSION = version("cubecut")
-except PackageNotFoundError:  # e.g. a Lambda layer copied without its metadata
-    CUBECUT_VERSION = "unknown"
+CUBECUT_VERSION = VERSION
 
 #: Sample points per axis (at most) for the linear WCS fit; they span the pixel edges.
 FIT_GRID = 11
