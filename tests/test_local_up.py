@@ -38,8 +38,8 @@ def start(folder: Path, data: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     return process, {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CUBECUT_"))}, **exports}
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)  # Ctrl-C in the first shell
+def stop(process: subprocess.Popen, how: signal.Signals = signal.SIGINT) -> None:
+    process.send_signal(how)  # Ctrl-C in the first shell, or `kill`
     try:
         process.wait(timeout=60)
     except subprocess.TimeoutExpired:
@@ -72,7 +72,7 @@ def test_stack_env_joins_bulk_and_data_dir_survives_a_restart(tmp_path):
         assert "1 written" in bulk.stdout
         assert sectors(env, ra, dec) == ["tess-s0001-1-1"]
     finally:
-        stop(process)
+        stop(process, signal.SIGTERM)
     assert not (tmp_path / "stack.env").exists()
     assert (data / "cubes" / "tess-s0001-1-1-cube.fits").stat().st_size == Path(local).stat().st_size
 

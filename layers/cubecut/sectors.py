@@ -90,10 +90,9 @@ def resolve_cubes(cubes: str | os.PathLike[str] | Sequence[str | os.PathLike[str
             matches = [Location.parse(p, anon=anon) for p in sorted(glob.glob(os.path.expanduser(text)))]
             matches = [m for m in matches if not os.path.isdir(m.key)]
         elif location.is_s3 and magic:
-            head = location.key[:min(i for i in (location.key.find(c) for c in "*?[") if i >= 0)]
-            pattern = location.key
+            head = location.key[:min((i for i in map(location.key.find, "*?[") if i >= 0), default=None)]
             matches = [m for m, _ in list_objects(Location("s3", location.bucket, head, anon))
-                       if fnmatch.fnmatchcase(m.key, pattern)]
+                       if fnmatch.fnmatchcase(m.key, location.key)]
         elif (location.is_local and os.path.isdir(location.key)) or (location.is_s3 and text.endswith("/")):
             matches = [m for m, _ in list_objects(location)]
         else:
