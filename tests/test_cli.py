@@ -16,7 +16,7 @@ from cubecut.synth import star_catalog
 from cubecut_infra.cli import build_parser, main
 
 COMMANDS = [["synth"], ["ingest"], ["update"], ["cutout"], ["janitor"], ["local"], ["local", "up"], ["demo"],
-            ["moving"], ["moving-sectors"], ["ffi-cutout"], ["combine"], ["image"], ["quicklook"]]
+            ["moving"], ["moving-sectors"], ["sectors"], ["ffi-cutout"], ["combine"], ["image"], ["quicklook"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

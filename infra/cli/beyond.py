@@ -159,7 +159,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--invert", action="store_true")
     p.add_argument("--colour", action="store_true", help="three inputs → one RGB image")
     p.add_argument("--format", choices=["png", "jpg"], default="png")
-    p.add_argument("--out", default=".", help="folder")
+    p.add_argument("--out", default="images", help="folder for the images, created if need be (default: images/; "
+                   "one image per input file, as astrocut's img_cut)")
     p.add_argument("--prefix", help="file name prefix: PREFIX_<file stem>_... for single images (default: the "
                    "file stem alone, as astrocut), PREFIX_... for a colour image (default cutout)")
     add_anon(p)

@@ -27,8 +27,10 @@ def bulk(args: argparse.Namespace) -> int:
         raise InputError("give --cubes, or --catalog-prefix (or CUBECUT_CUBES) to use every cube containing "
                          "each target")
     bar = tqdm(total=None, unit="TPF", desc="bulk", disable=args.quiet, file=sys.stderr)
+    plans = []
 
     def planned(plan) -> None:
+        plans.append(plan)
         bar.total = plan.todo
         bar.refresh()
     try:
@@ -42,6 +44,15 @@ def bulk(args: argparse.Namespace) -> int:
                               limits=Limits.from_settings(os.environ), shards=args.shards,
                               on_plan=planned,
                               on_target=lambda row: bar.update(1)).as_dict()
+    except KeyboardInterrupt:
+        bar.close()
+        if plans:  # what is on disk now, not what the progress bar last heard
+            from cubecut.bulk.job import written_and_left
+
+            written, left = written_and_left(plans[0])
+            print(f"cubecut: interrupted: {written} written, {left} left; run the same command to resume",
+                  file=sys.stderr)
+        raise
     finally:
         bar.close()
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
@@ -102,7 +113,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "bulk", help="cut TPFs for every target of a catalog (resumable; locally or on the state machine)",
         description="Cut a TPF for every target of a CSV/ECSV catalog (columns ra, dec in degrees; optional size "
-        "as N or NXxNY pixels, and id) from the cubes given, or from every cube containing each target. Targets "
+        "as N or NXxNY pixels, id, tic or ticid, and tmag, which go into the TPF as OBJECT, TICID and TESSMAG; "
+        "names case-insensitive) from the cubes given, or from every cube containing each target. Targets "
         "are sorted by row so that each row span is read once. Writes OUT/tpfs/<cube>/<astrocut name>.fits, and "
         "OUT/results.csv with one row per catalog row and cube (status written, skipped, off_footprint, "
         "malformed or failed, with the reason). Running it again skips TPFs already written.",

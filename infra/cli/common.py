@@ -44,8 +44,10 @@ def size_value(text: str) -> float | int | object:
 
 def size(values: list) -> object:
     """``--size NX [NY]`` (columns, rows), each as :func:`size_value` reads it."""
+    from cubecut.errors import CutoutSizeError
+
     if len(values) > 2:
-        raise SystemExit("cubecut: error: --size takes NX or NX NY")
+        raise CutoutSizeError(f"--size takes NX or NX NY, got {len(values)} values")
     return values[0] if len(values) == 1 else (values[0], values[1])
 
 

@@ -1,9 +1,9 @@
-"""Commands about cubes: synth, ingest, update, cutout, janitor."""
+"""Commands about cubes: synth, ingest, update, cutout, sectors, janitor."""
 from __future__ import annotations
 
 import argparse
 
-from .common import add_anon, add_position, block_progress, formatter, positions, size, threads
+from .common import add_anon, add_position, block_progress, formatter, positions, size, size_value, threads
 
 
 def synth(args: argparse.Namespace) -> int:
@@ -32,6 +32,7 @@ def ingest(args: argparse.Namespace) -> int:
 
 
 def update(args: argparse.Namespace) -> int:
+    from cubecut.errors import NothingToAddError
     from cubecut.ingest.inputs import resolve_inputs
     from cubecut.ingest.update import update_cube
 
@@ -39,6 +40,9 @@ def update(args: argparse.Namespace) -> int:
     try:
         result = update_cube(args.cube, resolve_inputs(args.ffis), product=args.product, workers=args.workers,
                              block_bytes=int(args.block_mib * 2**20), threads=args.threads, on_block=progress)
+    except NothingToAddError as exc:  # a re-run of a job that appends new FFIs: not a failure
+        print(f"nothing to add: {exc}")
+        return 0
     finally:
         bar.close()
     print(f"{result.cube}  ({result.nt} frames: {result.added} added, {len(result.skipped)} already there)")
@@ -47,10 +51,48 @@ def update(args: argparse.Namespace) -> int:
 
 def cutout(args: argparse.Namespace) -> int:
     import cubecut
+    from cubecut.errors import InputError
+    from cubecut.sectors import parse_sectors
 
-    for path in cubecut.cutout(args.cube, positions(args, many=True), size(args.size), threads=args.threads,
-                               output_dir=args.out):
+    if args.mast == bool(args.cubes):
+        raise InputError("give the cubes (paths, globs, folders or s3:// prefixes) or --mast, not both"
+                         if args.mast else "give the cubes (paths, globs, folders or s3:// prefixes) or --mast")
+    targets, extent = positions(args, many=True), size(args.size)
+    wanted = parse_sectors(args.sectors) if args.sectors else None
+    if _one_cube(args.cubes) and wanted is None and args.product is None:
+        paths = cubecut.cutout(args.cubes[0], targets, extent, threads=args.threads, output_dir=args.out)
+    else:
+        paths = cubecut.cutout_sectors(targets, extent, cubes=None if args.mast else args.cubes,
+                                       product=args.product, sectors=wanted, threads=args.threads,
+                                       output_dir=args.out, **_mast_sources(args))
+    for path in paths:
         print(path)
+    return 0
+
+
+def _one_cube(cubes: list[str]) -> bool:
+    """Whether ``cubes`` names one object: not a glob, folder or prefix."""
+    import glob
+    import os
+
+    if len(cubes) != 1:
+        return False
+    text = cubes[0]
+    return not (glob.has_magic(text) or text.endswith("/") or ("://" not in text and os.path.isdir(text)))
+
+
+def sectors(args: argparse.Namespace) -> int:
+    from cubecut.sectors import find_sectors, parse_sectors
+
+    found = find_sectors(f"{args.ra} {args.dec}", size(args.size) if args.size else None,
+                         cubes=args.cubes or None, product=args.product,
+                         sectors=parse_sectors(args.sectors) if args.sectors else None, **_mast_sources(args))
+    if not found:
+        print(f"no sector covers {args.ra} {args.dec}")
+        return 0
+    print(f"{'product':8} {'sector':>6} {'camera':>6} {'ccd':>3}  cube")
+    for cube in found:
+        print(f"{cube.product:8} {cube.sector:>6} {cube.camera:>6} {cube.ccd:>3}  {cube.url}")
     return 0
 
 
@@ -97,7 +139,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("update", help="append new FFIs to an existing cube",
                             description="Add FFIs to a cube, producing the same bytes as ingesting all of them "
                             "at once (float32 kept, TSTOP/DATE-END updated); the old cube is replaced atomically "
-                            "at the end. FFIs already in the cube are skipped.",
+                            "at the end. FFIs already in the cube are skipped; when all are, it says 'nothing to add' and exits 0.",
                             epilog="example:\n  cubecut update cubes/tess-s0001-1-1-cube.fits 'new/*ffic.fits'",
                             formatter_class=formatter())
     p.add_argument("cube", help="the existing cube: a path or s3://bucket/key")
@@ -105,24 +147,56 @@ def register(commands: argparse._SubParsersAction) -> None:
     _build_options(p)
     p.set_defaults(run=update)
 
-    p = commands.add_parser("cutout", help="cut a target pixel file out of a cube",
+    p = commands.add_parser("cutout", help="cut target pixel files out of one cube or every sector's",
                             description="Read only the cube rows the cutouts need (threaded byte ranges) and "
-                            "write TESS target pixel files readable by lightkurve, one per target (targets "
-                            "share the rows they overlap). Prints the written paths.",
+                            "write TESS target pixel files readable by lightkurve, one per target and cube "
+                            "(targets share the rows they overlap). With several cubes, a glob, a folder, a "
+                            "prefix or --mast, every cube that covers a target gives its TPF (cubes a target "
+                            "is not on are passed over). Prints the written paths.",
                             epilog="examples:\n  cubecut cutout cubes/tess-s0001-1-1-cube.fits --ra 352.54 "
                             "--dec -63.81 --size 11\n  cubecut cutout s3://bucket/cubes/tess-s0001-1-1-cube.fits "
                             "--ra 352.54 --dec -63.81 --size 20 10 --out tpfs/\n"
                             "  cubecut cutout cube.fits --target '352.54 -63.81' --target '23:30:10 -63:48:36' "
                             "--size 2arcmin\n  cubecut cutout cube.fits --targets stars.txt --size 11.5\n"
                             "  cubecut cutout s3://stpubdata/tess/public/mast/tess-s0038-2-2-cube.fits "
-                            "--ra 197.17 --dec -67.86 --size 11   # public, no account",
+                            "--ra 197.17 --dec -67.86 --size 11   # public, no account\n"
+                            "  cubecut cutout 'cubes/*-cube.fits' --ra 352.54 --dec -63.81 --size 11 --sectors 1-3\n"
+                            "  cubecut cutout s3://bucket/cubes/ --ra 352.54 --dec -63.81 --size 11   # every cube\n"
+                            "  cubecut cutout --mast --ra 197.17 --dec -67.86 --size 11   # every sector at MAST",
                             formatter_class=formatter())
-    p.add_argument("cube", help="cube location: a path, s3://bucket/key or another URL (https://...)")
+    p.add_argument("cubes", nargs="*", metavar="CUBE",
+                   help="cube locations: paths, s3://bucket/key or other URLs (https://...), globs "
+                   "('cubes/*-cube.fits', 's3://bucket/cubes/*-cube.fits'), or folders and s3:// prefixes "
+                   "ending in / (every .fits cube under them); each cube covering a position gives a TPF")
+    p.add_argument("--mast", action="store_true",
+                   help="cut MAST's public cubes (s3://stpubdata/tess/public/mast/) of every sector whose FFI "
+                   "footprint holds the position (MAST's footprint table; anonymous, no account)")
+    _sector_options(p)
     add_position(p, many=True)
     p.add_argument("--out", default=".", help="folder (or s3:// prefix) for the TPF (default: current folder)")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent row reads: auto or a number")
     add_anon(p)
     p.set_defaults(run=cutout)
+
+    p = commands.add_parser("sectors", help="list the sectors/cameras/CCDs whose cubes cover a position",
+                            description="List product, sector, camera, CCD and cube location of every cube "
+                            "covering RA DEC (and a cutout of --size around it): from MAST's public FFI "
+                            "footprint table (the default; CUBECUT_FOOTPRINT_URL replaces it), or from the "
+                            "cubes given with --cubes (their own WCS decides).",
+                            epilog="examples:\n  cubecut sectors 352.54 -63.81\n"
+                            "  cubecut sectors 352.54 -63.81 --size 11 --sectors 1-13\n"
+                            "  cubecut sectors 352.54 -63.81 --cubes s3://bucket/cubes/",
+                            formatter_class=formatter())
+    p.add_argument("ra", type=float, help="right ascension in degrees (ICRS)")
+    p.add_argument("dec", type=float, help="declination in degrees (ICRS)")
+    p.add_argument("--size", type=size_value, nargs="+", metavar="N",
+                   help="cutout size NX [NY]: pixels or an angle; sectors where such a cutout touches the "
+                   "image are listed (default: the position itself)")
+    p.add_argument("--cubes", nargs="+", metavar="CUBE",
+                   help="look in these cubes (paths, globs, folders, s3:// prefixes) instead of MAST's table")
+    _sector_options(p)
+    add_anon(p)
+    p.set_defaults(run=sectors)
 
     p = commands.add_parser("janitor", help="abort stale multipart uploads and remove ingest leftovers",
                             description="Abort multipart uploads and delete ingest staging objects under a "
@@ -135,6 +209,39 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--older-than", default="1d", help="age: 90s, 15m, 1h, 2d, 1w (default 1d)")
     p.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
     p.set_defaults(run=janitor)
+
+
+def _sector_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sectors", metavar="LIST", help="only these sectors: 1,3,5-8")
+    p.add_argument("--product", choices=["SPOC", "TICA"], type=str.upper,
+                   help="only cubes of this product (with --mast or the footprint table: default SPOC)")
+    p.add_argument("--footprints", metavar="URL",
+                   help="a footprint table in MAST's format instead of MAST's own (default: "
+                   "$CUBECUT_FOOTPRINT_URL, $CUBECUT_TICA_FOOTPRINT_URL for TICA, else "
+                   "s3://stpubdata/tess/public/footprints/tess_ffi_footprint_cache.json)")
+    p.add_argument("--mast-cubes", metavar="PREFIX",
+                   help="where the table's cubes are (default: $CUBECUT_MAST_CUBES, else "
+                   "s3://stpubdata/tess/public/mast/)")
+
+
+#: The environment variables that name a footprint table in MAST's format, per product.
+FOOTPRINT_ENVIRONMENT = {"SPOC": "CUBECUT_FOOTPRINT_URL", "TICA": "CUBECUT_TICA_FOOTPRINT_URL"}
+
+
+def _mast_sources(args: argparse.Namespace) -> dict[str, str]:
+    """The footprint table and cube prefix to use instead of MAST's, if any: ``--footprints``
+    / ``--mast-cubes``, else ``CUBECUT_FOOTPRINT_URL`` (``CUBECUT_TICA_FOOTPRINT_URL`` for
+    TICA) / ``CUBECUT_MAST_CUBES``."""
+    import os
+
+    sources = {}
+    table = args.footprints or os.environ.get(FOOTPRINT_ENVIRONMENT[args.product or "SPOC"])
+    if table:
+        sources["footprints"] = table
+    cubes = args.mast_cubes or os.environ.get("CUBECUT_MAST_CUBES")
+    if cubes:
+        sources["mast_cubes"] = cubes
+    return sources
 
 
 def _build_options(p: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ def local_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     return serve_forever(port=args.port, s3_port=args.s3_port, bucket=args.bucket, print_env=args.print_env,
-                         env_file=args.env_file)
+                         env_file=args.env_file, data_dir=args.data_dir)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -42,7 +42,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--bucket", default="cubecut-local", help="bucket name (default cubecut-local)")
     up.add_argument("--print-env", action="store_true",
                     help="print shell export lines (AWS_ENDPOINT_URL, CUBECUT_API_URL, CUBECUT_CUBES, "
-                    "credentials) once the stack is up, instead of the banner")
+                    "credentials, and for cubecut bulk --stack AWS_ENDPOINT_URL_SFN and "
+                    "CUBECUT_BULK_JOBS_STATE_MACHINE_ARN) once the stack is up, instead of the banner")
+    up.add_argument("--data-dir", metavar="DIR",
+                    help="keep the bucket in DIR across restarts: its files (key = path under DIR, e.g. "
+                    "cubes/tess-s0001-1-1-cube.fits) are loaded at start and the bucket is written back when the "
+                    "stack stops (Ctrl-C or kill; not kill -9)")
     up.add_argument("--env-file", metavar="PATH",
                     help="also write those export lines to PATH once the stack is up (removed when it "
                     "stops); another shell joins with: source PATH")

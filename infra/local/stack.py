@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .apigw import ApiGatewayServer
+from .persist import restore, save
 from .s3server import LocalS3
 from .sfn import ExecutionResult, LocalStepFunctions
 from .template import FunctionSpec, LocalTemplate, load_template
@@ -81,6 +82,8 @@ class LocalStack:
     max_concurrency: int | None = None
     bulk_tiles_per_batch: int | None = None
     wrap: Wrap | None = None
+    #: A folder the bucket is restored from at start and saved into at stop (:mod:`.persist`).
+    data_dir: str | None = None
     s3: LocalS3 | None = field(default=None, init=False)
     sfn: LocalStepFunctions | None = field(default=None, init=False)
     api: ApiGatewayServer | None = field(default=None, init=False)
@@ -103,10 +106,13 @@ class LocalStack:
         return self.template.upload_filter[0]
 
     def environment(self) -> dict[str, str]:
-        """What another shell needs to join this stack."""
+        """What another shell needs to join this stack (``cubecut bulk --stack`` included:
+        the Step Functions endpoint and the bulk state machine's ARN)."""
         return {"AWS_ENDPOINT_URL": self.s3.endpoint, "CUBECUT_API_URL": self.api_url,
                 "CUBECUT_CUBES": self.cube_root, "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL_SFN": self.sfn.endpoint,
+                "CUBECUT_BULK_JOBS_STATE_MACHINE_ARN": self.bulk_state_machine_arn}
 
     def start(self) -> "LocalStack":
         overrides: dict[str, Any] = {} if self.max_concurrency is None else {"MaxConcurrency": self.max_concurrency}
@@ -128,6 +134,8 @@ class LocalStack:
         if template.bucket_versioning:  # as template.yaml's DataBucket: replaced cubes stay recoverable
             self.s3.client("s3").put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={
                 "Status": template.bucket_versioning})
+        if self.data_dir is not None:  # before S3 events are on: restoring starts no ingest
+            restore(self.s3.client("s3"), self.bucket, self.data_dir)
         prefix, suffix = template.upload_filter
         queue = self.s3.enable_notifications(self.bucket, prefix=prefix, suffix=suffix)
         self.sfn.start()
@@ -209,6 +217,8 @@ class LocalStack:
                 os.environ[key] = value
         if self._pump is not None:
             self._pump.join(timeout=5)
+        if self.data_dir is not None and self.s3 is not None:
+            save(self.s3.client("s3"), self.bucket, self.data_dir)
         for part in (self.api, self.sfn, self.s3):
             if part is not None:
                 part.stop()
@@ -221,7 +231,7 @@ class LocalStack:
 
 
 def serve_forever(*, port: int = 0, s3_port: int = 0, bucket: str = "cubecut-local", print_env: bool = False,
-                  env_file: str | None = None) -> int:
+                  env_file: str | None = None, data_dir: str | None = None) -> int:
     """``cubecut local up``: start the stack, print its endpoints, serve until Ctrl-C (or SIGTERM).
 
     With ``env_file`` the export lines are also written there, atomically and only once
@@ -230,11 +240,9 @@ def serve_forever(*, port: int = 0, s3_port: int = 0, bucket: str = "cubecut-loc
     """
     if env_file:
         Path(env_file).unlink(missing_ok=True)  # a file left by an earlier run would point at a dead stack
-    stack = LocalStack(bucket=bucket, api_port=port, s3_port=s3_port).start()
+    stack = LocalStack(bucket=bucket, api_port=port, s3_port=s3_port, data_dir=data_dir).start()
     env = stack.environment()
-    exports = "".join(f"export {key}={env[key]}\n" for key in (
-        "AWS_ENDPOINT_URL", "CUBECUT_API_URL", "CUBECUT_CUBES", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-        "AWS_DEFAULT_REGION"))
+    exports = "".join(f"export {key}={value}\n" for key, value in env.items())
     try:
         if env_file:
             partial = Path(f"{env_file}.{os.getpid()}.tmp")
@@ -248,7 +256,8 @@ def serve_forever(*, port: int = 0, s3_port: int = 0, bucket: str = "cubecut-loc
             print(f"cubecut local stack is up (Ctrl-C stops it)\n"
                   f"  API:        {stack.api_url}   (TESScut routes under {stack.api_url}/tesscut/api/v0.1/, "
                   f"Swagger at {stack.api_url}/swagger)\n"
-                  f"  S3:         {env['AWS_ENDPOINT_URL']}   bucket {bucket}\n"
+                  f"  S3:         {env['AWS_ENDPOINT_URL']}   bucket {bucket}"
+                  + (f" (kept in {data_dir}: restored now, saved when the stack stops)\n" if data_dir else "\n") +
                   f"  cubes:      {stack.cube_root}\n"
                   f"  ingest:     upload FFIs and then s3://{bucket}/{stack.ingest_prefix}<name>/manifest.json\n"
                   f"  other shells: {joining}", flush=True)

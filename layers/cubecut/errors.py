@@ -31,6 +31,11 @@ class NoInputError(InputError):
     """An ingest was asked for with no FFIs."""
 
 
+class NothingToAddError(NoInputError):
+    """An update whose FFIs are all in the cube already: nothing is written (the CLI says
+    ``nothing to add`` and exits 0, as a re-run of a job that appends new FFIs should)."""
+
+
 class ManifestError(InputError):
     """An ingest manifest is not valid JSON or does not list FFIs as documented
     (docs/architecture.md, "Ingest manifests")."""
@@ -61,6 +66,10 @@ class ConcurrentWriteError(ConflictError):
 class UploadGoneError(StorageError):
     """The cube's multipart upload no longer exists (aborted by the janitor, the bucket's
     lifecycle rule or by hand) and the object at the key is not this ingest's cube."""
+
+
+class HostUnreachableError(StorageError):
+    """The storage service's host does not answer (wrong endpoint, network down)."""
 
 
 class ObjectNotFoundError(StorageError, InputError):
@@ -112,3 +121,12 @@ class CatalogError(InputError):
 
 class BulkCapError(InputError):
     """A bulk job is above a configured cap (targets or pixel-frames); refused before any work."""
+
+
+class FootprintTableError(InputError):
+    """A footprint table (MAST's ``*_ffi_footprint_cache.json``, or one in its format) is not
+    a JSON object of ``obs_id`` and ``s_region`` columns, or a region is not a polygon."""
+
+
+class NoCubeError(InputError):
+    """No cube covers the requested position(s) among the cubes or sectors asked for."""

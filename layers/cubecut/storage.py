@@ -26,6 +26,7 @@ import functools
 import os
 import random
 import re
+import stat
 import threading
 import time
 from collections import Counter
@@ -38,14 +39,15 @@ from urllib.parse import urlencode, urlparse
 import urllib3.exceptions
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, IncompleteReadError,
-                                 ReadTimeoutError, ResponseStreamingError)
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectTimeoutError,
+                                 EndpointConnectionError, IncompleteReadError, ReadTimeoutError,
+                                 ResponseStreamingError)
 
 if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first client
     import boto3
 
-from .errors import (AccessDeniedError, ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
-                     TargetNotWritableError)
+from .errors import (AccessDeniedError, ConcurrentWriteError, HostUnreachableError, ObjectNotFoundError,
+                     StaleObjectError, StorageError, TargetNotWritableError)
 
 #: Connections kept per client; threaded readers and block workers share one client.
 MAX_POOL_CONNECTIONS = 128
@@ -240,8 +242,28 @@ def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str) -> 
     raise AssertionError("unreachable: READ_ATTEMPTS >= 1")
 
 
+def unreachable(what: str, host: str) -> HostUnreachableError:
+    """The one wording, whichever client failed, of a host that does not answer."""
+    return HostUnreachableError(f"{what}: cannot reach host {host}; check the endpoint (AWS_ENDPOINT_URL) "
+                                "and the network")
+
+
+def read_denied(what: str, detail: str, anon: bool | None) -> AccessDeniedError:
+    """The one wording, whichever client was refused, of a read refused by S3 (``detail``:
+    the code or status), saying whether the request was signed (:func:`anonymous` for
+    ``anon``): a refused unsigned request means the object is not public; a refused signed
+    one may be public data that the credentials may not read (``--anon`` / ``anon=True``)."""
+    if anonymous(anon):
+        return AccessDeniedError(f"{what}: access denied ({detail}); the request was unsigned (no AWS credentials "
+                                 "are configured, or anonymous access was asked for) and the object is not public")
+    return AccessDeniedError(f"{what}: access denied ({detail}) (use --anon for public data)")
+
+
 def translate_client_error(exc: Exception, what: str) -> StorageError:
     """Turn a botocore error into a named cubecut error mentioning ``what``."""
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+        endpoint = str(getattr(exc, "kwargs", {}).get("endpoint_url", "")) or "the S3 endpoint"
+        return unreachable(what, urlparse(endpoint).netloc or endpoint)
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
@@ -370,6 +392,9 @@ class FileSource:
         except PermissionError:
             raise AccessDeniedError(f"{location.key}: permission denied") from None
         st = os.fstat(self._fd)
+        if stat.S_ISDIR(st.st_mode):
+            self.close()
+            raise ObjectNotFoundError(f"{location.key}: is a folder, not a file")
         self.size = st.st_size
         self.etag = file_etag(st)
 
@@ -445,11 +470,12 @@ class S3Source:
 
 
 def _translate_read_error(exc: Exception, location: Location) -> StorageError:
-    """:func:`translate_client_error`, saying so when a refused request was unsigned."""
+    """:func:`translate_client_error`, with a refused read worded by :func:`read_denied`."""
     error = translate_client_error(exc, location.url)
-    if isinstance(error, AccessDeniedError) and anonymous(location.anon):
-        return AccessDeniedError(f"{error} (the request was unsigned: no AWS credentials are configured, "
-                                 "or anonymous access was asked for; the object is not public)")
+    if isinstance(error, AccessDeniedError) and isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", "")) or str(
+            exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        return read_denied(location.url, code, location.anon)
     return error
 
 
@@ -593,7 +619,11 @@ def put_bytes(url: str | Location, data: bytes | bytearray, content_type: str = 
         return response.get("ETag")
     path = Path(location.key)
     tmp = _temporary_beside(path)
-    tmp.write_bytes(data)
+    try:
+        tmp.write_bytes(data)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TargetNotWritableError(f"{path}: cannot write it: {exc.strerror or exc}") from None
     if if_match is None and not if_none_match:
         os.replace(tmp, path)
         return file_etag(path.stat())
@@ -609,8 +639,21 @@ def put_bytes(url: str | Location, data: bytes | bytearray, content_type: str = 
 def _temporary_beside(path: Path) -> Path:
     """A hidden temporary name in ``path``'s folder (created if need be) for this process
     and thread, renamed over ``path`` when the write is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(path.parent)
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def writable_folder(folder: str | os.PathLike[str]) -> Path:
+    """A local folder, created if need be, that this process may write files into;
+    TargetNotWritableError (one line, the OS's reason) if it cannot be."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TargetNotWritableError(f"{path}: cannot create the folder: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise TargetNotWritableError(f"{path}: the folder is not writable")
+    return path
 
 
 #: Part size of :class:`ObjectStreamWriter` uploads: S3 wants >= 5 MiB for every part but

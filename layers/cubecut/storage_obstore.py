@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+import re
 from typing import TYPE_CHECKING, Callable, TypeVar
 
 from . import storage
@@ -180,15 +181,18 @@ def put_object(location: Location, data: bytes | bytearray, content_type: str = 
 
     result = _translated(lambda: obstore.put(store_for(location.bucket, location.anon), location.key, data,
                                              attributes={"Content-Type": content_type}, use_multipart=False),
-                         f"write {location.url}", "no such bucket")
+                         f"write {location.url}", "no such bucket", read=False)
     return result.get("e_tag")
 
 
-def _translated(request: Callable[[], R], what: str, missing: str = "not found") -> R:
+def _translated(request: Callable[[], R], what: str, missing: str = "not found", *,
+                anon: bool | None = None, read: bool = True) -> R:
     """``request()`` (one obstore call, which retries failed requests itself) with its
-    errors as cubecut's: a failed If-Match is StaleObjectError, a missing object or bucket
-    ObjectNotFoundError (``"{what}: {missing}"``), refused credentials AccessDeniedError,
-    anything else StorageError."""
+    errors as cubecut's, in the words of the botocore path: a failed If-Match is
+    StaleObjectError, a missing object or bucket ObjectNotFoundError (``"{what}: {missing}"``),
+    refused credentials AccessDeniedError (a ``read`` as :func:`cubecut.storage.read_denied`
+    words it for ``anon``), a host that does not answer HostUnreachableError, anything else
+    StorageError with obstore's first line (never its multi-line debug dump)."""
     from obstore.exceptions import NotFoundError, PermissionDeniedError, PreconditionError, UnauthenticatedError
 
     try:
@@ -198,9 +202,25 @@ def _translated(request: Callable[[], R], what: str, missing: str = "not found")
     except (NotFoundError, FileNotFoundError):
         raise ObjectNotFoundError(f"{what}: {missing}") from None
     except (PermissionDeniedError, UnauthenticatedError) as exc:
-        raise AccessDeniedError(f"{what}: access denied ({exc})") from None
+        status = _STATUS.search(str(exc))
+        detail = status.group(1) if status else type(exc).__name__
+        if read:
+            raise storage.read_denied(what, detail, anon) from None
+        raise AccessDeniedError(f"{what}: access denied ({detail})") from None
     except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
-        raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
+        text = str(exc)
+        if any(marker in text for marker in _CONNECT_MARKERS):
+            host = _HOST.search(text)
+            raise storage.unreachable(what, host.group(1) if host else _endpoint() or "the S3 endpoint") from None
+        raise StorageError(f"{what}: {type(exc).__name__}: {text.split(_DEBUG, 1)[0].strip()}") from None
+
+
+#: What obstore's messages say when the host did not answer (reqwest's connect errors).
+_CONNECT_MARKERS = ("error sending request", "kind: Connect", "tcp connect error", "dns error")
+#: Where obstore's one-line message ends and its debug dump begins.
+_DEBUG = "\n\nDebug source:"
+_HOST = re.compile(r"https?://([^/\s,)]+)")
+_STATUS = re.compile(r"status code: (\d{3}[^:]*)")
 
 
 def _body(store, location: Location, options: GetOptions, what: str) -> tuple[Bytes, str | None, int]:
@@ -209,7 +229,7 @@ def _body(store, location: Location, options: GetOptions, what: str) -> tuple[By
     callers retry it with :func:`cubecut.storage.read_exactly`)."""
     import obstore
 
-    result = _translated(lambda: obstore.get(store, location.key, options=options), what)
+    result = _translated(lambda: obstore.get(store, location.key, options=options), what, anon=location.anon)
     try:
         body = result.bytes()
     except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error

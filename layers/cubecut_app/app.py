@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from cubecut import __version__
 
 from . import openapi as doc
 from . import routes
@@ -21,7 +22,7 @@ from .settings import AppSettings
 TITLE, DESCRIPTION = "cubecut", "TESS FFI cutouts, TESScut-compatible"
 SWAGGER, OPENAPI = "/swagger", "/openapi.json"
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=bounded_json_body)
-app.enable_swagger(path=SWAGGER, title=TITLE, description=DESCRIPTION)
+app.enable_swagger(path=SWAGGER, title=TITLE, description=DESCRIPTION, version=__version__)
 app.include_router(routes.router)
 #: Methods of every path the app serves, to tell 405 from 404.
 ROUTE_METHODS: dict[str, set[str]] = {**routes.ROUTE_METHODS, SWAGGER: {"GET"}, OPENAPI: {"GET"}}
@@ -29,7 +30,8 @@ ROUTE_METHODS: dict[str, set[str]] = {**routes.ROUTE_METHODS, SWAGGER: {"GET"}, 
 
 def openapi_document() -> dict:
     """The OpenAPI document, as served."""
-    return doc.truthful(json.loads(app.get_openapi_json_schema(title=TITLE, description=DESCRIPTION)))
+    return doc.truthful(json.loads(app.get_openapi_json_schema(title=TITLE, description=DESCRIPTION,
+                                                               version=__version__)))
 
 
 @app.get(OPENAPI, include_in_schema=False)

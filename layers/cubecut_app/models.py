@@ -407,3 +407,6 @@ class BulkStatusParams(RouteParams):
     MISSING: ClassVar[dict[str, str]] = {"job": "'job' is required: the id POST /v1/bulk answered"}
     job: str = Field(max_length=40, pattern=r"^bulk-[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$",
                      description="The job's id, as `POST /v1/bulk` answered it.")
+    files: int | None = Field(None, ge=0, le=10**9, description=(
+        "Once the job succeeded: list its files from this 0-based position, as presigned HTTPS URLs "
+        "(`files`: row, id, status, url, member; up to 1,000 per answer, `next_files` the next page's URL)."))

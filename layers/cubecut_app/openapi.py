@@ -84,11 +84,15 @@ _BULK_JOB = {"type": "object", "required": ["job", "status", "done", "total"], "
     "job": {"type": "string"}, "status": {"type": "string"}, "done": {"type": "integer"},
     "total": {"type": ["integer", "null"]}, "status_url": {"type": "string"}, "results": {"type": "string"},
     "targets": {"type": "integer"}, "malformed": {"type": "integer"}, "summary": {"type": "object"},
-    "error": {"type": "string"}}}
+    "error": {"type": "string"}, "files_url": {"type": "string"}, "next_files": {"type": "string"},
+    "files": {"type": "array", "items": {"type": "object", "properties": {
+        "row": {"type": "string"}, "id": {"type": "string"}, "status": {"type": "string"},
+        "member": {"type": "string"}, "url": {"type": "string"}}}}}}
 BULK_START_ANSWERS = {202: _answer("The job started: its id, and where to follow it", JSON, _BULK_JOB),
                       **_errors(_MESSAGE, 400, 404, 503)}
 BULK_STATUS_ANSWERS = {200: _answer("How far the job got; `results` is a presigned URL of its results.csv "
-                                    "once it succeeded", JSON, _BULK_JOB), **_errors(_MESSAGE, 400, 404, 503)}
+                                    "once it succeeded, and with `files` its files as presigned URLs",
+                                    JSON, _BULK_JOB), **_errors(_MESSAGE, 400, 404, 503)}
 
 
 def _inline(schema: dict) -> dict:

@@ -298,7 +298,24 @@ def bulk_status(query: Annotated[BulkStatusParams, _validated(BulkStatusParams)]
     answer = status.as_dict()
     if status.results:
         answer["results"] = presigned_url(status.results, config.presign_expiry, "results.csv")
+        answer["files_url"] = f"/v1/bulk?job={query.job}&files=0"
+        if query.files is not None:
+            answer.update(_bulk_files(status.results, query.job, query.files, config.presign_expiry))
     return _json(200, answer)
+
+
+def _bulk_files(results: str, job: str, offset: int, expiry: int) -> dict:
+    """A page of a finished job's files as presigned HTTPS URLs (``files``), and the next
+    page's URL (``next_files``) if there is one."""
+    from cubecut.bulk.submit import result_files
+
+    rows, following = result_files(results, offset)
+    files = [{"row": r["row"], "id": r["id"], "status": r["status"], "member": r["member"],
+              "url": presigned_url(r["key"], expiry, r["key"].rsplit("/", 1)[-1])} for r in rows]
+    answer: dict = {"files": files}
+    if following is not None:
+        answer["next_files"] = f"/v1/bulk?job={job}&files={following}"
+    return answer
 
 
 # -- the web page ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 from ..errors import ObjectNotFoundError
 from ..storage import Location, get_bytes, list_objects, put_bytes
-from .plan import DEFAULT_LIMITS, RESULT_FIELDS, Limits, Plan, cube_entries, plan_job
+from .plan import DEFAULT_LIMITS, RESULT_FIELDS, SKIPPED, Limits, Plan, cube_entries, existing_tpfs, plan_job
 from .targets import read_targets
 from .worker import OnTarget, run_tiles
 
@@ -51,10 +51,12 @@ class JobSummary:
     catalog_rows: int
     counts: dict[str, int]
     results: str
+    #: Where the TPFs are: ``out/tpfs/``, or ``out/shards/`` for a job written as shards.
+    tpfs: str = ""
 
     def as_dict(self) -> dict:
         return {"out": self.out, "catalog_rows": self.catalog_rows, "counts": self.counts,
-                "results": self.results, "tpfs": join(self.out, "tpfs/")}
+                "results": self.results, "tpfs": self.tpfs or join(self.out, "tpfs/")}
 
 
 def join(out: str, *parts: str) -> str:
@@ -132,9 +134,22 @@ def write_results(out: str, catalog_rows: int, rows: list[dict]) -> JobSummary:
     writer.writerows({k: "" if row[k] is None else row[k] for k in RESULT_FIELDS} for row in rows)
     results = join(out, "results.csv")
     put_bytes(results, text.getvalue().encode(), "text/csv")
-    summary = JobSummary(Location.parse(out).url, catalog_rows, dict(Counter(r["status"] for r in rows)), results)
+    folder = "shards/" if any(row.get("member") for row in rows) else "tpfs/"
+    summary = JobSummary(Location.parse(out).url, catalog_rows, dict(Counter(r["status"] for r in rows)), results,
+                         join(Location.parse(out).url, folder))
     put_bytes(join(out, "summary.json"), json.dumps(summary.as_dict(), indent=1).encode(), "application/json")
     return summary
+
+
+def written_and_left(plan: Plan) -> tuple[int, int]:
+    """How many of ``plan``'s TPFs exist now (those it skipped as done included; a shard's
+    members once the shard is complete) and how many of its placements are not written
+    yet: what an interrupted run has done and what running it again will do."""
+    existing = existing_tpfs(plan.out)
+    names = ["/".join(str(t[6]).rsplit("/", 2)[-2:]) for tile in plan.tiles for t in tile["targets"]]
+    done = sum(1 for name in names if name in existing)
+    skipped = sum(1 for row in plan.rows if row["status"] == SKIPPED)
+    return done + skipped, len(names) - done
 
 
 def run_job(catalog: str, out: str, *, cubes: Sequence[str] | None = None, catalog_prefix: str | None = None,

@@ -196,7 +196,7 @@ def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, li
         placements = sum(int(on.sum()) for _, on, _, _ in by_cube)
         raise BulkCapError(f"{catalog.source}: {placements:,} cutouts of {len(targets):,} targets come to "
                            f"{plan.pixel_frames:,} pixel-frames, above the cap of {limits.max_pixel_frames:,}")
-    done = _existing(plan.out) if resume else {}
+    done = existing_tpfs(plan.out) if resume else {}
     for entry, on, x, y in by_cube:
         stem = Location.parse(entry.url).name.removesuffix(".fits").removesuffix("-cube")
         todo = []
@@ -211,7 +211,7 @@ def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, li
         todo.sort(key=lambda item: (item[0], item[1], item[2].row))
         tiles = _tiles(entry, stem, todo, limits.tile_targets, limits.tile_pixel_frames)
         for tile in tiles if shards else ():
-            tile["shard"] = shard_url(plan.out, stem, tile["tile"], [t[-1] for t in tile["targets"]])
+            tile["shard"] = shard_url(plan.out, stem, tile["tile"], [t[6] for t in tile["targets"]])
         plan.tiles.extend(tiles)
     return plan
 
@@ -241,14 +241,17 @@ def _tiles(entry: CubeEntry, stem: str, todo: list, tile_targets: int, tile_pixe
         if current and (len(current) >= tile_targets or frames + cost > tile_pixel_frames):
             tiles.append({"tile": f"{stem}-{len(tiles):05d}", "cube": entry.url, "targets": current})
             current, frames = [], 0
-        current.append([target.row, target.id, target.ra, target.dec, target.size[0], target.size[1], key])
+        item = [target.row, target.id, target.ra, target.dec, target.size[0], target.size[1], key]
+        if target.identity:  # OBJECT, TICID, TESSMAG for the TPF (lists of 7 carry none)
+            item += [target.identity.object, target.identity.ticid, target.identity.tmag]
+        current.append(item)
         frames += cost
     if current:
         tiles.append({"tile": f"{stem}-{len(tiles):05d}", "cube": entry.url, "targets": current})
     return tiles
 
 
-def _existing(out: str) -> dict[str, tuple[str, str]]:
+def existing_tpfs(out: str) -> dict[str, tuple[str, str]]:
     """``{cube stem}/{astrocut name}`` -> (key, member) of every TPF already under ``out``."""
     done = {name: (shard, name) for name, shard in shard_members(out).items()}
     tpfs = Location.parse(out.rstrip("/") + "/tpfs/")

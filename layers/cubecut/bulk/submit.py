@@ -12,7 +12,9 @@ for any job. :func:`job_status` says how far a job got from its execution's desc
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import re
 import secrets
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from ..errors import BulkCapError, CatalogError
-from ..storage import put_bytes
+from ..storage import get_bytes, put_bytes
 from .job import join, targets_done, tile_sizes
 from .plan import Limits
 from .targets import TargetCatalog, parse_targets
@@ -110,6 +112,22 @@ def job_status(out: str, job: str, execution: Mapping[str, Any]) -> JobStatus:
     if status in FINISHED:
         return JobStatus(job, status, done, total, error=_reason(execution))
     return JobStatus(job, status, done, total)
+
+
+#: Result rows with a file per page of :func:`result_files`.
+FILES_PER_PAGE = 1000
+
+
+def result_files(results: str, offset: int = 0, count: int = FILES_PER_PAGE) -> tuple[list[dict[str, str]], int | None]:
+    """The rows of a job's ``results.csv`` (URL) that have a file (``written``/``skipped``),
+    rows ``offset`` to ``offset + count`` (0-based) of them, as ``{"row", "id", "status",
+    "key", "member"}`` (``key`` the TPF's or its shard's URL, ``member`` its name in the
+    shard or ``""``), and the offset of the next page (None after the last)."""
+    text = get_bytes(results)[0].decode("utf-8")
+    with_files = [row for row in csv.DictReader(io.StringIO(text)) if row.get("key")]
+    page = [{k: row.get(k, "") for k in ("row", "id", "status", "key", "member")}
+            for row in with_files[offset:offset + count]]
+    return page, offset + count if offset + count < len(with_files) else None
 
 
 def _reason(execution: Mapping[str, Any]) -> str:

@@ -2,7 +2,11 @@
 
 Columns (names case-insensitive, any order, others ignored): ``ra`` and ``dec`` in ICRS
 degrees (required), ``size`` (optional: ``N`` or ``NXxNY`` pixels, columns x rows; empty
-means the job's default size) and ``id`` (optional; empty means ``row<N>``). A file is
+means the job's default size), ``id`` (optional; empty means ``row<N>``), ``tic`` or
+``ticid`` (optional TIC number, ``261136679`` or ``TIC 261136679``; it is also the id when
+there is no ``id``) and ``tmag`` (optional TESS magnitude). A target's name, TIC number and
+magnitude go into its TPF as ``OBJECT``, ``TICID`` and ``TESSMAG`` (an ``id`` that is a TIC
+number is its ``TICID`` too; :mod:`cubecut.cutout.identity`). A file is
 ECSV when it starts with ``# %ECSV`` (its YAML header gives the delimiter, default a
 space); anything else is CSV with a header line. Rows are numbered from 1 in data order.
 
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 import yaml
 
 from ..cutout.geometry import MAX_CUTOUT_PIXELS
+from ..cutout.identity import Identity, ticid_of
 from ..errors import CatalogError, ObjectNotFoundError
 from ..storage import Location, get_bytes
 
@@ -38,6 +43,7 @@ class Target:
     ra: float
     dec: float
     size: tuple[int, int]
+    identity: Identity = Identity()
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,8 @@ def parse_targets(text: str, default_size: tuple[int, int], *, source: str = "th
     if missing:
         raise CatalogError(f"target catalog {source} has no {' or '.join(missing)} column "
                            f"(columns: {', '.join(header) or 'none'})")
-    columns: dict[str, int] = {name: header.index(name) for name in ("ra", "dec", "size", "id") if name in header}
+    columns: dict[str, int] = {name: header.index(name) for name in ("ra", "dec", "size", "id", "tic", "ticid", "tmag")
+                               if name in header}
     targets: list[Target] = []
     problems: list[RowProblem] = []
     for number, fields in enumerate(reader, start=1):
@@ -128,8 +135,12 @@ def _ecsv_delimiter(comment_lines: list[str], source: str) -> str:
 def _parse_row(number: int, fields: list[str], width: int, columns: dict[str, int],
                default_size: tuple[int, int]) -> Target | RowProblem:
     fields = [field.strip() for field in fields]
-    name = fields[columns["id"]] if "id" in columns and columns["id"] < len(fields) else ""
-    name = name or f"row{number}"
+
+    def field(*keys: str) -> str:
+        return next((fields[columns[k]] for k in keys if k in columns and columns[k] < len(fields)), "")
+
+    given, tic = field("id"), field("ticid", "tic")
+    name = given or (f"TIC {tic}" if tic.isdigit() else tic) or f"row{number}"
     if len(fields) != width:
         return RowProblem(number, name, f"has {len(fields)} fields, the header has {width}")
     values = {}
@@ -140,6 +151,8 @@ def _parse_row(number: int, fields: list[str], width: int, columns: dict[str, in
             return RowProblem(number, name, f"{key} {fields[columns[key]]!r} is not a number")
         if not math.isfinite(values[key]):
             return RowProblem(number, name, f"{key} {fields[columns[key]]!r} is not finite")
+    if not 0.0 <= values["ra"] <= 360.0:  # as a single cutout's position: no silent wrapping
+        return RowProblem(number, name, f"ra {values['ra']} is outside [0, 360] degrees")
     if not -90.0 <= values["dec"] <= 90.0:
         return RowProblem(number, name, f"dec {values['dec']} is outside [-90, 90] degrees")
     size = default_size
@@ -148,7 +161,27 @@ def _parse_row(number: int, fields: list[str], width: int, columns: dict[str, in
         if isinstance(parsed, str):
             return RowProblem(number, name, parsed)
         size = parsed
-    return Target(number, name, values["ra"], values["dec"], size)
+    identity = _identity(given or name if (given or tic) else "", tic, field("tmag"))
+    if isinstance(identity, str):
+        return RowProblem(number, name, identity)
+    return Target(number, name, values["ra"], values["dec"], size, identity)
+
+
+def _identity(name: str, tic: str, tmag: str) -> Identity | str:
+    """The target's identity from its name (empty: none), ``tic`` and ``tmag`` fields, or
+    the reason a field is unusable."""
+    ticid = ticid_of(tic or name)
+    if tic and ticid is None:
+        return f"tic {tic!r} is not a TIC number"
+    magnitude = None
+    if tmag:
+        try:
+            magnitude = float(tmag)
+        except ValueError:
+            return f"tmag {tmag!r} is not a number"
+        if not math.isfinite(magnitude):
+            return f"tmag {tmag!r} is not finite"
+    return Identity(name or None, ticid, magnitude)
 
 
 def _parse_size(text: str) -> tuple[int, int] | str:

@@ -36,6 +36,7 @@ from ..cube.index import CubeIndex
 from ..cutout.geometry import Box, cutout_box, ffi_wcs
 from ..cutout.metadata import invalidate, load_index
 from ..cutout.reader import Chunks, Threads, fill_box, merged_spans, open_cube, read_chunks, span_bytes
+from ..cutout.identity import Identity, set_identity
 from ..cutout.tpf import tpf_bytes
 from ..errors import CoordinateError, CutoutSizeError, InputError, OutsideCubeError
 from ..storage import Location, RangeSource, ReadStats, StaleObjectError
@@ -145,8 +146,8 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[dict], threads: 
     coords = iter(SkyCoord([t[2] for t in everyone], [t[3] for t in everyone], unit="deg")) if everyone else iter(())
     for tile in tiles:
         items = []
-        for row, name, ra, dec, nx, ny, key in tile["targets"]:
-            target = Target(row, name, ra, dec, (nx, ny))
+        for row, name, ra, dec, nx, ny, key, *identity in tile["targets"]:
+            target = Target(row, name, ra, dec, (nx, ny), Identity(*identity))
             coord = next(coords)  # one SkyCoord of all, indexed: a sixth of the CPU of one each
             try:
                 box, error = cutout_box(wcs, coord, (nx, ny), image_shape=(index.nrows, index.ncols),
@@ -195,6 +196,7 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[dict], threads: 
 
                 try:
                     data = tpf_bytes(index, box, fill, coord, allocate=buffers.take)
+                    set_identity(data, target.identity)
                 except InputError as exc:
                     row.update(status=FAILED, key="", member="", error=f"{type(exc).__name__}: {exc}")
                     pending.append((row, None))

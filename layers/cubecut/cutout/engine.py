@@ -17,7 +17,7 @@ from astropy.io import fits
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError, OversizedCutoutWarning
 from ..reads import in_background
-from ..storage import Location, ReadStats, StaleObjectError, put_bytes
+from ..storage import Location, ReadStats, StaleObjectError, put_bytes, writable, writable_folder
 from .geometry import Box, CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
 from .metadata import cached, invalidate, load_index
 from .reader import Span, Threads, fill_off_image, fill_row, open_cube, start_chunks
@@ -101,8 +101,13 @@ def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, siz
 
     Raises:
         CoordinateError, CutoutSizeError, OutsideCubeError, NotACubeError,
-        ObjectNotFoundError, AccessDeniedError (all before any TPF is built).
+        ObjectNotFoundError, AccessDeniedError, TargetNotWritableError (all before any TPF
+        is built; an ``output_dir`` that cannot be written before any read).
     """
+    if output_dir is not None:  # a folder that cannot be written is known before anything is read
+        folder = writable(Location.parse(output_dir))
+        if folder.is_local:
+            writable_folder(folder.key)
     files = cutout_files(cube, coordinates, size, threads=threads, product=product, stats=stats, anon=anon)
     if output_dir is None:
         return [file.hdulist() for file in files]

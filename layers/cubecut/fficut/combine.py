@@ -107,6 +107,11 @@ def _centre(hdulist: fits.HDUList) -> SkyCoord | None:
 
 
 def _check_aligned(hdus: list, ext: int, max_offset: float) -> None:
+    for number, hdu in enumerate(hdus, start=1):
+        if not isinstance(hdu, fits.ImageHDU) or np.ndim(hdu.data) != 2:
+            raise CombineError(f"extension {ext} of cutout {number} is not a 2-D image ({type(hdu).__name__}): "
+                               "combine takes image cutouts as `cubecut ffi-cutout` writes them, not target "
+                               "pixel files")
     shapes = {np.shape(h.data) for h in hdus}
     if len(shapes) != 1:
         raise CombineError(f"extension {ext}: the cutouts have different shapes {sorted(shapes)}")

@@ -46,7 +46,7 @@ from ..cube.index import CubeIndex, index_from_table
 from ..cube.layout import CubeLayout
 from ..cube.sidecar import describes, publish_index, read_sidecar
 from ..cutout.metadata import invalidate, load_index
-from ..errors import DuplicateTimeError, MixedFFIError, NoInputError, NotACubeError
+from ..errors import DuplicateTimeError, MixedFFIError, NoInputError, NotACubeError, NothingToAddError
 from ..ffi import TIME_KEYS, FFIInfo, inspect_ffis
 from ..fitsio import padded
 from ..storage import ByteSource, Location, ReadStats, open_source
@@ -161,7 +161,7 @@ def check_additions(index: CubeIndex, old: list[CubeFrame], new: list[FFIInfo]) 
     present = {f.name for f in old}
     skipped = [f.name for f in new if f.name in present]
     for name in skipped:
-        log.warning("%s is already in the cube: skipped", name)
+        log.info("%s is already in the cube: skipped", name)  # counted in UpdateResult.skipped
     fresh = [f for f in new if f.name not in present]
     if not fresh:
         return fresh, skipped
@@ -195,7 +195,7 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
     the update); if its sidecar does not describe it, the sidecar is repaired on the way.
     Local cubes may use blocks below S3's 5 MiB part minimum (a file has no minimum).
 
-    Raises NoInputError (nothing new to add), MixedFFIError, DuplicateTimeError,
+    Raises NothingToAddError (every FFI is in the cube), NoInputError (no FFI), MixedFFIError, DuplicateTimeError,
     NotACubeError, FFIError, ObjectNotFoundError.
     """
     if not ffi_urls:
@@ -208,7 +208,7 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
     fresh, skipped = check_additions(old, old_frames, inspect_ffis(list(ffi_urls), product or old.product, threads))
     if not fresh:
         note = "; its stale index sidecar was rebuilt from the cube" if repaired else ""
-        raise NoInputError(f"all {len(skipped)} FFI(s) are already in {cube.url}{note}")
+        raise NothingToAddError(f"all {len(skipped)} FFI(s) are already in {cube.url}{note}")
     frames: list[Frame] = sorted([*old_frames, *fresh], key=lambda f: f.start)
     sector = old.sector or None  # the index says 0 where the cube's SECTOR is undefined: keep it so
 

@@ -13,6 +13,7 @@ from astropy.io import fits
 from tqdm import tqdm
 
 from ..errors import InputError
+from ..storage import writable_folder
 from .detector import column_read_noise, noise_sigma, standard_normal
 from .geometry import Card, crop_shape, wcs_cards
 from .headers import spoc_image, spoc_name, spoc_primary, tica_header, tica_name
@@ -84,8 +85,7 @@ def make_sector(outdir: str | Path, *, sector: int, camera: int, ccd: int, frame
         raise InputError(f"need frames >= 1 and first_frame >= 0, got {frames}, {first_frame}")
     info = load_sector(sector, camera, ccd)
     rows_cols = crop_shape(shape)
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = writable_folder(outdir)
 
     scene = Scene(info, rows_cols, seed)
     write_catalog(catalog_table(scene.stars, info, seed, rows_cols), outdir / CATALOG_NAME)
