@@ -56,7 +56,7 @@ from . import openapi as doc
 from . import webpage
 from .forms import BodyTooLargeError, MalformedParamsError, UnsupportedBodyError, collect_params
 from .jobs import BulkUnavailableError, engine
-from .models import (BulkParams, BulkStatusParams, ColumnsConfigParams, CutoutParams, FfiWcsParams, MashupParams,
+from .models import (MAX_BULK_SIDE, BulkParams, BulkStatusParams, ColumnsConfigParams, CutoutParams, FfiWcsParams, MashupParams,
                      MovingParams, QuicklookParams, ResolveParams, ResolverParams, RouteParams, SectorParams,
                      V1CutoutParams, V1QuicklookParams)
 from .settings import AppSettings, cutout_service
@@ -272,14 +272,19 @@ def v1_resolve(query: Annotated[ResolveParams, _validated(ResolveParams)]):
                           "the bulk state machine, writing under this service's results. 202 with the job's id.")
 def bulk_start(query: Annotated[BulkParams, _validated(BulkParams)]):
     from cubecut.bulk.plan import Limits
-    from cubecut.bulk.submit import JobStatus, check_catalog, job_out, new_job_id, stage_job
+    from cubecut.bulk.submit import JobStatus, check_budget, check_catalog, job_out, new_job_id, stage_job
 
     jobs, config = engine(), settings()
     size = query.pixels()
-    catalog = check_catalog(query.catalog, size, Limits(max_targets=config.bulk_max_targets))
-    cubes = [v1.find_cube(service().catalog, {"cube": name}).url for name in query.cubes]
+    limits = Limits(max_targets=config.bulk_max_targets, max_pixel_frames=config.bulk_max_pixel_frames,
+                    max_side=MAX_BULK_SIDE, max_cutout_pixel_frames=config.max_pixel_frames)
+    catalog = check_catalog(query.catalog, size, limits)
+    entries = ([v1.find_cube(service().catalog, {"cube": name}) for name in query.cubes]
+               or service().catalog.entries())
+    check_budget(catalog, max((e.index.nt for e in entries), default=0), limits)
+    cubes = [e.url for e in entries] if query.cubes else []
     job = new_job_id()
-    jobs.start(job, stage_job(job_out(config.results_root, job), query.catalog, size, cubes, query.shards))
+    jobs.start(job, stage_job(job_out(config.results_root, job), query.catalog, size, cubes, query.shards, limits))
     logger.info("bulk job started", extra={"job": job, "targets": len(catalog.targets), "cubes": len(cubes)})
     return _json(202, {**JobStatus(job, "RUNNING", done=0, total=None).as_dict(), "status_url": f"/v1/bulk?job={job}",
                        "targets": len(catalog.targets), "malformed": len(catalog.problems)})

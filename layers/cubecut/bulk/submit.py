@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import BulkCapError, CatalogError
 from ..storage import put_bytes
 from .job import join, targets_done, tile_sizes
-from .plan import Limits
+from .plan import Limits, check_cutouts
 from .targets import TargetCatalog, parse_targets
 
 #: What a job id looks like: ``bulk-YYYYMMDDTHHMMSS-`` and 8 hex digits (UTC start time).
@@ -62,16 +62,33 @@ def check_catalog(text: str, size: tuple[int, int], limits: Limits) -> TargetCat
     return catalog
 
 
+def check_budget(catalog: TargetCatalog, nt: int, limits: Limits) -> None:
+    """Refuse, before anything is written, a catalog whose cutouts on cubes of ``nt``
+    frames (the most frames of the cubes it may be cut from) are above ``limits``: any one
+    cutout above the per-cutout limits, or all of them together, counting each target
+    once, above ``limits.max_pixel_frames`` (the Plan then counts every cube each target
+    is on, and refuses the same way). Raises BulkCapError with the numbers."""
+    check_cutouts(catalog.targets, nt, limits, "the catalog")
+    total = sum(t.size[0] * t.size[1] for t in catalog.targets) * nt
+    if total > limits.max_pixel_frames:
+        raise BulkCapError(f"the catalog's {len(catalog.targets):,} cutouts come to at least {total:,} pixel-frames "
+                           f"({nt} frames per cube), above this service's cap of {limits.max_pixel_frames:,} "
+                           "per job: split it or ask for smaller cutouts")
+
+
 def stage_job(out: str, text: str, size: tuple[int, int], cubes: Sequence[str] | None,
-              shards: bool = False) -> dict[str, Any]:
+              shards: bool = False, limits: Limits | None = None) -> dict[str, Any]:
     """Store the catalog text under ``out`` and return the bulk state machine's input for
     the job (``{catalog, out, cubes, size, resume, shards}``, as ``cubecut bulk --stack``
-    sends it)."""
+    sends it, and ``limits``: caps the Plan applies where tighter than its own)."""
     suffix = ".ecsv" if text.startswith("# %ECSV") else ".csv"
     catalog = join(out, f"catalog{suffix}")
     put_bytes(catalog, text.encode(), "text/csv")
-    return {"catalog": catalog, "out": out, "cubes": list(cubes) if cubes else None, "size": list(size),
-            "resume": True, "shards": shards}
+    request: dict[str, Any] = {"catalog": catalog, "out": out, "cubes": list(cubes) if cubes else None,
+                               "size": list(size), "resume": True, "shards": shards}
+    if limits is not None:
+        request["limits"] = limits.caps()
+    return request
 
 
 @dataclass(frozen=True)
