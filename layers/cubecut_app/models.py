@@ -407,3 +407,6 @@ class BulkStatusParams(RouteParams):
     MISSING: ClassVar[dict[str, str]] = {"job": "'job' is required: the id POST /v1/bulk answered"}
     job: str = Field(max_length=40, pattern=r"^bulk-[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$",
                      description="The job's id, as `POST /v1/bulk` answered it.")
+    token: str | None = Field(None, max_length=43, pattern=r"^[A-Za-z0-9_-]{43}$", description=(
+        "The job's capability, as `POST /v1/bulk` answered it (in `status_url`): needed by anyone but the "
+        "job's owner (the IAM principal or JWT subject that started it)."))

@@ -29,6 +29,10 @@ def _urls(text: str) -> tuple[str, ...]:
     return tuple(url.strip() for url in text.split(",") if url.strip())
 
 
+def _true(text: str) -> bool:
+    return text.strip().lower() == "true"
+
+
 def _env(name: str, parse: Callable[[str], Any] = str) -> dict[str, Any]:
     """A field's metadata: the variable it is read from, and how its text is parsed."""
     return {"env": name, "parse": parse}
@@ -61,6 +65,11 @@ class AppSettings:
     #: ``max_pixel_frames`` and ``models.MAX_BULK_SIDE`` pixels per side.
     bulk_max_pixel_frames: int = field(default=BULK_MAX_PIXEL_FRAMES,
                                        metadata=_env("CUBECUT_BULK_MAX_PIXEL_FRAMES", int))
+    #: Whether anonymous callers may start bulk jobs (RequireAuth none: every caller is).
+    bulk_anonymous: bool = field(default=False, metadata=_env("CUBECUT_BULK_ANONYMOUS", _true))
+    #: Bulk jobs running at once, in all and per known caller, above which POST /v1/bulk answers 429.
+    bulk_max_in_flight: int = field(default=10, metadata=_env("CUBECUT_BULK_MAX_IN_FLIGHT", int))
+    bulk_max_per_caller: int = field(default=2, metadata=_env("CUBECUT_BULK_MAX_PER_CALLER", int))
     #: Sesame mirrors for names (comma-separated in the environment); empty: astropy's.
     sesame_urls: tuple[str, ...] = field(default=(), metadata=_env("CUBECUT_SESAME_URLS", _urls))
 
