@@ -162,18 +162,18 @@ def abort_handler(event: dict, context: LambdaContext) -> dict:
     from cubecut.ingest.plan import IngestPlan
 
     error = event.get("error") or {}
-    logger.warning("aborting ingest", extra={"cube": event.get("cube"), "manifest": event.get("manifest"),
-                                             "error": error})
+    planned = event.get("planned") or {}  # Plan's output; absent when Plan itself failed
+    cube = planned.get("cube") or event.get("cube")
+    logger.warning("aborting ingest", extra={"cube": cube, "manifest": event.get("manifest"), "error": error})
     if event.get("manifest"):  # started by a manifest: say beside it why the ingest failed
         report = report_manifest_failure(event["manifest"], str(error.get("Error", "")),
-                                         _cause_message(error.get("Cause")), cube=event.get("cube"))
+                                         _cause_message(error.get("Cause")), cube=cube)
         logger.error("ingest of a manifest failed", extra={"manifest": event["manifest"], "report": report,
                                                            "reason": error.get("Error")})
-    if "plan" not in event:  # the Plan step itself failed: it cleans up after itself
+    if "plan" not in planned:  # the Plan step itself failed: it cleans up after itself
         return {"aborted": False}
     try:
-        abort_ingest(IngestPlan.load(event["plan"]))
+        abort_ingest(IngestPlan.load(planned["plan"]))
     except ObjectNotFoundError:  # staging already gone: abort the upload by its id
-        cube = Location.parse(event["cube"])
-        make_target(cube, 0).abort(event["upload_id"])
+        make_target(Location.parse(planned["cube"]), 0).abort(planned["upload_id"])
     return {"aborted": True}
