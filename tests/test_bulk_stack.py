@@ -197,6 +197,7 @@ def test_bulk_job_over_http_runs_on_the_state_machine_and_reports_its_results(st
     ({"catalog": "ra,dec\n1,2\n", "cubes": ["s3://elsewhere/cube.fits"]}, 404, "no such cube"),
     ({"catalog": "ra,dec,id\n1,2," + "x" * (4 * 1024 * 1024)}, 400, "'catalog' must be at most 4194304 characters"),
     ({"catalog": "ra,dec\n1,2\n", "cubes": ["tess-s0007-2-3"] * 51}, 400, "'cubes' may be given at most 50 times"),
+    ({"catalog": "# %ECSV 1.0\n# " + "[" * 5000 + "\nra dec\n1 2\n"}, 400, "unreadable ECSV header"),
 ])
 def test_bad_bulk_requests_are_4xx_json_and_start_nothing(stack, payload, code, text):
     running, _ = stack
@@ -212,6 +213,12 @@ def test_bulk_catalog_over_the_target_cap_is_refused_with_the_numbers(stack, mon
     monkeypatch.setenv("CUBECUT_BULK_MAX_TARGETS", "5")
     status, answer = _api(running, "POST", "/v1/bulk", {"catalog": _catalog(cube)})
     assert status == 400 and "13 targets, above this service's cap of 5 per job" in answer["message"], answer
+
+
+def test_a_catalog_with_a_utf8_bom_starts_a_job(stack):
+    running, cube = stack
+    status, answer = _api(running, "POST", "/v1/bulk", {"catalog": "\ufeff" + _catalog(cube)})
+    assert status == 202 and answer["targets"] == 13, answer
 
 
 def test_bulk_status_of_unknown_or_malformed_jobs(stack):
