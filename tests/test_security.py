@@ -172,17 +172,18 @@ def test_delete_object_only_where_ingest_staging_lives(cfn):
 
 
 def test_api_role_holds_only_what_its_routes_use(cfn):
-    """The API reads cubes and results, lists the bucket, writes results, and starts and
-    describes executions of the bulk state machine only; nothing else."""
+    """The API reads cubes and results, lists the bucket, writes results, and starts,
+    describes and lists (counts) executions of the bulk state machine only; nothing else."""
     (role,) = [name for name in _of_type(cfn, "AWS::IAM::Role") if name.startswith("ApiFunction")]
     statements = [s for name, s in _statements(cfn) if name == role]
     actions = {a for s in statements for a in _list(s["Action"])}
     assert actions == {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "states:StartExecution",
-                       "states:DescribeExecution"}, actions
+                       "states:DescribeExecution", "states:ListExecutions"}, actions
     for statement in statements:
         resources = [_text(r) for r in _list(statement["Resource"])]
-        if "states:StartExecution" in _list(statement["Action"]):
-            assert _list(statement["Action"]) == ["states:StartExecution"] and resources == ["${BulkStateMachine}"]
+        for action in ("states:StartExecution", "states:ListExecutions"):
+            if action in _list(statement["Action"]):
+                assert _list(statement["Action"]) == [action] and resources == ["${BulkStateMachine}"]
         if "states:DescribeExecution" in _list(statement["Action"]):
             assert _list(statement["Action"]) == ["states:DescribeExecution"]
             assert resources == ["arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
