@@ -34,6 +34,12 @@ def test_a_strict_manifest_refuses_places_outside_the_allowed_prefixes(entry):
     assert len(str(raised.value)) < 400
 
 
+def test_a_refusal_quotes_at_most_120_characters_of_the_name():
+    with pytest.raises(ForbiddenInputError) as raised:
+        parse_manifest(json.dumps({"ffis": ["/" + "a" * 5000]}).encode(), MANIFEST, STRICT)
+    assert "/" + "a" * 119 + "..." in str(raised.value) and "a" * 120 not in str(raised.value)
+
+
 def test_a_strict_manifest_allows_its_keys_and_the_allowed_bucket():
     body = json.dumps({"ffis": ["a.fits", "sub/b.fits", "s3://data/ingest/y/c.fits",
                                 "s3://stpubdata/tess/public/ffi/s0001/d.fits"]}).encode()

@@ -35,6 +35,7 @@ def test_failed_manifests_are_reported_beside_them_and_logged(caplog):
         report_bad = _wait_for(s3, stack.bucket, "ingest/bad/manifest.error.json")
         assert report_bad["manifest"] == f"s3://{stack.bucket}/ingest/bad/manifest.json"
         assert report_bad["error"] in {"FFIError", "ObjectNotFoundError"} and report_bad["cause"], report_bad
+        assert "hello" not in json.dumps(report_bad), "a report quotes no file content"
 
         s3.put_object(Bucket=stack.bucket, Key="ingest/garbled/manifest.json", Body=b"{not json")
         report = _wait_for(s3, stack.bucket, "ingest/garbled/manifest.error.json")

@@ -198,6 +198,19 @@ def test_block_writer_has_reserved_concurrency():
     assert parameter["MaxValue"] + TEMPLATE["Parameters"]["ApiReservedConcurrency"]["MaxValue"] <= 1900
 
 
+def test_bulk_workers_have_reserved_concurrency():
+    """All bulk jobs together run at most BulkBatchReservedConcurrency workers, at least the
+    Map's MaxConcurrency by default, and the reserved functions leave 100 of the account's
+    default 1,000 unreserved."""
+    properties = TEMPLATE["Resources"]["BulkBatchFunction"]["Properties"]
+    assert properties["ReservedConcurrentExecutions"] == {"Ref": "BulkBatchReservedConcurrency"}
+    defaults = {name: TEMPLATE["Parameters"][name]["Default"] for name in (
+        "BulkBatchReservedConcurrency", "BlockReservedConcurrency", "ApiReservedConcurrency", "MaxConcurrency")}
+    assert defaults["BulkBatchReservedConcurrency"] >= defaults["MaxConcurrency"]
+    assert defaults["BulkBatchReservedConcurrency"] + defaults["BlockReservedConcurrency"] \
+        + defaults["ApiReservedConcurrency"] <= 900
+
+
 def test_api_access_logs_are_on_and_hold_no_query_strings_or_headers():
     settings = TEMPLATE["Resources"]["ApiStage"]["Properties"]["AccessLogSettings"]
     assert settings["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
