@@ -144,3 +144,12 @@ def test_jobs_in_flight_are_capped_globally_and_per_caller(stack, monkeypatch):
     status, answer = call(stack, "POST", "/v1/bulk", who="erin", payload={"catalog": CATALOG})
     assert status == 429 and f"{running} bulk jobs are running, the most this service runs at once is {running}" \
         in answer["message"], answer
+
+
+def test_the_resolver_route_holds_to_its_schema(stack):
+    """``name`` is an array of at most 100 items (its OpenAPI maxItems): 101 is a 400."""
+    names = "&".join(f"name={i}%2C%201" for i in range(101))
+    status, answer = call(stack, "GET", f"/Santa-war/query?{names}", who="alice")
+    assert status == 400 and "at most 100 times" in answer["msg"], answer
+    status, answer = call(stack, "GET", f"/Santa-war/query?{names.rsplit('&', 1)[0]}", who="alice")
+    assert status == 200 and len(answer["resolvedCoordinate"]) == 100
