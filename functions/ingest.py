@@ -83,7 +83,7 @@ def plan_handler(event: dict, context: LambdaContext) -> dict:
     from cubecut.ingest.plan import cube_name, make_plan
     from cubecut.ingest.update import plan_update
 
-    policy = InputPolicy.from_env()
+    policy = InputPolicy.from_settings(os.environ)
     request = PlanRequest.from_event(event, policy)
     if request.update:
         plan, skipped = plan_update(request.cube, request.ffis, product=request.product,

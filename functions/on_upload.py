@@ -61,7 +61,7 @@ def handler(event: S3Event, context: LambdaContext) -> dict:
             continue
         url = f"s3://{bucket}/{key}"
         try:
-            manifest = parse_manifest(get_bytes(url)[0], url, InputPolicy.from_env())
+            manifest = parse_manifest(get_bytes(url)[0], url, InputPolicy.from_settings(os.environ))
         except ManifestError as exc:
             report = report_manifest_failure(url, type(exc).__name__, str(exc))
             logger.error("rejected ingest manifest", extra={"manifest": url, "reason": str(exc), "report": report})

@@ -2,7 +2,7 @@
 
 The CLI ingests what its user can read (local paths, globs, ``s3://``, other fsspec URLs):
 :data:`LOCAL`. A deployment's handlers (an S3-event manifest, a Plan request) use
-:meth:`InputPolicy.from_env`, which allows only
+:meth:`InputPolicy.from_settings` (their environment), which allows only
 
 * FFIs that are ``s3://`` objects under the deployment's ingest prefix
   (``s3://$CUBECUT_BUCKET/$CUBECUT_INGEST_PREFIX``) or under an operator-allowed prefix
@@ -21,8 +21,8 @@ Messages quote the offending name (at most :data:`QUOTE_CHARS` characters), neve
 """
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import ForbiddenInputError
@@ -67,15 +67,16 @@ class InputPolicy:
         return cls(False, (own, *(_prefix_url(e) for e in external if e.strip())), f"s3://{bucket}/{cube_prefix}")
 
     @classmethod
-    def from_env(cls) -> "InputPolicy":
-        """The strict policy from ``CUBECUT_BUCKET``, ``CUBECUT_INGEST_PREFIX`` (``ingest/``),
-        ``CUBECUT_CUBE_PREFIX`` (``cubes/``) and ``CUBECUT_EXTERNAL_FFIS`` (comma-separated)."""
-        bucket = os.environ.get("CUBECUT_BUCKET", "")
+    def from_settings(cls, settings: Mapping[str, str]) -> "InputPolicy":
+        """The strict policy from ``settings`` (the handlers' environment): ``CUBECUT_BUCKET``,
+        ``CUBECUT_INGEST_PREFIX`` (``ingest/``), ``CUBECUT_CUBE_PREFIX`` (``cubes/``) and
+        ``CUBECUT_EXTERNAL_FFIS`` (comma-separated)."""
+        bucket = settings.get("CUBECUT_BUCKET", "")
         if not bucket:
             raise ForbiddenInputError("CUBECUT_BUCKET is not set: this deployment allows no ingest inputs")
-        external = tuple(os.environ.get("CUBECUT_EXTERNAL_FFIS", "").split(","))
-        return cls.deployment(bucket, os.environ.get("CUBECUT_INGEST_PREFIX", "ingest/"),
-                              os.environ.get("CUBECUT_CUBE_PREFIX", "cubes/"), external)
+        external = tuple(settings.get("CUBECUT_EXTERNAL_FFIS", "").split(","))
+        return cls.deployment(bucket, settings.get("CUBECUT_INGEST_PREFIX", "ingest/"),
+                              settings.get("CUBECUT_CUBE_PREFIX", "cubes/"), external)
 
     def check_ffi(self, url: str) -> str:
         """``url`` if this policy lets an ingest read it (an FFI or a prefix of FFIs)."""
