@@ -85,6 +85,10 @@ class StepFunctionsJobs:
         except self._client.exceptions.ExecutionDoesNotExist:
             return None
 
+    def running(self) -> list[str]:
+        listed = self._client.list_executions(stateMachineArn=self.arn, statusFilter="RUNNING", maxResults=1000)
+        return [execution["name"] for execution in listed["executions"]]
+
 
 @functools.lru_cache(maxsize=4)
 def _jobs(arn: str) -> StepFunctionsJobs | None:

@@ -1,6 +1,6 @@
 """Lambda handlers of the bulk state machine (``infra/statemachines/bulk.asl.json``).
 
-* ``plan_handler``: ``{request: {catalog, out, cubes?, size?: [nx, ny], resume?, shards?}, run}`` ->
+* ``plan_handler``: ``{request: {catalog, out, cubes?, size?: [nx, ny], resume?, shards?, limits?}, run}`` ->
   ``{out, run, tiles: {Bucket, Key}, results_prefix, ntiles, todo, catalog_rows}``. Reads the
   catalog, places its targets on the cubes named (or on every cube of the stack's cube
   prefix), refuses a job above the caps (``BulkCapError``, with the numbers) and writes the
@@ -8,7 +8,9 @@
   Distributed Map's items, ``CUBECUT_BULK_TILES_PER_BATCH`` consecutive tiles each) and the
   rows it already knows under ``out/runs/{run}/``. Caps and tile sizes: ``Limits`` from the
   environment (``CUBECUT_BULK_MAX_TARGETS``, ``CUBECUT_BULK_MAX_PIXEL_FRAMES``,
-  ``CUBECUT_BULK_TILE_TARGETS``, ``CUBECUT_BULK_TILE_PIXEL_FRAMES``).
+  ``CUBECUT_BULK_TILE_TARGETS``, ``CUBECUT_BULK_TILE_PIXEL_FRAMES``, per cutout
+  ``CUBECUT_BULK_MAX_SIDE`` and ``CUBECUT_MAX_PIXEL_FRAMES``), each lowered to the request's
+  ``limits`` where those are tighter (the API's jobs carry its per-cutout budget).
 * ``batch_handler``: one batch of consecutive tiles ``{Items: [tile, ...], BatchInput: {out, run}}`` ->
   ``{parts: [url, ...], counts}``. Cuts the tiles, writes their TPFs and one part file of
   result rows per tile (outputs stay small however many targets a batch has).
@@ -55,7 +57,7 @@ def plan_handler(event: dict, context: LambdaContext) -> dict:
     plan = plan_from_request(str(request["catalog"]), out.url, cubes=request.get("cubes") or None,
                              catalog_prefix=_cube_prefix(), size=(int(size[0]), int(size[-1])),
                              resume=bool(request.get("resume", True)), shards=bool(request.get("shards", False)),
-                             limits=Limits.from_settings(os.environ))
+                             limits=Limits.from_settings(os.environ).tightened(request.get("limits")))
     tiles, _ = save_plan(plan, run, int(os.environ.get("CUBECUT_BULK_TILES_PER_BATCH", "10")))
     where = Location.parse(tiles)
     logger.info("bulk job planned", extra={"tiles": len(plan.tiles), "todo": plan.todo, "rows": plan.catalog_rows})

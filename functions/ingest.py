@@ -21,8 +21,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cubecut.errors import InputError, ObjectNotFoundError
+from cubecut.errors import ForbiddenInputError, InputError, ObjectNotFoundError
 from cubecut.ingest.inputs import read_manifest, report_manifest_failure, resolve_inputs
+from cubecut.ingest.policy import InputPolicy
 from cubecut.ingest.target import make_target
 from cubecut.storage import Location, ReadStats
 from cubecut_app.tracing import traced
@@ -33,7 +34,10 @@ metrics = Metrics(namespace="cubecut")
 
 @dataclass(frozen=True)
 class PlanRequest:
-    """Input of the Plan step: FFIs as a list, a manifest or a prefix; where the cube goes."""
+    """Input of the Plan step: FFIs as a list, a manifest or a prefix; where the cube goes.
+
+    Every place is checked by the deployment's strict :class:`InputPolicy` (FFIs under the
+    ingest prefix or an operator-allowed prefix; the cube under the cube prefix)."""
 
     ffis: list[str]
     cube: str
@@ -42,18 +46,18 @@ class PlanRequest:
     update: bool = False
 
     @classmethod
-    def from_event(cls, event: dict) -> "PlanRequest":
+    def from_event(cls, event: dict, policy: InputPolicy) -> "PlanRequest":
         if "ffis" in event:
-            ffis = resolve_inputs(list(event["ffis"]))
+            ffis = resolve_inputs([str(f) for f in event["ffis"]], policy)
         elif "manifest" in event:
-            ffis = read_manifest(event["manifest"])
+            ffis = read_manifest(policy.check_ffi(str(event["manifest"])), policy)
         elif "prefix" in event:
-            ffis = resolve_inputs([event["prefix"]])
+            ffis = resolve_inputs([str(event["prefix"])], policy)
         else:
             raise InputError("the ingest request needs 'ffis', 'manifest' or 'prefix'")
         if event.get("update"):
-            return cls(ffis, str(event["update"]), event.get("product"), None, update=True)
-        cube = event.get("cube") or default_cube_prefix()
+            return cls(ffis, policy.check_cube(str(event["update"])), event.get("product"), None, update=True)
+        cube = policy.check_cube(str(event.get("cube") or default_cube_prefix()))
         return cls(ffis, cube, event.get("product"), event.get("sector"))
 
 
@@ -75,18 +79,27 @@ def _block_bytes() -> int:
 @traced
 @metrics.log_metrics
 def plan_handler(event: dict, context: LambdaContext) -> dict:
-    from cubecut.ingest.plan import make_plan
+    from cubecut.ingest.finalize import abort_ingest
+    from cubecut.ingest.plan import cube_name, make_plan
     from cubecut.ingest.update import plan_update
 
-    request = PlanRequest.from_event(event)
+    policy = InputPolicy.from_settings(os.environ)
+    request = PlanRequest.from_event(event, policy)
     if request.update:
         plan, skipped = plan_update(request.cube, request.ffis, product=request.product,
                                     block_bytes=_block_bytes())
         if skipped:
             logger.warning("FFIs already in the cube were skipped", extra={"cube": plan.cube, "skipped": skipped})
     else:
-        plan = make_plan(request.ffis, request.cube, product=request.product, sector=request.sector,
-                         block_bytes=_block_bytes())
+        plan = make_plan(request.ffis, policy.plan_target(request.cube), product=request.product,
+                         sector=request.sector, block_bytes=_block_bytes())
+    try:
+        if plan.sector is None:
+            raise ForbiddenInputError("the FFIs carry no sector, so the cube has no TESScut name: give the sector")
+        policy.check_planned(request.cube, plan.cube, cube_name(plan.product, plan.sector, plan.camera, plan.ccd))
+    except ForbiddenInputError:
+        abort_ingest(plan)  # nothing of a refused plan stays behind
+        raise
     logger.info("planned cube", extra={"cube": plan.cube, "frames": plan.layout.nt, "blocks": len(plan.blocks),
                                        "bytes": plan.layout.total_bytes})
     metrics.add_metric(name="PlannedBlocks", unit=MetricUnit.Count, value=len(plan.blocks))
@@ -149,18 +162,18 @@ def abort_handler(event: dict, context: LambdaContext) -> dict:
     from cubecut.ingest.plan import IngestPlan
 
     error = event.get("error") or {}
-    logger.warning("aborting ingest", extra={"cube": event.get("cube"), "manifest": event.get("manifest"),
-                                             "error": error})
+    planned = event.get("planned") or {}  # Plan's output; absent when Plan itself failed
+    cube = planned.get("cube") or event.get("cube")
+    logger.warning("aborting ingest", extra={"cube": cube, "manifest": event.get("manifest"), "error": error})
     if event.get("manifest"):  # started by a manifest: say beside it why the ingest failed
         report = report_manifest_failure(event["manifest"], str(error.get("Error", "")),
-                                         _cause_message(error.get("Cause")), cube=event.get("cube"))
+                                         _cause_message(error.get("Cause")), cube=cube)
         logger.error("ingest of a manifest failed", extra={"manifest": event["manifest"], "report": report,
                                                            "reason": error.get("Error")})
-    if "plan" not in event:  # the Plan step itself failed: it cleans up after itself
+    if "plan" not in planned:  # the Plan step itself failed: it cleans up after itself
         return {"aborted": False}
     try:
-        abort_ingest(IngestPlan.load(event["plan"]))
+        abort_ingest(IngestPlan.load(planned["plan"]))
     except ObjectNotFoundError:  # staging already gone: abort the upload by its id
-        cube = Location.parse(event["cube"])
-        make_target(cube, 0).abort(event["upload_id"])
+        make_target(Location.parse(planned["cube"]), 0).abort(planned["upload_id"])
     return {"aborted": True}

@@ -6,6 +6,9 @@ URLs (or names relative to the manifest), and optionally ``"cube"``, ``"product"
 execution name is derived from the object's key and ETag, so S3's at-least-once event
 delivery never starts the same ingest twice.
 
+FFIs and the cube must be places the deployment allows (cubecut.ingest.policy: keys
+under the ingest prefix or operator-allowed ``s3://`` prefixes; the cube under the cube
+prefix, named from its FFIs); anything else is refused before any FFI is read.
 A manifest that cannot be read as documented is reported beside it as
 ``manifest.error.json`` and in the log (with its key and the reason), and not retried; a
 failure to start the execution is raised, so Lambda retries the event and finally sends it
@@ -27,6 +30,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cubecut.errors import ManifestError
 from cubecut.ingest.inputs import MANIFEST_OPTIONS, parse_manifest, report_manifest_failure
+from cubecut.ingest.policy import InputPolicy
 from cubecut.storage import get_bytes
 from cubecut_app.tracing import traced
 
@@ -57,7 +61,7 @@ def handler(event: S3Event, context: LambdaContext) -> dict:
             continue
         url = f"s3://{bucket}/{key}"
         try:
-            manifest = parse_manifest(get_bytes(url)[0], url)
+            manifest = parse_manifest(get_bytes(url)[0], url, InputPolicy.from_settings(os.environ))
         except ManifestError as exc:
             report = report_manifest_failure(url, type(exc).__name__, str(exc))
             logger.error("rejected ingest manifest", extra={"manifest": url, "reason": str(exc), "report": report})

@@ -218,7 +218,8 @@ def test_a_failed_block_aborts_the_upload_and_fails_with_the_error(engine: Engin
     assert execution.error == "States.ExceedToleratedFailureThreshold"
     assert len(toy.abort_inputs) == 1
     abort_input = toy.abort_inputs[0]
-    assert {k: v for k, v in abort_input.items() if k != "error"} == toy.plan_output
+    # the request stays beside Plan's output (ResultPath $.planned): Abort knows the manifest
+    assert {k: v for k, v in abort_input.items() if k != "error"} == {**INGEST_INPUT, "planned": toy.plan_output}
     assert abort_input["error"]["Error"] == "States.ExceedToleratedFailureThreshold"
     assert toy.finalize_inputs == []
     assert toy.block_calls.count(5) == 1, "deterministic input errors are not retried"
@@ -235,7 +236,7 @@ def test_a_failed_finalize_aborts_and_the_execution_reports_its_error(engine: En
     cause = json.loads(execution.cause)  # Lambda's error document, passed through by the Fail state
     assert cause["errorType"] == "RuntimeError" and cause["errorMessage"] == "index write refused"
     assert cause["stackTrace"] and "finalize" in "".join(cause["stackTrace"])
-    assert toy.abort_inputs[0]["upload_id"] == "upload-1"
+    assert toy.abort_inputs[0]["planned"]["upload_id"] == "upload-1"
 
 
 def test_a_failed_abort_still_fails_with_the_original_error(engine: Engine, s3: Any, bucket: str) -> None:

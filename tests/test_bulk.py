@@ -286,3 +286,30 @@ def test_the_synth_star_catalog_is_a_target_catalog(cube):
     catalog = read_targets(str(stars_file), (11, 11))
     assert not catalog.problems and len(catalog.targets) == len(stars) > 0
     assert [t.ra for t in catalog.targets] == list(stars["ra"])
+
+
+def test_results_csv_neutralises_spreadsheet_formulas(cube, tmp_path):
+    """ids a spreadsheet would run (issue 25, finding 5) come back as text with a leading
+    quote, through the CLI; numbers (a negative Dec) are left alone. The catalog starts
+    with a UTF-8 BOM, which is accepted."""
+    from cubecut_infra.cli import main
+
+    ids = ['=HYPERLINK("http://example.org","x")', "@SUM(A1:A2)", "+cmd", "-2+3", "plain"]
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([["id", "ra", "dec"]] + [[name, *sky(cube, 60 + i, 30)]
+                                                                             for i, name in enumerate(ids)])
+    (tmp_path / "cat.csv").write_text("\ufeff" + text.getvalue(), encoding="utf-8")
+    assert main(["bulk", str(tmp_path / "cat.csv"), "--cubes", cube, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    with open(tmp_path / "out" / "results.csv", newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert [r["id"] for r in written] == ["'" + name for name in ids[:4]] + ["plain"]
+    assert all(r["status"] == "written" and float(r["dec"]) == pytest.approx(sky(cube, 60, 30)[1], abs=1)
+               for r in written)
+
+
+def test_a_deeply_nested_ecsv_header_is_a_catalog_error():
+    from cubecut.bulk.targets import parse_targets
+    from cubecut.errors import CatalogError
+
+    with pytest.raises(CatalogError, match="unreadable ECSV header"):
+        parse_targets("# %ECSV 1.0\n# " + "[" * 5000 + "\nra dec\n1 2\n", (11, 11))

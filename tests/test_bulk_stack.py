@@ -27,7 +27,9 @@ SHAPE = (60, 90)
 def stack(tmp_path_factory):
     ffis = make_sector(tmp_path_factory.mktemp("bulk-ffis"), sector=7, camera=2, ccd=3, frames=6, shape=SHAPE,
                        seed=2)
-    with LocalStack(bucket="cubecut-bulk", max_concurrency=2, bulk_tiles_per_batch=2) as running:
+    # Anonymous callers may start jobs here (BulkAllowAnonymous): the routes' own checks are tested.
+    with LocalStack(bucket="cubecut-bulk", max_concurrency=2, bulk_tiles_per_batch=2,
+                    parameters={"BulkAllowAnonymous": "true"}) as running:
         cube = ingest([str(p) for p in ffis], f"s3://{running.bucket}/cubes/", workers=1).cube
         yield running, cube
 
@@ -157,7 +159,7 @@ def test_bulk_job_over_http_runs_on_the_state_machine_and_reports_its_results(st
     status, started = _api(running, "POST", "/v1/bulk", {"catalog": _catalog(cube), "cubes": [name], "size": "11"})
     assert status == 202, started
     job = started["job"]
-    assert re.match(JOB_ID, job) and started["status_url"] == f"/v1/bulk?job={job}"
+    assert re.match(JOB_ID, job) and started["status_url"] == f"/v1/bulk?job={job}&token={started['token']}"
     assert (started["targets"], started["malformed"]) == (13, 3)  # 16 rows; off-footprint ones are placed later
     deadline = time.monotonic() + 300
     while True:
@@ -207,6 +209,7 @@ def test_bulk_job_over_http_runs_on_the_state_machine_and_reports_its_results(st
     ({"catalog": "ra,dec\n1,2\n", "cubes": ["s3://elsewhere/cube.fits"]}, 404, "no such cube"),
     ({"catalog": "ra,dec,id\n1,2," + "x" * (4 * 1024 * 1024)}, 400, "'catalog' must be at most 4194304 characters"),
     ({"catalog": "ra,dec\n1,2\n", "cubes": ["tess-s0007-2-3"] * 51}, 400, "'cubes' may be given at most 50 times"),
+    ({"catalog": "# %ECSV 1.0\n# " + "[" * 5000 + "\nra dec\n1 2\n"}, 400, "unreadable ECSV header"),
 ])
 def test_bad_bulk_requests_are_4xx_json_and_start_nothing(stack, payload, code, text):
     running, _ = stack
@@ -224,6 +227,12 @@ def test_bulk_catalog_over_the_target_cap_is_refused_with_the_numbers(stack, mon
     assert status == 400 and "13 targets, above this service's cap of 5 per job" in answer["message"], answer
 
 
+def test_a_catalog_with_a_utf8_bom_starts_a_job(stack):
+    running, cube = stack
+    status, answer = _api(running, "POST", "/v1/bulk", {"catalog": "\ufeff" + _catalog(cube)})
+    assert status == 202 and answer["targets"] == 13, answer
+
+
 def test_bulk_status_of_unknown_or_malformed_jobs(stack):
     running, _ = stack
     assert _api(running, "GET", "/v1/bulk?job=bulk-20260101T000000-00000000")[0] == 404
@@ -238,3 +247,55 @@ def test_without_a_bulk_state_machine_the_bulk_routes_answer_503(stack, monkeypa
     status, answer = _api(running, "POST", "/v1/bulk", {"catalog": _catalog(cube)})
     assert status == 503 and "no bulk state machine" in answer["message"]
     assert _api(running, "GET", "/v1/bulk?job=bulk-20260101T000000-00000000")[0] == 503
+
+
+# --- one budget for all cutting work (issue 25, finding 1) --------------------------------
+
+def _no_new_job(running: LocalStack, before: list) -> bool:
+    after = running.sfn.client().list_executions(stateMachineArn=running.bulk_state_machine_arn)["executions"]
+    return len(after) == len(before)
+
+
+@pytest.mark.parametrize("setting, row_size, text", [
+    ({}, "1000x1000", "1 cutout(s) above the per-cutout limits of 100 pixels per side and 15,000,000 pixel-frames "
+                      "(row 1: 1000x1000 pixels x 6 frames = 6,000,000 pixel-frames)"),
+    ({"CUBECUT_MAX_PIXEL_FRAMES": "500"}, "", "row 1: 11x11 pixels x 6 frames = 726 pixel-frames"),
+    ({"CUBECUT_BULK_MAX_PIXEL_FRAMES": "1000"}, "", "cutouts come to at least 1,452 pixel-frames (6 frames per "
+                                                    "cube), above this service's cap of 1,000 per job"),
+])
+def test_bulk_requests_above_the_cutout_budget_are_refused_with_the_numbers(stack, monkeypatch, setting, row_size,
+                                                                           text):
+    """The audit's 1000x1000 catalog row, a row above the per-request pixel-frames, and a
+    job above the job cap: 400 before anything starts (the cube has 6 frames)."""
+    running, cube = stack
+    for name, value in setting.items():
+        monkeypatch.setenv(name, value)
+    wcs = ffi_wcs(load_index(cube))
+    ra, dec = (float(v) for v in wcs.all_pix2world([[45, 30]], 0)[0])
+    catalog = f"ra,dec,size\n{ra!r},{dec!r},{row_size}\n{ra!r},{dec!r},\n"
+    before = running.sfn.client().list_executions(stateMachineArn=running.bulk_state_machine_arn)["executions"]
+    status, answer = _api(running, "POST", "/v1/bulk", {"catalog": catalog})
+    assert status == 400 and text in answer["message"], answer
+    assert _no_new_job(running, before)
+
+
+def test_the_bulk_plan_applies_the_request_limits_before_writing(stack):
+    """A job whose request carries the API's per-cutout limits (as POST /v1/bulk stages it)
+    fails in Plan with the numbers, and writes no TPF."""
+    from cubecut.bulk.plan import Limits
+    from cubecut.bulk.submit import stage_job
+
+    running, cube = stack
+    wcs = ffi_wcs(load_index(cube))
+    ra, dec = (float(v) for v in wcs.all_pix2world([[45, 30]], 0)[0])
+    out = f"s3://{running.bucket}/results/bulk/limited"
+    request = stage_job(out, f"ra,dec,size\n{ra!r},{dec!r},200x200\n", (11, 11), [cube],
+                        limits=Limits(max_side=100, max_cutout_pixel_frames=15_000_000))
+    sfn = running.sfn.client()
+    arn = sfn.start_execution(stateMachineArn=running.bulk_state_machine_arn, name="limited",
+                              input=json.dumps(request))["executionArn"]
+    result = running.sfn.wait(arn, 120)
+    assert result.status == "FAILED" and result.error == "BulkCapError", result
+    assert "row 1: 200x200 pixels x 6 frames" in result.cause
+    listed = boto3.client("s3").list_objects_v2(Bucket=running.bucket, Prefix="results/bulk/limited/tpfs/")
+    assert listed.get("KeyCount", 0) == 0

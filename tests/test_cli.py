@@ -73,3 +73,29 @@ def test_local_up_prints_env_for_other_shells():
     assert lines[0].startswith("export AWS_ENDPOINT_URL=http://127.0.0.1:")
     assert lines[1].startswith("export CUBECUT_API_URL=http://127.0.0.1:")
     assert lines[2] == "export CUBECUT_CUBES=s3://cubecut-local/cubes/"
+
+
+def _limit_file_size() -> None:
+    """In the child: files may not grow past 300 kB (a full disk, as the writer sees it:
+    writes fail with an OSError instead of killing the process)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+
+def test_a_full_disk_and_an_unwritable_output_are_one_line_errors(tmp_path):
+    """issue 25, finding 5: no traceback, exit status 2, the error named."""
+    from cubecut.synth import make_sector
+
+    make_sector(tmp_path / "ffis", sector=3, camera=1, ccd=1, frames=4, shape=(128, 128), seed=1)
+    command = [sys.executable, "-m", "cubecut_infra.cli", "ingest", str(tmp_path / "ffis"), "--workers", "1", "--out"]
+    full = subprocess.run([*command, str(tmp_path / "cubes") + "/"], capture_output=True, text=True, timeout=300,
+                          preexec_fn=_limit_file_size)
+    (tmp_path / "a-file").write_text("not a folder")
+    unwritable = subprocess.run([*command, str(tmp_path / "a-file" / "cube.fits")], capture_output=True, text=True,
+                                timeout=300)
+    for result in (full, unwritable):
+        lines = [line for line in result.stderr.splitlines() if line.startswith("cubecut: error:")]
+        assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "File too large" in full.stderr or "No space left" in full.stderr, full.stderr

@@ -23,6 +23,14 @@ def test_the_parameter_table_names_every_parameter_with_its_default():
             assert default in rows[name].split("|")[2], (name, default)
 
 
+def test_the_quota_paragraph_sums_the_reserved_concurrency_defaults():
+    reserved = [f["Properties"]["ReservedConcurrentExecutions"]["Ref"]
+                for f in TEMPLATE["Resources"].values()
+                if f["Type"] == "AWS::Serverless::Function" and "ReservedConcurrentExecutions" in f["Properties"]]
+    total = sum(int(TEMPLATE["Parameters"][name]["Default"]) for name in reserved)
+    assert f"The defaults reserve {total}" in DOC
+
+
 def test_the_stack_name_limit_follows_from_the_longest_state_machine_name():
     suffixes = [r["Properties"]["Name"]["Fn::Sub"].removeprefix("${AWS::StackName}")
                 for r in TEMPLATE["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine"]

@@ -27,6 +27,8 @@ import pytest
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from test_template import LOG_DELIVERY_ACTIONS
+
 from cubecut import storage
 from cubecut.cutout import clear_cache
 from cubecut.ingest.run import ingest
@@ -68,10 +70,15 @@ def _list(value: Any) -> list:
 
 
 def _statements(cfn: dict) -> Iterator[tuple[str, dict]]:
+    """Every role's inline statements, and the data bucket policy's grants to a role (by its
+    logical id)."""
     for name, role in _of_type(cfn, "AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
                 yield name, statement
+    for statement in cfn["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]:
+        if statement["Effect"] == "Allow":
+            yield statement["Principal"]["AWS"]["Fn::GetAtt"][0], statement
 
 
 def _text(value: Any) -> str:
@@ -142,14 +149,18 @@ def test_ckv_aws_111_108_no_wildcard_resources(cfn):
     for role, statement in _statements(cfn):
         for resource in _list(statement["Resource"]):
             text = _text(resource)
-            assert text not in ("*", "arn:aws:s3:::*", "arn:${AWS::Partition}:s3:::*"), f"{role}: {statement}"
-            if ":s3:::" in text and "${AWS::StackName}-${AWS::AccountId}-data" in text:
-                bucket_only = text.endswith("-data")
+            if text == "*":
+                # Step Functions' log delivery API has no resource-level permissions.
+                assert set(_list(statement["Action"])) <= LOG_DELIVERY_ACTIONS, f"{role}: {statement}"
+                continue
+            assert text not in ("arn:aws:s3:::*", "arn:${AWS::Partition}:s3:::*"), f"{role}: {statement}"
+            if "DataBucket" in text:
+                bucket_only = text == "${DataBucket.Arn}"
                 actions = set(_list(statement["Action"]))
                 if bucket_only:
                     assert actions <= {"s3:ListBucket"}, f"{role}: bucket-level {actions}"
                 else:
-                    assert re.search(r"-data/\$\{(IngestPrefix|CubePrefix|ResultsPrefix)\}\*(\.ingest/\*|\.index\.json|manifest\.error\.json)?$", text), \
+                    assert re.search(r"^\$\{DataBucket\.Arn\}/\$\{(IngestPrefix|CubePrefix|ResultsPrefix)\}\*(\.ingest/\*|\.index\.json|manifest\.error\.json)?$", text), \
                         f"{role}: object access without a prefix: {text}"
             elif "${External" in text:
                 pass
@@ -167,22 +178,23 @@ def test_delete_object_only_where_ingest_staging_lives(cfn):
         if statement["Effect"] == "Allow" and "s3:DeleteObject" in _list(statement["Action"]):
             granted += 1
             assert _list(statement["Action"]) == ["s3:DeleteObject"], role
-            assert all(_text(r).endswith("-data/${CubePrefix}*.ingest/*") for r in _list(statement["Resource"])), role
+            assert all(_text(r) == "${DataBucket.Arn}/${CubePrefix}*.ingest/*" for r in _list(statement["Resource"])), role
     assert granted == 3, "Plan, Finalize and Abort clean up staging"
 
 
 def test_api_role_holds_only_what_its_routes_use(cfn):
-    """The API reads cubes and results, lists the bucket, writes results, and starts and
-    describes executions of the bulk state machine only; nothing else."""
+    """The API reads cubes and results, lists the bucket, writes results, and starts,
+    describes and lists (counts) executions of the bulk state machine only; nothing else."""
     (role,) = [name for name in _of_type(cfn, "AWS::IAM::Role") if name.startswith("ApiFunction")]
     statements = [s for name, s in _statements(cfn) if name == role]
     actions = {a for s in statements for a in _list(s["Action"])}
     assert actions == {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "states:StartExecution",
-                       "states:DescribeExecution"}, actions
+                       "states:DescribeExecution", "states:ListExecutions"}, actions
     for statement in statements:
         resources = [_text(r) for r in _list(statement["Resource"])]
-        if "states:StartExecution" in _list(statement["Action"]):
-            assert _list(statement["Action"]) == ["states:StartExecution"] and resources == ["${BulkStateMachine}"]
+        for action in ("states:StartExecution", "states:ListExecutions"):
+            if action in _list(statement["Action"]):
+                assert _list(statement["Action"]) == [action] and resources == ["${BulkStateMachine}"]
         if "states:DescribeExecution" in _list(statement["Action"]):
             assert _list(statement["Action"]) == ["states:DescribeExecution"]
             assert resources == ["arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
@@ -195,6 +207,19 @@ def test_block_writer_has_reserved_concurrency():
     parameter = TEMPLATE["Parameters"]["BlockReservedConcurrency"]
     assert parameter["Default"] >= TEMPLATE["Parameters"]["MaxConcurrency"]["Default"]
     assert parameter["MaxValue"] + TEMPLATE["Parameters"]["ApiReservedConcurrency"]["MaxValue"] <= 1900
+
+
+def test_bulk_workers_have_reserved_concurrency():
+    """All bulk jobs together run at most BulkBatchReservedConcurrency workers, at least the
+    Map's MaxConcurrency by default, and the reserved functions leave 100 of the account's
+    default 1,000 unreserved."""
+    properties = TEMPLATE["Resources"]["BulkBatchFunction"]["Properties"]
+    assert properties["ReservedConcurrentExecutions"] == {"Ref": "BulkBatchReservedConcurrency"}
+    defaults = {name: TEMPLATE["Parameters"][name]["Default"] for name in (
+        "BulkBatchReservedConcurrency", "BlockReservedConcurrency", "ApiReservedConcurrency", "MaxConcurrency")}
+    assert defaults["BulkBatchReservedConcurrency"] >= defaults["MaxConcurrency"]
+    assert defaults["BulkBatchReservedConcurrency"] + defaults["BlockReservedConcurrency"] \
+        + defaults["ApiReservedConcurrency"] <= 900
 
 
 def test_api_access_logs_are_on_and_hold_no_query_strings_or_headers():

@@ -3,8 +3,9 @@
 Every command has ``--help``. S3 locations honour the standard AWS environment
 (``AWS_ENDPOINT_URL``, credentials, region), so the same commands work against AWS and
 against the local stack started by ``cubecut local up``; with no credentials configured
-(or ``--anon``) S3 reads are unsigned, for public buckets. Errors a user can cause print
-one ``cubecut: error: ...`` line and exit with status 2.
+(or ``--anon``) S3 reads are unsigned, for public buckets. Errors a user can cause, and
+the machine's (a full disk, an unwritable output: ``OSError``), print one
+``cubecut: error: ...`` line and exit with status 2.
 """
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.run(args)
     except CubecutError as exc:
         print(f"cubecut: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine's, not cubecut's: a full disk, an unwritable folder
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"cubecut: error: {type(exc).__name__}: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -13,6 +13,9 @@ protocol, sourceIp, userAgent}, ``requestId``, ``routeKey``, ``stage`` "$default
 ``time``, ``timeEpoch``), ``body`` (only when there is one; base64 with
 ``isBase64Encoded`` true unless the Content-Type is textual) and ``isBase64Encoded``.
 There is no ``pathParameters`` (the $default route has none) and no ``stageVariables``.
+With an :class:`~.authorizers.Authorizer` other than ``none`` (template.yaml RequireAuth),
+requests without credentials are refused as the HTTP API refuses them and the event gets
+``requestContext.authorizer`` (see :mod:`.authorizers`: locally, signatures are not verified).
 
 Responses: a result with ``statusCode`` is used as given (``headers``, ``cookies`` as
 ``Set-Cookie`` headers, ``body`` base64-decoded when ``isBase64Encoded``); any other
@@ -56,6 +59,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from .authorizers import Authorizer
 from .lambda_context import LOCAL_ACCOUNT_ID, LambdaContext
 
 __all__ = ["ApiGatewayServer", "build_event", "MAX_API_PAYLOAD_BYTES", "MAX_LAMBDA_PAYLOAD_BYTES"]
@@ -123,8 +127,10 @@ def build_event(
     source_ip: str,
     api_id: str = "local",
     account_id: str = LOCAL_ACCOUNT_ID,
+    authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The payload-format-2.0 event for one request (``target`` is the path plus query)."""
+    """The payload-format-2.0 event for one request (``target`` is the path plus query;
+    ``authorizer``: what the route's authorizer established, see :mod:`.authorizers`)."""
     raw_path, _, raw_query = target.partition("?")
     joined: dict[str, str] = {}
     cookies: list[str] = []
@@ -166,6 +172,8 @@ def build_event(
         "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
         "timeEpoch": int(now.timestamp() * 1000),
     }
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
     text = _is_text(joined.get("content-type"))
     if body:
         event["body"] = body.decode("utf-8", errors="replace") if text else base64.b64encode(body).decode()
@@ -226,8 +234,10 @@ class ApiGatewayServer:
         api_id: str = "local",
         read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
         one_at_a_time: bool = False,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.handler = handler
+        self.authorizer = authorizer or Authorizer()
         self._environment = threading.Lock() if one_at_a_time else contextlib.nullcontext()
         self.host, self.port = host, port
         self.timeout_seconds = timeout_seconds
@@ -337,9 +347,14 @@ class ApiGatewayServer:
                 if body is None:
                     status, headers, payload = gateway._error(_TOO_LARGE)
                 else:
+                    identity, refusal = gateway.authorizer.authorize(
+                        {name.lower(): value for name, value in self.headers.items()})
+                    if refusal is not None:
+                        self._send(*gateway._error(refusal))
+                        return
                     event = build_event(method=self.command, target=self.path, protocol=self.request_version,
                                         headers=list(self.headers.items()), body=body,
-                                        source_ip=self.client_address[0], api_id=gateway.api_id)
+                                        source_ip=self.client_address[0], api_id=gateway.api_id, authorizer=identity)
                     status, headers, payload = gateway.invoke(event)
                     headers = [*headers, ("apigw-requestid", event["requestContext"]["requestId"])]
                 self._send(status, headers, payload)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .apigw import ApiGatewayServer
+from .authorizers import Authorizer
 from .persist import restore, save
 from .s3server import LocalS3
 from .sfn import ExecutionResult, LocalStepFunctions
@@ -81,6 +82,8 @@ class LocalStack:
     block_mib: float = 8.0
     max_concurrency: int | None = None
     bulk_tiles_per_batch: int | None = None
+    #: template.yaml parameters to override (e.g. ``{"RequireAuth": "iam"}``).
+    parameters: dict[str, Any] | None = None
     wrap: Wrap | None = None
     #: A folder the bucket is restored from at start and saved into at stop (:mod:`.persist`).
     data_dir: str | None = None
@@ -118,6 +121,7 @@ class LocalStack:
         overrides: dict[str, Any] = {} if self.max_concurrency is None else {"MaxConcurrency": self.max_concurrency}
         if self.bulk_tiles_per_batch is not None:
             overrides["BulkTilesPerBatch"] = self.bulk_tiles_per_batch
+        overrides.update(self.parameters or {})
         self.template = template = load_template(stack_name=self.bucket, bucket=self.bucket, parameters=overrides)
         self.s3 = LocalS3(port=self.s3_port)
         self.sfn = LocalStepFunctions()
@@ -151,8 +155,10 @@ class LocalStack:
         self._set_environment({"CUBECUT_BULK_JOBS_STATE_MACHINE_ARN": self.bulk_state_machine_arn})  # cubecut bulk --stack
 
         api = template.functions["ApiFunction"]
+        authorizer = Authorizer(template.parameters["RequireAuth"], template.parameters["JwtIssuer"],
+                                template.parameters["JwtAudience"])
         self.api = ApiGatewayServer(_handler(api), port=self.api_port, function_name=api.name, memory_mb=api.memory_mb,
-                                   one_at_a_time=True)
+                                   one_at_a_time=True, authorizer=authorizer)
         self.api_url = self.api.start()
         self._pump = threading.Thread(target=self._pump_events, args=(queue, template.functions["OnUploadFunction"]),
                                       daemon=True, name="s3-events")

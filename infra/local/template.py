@@ -5,7 +5,8 @@ machine names, definitions and their substitutions, the S3 event filter).
 Intrinsic functions are resolved the way CloudFormation resolves them, for the subset the
 settings use: ``!Ref`` to a parameter (its ``Default``, or a local override), to a pseudo
 parameter, to a function (its name), to a state machine (its ARN) or to the bucket;
-``!GetAtt X.Arn``; ``!Sub`` with ``${Name}`` / ``${X.Arn}``. Local function names are
+``!GetAtt X.Arn``; ``!Sub`` with ``${Name}`` / ``${X.Arn}``; ``!Join`` (of a list, or of a
+CommaDelimitedList parameter, which is its comma-separated text here). Local function names are
 ``<stack>-<logical id without "Function", kebab-case>`` (``cubecut-local-block``); AWS
 would generate them.
 """
@@ -112,6 +113,9 @@ def _resolve(value: Any, names: Mapping[str, str]) -> Any:
             raise TemplateError(f"cannot resolve {key} {argument} locally") from exc
         if key == "Fn::Sub" and isinstance(argument, str):
             return apply_substitutions(argument, names)
+        if key == "Fn::Join" and isinstance(argument, list) and len(argument) == 2:
+            items = _resolve(argument[1], names)  # a CommaDelimitedList parameter is its text here
+            return items if isinstance(items, str) else str(argument[0]).join(str(i) for i in items)
     if isinstance(value, dict):
         return {key: _resolve(item, names) for key, item in value.items()}
     if isinstance(value, list):

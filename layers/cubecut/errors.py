@@ -41,6 +41,12 @@ class ManifestError(InputError):
     (docs/architecture.md, "Ingest manifests")."""
 
 
+class ForbiddenInputError(ManifestError):
+    """An ingest request or manifest names a place this deployment does not read or write:
+    a local path, a scheme other than ``s3://``, a bucket/prefix outside the allowed ones,
+    ``..`` in a key, or a cube key off TESScut's naming rule (cubecut.ingest.policy)."""
+
+
 class PlanError(CubecutError):
     """The cube cannot be split into parts that satisfy S3's multipart rules."""
 

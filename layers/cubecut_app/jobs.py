@@ -18,12 +18,24 @@ class JobEngine(Protocol):
         """Start job ``job`` with ``payload`` as the state machine's input."""
 
     def describe(self, job: str) -> dict[str, Any] | None:
-        """The execution of ``job`` as DescribeExecution gives it (``status``, ``output``,
-        ``error``, ``cause``), or None if there is no such job."""
+        """The execution of ``job`` as DescribeExecution gives it (``status``, ``input``,
+        ``output``, ``error``, ``cause``), or None if there is no such job."""
+
+    def running(self) -> list[str]:
+        """The ids of the jobs running now (at most 1,000)."""
 
 
 class BulkUnavailableError(Exception):
     """This deployment runs no bulk jobs (no state machine configured): answered 503."""
+
+
+class BulkForbiddenError(Exception):
+    """This caller may not start bulk jobs here (anonymous, and the operator did not open
+    bulk jobs to anonymous callers): answered 403."""
+
+
+class BulkBusyError(Exception):
+    """Too many bulk jobs are running (in all, or of this caller): answered 429."""
 
 
 #: The engine of the request being answered (set by :func:`.app.answer`; None: no bulk jobs).

@@ -410,3 +410,6 @@ class BulkStatusParams(RouteParams):
     files: int | None = Field(None, ge=0, le=10**9, description=(
         "Once the job succeeded: list its files from this 0-based position, as presigned HTTPS URLs "
         "(`files`: row, id, status, url, member; up to 1,000 per answer, `next_files` the next page's URL)."))
+    token: str | None = Field(None, max_length=43, pattern=r"^[A-Za-z0-9_-]{43}$", description=(
+        "The job's capability, as `POST /v1/bulk` answered it (in `status_url`): needed by anyone but the "
+        "job's owner (the IAM principal or JWT subject that started it)."))

@@ -48,9 +48,11 @@ def _json_or(media: str, schema: dict, json_schema: dict, description: str, head
 
 def _errors(key_schema: dict, *statuses: int) -> dict[int, dict]:
     text = {400: "Bad input: the message names the parameter",
-            404: "No such cube or job, or a name no resolver knows",
+            403: "Bulk jobs need an authenticated caller (IAM or JWT) here",
+            404: "No such cube, or no such job of yours, or a name no resolver knows",
+            429: "Too many bulk jobs running, in all or of this caller (Retry-After)",
             503: "Busy (Retry-After), no name resolver is reachable, or no bulk jobs here"}
-    return {status: _answer(text[status], JSON, key_schema, _RETRY_AFTER if status == 503 else None)
+    return {status: _answer(text[status], JSON, key_schema, _RETRY_AFTER if status in (429, 503) else None)
             for status in statuses}
 
 
@@ -84,12 +86,13 @@ _BULK_JOB = {"type": "object", "required": ["job", "status", "done", "total"], "
     "job": {"type": "string"}, "status": {"type": "string"}, "done": {"type": "integer"},
     "total": {"type": ["integer", "null"]}, "status_url": {"type": "string"}, "results": {"type": "string"},
     "targets": {"type": "integer"}, "malformed": {"type": "integer"}, "summary": {"type": "object"},
-    "error": {"type": "string"}, "files_url": {"type": "string"}, "next_files": {"type": "string"},
+    "error": {"type": "string"}, "token": {"type": "string"}, "files_url": {"type": "string"},
+    "next_files": {"type": "string"},
     "files": {"type": "array", "items": {"type": "object", "properties": {
         "row": {"type": "string"}, "id": {"type": "string"}, "status": {"type": "string"},
         "member": {"type": "string"}, "url": {"type": "string"}}}}}}
-BULK_START_ANSWERS = {202: _answer("The job started: its id, and where to follow it", JSON, _BULK_JOB),
-                      **_errors(_MESSAGE, 400, 404, 503)}
+BULK_START_ANSWERS = {202: _answer("The job started: its id, its capability `token` and where to follow it",
+                                   JSON, _BULK_JOB), **_errors(_MESSAGE, 400, 403, 404, 429, 503)}
 BULK_STATUS_ANSWERS = {200: _answer("How far the job got; `results` is a presigned URL of its results.csv "
                                     "once it succeeded, and with `files` its files as presigned URLs",
                                     JSON, _BULK_JOB), **_errors(_MESSAGE, 400, 404, 503)}

@@ -55,8 +55,9 @@ from cubecut.tesscut.service import RETRY_AFTER_S, CutoutService, Delivery, Serv
 from . import openapi as doc
 from . import webpage
 from .forms import BodyTooLargeError, MalformedParamsError, UnsupportedBodyError, collect_params
-from .jobs import BulkUnavailableError, engine
-from .models import (BulkParams, BulkStatusParams, ColumnsConfigParams, CutoutParams, FfiWcsParams, MashupParams,
+from .callers import caller
+from .jobs import BulkBusyError, BulkForbiddenError, BulkUnavailableError, JobEngine, engine
+from .models import (MAX_BULK_SIDE, BulkParams, BulkStatusParams, ColumnsConfigParams, CutoutParams, FfiWcsParams, MashupParams,
                      MovingParams, QuicklookParams, ResolveParams, ResolverParams, RouteParams, SectorParams,
                      V1CutoutParams, V1QuicklookParams)
 from .settings import AppSettings, cutout_service
@@ -272,41 +273,75 @@ def v1_resolve(query: Annotated[ResolveParams, _validated(ResolveParams)]):
                           "the bulk state machine, writing under this service's results. 202 with the job's id.")
 def bulk_start(query: Annotated[BulkParams, _validated(BulkParams)]):
     from cubecut.bulk.plan import Limits
-    from cubecut.bulk.submit import JobStatus, check_catalog, job_out, new_job_id, stage_job
+    from cubecut.bulk.submit import (JobStatus, check_budget, check_catalog, job_out, new_capability, new_job_id,
+                                     stage_job)
 
     jobs, config = engine(), settings()
+    who = caller(router.current_event.raw_event)
+    if who is None and not config.bulk_anonymous:
+        raise BulkForbiddenError("starting a bulk job needs an authenticated caller (a SigV4-signed IAM principal "
+                                 "or a JWT, the API's RequireAuth iam or jwt); this deployment does not run bulk "
+                                 "jobs for anonymous callers")
+    _check_in_flight(jobs, who, config)
     size = query.pixels()
-    catalog = check_catalog(query.catalog, size, Limits(max_targets=config.bulk_max_targets))
-    cubes = [v1.find_cube(service().catalog, {"cube": name}).url for name in query.cubes]
+    limits = Limits(max_targets=config.bulk_max_targets, max_pixel_frames=config.bulk_max_pixel_frames,
+                    max_side=MAX_BULK_SIDE, max_cutout_pixel_frames=config.max_pixel_frames)
+    catalog = check_catalog(query.catalog, size, limits)
+    entries = ([v1.find_cube(service().catalog, {"cube": name}) for name in query.cubes]
+               or service().catalog.entries())
+    check_budget(catalog, max((e.index.nt for e in entries), default=0), limits)
+    cubes = [e.url for e in entries] if query.cubes else []
     job = new_job_id()
-    jobs.start(job, stage_job(job_out(config.results_root, job), query.catalog, size, cubes, query.shards))
-    logger.info("bulk job started", extra={"job": job, "targets": len(catalog.targets), "cubes": len(cubes)})
-    return _json(202, {**JobStatus(job, "RUNNING", done=0, total=None).as_dict(), "status_url": f"/v1/bulk?job={job}",
+    token, digest = new_capability()
+    jobs.start(job, stage_job(job_out(config.results_root, job), query.catalog, size, cubes, query.shards, limits,
+                              owner=who, capability=digest))
+    logger.info("bulk job started", extra={"job": job, "targets": len(catalog.targets), "cubes": len(cubes),
+                                           "owner": who})
+    return _json(202, {**JobStatus(job, "RUNNING", done=0, total=None).as_dict(),
+                       "status_url": f"/v1/bulk?job={job}&token={token}", "token": token,
                        "targets": len(catalog.targets), "malformed": len(catalog.problems)})
+
+
+def _check_in_flight(jobs: JobEngine, who: str | None, config: AppSettings) -> None:
+    """BulkBusyError if ``config.bulk_max_in_flight`` jobs run already, or
+    ``config.bulk_max_per_caller`` of caller ``who``'s (when the caller is known)."""
+    running = jobs.running()
+    if len(running) >= config.bulk_max_in_flight:
+        raise BulkBusyError(f"{len(running)} bulk jobs are running, the most this service runs at once is "
+                            f"{config.bulk_max_in_flight}: try again later")
+    if who is not None:
+        mine = sum(1 for job in running if json.loads((jobs.describe(job) or {}).get("input") or "{}").get("owner") == who)
+        if mine >= config.bulk_max_per_caller:
+            raise BulkBusyError(f"{mine} of your bulk jobs are running, the most one caller may run at once is "
+                                f"{config.bulk_max_per_caller}: wait for one to finish")
 
 
 @params_route("/v1/bulk", BulkStatusParams, "GET", answers=doc.BULK_STATUS_ANSWERS, tags=["v1"],
               summary="How far a bulk job got, and its results manifest")
 def bulk_status(query: Annotated[BulkStatusParams, _validated(BulkStatusParams)]):
-    from cubecut.bulk.submit import job_out, job_status
+    from cubecut.bulk.submit import job_out, job_status, may_read
 
     execution = engine().describe(query.job)
-    if execution is None:
-        raise ObjectNotFoundError(f"no bulk job {query.job}")
+    request = json.loads((execution or {}).get("input") or "{}")
+    if execution is None or not may_read(request, caller(router.current_event.raw_event), query.token):
+        # the same answer for a job that is not there and one that is not the caller's
+        raise ObjectNotFoundError(f"no bulk job {query.job} of yours: give its token, as POST /v1/bulk answered")
     config = settings()
     status = job_status(job_out(config.results_root, query.job), query.job, execution)
     answer = status.as_dict()
     if status.results:
+        # The pages' URLs carry the capability the caller showed, so they open for whoever follows them.
+        follow = f"/v1/bulk?job={query.job}" + (f"&token={query.token}" if query.token else "")
         answer["results"] = presigned_url(status.results, config.presign_expiry, "results.csv")
-        answer["files_url"] = f"/v1/bulk?job={query.job}&files=0"
+        answer["files_url"] = f"{follow}&files=0"
         if query.files is not None:
-            answer.update(_bulk_files(status.results, query.job, query.files, config.presign_expiry))
+            answer.update(_bulk_files(status.results, follow, query.files, config.presign_expiry))
     return _json(200, answer)
 
 
-def _bulk_files(results: str, job: str, offset: int, expiry: int) -> dict:
+def _bulk_files(results: str, follow: str, offset: int, expiry: int) -> dict:
     """A page of a finished job's files as presigned HTTPS URLs (``files``), and the next
-    page's URL (``next_files``) if there is one."""
+    page's URL (``next_files``, ``follow`` with its offset) if there is one."""
     from cubecut.bulk.submit import result_files
 
     rows, following = result_files(results, offset)
@@ -314,7 +349,7 @@ def _bulk_files(results: str, job: str, offset: int, expiry: int) -> dict:
               "url": presigned_url(r["key"], expiry, r["key"].rsplit("/", 1)[-1])} for r in rows]
     answer: dict = {"files": files}
     if following is not None:
-        answer["next_files"] = f"/v1/bulk?job={job}&files={following}"
+        answer["next_files"] = f"{follow}&files={following}"
     return answer
 
 
@@ -353,11 +388,16 @@ def error_body(path: str, text: str) -> dict:
 
 def error_status(exc: Exception) -> int:
     """The status of a named error: 503 when busy, no name resolver is reachable or no bulk
-    jobs run here, 413 for
+    jobs run here, 403 for an anonymous bulk job where those are closed, 429 for too many
+    bulk jobs running, 413 for
     a body over the limit, 415 for an unreadable body, 404 for unknown cubes and names,
     else (bad input) 400."""
     if isinstance(exc, (ServiceBusyError, ResolverUnavailableError, BulkUnavailableError)):
         return 503
+    if isinstance(exc, BulkForbiddenError):
+        return 403
+    if isinstance(exc, BulkBusyError):
+        return 429
     if isinstance(exc, BodyTooLargeError):
         return 413
     if isinstance(exc, UnsupportedBodyError):
@@ -365,10 +405,11 @@ def error_status(exc: Exception) -> int:
     return 404 if isinstance(exc, (ObjectNotFoundError, UnknownTargetError)) else 400
 
 
-@router.exception_handler([InputError, ServiceBusyError, ResolverUnavailableError, BulkUnavailableError])
+@router.exception_handler([InputError, ServiceBusyError, ResolverUnavailableError, BulkUnavailableError,
+                           BulkForbiddenError, BulkBusyError])
 def named_error(exc: Exception) -> Response:
     """Every named error a request can cause, as ``{msg}``/``{message}`` JSON with its status."""
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, ServiceBusyError) else {}
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, (ServiceBusyError, BulkBusyError)) else {}
     return _json(error_status(exc), error_body(router.current_event.path, str(exc)), headers)
 
 

@@ -18,12 +18,19 @@ from cubecut.tesscut.service import MAX_CONCURRENT, MAX_PIXEL_FRAMES, CutoutServ
 #: The bulk Plan's default target cap (``cubecut.bulk.plan.MAX_TARGETS``, not imported here:
 #: it would load astropy at the handler's import; tests/test_settings.py checks they agree).
 BULK_MAX_TARGETS = 250_000
+#: A bulk job's cap in pixel-frames when the API starts it (template.yaml's BulkMaxPixelFrames
+#: default: 333 times a request's budget; the CLI's own jobs default to cubecut.bulk.plan's).
+BULK_MAX_PIXEL_FRAMES = 5_000_000_000
 #: Bounds of a presigned URL's lifetime (seconds): one minute, and SigV4's 7 days.
 MIN_PRESIGN_S, MAX_PRESIGN_S = 60, 7 * 24 * 3600
 
 
 def _urls(text: str) -> tuple[str, ...]:
     return tuple(url.strip() for url in text.split(",") if url.strip())
+
+
+def _true(text: str) -> bool:
+    return text.strip().lower() == "true"
 
 
 def _env(name: str, parse: Callable[[str], Any] = str) -> dict[str, Any]:
@@ -53,6 +60,16 @@ class AppSettings:
     bulk_state_machine: str = field(default="", metadata=_env("CUBECUT_BULK_JOBS_STATE_MACHINE_ARN"))
     #: Most usable catalog rows one bulk job may have (the bulk Plan's cap, one template parameter).
     bulk_max_targets: int = field(default=BULK_MAX_TARGETS, metadata=_env("CUBECUT_BULK_MAX_TARGETS", int))
+    #: Most pixel-frames (columns x rows x frames, summed over its cutouts) one bulk job may
+    #: cut (the bulk Plan's cap, one template parameter); each cutout is within
+    #: ``max_pixel_frames`` and ``models.MAX_BULK_SIDE`` pixels per side.
+    bulk_max_pixel_frames: int = field(default=BULK_MAX_PIXEL_FRAMES,
+                                       metadata=_env("CUBECUT_BULK_MAX_PIXEL_FRAMES", int))
+    #: Whether anonymous callers may start bulk jobs (RequireAuth none: every caller is).
+    bulk_anonymous: bool = field(default=False, metadata=_env("CUBECUT_BULK_ANONYMOUS", _true))
+    #: Bulk jobs running at once, in all and per known caller, above which POST /v1/bulk answers 429.
+    bulk_max_in_flight: int = field(default=10, metadata=_env("CUBECUT_BULK_MAX_IN_FLIGHT", int))
+    bulk_max_per_caller: int = field(default=2, metadata=_env("CUBECUT_BULK_MAX_PER_CALLER", int))
     #: Sesame mirrors for names (comma-separated in the environment); empty: astropy's.
     sesame_urls: tuple[str, ...] = field(default=(), metadata=_env("CUBECUT_SESAME_URLS", _urls))
 

@@ -12,6 +12,8 @@ Layout under the job's output prefix ``out`` (a local folder or ``s3://bucket/pr
 * ``results.csv``: the results manifest of the latest run, one row per (catalog row, cube):
   ``row, id, ra, dec, cube, status, key, member, error`` (``key`` is the TPF's URL, or its
   shard's, with ``member`` its name in the shard); every catalog row is in it at least once;
+  a text cell starting with ``= + - @``, a tab or a carriage return gets a leading ``'``
+  (:func:`spreadsheet_safe`: spreadsheets would run it as a formula);
 * ``summary.json``: counts per status, and where the manifest and TPFs are.
 
 The state machine's Lambda handlers and :func:`run_job` call the same functions here.
@@ -125,13 +127,24 @@ def finish(out: str, run: str, parts: Sequence[str]) -> JobSummary:
     return write_results(out, known["catalog_rows"], rows)
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP's "CSV injection" list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula (``=HYPERLINK(...)``, ``@SUM``,
+    ``+cmd``, ``-2+3``) with a single quote put in front, so it shows as text; numbers and
+    other text as they are."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def write_results(out: str, catalog_rows: int, rows: list[dict]) -> JobSummary:
     """Write the results manifest and summary of a run whose result rows are ``rows``."""
     rows = sorted(rows, key=lambda r: (r["row"], r["cube"]))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=RESULT_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: "" if row[k] is None else row[k] for k in RESULT_FIELDS} for row in rows)
+    writer.writerows({k: "" if row[k] is None else spreadsheet_safe(row[k]) for k in RESULT_FIELDS} for row in rows)
     results = join(out, "results.csv")
     put_bytes(results, text.getvalue().encode(), "text/csv")
     folder = "shards/" if any(row.get("member") for row in rows) else "tpfs/"

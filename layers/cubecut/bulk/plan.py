@@ -25,13 +25,14 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Sequence
 
 import numpy as np
 from astropy.coordinates import SkyCoord
 
 from ..tesscut.catalog import _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
+from ..cutout.geometry import MAX_CUTOUT_PIXELS
 from ..cutout.metadata import load_index
 from ..cutout.tpf import tpf_filename
 from ..errors import BulkCapError, CatalogError, InputError, NotACubeError
@@ -56,17 +57,24 @@ RESULT_FIELDS = ("row", "id", "ra", "dec", "cube", "status", "key", "member", "e
 @dataclass(frozen=True)
 class Limits:
     """What one job may ask for (``max_targets`` usable catalog rows, ``max_pixel_frames``
-    over all placements: columns x rows x frames summed) and how big its tiles are."""
+    over all placements: columns x rows x frames summed), what one of its cutouts may be
+    (``max_side`` pixels per axis, ``max_cutout_pixel_frames`` = columns x rows x the cube's
+    frames: the API's per-request budget for jobs the API starts) and how big its tiles are."""
 
     max_targets: int = MAX_TARGETS
     max_pixel_frames: int = MAX_PIXEL_FRAMES
     tile_targets: int = TILE_TARGETS
     tile_pixel_frames: int = TILE_PIXEL_FRAMES
+    max_side: int = MAX_CUTOUT_PIXELS
+    max_cutout_pixel_frames: int = MAX_PIXEL_FRAMES
 
     #: The settings' names (environment variables of the handlers and the CLI).
     SETTINGS: ClassVar[dict[str, str]] = {
         "max_targets": "CUBECUT_BULK_MAX_TARGETS", "max_pixel_frames": "CUBECUT_BULK_MAX_PIXEL_FRAMES",
-        "tile_targets": "CUBECUT_BULK_TILE_TARGETS", "tile_pixel_frames": "CUBECUT_BULK_TILE_PIXEL_FRAMES"}
+        "tile_targets": "CUBECUT_BULK_TILE_TARGETS", "tile_pixel_frames": "CUBECUT_BULK_TILE_PIXEL_FRAMES",
+        "max_side": "CUBECUT_BULK_MAX_SIDE", "max_cutout_pixel_frames": "CUBECUT_MAX_PIXEL_FRAMES"}
+    #: The caps a job's request may tighten (:meth:`tightened`).
+    CAPS: ClassVar[tuple[str, ...]] = ("max_targets", "max_pixel_frames", "max_side", "max_cutout_pixel_frames")
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -89,6 +97,35 @@ class Limits:
             except ValueError:
                 raise InputError(f"{setting}={text!r} is not a whole number") from None
         return cls(**values)
+
+    def caps(self) -> dict[str, int]:
+        """The caps (:data:`CAPS`) as a JSON-ready dict, e.g. for a job's request."""
+        return {name: getattr(self, name) for name in self.CAPS}
+
+    def tightened(self, asked: Mapping[str, object] | None) -> "Limits":
+        """These limits with each cap lowered to ``asked``'s where that is lower (a job's
+        request may ask for tighter caps, e.g. the API's per-cutout budget, never looser)."""
+        lower: dict[str, int] = {}
+        for name in self.CAPS:
+            value = (asked or {}).get(name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise InputError(f"the job's limit {name} must be a whole number, got {value!r}")
+                lower[name] = min(getattr(self, name), value)
+        return replace(self, **lower)
+
+
+def check_cutouts(targets: Sequence[Target], nt: int, limits: Limits, where: str) -> None:
+    """Raise BulkCapError, naming the first rows, if any target's cutout is above the
+    per-cutout limits: a side above ``limits.max_side`` pixels, or columns x rows x ``nt``
+    (the cube's frames) above ``limits.max_cutout_pixel_frames``."""
+    over = [t for t in targets if max(t.size) > limits.max_side
+            or t.size[0] * t.size[1] * nt > limits.max_cutout_pixel_frames]
+    if over:
+        first = "; ".join(f"row {t.row}: {t.size[0]}x{t.size[1]} pixels x {nt} frames = "
+                          f"{t.size[0] * t.size[1] * nt:,} pixel-frames" for t in over[:3])
+        raise BulkCapError(f"{where}: {len(over):,} cutout(s) above the per-cutout limits of {limits.max_side} "
+                           f"pixels per side and {limits.max_cutout_pixel_frames:,} pixel-frames ({first})")
 
 
 #: The limits of a job that names none.
@@ -150,7 +187,8 @@ def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, li
             targets then carry member names, and each tile its shard's URL.
 
     Raises:
-        BulkCapError: above ``limits``' caps (checked before anything is written).
+        BulkCapError: above ``limits``' caps, per cutout (with each cube's frame count) or
+            for the job (checked before anything is written).
         CatalogError: the catalog has no usable row at all.
     """
     if len(catalog.targets) > limits.max_targets:
@@ -184,6 +222,8 @@ def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, li
             if not nearest[i]:
                 nearest[i] = (f"falls at pixel x={x[i]:.1f}, y={y[i]:.1f} (0-based) of {entry.sector_name}, "
                               f"off its {ncols}x{nrows} image")
+        check_cutouts([targets[i] for i in np.flatnonzero(on)], entry.index.nt, limits,
+                      f"{catalog.source} on {entry.sector_name}")
         by_cube.append((entry, on, x, y))
     for i in np.flatnonzero(~placed):
         where = nearest[i] or f"is not within {_MAX_CENTRE_SEPARATION_DEG:.0f} deg of any cube's centre"

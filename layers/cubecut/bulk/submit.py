@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
+import hmac
 import io
 import json
 import re
@@ -24,11 +26,13 @@ from typing import Any, Mapping, Sequence
 from ..errors import BulkCapError, CatalogError
 from ..storage import get_bytes, put_bytes
 from .job import join, targets_done, tile_sizes
-from .plan import Limits
+from .plan import Limits, check_cutouts
 from .targets import TargetCatalog, parse_targets
 
 #: What a job id looks like: ``bulk-YYYYMMDDTHHMMSS-`` and 8 hex digits (UTC start time).
 JOB_ID = re.compile(r"^bulk-[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
+#: What a job's capability looks like: 32 random bytes (256 bits), URL-safe base64.
+CAPABILITY = re.compile(r"^[A-Za-z0-9_-]{43}$")
 #: Execution states (Step Functions' names) after which a job does no more work.
 FINISHED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
@@ -37,6 +41,28 @@ def new_job_id(now: dt.datetime | None = None, token: str | None = None) -> str:
     """A fresh job id (see :data:`JOB_ID`): the UTC time and 32 random bits."""
     now = now or dt.datetime.now(dt.timezone.utc)
     return f"bulk-{now:%Y%m%dT%H%M%S}-{token or secrets.token_hex(4)}"
+
+
+def new_capability() -> tuple[str, str]:
+    """A fresh job capability: ``(token, digest)``. The token (256 random bits, see
+    :data:`CAPABILITY`) goes to the caller only; the job records its SHA-256 digest."""
+    token = secrets.token_urlsafe(32)
+    return token, capability_digest(token)
+
+
+def capability_digest(token: str) -> str:
+    """The SHA-256 (hex) of a capability token: what a job records instead of the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def may_read(request: Mapping[str, Any], caller: str | None, token: str | None) -> bool:
+    """Whether ``caller`` (an identity, None if anonymous) holding ``token`` (or None) may
+    see the job started with ``request`` (its state machine input): its owner, or whoever
+    holds its capability. A job that recorded neither is nobody's."""
+    owner, digest = request.get("owner"), request.get("capability")
+    if owner is not None and caller is not None and hmac.compare_digest(str(owner), caller):
+        return True
+    return token is not None and isinstance(digest, str) and hmac.compare_digest(capability_digest(token), digest)
 
 
 def job_out(results_root: str, job: str) -> str:
@@ -64,16 +90,36 @@ def check_catalog(text: str, size: tuple[int, int], limits: Limits) -> TargetCat
     return catalog
 
 
+def check_budget(catalog: TargetCatalog, nt: int, limits: Limits) -> None:
+    """Refuse, before anything is written, a catalog whose cutouts on cubes of ``nt``
+    frames (the most frames of the cubes it may be cut from) are above ``limits``: any one
+    cutout above the per-cutout limits, or all of them together, counting each target
+    once, above ``limits.max_pixel_frames`` (the Plan then counts every cube each target
+    is on, and refuses the same way). Raises BulkCapError with the numbers."""
+    check_cutouts(catalog.targets, nt, limits, "the catalog")
+    total = sum(t.size[0] * t.size[1] for t in catalog.targets) * nt
+    if total > limits.max_pixel_frames:
+        raise BulkCapError(f"the catalog's {len(catalog.targets):,} cutouts come to at least {total:,} pixel-frames "
+                           f"({nt} frames per cube), above this service's cap of {limits.max_pixel_frames:,} "
+                           "per job: split it or ask for smaller cutouts")
+
+
 def stage_job(out: str, text: str, size: tuple[int, int], cubes: Sequence[str] | None,
-              shards: bool = False) -> dict[str, Any]:
+              shards: bool = False, limits: Limits | None = None, owner: str | None = None,
+              capability: str | None = None) -> dict[str, Any]:
     """Store the catalog text under ``out`` and return the bulk state machine's input for
     the job (``{catalog, out, cubes, size, resume, shards}``, as ``cubecut bulk --stack``
-    sends it)."""
+    sends it; ``limits``: caps the Plan applies where tighter than its own; ``owner`` and
+    ``capability``: who may see the job, :func:`may_read`)."""
     suffix = ".ecsv" if text.startswith("# %ECSV") else ".csv"
     catalog = join(out, f"catalog{suffix}")
     put_bytes(catalog, text.encode(), "text/csv")
-    return {"catalog": catalog, "out": out, "cubes": list(cubes) if cubes else None, "size": list(size),
-            "resume": True, "shards": shards}
+    request: dict[str, Any] = {"catalog": catalog, "out": out, "cubes": list(cubes) if cubes else None,
+                               "size": list(size), "resume": True, "shards": shards}
+    if limits is not None:
+        request["limits"] = limits.caps()
+    request.update({k: v for k, v in (("owner", owner), ("capability", capability)) if v is not None})
+    return request
 
 
 @dataclass(frozen=True)

@@ -93,8 +93,8 @@ def read_targets(catalog: str | os.PathLike[str], default_size: tuple[int, int])
 
 
 def parse_targets(text: str, default_size: tuple[int, int], *, source: str = "the catalog") -> TargetCatalog:
-    """:func:`read_targets` on catalog text already in memory."""
-    lines = text.splitlines()
+    """:func:`read_targets` on catalog text already in memory (a leading UTF-8 BOM is ignored)."""
+    lines = text.removeprefix("\ufeff").splitlines()
     delimiter = ","
     if lines and lines[0].startswith("# %ECSV"):
         delimiter = _ecsv_delimiter([line for line in lines if line.startswith("#")], source)
@@ -124,8 +124,8 @@ def parse_targets(text: str, default_size: tuple[int, int], *, source: str = "th
 def _ecsv_delimiter(comment_lines: list[str], source: str) -> str:
     try:
         meta = yaml.safe_load("\n".join(line[2:] for line in comment_lines[1:])) or {}
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"target catalog {source}: unreadable ECSV header: {exc}") from None
+    except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: YAML nested thousands deep
+        raise CatalogError(f"target catalog {source}: unreadable ECSV header: {type(exc).__name__}") from None
     delimiter = meta.get("delimiter", " ") if isinstance(meta, dict) else " "
     if delimiter not in (" ", ","):
         raise CatalogError(f"target catalog {source}: ECSV delimiter {delimiter!r} is neither ' ' nor ','")

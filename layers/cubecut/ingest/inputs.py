@@ -5,8 +5,9 @@ import glob
 import json
 from pathlib import Path
 
-from ..errors import ManifestError, NoInputError
+from ..errors import ForbiddenInputError, ManifestError, NoInputError
 from ..storage import Location, get_bytes, list_objects, put_bytes
+from .policy import LOCAL, InputPolicy, quote
 
 FITS_SUFFIXES = (".fits", ".fits.gz", ".fit")
 
@@ -15,18 +16,19 @@ def _is_fits(name: str) -> bool:
     return name.lower().endswith(FITS_SUFFIXES)
 
 
-def resolve_inputs(items: list[str]) -> list[str]:
+def resolve_inputs(items: list[str], policy: InputPolicy = LOCAL) -> list[str]:
     """Expand FFI arguments into a sorted, de-duplicated list of URLs.
 
     Accepts local files, globs and folders (their FITS files), ``s3://bucket/key`` objects,
     ``s3://bucket/prefix/`` prefixes (their FITS objects), other fsspec URLs (``https://``
     ... a FITS object, or a folder fsspec can list), and manifests (``*.json``: a list of
-    URLs or ``{"ffis": [...]}``; ``*.txt``: one URL per line).
+    URLs or ``{"ffis": [...]}``; ``*.txt``: one URL per line). Every item and every URL
+    found must be allowed by ``policy`` (:data:`~cubecut.ingest.policy.LOCAL`: anything).
     """
     urls: list[str] = []
-    for item in items:
+    for item in policy.check_ffis(items):
         if item.endswith((".json", ".txt")):
-            urls += read_manifest(item)
+            urls += read_manifest(item, policy)
         elif not Location.parse(item).is_local:
             if _is_fits(item):
                 urls.append(item)
@@ -37,7 +39,7 @@ def resolve_inputs(items: list[str]) -> list[str]:
         else:
             matches = glob.glob(item)
             urls += [str(Path(m).resolve()) for m in matches] if matches else [item]
-    urls = sorted(set(urls))
+    urls = sorted(set(policy.check_ffis(urls)))
     if not urls:
         raise NoInputError(f"no FFIs found in {items!r}")
     return urls
@@ -47,12 +49,14 @@ def resolve_inputs(items: list[str]) -> list[str]:
 MANIFEST_OPTIONS = ("cube", "product", "sector", "update")
 
 
-def parse_manifest(data: bytes, url: str) -> dict:
+def parse_manifest(data: bytes, url: str, policy: InputPolicy = LOCAL) -> dict:
     """A manifest's content as ``{"ffis": [urls...], options...}``.
 
     JSON (``.json``): ``{"ffis": [...], "cube"?, "product"?, "sector"?, "update"?}`` or a
     plain list of FFIs; anything else: one FFI per line (``#`` starts a comment). FFI names
-    without a scheme are relative to the manifest's folder. Raises ManifestError.
+    without a scheme are relative to the manifest's folder. FFIs, ``cube`` and ``update``
+    must be allowed by ``policy`` (the CLI's :data:`~cubecut.ingest.policy.LOCAL` allows
+    anything readable). Raises ManifestError (ForbiddenInputError for a refused place).
     """
     location = Location.parse(url)
     try:
@@ -76,13 +80,18 @@ def parse_manifest(data: bytes, url: str) -> dict:
         if not entries:
             raise ManifestError(f"{url}: lists no FFIs")
         content = {}
-    content["ffis"] = [_relative_to(location, str(e)) for e in entries]
+    content["ffis"] = [_relative_to(location, str(e), policy) for e in entries]
+    for option in ("cube", "update"):
+        if option in content:
+            if not isinstance(content[option], str) or not content[option]:
+                raise ManifestError(f'{url}: "{option}" is a cube URL')
+            policy.check_cube(content[option])
     return content
 
 
-def read_manifest(url: str) -> list[str]:
+def read_manifest(url: str, policy: InputPolicy = LOCAL) -> list[str]:
     """The FFI URLs listed in a manifest object (see :func:`parse_manifest`)."""
-    return parse_manifest(get_bytes(url)[0], url)["ffis"]
+    return parse_manifest(get_bytes(url)[0], url, policy)["ffis"]
 
 
 def error_report_url(manifest_url: str) -> str:
@@ -99,8 +108,16 @@ def report_manifest_failure(manifest_url: str, error: str, cause: str, **details
     return url
 
 
-def _relative_to(manifest: Location, entry: str) -> str:
-    """Entries without a scheme are relative to the manifest's folder/prefix."""
+def _relative_to(manifest: Location, entry: str, policy: InputPolicy) -> str:
+    """Entries without a scheme are relative to the manifest's folder/prefix; with a strict
+    ``policy`` absolute paths, ``file:`` and every scheme but ``s3://`` are refused."""
+    if not policy.allow_local:
+        if entry.startswith("s3://"):
+            return policy.check_ffi(entry)
+        if entry.startswith(("/", "~", "\\")) or "://" in entry or entry.lower().startswith("file:"):
+            raise ForbiddenInputError(f"FFI {quote(entry)}: a manifest names FFIs by key (relative to the "
+                                      "manifest) or s3:// URL; local paths and other schemes are refused")
+        return policy.check_ffi(manifest.sibling(entry).url)
     if entry.startswith("/") or not Location.parse(entry).is_local:
         return entry
     return manifest.sibling(entry).url

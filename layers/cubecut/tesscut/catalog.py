@@ -21,7 +21,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
@@ -105,6 +105,8 @@ class CubeCatalog:
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
         self.ttl = ttl
         self._entries: dict[str, CubeEntry] = {}
+        self._chosen: list[CubeEntry] = []
+        self._ignored: dict[str, list[str]] = {}
         self._listed_at = -float("inf")
         self._lock = threading.Lock()
 
@@ -137,12 +139,25 @@ class CubeCatalog:
                 remember(entry.url, index)
             for url in set(self._entries) - set(listing):
                 del self._entries[url]
+            chosen, ignored = choose_cubes(self._entries.values(), self.prefix)
+            for url, others in ignored.items():
+                if self._ignored.get(url) != others:  # said once per change, not per request
+                    logger.warning("several cubes of one CCD: serving %s, ignoring %s", url, ", ".join(others))
+            self._chosen = sorted(chosen, key=lambda e: (e.index.sector, e.index.camera, e.index.ccd, e.url))
+            self._ignored = ignored
             self._listed_at = time.monotonic()
 
     def entries(self) -> list[CubeEntry]:
-        """All known cubes, sorted by sector, camera, CCD."""
+        """The cubes served, sorted by sector, camera, CCD: one per (product, sector, camera,
+        CCD), chosen by :func:`choose_cubes` (the others are logged, and listed by
+        :meth:`ignored`)."""
         self.refresh()
-        return sorted(self._entries.values(), key=lambda e: (e.index.sector, e.index.camera, e.index.ccd, e.url))
+        return list(self._chosen)
+
+    def ignored(self) -> dict[str, list[str]]:
+        """``{chosen cube URL: [URLs of the other cubes of its product/sector/camera/CCD]}``."""
+        self.refresh()
+        return dict(self._ignored)
 
     def covering(self, coord: SkyCoord, radius_deg: float = 0.0, *, product: str | None = None,
                  sectors: set[int] | None = None) -> list[CubeEntry]:
@@ -151,6 +166,28 @@ class CubeCatalog:
                 if (product is None or e.index.product == product)
                 and (sectors is None or e.index.sector in sectors)
                 and e.covers(coord, radius_deg)]
+
+
+def choose_cubes(entries: Iterable[CubeEntry], prefix: str) -> tuple[list[CubeEntry], dict[str, list[str]]]:
+    """One cube per (product, sector, camera, CCD), and ``{chosen URL: [the others]}``.
+
+    Of several cubes of one CCD (e.g. one ingested under another name), the one at
+    ``prefix`` + TESScut's name (``tess-s0001-1-1-cube.fits``) is served, else the first URL in
+    sort order: the choice depends only on the URLs, never on listing order.
+    """
+    groups: dict[tuple, list[CubeEntry]] = {}
+    for entry in entries:
+        index = entry.index
+        groups.setdefault((index.product, index.sector, index.camera, index.ccd), []).append(entry)
+    chosen: list[CubeEntry] = []
+    ignored: dict[str, list[str]] = {}
+    for group in groups.values():
+        canonical = Location.parse(f"{prefix}{group[0].sector_name}-cube.fits").url
+        group.sort(key=lambda e: (e.url != canonical, e.url))
+        chosen.append(group[0])
+        if len(group) > 1:
+            ignored[group[0].url] = [e.url for e in group[1:]]
+    return chosen, ignored
 
 
 def _load_entry(sidecar_url: str, cube_etag: str | None) -> CubeIndex | None:
