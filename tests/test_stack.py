@@ -156,31 +156,3 @@ def test_failed_ingest_leaves_no_cube_and_no_upload(ffis, tmp_path):
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket).get("Contents", [])]
         assert not [k for k in keys if k.startswith("cubes/")], keys
         assert not s3.list_multipart_uploads(Bucket=stack.bucket).get("Uploads")
-
-
-def test_bulk_cutouts_state_machine_zips_targets_and_reports_failures(stack_run):
-    import io
-    import time
-    import zipfile
-
-    stack, execution, _ = stack_run
-    stars = star_catalog(sector=1, camera=1, ccd=1, shape=SHAPE, seed=4)
-    inside = stars[(stars["col"] > 60) & (stars["col"] < 110) & (stars["row"] > 20) & (stars["row"] < 180)][:3]
-    targets = [{"ra": float(s["ra"]), "dec": float(s["dec"]), "size": [5, 5]} for s in inside]
-    targets.append({"ra": 0.0, "dec": 0.0, "size": [5, 5]})  # not on this cube
-    job = f"s3://{stack.bucket}/results/bulk/job-1"
-    sfn = boto3.client("stepfunctions")
-    arn = sfn.start_execution(stateMachineArn=stack.cutouts_state_machine_arn, name="job-1",
-                              input=json.dumps({"job": job, "cube": execution.output["cube"], "targets": targets}))
-    deadline = time.monotonic() + 120
-    while (status := sfn.describe_execution(executionArn=arn["executionArn"]))["status"] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    assert status["status"] == "SUCCEEDED", status
-    output = json.loads(status["output"])
-    assert (output["members"], output["failed"]) == (3, 1)
-    body = boto3.client("s3").get_object(Bucket=stack.bucket, Key="results/bulk/job-1/cutouts.zip")["Body"].read()
-    with zipfile.ZipFile(io.BytesIO(body)) as archive:
-        names = archive.namelist()
-        errors = json.loads(archive.read("errors.json"))
-    assert len(names) == 4 and errors[0]["error"]["Error"] == "OutsideCubeError"
