@@ -76,8 +76,14 @@ def test_plans_fit_s3_and_lambda_at_every_cadence(sparse, cadence):
     # PlanFunction's 300 s on its 1024 MB (0.58 vCPU); the blocks are within their limits.
     assert [("PlanFunction" if "PlanFunction" in p else p) for p in run["problems"]] == \
         (["PlanFunction"] if cadence == "200-s" else [])
-    # each FFI read is at least 160 KiB: 20 rows of 2136 float32 pixels
+    # each FFI read is at least 160 KiB: 20 rows of 2136 float32 pixels; 104 parts whatever the cadence
     assert figures["bytes_per_pixel_get"] >= 160 * 1024 and figures["rows_per_part"] == 20
+    assert figures["parts"] == 104
+    assert round(figures["part_bytes_max"] / 2**30, 1) == {"30-min": 0.4, "10-min": 1.2, "200-s": 3.7}[cadence]
+    if cadence == "200-s":  # docs/ingest-at-scale.md: 2.43 million pixel GETs, under $1 of GETs in all
+        assert figures["pixel_get_requests"] == 104 * 11_700 * 2 and run["cost_usd"]["s3_get"] < 1.0
+        one_row = plan_blocks(layout, 256 * MIB)  # the old 256 MiB target: one-row blocks, ~48 million GETs
+        assert len(one_row) == 2078 and 19 < len(one_row) * 11_700 * 2 * sizing.S3_GET_USD < 20
 
 
 def test_one_prefix_is_held_to_s3s_rate(sparse):
@@ -117,6 +123,11 @@ def test_deployment_constants_are_the_templates():
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert float(variables["CUBECUT_BLOCK_MIB"]) * MIB == DEFAULT_BLOCK_BYTES
     assert DEFAULT_BLOCK_BYTES <= S3_MAX_PART
+    # a part as large as the budget allows still fits the BlockFunction's memory
+    widest = CubeLayout(2078, 2136, 100_000, 2, 2880, 2880)  # one row of 1.7 GB: two rows per block
+    (largest, *_) = plan_blocks(widest)
+    assert largest.size <= DEFAULT_BLOCK_BYTES < 3 * widest.row_stride
+    assert sizing.worker_memory_bytes(widest, largest) <= sizing.BLOCK_MEMORY_MB * MIB
 
 
 def test_plan_only_json_reads_headers_and_writes_nothing(sparse, tmp_path, capsys):

@@ -18,8 +18,8 @@ S3_MAX_PART = 5 * 1024 * MIB
 S3_MAX_PARTS = 10_000
 #: The fewest bytes one FFI read of a block worker should fetch (rows x columns x 4 bytes
 #: of one image HDU). A cube takes (pixel bytes / this) GETs whatever its length, so this
-#: is what bounds S3's request bill: 160 KiB is 20 rows of a 2136-column FFI, ~2.5
-#: million GETs (~$1.01 at $0.0004 per 1,000) for a 200-s cube of 11,700 frames, ~$0.11
+#: is what bounds S3's request bill: 160 KiB is 20 rows of a 2136-column FFI, 2.43
+#: million GETs (~$0.97 at $0.0004 per 1,000) for a 200-s cube of 11,700 frames, ~$0.11
 #: for a 30-min one (docs/ingest-at-scale.md).
 MIN_READ_BYTES = 160 * 1024
 #: The largest part a block worker holds (its memory budget for the part buffer;

@@ -55,18 +55,21 @@ TRANSITIONS_PER_INGEST = 10
 FIRST_BYTE_S = 0.030
 #: Bytes per second one worker reads from S3, and again uploads (not overlapped).
 NETWORK_BYTES_S = 100e6
-#: A block worker's CPU: per GET (botocore's request and response handling) and per byte
-#: of part (transposition, upload checksums), one core of this machine taken for Lambda's
-#: vCPU; fitted to benchmarks/ingest_scale.py's blocks (results/ingest-scale.md).
-CPU_S_PER_GET = 0.0025
-CPU_S_PER_BYTE = 1 / 150e6
+#: Bytes of part one block worker builds per CPU second: its range GETs through botocore
+#: (one per 160 KiB read), the transposition into the part (a scatter over the time axis,
+#: slower the more frames) and the upload's checksums: the slowest middle block of the
+#: three cadences measured by benchmarks/ingest_scale.py (200-s: 4.0 GB in 134 s of CPU;
+#: results/ingest-scale.md), one core of this shared, loaded machine taken for a vCPU.
+BLOCK_CPU_BYTES_S = 29.8e6
 #: A block worker's memory besides its part and reads in flight (Python, numpy,
-#: botocore, the plan): benchmarks/ingest_scale.py measures it.
+#: botocore, the plan): benchmarks/ingest_scale.py measured 79-97 MiB before a block and
+#: peaks of the part + 97-128 MiB (results/ingest-scale.md).
 RUNTIME_BYTES = 200 * MB
-#: The plan step: CPU seconds per FFI (its HEAD and header GETs, parsing three headers;
-#: measured by benchmarks/ingest_scale.py), scaled by the PlanFunction's share of a vCPU
-#: (1769 MB = one vCPU), plus its GETs' first bytes at 64 reads in flight.
-PLAN_CPU_S_PER_FFI = 0.040
+#: The plan step: CPU seconds per FFI (a HEAD and four header GETs through botocore,
+#: parsing the headers; benchmarks/ingest_scale.py: 30-31 ms at 3,900 and 11,700 FFIs),
+#: scaled by the PlanFunction's share of a vCPU (1769 MB = one vCPU), plus its GETs'
+#: first bytes at 64 reads in flight.
+PLAN_CPU_S_PER_FFI = 0.031
 PLAN_THREADS = 64
 #: The finalize step (CompleteMultipartUpload, the index sidecar), seconds.
 FINALIZE_S = 10.0
@@ -104,11 +107,9 @@ def worker_memory_bytes(layout: CubeLayout, block: Block) -> int:
 def block_seconds(layout: CubeLayout, block: Block) -> float:
     """One block on Lambda: its GETs' first bytes in waves of reads in flight, the part's
     bytes read and uploaded at :data:`NETWORK_BYTES_S`, and its CPU
-    (:data:`CPU_S_PER_GET`, :data:`CPU_S_PER_BYTE`), one after the other (no overlap)."""
-    gets = layout.nt * layout.nplanes
-    waves = math.ceil(gets / reads_in_flight(layout, block))
-    cpu = gets * CPU_S_PER_GET + block.size * CPU_S_PER_BYTE
-    return waves * FIRST_BYTE_S + 2 * block.size / NETWORK_BYTES_S + cpu
+    (:data:`BLOCK_CPU_BYTES_S`), one after the other (no overlap)."""
+    waves = math.ceil(layout.nt * layout.nplanes / reads_in_flight(layout, block))
+    return waves * FIRST_BYTE_S + 2 * block.size / NETWORK_BYTES_S + block.size / BLOCK_CPU_BYTES_S
 
 
 def plan_seconds(headers: Headers) -> float:
