@@ -20,6 +20,10 @@ def ingest(args: argparse.Namespace) -> int:
     from cubecut.ingest.inputs import resolve_inputs
     from cubecut.ingest.run import ingest as run_ingest
 
+    if args.plan_only:
+        return plan_only(args, resolve_inputs(args.ffis))
+    if args.json:
+        raise SystemExit("cubecut ingest: error: --json goes with --plan-only")
     bar, progress = block_progress("ingest", args.quiet)
     try:
         result = run_ingest(resolve_inputs(args.ffis), args.out, product=args.product, sector=args.sector,
@@ -28,6 +32,29 @@ def ingest(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(f"{result.cube}  ({result.nt} frames, {result.size / 1e6:.1f} MB; index {result.index})")
+    return 0
+
+
+def plan_only(args: argparse.Namespace, ffis: list[str]) -> int:
+    import json
+
+    from cubecut.ingest.sizing import plan_only as model
+
+    figures = model(ffis, args.out, product=args.product, sector=args.sector, block_bytes=int(args.block_mib * 2**20))
+    if args.json:
+        print(json.dumps(figures, indent=1))
+        return 0
+    run = figures["model"]
+    print(f"{figures['frames']} frames, {figures['rows']} x {figures['columns']} pixels: "
+          f"{figures['cube_bytes'] / 1e9:.1f} GB in {figures['parts']} parts of up to "
+          f"{figures['part_bytes_max'] / 2**20:.0f} MiB ({figures['rows_per_part']} rows)")
+    print(f"{figures['get_requests']:,} GETs, {figures['get_bytes'] / 1e9:.1f} GB read; "
+          f"workers need {figures['worker_memory_bytes'] / 2**20:.0f} MiB")
+    print(f"model at {run['concurrency']} workers: {run['lambda_wall_seconds'] / 60:.1f} min, "
+          f"${run['cost_usd']['total']:.2f} (S3 GETs ${run['cost_usd']['s3_get']:.2f}); "
+          "assumptions: docs/ingest-at-scale.md")
+    for problem in run["problems"]:
+        print(f"warning: {problem}")
     return 0
 
 
@@ -133,6 +160,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    "a folder: the cube gets TESScut's name, e.g. tess-s0001-1-1-cube.fits)")
     _build_options(p)
     p.add_argument("--sector", type=int, help="sector number if not in the FFI headers or names")
+    p.add_argument("--plan-only", action="store_true", help="read only the FFI headers and print the plan and "
+                   "its modelled Lambda time and cost (docs/ingest-at-scale.md); write nothing")
+    p.add_argument("--json", action="store_true", help="with --plan-only: print the plan as one JSON object")
     add_anon(p)
     p.set_defaults(run=ingest)
 
@@ -246,9 +276,9 @@ def _mast_sources(args: argparse.Namespace) -> dict[str, str]:
 
 def _build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="row blocks built at once (default 2)")
-    p.add_argument("--block-mib", type=float, default=256.0,
-                   help="target size of one row block / multipart part in MiB (>= 5, default 256; "
-                   "a worker needs about twice this in memory)")
+    p.add_argument("--block-mib", type=float, default=4096.0,
+                   help="largest row block / multipart part in MiB (>= 5, default 4096; blocks hold the "
+                   "fewest rows whose FFI reads are 160 KiB each; a worker holds one block in memory)")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent FFI reads per block: auto or N")
     p.add_argument("--product", choices=["spoc", "tica"], help="FFI product (default: detected)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -18,7 +18,7 @@ from astropy.io import fits
 from .errors import FFIError, InputError
 from .fitsio import HDUSpan, scan_hdus
 from .reads import Threads, concurrently
-from .storage import ByteSource, Location, open_source
+from .storage import ByteSource, Location, ReadStats, open_source
 
 SPOC = "SPOC"
 TICA = "TICA"
@@ -141,10 +141,11 @@ def inspect_ffi(source: ByteSource, product: str | None = None) -> FFIInfo:
                    image.header, (nrows, ncols), flux, err)
 
 
-def inspect_ffis(urls: list[str], product: str | None = None, threads: Threads = "auto") -> list[FFIInfo]:
+def inspect_ffis(urls: list[str], product: str | None = None, threads: Threads = "auto",
+                 stats: ReadStats | None = None) -> list[FFIInfo]:
     """Inspect many FFIs concurrently (headers only; ``threads`` as :mod:`cubecut.reads`), in
-    input order."""
+    input order; ``stats`` counts the header reads."""
     def one(url: str) -> FFIInfo:
-        return inspect_ffi(open_source(Location.parse(url)), product)
+        return inspect_ffi(open_source(Location.parse(url), stats), product)
 
     return concurrently(one, urls, threads)

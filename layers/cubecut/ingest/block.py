@@ -50,6 +50,15 @@ def _read_rows(ffi: FFIRef, pixels: PixelRef, row0: int, row1: int, ncols: int, 
         getattr(source, "close", lambda: None)()
 
 
+def sweep(block: int, nblocks: int, nt: int) -> list[int]:
+    """The order block ``block`` (0-based, of ``nblocks``) reads the ``nt`` frames in: all of
+    them, starting at ``block * nt // nblocks``. Blocks running at once are thus spread
+    evenly over the time axis, and so over the FFIs' S3 prefixes (MAST: one per day and
+    camera/CCD), instead of all reading the same prefix at the same time."""
+    start = block * nt // nblocks
+    return [*range(start, nt), *range(start)]
+
+
 def build_part(plan: IngestPlan, block: Block, *, threads: Threads = "auto",
                stats: ReadStats | None = None) -> bytearray:
     """The bytes of ``block``'s part: [headers] + transposed rows + [padding + table]."""
@@ -86,7 +95,8 @@ def build_part(plan: IngestPlan, block: Block, *, threads: Threads = "auto",
         cube[:, :, frame, plane] = _read_rows(ffi, pixels, block.row0, block.row1, layout.ncols, stats)
 
     jobs = [(-1, 0)] if plan.base else []  # frame -1: the base cube's rows, all planes
-    jobs += [(t, k) for t in range(layout.nt) if plan.ffis[t] is not None for k in range(layout.nplanes)]
+    jobs += [(t, k) for t in sweep(block.index, len(plan.blocks), layout.nt) if plan.ffis[t] is not None
+             for k in range(layout.nplanes)]
     base_bytes = nrows * layout.ncols * plan.base.nt * layout.nplanes * 4 if plan.base else 0
     concurrently(fill, jobs, threads, max(base_bytes, nrows * layout.ncols * 8))
     return part

@@ -16,10 +16,16 @@ MIB = 1024 * 1024
 S3_MIN_PART = 5 * MIB
 S3_MAX_PART = 5 * 1024 * MIB
 S3_MAX_PARTS = 10_000
-#: 256 MiB parts keep a 45 GB sector to ~175 blocks: with ~2,600 ranged GETs per block
-#: (flux + error of every FFI) that stays within S3's 5,500 GET/s per prefix at 200
-#: concurrent workers (benchmarks/README.md, sector model); a worker needs ~2x this.
-DEFAULT_BLOCK_BYTES = 256 * MIB
+#: The fewest bytes one FFI read of a block worker should fetch (rows x columns x 4 bytes
+#: of one image HDU). A cube takes (pixel bytes / this) GETs whatever its length, so this
+#: is what bounds S3's request bill: 160 KiB is 20 rows of a 2136-column FFI, 2.43
+#: million GETs (~$0.97 at $0.0004 per 1,000) for a 200-s cube of 11,700 frames, ~$0.11
+#: for a 30-min one (docs/ingest-at-scale.md).
+MIN_READ_BYTES = 160 * 1024
+#: The largest part a block worker holds (its memory budget for the part buffer;
+#: ``CUBECUT_BLOCK_MIB`` in template.yaml, BlockFunction's MemorySize follows from it):
+#: 4 GiB fits MIN_READ_BYTES' 20 rows of a 200-s sector (3.7 GiB at 11,700 frames).
+DEFAULT_BLOCK_BYTES = 4096 * MIB
 
 
 @dataclass(frozen=True)
@@ -42,22 +48,33 @@ class Block:
         return asdict(self)
 
 
+def block_rows(layout: CubeLayout, block_bytes: int = DEFAULT_BLOCK_BYTES, *, min_part: int = S3_MIN_PART,
+               max_parts: int = S3_MAX_PARTS, min_read: int = MIN_READ_BYTES) -> int:
+    """Rows per block for ``layout``: the fewest whose FFI reads (rows x ncols x 4 bytes
+    each) reach ``min_read``, but no more than fit in ``block_bytes`` (the worker's part
+    budget; at least one row), and never fewer than a ``min_part`` part or than
+    ``max_parts`` parts allow.
+    """
+    stride = layout.row_stride
+    wanted = -(-min_read // (layout.ncols * 4))
+    rows = max(1, min(wanted, block_bytes // stride), -(-min_part // stride))
+    return max(rows, -(-layout.nrows // max_parts))
+
+
 def plan_blocks(layout: CubeLayout, block_bytes: int = DEFAULT_BLOCK_BYTES, *,
                 min_part: int = S3_MIN_PART, max_part: int = S3_MAX_PART,
                 max_parts: int = S3_MAX_PARTS) -> list[Block]:
-    """Split ``layout``'s rows into blocks of about ``block_bytes`` of pixel data.
+    """Split ``layout``'s rows into blocks of :func:`block_rows` rows each.
 
     Blocks hold whole rows; a block is never smaller than ``min_part`` (unless it is the
     only or the last one) and the count never exceeds ``max_parts``. ``block_bytes`` is
-    a target: a single row larger than it makes one-row blocks.
+    the most pixel data a block may hold: a single row larger than it makes one-row blocks.
     """
     if layout.nrows <= 0 or layout.row_stride <= 0:
         raise PlanError("the cube has no pixels to write")
     if block_bytes < min_part:
         raise PlanError(f"block size {block_bytes} B is below the S3 minimum part size {min_part} B")
-    stride = layout.row_stride
-    rows = max(1, block_bytes // stride, -(-min_part // stride))
-    rows = max(rows, -(-layout.nrows // max_parts))
+    rows = block_rows(layout, block_bytes, min_part=min_part, max_parts=max_parts)
     blocks: list[Block] = []
     for index, row0 in enumerate(range(0, layout.nrows, rows)):
         row1 = min(row0 + rows, layout.nrows)

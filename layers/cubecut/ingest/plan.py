@@ -22,7 +22,7 @@ from ..cube.layout import CubeLayout
 from ..errors import (DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError, NoSectorWarning,
                       ObjectNotFoundError)
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
-from ..storage import Location, delete, get_bytes, head, put_bytes, writable
+from ..storage import Location, ReadStats, delete, get_bytes, head, put_bytes, writable
 from .blocks import DEFAULT_BLOCK_BYTES, Block, plan_blocks
 from .target import make_target, version_metadata
 
@@ -166,33 +166,49 @@ def check_consistent(ffis: list[FFIInfo]) -> None:
         names.add(ffi.name)
 
 
-def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
-              block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 64, today: dt.date | None = None) -> IngestPlan:
-    """Plan a cube from FFIs (local paths, s3:// or other fsspec URLs), start its upload, stage the plan.
+@dataclass
+class PlanDraft:
+    """A cube laid out from its FFIs' headers, before anything is written.
 
-    ``cube_url`` ending in ``/`` is a folder/prefix: the cube gets TESScut's name there.
-    FFIs without a sector (no SECTOR keyword, no ``-sNNNN-`` in their names) and no
-    ``sector`` given make a cube whose SECTOR is undefined, with a :class:`NoSectorWarning`
-    (astrocut writes them so too).
+    ``ffis`` in time order; ``tail_bytes`` is the image padding + table HDU.
+    """
 
-    Reads only headers. Raises a named :class:`~cubecut.errors.InputError` for bad input
-    before anything is written; if staging fails after the upload began, it is aborted.
+    ffis: list[FFIInfo]
+    sector: int | None
+    layout: CubeLayout
+    blocks: list[Block]
+    head_bytes: bytes
+    tail_bytes: bytes
+    index: CubeIndex
+
+    def refs(self) -> list[FFIRef | None]:
+        """What the block workers read of each FFI, in time order."""
+        return [FFIRef(f.url, f.size, f.etag, f.flux, f.error) for f in self.ffis]
+
+
+def draft_plan(ffi_urls: list[str], *, product: str | None = None, sector: int | None = None,
+               block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 64, today: dt.date | None = None,
+               stats: ReadStats | None = None, named: bool = False) -> PlanDraft:
+    """Read only the FFIs' headers (counted in ``stats``) and lay the cube out; write nothing.
+
+    ``named``: the cube is to get TESScut's name, which needs a sector. Raises the named
+    :class:`~cubecut.errors.InputError` s of :func:`make_plan`.
     """
     if not ffi_urls:
         raise NoInputError("no FFIs to ingest")
-    ordered = headers.time_order(inspect_ffis(list(ffi_urls), product, threads))
+    ordered = headers.time_order(inspect_ffis(list(ffi_urls), product, threads, stats))
     check_consistent(ordered)
     found = ordered[0].sector
     if sector is not None and found is not None and sector != found:
         raise MixedFFIError(f"sector {sector} was asked for, but the FFIs are from sector {found}")
     sector = sector if sector is not None else found
     if sector is None:
-        if cube_url.endswith("/"):
+        if named:
             raise InputError("the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names), so the "
                              "cube has no TESScut name: give the sector, or a cube file name instead of a folder")
         warnings.warn("the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names): the cube's "
                       "SECTOR is left undefined, as astrocut does; give the sector to set it", NoSectorWarning,
-                      stacklevel=2)
+                      stacklevel=3)
 
     first = ordered[0]
     nplanes = 2 if first.error is not None else 1
@@ -211,15 +227,31 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
     blocks = plan_blocks(layout, block_bytes)
     index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data, nrows=nrows, ncols=ncols, nt=len(ordered),
                              nplanes=nplanes, data_offset=layout.data_offset, cube_size=layout.total_bytes)
+    return PlanDraft(ordered, sector, layout, blocks, head_bytes, bytes(layout.data_padding) + table_bytes, index)
 
+
+def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
+              block_bytes: int = DEFAULT_BLOCK_BYTES, threads: int = 64, today: dt.date | None = None) -> IngestPlan:
+    """Plan a cube from FFIs (local paths, s3:// or other fsspec URLs), start its upload, stage the plan.
+
+    ``cube_url`` ending in ``/`` is a folder/prefix: the cube gets TESScut's name there.
+    FFIs without a sector (no SECTOR keyword, no ``-sNNNN-`` in their names) and no
+    ``sector`` given make a cube whose SECTOR is undefined, with a :class:`NoSectorWarning`
+    (astrocut writes them so too).
+
+    Reads only headers. Raises a named :class:`~cubecut.errors.InputError` for bad input
+    before anything is written; if staging fails after the upload began, it is aborted.
+    """
+    draft = draft_plan(ffi_urls, product=product, sector=sector, block_bytes=block_bytes, threads=threads,
+                       today=today, named=cube_url.endswith("/"))
+    first = draft.ffis[0]
     camera, ccd = first.camera_ccd
     if cube_url.endswith("/"):
-        assert sector is not None  # refused above: a folder needs the sector for the cube's name
-        cube_url += cube_name(first.product, sector, camera, ccd)
+        assert draft.sector is not None  # refused by draft_plan: a folder needs the sector for the cube's name
+        cube_url += cube_name(first.product, draft.sector, camera, ccd)
     cube = writable(Location.parse(cube_url))
-    return stage_plan(cube, first.product, sector, camera, ccd, layout, blocks, head_bytes,
-                      bytes(layout.data_padding) + table_bytes, index,
-                      [FFIRef(f.url, f.size, f.etag, f.flux, f.error) for f in ordered], current_version(cube))
+    return stage_plan(cube, first.product, draft.sector, camera, ccd, draft.layout, draft.blocks, draft.head_bytes,
+                      draft.tail_bytes, draft.index, draft.refs(), current_version(cube))
 
 
 def current_version(cube: Location) -> str | None:

@@ -217,7 +217,9 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
     table = headers.table_hdu(frames)
     table_bytes = headers.table_bytes(table)
     layout = CubeLayout(old.nrows, old.ncols, len(frames), old.nplanes, len(head), len(table_bytes))
-    blocks = plan_blocks(layout, block_bytes, min_part=S3_MIN_PART if cube.is_s3 else 1)
+    min_part = S3_MIN_PART if cube.is_s3 else 1
+    # A worker holds the base cube's rows of its block beside the part: half the budget each.
+    blocks = plan_blocks(layout, max(block_bytes // 2, min_part), min_part=min_part)
     index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data,
                              nrows=layout.nrows, ncols=layout.ncols, nt=layout.nt, nplanes=layout.nplanes,
                              data_offset=layout.data_offset, cube_size=layout.total_bytes)

@@ -40,7 +40,12 @@ def tica_name(sector: Sector, times: FrameTimes, i: int) -> str:
 
 def spoc_primary(sector: Sector, times: FrameTimes, i: int) -> fits.Header:
     """HDU0 header of a SPOC FFI (SIMPLE/BITPIX=8/NAXIS=0/EXTEND are added by astropy)."""
-    cards: list[Card] = [
+    return fits.Header(spoc_primary_cards(sector, times, i))
+
+
+def spoc_primary_cards(sector: Sector, times: FrameTimes, i: int) -> list[Card]:
+    """The cards of :func:`spoc_primary`, in order."""
+    return [
         ("NEXTEND", 2, "number of standard extensions"),
         ("EXTNAME", "PRIMARY", "name of extension"),
         ("EXTVER", 1, "extension version number (not format version)"),
@@ -67,7 +72,6 @@ def spoc_primary(sector: Sector, times: FrameTimes, i: int) -> fits.Header:
         ("CRBLKSZ", CRM_BLOCK, "[exposures] s/c cosmic ray mitigation block siz"),
         ("CRSPOC", False, "SPOC cosmic ray cleaning enabled"),
     ]
-    return fits.Header(cards)
 
 
 def _per_output(keyword: str, values: dict, comment: str) -> list[Card]:
@@ -75,14 +79,20 @@ def _per_output(keyword: str, values: dict, comment: str) -> list[Card]:
 
 
 def spoc_image(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[Card], kind: str) -> fits.Header:
-    """HDU1 (``kind='cal'``) or HDU2 (``kind='uncert'``) header of a SPOC FFI.
+    """HDU1 (``kind='cal'``) or HDU2 (``kind='uncert'``) header of a SPOC FFI
+    (:func:`spoc_image_cards`)."""
+    return fits.Header(spoc_image_cards(sector, times, i, wcs_cards, kind))
+
+
+def spoc_image_cards(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[Card], kind: str) -> list[Card]:
+    """The cards of HDU1 (``kind='cal'``) or HDU2 (``kind='uncert'``) of a SPOC FFI, in order.
 
     Times in BTJD days; EXPOSURE/LIVETIME are the effective on-source time in days;
     the celestial WCS (1-based CRPIX on the full FFI grid) comes from ``wcs_cards``; the
     physical WCS 'P' maps array pixel (1-based) n to CCD pixel n.
     """
     telapse = sector.cadence_d
-    cards: list[Card] = [
+    return [
         ("INHERIT", True, "inherit the primary header"),
         ("EXTNAME", f"CAMERA.CCD {sector.camera}.{sector.ccd} {kind}", "extension name"),
         ("EXTVER", 1, "extension version number (not format version)"),
@@ -141,7 +151,6 @@ def spoc_image(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[Card],
         ("IMAGTYPE", kind, "FFI image type: raw, cal, uncert"),
         ("BARYCORR", float(times.barycorr[i]), "[d] barycentric time correction"),
     ]
-    return fits.Header(cards)
 
 
 def tica_header(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[Card]) -> fits.Header:
