@@ -67,9 +67,9 @@ class Engine:
     def __init__(self, sfn: LocalStepFunctions) -> None:
         self.sfn, self.names = sfn, []
 
-    def function(self, name: str, handler: Callable[[Any, Any], Any]) -> str:
+    def function(self, name: str, handler: Callable[[Any, Any], Any], timeout_s: float = 60) -> str:
         self.names.append(name)
-        return self.sfn.lambdas.add(name, handler, timeout_s=60)
+        return self.sfn.lambdas.add(name, handler, timeout_s=timeout_s)
 
     def run(self, definition: str, payload: Any) -> ExecutionResult:
         return self.sfn.run(self.sfn.register(f"test-{uuid.uuid4().hex[:8]}", definition), payload, timeout=120)
@@ -137,7 +137,10 @@ class ToyIngest:
         self.abort_inputs.append(event)
         return {"aborted": True}
 
-    def run(self, max_concurrency: int = 4, **overrides: Callable[[Any, Any], Any]) -> ExecutionResult:
+    def run(self, max_concurrency: int = 4, timeouts: dict[str, float] | None = None,
+            edit: Callable[[str], str] = lambda text: text, **overrides: Callable[[Any, Any], Any]) -> ExecutionResult:
+        """``timeouts``: function timeouts (s) by name (default 60); ``edit``: a change to the
+        definition's text before it runs."""
         handlers = {"plan": self.plan, "block": self.block, "finalize": self.finalize, "abort": self.abort,
                     **overrides}
         counted = handlers["block"]
@@ -148,8 +151,9 @@ class ToyIngest:
             return counted(event, context)
 
         handlers["block"] = block
-        arns = {f"{name.title()}FunctionArn": self.engine.function(name, fn) for name, fn in handlers.items()}
-        definition = apply_substitutions(INGEST, {**arns, "MaxConcurrency": max_concurrency})
+        arns = {f"{name.title()}FunctionArn": self.engine.function(name, fn, (timeouts or {}).get(name, 60))
+                for name, fn in handlers.items()}
+        definition = edit(apply_substitutions(INGEST, {**arns, "MaxConcurrency": max_concurrency}))
         return self.engine.run(quick_retries(definition), INGEST_INPUT)
 
 
@@ -276,6 +280,36 @@ def test_a_missing_block_list_fails_the_map_and_aborts(engine: Engine, s3: Any, 
     assert toy.block_calls == []
 
 
+def _slow_first_attempt(toy: ToyIngest, seconds: float) -> Callable[[Any, Any], Any]:
+    """Block 0's first attempt outlives its timeout (then finishes, as a thread must)."""
+    tried: list[int] = []
+
+    def block(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["block"] == 0 and not tried:
+            tried.append(0)
+            time.sleep(seconds)
+        return toy.block(event, context)
+
+    return block
+
+
+def test_a_block_that_outlives_its_function_timeout_is_retried(engine: Engine, s3: Any, bucket: str) -> None:
+    """Lambda answers a timed-out invocation with Sandbox.Timedout; Block retries it."""
+    toy = ToyIngest(engine, s3, bucket, nblocks=3)
+    execution = toy.run(block=_slow_first_attempt(toy, 3.0), timeouts={"block": 1.0})
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert sorted(toy.block_calls) == [0, 0, 1, 2] and toy.abort_inputs == []
+
+
+def test_a_block_that_outlives_its_task_timeout_is_retried(engine: Engine, s3: Any, bucket: str) -> None:
+    """The Task's own TimeoutSeconds (States.Timeout) is the backstop, retried too."""
+    toy = ToyIngest(engine, s3, bucket, nblocks=3)
+    execution = toy.run(block=_slow_first_attempt(toy, 3.0),
+                        edit=lambda text: text.replace('"TimeoutSeconds": 660', '"TimeoutSeconds": 1'))
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert sorted(toy.block_calls) == [0, 0, 1, 2] and toy.abort_inputs == []
+
+
 # ---------------------------------------------------------------------------- definitions
 def test_the_engine_rejects_a_broken_definition(engine: Engine) -> None:
     broken = {"StartAt": "A", "States": {"A": {"Type": "Pass", "Nxt": "B"}, "B": {"Type": "Succeed"}}}
@@ -325,7 +359,7 @@ def _tasks(node: Any) -> Iterator[dict[str, Any]]:
             yield from _tasks(item)
 
 
-@pytest.mark.parametrize("machine", ["BulkStateMachine"])
+@pytest.mark.parametrize("machine", ["IngestStateMachine", "BulkStateMachine"])
 def test_every_task_outlives_its_function_and_retries_a_timeout(machine: str) -> None:
     """A Task without TimeoutSeconds never raises States.Timeout; every task here is safe to
     run again, so a timed-out attempt (as Lambda or as Step Functions reports it) is retried."""
