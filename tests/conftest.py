@@ -44,3 +44,17 @@ def bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
     name = f"test-{hashlib.blake2b(request.node.nodeid.encode(), digest_size=6).hexdigest()}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def fresh_clients():
+    """No cached cube index, WCS or S3 client before or after the test (each test meets its
+    own endpoint and credentials)."""
+    from cubecut import storage
+    from cubecut.cutout import clear_cache
+
+    clear_cache()
+    storage._client.cache_clear()
+    yield
+    clear_cache()
+    storage._client.cache_clear()

@@ -9,8 +9,10 @@ random star field, so a star is only in the cube it was injected into.
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -189,3 +191,14 @@ def tesscut_sky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TesscutSky
         os.environ.clear()
         os.environ.update(saved)
         _forget_process_state()
+
+
+def wait_for_json(s3, bucket: str, key: str, timeout: float = 120.0) -> dict:
+    """The JSON object at ``key`` once it exists (e.g. a ``manifest.error.json`` the stack writes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            time.sleep(0.2)
+    raise AssertionError(f"no {key} within {timeout} s")

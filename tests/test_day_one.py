@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 import cubecut
 from cubecut import storage
-from cubecut.cutout import clear_cache, ffi_wcs, load_index
+from cubecut.cutout import ffi_wcs, load_index
 from cubecut.errors import AccessDeniedError, HostUnreachableError, ObjectNotFoundError, TargetNotWritableError
 from cubecut.fficut.combine import CombineError, combine_cutouts
 from cubecut.ingest.inputs import resolve_inputs
@@ -24,13 +24,8 @@ from cubecut.synth import make_sector
 from cubecut_infra.cli import main
 
 
-@pytest.fixture(autouse=True)
-def fresh():
-    clear_cache()
-    storage._client.cache_clear()
-    yield
-    clear_cache()
-    storage._client.cache_clear()
+#: Every test here starts and ends with no cached index, WCS or S3 client (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_clients")
 
 
 @pytest.fixture(scope="module")

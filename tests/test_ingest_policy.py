@@ -7,7 +7,6 @@ keeps reading local paths. Black-box: S3 events on the local stack, as the audit
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -16,6 +15,7 @@ from cubecut.ingest.inputs import parse_manifest, resolve_inputs
 from cubecut.ingest.policy import LOCAL, InputPolicy
 from cubecut.synth import make_sector
 from cubecut_infra.local.stack import LocalStack
+from stack_fixtures import wait_for_json
 
 STRICT = InputPolicy.deployment("data", "ingest/", "cubes/", ("arn:aws:s3:::stpubdata/tess/public/ffi/*",))
 MANIFEST = "s3://data/ingest/x/manifest.json"
@@ -73,16 +73,6 @@ def test_the_cli_keeps_local_paths(tmp_path):
         [str(ffi)]
 
 
-def _report(s3, bucket: str, key: str, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        except s3.exceptions.NoSuchKey:
-            time.sleep(0.2)
-    raise AssertionError(f"no {key} within {timeout} s")
-
-
 @pytest.mark.slow
 def test_s3_event_manifests_cannot_reach_outside_the_bucket(tmp_path):
     """The audit's attacks as S3 events: each is refused in manifest.error.json, which
@@ -102,7 +92,7 @@ def test_s3_event_manifests_cannot_reach_outside_the_bucket(tmp_path):
         for name, manifest in attacks.items():
             s3.put_object(Bucket=stack.bucket, Key=f"ingest/{name}/manifest.json", Body=json.dumps(manifest).encode())
         for name in attacks:
-            report = _report(s3, stack.bucket, f"ingest/{name}/manifest.error.json")
+            report = wait_for_json(s3, stack.bucket, f"ingest/{name}/manifest.error.json")
             assert report["error"] == "ForbiddenInputError", (name, report)
             assert "root:" not in json.dumps(report) and "SIMPLE" not in report["cause"], report
 
@@ -113,7 +103,7 @@ def test_s3_event_manifests_cannot_reach_outside_the_bucket(tmp_path):
         s3.put_object(Bucket=stack.bucket, Key="ingest/wrong/manifest.json", Body=json.dumps(wrong).encode())
         run = stack.wait_for_execution(timeout=120)
         assert run.status == "FAILED" and run.error == "ForbiddenInputError", run
-        report = _report(s3, stack.bucket, "ingest/wrong/manifest.error.json")
+        report = wait_for_json(s3, stack.bucket, "ingest/wrong/manifest.error.json")
         assert "tess-s0007-2-3-cube.fits" in report["cause"], report
 
         # The same FFIs without a cube name: the cube gets its TESScut name.

@@ -4,23 +4,13 @@ state machine -> Abort)."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from cubecut.errors import ManifestError
 from cubecut.ingest.inputs import error_report_url, parse_manifest
 from cubecut_infra.local.stack import LocalStack
-
-
-def _wait_for(s3, bucket: str, key: str, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        except s3.exceptions.NoSuchKey:
-            time.sleep(0.2)
-    raise AssertionError(f"no {key} within {timeout} s")
+from stack_fixtures import wait_for_json
 
 
 @pytest.mark.slow
@@ -32,13 +22,13 @@ def test_failed_manifests_are_reported_beside_them_and_logged(caplog):
                       Body=json.dumps({"ffis": ["not-a-fits.fits", "missing.fits"]}).encode())
         run = stack.wait_for_execution(timeout=120)
         assert run.status == "FAILED"
-        report_bad = _wait_for(s3, stack.bucket, "ingest/bad/manifest.error.json")
+        report_bad = wait_for_json(s3, stack.bucket, "ingest/bad/manifest.error.json")
         assert report_bad["manifest"] == f"s3://{stack.bucket}/ingest/bad/manifest.json"
         assert report_bad["error"] in {"FFIError", "ObjectNotFoundError"} and report_bad["cause"], report_bad
         assert "hello" not in json.dumps(report_bad), "a report quotes no file content"
 
         s3.put_object(Bucket=stack.bucket, Key="ingest/garbled/manifest.json", Body=b"{not json")
-        report = _wait_for(s3, stack.bucket, "ingest/garbled/manifest.error.json")
+        report = wait_for_json(s3, stack.bucket, "ingest/garbled/manifest.error.json")
         assert report["error"] == "ManifestError" and "not valid JSON" in report["cause"]
     errors = [(r.getMessage(), getattr(r, "manifest", ""), getattr(r, "reason", ""))
               for r in caplog.records if r.levelname == "ERROR"]
@@ -103,6 +93,6 @@ def test_a_manifest_ingest_failing_after_plan_is_reported_beside_it(tmp_path, st
         stack.submit_ingest(ffis, "race")
         run = stack.wait_for_execution(timeout=120)
         assert (run.status, run.error) == ("FAILED", error), run
-        report = _wait_for(stack.s3.client("s3"), stack.bucket, "ingest/race/manifest.error.json")
+        report = wait_for_json(stack.s3.client("s3"), stack.bucket, "ingest/race/manifest.error.json")
     assert report["error"] == error and report["cause"], report
     assert report["cube"] == f"s3://{bucket}/cubes/tess-s0007-2-3-cube.fits"

@@ -36,13 +36,8 @@ from test_ingest import assert_same_cube
 NROWS, NCOLS, NT = 40, 48, 5
 
 
-@pytest.fixture(autouse=True)
-def fresh_clients():
-    clear_cache()
-    storage._client.cache_clear()
-    yield
-    clear_cache()
-    storage._client.cache_clear()
+#: Every test here starts and ends with no cached index, WCS or S3 client (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_clients")
 
 
 @pytest.fixture(scope="module")
