@@ -185,8 +185,9 @@ def test_bulk_job_over_http_runs_on_the_state_machine_and_reports_its_results(st
     with fits.open(io.BytesIO(body["Body"].read())) as ours, fits.open(single) as expected:
         diff = fits.FITSDiff(ours, expected, ignore_keywords=["CHECKSUM", "DATASUM", "OBJECT"])
         assert diff.identical, diff.report()
-    # An HTTP-only user gets every file as a presigned URL, page by page.
-    assert report["files_url"] == f"/v1/bulk?job={job}&files=0"
+    # An HTTP-only user gets every file as a presigned URL, page by page; the pages' URLs
+    # carry the token the request showed.
+    assert report["files_url"] == f"{started['status_url']}&files=0"
     status, page = _api(running, "GET", report["files_url"])
     assert status == 200 and "next_files" not in page
     assert sorted(int(f["row"]) for f in page["files"]) == sorted(int(r["row"]) for r in written)
@@ -194,9 +195,10 @@ def test_bulk_job_over_http_runs_on_the_state_machine_and_reports_its_results(st
     with urllib.request.urlopen(mine["url"], timeout=30) as response:  # no credentials: the URL is signed
         with fits.open(io.BytesIO(response.read())) as ours, fits.open(single) as expected:
             assert fits.FITSDiff(ours, expected, ignore_keywords=["CHECKSUM", "DATASUM", "OBJECT"]).identical
-    status, later = _api(running, "GET", f"/v1/bulk?job={job}&files=10")
+    status, later = _api(running, "GET", f"{started['status_url']}&files=10")
     assert status == 200 and len(later["files"]) == 1
-    assert _api(running, "GET", f"/v1/bulk?job={job}&files=-1")[0] == 400
+    assert _api(running, "GET", f"{started['status_url']}&files=-1")[0] == 400
+    assert _api(running, "GET", f"/v1/bulk?job={job}&files=0")[0] == 404, "no token, no owner: no files"
 
 
 @pytest.mark.parametrize("payload, code, text", [
