@@ -28,8 +28,8 @@ class DeadServer:
     """A TCP server on 127.0.0.1 that accepts connections and then either never answers
     (``hang_up=False``: holds them open, silent) or closes them at once; counts them."""
 
-    def __init__(self, hang_up: bool = False) -> None:
-        self.hang_up = hang_up
+    def __init__(self, hang_up: bool = False, headers_only: bool = False) -> None:
+        self.hang_up, self.headers_only = hang_up, headers_only
         self.accepted = 0
         self._held: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
@@ -49,8 +49,11 @@ class DeadServer:
             self.accepted += 1
             if self.hang_up:
                 connection.close()
-            else:
-                self._held.append(connection)
+                continue
+            if self.headers_only:  # a 200 whose body never comes
+                connection.recv(65536)
+                connection.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nETag: "x"\r\n\r\n')
+            self._held.append(connection)
 
     def close(self) -> None:
         self._listener.close()
@@ -105,6 +108,21 @@ def test_interactive_read_of_a_dead_s3_is_a_named_error_within_the_api_budget(cl
     assert elapsed < API_BUDGET_S, f"{client} took {elapsed:.1f} s"
     if where == "silent":  # tried again, within the profile's attempts
         assert silent.accepted == INTERACTIVE.attempts
+
+
+@pytest.mark.parametrize("client", sorted(READS))
+def test_interactive_read_of_a_body_that_never_comes_fails_within_the_api_budget(client, no_s3_clients,
+                                                                                 monkeypatch):
+    """Headers, then silence: the body retries too are the profile's attempts."""
+    server = DeadServer(headers_only=True)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    try:
+        with using_deadlines(INTERACTIVE):
+            elapsed, error = _timed(READS[client])
+    finally:
+        server.close()
+    assert elapsed < API_BUDGET_S, f"{client} took {elapsed:.1f} s: {error}"
+    assert server.accepted <= INTERACTIVE.attempts ** 2, server.accepted
 
 
 def test_batch_profile_is_the_default_and_keeps_retrying(no_s3_clients, monkeypatch):

@@ -294,24 +294,26 @@ def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str) -> 
 
     A body that breaks off (``fetch`` raises :class:`BodyError`) or comes up short is
     fetched again, with full-jitter exponential backoff, up to :data:`READ_ATTEMPTS`
-    times; any other exception propagates. The one retry policy of every byte source.
+    times, and no more than the :func:`deadlines`' attempts; any other exception
+    propagates. The one retry policy of every byte source.
     """
-    for attempt in range(READ_ATTEMPTS):
-        last = attempt + 1 == READ_ATTEMPTS
+    attempts = min(READ_ATTEMPTS, deadlines().attempts)
+    for attempt in range(attempts):
+        last = attempt + 1 == attempts
         try:
             data = fetch()
         except BodyError as exc:
             if last:
-                raise StorageError(f"{what}: the response body failed {READ_ATTEMPTS} times: {exc}") from None
+                raise StorageError(f"{what}: the response body failed {attempts} times: {exc}") from None
             _note_retry("body", attempt)
             continue
         if expected is None or len(data) == expected:
             return data
         if last:
             raise StorageError(f"{what}: short read, {len(data)} of {expected} bytes in each of "
-                               f"{READ_ATTEMPTS} attempts")
+                               f"{attempts} attempts")
         _note_retry("short_read", attempt)
-    raise AssertionError("unreachable: READ_ATTEMPTS >= 1")
+    raise AssertionError("unreachable: attempts >= 1")
 
 
 def unreachable(what: str, host: str) -> HostUnreachableError:
