@@ -18,8 +18,8 @@ from cubecut import storage
 from cubecut.cutout import cutout, load_index
 from cubecut.errors import ObjectNotFoundError, StorageError
 from cubecut.ingest.run import ingest
-from cubecut.storage import Location, ReadStats, StaleObjectError, get_bytes
-from cubecut.storage_obstore import REQUEST_RETRIES, ObstoreSource, get_object, put_object
+from cubecut.storage import BATCH, Location, ReadStats, StaleObjectError, get_bytes
+from cubecut.storage_obstore import ObstoreSource, get_object, put_object
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_every_fault_kind_at_100_percent(kind, faults, bucket):
         assert "body failed" in str(error.value) or "short read" in str(error.value), error.value
         assert gets >= storage.READ_ATTEMPTS
     else:  # obstore retried the request itself
-        assert 2 <= gets <= REQUEST_RETRIES + 1, faults.summary()
+        assert 2 <= gets <= BATCH.attempts, faults.summary()
     print(f"\n{kind}: {gets} GETs; {type(error.value).__name__}: {str(error.value)[:160]}")
 
 

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Literal, Sequence, TypeVar
 
 from .errors import InputError
-from .storage import MAX_POOL_CONNECTIONS, RangeSource
+from .storage import MAX_POOL_CONNECTIONS, RangeSource, carrying_deadlines
 
 #: Reads in flight at once for ``threads="auto"``: one S3 client's connection pool.
 MAX_IN_FLIGHT = MAX_POOL_CONNECTIONS
@@ -95,6 +95,7 @@ def started(function: Callable[[T], R], items: Iterable[T], threads: Threads,
     first exception a call raised): the caller works while the reads wait on the network.
     With one thread (``threads=1``) the calls run, one by one, when that function is called."""
     items = list(items)
+    function = carrying_deadlines(function)  # the lanes read under the caller's S3 deadlines
     count = workers(threads, len(items), largest)
     if count == 1:
         return lambda: [function(item) for item in items]
@@ -144,7 +145,7 @@ def started(function: Callable[[T], R], items: Iterable[T], threads: Threads,
 def in_background(function: Callable[[], R]) -> Callable[[], R]:
     """``function()`` started on the shared pool; the returned function waits for its
     result (or raises what it raised)."""
-    return _shared_pool().submit(function).result
+    return _shared_pool().submit(carrying_deadlines(function)).result
 
 
 def read_range(source: RangeSource, start: int, stop: int, error: type[Exception],

@@ -20,6 +20,7 @@ a :class:`ReadStats` so callers can report requests and bytes.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import fcntl
 import functools
@@ -33,7 +34,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol, TypeVar
 from urllib.parse import urlencode, urlparse
 
 import urllib3.exceptions
@@ -142,11 +143,80 @@ class Location:
         return self.url
 
 
-@functools.lru_cache(maxsize=8)
-def _client(endpoint: str | None, region: str | None, unsigned: bool = False) -> "boto3.client":
+@dataclass(frozen=True)
+class S3Deadlines:
+    """How long one S3 call may take before it fails with a named error, for both clients
+    (botocore in this module, obstore in :mod:`cubecut.storage_obstore`); all in seconds.
+
+    ``connect_timeout`` bounds opening a connection; ``read_timeout`` bounds each wait for
+    bytes on a connection; ``request_timeout`` bounds a whole obstore request (headers and
+    body; botocore has no such bound); ``attempts`` counts the tries of one request (the first and its retries);
+    obstore stops retrying once ``retry_timeout`` has passed since the first try.
+    """
+
+    connect_timeout: float
+    read_timeout: float
+    request_timeout: float
+    attempts: int
+    retry_timeout: float
+
+
+#: Callers that answer a person within an integration timeout (the API: 29 s): a server
+#: that accepts connections but never answers fails one call in about 2 x 4 s (botocore)
+#: or 2 x 8 s (obstore), one that refuses them at once (tests/test_s3_deadlines.py).
+INTERACTIVE = S3Deadlines(connect_timeout=2.0, read_timeout=4.0, request_timeout=8.0, attempts=2,
+                          retry_timeout=10.0)
+#: Workers with minutes to spare (ingest, bulk, the CLI): ride out a slow or flaky S3
+#: (botocore's own timeouts; 8 retries with back-off up to 20 s, tests/test_faults.py).
+BATCH = S3Deadlines(connect_timeout=60.0, read_timeout=60.0, request_timeout=30.0, attempts=9,
+                    retry_timeout=60.0)
+_DEADLINES: contextvars.ContextVar[S3Deadlines] = contextvars.ContextVar("cubecut_s3_deadlines", default=BATCH)
+
+
+def deadlines() -> S3Deadlines:
+    """The :class:`S3Deadlines` of S3 calls made here: :data:`BATCH` unless a caller chose
+    otherwise with :func:`using_deadlines`."""
+    return _DEADLINES.get()
+
+
+@contextlib.contextmanager
+def using_deadlines(profile: S3Deadlines) -> Iterator[None]:
+    """Make the S3 calls of this block (and of the work it hands to thread pools through
+    :func:`carrying_deadlines`) under ``profile``."""
+    token = _DEADLINES.set(profile)
+    try:
+        yield
+    finally:
+        _DEADLINES.reset(token)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def carrying_deadlines(function: F) -> F:
+    """``function``, run under the caller's :func:`deadlines` in whatever thread calls it
+    (pool threads do not inherit the caller's context)."""
+    profile = deadlines()
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        token = _DEADLINES.set(profile)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _DEADLINES.reset(token)
+
+    return run
+
+
+@functools.lru_cache(maxsize=16)
+def _client(endpoint: str | None, region: str | None, unsigned: bool = False,
+            limits: S3Deadlines = BATCH) -> "boto3.client":
     config = Config(
         max_pool_connections=MAX_POOL_CONNECTIONS,
-        retries={"max_attempts": 8, "mode": "standard"},
+        retries={"total_max_attempts": limits.attempts, "mode": "standard"},
+        connect_timeout=limits.connect_timeout,
+        read_timeout=limits.read_timeout,
         tcp_keepalive=True,
         s3={"addressing_style": "path"} if endpoint else None,
         signature_version=UNSIGNED if unsigned else "s3v4",
@@ -192,10 +262,12 @@ def anonymous(anon: bool | None = None) -> bool:
 def s3_client(anon: bool | None = None):
     """A thread-safe, connection-pooled S3 client configured from the environment.
 
-    Its requests are unsigned when :func:`anonymous` says so for ``anon``.
+    Its requests are unsigned when :func:`anonymous` says so for ``anon``, and time out
+    and retry as :func:`deadlines` says.
     """
     return _client(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
-                   os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"), anonymous(anon))
+                   os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"), anonymous(anon),
+                   deadlines())
 
 
 def retry_delay(attempt: int) -> float:
@@ -222,24 +294,26 @@ def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str) -> 
 
     A body that breaks off (``fetch`` raises :class:`BodyError`) or comes up short is
     fetched again, with full-jitter exponential backoff, up to :data:`READ_ATTEMPTS`
-    times; any other exception propagates. The one retry policy of every byte source.
+    times, and no more than the :func:`deadlines`' attempts; any other exception
+    propagates. The one retry policy of every byte source.
     """
-    for attempt in range(READ_ATTEMPTS):
-        last = attempt + 1 == READ_ATTEMPTS
+    attempts = min(READ_ATTEMPTS, deadlines().attempts)
+    for attempt in range(attempts):
+        last = attempt + 1 == attempts
         try:
             data = fetch()
         except BodyError as exc:
             if last:
-                raise StorageError(f"{what}: the response body failed {READ_ATTEMPTS} times: {exc}") from None
+                raise StorageError(f"{what}: the response body failed {attempts} times: {exc}") from None
             _note_retry("body", attempt)
             continue
         if expected is None or len(data) == expected:
             return data
         if last:
             raise StorageError(f"{what}: short read, {len(data)} of {expected} bytes in each of "
-                               f"{READ_ATTEMPTS} attempts")
+                               f"{attempts} attempts")
         _note_retry("short_read", attempt)
-    raise AssertionError("unreachable: READ_ATTEMPTS >= 1")
+    raise AssertionError("unreachable: attempts >= 1")
 
 
 def unreachable(what: str, host: str) -> HostUnreachableError:
@@ -261,7 +335,7 @@ def read_denied(what: str, detail: str, anon: bool | None) -> AccessDeniedError:
 
 def translate_client_error(exc: Exception, what: str) -> StorageError:
     """Turn a botocore error into a named cubecut error mentioning ``what``."""
-    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):  # no answer
         endpoint = str(getattr(exc, "kwargs", {}).get("endpoint_url", "")) or "the S3 endpoint"
         return unreachable(what, urlparse(endpoint).netloc or endpoint)
     if isinstance(exc, ClientError):

@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 
 #: How long obstore may keep credentials before asking boto3 again (it refreshes them).
 CREDENTIALS_TTL = datetime.timedelta(minutes=5)
-#: Requests obstore retries (5xx, throttling, connection errors) after the first, as botocore.
-REQUEST_RETRIES = 7
-
 R = TypeVar("R")
 
 
@@ -69,7 +66,7 @@ def usable() -> bool:
 
 
 @functools.lru_cache(maxsize=16)
-def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool):
+def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, limits: storage.S3Deadlines):
     import boto3
     from obstore.store import S3Store
 
@@ -79,10 +76,14 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool):
 
     session = boto3.session.Session()
     credentials = session.get_credentials()
-    options: ClientConfig = {"pool_max_idle_per_host": str(storage.MAX_POOL_CONNECTIONS)}
+    options: ClientConfig = {"pool_max_idle_per_host": str(storage.MAX_POOL_CONNECTIONS),
+                             "connect_timeout": datetime.timedelta(seconds=limits.connect_timeout),
+                             "read_timeout": datetime.timedelta(seconds=limits.read_timeout),
+                             "timeout": datetime.timedelta(seconds=limits.request_timeout)}
     if endpoint and endpoint.startswith("http://"):
         options["allow_http"] = True
-    retry: RetryConfig = {"max_retries": REQUEST_RETRIES, "retry_timeout": datetime.timedelta(seconds=60),
+    retry: RetryConfig = {"max_retries": limits.attempts - 1,
+                          "retry_timeout": datetime.timedelta(seconds=limits.retry_timeout),
              "backoff": {"init_backoff": datetime.timedelta(seconds=storage.RETRY_BASE_SECONDS),
                          "max_backoff": datetime.timedelta(seconds=storage.RETRY_MAX_SECONDS), "base": 2}}
     config: S3Config = {"region": region or session.region_name or "us-east-1",
@@ -101,9 +102,10 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool):
 
 def store_for(bucket: str, anon: bool | None = None):
     """The (cached, thread-safe) obstore S3 store of ``bucket`` for the current environment;
-    requests are unsigned when :func:`cubecut.storage.anonymous` says so for ``anon``."""
+    requests are unsigned when :func:`cubecut.storage.anonymous` says so for ``anon``, and
+    time out and retry as :func:`cubecut.storage.deadlines` says."""
     return _store(bucket, _endpoint(), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-                  storage.anonymous(anon))
+                  storage.anonymous(anon), storage.deadlines())
 
 
 class ObstoreSource:

@@ -12,6 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from cubecut import __version__
+from cubecut.storage import INTERACTIVE, using_deadlines
 
 from . import openapi as doc
 from . import routes
@@ -51,10 +52,13 @@ def internal_error(_exc: Exception) -> Response:
 
 def answer(event: dict, context: Any, settings: AppSettings, jobs: JobEngine | None = None) -> dict:
     """The API Gateway (payload v2) answer to ``event`` under ``settings``; bulk jobs run on
-    ``jobs`` (None: the bulk routes answer 503)."""
+    ``jobs`` (None: the bulk routes answer 503). Its S3 calls run under
+    :data:`cubecut.storage.INTERACTIVE` deadlines: an unreachable S3 is a named error well
+    inside the API's 29 s, not a retry loop past it."""
     token, jobs_token = routes.CURRENT_SETTINGS.set(settings), CURRENT_JOBS.set(jobs)
     try:
-        return app.resolve(event, context)
+        with using_deadlines(INTERACTIVE):
+            return app.resolve(event, context)
     finally:
         CURRENT_JOBS.reset(jobs_token)
         routes.CURRENT_SETTINGS.reset(token)

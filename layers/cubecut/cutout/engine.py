@@ -17,7 +17,7 @@ from astropy.io import fits
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError, OversizedCutoutWarning
 from ..reads import in_background
-from ..storage import Location, ReadStats, StaleObjectError, put_bytes, writable, writable_folder
+from ..storage import Location, ReadStats, StaleObjectError, carrying_deadlines, put_bytes, writable, writable_folder
 from .geometry import Box, CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
 from .metadata import cached, invalidate, load_index
 from .reader import Span, Threads, fill_off_image, fill_row, open_cube, start_chunks
@@ -280,4 +280,4 @@ def _map(function, items, threads: Threads) -> list:
     if workers <= 1:
         return [function(item) for item in items]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cubecut-tpf") as pool:
-        return list(pool.map(function, items))
+        return list(pool.map(carrying_deadlines(function), items))

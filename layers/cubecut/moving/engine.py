@@ -19,7 +19,7 @@ from ..cutout.reader import open_cube
 from ..errors import OutsideCubeError
 from ..fficut.output import write_fits
 from ..reads import Threads
-from ..storage import Location, ReadStats, StaleObjectError
+from ..storage import Location, ReadStats, StaleObjectError, carrying_deadlines
 from .ephemeris import Ephemeris, load_ephemeris
 from .path import PathOnCube, box_corners, paths_on_cubes, pixel_size
 from .reader import MERGE_GAP_BYTES, read_moving_box
@@ -93,7 +93,7 @@ def _cutouts(cubes: Sequence[str], path: Ephemeris, size: SizeInput, target: str
 
     workers = min(len(crossed), MAX_CUBES_AT_ONCE)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cubecut-path") as pool:
-        pieces = list(pool.map(read, crossed))
+        pieces = list(pool.map(carrying_deadlines(read), crossed))
     sectors: dict[tuple[int, str], list[MovingFrames]] = {}
     for piece in pieces:
         sectors.setdefault((piece.path.index.sector, piece.path.index.product), []).append(piece)

@@ -28,7 +28,7 @@ from ..cube.index import CubeIndex
 from ..cutout.geometry import MAX_CUTOUT_PIXELS, Box, SizeInput, ffi_wcs, parse_size
 from ..cutout.metadata import load_index
 from ..errors import CutoutSizeError
-from ..storage import ReadStats
+from ..storage import ReadStats, carrying_deadlines
 from .ephemeris import Ephemeris
 
 #: A position farther than this from a CCD's centre cannot be on it (TESS CCDs are ~12°
@@ -212,7 +212,7 @@ def paths_on_cubes(ephemeris: Ephemeris, cubes: Sequence[str], *, threads: int =
         return path_on_cube(ephemeris, load_index(url, stats), url)
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(cubes)))) as pool:
-        return list(pool.map(one, cubes))
+        return list(pool.map(carrying_deadlines(one), cubes))
 
 
 def path_crossings(ephemeris: Ephemeris, cubes: Sequence[str], *, size: SizeInput | None = None,

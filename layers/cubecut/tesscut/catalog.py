@@ -28,7 +28,7 @@ import numpy as np
 from ..cube.index import INDEX_SUFFIX, CubeIndex
 from ..cube.sidecar import describes, read_sidecar
 from ..errors import NotACubeError, StorageError
-from ..storage import Location, list_etags
+from ..storage import Location, carrying_deadlines, list_etags
 from .protocol import sector_name
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
@@ -126,7 +126,7 @@ class CubeCatalog:
                      if url not in self._entries or self._entries[url].index_etag != sidecar_etag
                      or self._entries[url].cube_etag != cube_etag]
             with ThreadPoolExecutor(max_workers=8) as pool:
-                loaded = list(pool.map(_load_entry, stale, [listing[url][1] for url in stale]))
+                loaded = list(pool.map(carrying_deadlines(_load_entry), stale, [listing[url][1] for url in stale]))
             from ..cutout.metadata import remember  # astropy.io.fits: with the first listing
 
             for url, index in zip(stale, loaded):

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 
 from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError, StorageError
-from ..storage import ObjectStreamWriter, ReadStats, get_bytes, head
+from ..storage import ObjectStreamWriter, ReadStats, carrying_deadlines, get_bytes, head
 from .catalog import CubeCatalog, CubeEntry
 from .protocol import TESS_PIXEL_DEG, CutoutRequest, SectorRequest, member_name, sector_entry
 
@@ -257,7 +257,8 @@ class CutoutService:
         def compute(work: list[CubeWork]) -> Iterator[Member]:
             with ThreadPoolExecutor(max_workers=min(_MAX_CUBE_THREADS, len(entries)),
                                     thread_name_prefix="cubecut-cube") as pool:
-                for member, cube_work in pool.map(lambda e: self._cut_one(e, request, started), entries):
+                for member, cube_work in pool.map(carrying_deadlines(lambda e: self._cut_one(e, request, started)),
+                                              entries):
                     work.append(cube_work)
                     if member is not None:
                         yield member
