@@ -30,8 +30,8 @@ DEPLOYED_CONCURRENCY = 200
 #: BlockFunction's and PlanFunction's MemorySize (MB) and Timeout (s).
 BLOCK_MEMORY_MB = 5120
 BLOCK_TIMEOUT_S = 600
-PLAN_MEMORY_MB = 1024
-PLAN_TIMEOUT_S = 300
+PLAN_MEMORY_MB = 1769
+PLAN_TIMEOUT_S = 900
 
 # --- Lambda's and S3's limits
 LAMBDA_MAX_MEMORY_MB = 10_240
