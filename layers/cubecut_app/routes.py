@@ -45,7 +45,7 @@ from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.metrics import MetricUnit
 
-from cubecut.errors import InputError, ObjectNotFoundError
+from cubecut.errors import HostUnreachableError, InputError, ObjectNotFoundError
 from cubecut.storage import presigned_url
 from cubecut.tesscut import mast, moving, quicklook, v1
 from cubecut.tesscut.names import ResolverUnavailableError, UnknownTargetError, resolve_target
@@ -411,6 +411,18 @@ def named_error(exc: Exception) -> Response:
     """Every named error a request can cause, as ``{msg}``/``{message}`` JSON with its status."""
     headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, (ServiceBusyError, BulkBusyError)) else {}
     return _json(error_status(exc), error_body(router.current_event.path, str(exc)), headers)
+
+
+#: What a caller is told when S3 does not answer: not the endpoint or its error (internal
+#: detail), only that the store is unavailable for now.
+STORAGE_UNREACHABLE = "the cube store is not answering; try again later"
+
+
+@router.exception_handler(HostUnreachableError)
+def storage_unreachable(exc: HostUnreachableError) -> Response:
+    """S3 did not answer within the API's deadlines: 503 with ``Retry-After``, logged."""
+    logger.warning("storage unreachable: %s", exc)
+    return _json(503, error_body(router.current_event.path, STORAGE_UNREACHABLE), {"Retry-After": str(RETRY_AFTER_S)})
 
 
 def no_route(route_methods: dict[str, set[str]], method: str, path: str) -> Response:
