@@ -304,7 +304,8 @@ def test_alarms_watch_every_function_machine_queue_and_the_api(cfn: dict[str, An
     assert ("ApproximateNumberOfMessagesVisible", json.dumps({"Fn::GetAtt": ["IngestFailuresQueue", "QueueName"]})) \
         in watched
     assert ("5xx", json.dumps({"Ref": "HttpApi"})) in watched
-    assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+    assert all(a["Properties"]["AlarmActions"] == a["Properties"]["OKActions"] == [{"Ref": "AlarmTopic"}]
+               and a["Properties"]["Threshold"] == 0 and a["Properties"]["Period"] == 300 for a in alarms)
 
 
 def test_default_reserved_concurrency_fits_the_default_account_quota(sam: dict[str, Any]) -> None:
