@@ -317,15 +317,21 @@ def test_the_engine_rejects_a_broken_definition(engine: Engine) -> None:
         engine.sfn.register("broken", json.dumps(broken))
 
 
-def _error_names(node: Any) -> Iterator[str]:
+def _objects(node: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object in a definition, nested ones included (states, retriers, ...)."""
     if isinstance(node, dict):
-        for handler in node.get("Retry", []) + node.get("Catch", []):
-            yield from handler["ErrorEquals"]
+        yield node
         for value in node.values():
-            yield from _error_names(value)
+            yield from _objects(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _error_names(item)
+            yield from _objects(item)
+
+
+def _error_names(definition: Any) -> Iterator[str]:
+    for node in _objects(definition):
+        for handler in node.get("Retry", []) + node.get("Catch", []):
+            yield from handler["ErrorEquals"]
 
 
 @pytest.mark.parametrize("path", ["ingest.asl.json", "bulk.asl.json"])
@@ -348,15 +354,8 @@ TASK_TIMEOUT_MARGIN = 60
 TIMEOUT_ERRORS = {"Sandbox.Timedout", "Lambda.Unknown", "States.Timeout"}
 
 
-def _tasks(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        if node.get("Type") == "Task":
-            yield node
-        for value in node.values():
-            yield from _tasks(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _tasks(item)
+def _tasks(definition: Any) -> Iterator[dict[str, Any]]:
+    return (node for node in _objects(definition) if node.get("Type") == "Task")
 
 
 @pytest.mark.parametrize("machine", ["IngestStateMachine", "BulkStateMachine"])
