@@ -66,7 +66,7 @@ def run_cubecut(job: dict) -> dict:
     import cubecut
     from cubecut.cutout import clear_cache
     from cubecut.storage import Location, ReadStats, s3_client
-    from cubecut.storage_obstore import store_for
+    from cubecut.storage.s3_obstore import store_for
 
     # Imports before timing, as for the other tools: cubecut loads its cutout engine (and
     # astropy's WCS, coordinates, FITS) on first use, a cold process's cost, which

@@ -54,7 +54,7 @@ def fresh_clients():
     from cubecut.cutout import clear_cache
 
     clear_cache()
-    storage._client.cache_clear()
+    storage.reset_clients()
     yield
     clear_cache()
-    storage._client.cache_clear()
+    storage.reset_clients()

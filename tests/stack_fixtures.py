@@ -165,9 +165,9 @@ def _make_cube(workdir: Path, bucket: str, sector: int, camera: int, ccd: int,
 
 def _forget_process_state() -> None:
     """Drop what this process cached about another stack (clients, services, indexes)."""
-    from cubecut.storage import _client
+    from cubecut.storage import reset_clients
 
-    _client.cache_clear()
+    reset_clients()
     clear_cache()
 
 

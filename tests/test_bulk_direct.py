@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-import cubecut.bulk.direct as direct
+import cubecut.storage.files as direct
 import cubecut.bulk.worker as worker
 from cubecut.bulk import Limits, plan_job, run_job, run_tiles
 from cubecut.bulk.plan import cube_entries

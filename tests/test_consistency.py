@@ -48,7 +48,7 @@ def ffis(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture
 def s3(s3_endpoint):
-    storage._client.cache_clear()
+    storage.reset_clients()
     clear_cache()
     return boto3.client("s3", endpoint_url=s3_endpoint)
 

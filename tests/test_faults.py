@@ -148,7 +148,7 @@ class Faults:
 
     def set(self, rates: FaultRates, operations=None) -> None:
         self.proxy.set_rates(rates, operations)
-        storage._client.cache_clear()  # a fresh client: a fresh retry quota
+        storage.reset_clients()  # a fresh client: a fresh retry quota
 
     def summary(self) -> dict:
         return {**self.proxy.stats.summary(), "botocore_retries": len(self.backoff.delays),
@@ -167,18 +167,18 @@ def fault_proxy(upstream: str, monkeypatch, seed: int = 1) -> Iterator[Faults]:
         return delay * BACKOFF_SCALE
 
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", delay_amount)
-    monkeypatch.setattr(storage, "RETRY_BASE_SECONDS", storage.RETRY_BASE_SECONDS * BACKOFF_SCALE)
+    monkeypatch.setattr(storage.retry, "RETRY_BASE_SECONDS", storage.retry.RETRY_BASE_SECONDS * BACKOFF_SCALE)
     storage.RETRIES.clear()
     proxy = FaultProxy(upstream, seed=seed)
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
-    storage._client.cache_clear()
+    storage.reset_clients()
     clear_cache()
     try:
         yield Faults(proxy, recorder, upstream, boto3.client("s3", endpoint_url=upstream))
     finally:
         proxy.stop()
         monkeypatch.setenv("AWS_ENDPOINT_URL", upstream)
-        storage._client.cache_clear()
+        storage.reset_clients()
         clear_cache()
 
 
@@ -201,7 +201,7 @@ def reference(ffis, s3_endpoint, tmp_path_factory) -> dict:
     bucket = "reference-" + os.urandom(4).hex()
     s3.create_bucket(Bucket=bucket)
     urls = upload(s3, bucket, ffis)
-    storage._client.cache_clear()
+    storage.reset_clients()
     clear_cache()
     ingest(urls, f"s3://{bucket}/{CUBE_KEY}", block_bytes=5 * MIB, workers=2)
     cube = s3.get_object(Bucket=bucket, Key=CUBE_KEY)["Body"].read()

@@ -273,7 +273,7 @@ def test_cube_with_an_unusable_wcs_gives_a_named_error(change, ffi_files, target
 
 
 def test_hostile_cube_on_s3_gives_a_named_error(cube_cases, target, bucket, s3_endpoint):
-    storage._client.cache_clear()
+    storage.reset_clients()
     for case in ("truncated mid-table", "more frames than the object holds", "NAXIS4 = 10^12"):
         url = f"s3://{bucket}/cubes/hostile-{len(case)}-cube.fits"
         put_bytes(url, cube_cases[case])
@@ -284,7 +284,7 @@ def test_hostile_cube_on_s3_gives_a_named_error(cube_cases, target, bucket, s3_e
 def test_a_sidecar_that_overstates_the_cube_is_not_trusted(good_cube, target, bucket, s3_endpoint):
     """The sidecar promises more rows than its own cube_size holds: it is ignored and the
     index is built from the cube itself."""
-    storage._client.cache_clear()
+    storage.reset_clients()
     url = f"s3://{bucket}/cubes/tess-s0007-2-1-cube.fits"
     put_bytes(url, good_cube)
     index = load_index(url, refresh=True)

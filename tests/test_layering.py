@@ -19,8 +19,6 @@ APP = ROOT / "layers" / "cubecut_app"
 FORBIDDEN = {"cubecut_app", "cubecut_functions", "cubecut_infra", "aws_lambda_powertools", "fastapi", "starlette",
              "flask", "werkzeug", "django", "falcon", "bottle", "aiohttp", "tornado", "pydantic"}
 AWS_SDK = {"boto3", "botocore", "s3transfer"}
-#: The only library modules that talk to the AWS SDK and read its environment (AWS_*, CUBECUT_ANON).
-STORAGE = {"cubecut.storage", "cubecut.storage_obstore"}
 
 
 def _modules(root: Path, package: str) -> dict[str, tuple[ast.Module, bool]]:
@@ -64,6 +62,8 @@ def _reads_environment(tree: ast.Module) -> list[int]:
 
 
 LIBRARY_MODULES = _modules(LIBRARY, "cubecut")
+#: The only library modules that talk to the AWS SDK and read its environment (AWS_*, CUBECUT_ANON).
+STORAGE = {name for name in LIBRARY_MODULES if name == "cubecut.storage" or name.startswith("cubecut.storage.")}
 APP_MODULES = _modules(APP, "cubecut_app")
 
 

@@ -69,13 +69,13 @@ def stack(tmp_path_factory):
     ffis = synth_ffis(tmp_path_factory)
     running = LocalStack(bucket="cubecut-load").start()
     try:
-        storage._client.cache_clear()
+        storage.reset_clients()
         clear_cache()
         ingest([str(p) for p in ffis], f"s3://{running.bucket}/cubes/tess-s0007-2-1-cube.fits", block_bytes=5 * MIB)
         yield running
     finally:
         running.stop()
-        storage._client.cache_clear()
+        storage.reset_clients()
         clear_cache()
 
 

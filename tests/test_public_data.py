@@ -95,7 +95,7 @@ def test_anon_is_unsigned_even_with_credentials_and_default_is_signed(public_cub
     coord = sky(load_index(local_cube), 20.3, 18.8)
     with RecordingProxy(s3_endpoint) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        storage._client.cache_clear()
+        storage.reset_clients()
         cubecut.cutout(public_cube, coord, 3)  # credentials are configured (conftest): signed
         assert proxy.signed and all(proxy.signed)
         proxy.seen.requests.clear()

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from cubecut import storage, storage_obstore
+from cubecut import storage
 from cubecut.errors import HostUnreachableError, StorageError
 from cubecut.storage import BATCH, INTERACTIVE, Location, get_bytes, using_deadlines
 
@@ -78,11 +78,9 @@ def silent() -> Iterator[DeadServer]:
 @pytest.fixture
 def no_s3_clients() -> Iterator[None]:
     """No cached client of another endpoint before or after the test."""
-    storage._client.cache_clear()
-    storage_obstore._store.cache_clear()
+    storage.reset_clients()
     yield
-    storage._client.cache_clear()
-    storage_obstore._store.cache_clear()
+    storage.reset_clients()
 
 
 def _timed(call: Callable[[], object]) -> tuple[float, BaseException]:
@@ -93,7 +91,7 @@ def _timed(call: Callable[[], object]) -> tuple[float, BaseException]:
 
 
 READS = {"botocore": lambda: get_bytes("s3://cubes/sidecar.json"),
-         "obstore": lambda: storage_obstore.get_object(Location.parse("s3://cubes/sidecar.json"))}
+         "obstore": lambda: storage.get_bytes_fast("s3://cubes/sidecar.json")}
 
 
 @pytest.mark.parametrize("client", sorted(READS))

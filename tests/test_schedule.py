@@ -107,7 +107,7 @@ def tpf_digest(hdul) -> str:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, s3_endpoint):
-    storage._client.cache_clear()
+    storage.reset_clients()
     ffis = make_sector(tmp_path_factory.mktemp("schedule"), sector=4, camera=2, ccd=2, frames=NT, shape=SHAPE,
                        seed=9)
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)

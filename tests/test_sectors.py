@@ -36,7 +36,7 @@ NROWS, NCOLS, NT = 30, 36, 4
 def fresh(monkeypatch):
     clear_cache()
     footprints.clear_footprints()
-    storage._client.cache_clear()
+    storage.reset_clients()
     yield
     clear_cache()
     footprints.clear_footprints()

@@ -288,7 +288,7 @@ def api(tmp_path_factory) -> Iterator[dict]:
     ffis = synth_ffis(tmp_path_factory)
     stack = LocalStack(bucket="cubecut-security").start()
     try:
-        storage._client.cache_clear()
+        storage.reset_clients()
         clear_cache()
         ingest([str(p) for p in ffis], f"s3://{stack.bucket}/cubes/tess-s0007-2-1-cube.fits", block_bytes=5 * MIB)
         yield {"stack": stack, "url": stack.api_url, "targets": targets(2)}
@@ -296,7 +296,7 @@ def api(tmp_path_factory) -> Iterator[dict]:
         stack.stop()
         for key, value in saved.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-        storage._client.cache_clear()
+        storage.reset_clients()
         clear_cache()
 
 

@@ -19,7 +19,7 @@ from cubecut.cutout import cutout, load_index
 from cubecut.errors import ObjectNotFoundError, StorageError
 from cubecut.ingest.run import ingest
 from cubecut.storage import BATCH, Location, ReadStats, StaleObjectError, get_bytes
-from cubecut.storage_obstore import ObstoreSource, get_object, put_object
+from cubecut.storage.s3_obstore import ObstoreSource, get_object, put_object
 
 
 @pytest.fixture
@@ -147,8 +147,6 @@ def test_puts_write_whole_objects_and_survive_faults(faults, bucket):
 
 
 def test_payloads_are_hashed_for_signatures_only_over_plain_http(monkeypatch):
-    from cubecut import storage_obstore
-
     for endpoint, hashed in ((None, False), ("https://s3.example.org", False), ("http://127.0.0.1:9", True)):
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -157,7 +155,7 @@ def test_payloads_are_hashed_for_signatures_only_over_plain_http(monkeypatch):
             monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
         else:
             monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-        store = storage_obstore.store_for("some-bucket")
+        store = storage.s3_obstore.store_for("some-bucket")
         assert (store.config.get("unsigned_payload") != "true") is hashed, (endpoint, store.config)
 
 

@@ -38,7 +38,7 @@ from cubecut.tesscut.service import INLINE_LIMIT, ConcurrencyLimit, ServiceBusyE
 from cubecut_app.models import CutoutParams
 from cubecut.ingest.run import ingest
 from cubecut.storage import s3_client
-from cubecut.storage_obstore import ObstoreSource
+from cubecut.storage.s3_obstore import ObstoreSource
 from cubecut.synth import make_sector, star_catalog
 from stack_fixtures import BUCKET, SHARED, TesscutSky, tesscut_sky  # noqa: F401 - the fixture
 

@@ -21,7 +21,7 @@ import tarfile
 from typing import Sequence
 
 from ..storage import Location, get_bytes, list_objects, put_bytes
-from .direct import put_output
+from ..storage import put_bytes_fast as put_output
 
 #: Tar blocks are 512 bytes; an archive ends with two zero blocks.
 BLOCK = 512

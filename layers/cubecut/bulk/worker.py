@@ -40,7 +40,7 @@ from ..cutout.identity import Identity, set_identity
 from ..cutout.tpf import tpf_bytes
 from ..errors import CoordinateError, CutoutSizeError, InputError, OutsideCubeError
 from ..storage import Location, RangeSource, ReadStats, StaleObjectError
-from .direct import put_output
+from ..storage import put_bytes_fast as put_output
 from .plan import FAILED, OFF_FOOTPRINT, WRITTEN
 from .shards import TarShard, write_shard
 from .targets import Target

@@ -26,8 +26,7 @@ from ..cube.index import CubeIndex, index_from_table
 from ..cube.sidecar import read_sidecar
 from ..errors import FFIError, NotACubeError
 from ..fitsio import BLOCK, data_bytes, padded, read_header
-from ..storage import ByteSource, Location, ReadStats, get_bytes, open_source
-from ..storage_obstore import get_object
+from ..storage import ByteSource, Location, ReadStats, get_bytes_fast, open_source
 
 #: Bytes read first: the primary and image headers of a TESS cube take ~3-4 blocks.
 FIRST_READ = 32 * 1024
@@ -65,7 +64,7 @@ def load_index(cube_url: str | Location, stats: ReadStats | None = None, *,
                 return index
     # On S3 the sidecar comes through obstore, as the pixels do: a quarter of botocore's CPU
     # on the cold path, where nothing else can run meanwhile.
-    index = None if refresh else read_sidecar(location, stats, get=get_object if location.is_s3 else get_bytes)[0]
+    index = None if refresh else read_sidecar(location, stats, get=get_bytes_fast)[0]
     if index is None:
         index = index_from_cube(location, stats)
     remember(location, index)

@@ -24,8 +24,7 @@ import numpy as np
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError
 from ..reads import Threads, concurrently, read_range, started
-from ..storage import Location, RangeSource, ReadStats, StaleObjectError, open_source
-from ..storage_obstore import open_object
+from ..storage import Location, RangeSource, ReadStats, StaleObjectError, open_pinned, open_source
 from .geometry import Box
 
 __all__ = ["Threads", "Span", "Chunks", "open_cube", "read_box", "read_boxes", "read_chunks", "start_chunks",
@@ -41,7 +40,7 @@ def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> 
     Raises StaleObjectError if the cube's size or ETag no longer match ``index`` (on S3:
     at the first read)."""
     if location.is_s3:
-        return open_object(location, stats, size=index.cube_size, etag=index.cube_etag)
+        return open_pinned(location, stats, size=index.cube_size, etag=index.cube_etag)
     source = open_source(location, stats)
     if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
         raise StaleObjectError(f"{location.url} changed since its index was read")

@@ -1,19 +1,20 @@
-"""Ranged reads of S3 objects through obstore (Rust ``object_store``): cutouts' pixel reads.
+"""S3 through obstore (Rust ``object_store``): the fast path of cutouts' pixel reads and
+cold sidecar GETs, and of bulk workers' uploads.
 
-A :class:`~cubecut.storage.ByteSource` like :class:`~cubecut.storage.S3Source`, with the
-same guarantees: every GET carries ``If-Match`` with the known ETag (a replaced object
-raises :class:`~cubecut.storage.StaleObjectError`), failed requests are retried with
-backoff by the client, a body that breaks off or comes up short is retried here
-(counted in :data:`cubecut.storage.RETRIES`), and every request and byte is counted in
-the caller's :class:`~cubecut.storage.ReadStats`. Why: on the same local S3 server a
-240 KB range GET costs 0.4-0.6 ms of Python CPU through obstore against 1.7-2.3 ms
+The same guarantees as :mod:`cubecut.storage.s3_boto`: every ranged GET carries
+``If-Match`` with the known ETag (a replaced object raises
+:class:`~cubecut.errors.StaleObjectError`), failed requests are retried with backoff by
+the client, a body that breaks off or comes up short is retried here (counted in
+:data:`cubecut.storage.retry.RETRIES`), every request and byte is counted in the caller's
+:class:`~cubecut.storage.ReadStats`, and errors have botocore's words. Why: on the same
+local S3 server a 240 KB range GET costs 0.4-0.6 ms of Python CPU through obstore against 1.7-2.3 ms
 through botocore, which holds the GIL while it builds, signs and parses each request, so
 30 concurrent row reads finish in less than half the time (benchmarks/README.md).
 
 Configuration follows the standard AWS environment as boto3 resolves it (endpoint
 ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, region, and credentials from any source
 boto3 knows: environment, profile, container or instance role), so a local S3 server and
-AWS are one code path, as for :mod:`cubecut.storage`.
+AWS are one code path, as for botocore.
 """
 from __future__ import annotations
 
@@ -23,9 +24,15 @@ import os
 import re
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-from . import storage
-from .errors import AccessDeniedError, ObjectNotFoundError, StorageError
-from .storage import Location, ReadStats, StaleObjectError
+from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, StorageError
+from .base import ReadStats
+from .deadlines import S3Deadlines, deadlines
+from .location import Location
+from . import retry
+from .retry import BodyError, read_exactly
+from . import s3_config
+from .s3_config import MAX_POOL_CONNECTIONS, anonymous
+from .s3_failures import read_denied, unreachable
 
 if TYPE_CHECKING:
     from obstore import Bytes, GetOptions
@@ -34,10 +41,6 @@ if TYPE_CHECKING:
 #: How long obstore may keep credentials before asking boto3 again (it refreshes them).
 CREDENTIALS_TTL = datetime.timedelta(minutes=5)
 R = TypeVar("R")
-
-
-def _endpoint() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 class _Boto3Credentials:
@@ -66,7 +69,7 @@ def usable() -> bool:
 
 
 @functools.lru_cache(maxsize=16)
-def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, limits: storage.S3Deadlines):
+def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, limits: S3Deadlines):
     import boto3
     from obstore.store import S3Store
 
@@ -76,16 +79,17 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, li
 
     session = boto3.session.Session()
     credentials = session.get_credentials()
-    options: ClientConfig = {"pool_max_idle_per_host": str(storage.MAX_POOL_CONNECTIONS),
+    options: ClientConfig = {"pool_max_idle_per_host": str(MAX_POOL_CONNECTIONS),
                              "connect_timeout": datetime.timedelta(seconds=limits.connect_timeout),
                              "read_timeout": datetime.timedelta(seconds=limits.read_timeout),
                              "timeout": datetime.timedelta(seconds=limits.request_timeout)}
     if endpoint and endpoint.startswith("http://"):
         options["allow_http"] = True
-    retry: RetryConfig = {"max_retries": limits.attempts - 1,
-                          "retry_timeout": datetime.timedelta(seconds=limits.retry_timeout),
-             "backoff": {"init_backoff": datetime.timedelta(seconds=storage.RETRY_BASE_SECONDS),
-                         "max_backoff": datetime.timedelta(seconds=storage.RETRY_MAX_SECONDS), "base": 2}}
+    retries: RetryConfig = {"max_retries": limits.attempts - 1,
+                            "retry_timeout": datetime.timedelta(seconds=limits.retry_timeout),
+                            "backoff": {"init_backoff": datetime.timedelta(seconds=retry.RETRY_BASE_SECONDS),
+                                        "max_backoff": datetime.timedelta(seconds=retry.RETRY_MAX_SECONDS),
+                                        "base": 2}}
     config: S3Config = {"region": region or session.region_name or "us-east-1",
                         "virtual_hosted_style_request": False}
     if endpoint:
@@ -93,19 +97,23 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, li
     if not endpoint or endpoint.startswith("https://"):
         # As botocore over HTTPS: TLS guards the body, so a PUT's signature does not hash it.
         config["unsigned_payload"] = True
-    if anon or credentials is None:  # unsigned, as storage.s3_client for public buckets
+    if anon or credentials is None:  # unsigned, as botocore's client for public buckets
         config["skip_signature"] = True
-        return S3Store(bucket, config=config, client_options=options, retry_config=retry)
-    return S3Store(bucket, config=config, client_options=options, retry_config=retry,
+        return S3Store(bucket, config=config, client_options=options, retry_config=retries)
+    return S3Store(bucket, config=config, client_options=options, retry_config=retries,
                    credential_provider=_Boto3Credentials(credentials))
 
 
 def store_for(bucket: str, anon: bool | None = None):
     """The (cached, thread-safe) obstore S3 store of ``bucket`` for the current environment;
-    requests are unsigned when :func:`cubecut.storage.anonymous` says so for ``anon``, and
-    time out and retry as :func:`cubecut.storage.deadlines` says."""
-    return _store(bucket, _endpoint(), os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-                  storage.anonymous(anon), storage.deadlines())
+    requests are unsigned when :func:`~cubecut.storage.s3_config.anonymous` says so for
+    ``anon``, and time out and retry as :func:`~cubecut.storage.deadlines.deadlines` says."""
+    return _store(bucket, s3_config.endpoint(), s3_config.region(), anonymous(anon), deadlines())
+
+
+def clear_stores() -> None:
+    """Forget the cached stores (the next call meets the environment's credentials anew)."""
+    _store.cache_clear()
 
 
 class ObstoreSource:
@@ -113,8 +121,6 @@ class ObstoreSource:
 
     def __init__(self, location: Location, stats: ReadStats | None = None, *, size: int,
                  etag: str | None) -> None:
-        if not location.is_s3:
-            raise ValueError(f"not an S3 location: {location.url}")
         self.location = location
         self.stats = stats if stats is not None else ReadStats()
         self.size = size
@@ -123,7 +129,7 @@ class ObstoreSource:
 
     def read(self, start: int, stop: int) -> bytes | memoryview:
         """Bytes ``[start, stop)`` (clipped to the object) as a read-only ``memoryview`` of
-        obstore's buffer, not copied into ``bytes`` (a :class:`~cubecut.storage.RangeSource`)."""
+        obstore's buffer, not copied into ``bytes`` (a :class:`~cubecut.storage.base.RangeSource`)."""
         stop = min(stop, self.size)
         if stop <= start:
             return b""
@@ -131,29 +137,16 @@ class ObstoreSource:
         if self.etag:
             options["if_match"] = self.etag
         what = f"{self.location.url} bytes [{start}, {stop})"
-        data = storage.read_exactly(lambda: memoryview(_body(self._store, self.location, options, what)[0]),
+        data = read_exactly(lambda: memoryview(_body(self._store, self.location, options, what)[0]),
                                     stop - start, what)
         self.stats.add(len(data))
         return data
 
 
-def open_object(location: Location, stats: ReadStats | None = None, *, size: int,
-                etag: str | None) -> ObstoreSource | storage.S3Source:
-    """An S3 object of known size and ETag for ranged reads: an :class:`ObstoreSource`, or
-    botocore's :class:`~cubecut.storage.S3Source` where obstore cannot serve (:func:`usable`)."""
-    if not usable():
-        return storage.S3Source(location, stats, size=size, etag=etag)
-    return ObstoreSource(location, stats, size=size, etag=etag)
-
-
 def get_object(location: Location, stats: ReadStats | None = None) -> tuple[bytes, str | None]:
-    """The whole S3 object and its ETag, as :func:`cubecut.storage.get_bytes` gives them
-    (the same errors, retries and counting), through obstore: cutouts' cold reads of an
-    index sidecar (~0.8 ms of CPU for a 160 KB sidecar against ~4 ms through botocore)."""
-    if not location.is_s3:
-        raise ValueError(f"not an S3 location: {location.url}")
-    if not usable():
-        return storage.get_bytes(location, stats)
+    """The whole S3 object and its ETag, as botocore's GET gives them (the same errors,
+    retries and counting), through obstore: cutouts' cold reads of an index sidecar
+    (~0.8 ms of CPU for a 160 KB sidecar against ~4 ms through botocore)."""
     etag: list[str | None] = [None]
 
     def whole() -> bytes:
@@ -161,24 +154,20 @@ def get_object(location: Location, stats: ReadStats | None = None) -> tuple[byte
         data = bytes(body)
         # obstore resumes a broken body with ranged GETs; a whole object must be all there
         if len(data) != size:
-            raise storage.BodyError(f"{len(data)} of {size} bytes")
+            raise BodyError(f"{len(data)} of {size} bytes")
         return data
 
-    data = storage.read_exactly(whole, None, location.url)
+    data = read_exactly(whole, None, location.url)
     if stats is not None:
         stats.add(len(data))
     return data, etag[0]
 
 
 def put_object(location: Location, data: bytes | bytearray, content_type: str = "application/octet-stream") -> str | None:
-    """Write a whole S3 object in one PUT, as :func:`cubecut.storage.put_bytes` writes it
-    (unconditionally; the same errors; requests retried by the client), through obstore,
-    which signs and sends the request outside the GIL; returns the ETag. Bulk workers'
-    TPF uploads (benchmarks/bulk.py measures the client's CPU per upload)."""
-    if not location.is_s3:
-        raise ValueError(f"not an S3 location: {location.url}")
-    if not usable():
-        return storage.put_bytes(location, data, content_type)
+    """Write a whole S3 object in one PUT, as botocore's PUT writes it (unconditionally;
+    the same errors; requests retried by the client), through obstore, which signs and
+    sends the request outside the GIL; returns the ETag. Bulk workers' TPF uploads
+    (benchmarks/bulk.py measures the client's CPU per upload)."""
     import obstore
 
     result = _translated(lambda: obstore.put(store_for(location.bucket, location.anon), location.key, data,
@@ -192,7 +181,7 @@ def _translated(request: Callable[[], R], what: str, missing: str = "not found",
     """``request()`` (one obstore call, which retries failed requests itself) with its
     errors as cubecut's, in the words of the botocore path: a failed If-Match is
     StaleObjectError, a missing object or bucket ObjectNotFoundError (``"{what}: {missing}"``),
-    refused credentials AccessDeniedError (a ``read`` as :func:`cubecut.storage.read_denied`
+    refused credentials AccessDeniedError (a ``read`` as :func:`~cubecut.storage.s3_failures.read_denied`
     words it for ``anon``), a host that does not answer HostUnreachableError, anything else
     StorageError with obstore's first line (never its multi-line debug dump)."""
     from obstore.exceptions import NotFoundError, PermissionDeniedError, PreconditionError, UnauthenticatedError
@@ -207,13 +196,13 @@ def _translated(request: Callable[[], R], what: str, missing: str = "not found",
         status = _STATUS.search(str(exc))
         detail = status.group(1) if status else type(exc).__name__
         if read:
-            raise storage.read_denied(what, detail, anon) from None
+            raise read_denied(what, detail, anon) from None
         raise AccessDeniedError(f"{what}: access denied ({detail})") from None
     except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
         text = str(exc)
         if any(marker in text for marker in _CONNECT_MARKERS):
             host = _HOST.search(text)
-            raise storage.unreachable(what, host.group(1) if host else _endpoint() or "the S3 endpoint") from None
+            raise unreachable(what, host.group(1) if host else s3_config.endpoint() or "the S3 endpoint") from None
         raise StorageError(f"{what}: {type(exc).__name__}: {text.split(_DEBUG, 1)[0].strip()}") from None
 
 
@@ -227,13 +216,13 @@ _STATUS = re.compile(r"status code: (\d{3}[^:]*)")
 
 def _body(store, location: Location, options: GetOptions, what: str) -> tuple[Bytes, str | None, int]:
     """One GET of ``location`` with ``options``: its body (obstore's buffer), the object's
-    ETag and size; a body that breaks off raises :class:`cubecut.storage.BodyError` (the
-    callers retry it with :func:`cubecut.storage.read_exactly`)."""
+    ETag and size; a body that breaks off raises :class:`cubecut.BodyError` (the
+    callers retry it with :func:`cubecut.read_exactly`)."""
     import obstore
 
     result = _translated(lambda: obstore.get(store, location.key, options=options), what, anon=location.anon)
     try:
         body = result.bytes()
     except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error
-        raise storage.BodyError(exc) from None
+        raise BodyError(exc) from None
     return body, result.meta.get("e_tag"), result.meta["size"]

@@ -1,0 +1,157 @@
+"""Byte-level access to objects on S3, on the local disk or behind any fsspec URL, with one interface.
+
+Locations are URLs (:class:`Location`): ``s3://bucket/key``, a plain/``file://`` path, or
+any other URL fsspec understands (``https://``, ``memory://`` ...). Each kind has one
+backend (:class:`~cubecut.storage.base.Backend`), chosen once from the location's scheme
+by :func:`~cubecut.storage.factory.backend_for`; the functions here only hand the call to it:
+
+=============  ===========================================  =================================
+scheme         backend                                      engines
+=============  ===========================================  =================================
+``s3``         :class:`~cubecut.storage.s3.S3Backend`         obstore for pixel reads, cold
+                                                            sidecar GETs and bulk uploads
+                                                            (the ``fast`` calls); botocore
+                                                            for everything else
+``file``       :class:`~cubecut.storage.local.LocalBackend`   ``os.pread``; temp + rename
+                                                            writes; ``O_DIRECT`` for bulk
+                                                            outputs
+anything else  :class:`~cubecut.storage.fsspec_backend.     fsspec byte ranges (HTTP
+               FsspecBackend`                               ``Range``); read-only
+=============  ===========================================  =================================
+
+S3 requests honour the standard AWS environment (``AWS_ENDPOINT_URL``, credentials,
+region), so a local S3-compatible server and AWS are one code path; ranged GETs carry
+``If-Match`` on the object's ETag (:class:`StaleObjectError` when it changed). When no AWS
+credentials are configured anywhere, or when asked (``anon=True`` on a :class:`Location`,
+or ``CUBECUT_ANON=1``, which ``--anon`` on the CLI sets), requests are *unsigned*, as
+public buckets such as MAST's ``stpubdata`` accept. S3 calls time out and retry as the
+:data:`INTERACTIVE` or :data:`BATCH` profile says (:func:`using_deadlines`); failures are
+named errors of :mod:`cubecut.errors`.
+
+Every read is a byte range ``[start, stop)`` (0-based, stop exclusive) and is counted in
+a :class:`ReadStats` so callers can report requests and bytes.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+from ..errors import StaleObjectError
+from .base import ByteSource, ObjectInfo, RangeSource, ReadStats
+from .deadlines import BATCH, INTERACTIVE, S3Deadlines, carrying_deadlines, deadlines, using_deadlines
+from .factory import backend_for, writable
+from .files import check_local_precondition, file_etag, local_write_lock, writable_folder
+from .local import FileSource
+from .location import Location
+from .retry import READ_ATTEMPTS, RETRIES, BodyError, read_exactly
+from .s3_boto import clear_clients, s3_client
+from .s3_config import MAX_POOL_CONNECTIONS, anonymous
+from .s3_failures import read_denied, s3_errors, translate_client_error, unreachable
+from .s3_obstore import clear_stores
+from .stream import STREAM_PART_BYTES, ObjectStreamWriter
+
+__all__ = [
+    "BATCH", "INTERACTIVE", "MAX_POOL_CONNECTIONS", "READ_ATTEMPTS", "RETRIES", "STREAM_PART_BYTES",
+    "BodyError", "ByteSource", "FileSource", "Location", "ObjectInfo", "ObjectStreamWriter", "RangeSource",
+    "ReadStats", "S3Deadlines", "StaleObjectError",
+    "anonymous", "backend_for", "carrying_deadlines", "check_local_precondition", "deadlines", "delete",
+    "file_etag", "get_bytes", "get_bytes_fast", "head", "list_etags", "list_objects", "local_write_lock",
+    "open_pinned", "open_source", "presigned_url", "put_bytes", "put_bytes_fast", "read_denied", "read_exactly",
+    "reset_clients", "s3_client", "s3_errors", "translate_client_error", "unreachable", "using_deadlines",
+    "writable", "writable_folder",
+]
+
+Where = str | os.PathLike[str] | Location
+
+
+def open_source(url: Where, stats: ReadStats | None = None, **known: Any) -> ByteSource:
+    """Open ``url`` for ranged reads; ``known`` may carry ``size`` (bytes) and ``etag``,
+    which spare a HEAD (S3, fsspec; a local file says them itself)."""
+    location = Location.of(url)
+    return backend_for(location).open(location, stats if stats is not None else ReadStats(), **known)
+
+
+def open_pinned(url: Where, stats: ReadStats | None = None, *, size: int, etag: str | None) -> RangeSource:
+    """Open ``url`` for the many ranged reads of a cutout, pinned to the version of ``size``
+    bytes and ETag ``etag``: on S3 through the fast client, every GET with ``If-Match``
+    (StaleObjectError at the first read of another version); elsewhere checked once on
+    opening (StaleObjectError if the object is not that version)."""
+    location = Location.of(url)
+    return backend_for(location).open_pinned(location, stats if stats is not None else ReadStats(),
+                                             size=size, etag=etag)
+
+
+def get_bytes(url: Where, stats: ReadStats | None = None) -> tuple[bytes, str | None]:
+    """The whole object and its ETag (one GET)."""
+    location = Location.of(url)
+    return backend_for(location).get(location, stats)
+
+
+def get_bytes_fast(url: Where, stats: ReadStats | None = None) -> tuple[bytes, str | None]:
+    """:func:`get_bytes` through the fast client (on S3, obstore: a quarter of botocore's
+    CPU per request), for a cold read where nothing else can run meanwhile."""
+    location = Location.of(url)
+    return backend_for(location).get_fast(location, stats)
+
+
+def put_bytes(url: Where, data: bytes | bytearray, content_type: str = "application/octet-stream", *,
+              tags: dict[str, str] | None = None, if_match: str | None = None,
+              if_none_match: bool = False) -> str | None:
+    """Write a whole object atomically (S3 PUT, or temp file + rename); returns its ETag.
+
+    ``tags`` become S3 object tags (lifecycle rules can select on them); ignored locally.
+    ``if_match`` (an ETag) / ``if_none_match`` make the write conditional (S3 ``If-Match``
+    / ``If-None-Match: *``; locally the same check under a file lock): when the object is
+    not that version (or exists), nothing is written and ConcurrentWriteError is raised.
+    """
+    location = writable(Location.of(url))
+    return backend_for(location).put(location, data, content_type, tags=tags, if_match=if_match,
+                                     if_none_match=if_none_match)
+
+
+def put_bytes_fast(url: Where, data: bytes | bytearray, content_type: str = "application/octet-stream") -> None:
+    """Write one of many fresh outputs (a bulk job's TPFs and shards), whole, atomically,
+    unconditionally: on S3 in one PUT through obstore (which signs and sends it outside
+    the GIL), locally with ``O_DIRECT`` (no page-cache pages to allocate per file)."""
+    location = writable(Location.of(url))
+    backend_for(location).put_fast(location, data, content_type)
+
+
+def head(url: Where) -> ObjectInfo:
+    """Size, ETag, user metadata and version of an object (ObjectNotFoundError if absent)."""
+    location = Location.of(url)
+    return backend_for(location).head(location)
+
+
+def delete(url: Where) -> None:
+    """Delete an object if it exists."""
+    location = writable(Location.of(url))
+    backend_for(location).delete(location)
+
+
+def list_objects(prefix: Where) -> Iterator[tuple[Location, int]]:
+    """Yield ``(location, size)`` of every object under an S3 prefix, local folder, or other
+    fsspec folder (for ``https://``, the links of an HTML index page, as fsspec reads them)."""
+    location = Location.of(prefix)
+    return backend_for(location).list(location)
+
+
+def list_etags(prefix: Where) -> dict[str, str | None]:
+    """``{url: ETag}`` of every object under an S3 prefix or in a local folder (local
+    files: :func:`file_etag`), from one LIST (paginated) on S3."""
+    location = writable(Location.of(prefix))
+    return backend_for(location).list_etags(location)
+
+
+def presigned_url(url: Where, expires: int, filename: str | None = None) -> str:
+    """A SigV4 presigned GET URL of ``s3://bucket/key``, valid for ``expires`` seconds; with
+    ``filename``, the download is named so (``Content-Disposition: attachment``)."""
+    location = Location.of(url)
+    return backend_for(location).presigned_url(location, expires, filename)
+
+
+def reset_clients() -> None:
+    """Forget every cached S3 client (botocore's and obstore's): the next call meets the
+    environment's endpoint and credentials anew (tests, and a process that changed them)."""
+    clear_clients()
+    clear_stores()

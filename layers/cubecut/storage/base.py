@@ -1,0 +1,102 @@
+"""What every storage backend offers (:class:`Backend`) and what its reads return.
+
+A backend serves one kind of :class:`~cubecut.storage.location.Location` (S3, a local
+path, another fsspec URL); :func:`cubecut.storage.backend_for` chooses it once from the
+location's scheme. Every read is a byte range ``[start, stop)`` (0-based, stop exclusive)
+and is counted in a :class:`ReadStats`.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+from .location import Location
+
+
+@dataclass
+class ReadStats:
+    """Thread-safe counters of the read requests made and the bytes they returned."""
+
+    requests: int = 0
+    bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, nbytes: int) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes += nbytes
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "bytes": self.bytes}
+
+
+class RangeSource(Protocol):
+    """A readable object of known ``size`` (bytes) and version (``etag``) whose byte ranges
+    can be fetched concurrently. ``read`` may return a read-only ``memoryview`` (of a
+    client's own buffer, not copied into ``bytes``): what pixel reads take, which only view
+    what they read as arrays, slice it or take its length."""
+
+    location: Location
+    size: int
+    etag: str | None
+
+    def read(self, start: int, stop: int) -> bytes | memoryview: ...
+
+
+class ByteSource(RangeSource, Protocol):
+    """A :class:`RangeSource` whose reads are ``bytes``."""
+
+    def read(self, start: int, stop: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD says about an object: size (bytes), ETag, user metadata, version id."""
+
+    size: int
+    etag: str | None
+    metadata: dict[str, str]
+    version_id: str | None = None
+
+
+class PartSink(Protocol):
+    """Where an :class:`~cubecut.storage.stream.ObjectStreamWriter` sends its parts: an S3
+    multipart upload, or a hidden temporary file beside the destination."""
+
+    def send(self, part: bytearray) -> None:
+        """Send the next part (S3: >= 5 MiB unless it is the last)."""
+
+    def complete(self) -> str | None:
+        """Make the object visible in one step; its ETag."""
+
+    def abort(self) -> None:
+        """Drop every part sent; safe to call more than once."""
+
+
+class Backend(Protocol):
+    """The operations on the objects of one kind of location.
+
+    Two paths per operation where a backend has two engines (S3: botocore and obstore):
+    the plain one (``open``, ``get``, ``put``) and the ``fast`` one for the many requests
+    of a cutout or a bulk job, where the client's CPU per request counts (``open_pinned``,
+    ``get_fast``, ``put_fast``). Backends that cannot write have ``writable`` False and
+    raise TargetNotWritableError from every writing method.
+    """
+
+    writable: bool
+
+    def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
+             etag: str | None = None) -> ByteSource: ...
+    def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource: ...
+    def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]: ...
+    def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]: ...
+    def put(self, location: Location, data: bytes | bytearray, content_type: str, *,
+            tags: dict[str, str] | None, if_match: str | None, if_none_match: bool) -> str | None: ...
+    def put_fast(self, location: Location, data: bytes | bytearray, content_type: str) -> str | None: ...
+    def parts(self, location: Location, content_type: str) -> PartSink: ...
+    def head(self, location: Location) -> ObjectInfo: ...
+    def delete(self, location: Location) -> None: ...
+    def list(self, location: Location) -> Iterator[tuple[Location, int]]: ...
+    def list_etags(self, location: Location) -> dict[str, str | None]: ...
+    def presigned_url(self, location: Location, expires: int, filename: str | None) -> str: ...

@@ -1,0 +1,143 @@
+"""The fsspec backend: every other URL scheme (``https://``, ``memory://`` ...), read-only,
+by byte ranges (HTTP ``Range`` requests for ``https://``), not ETag-pinned."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, NoReturn
+
+from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, StorageError, TargetNotWritableError
+from .base import ByteSource, ObjectInfo, PartSink, RangeSource, ReadStats
+from .location import SCHEME, Location
+from .retry import BodyError, read_exactly
+
+
+def _filesystem(location: Location) -> tuple[Any, str]:
+    """The fsspec file system and path of ``location`` (fsspec caches the instances)."""
+    import fsspec  # only the non-S3, non-local URLs need it (the Lambda layer does not ship it)
+
+    try:
+        return fsspec.core.url_to_fs(location.url)
+    except (ValueError, ImportError) as exc:  # unknown protocol, or its package is not installed
+        raise StorageError(f"{location.url}: cannot read {location.scheme}:// URLs: {exc}") from None
+
+
+def _call(location: Location, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` with fsspec's and aiohttp's errors as named cubecut errors."""
+    try:
+        return function(*args, **kwargs)
+    except FileNotFoundError:
+        raise ObjectNotFoundError(f"{location.url}: not found") from None
+    except PermissionError:
+        raise AccessDeniedError(f"{location.url}: access denied") from None
+    except Exception as exc:  # noqa: BLE001 - fsspec back ends raise their own (aiohttp, OSError...) types
+        raise StorageError(f"{location.url}: {type(exc).__name__}: {exc}") from None
+
+
+def _etag(info: dict[str, Any]) -> str | None:
+    """The version an fsspec ``info`` gives: an ETag, else an MD5 or a time, else None."""
+    return next((str(info[k]) for k in ("ETag", "etag", "md5", "created", "mtime") if info.get(k)), None)
+
+
+class FsspecSource:
+    """An object behind an fsspec URL, read by byte ranges.
+
+    The size (and ETag, when the server gives one) come from one ``info`` request unless
+    known. A server that answers a range request with more bytes than asked for (it ignores
+    ``Range``) is refused rather than downloaded whole on every read.
+    """
+
+    def __init__(self, location: Location, stats: ReadStats | None = None, *,
+                 size: int | None = None, etag: str | None = None) -> None:
+        self.location = location
+        self.stats = stats if stats is not None else ReadStats()
+        self._fs, self._path = _filesystem(location)
+        if size is None:
+            info = _call(location, self._fs.info, self._path)
+            self.stats.add(0)
+            size = info.get("size")
+            if not isinstance(size, int):
+                raise StorageError(f"{location.url}: the server does not report the object's size")
+            etag = _etag(info)
+        self.size: int = size
+        self.etag = etag
+
+    def read(self, start: int, stop: int) -> bytes:
+        stop = min(stop, self.size)
+        if stop <= start:
+            return b""
+        what = f"{self.location.url} bytes [{start}, {stop})"
+
+        def fetch() -> bytes:
+            try:
+                data = _call(self.location, self._fs.cat_file, self._path, start=start, end=stop)
+            except (ObjectNotFoundError, AccessDeniedError):
+                raise
+            except StorageError as exc:  # a transport failure: read again
+                raise BodyError(exc) from None
+            if len(data) > stop - start:
+                raise StorageError(f"{what}: the server ignores byte ranges (it sent {len(data)} bytes); "
+                                   "cubecut reads only the bytes it needs and cannot use it")
+            return data
+
+        data = read_exactly(fetch, stop - start, what)
+        self.stats.add(len(data))
+        return data
+
+
+def _read_only(location: Location) -> NoReturn:
+    """Every writing call: the dispatchers check :func:`~cubecut.storage.factory.writable`
+    first, so this is reached only by a direct call."""
+    raise TargetNotWritableError(f"{location.url}: read-only")
+
+
+class FsspecBackend:
+    """Objects behind any other URL fsspec understands; read-only."""
+
+    writable = False
+
+    def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
+             etag: str | None = None) -> ByteSource:
+        return FsspecSource(location, stats, size=size, etag=etag)
+
+    def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource:
+        source = FsspecSource(location, stats)
+        if source.size != size or (etag and source.etag != etag):
+            raise StaleObjectError(f"{location.url} changed since its index was read")
+        return source
+
+    def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
+        source = FsspecSource(location, stats)
+        return source.read(0, source.size), source.etag
+
+    get_fast = get
+
+    def put(self, location: Location, data: bytes | bytearray, content_type: str, *,
+            tags: dict[str, str] | None, if_match: str | None, if_none_match: bool) -> str | None:
+        _read_only(location)
+
+    def put_fast(self, location: Location, data: bytes | bytearray, content_type: str) -> str | None:
+        _read_only(location)
+
+    def parts(self, location: Location, content_type: str) -> PartSink:
+        _read_only(location)
+
+    def delete(self, location: Location) -> None:
+        _read_only(location)
+
+    def presigned_url(self, location: Location, expires: int, filename: str | None) -> str:
+        raise StorageError(f"{location.url}: only s3:// objects have presigned URLs")
+
+    def head(self, location: Location) -> ObjectInfo:
+        source = FsspecSource(location)
+        return ObjectInfo(source.size, source.etag, {})
+
+    def list(self, location: Location) -> Iterator[tuple[Location, int]]:
+        """Every object under ``location`` (for ``https://``, the links of an HTML index page,
+        as fsspec reads them), sorted by URL."""
+        fs, path = _filesystem(location)
+        found = _call(location, fs.find, path, detail=True)
+        for name in sorted(found):
+            url = name if SCHEME.match(name) else fs.unstrip_protocol(name)
+            yield Location.parse(url, anon=location.anon), int(found[name].get("size") or 0)
+
+    def list_etags(self, location: Location) -> dict[str, str | None]:
+        _read_only(location)

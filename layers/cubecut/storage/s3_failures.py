@@ -1,0 +1,104 @@
+"""S3 failures as cubecut's named errors (:mod:`cubecut.errors`), in the same words
+whichever client (botocore here, obstore in :mod:`cubecut.storage.s3_obstore`) failed."""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+from urllib.parse import urlparse
+
+import urllib3.exceptions
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectTimeoutError,
+                                 EndpointConnectionError, IncompleteReadError, ReadTimeoutError,
+                                 ResponseStreamingError)
+
+from ..errors import (AccessDeniedError, ConcurrentWriteError, HostUnreachableError, ObjectNotFoundError,
+                      StorageError)
+from .location import Location
+from .s3_config import anonymous
+
+#: Every botocore failure of a request (after botocore's own retries).
+BOTO_ERRORS = (ClientError, BotoCoreError)
+#: Failures while reading an answer's body. urllib3's own errors get through botocore
+#: unwrapped and unretried when the body of an *error* answer to GetObject (404, 412,
+#: 503 ...) breaks off (botocore reads it in ``convert_to_response_dict``, outside its
+#: retry loop).
+BODY_ERRORS = (IncompleteReadError, ResponseStreamingError, ReadTimeoutError, ConnectionClosedError,
+               urllib3.exceptions.HTTPError)
+
+_PRECONDITION = {"PreconditionFailed", "412"}
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound", "NoSuchUpload"}
+_DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",
+           "ExpiredToken", "InvalidToken"}
+
+
+def unreachable(what: str, host: str) -> HostUnreachableError:
+    """The one wording, whichever client failed, of a host that does not answer."""
+    return HostUnreachableError(f"{what}: cannot reach host {host}; check the endpoint (AWS_ENDPOINT_URL) "
+                                "and the network")
+
+
+def read_denied(what: str, detail: str, anon: bool | None) -> AccessDeniedError:
+    """The one wording, whichever client was refused, of a read refused by S3 (``detail``:
+    the code or status), saying whether the request was signed (:func:`anonymous` for
+    ``anon``): a refused unsigned request means the object is not public; a refused signed
+    one may be public data that the credentials may not read (``--anon`` / ``anon=True``)."""
+    if anonymous(anon):
+        return AccessDeniedError(f"{what}: access denied ({detail}); the request was unsigned (no AWS credentials "
+                                 "are configured, or anonymous access was asked for) and the object is not public")
+    return AccessDeniedError(f"{what}: access denied ({detail}) (use --anon for public data)")
+
+
+def error_code(exc: Exception) -> str:
+    """A botocore error's S3 code (``NoSuchKey`` ...); "" when it has no answer (a reset)."""
+    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
+
+
+def _status(exc: Exception) -> str:
+    return str((getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+
+
+def translate_client_error(exc: Exception, what: str) -> StorageError:
+    """Turn a botocore error into a named cubecut error mentioning ``what``."""
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):  # no answer
+        endpoint = str(getattr(exc, "kwargs", {}).get("endpoint_url", "")) or "the S3 endpoint"
+        return unreachable(what, urlparse(endpoint).netloc or endpoint)
+    if isinstance(exc, ClientError):
+        code, status = error_code(exc), _status(exc)
+        if code in _PRECONDITION or status == "412":
+            return ConcurrentWriteError(f"{what}: the object changed since it was read (precondition failed)")
+        if code in _NOT_FOUND or status == "404":
+            return ObjectNotFoundError(f"{what}: not found")
+        if code in _DENIED or status == "403":
+            return AccessDeniedError(f"{what}: access denied ({code or status})")
+        return StorageError(f"{what}: {code or status}: {exc}")
+    return StorageError(f"{what}: {exc}")
+
+
+def translate_read_error(exc: Exception, location: Location) -> StorageError:
+    """:func:`translate_client_error`, with a refused read worded by :func:`read_denied`."""
+    error = translate_client_error(exc, location.url)
+    if isinstance(error, AccessDeniedError) and isinstance(exc, ClientError):
+        return read_denied(location.url, error_code(exc) or _status(exc), location.anon)
+    return error
+
+
+@contextlib.contextmanager
+def s3_errors(what: str, *, missing_key: StorageError | None = None) -> Iterator[None]:
+    """Run the block's S3 calls with every botocore failure raised as the named error of
+    :func:`translate_client_error` (mentioning ``what``), so no caller handles botocore's
+    types; ``missing_key``, if given, is raised instead when S3 answers ``NoSuchKey``."""
+    try:
+        yield
+    except BOTO_ERRORS as exc:
+        if missing_key is not None and error_code(exc) == "NoSuchKey":
+            raise missing_key from None
+        raise translate_client_error(exc, what) from None
+
+
+@contextlib.contextmanager
+def s3_read_errors(location: Location) -> Iterator[None]:
+    """:func:`s3_errors` for a read of ``location``: a refusal worded by :func:`read_denied`."""
+    try:
+        yield
+    except BOTO_ERRORS as exc:  # botocore has retried the request already
+        raise translate_read_error(exc, location) from None

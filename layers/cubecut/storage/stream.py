@@ -1,0 +1,118 @@
+"""A whole object written as a stream of bytes, visible only once complete."""
+from __future__ import annotations
+
+import os
+
+from .base import PartSink
+from .factory import backend_for, writable
+from .location import Location
+
+#: Part size of :class:`ObjectStreamWriter` uploads: S3 wants >= 5 MiB for every part but
+#: the last and at most 10,000 parts (78 GiB at this size).
+STREAM_PART_BYTES = 8 * 2**20
+MIN_PART_BYTES = 5 * 2**20
+
+
+class ObjectStreamWriter:
+    """A whole object written as a stream of bytes, visible only once complete.
+
+    A write-only, unseekable binary file object (``write``, ``tell``, ``flush``; what
+    :mod:`zipfile` needs) used as a context manager. Bytes collect in a buffer; each time it
+    holds ``part_bytes`` they are sent to the backend's :class:`~cubecut.storage.base.PartSink`:
+    on S3 as the next part of a multipart upload (started with the first part; the upload
+    of one part runs in a background thread while the next fills, at most one in flight,
+    so at most about two parts are held), locally appended to a hidden temporary file
+    beside the destination. Leaving the block normally makes the object visible in one step
+    (CompleteMultipartUpload, or a rename); an object that never filled one part is written
+    with one :func:`~cubecut.storage.put_bytes` instead (one PUT) and its bytes are kept in
+    :attr:`body`. Leaving it with an exception, or a failed part or completion, aborts the
+    upload (or deletes the temporary file): no partial object is ever visible and the key
+    keeps what it held before.
+
+    After the block: :attr:`size` (bytes written), :attr:`etag`, :attr:`body` (the bytes of
+    a single-PUT object, else None).
+    """
+
+    def __init__(self, url: str | os.PathLike[str] | Location, content_type: str = "application/octet-stream", *,
+                 part_bytes: int = STREAM_PART_BYTES) -> None:
+        if part_bytes < MIN_PART_BYTES:
+            raise ValueError(f"part_bytes must be >= {MIN_PART_BYTES} (S3's smallest part), got {part_bytes}")
+        self.location = writable(Location.of(url))
+        self._backend = backend_for(self.location)
+        self.content_type = content_type
+        self.part_bytes = part_bytes
+        self.size = 0
+        self.etag: str | None = None
+        self.body: bytes | None = None
+        self._buffer = bytearray()
+        self._sink: PartSink | None = None
+        self._closed = False
+
+    # -- the file object ------------------------------------------------------------------
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        """Bytes written so far."""
+        return self.size
+
+    def flush(self) -> None:
+        """Nothing to do: parts are sent when full, the rest when the block ends."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._closed:
+            raise ValueError(f"write to {self.location.url} after it was closed")
+        self._buffer += data
+        written = len(data) if isinstance(data, (bytes, bytearray)) else memoryview(data).nbytes
+        self.size += written
+        if len(self._buffer) >= self.part_bytes:
+            part, self._buffer = self._buffer, bytearray()
+            if self._sink is None:
+                self._sink = self._backend.parts(self.location, self.content_type)
+            self._sink.send(part)
+        return written
+
+    def __enter__(self) -> "ObjectStreamWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def close(self) -> None:
+        """Send what is left and make the object visible (abort and raise if that fails)."""
+        if self._closed:
+            return
+        try:
+            if self._sink is not None:
+                if self._buffer:
+                    part, self._buffer = self._buffer, bytearray()
+                    self._sink.send(part)
+                self.etag = self._sink.complete()
+            else:
+                self.body = bytes(self._buffer)
+                self.etag = self._backend.put(self.location, self.body, self.content_type, tags=None, if_match=None,
+                                              if_none_match=False)
+        except BaseException:
+            self.abort()
+            raise
+        self._finish()
+
+    def abort(self) -> None:
+        """Drop everything written: abort the upload / delete the temporary file."""
+        if self._closed:
+            return
+        try:
+            if self._sink is not None:
+                self._sink.abort()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._closed = True
+        self._buffer = bytearray()
