@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, TypeVar
 
+from ..errors import StaleObjectError
 from .location import Location
 
 
@@ -48,6 +49,17 @@ class ByteSource(RangeSource, Protocol):
     """A :class:`RangeSource` whose reads are ``bytes``."""
 
     def read(self, start: int, stop: int) -> bytes: ...
+
+
+Source = TypeVar("Source", bound=RangeSource)
+
+
+def pinned(source: Source, size: int, etag: str | None) -> Source:
+    """``source`` if it is the version of ``size`` bytes and ETag ``etag`` (None: any ETag),
+    else StaleObjectError: what a backend without ``If-Match`` checks once on opening."""
+    if source.size != size or (etag and source.etag != etag):
+        raise StaleObjectError(f"{source.location.url} changed since its index was read")
+    return source
 
 
 @dataclass(frozen=True)

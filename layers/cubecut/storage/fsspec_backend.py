@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, NoReturn
 
-from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, StorageError, TargetNotWritableError
-from .base import ByteSource, ObjectInfo, PartSink, RangeSource, ReadStats
+from ..errors import AccessDeniedError, ObjectNotFoundError, StorageError, TargetNotWritableError
+from .base import ByteSource, ObjectInfo, PartSink, RangeSource, ReadStats, pinned
 from .location import SCHEME, Location
 from .retry import BodyError, read_exactly
 
@@ -99,10 +99,7 @@ class FsspecBackend:
         return FsspecSource(location, stats, size=size, etag=etag)
 
     def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource:
-        source = FsspecSource(location, stats)
-        if source.size != size or (etag and source.etag != etag):
-            raise StaleObjectError(f"{location.url} changed since its index was read")
-        return source
+        return pinned(FsspecSource(location, stats), size, etag)
 
     def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         source = FsspecSource(location, stats)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, StorageError
-from .base import ByteSource, ObjectInfo, RangeSource, ReadStats
+from .base import ByteSource, ObjectInfo, RangeSource, ReadStats, pinned
 from .files import file_etag, replace_file, temporary_beside, write_file
 from .location import Location
 
@@ -67,10 +67,11 @@ class LocalBackend:
 
     def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource:
         source = FileSource(location, stats)
-        if source.size != size or (etag and source.etag != etag):
+        try:
+            return pinned(source, size, etag)
+        except StaleObjectError:
             source.close()
-            raise StaleObjectError(f"{location.url} changed since its index was read")
-        return source
+            raise
 
     def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         source = FileSource(location, stats)

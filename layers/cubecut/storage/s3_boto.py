@@ -1,4 +1,6 @@
-"""S3 through botocore: the pooled client, ranged reads pinned by ``If-Match``, whole GETs.
+"""S3 through botocore: the pooled client and every call it serves (which ones, :mod:`cubecut.storage.s3`
+says): ranged reads pinned by ``If-Match``, whole GETs, conditional and tagged PUTs, multipart
+uploads, HEAD, DELETE, LIST and presigned URLs.
 
 The client honours the standard AWS environment (:mod:`cubecut.storage.s3_config`), so a
 local S3-compatible server and AWS are one code path; its requests are unsigned when
@@ -8,21 +10,24 @@ local S3-compatible server and AWS are one code path; its requests are unsigned 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Iterator
+from urllib.parse import urlencode
 
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ..errors import StaleObjectError
-from .base import ReadStats
+from ..errors import ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError
+from .base import ObjectInfo, ReadStats
 from .deadlines import BATCH, S3Deadlines, deadlines
 from .location import Location
 from .retry import BodyError, read_exactly
 from .s3_config import MAX_POOL_CONNECTIONS, anonymous, endpoint, region
-from .s3_failures import BODY_ERRORS, error_code, s3_read_errors
+from .s3_failures import BODY_ERRORS, BOTO_ERRORS, error_code, s3_errors, s3_read_errors, translate_client_error
 
 if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first client
     import boto3
@@ -134,3 +139,122 @@ def _body(client: Any, location: Location, kwargs: dict[str, str]) -> tuple[byte
         return response["Body"].read(), response.get("ETag")
     except BODY_ERRORS as exc:  # the body (of an answer, or of an error answer) broke off
         raise BodyError(exc) from None
+
+
+def put_object(location: Location, data: bytes | bytearray, content_type: str, *,
+               tags: dict[str, str] | None = None, if_match: str | None = None,
+               if_none_match: bool = False) -> str | None:
+    """One PUT, tagged and conditional as asked (a failed condition: ConcurrentWriteError); the ETag."""
+    extra: dict[str, str] = {"Tagging": urlencode(tags)} if tags else {}
+    if if_match is not None:
+        extra["IfMatch"] = if_match
+    if if_none_match:
+        extra["IfNoneMatch"] = "*"
+    try:
+        response = s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=data,
+                                          ContentType=content_type, **extra)
+    except BOTO_ERRORS as exc:
+        error = translate_client_error(exc, f"write {location.url}")
+        if isinstance(error, ObjectNotFoundError) and if_match is not None:
+            raise ConcurrentWriteError(f"write {location.url}: the version {if_match} is gone") from None
+        raise error from None
+    return response.get("ETag")
+
+
+def head_object(location: Location) -> ObjectInfo:
+    """One HEAD: size, ETag, user metadata and version id."""
+    with s3_errors(location.url):
+        response = s3_client().head_object(Bucket=location.bucket, Key=location.key)
+    version = response.get("VersionId")
+    return ObjectInfo(response["ContentLength"], response.get("ETag"), dict(response.get("Metadata", {})),
+                      None if version in (None, "null") else version)
+
+
+def delete_object(location: Location) -> None:
+    """One DELETE (S3 answers alike whether the object existed or not)."""
+    with s3_errors(location.url):
+        s3_client().delete_object(Bucket=location.bucket, Key=location.key)
+
+
+def list_entries(location: Location) -> Iterator[dict]:
+    """Every object entry (``Key``, ``Size``, ``ETag`` ...) of one LIST (paginated) under
+    the prefix ``location.key``, signed or not as ``location.anon`` asks."""
+    paginator = s3_client(location.anon).get_paginator("list_objects_v2")
+    with s3_read_errors(location):
+        for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
+            yield from page.get("Contents", [])
+
+
+def presigned_url(location: Location, expires: int, filename: str | None) -> str:
+    """A SigV4 presigned GET URL, valid ``expires`` seconds, downloaded as ``filename`` if given."""
+    params = {"Bucket": location.bucket, "Key": location.key}
+    if filename:
+        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+    return s3_client().generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires))
+
+
+class MultipartUpload:
+    """An object sent as a multipart upload (started with the first part), its parts
+    uploaded in a background thread, at most one in flight. Parts are re-sendable bytes,
+    so botocore's retries of a failed UploadPart are safe; the bucket's
+    AbortIncompleteMultipartUpload rule removes the parts of a process that dies before
+    it could abort."""
+
+    def __init__(self, location: Location, content_type: str) -> None:
+        self.location = location
+        self.content_type = content_type
+        self._parts: list[dict] = []
+        self._upload_id: str | None = None
+        self._pending: Future | None = None
+        self._sender: ThreadPoolExecutor | None = None
+
+    def send(self, part: bytearray) -> None:
+        self._wait()  # at most one part in flight
+        if self._upload_id is None:
+            with s3_errors(f"start upload of {self.location.url}"):
+                self._upload_id = s3_client().create_multipart_upload(
+                    Bucket=self.location.bucket, Key=self.location.key, ContentType=self.content_type)["UploadId"]
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cubecut-part")
+        assert self._sender is not None
+        self._pending = self._sender.submit(self._upload_part, len(self._parts) + 1, part)
+
+    def _upload_part(self, number: int, part: bytearray) -> None:
+        with s3_errors(f"upload part {number} of {self.location.url}"):
+            response = s3_client().upload_part(Bucket=self.location.bucket, Key=self.location.key,
+                                               UploadId=self._upload_id, PartNumber=number, Body=part)
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def complete(self) -> str | None:
+        self._wait()
+        with s3_errors(f"complete upload of {self.location.url}"):
+            response = s3_client().complete_multipart_upload(
+                Bucket=self.location.bucket, Key=self.location.key, UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts})
+        self._shutdown()
+        return response.get("ETag")
+
+    def abort(self) -> None:
+        try:
+            if self._pending is not None:
+                self._pending.cancel()
+                with contextlib.suppress(Exception):  # the upload is aborted whatever the part did
+                    self._pending.result()
+                self._pending = None
+            if self._upload_id is not None:
+                with contextlib.suppress(StorageError):  # the lifecycle rule removes what is left
+                    with s3_errors(f"abort upload of {self.location.url}"):
+                        s3_client().abort_multipart_upload(Bucket=self.location.bucket, Key=self.location.key,
+                                                           UploadId=self._upload_id)
+                self._upload_id = None
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None

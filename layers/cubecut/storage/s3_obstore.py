@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, StorageError
 from .base import ReadStats
+from . import retry, s3_config
 from .deadlines import S3Deadlines, deadlines
 from .location import Location
-from . import retry
 from .retry import BodyError, read_exactly
-from . import s3_config
 from .s3_config import MAX_POOL_CONNECTIONS, anonymous
 from .s3_failures import read_denied, unreachable
 
@@ -138,7 +137,7 @@ class ObstoreSource:
             options["if_match"] = self.etag
         what = f"{self.location.url} bytes [{start}, {stop})"
         data = read_exactly(lambda: memoryview(_body(self._store, self.location, options, what)[0]),
-                                    stop - start, what)
+                            stop - start, what)
         self.stats.add(len(data))
         return data
 
@@ -216,8 +215,8 @@ _STATUS = re.compile(r"status code: (\d{3}[^:]*)")
 
 def _body(store, location: Location, options: GetOptions, what: str) -> tuple[Bytes, str | None, int]:
     """One GET of ``location`` with ``options``: its body (obstore's buffer), the object's
-    ETag and size; a body that breaks off raises :class:`cubecut.BodyError` (the
-    callers retry it with :func:`cubecut.read_exactly`)."""
+    ETag and size; a body that breaks off raises :class:`~cubecut.storage.retry.BodyError`
+    (the callers retry it with :func:`~cubecut.storage.retry.read_exactly`)."""
     import obstore
 
     result = _translated(lambda: obstore.get(store, location.key, options=options), what, anon=location.anon)
