@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol, TypeVar
 
-from ..errors import StaleObjectError
+from ..errors import StaleObjectError, StorageError, TargetNotWritableError
 from .location import Location
 
 
@@ -92,23 +92,47 @@ class Backend(Protocol):
     Two paths per operation where a backend has two engines (S3: botocore and obstore):
     the plain one (``open``, ``get``, ``put``) and the ``fast`` one for the many requests
     of a cutout or a bulk job, where the client's CPU per request counts (``open_pinned``,
-    ``get_fast``, ``put_fast``). Backends that cannot write have ``writable`` False and
-    raise TargetNotWritableError from every writing method.
+    ``get_fast``, ``put_fast``). A backend class names this protocol as its base to take
+    its defaults: the fast calls are the plain ones, a pinned source is checked once on
+    opening (:func:`pinned`), writes are refused (``writable`` False:
+    TargetNotWritableError), and there are no presigned URLs.
     """
 
-    writable: bool
+    writable: bool = False
 
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource: ...
-    def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource: ...
     def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]: ...
-    def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]: ...
-    def put(self, location: Location, data: bytes | bytearray, content_type: str, *,
-            tags: dict[str, str] | None, if_match: str | None, if_none_match: bool) -> str | None: ...
-    def put_fast(self, location: Location, data: bytes | bytearray, content_type: str) -> str | None: ...
-    def parts(self, location: Location, content_type: str) -> PartSink: ...
     def head(self, location: Location) -> ObjectInfo: ...
-    def delete(self, location: Location) -> None: ...
     def list(self, location: Location) -> Iterator[tuple[Location, int]]: ...
-    def list_etags(self, location: Location) -> dict[str, str | None]: ...
-    def presigned_url(self, location: Location, expires: int, filename: str | None) -> str: ...
+
+    def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource:
+        return pinned(self.open(location, stats), size, etag)
+
+    def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
+        return self.get(location, stats)
+
+    def put(self, location: Location, data: bytes | bytearray, content_type: str, *,
+            tags: dict[str, str] | None, if_match: str | None, if_none_match: bool) -> str | None:
+        raise read_only(location)
+
+    def put_fast(self, location: Location, data: bytes | bytearray, content_type: str) -> str | None:
+        return self.put(location, data, content_type, tags=None, if_match=None, if_none_match=False)
+
+    def parts(self, location: Location, content_type: str) -> PartSink:
+        raise read_only(location)
+
+    def delete(self, location: Location) -> None:
+        raise read_only(location)
+
+    def list_etags(self, location: Location) -> dict[str, str | None]:
+        raise read_only(location)
+
+    def presigned_url(self, location: Location, expires: int, filename: str | None) -> str:
+        raise StorageError(f"{location.url}: only s3:// objects have presigned URLs")
+
+
+def read_only(location: Location) -> TargetNotWritableError:
+    """The error of a write to a location whose backend cannot write."""
+    return TargetNotWritableError(f"{location.url}: {location.scheme}:// locations are read-only for cubecut; "
+                                  "write to a local path or an s3:// location")

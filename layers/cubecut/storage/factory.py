@@ -1,8 +1,7 @@
 """The one place that looks at a location's scheme: which backend serves it."""
 from __future__ import annotations
 
-from ..errors import TargetNotWritableError
-from .base import Backend
+from .base import Backend, read_only
 from .fsspec_backend import FsspecBackend
 from .local import LocalBackend
 from .location import Location
@@ -22,6 +21,5 @@ def backend_for(location: Location) -> Backend:
 def writable(location: Location) -> Location:
     """``location`` if cubecut can write there (S3 or a local path), else TargetNotWritableError."""
     if not backend_for(location).writable:
-        raise TargetNotWritableError(f"{location.url}: {location.scheme}:// locations are read-only for "
-                                     "cubecut; write to a local path or an s3:// location")
+        raise read_only(location)
     return location

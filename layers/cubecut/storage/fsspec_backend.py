@@ -2,10 +2,10 @@
 by byte ranges (HTTP ``Range`` requests for ``https://``), not ETag-pinned."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, NoReturn
+from typing import Any, Callable, Iterator
 
-from ..errors import AccessDeniedError, ObjectNotFoundError, StorageError, TargetNotWritableError
-from .base import ByteSource, ObjectInfo, PartSink, RangeSource, ReadStats, pinned
+from ..errors import AccessDeniedError, ObjectNotFoundError, StorageError
+from .base import Backend, ByteSource, ObjectInfo, ReadStats
 from .location import SCHEME, Location
 from .retry import BodyError, read_exactly
 
@@ -83,45 +83,16 @@ class FsspecSource:
         return data
 
 
-def _read_only(location: Location) -> NoReturn:
-    """Every writing call: the dispatchers check :func:`~cubecut.storage.factory.writable`
-    first, so this is reached only by a direct call."""
-    raise TargetNotWritableError(f"{location.url}: read-only")
-
-
-class FsspecBackend:
+class FsspecBackend(Backend):
     """Objects behind any other URL fsspec understands; read-only."""
-
-    writable = False
 
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource:
         return FsspecSource(location, stats, size=size, etag=etag)
 
-    def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource:
-        return pinned(FsspecSource(location, stats), size, etag)
-
     def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         source = FsspecSource(location, stats)
         return source.read(0, source.size), source.etag
-
-    get_fast = get
-
-    def put(self, location: Location, data: bytes | bytearray, content_type: str, *,
-            tags: dict[str, str] | None, if_match: str | None, if_none_match: bool) -> str | None:
-        _read_only(location)
-
-    def put_fast(self, location: Location, data: bytes | bytearray, content_type: str) -> str | None:
-        _read_only(location)
-
-    def parts(self, location: Location, content_type: str) -> PartSink:
-        _read_only(location)
-
-    def delete(self, location: Location) -> None:
-        _read_only(location)
-
-    def presigned_url(self, location: Location, expires: int, filename: str | None) -> str:
-        raise StorageError(f"{location.url}: only s3:// objects have presigned URLs")
 
     def head(self, location: Location) -> ObjectInfo:
         source = FsspecSource(location)
@@ -135,6 +106,3 @@ class FsspecBackend:
         for name in sorted(found):
             url = name if SCHEME.match(name) else fs.unstrip_protocol(name)
             yield Location.parse(url, anon=location.anon), int(found[name].get("size") or 0)
-
-    def list_etags(self, location: Location) -> dict[str, str | None]:
-        _read_only(location)

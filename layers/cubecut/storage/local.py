@@ -8,8 +8,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, StorageError
-from .base import ByteSource, ObjectInfo, RangeSource, ReadStats, pinned
+from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError
+from .base import Backend, ByteSource, ObjectInfo, RangeSource, ReadStats, pinned
 from .files import file_etag, replace_file, temporary_beside, write_file
 from .location import Location
 
@@ -56,7 +56,7 @@ def _files(root: Path) -> Iterator[Path]:
     yield from sorted(p for p in root.rglob("*") if p.is_file())
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """Files on this machine's file system."""
 
     writable = True
@@ -79,8 +79,6 @@ class LocalBackend:
             return source.read(0, source.size), source.etag
         finally:
             source.close()
-
-    get_fast = get
 
     def put(self, location: Location, data: bytes | bytearray, content_type: str, *,
             tags: dict[str, str] | None, if_match: str | None, if_none_match: bool) -> str | None:
@@ -109,9 +107,6 @@ class LocalBackend:
 
     def list_etags(self, location: Location) -> dict[str, str | None]:
         return {str(path): file_etag(path.stat()) for path in _files(Path(location.key))}
-
-    def presigned_url(self, location: Location, expires: int, filename: str | None) -> str:
-        raise StorageError(f"{location.url}: only s3:// objects have presigned URLs")
 
 
 class TemporaryFile:

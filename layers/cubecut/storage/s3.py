@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Iterator
 
 from . import s3_boto, s3_obstore
-from .base import ByteSource, ObjectInfo, RangeSource, ReadStats
+from .base import Backend, ByteSource, ObjectInfo, RangeSource, ReadStats
 from .location import Location
 
 
-class S3Backend:
+class S3Backend(Backend):
     """Objects on S3 (or an S3-compatible server at ``AWS_ENDPOINT_URL``)."""
 
     writable = True
