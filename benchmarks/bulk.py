@@ -11,7 +11,7 @@ servers' CPU, s3rver's and the proxy's, is reported beside it, since on this mac
 run on the same 2 cores):
 
 * ``cubecut bulk, N workers``: ``cubecut.bulk.run_job`` on all targets, N worker processes
-  (2, the machine's cores, and 3), TPFs written with O_DIRECT (``cubecut.bulk.direct``);
+  (2, the machine's cores, and 3), TPFs written with O_DIRECT (``cubecut.storage.files``);
   with 2 workers also with buffered writes (``put_bytes``, the page cache: the writer
   before O_DIRECT), without writing, and with the cube read from local disk instead of
   the S3 server (no server CPU on the cores);

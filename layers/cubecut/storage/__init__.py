@@ -38,14 +38,14 @@ from typing import Any, Iterator
 
 from ..errors import StaleObjectError
 from .base import ByteSource, ObjectInfo, RangeSource, ReadStats
-from .deadlines import BATCH, INTERACTIVE, S3Deadlines, carrying_deadlines, deadlines, using_deadlines
 from .factory import backend_for, writable
 from .files import check_local_precondition, file_etag, local_write_lock, writable_folder
 from .local import FileSource
 from .location import Location
 from .retry import READ_ATTEMPTS, RETRIES, BodyError, read_exactly
 from .s3_boto import clear_clients, s3_client
-from .s3_config import MAX_POOL_CONNECTIONS, anonymous
+from .s3_config import (BATCH, INTERACTIVE, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, carrying_deadlines,
+                        deadlines, using_deadlines)
 from .s3_failures import read_denied, s3_errors, translate_client_error, unreachable
 from .s3_obstore import clear_stores
 from .stream import STREAM_PART_BYTES, ObjectStreamWriter

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Callable, TypeVar
 
 from ..errors import StorageError
-from .deadlines import deadlines
+from .s3_config import deadlines
 
 #: Attempts of one read whose response *body* failed or came up short. The clients retry a
 #: request that fails (5xx, throttling, resets before the answer) with backoff and jitter,
@@ -47,7 +47,7 @@ def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str) -> 
 
     A body that breaks off (``fetch`` raises :class:`BodyError`) or comes up short is
     fetched again, with full-jitter exponential backoff, up to :data:`READ_ATTEMPTS`
-    times, and no more than the :func:`~cubecut.storage.deadlines.deadlines`' attempts;
+    times, and no more than the :func:`~cubecut.storage.s3_config.deadlines`' attempts;
     any other exception propagates.
     """
     attempts = min(READ_ATTEMPTS, deadlines().attempts)

@@ -6,7 +6,7 @@ The client honours the standard AWS environment (:mod:`cubecut.storage.s3_config
 local S3-compatible server and AWS are one code path; its requests are unsigned when
 :func:`~cubecut.storage.s3_config.anonymous` says so, as public buckets such as MAST's
 ``stpubdata`` accept, and time out and retry as the
-:func:`~cubecut.storage.deadlines.deadlines` profile says.
+:func:`~cubecut.storage.s3_config.deadlines` profile says.
 """
 from __future__ import annotations
 
@@ -23,10 +23,9 @@ from botocore.exceptions import ClientError
 
 from ..errors import ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError
 from .base import ObjectInfo, ReadStats
-from .deadlines import BATCH, S3Deadlines, deadlines
 from .location import Location
 from .retry import BodyError, read_exactly
-from .s3_config import MAX_POOL_CONNECTIONS, anonymous, endpoint, region
+from .s3_config import BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, region
 from .s3_failures import BODY_ERRORS, BOTO_ERRORS, error_code, s3_errors, s3_read_errors, translate_client_error
 
 if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first client

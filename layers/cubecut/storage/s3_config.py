@@ -1,9 +1,14 @@
-"""What both S3 clients (botocore, obstore) take from the standard AWS environment: the
-endpoint, the region, and whether requests are signed."""
+"""How both S3 clients (botocore, obstore) are set up: from the standard AWS environment,
+the endpoint, the region and whether requests are signed; from the caller, how long calls
+may take (the :data:`INTERACTIVE` and :data:`BATCH` profiles, chosen per block of work)."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, TypeVar
 
 #: Connections kept per client; threaded readers and block workers share one client.
 MAX_POOL_CONNECTIONS = 128
@@ -43,3 +48,66 @@ def anonymous(anon: bool | None = None) -> bool:
     if os.environ.get("CUBECUT_ANON", "").strip().lower() not in {"", "0", "false", "no"}:
         return True
     return not _credentials_configured(tuple(os.environ.get(k) for k in _CREDENTIAL_ENVIRONMENT))
+
+
+@dataclass(frozen=True)
+class S3Deadlines:
+    """How long one S3 call may take before it fails with a named error, for both clients
+    (botocore and obstore); all in seconds.
+
+    ``connect_timeout`` bounds opening a connection; ``read_timeout`` bounds each wait for
+    bytes on a connection; ``request_timeout`` bounds a whole obstore request (headers and
+    body; botocore has no such bound); ``attempts`` counts the tries of one request (the first and its retries);
+    obstore stops retrying once ``retry_timeout`` has passed since the first try.
+    """
+
+    connect_timeout: float
+    read_timeout: float
+    request_timeout: float
+    attempts: int
+    retry_timeout: float
+
+
+#: Callers that answer a person within an integration timeout (the API: 29 s): a server
+#: that accepts connections but never answers fails one call in about 2 x 4 s (botocore)
+#: or 2 x 8 s (obstore), one that refuses them at once (tests/test_s3_deadlines.py).
+INTERACTIVE = S3Deadlines(connect_timeout=2.0, read_timeout=4.0, request_timeout=8.0, attempts=2,
+                          retry_timeout=10.0)
+#: Workers with minutes to spare (ingest, bulk, the CLI): ride out a slow or flaky S3
+#: (botocore's own timeouts; 8 retries with back-off up to 20 s, tests/test_faults.py).
+BATCH = S3Deadlines(connect_timeout=60.0, read_timeout=60.0, request_timeout=30.0, attempts=9,
+                    retry_timeout=60.0)
+_DEADLINES: contextvars.ContextVar[S3Deadlines] = contextvars.ContextVar("cubecut_s3_deadlines", default=BATCH)
+
+
+def deadlines() -> S3Deadlines:
+    """The :class:`S3Deadlines` of S3 calls made here: :data:`BATCH` unless a caller chose
+    otherwise with :func:`using_deadlines`."""
+    return _DEADLINES.get()
+
+
+@contextlib.contextmanager
+def using_deadlines(profile: S3Deadlines) -> Iterator[None]:
+    """Make the S3 calls of this block (and of the work it hands to thread pools through
+    :func:`carrying_deadlines`) under ``profile``."""
+    token = _DEADLINES.set(profile)
+    try:
+        yield
+    finally:
+        _DEADLINES.reset(token)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def carrying_deadlines(function: F) -> F:
+    """``function``, run under the caller's :func:`deadlines` in whatever thread calls it
+    (pool threads do not inherit the caller's context)."""
+    profile = deadlines()
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with using_deadlines(profile):
+            return function(*args, **kwargs)
+
+    return run

@@ -1,8 +1,10 @@
 """S3 failures as cubecut's named errors (:mod:`cubecut.errors`), in the same words
-whichever client (botocore here, obstore in :mod:`cubecut.storage.s3_obstore`) failed."""
+whichever client failed: botocore's (:func:`s3_errors`, :func:`s3_read_errors`) and
+obstore's (:func:`obstore_errors`)."""
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Iterator
 from urllib.parse import urlparse
 
@@ -12,9 +14,9 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedErr
                                  ResponseStreamingError)
 
 from ..errors import (AccessDeniedError, ConcurrentWriteError, HostUnreachableError, ObjectNotFoundError,
-                      StorageError)
+                      StaleObjectError, StorageError)
 from .location import Location
-from .s3_config import anonymous
+from .s3_config import anonymous, endpoint
 
 #: Every botocore failure of a request (after botocore's own retries).
 BOTO_ERRORS = (ClientError, BotoCoreError)
@@ -102,3 +104,42 @@ def s3_read_errors(location: Location) -> Iterator[None]:
         yield
     except BOTO_ERRORS as exc:  # botocore has retried the request already
         raise translate_read_error(exc, location) from None
+
+
+@contextlib.contextmanager
+def obstore_errors(what: str, missing: str = "not found", *, anon: bool | None = None,
+                   read: bool = True) -> Iterator[None]:
+    """Run the block's obstore call (which retries failed requests itself) with its errors
+    as cubecut's, in the words of the botocore path: a failed If-Match is StaleObjectError,
+    a missing object or bucket ObjectNotFoundError (``"{what}: {missing}"``), refused
+    credentials AccessDeniedError (a ``read`` as :func:`read_denied` words it for ``anon``),
+    a host that does not answer HostUnreachableError, anything else StorageError with
+    obstore's first line (never its multi-line debug dump)."""
+    from obstore.exceptions import NotFoundError, PermissionDeniedError, PreconditionError, UnauthenticatedError
+
+    try:
+        yield
+    except PreconditionError:
+        raise StaleObjectError(f"{what}: the object changed while being read") from None
+    except (NotFoundError, FileNotFoundError):
+        raise ObjectNotFoundError(f"{what}: {missing}") from None
+    except (PermissionDeniedError, UnauthenticatedError) as exc:
+        status = _STATUS.search(str(exc))
+        detail = status.group(1) if status else type(exc).__name__
+        if read:
+            raise read_denied(what, detail, anon) from None
+        raise AccessDeniedError(f"{what}: access denied ({detail})") from None
+    except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
+        text = str(exc)
+        if any(marker in text for marker in _CONNECT_MARKERS):
+            host = _HOST.search(text)
+            raise unreachable(what, host.group(1) if host else endpoint() or "the S3 endpoint") from None
+        raise StorageError(f"{what}: {type(exc).__name__}: {text.split(_DEBUG, 1)[0].strip()}") from None
+
+
+#: What obstore's messages say when the host did not answer (reqwest's connect errors).
+_CONNECT_MARKERS = ("error sending request", "kind: Connect", "tcp connect error", "dns error")
+#: Where obstore's one-line message ends and its debug dump begins.
+_DEBUG = "\n\nDebug source:"
+_HOST = re.compile(r"https?://([^/\s,)]+)")
+_STATUS = re.compile(r"status code: (\d{3}[^:]*)")

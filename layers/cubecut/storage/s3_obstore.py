@@ -6,8 +6,9 @@ The same guarantees as :mod:`cubecut.storage.s3_boto`: every ranged GET carries
 :class:`~cubecut.errors.StaleObjectError`), failed requests are retried with backoff by
 the client, a body that breaks off or comes up short is retried here (counted in
 :data:`cubecut.storage.retry.RETRIES`), every request and byte is counted in the caller's
-:class:`~cubecut.storage.ReadStats`, and errors have botocore's words. Why: on the same
-local S3 server a 240 KB range GET costs 0.4-0.6 ms of Python CPU through obstore against 1.7-2.3 ms
+:class:`~cubecut.storage.ReadStats`, and errors have botocore's words
+(:func:`~cubecut.storage.s3_failures.obstore_errors`). Why: on the same local S3 server a
+240 KB range GET costs 0.4-0.6 ms of Python CPU through obstore against 1.7-2.3 ms
 through botocore, which holds the GIL while it builds, signs and parses each request, so
 30 concurrent row reads finish in less than half the time (benchmarks/README.md).
 
@@ -21,17 +22,14 @@ from __future__ import annotations
 import datetime
 import functools
 import os
-import re
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING
 
-from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, StorageError
 from .base import ReadStats
 from . import retry, s3_config
-from .deadlines import S3Deadlines, deadlines
 from .location import Location
 from .retry import BodyError, read_exactly
-from .s3_config import MAX_POOL_CONNECTIONS, anonymous
-from .s3_failures import read_denied, unreachable
+from .s3_config import MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines
+from .s3_failures import obstore_errors
 
 if TYPE_CHECKING:
     from obstore import Bytes, GetOptions
@@ -39,7 +37,6 @@ if TYPE_CHECKING:
 
 #: How long obstore may keep credentials before asking boto3 again (it refreshes them).
 CREDENTIALS_TTL = datetime.timedelta(minutes=5)
-R = TypeVar("R")
 
 
 class _Boto3Credentials:
@@ -106,7 +103,7 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, li
 def store_for(bucket: str, anon: bool | None = None):
     """The (cached, thread-safe) obstore S3 store of ``bucket`` for the current environment;
     requests are unsigned when :func:`~cubecut.storage.s3_config.anonymous` says so for
-    ``anon``, and time out and retry as :func:`~cubecut.storage.deadlines.deadlines` says."""
+    ``anon``, and time out and retry as :func:`~cubecut.storage.s3_config.deadlines` says."""
     return _store(bucket, s3_config.endpoint(), s3_config.region(), anonymous(anon), deadlines())
 
 
@@ -169,48 +166,10 @@ def put_object(location: Location, data: bytes | bytearray, content_type: str = 
     (benchmarks/bulk.py measures the client's CPU per upload)."""
     import obstore
 
-    result = _translated(lambda: obstore.put(store_for(location.bucket, location.anon), location.key, data,
-                                             attributes={"Content-Type": content_type}, use_multipart=False),
-                         f"write {location.url}", "no such bucket", read=False)
+    with obstore_errors(f"write {location.url}", "no such bucket", read=False):
+        result = obstore.put(store_for(location.bucket, location.anon), location.key, data,
+                             attributes={"Content-Type": content_type}, use_multipart=False)
     return result.get("e_tag")
-
-
-def _translated(request: Callable[[], R], what: str, missing: str = "not found", *,
-                anon: bool | None = None, read: bool = True) -> R:
-    """``request()`` (one obstore call, which retries failed requests itself) with its
-    errors as cubecut's, in the words of the botocore path: a failed If-Match is
-    StaleObjectError, a missing object or bucket ObjectNotFoundError (``"{what}: {missing}"``),
-    refused credentials AccessDeniedError (a ``read`` as :func:`~cubecut.storage.s3_failures.read_denied`
-    words it for ``anon``), a host that does not answer HostUnreachableError, anything else
-    StorageError with obstore's first line (never its multi-line debug dump)."""
-    from obstore.exceptions import NotFoundError, PermissionDeniedError, PreconditionError, UnauthenticatedError
-
-    try:
-        return request()
-    except PreconditionError:
-        raise StaleObjectError(f"{what}: the object changed while being read") from None
-    except (NotFoundError, FileNotFoundError):
-        raise ObjectNotFoundError(f"{what}: {missing}") from None
-    except (PermissionDeniedError, UnauthenticatedError) as exc:
-        status = _STATUS.search(str(exc))
-        detail = status.group(1) if status else type(exc).__name__
-        if read:
-            raise read_denied(what, detail, anon) from None
-        raise AccessDeniedError(f"{what}: access denied ({detail})") from None
-    except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
-        text = str(exc)
-        if any(marker in text for marker in _CONNECT_MARKERS):
-            host = _HOST.search(text)
-            raise unreachable(what, host.group(1) if host else s3_config.endpoint() or "the S3 endpoint") from None
-        raise StorageError(f"{what}: {type(exc).__name__}: {text.split(_DEBUG, 1)[0].strip()}") from None
-
-
-#: What obstore's messages say when the host did not answer (reqwest's connect errors).
-_CONNECT_MARKERS = ("error sending request", "kind: Connect", "tcp connect error", "dns error")
-#: Where obstore's one-line message ends and its debug dump begins.
-_DEBUG = "\n\nDebug source:"
-_HOST = re.compile(r"https?://([^/\s,)]+)")
-_STATUS = re.compile(r"status code: (\d{3}[^:]*)")
 
 
 def _body(store, location: Location, options: GetOptions, what: str) -> tuple[Bytes, str | None, int]:
@@ -219,7 +178,8 @@ def _body(store, location: Location, options: GetOptions, what: str) -> tuple[By
     (the callers retry it with :func:`~cubecut.storage.retry.read_exactly`)."""
     import obstore
 
-    result = _translated(lambda: obstore.get(store, location.key, options=options), what, anon=location.anon)
+    with obstore_errors(what, anon=location.anon):
+        result = obstore.get(store, location.key, options=options)
     try:
         body = result.bytes()
     except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error
