@@ -38,6 +38,18 @@ def test_each_scheme_has_the_backend_the_docs_name():
             assert type(backend_for(Location.parse(url))).__name__ == backend, url
 
 
+def test_s3_reads_go_through_the_client_the_docs_name(bucket):
+    """The S3 row: obstore (``ObstoreSource``) for ``open_pinned``, botocore (``S3Source``)
+    for ``open_source``."""
+    row = next(line for line in (ROOT / "docs" / "architecture.md").read_text().splitlines()
+               if line.startswith("| `s3://"))
+    assert "obstore (`ObstoreSource`, `open_pinned`)" in row and "botocore (`S3Source`)" in row, row
+    url = f"s3://{bucket}/x.fits"
+    etag = put_bytes(url, b"0123")
+    assert type(storage.open_pinned(url, size=4, etag=etag)).__name__ == "ObstoreSource"
+    assert type(storage.open_source(url)).__name__ == "S3Source"
+
+
 def _tree(root: Path) -> dict[str, bytes]:
     files = {"a.fits": b"a", "b.fits.index.json": b"{}", "s1/c.fits": b"cc", "s1/deeper/d.fits": b"ddd"}
     for name, data in files.items():

@@ -3,21 +3,9 @@
 Locations are URLs (:class:`Location`): ``s3://bucket/key``, a plain/``file://`` path, or
 any other URL fsspec understands (``https://``, ``memory://`` ...). Each kind has one
 backend (:class:`~cubecut.storage.base.Backend`), chosen once from the location's scheme
-by :func:`~cubecut.storage.factory.backend_for`; the functions here only hand the call to it:
-
-=============  ===========================================  =================================
-scheme         backend                                      engines
-=============  ===========================================  =================================
-``s3``         :class:`~cubecut.storage.s3.S3Backend`         obstore for pixel reads, cold
-                                                            sidecar GETs and bulk uploads
-                                                            (the ``fast`` calls); botocore
-                                                            for everything else
-``file``       :class:`~cubecut.storage.local.LocalBackend`   ``os.pread``; temp + rename
-                                                            writes; ``O_DIRECT`` for bulk
-                                                            outputs
-anything else  :class:`~cubecut.storage.fsspec_backend.     fsspec byte ranges (HTTP
-               FsspecBackend`                               ``Range``); read-only
-=============  ===========================================  =================================
+by :func:`~cubecut.storage.factory.backend_for` (S3, local, or fsspec, read-only); the
+functions here only hand the call to it. Which client serves which call is told in
+docs/architecture.md ("Data sources", checked by tests/test_storage_backends.py).
 
 S3 requests honour the standard AWS environment (``AWS_ENDPOINT_URL``, credentials,
 region), so a local S3-compatible server and AWS are one code path; ranged GETs carry
@@ -42,7 +30,7 @@ from .factory import backend_for, writable
 from .files import check_local_precondition, file_etag, local_write_lock, writable_folder
 from .local import FileSource
 from .location import Location
-from .retry import READ_ATTEMPTS, RETRIES, BodyError, read_exactly
+from .retry import READ_ATTEMPTS, RETRIES
 from .s3_boto import clear_clients, s3_client
 from .s3_config import (BATCH, INTERACTIVE, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, carrying_deadlines,
                         deadlines, using_deadlines)
@@ -52,11 +40,11 @@ from .stream import STREAM_PART_BYTES, ObjectStreamWriter
 
 __all__ = [
     "BATCH", "INTERACTIVE", "MAX_POOL_CONNECTIONS", "READ_ATTEMPTS", "RETRIES", "STREAM_PART_BYTES",
-    "BodyError", "ByteSource", "FileSource", "Location", "ObjectInfo", "ObjectStreamWriter", "RangeSource",
+    "ByteSource", "FileSource", "Location", "ObjectInfo", "ObjectStreamWriter", "RangeSource",
     "ReadStats", "S3Deadlines", "StaleObjectError",
     "anonymous", "backend_for", "carrying_deadlines", "check_local_precondition", "deadlines", "delete",
     "file_etag", "get_bytes", "get_bytes_fast", "head", "list_etags", "list_objects", "local_write_lock",
-    "open_pinned", "open_source", "presigned_url", "put_bytes", "put_bytes_fast", "read_denied", "read_exactly",
+    "open_pinned", "open_source", "presigned_url", "put_bytes", "put_bytes_fast", "read_denied",
     "reset_clients", "s3_client", "s3_errors", "translate_client_error", "unreachable", "using_deadlines",
     "writable", "writable_folder",
 ]
