@@ -95,8 +95,11 @@ def cadence_rows() -> list[str]:
 
 
 def prose() -> list[str]:
-    """Figures the prose states (limit.json) and when the tables' runs started (their stamps)."""
+    """Figures the prose states (limit.json, sidecar.json) and when the tables' runs started
+    (their stamps)."""
     limit = result("limit")
+    sidecar = result("sidecar")
+    old, new = sidecar["versions"]["1"], sidecar["versions"]["2"]
     cpu, concurrent = limit["cpu"], limit["headline_concurrent"]
     bound = concurrent["median_s"]["astrocut cold"] / concurrent["floor"]["cold_s"]
     return [
@@ -106,6 +109,9 @@ def prose() -> list[str]:
         f"at most ~{bound:.1f}x faster than astrocut",
         f"it is {concurrent['x_vs_astrocut_cold']:.1f}x on a",
         f"warm it is {concurrent['warm_vs_floor']:.2f}x the physical\nfloor",
+        f"At {sidecar['frames']:,} frames it is {new['bytes'] / 1e6:.2f} MB and\ncosts "
+        f"{new['s3_model_extra_s'] * 1e3:.1f} ms beyond that round trip on S3",
+        f"against {old['bytes'] / 1e6:.2f} MB and {old['s3_model_extra_s'] * 1e3:.1f} ms with that table as JSON lists",
         f"The run of\n{result('results')['stamps']['cutout']['started']}",
         f"the run of {result('ingest-scale')['stamp']['started']}",
     ]
