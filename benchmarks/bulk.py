@@ -355,20 +355,21 @@ def report_section(results: dict) -> str:
                      f"{projected:,.0f} s | {requests} | {ratio} | "
                      f"{r.get('load_before', float('nan')):.2f}, {r.get('load_after', float('nan')):.2f} |")
     by = {r["label"]: r for r in results["runs"]}
-    if "cubecut bulk, 1 worker" in by:
+    others = [r for r in results["runs"] if r["tool"] != "bulk"]
+    if "cubecut bulk, 1 worker" in by and others:
         bulk = by["cubecut bulk, 1 worker"]
         lines += ["", "Per target and per CPU-second, bulk with one worker against (same run): " + ", ".join(
             f"{r['label']} {(r['cpu_s'] / r['tpfs']) / (bulk['cpu_s'] / bulk['tpfs']):.1f}x the CPU and "
             f"{(r['wall_s'] / r['tpfs']) / (bulk['wall_s'] / bulk['tpfs']):.1f}x the wall time"
-            for r in results["runs"] if r["tool"] != "bulk") + "."]
+            for r in others) + "."]
     split = cpu_split(results)
     if split:
         lines += ["", f"CPU per TPF of the 1-worker runs (11x11 x {results['cube']['nt']:,} frames, a "
                   f"{split['tpf_mb']:.2f} MB file): {split['build_ms']:.2f} ms reading and building "
                   f"({1e3 / split['build_ms']:.0f} TPFs per CPU-second), plus writing it: "
                   + ", ".join(f"{how} {ms:.2f} ms" for how, ms in split["write_ms"].items())
-                  + ". The sample's targets are sparse (their boxes rarely share rows: about 11 range GETs a "
-                  "target); the whole catalog's share rows (see requests above)."]
+                  + f". The sample's 1-worker run made {split['gets_per_target']:.1f} range GETs a target; "
+                  "the whole catalog's boxes share more rows (see requests above)."]
     kernel = kernel_ms(results)
     if kernel:
         lines += ["", "Kernel (system) CPU per TPF write, ms (system time of a run minus that of the same run "
@@ -421,7 +422,8 @@ def cpu_split(results: dict) -> dict | None:
     write = {how: max(0.0, by[label]["cpu_s"] / by[label]["tpfs"] * 1e3 - build)
              for how, label in ways.items() if label in by}
     one = by["cubecut bulk, 1 worker"]
-    return {"build_ms": build, "write_ms": write, "tpf_mb": one["out_bytes"] / max(1, one["tpfs"]) / 1e6}
+    return {"build_ms": build, "write_ms": write, "tpf_mb": one["out_bytes"] / max(1, one["tpfs"]) / 1e6,
+            "gets_per_target": one["requests"] / max(1, one["tpfs"])}
 
 
 def kernel_ms(results: dict) -> dict[str, float]:

@@ -76,7 +76,23 @@ def other_rows() -> list[str]:
         f"| {bulk['targets']:,} targets 11x11 (bulk), {bulk['cube']['nt']:,} frames | {two['wall_s']:.1f} s with "
         f"{two['workers']} workers | {loop['wall_s'] / loop['tpfs'] * bulk['targets']:,.0f} s (its loop, timed on a "
         "sample, scaled) | `bulk.json` |",
+        deep_bulk_row(result("bulk")["sections"]["s0056"]),
     ]
+
+
+def deep_bulk_row(section: dict) -> str:
+    """The bulk row at a 200-s sector's depth (bulk.json's 11,700-frame cube)."""
+    runs = {run["label"]: run for run in section["runs"]}
+    two, one, shards = runs["cubecut bulk, 2 workers"], runs["cubecut bulk, 1 worker"], runs["cubecut bulk, 1 worker, shards"]
+    cpus = section["stamp"]["machine"]["cpus"]
+
+    def rate(run: dict) -> float:
+        return run["tpfs"] / run["wall_s"]
+
+    return (f"| {section['targets']:,} targets 11x11 (bulk), {section['cube']['nt']:,} frames | {two['wall_s']:.1f} s with "
+            f"{two['workers']} workers: {rate(two) / min(two['workers'], cpus):.1f} TPFs/s per core, "
+            f"{two['out_bytes'] / 1e9:.2f} GB out ({two['out_bytes'] / two['tpfs'] / 1e6:.1f} MB a TPF); as tar shards, "
+            f"1 worker: {rate(shards):.1f} TPFs/s ({rate(one):.1f} as files) | – | `bulk.json` |")
 
 
 def cadence_rows() -> list[str]:
