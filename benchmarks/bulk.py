@@ -1,9 +1,13 @@
 """Bulk cutouts benchmark: 10,000 targets of 11x11 on one 1,000-frame cube, on this machine.
 
     .venv/bin/python benchmarks/bulk.py [--quick] [--targets N]
+    .venv/bin/python benchmarks/bulk.py --cadence 200-s   # 11,700 frames: 300 targets, no astrocut
 
 The cube is the suite's ``s0001`` (1,000 frames x 256 rows x 2,136 columns, 4.4 GB; see
-data.py), served by s3rver (servers.py) through the shaper with no added latency, which
+data.py), or with ``--cadence 200-s`` ``s0056`` (a 200-s sector's 11,700 frames x 40 rows x
+300 columns, 1.1 GB: the time depth of today's sectors, small in space; the per-target
+loops of cubecut and astrocut are left out there), served by s3rver (servers.py) through
+the shaper with no added latency, which
 counts every request and byte (its own s3rver, store under benchmarks/work/bulk-out/).
 TPFs go to local disk (benchmarks/work/bulk-out/, removed after each run). Contenders, each
 in its own subprocess (CPU = user + system time of the process and its children; the
@@ -30,8 +34,10 @@ each contender read, against the union of the row spans all targets' boxes need 
 floor; ``bulk`` aims at <= 1.1 of it). TPFs/s per core = TPFs/s by wall / min(workers,
 CPUs); TPFs per CPU-s = TPFs / the contender's CPU (not the servers'). Kernel ms per TPF
 write = system CPU of a run minus that of the same run without writes, per TPF. Then a
-Lambda model of a full sector.
-Results: benchmarks/results/bulk.json and bulk.md. Nothing is asserted.
+Lambda model of a full sector at the cube's frame count.
+Results: benchmarks/results/bulk.json and bulk.md, one section per cube (a run replaces its
+cube's section and keeps the others), each stamped with its run (stamp.py). Nothing is
+asserted.
 """
 from __future__ import annotations
 
@@ -51,14 +57,19 @@ sys.path.insert(0, str(HERE))
 
 import data  # noqa: E402
 import servers  # noqa: E402
+import stamp  # noqa: E402
 from data import log  # noqa: E402
 
-RESULTS = HERE / "results"
 OUT = data.WORK / "bulk-out"
-BUCKET, KEY = "stpubdata", "tess/public/mast/tess-s0001-1-1-cube.fits"
+BUCKET = "stpubdata"
 SIZE = 11
 S3_WRITE = "uploaded to S3 (s3rver, plain HTTP)"
 SCIENCE_COLS = (44, 2092)  # 0-based science columns of a SPOC FFI
+CADENCES = ("30-min", "200-s")
+#: The runs made on the 200-s cube.
+LONG_CUBE_RUNS = ("cubecut bulk, 1 worker", "cubecut bulk, 1 worker, TPFs not written",
+                  "cubecut bulk, 1 worker, TPFs to S3", "cubecut bulk, 1 worker, shards", "cubecut bulk, 2 workers",
+                  "cubecut bulk, 2 workers, TPFs not written")
 
 
 # ------------------------------------------------------------------------------ contenders
@@ -214,7 +225,7 @@ def targets(cube_path: Path, n: int, sample: int, seed: int = 18) -> tuple[list[
     index = load_index(str(cube_path))
     wcs = ffi_wcs(index)
     rng = np.random.default_rng(seed)
-    x = rng.uniform(SCIENCE_COLS[0], SCIENCE_COLS[1] - 1, n)
+    x = rng.uniform(SCIENCE_COLS[0], min(SCIENCE_COLS[1], index.ncols) - 1, n)
     y = rng.uniform(-0.5, index.nrows - 0.5, n)
     ra, dec = wcs.all_pix2world(x, y, 0)
     coords = SkyCoord(ra, dec, unit="deg")
@@ -242,17 +253,21 @@ def batch_memory_mb(template: Path = HERE.parent / "template.yaml") -> int:
     return int(re.search(r"^      MemorySize: (\d+)", block, re.M).group(1))
 
 
-def lambda_model(build_cpu_s: float, write_cpu_s: float, measured_frames: int, plan_s_per_target: float) -> dict:
-    """A full sector on Lambda: 16 cubes of 1,300 frames, 20,000 targets of 11x11, MaxConcurrency 200.
+def lambda_model(build_cpu_s: float, write_cpu_s: float, measured_frames: int, plan_s_per_target: float,
+                 frames: int = 1300) -> dict:
+    """A full sector on Lambda: 16 cubes of ``frames`` frames, 20,000 targets of 11x11, MaxConcurrency 200.
 
     ``build_cpu_s``: CPU per TPF of reading and building (the 1-worker run without writes),
     ``write_cpu_s``: CPU per TPF of uploading it (the 1-worker run with TPFs to S3, minus that),
     both at ``measured_frames`` frames and scaled by frames (both grow with the TPF's bytes).
     """
-    frames, targets, ccds, concurrency = 1300, 20_000, 16, 200
+    from cubecut.bulk.plan import TILE_PIXEL_FRAMES
+
+    targets, ccds, concurrency = 20_000, 16, 200
     # Job settings an operator would pick for one wave: CUBECUT_BULK_TILE_TARGETS so that the
-    # tiles (one partial tile a cube) fit MaxConcurrency, and BulkTilesPerBatch = 1.
-    tile_targets = -(-targets // (concurrency - ccds))
+    # tiles (one partial tile a cube) fit MaxConcurrency, and BulkTilesPerBatch = 1; a tile
+    # also holds at most TILE_PIXEL_FRAMES (more waves on long cubes).
+    tile_targets = min(-(-targets // (concurrency - ccds)), TILE_PIXEL_FRAMES // (11 * 11 * frames))
     tiles = -(-targets // tile_targets) + ccds
     scale = frames / measured_frames
     tpf_bytes = 11 * 11 * frames * 4 * 5 + frames * 100  # five image columns + the small ones, ~
@@ -296,13 +311,23 @@ def lambda_model(build_cpu_s: float, write_cpu_s: float, measured_frames: int, p
     return out
 
 
-def report(results: dict) -> str:
-    cpus = results.get("cpus", os.cpu_count() or 1)
-    lines = [f"# Bulk cutouts benchmark{' (quick)' if results['quick'] else ''}", "",
+def report(sections: dict) -> str:
+    """bulk.md: every cube's section, each with its run's stamp."""
+    lines = ["# Bulk cutouts benchmark", ""]
+    for name, results in sections["sections"].items():
+        lines += [f"## {name}: {results['cube']['nt']:,} frames{' (quick)' if results['quick'] else ''}", "",
+                  stamp.markdown({f"bulk.py, {name}": results["stamp"]}), report_section(results)]
+    return "\n".join(lines)
+
+
+def report_section(results: dict) -> str:
+    """One cube's runs and model."""
+    cpus = results["stamp"]["machine"]["cpus"]
+    lines = [
              f"{results['targets']:,} targets of {SIZE}x{SIZE} on one cube of {results['cube']['nt']:,} frames x "
              f"{results['cube']['nrows']} rows x {results['cube']['ncols']:,} columns "
              f"({results['cube']['bytes'] / 1e9:.1f} GB) on s3rver through the counting proxy, no added latency; "
-             f"TPFs to local disk (ext4) with O_DIRECT unless said otherwise. {results['machine']}. Union of "
+             f"TPFs to local disk (ext4) with O_DIRECT unless said otherwise. Union of "
              f"needed row spans: {results['union_bytes'] / 1e9:.2f} GB.", "",
              f"TPFs/s per core = TPFs/s by wall / min(workers, {cpus} CPUs). CPU s = the contender's user + system "
              "time; servers CPU s = s3rver's and the counting proxy's, which run on the same cores (so the "
@@ -330,20 +355,21 @@ def report(results: dict) -> str:
                      f"{projected:,.0f} s | {requests} | {ratio} | "
                      f"{r.get('load_before', float('nan')):.2f}, {r.get('load_after', float('nan')):.2f} |")
     by = {r["label"]: r for r in results["runs"]}
-    if "cubecut bulk, 1 worker" in by:
+    others = [r for r in results["runs"] if r["tool"] != "bulk"]
+    if "cubecut bulk, 1 worker" in by and others:
         bulk = by["cubecut bulk, 1 worker"]
         lines += ["", "Per target and per CPU-second, bulk with one worker against (same run): " + ", ".join(
             f"{r['label']} {(r['cpu_s'] / r['tpfs']) / (bulk['cpu_s'] / bulk['tpfs']):.1f}x the CPU and "
             f"{(r['wall_s'] / r['tpfs']) / (bulk['wall_s'] / bulk['tpfs']):.1f}x the wall time"
-            for r in results["runs"] if r["tool"] != "bulk") + "."]
+            for r in others) + "."]
     split = cpu_split(results)
     if split:
         lines += ["", f"CPU per TPF of the 1-worker runs (11x11 x {results['cube']['nt']:,} frames, a "
                   f"{split['tpf_mb']:.2f} MB file): {split['build_ms']:.2f} ms reading and building "
                   f"({1e3 / split['build_ms']:.0f} TPFs per CPU-second), plus writing it: "
                   + ", ".join(f"{how} {ms:.2f} ms" for how, ms in split["write_ms"].items())
-                  + ". The sample's targets are sparse (their boxes rarely share rows: about 11 range GETs a "
-                  "target); the whole catalog's share rows (see requests above)."]
+                  + f". The sample's 1-worker run made {split['gets_per_target']:.1f} range GETs a target; "
+                  "the whole catalog's boxes share more rows (see requests above)."]
     kernel = kernel_ms(results)
     if kernel:
         lines += ["", "Kernel (system) CPU per TPF write, ms (system time of a run minus that of the same run "
@@ -358,7 +384,7 @@ def report(results: dict) -> str:
         return "\n".join(lines) + "\n"
     m = results["model"]
     a = m["assumptions"]
-    lines += ["## Lambda model: a full sector", "",
+    lines += ["### Lambda model: a full sector", "",
               f"{a['targets']:,} targets of 11x11 over {a['cubes']} cubes of {a['frames']:,} frames, MaxConcurrency "
               f"{a['max_concurrency']}, tiles of {a['tile_targets']} targets (CUBECUT_BULK_TILE_TARGETS for one wave), "
               f"one tile per worker (BulkTilesPerBatch 1), Lambda {a['lambda_memory_mb']} MB (template.yaml; "
@@ -396,7 +422,8 @@ def cpu_split(results: dict) -> dict | None:
     write = {how: max(0.0, by[label]["cpu_s"] / by[label]["tpfs"] * 1e3 - build)
              for how, label in ways.items() if label in by}
     one = by["cubecut bulk, 1 worker"]
-    return {"build_ms": build, "write_ms": write, "tpf_mb": one["out_bytes"] / max(1, one["tpfs"]) / 1e6}
+    return {"build_ms": build, "write_ms": write, "tpf_mb": one["out_bytes"] / max(1, one["tpfs"]) / 1e6,
+            "gets_per_target": one["requests"] / max(1, one["tpfs"])}
 
 
 def kernel_ms(results: dict) -> dict[str, float]:
@@ -416,18 +443,26 @@ def kernel_ms(results: dict) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the small s0001-q cube and 1,000 targets")
-    parser.add_argument("--targets", type=int, default=None, help="targets (default 10,000; quick 1,000)")
+    parser.add_argument("--cadence", choices=CADENCES, default="30-min",
+                        help="30-min: s0001 (1,000 frames); 200-s: s0056 (11,700 frames)")
+    parser.add_argument("--targets", type=int, default=None,
+                        help="targets (default 10,000; quick 1,000; 200-s 300)")
     parser.add_argument("--only", nargs="*", help="run only the contenders whose label contains one of these")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
         return 0
-    spec = (data.QUICK if args.quick else data.FULL)["s0001"]
+    long_cube = args.cadence == "200-s"
+    spec = data.CADENCE_200S if long_cube else (data.QUICK if args.quick else data.FULL)["s0001"]
     cube_path = data.cube(spec)
-    ntargets = args.targets or (1000 if args.quick else 10_000)
-    samples = {"bulk1": min(500, ntargets // 10), "cubecut": min(200, ntargets // 10),
-               "astrocut": min(50, ntargets // 20)}
+    key = f"tess/public/mast/{spec.cube_name}"
+    ntargets = args.targets or (300 if long_cube else 1000 if args.quick else 10_000)
+    samples = {"bulk1": min(500, ntargets // (3 if long_cube else 10)), "cubecut": min(200, ntargets // 10),
+               "astrocut": min(50, ntargets // 20),
+               "writer": 20 if long_cube else 200}  # the writer holds its boxes' pixels: 11 MB each at 11,700
+    run = stamp.begin()
+    from cubecut.cube.index import CubeIndex
     from cubecut.cutout import load_index
 
     index = load_index(str(cube_path))
@@ -443,13 +478,13 @@ def main() -> int:
     s3 = servers.S3rver(store)
     shaper = servers.Shaper(s3.port)
     try:
-        etag = s3.place(BUCKET, KEY, cube_path)
-        side = json.loads(Path(f"{cube_path}.index.json").read_text())
-        side["cube_etag"] = etag
-        s3.put_bytes(BUCKET, KEY + ".index.json", json.dumps(side).encode())
+        etag = s3.place(BUCKET, key, cube_path)
+        side = CubeIndex.from_json(Path(f"{cube_path}.index.json").read_bytes())
+        side.cube_etag = etag
+        s3.put_bytes(BUCKET, key + ".index.json", side.to_json())
         env = servers.s3_env(shaper.endpoint)
         pids = [s3.proc.pid, shaper.proc.pid]
-        url = f"s3://{BUCKET}/{KEY}"
+        url = f"s3://{BUCKET}/{key}"
         sample_job = {"tool": "bulk", "catalog": str(sample), "workers": 1, "sample": True}
         all_job = {"tool": "bulk", "catalog": str(catalog), "sample": False}
         jobs = [  # samples first, then the whole catalog; results are saved after each
@@ -468,16 +503,16 @@ def main() -> int:
             {**all_job, "label": "cubecut bulk, 2 workers, cube on local disk", "workers": 2,
              "cube": str(cube_path)},
         ]
+        if long_cube:  # 28 MB TPFs: what bulk does at this depth, without the per-target loops
+            jobs = [job for job in jobs if job["label"] in LONG_CUBE_RUNS]
         jobs = [job for job in jobs if not args.only or any(o in job["label"] for o in args.only)]
-        results = {"quick": args.quick, "targets": ntargets, "union_bytes": union,
-                   "machine": f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.1f}",
-                   "cpus": os.cpu_count(),
+        results = {"stamp": run, "quick": args.quick, "targets": ntargets, "union_bytes": union,
                    "cube": {"nt": index.nt, "nrows": index.nrows, "ncols": index.ncols, "bytes": index.cube_size},
                    "sample_union_bytes": sample_union, "plan_cpu_s_per_target": plan_s_per_target, "runs": []}
         runs = results["runs"]
         log("  TPF writer alone ...")
         results["writer_cpu_ms"] = run_child({"label": "TPF writer", "tool": "writer", "cube_path": str(cube_path),
-                                              "targets": coords[:200], "out": str(OUT / "writer")},
+                                              "targets": coords[:samples["writer"]], "out": str(OUT / "writer")},
                                              env, shaper, pids, store)["writer_cpu_ms"]
         log(f"    {results['writer_cpu_ms']}")
         for job in jobs:
@@ -490,7 +525,7 @@ def main() -> int:
                           workers=job.get("workers", 1), load_before=load, load_after=os.getloadavg()[0],
                           cube_local=not job["cube"].startswith("s3://"))
             runs.append(result)
-            save(results, args.quick)
+            save(spec.name, results)
             log(f"    {result['tpfs']} TPFs in {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} s CPU, "
                 f"{result['requests']} requests, {result['bytes_read'] / 1e9:.2f} GB")
     finally:
@@ -501,19 +536,18 @@ def main() -> int:
     results["cpu_split_ms"] = split
     if split and S3_WRITE in split["write_ms"]:
         results["model"] = lambda_model(split["build_ms"] / 1e3, split["write_ms"][S3_WRITE] / 1e3, index.nt,
-                                        plan_s_per_target)
-    print(save(results, args.quick))
+                                        plan_s_per_target, frames=11_700 if long_cube else 1300)
+    print(save(spec.name, results))
     return 0
 
 
-def save(results: dict, quick: bool) -> str:
-    """Write results (json) and the report (md); returns the report."""
-    RESULTS.mkdir(exist_ok=True)
-    name = "bulk-quick" if quick else "bulk"
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1))
-    text = report(results)
-    (RESULTS / f"{name}.md").write_text(text)
-    return text
+def save(cube: str, results: dict) -> str:
+    """Make ``results`` the section of ``cube`` in bulk.json/md (other cubes' sections kept);
+    returns the report."""
+    stamp.end(results["stamp"])
+    sections = stamp.load("bulk") if (stamp.RESULTS / "bulk.json").exists() else {"sections": {}}
+    sections["sections"][cube] = results
+    return stamp.save("bulk", sections, report)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ only the first ``rows`` rows of the CCD, to fit the disk and time of one machine
 * ``s0001``: sector 1 (30-min cadence), 1,000 frames x 256 rows x 2136 cols (4.4 GB cube)
 * ``s0030``: sector 30 (10-min cadence), 3,500 frames x 128 rows x 2136 cols (7.7 GB cube)
 * ``full``: 200 full-size 2078 x 2136 FFIs of sector 1 (7.1 GB) for the ingest race.
+* ``s0056``: sector 56 (200-s cadence), 11,700 frames x 40 rows x 300 cols (1.1 GB cube):
+  the time depth of today's sectors, small in space; its FFIs are ``cubecut.synth.sparse``'s
+  (real headers, pixels from a formula: no scene is rendered), for the index sidecar
+  (sidecar.py) and bulk cutouts (bulk.py ``--cadence 200-s``) at 11,700 frames.
 
 ``--quick`` uses much smaller sets (names suffixed ``-q``).
 """
@@ -30,6 +34,8 @@ class CubeSpec:
     frames: int
     rows: int
     seed: int = 7
+    cols: int = COLS
+    sparse: bool = False  # pixels from cubecut.synth.sparse's formula instead of a rendered sky
 
     @property
     def cube_name(self) -> str:
@@ -45,7 +51,7 @@ class CubeSpec:
 
     @property
     def nbytes(self) -> int:
-        return self.frames * self.rows * COLS * 8
+        return self.frames * self.rows * self.cols * 8
 
 
 FULL = {
@@ -56,6 +62,8 @@ QUICK = {
     "s0001": CubeSpec("s0001-q", 1, 120, 64),
     "s0030": CubeSpec("s0030-q", 30, 300, 32),
 }
+#: A 200-s cadence sector's time depth (11,700 frames), 40 rows x 300 columns.
+CADENCE_200S = CubeSpec("s0056", 56, 11_700, 40, cols=300, sparse=True)
 INGEST_FULL = CubeSpec("full200", 1, 200, 2078)
 INGEST_QUICK = CubeSpec("full20", 1, 20, 2078)
 
@@ -70,9 +78,10 @@ def ffis(spec: CubeSpec) -> list[Path]:
     if marker.exists():
         return [spec.ffi_dir / n for n in json.loads(marker.read_text())["files"]]
     from cubecut.synth import make_sector
+    from cubecut.synth.sparse import sparse_sector, write_sparse_sector
 
-    shape = None if spec.rows >= 2078 else (spec.rows, COLS)
-    log(f"generating {spec.frames} FFIs {spec.name} ({spec.rows} x {COLS}) ...")
+    shape = None if spec.rows >= 2078 else (spec.rows, spec.cols)
+    log(f"generating {spec.frames} FFIs {spec.name} ({spec.rows} x {spec.cols}) ...")
     t0 = time.perf_counter()
     paths: list[Path] = []
     chunk = 250
@@ -82,8 +91,12 @@ def ffis(spec: CubeSpec) -> list[Path]:
         if part.exists():
             paths += [spec.ffi_dir / p for p in json.loads(part.read_text())]
             continue
-        got = make_sector(spec.ffi_dir, sector=spec.sector, camera=1, ccd=1, frames=n, shape=shape,
-                          seed=spec.seed, first_frame=first)
+        if spec.sparse:
+            made = sparse_sector(sector=spec.sector, camera=1, ccd=1, frames=n, first_frame=first, shape=shape)
+            got = write_sparse_sector(spec.ffi_dir, made, filled=(0, spec.rows), first_frame=first)
+        else:
+            got = make_sector(spec.ffi_dir, sector=spec.sector, camera=1, ccd=1, frames=n, shape=shape,
+                              seed=spec.seed, first_frame=first)
         part.write_text(json.dumps([p.name for p in got]))
         paths += got
     marker.write_text(json.dumps({"files": [p.name for p in paths], "seconds": time.perf_counter() - t0}))

@@ -35,10 +35,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import stamp  # noqa: E402 - after the path insert
+
 ROOT = HERE.parent
 HEAVY = ("astropy.io.fits", "astropy.coordinates", "astropy.wcs", "astropy.time", "astropy.table",
          "astropy.visualization", "matplotlib", "aws_xray_sdk", "cubecut.cutout.engine", "pydantic", "boto3")
@@ -136,13 +139,12 @@ def main() -> int:
     args = parser.parse_args()
     from cubecut_infra.local.s3server import LocalS3
 
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    run = stamp.begin()
     base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "POWERTOOLS_SERVICE_NAME": "cubecut", "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": "WARNING"}
-    results: dict = {"started": started, "runs": args.runs, "python": sys.version.split()[0],
-                     "cpus": os.cpu_count()}
+    results: dict = {"stamp": run, "runs": args.runs}
     with LocalS3() as s3, tempfile.TemporaryDirectory() as work:
         bucket = "cubecut-imports"
         s3.create_bucket(bucket)
@@ -175,11 +177,8 @@ def main() -> int:
         results["tracer_disabled"] = _medians([_run(TRACER, [], {**base, "POWERTOOLS_TRACE_DISABLED": "true"})
                                                for _ in range(args.runs)])
         results["tracer_enabled"] = _medians([_run(TRACER, [], lambda_env) for _ in range(args.runs)])
-    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    out = HERE / "results"
-    (out / "imports.json").write_text(json.dumps(results, indent=1))
-    (out / "imports.md").write_text(report(results))
-    print(report(results))
+    stamp.end(run)
+    print(stamp.save("imports", results, report))
     return 0
 
 
@@ -191,8 +190,8 @@ def report(r: dict) -> str:
     api, cut = r["api"], r["cutouts"]
     lines = [
         "# Handler cold start (issue 17)", "",
-        f"Run {r['started']} – {r['finished']}, Python {r['python']}, {r['cpus']} shared CPUs; medians of "
-        f"{r['runs']} fresh interpreters each (seconds are inflated by the machine's load: compare rows).", "",
+        stamp.markdown({"imports.py": r["stamp"]}),
+        f"Medians of {r['runs']} fresh interpreters each (seconds are inflated by the machine's load: compare rows).", "",
         "## Import", "",
         "| handler | import s (wall) | import s (CPU) | init RSS MB | heavy modules loaded |",
         "|---|---|---|---|---|",

@@ -2,7 +2,9 @@
 
     python benchmarks/limit.py [--only cpu headline multi route] [--rounds N]
 
-Sections (results in benchmarks/results/limit.json and limit.md):
+Sections (results in benchmarks/results/limit.json and limit.md; a run of some sections
+replaces those and keeps the others, each section stamped with the run that made it,
+stamp.py):
 
 * ``cpu``: CPU per 30x30x1,000-frame TPF written as FITS bytes with checksums, from a
   local cube (time.process_time, medians of repeated cutouts, interleaved rounds):
@@ -34,7 +36,6 @@ import json
 import os
 import random
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -42,8 +43,11 @@ sys.path.insert(0, str(HERE))
 
 import data  # noqa: E402 - after the path insert
 import servers  # noqa: E402
+import stamp  # noqa: E402
 from data import log  # noqa: E402
-from run import REALISTIC, RESULTS, contender, median, min_bytes, publish_cubes, radec  # noqa: E402
+from run import REALISTIC, contender, median, min_bytes, publish_cubes, radec  # noqa: E402
+
+SECTIONS = ("cpu", "headline", "headline_concurrent", "multi", "multi_concurrent", "route")
 
 
 def _cold_warm(res: dict, phase: str) -> list[float]:
@@ -115,7 +119,7 @@ def section_headline(shaper, cube: dict, cpu_floor_s: float, rounds: int, server
                          "control": shaper.control}, env)
         runs["rows only"] += _cold_warm(res, "warm")
         log(f"  headline {server} r{rnd}: " + ", ".join(f"{k} {median(v) or 0:.3f} s" for k, v in runs.items())
-            + f" (load {_load()})")
+            + f" (load {stamp.load_average()[0]:.1f})")
     latency, mbps = shaper.latency_ms / 1e3, shaper.mbps * 1e6
     row_bytes = 30 * cube["nt"] * 8
     sidecar = len(json.dumps(cube["side"]).encode())
@@ -190,11 +194,10 @@ def section_route(shaper, cube: dict, rounds: int) -> dict:
 
 
 def report(results: dict) -> str:
+    stamps = {key: results[key]["stamp"] for key in SECTIONS if isinstance(results.get(key), dict)}
     lines = ["# Cutouts at the physical limit (issue 17)", "",
-             f"Last run {results.get('started')} – {results.get('finished')}, {results.get('machine')}. "
-             "2 shared CPUs: compare ratios within one section (each is one run: "
-             + "; ".join(f"{key} {section['run']}" for key, section in results.items()
-                         if isinstance(section, dict) and section.get("run")) + ").", ""]
+             "2 shared CPUs: compare ratios within one section; each section is one run:", "",
+             stamp.markdown(stamps)]
     cpu = results.get("cpu")
     if cpu:
         lines += ["## CPU per 30x30x1,000-frame TPF (FITS bytes with checksums, local cube)", "",
@@ -254,13 +257,10 @@ def _headline_report(head: dict) -> list[str]:
             + (f"A cold cutout needs two dependent round trips (the index, then the rows), so the most "
                f"any cold cutout could be faster than astrocut here is astrocut cold / the cold floor = "
                f"**{m['astrocut cold'] / f['cold_s']:.1f}x**. " if m.get("astrocut cold") else "")
-            + "Both tools' S3 clients are set up before timing (benchmarks/contenders.py). "
-            f"Requests (proxy, in flight) cubecut: {head['requests'].get('cubecut')}.", ""]
-
-
-def _load() -> str:
-    """The 1/5/15-minute load averages (the machine is shared: timings move with them)."""
-    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+            + "Both tools' S3 clients are set up before timing (benchmarks/contenders.py).", "",
+            "| cubecut run | requests (counted by the proxy) | most in flight |", "|---|---|---|",
+            *(f"| {phase} {i + 1} | {requests} | {in_flight} |" for phase, runs in head["requests"]["cubecut"].items()
+              for i, (requests, in_flight) in enumerate(runs)), ""]
 
 
 def main() -> int:
@@ -269,12 +269,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per section")
     args = parser.parse_args()
     only = set(args.only or ["cpu", "headline", "multi", "route"])
-    path = RESULTS / "limit.json"
-    RESULTS.mkdir(exist_ok=True)
-    results = json.loads(path.read_text()) if path.exists() else {}
-    load_at_start = _load()
-    results.update(started=time.strftime("%Y-%m-%d %H:%M:%S"),
-                   machine={"cpus": os.cpu_count(), "python": sys.version.split()[0]})
+    results = stamp.load("limit") if (stamp.RESULTS / "limit.json").exists() else {}
+    run = stamp.begin()
     spec = data.FULL["s0001"]
     s3 = servers.S3rver()
     shaper = None
@@ -309,15 +305,12 @@ def main() -> int:
         if shaper:
             shaper.stop()
         s3.stop()
-    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    results["load_average"] = {"started": load_at_start, "finished": _load()}
-    for key in ("cpu", "headline", "headline_concurrent", "multi", "multi_concurrent", "route"):
+    stamp.end(run)
+    for key in SECTIONS:
         if key.split("_")[0] in only and isinstance(results.get(key), dict):  # sections of this run
-            results[key]["run"] = (f"{results['started']} – {results['finished']}, load average "
-                                   f"{load_at_start} → {results['load_average']['finished']}")
-    path.write_text(json.dumps(results, indent=1, default=str))
-    (RESULTS / "limit.md").write_text(report(results))
-    log(f"results in {path} and {RESULTS / 'limit.md'}")
+            results[key]["stamp"] = run
+    stamp.save("limit", results, report)
+    log(f"results in {stamp.RESULTS / 'limit.json'} and limit.md")
     return 0
 
 

@@ -16,7 +16,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -24,6 +23,7 @@ sys.path.insert(0, str(HERE))
 
 import data  # noqa: E402 - after the path insert
 import servers  # noqa: E402
+import stamp  # noqa: E402
 
 #: One run: prints a JSON object of VmHWM in MB at each step.
 CHILD = """
@@ -52,11 +52,27 @@ def _run(cube: str, size: int, env: dict | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def report(results: dict) -> str:
+    size = results["size"]
+    lines = [f"# Peak memory of a {size}x{size} x {results['frames']}-frame cutout", "",
+             stamp.markdown({"memory.py": results["stamp"]}),
+             "VmHWM in MB, median of the runs (min-max); TPF size in MB.", "",
+             "| cube | before | first call | second call | TPF |", "|---|---|---|---|---|"]
+    for name, runs in results["runs"].items():
+        def cell(field: str, runs: list[dict] = runs) -> str:
+            values = [r[field] for r in runs]
+            return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+        lines.append(f"| {name} | {cell('before_mb')} | {cell('after_first_mb')} | {cell('after_second_mb')} | "
+                     f"{runs[0]['tpf_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size", type=int, default=100, help="box side in pixels")
     args = parser.parse_args()
+    run = stamp.begin()
     spec = data.FULL["s0001"]
     local = data.cube(spec)
     server = servers.S3rver()
@@ -68,19 +84,8 @@ def main() -> int:
         rows = {name: [_run(cube, args.size, env) for _ in range(args.runs)] for name, (cube, env) in cases.items()}
     finally:
         server.stop()
-    results = {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "size": args.size, "frames": spec.frames, "runs": rows}
-    (HERE / "results" / "memory.json").write_text(json.dumps(results, indent=1))
-    lines = [f"# Peak memory of a {args.size}x{args.size} x {spec.frames}-frame cutout ({results['finished']})", "",
-             "VmHWM in MB, median of the runs (min-max); TPF size in MB.", "",
-             "| cube | before | first call | second call | TPF |", "|---|---|---|---|---|"]
-    for name, runs in rows.items():
-        def cell(field: str, runs: list[dict] = runs) -> str:
-            values = [r[field] for r in runs]
-            return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
-        lines.append(f"| {name} | {cell('before_mb')} | {cell('after_first_mb')} | {cell('after_second_mb')} | "
-                     f"{runs[0]['tpf_mb']:.0f} |")
-    (HERE / "results" / "memory.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    results = {"stamp": stamp.end(run), "size": args.size, "frames": spec.frames, "runs": rows}
+    print(stamp.save("memory", results, report))
     return 0
 
 

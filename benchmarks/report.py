@@ -6,7 +6,11 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+
+import stamp  # noqa: E402 - after the path insert
+
+RESULTS = stamp.RESULTS
 
 
 def _fmt(v, spec=".2f", none="–"):
@@ -190,8 +194,8 @@ def write(data: dict, outdir: Path = RESULTS, quick: bool = False) -> Path:
     outdir.mkdir(exist_ok=True)
     rows = data.get("cutout", [])
     lines = [f"# cubecut benchmark results{' (quick)' if quick else ''}", "",
-             f"Run {data.get('started')} – {data.get('finished')}, {data['machine']['cpus']} CPUs, "
-             f"Python {data['machine']['python']}. Ratios are measured within one run; see README for the set-up.", ""]
+             "Ratios are measured within one run; see README for the set-up. The runs of the sections:", "",
+             stamp.markdown(data["stamps"])]
     if data.get("cubes"):
         lines += ["Cubes: " + ", ".join(f"{k}: sector {v['sector']}, {v['nt']} frames x {v['nrows']} rows x "
                                         f"{v['ncols']} cols" for k, v in data["cubes"].items()), ""]

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -38,10 +36,11 @@ sys.path.insert(0, str(HERE))
 
 import data  # noqa: E402 - after the path insert
 import servers  # noqa: E402
+import stamp  # noqa: E402
 from data import log  # noqa: E402
 from imports import checkout  # noqa: E402
 from limit import with_template  # noqa: E402
-from run import MAST_KEY, REALISTIC, RESULTS, publish_cubes, radec  # noqa: E402
+from run import MAST_KEY, REALISTIC, publish_cubes, radec  # noqa: E402
 
 #: Runs in the fresh interpreter: a warm-up request, then the measured one.
 PROBE = r"""
@@ -129,8 +128,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="*", default=[30, 100])
     args = parser.parse_args()
-    results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "before": args.before, "rounds": args.rounds,
-                     "load_before": os.getloadavg(), "python": sys.version.split()[0], "cpus": os.cpu_count(),
+    results: dict = {"stamp": stamp.begin(), "before": args.before, "rounds": args.rounds,
                      "network": {"latency_ms": REALISTIC[0], "mbps": REALISTIC[1]}}
     spec = data.FULL["s0001"]
     s3 = servers.S3rver()
@@ -170,11 +168,8 @@ def main() -> int:
     results["medians"] = {name: {k: statistics.median(r[k] for r in rows) for k in rows[0]
                                  if isinstance(rows[0][k], (int, float)) and not isinstance(rows[0][k], bool)}
                           for name, rows in runs.items()}
-    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    results["load_after"] = os.getloadavg()
-    (RESULTS / "route.json").write_text(json.dumps(results, indent=1))
-    (RESULTS / "route.md").write_text(report(results))
-    print(report(results))
+    stamp.end(results["stamp"])
+    print(stamp.save("route", results, report))
     return 0
 
 
@@ -189,9 +184,8 @@ def _delete(s3: servers.S3rver, key: str | None) -> None:
 def report(r: dict) -> str:
     m = r["medians"]
     sizes = sorted({int(name.split("_")[0]) for name in m})
-    lines = ["# TESScut route end to end (issue 17)", "",
-             f"Run {r['started']} – {r['finished']}, Python {r['python']}, {r['cpus']} shared CPUs, load average "
-             f"{r['load_before'][0]:.1f} before / {r['load_after'][0]:.1f} after; {r['network']['latency_ms']:g} ms "
+    lines = ["# TESScut route end to end (issue 17)", "", stamp.markdown({"route.py": r["stamp"]}),
+             f"{r['network']['latency_ms']:g} ms "
              f"first byte, {r['network']['mbps']:g} MB/s per connection (s3rver behind the shaper); medians of "
              f"{r['rounds']} interleaved fresh processes per row. `before` = {r['before']} (zip built in memory, "
              "one PUT); `after` = this tree (zip streamed into a multipart upload).", "",

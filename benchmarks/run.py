@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ sys.path.insert(0, str(HERE))
 
 import data  # noqa: E402
 import servers  # noqa: E402
+import stamp  # noqa: E402
 from data import log  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -59,21 +59,23 @@ def summarize(res: dict, phase: str) -> dict | None:
 
 
 class Results:
+    """``results.json`` (``results-quick.json`` with ``--quick``: other cubes): the sections of
+    this run replace those of the last, which are kept; ``stamps`` holds each section's run
+    (stamp.py)."""
+
     def __init__(self, quick: bool) -> None:
         RESULTS.mkdir(exist_ok=True)
-        self.path = RESULTS / ("results-quick.json" if quick else "results.json")
-        self.data = {"quick": quick, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "platform": platform.platform()}}
-        if self.path.exists():  # keep sections not re-run
-            old = json.loads(self.path.read_text())
-            for k, v in old.items():
+        self.name = "results-quick" if quick else "results"
+        self.stamp = stamp.begin()
+        self.data: dict = {"quick": quick, "stamps": {}}
+        if (RESULTS / f"{self.name}.json").exists():  # keep sections not re-run
+            for k, v in stamp.load(self.name).items():
                 self.data.setdefault(k, v)
 
     def save(self, section: str, value) -> None:
         self.data[section] = value
-        self.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.path.write_text(json.dumps(self.data, indent=1, default=str))
+        self.data["stamps"][section] = stamp.end(self.stamp)
+        (RESULTS / f"{self.name}.json").write_text(json.dumps(self.data, indent=1, default=str) + "\n")
 
 
 # ------------------------------------------------------------------------------ cubes on S3

@@ -4,10 +4,21 @@ Ingest writes it next to the cube as ``{cube}.index.json`` so that a cutout make
 small GET for metadata instead of parsing the cube's table HDU. For cubes without a
 sidecar (e.g. made by astrocut) :func:`cubecut.cutout.metadata.load_index` builds the same
 object from the cube's own headers and table.
+
+Sidecar versions (``version``): 1 holds the per-frame columns as JSON lists; 2 (written
+since) holds them in ``frames`` as one zlib-compressed, base64-encoded block of
+little-endian arrays (:data:`FRAME_COLUMNS`) followed by the FFI names joined by newlines.
+What each costs a cold cutout at 11,700 frames (a 200-s sector), its size and load time, is
+measured by benchmarks/sidecar.py (benchmarks/results/sidecar.md). Both are read;
+a reader that knows only version 1 finds a version-2 sidecar unusable and rebuilds the
+index from the cube (:mod:`cubecut.cube.sidecar`), so nothing reads a wrong index.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,7 +28,13 @@ if TYPE_CHECKING:  # astropy.io.fits (and astropy.units) load on first use: the 
     from astropy.io import fits
 
 INDEX_SUFFIX = ".index.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
+#: Versions :meth:`CubeIndex.from_json` reads.
+READABLE_VERSIONS = (1, 2)
+#: A version-2 sidecar's numeric per-frame columns, in block order: (attribute, little-endian dtype).
+FRAME_COLUMNS = (("tstart", "<f8"), ("tstop", "<f8"), ("barycorr", "<f8"), ("quality", "<i4"), ("cadence", "<i8"))
+#: Most bytes one FFI name may take in a version-2 block (a bound on what is decompressed).
+MAX_NAME_BYTES = 1024
 
 
 @dataclass
@@ -104,14 +121,73 @@ class CubeIndex:
         }
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), allow_nan=True, separators=(",", ":")).encode()
+        """The sidecar's bytes, version :data:`INDEX_VERSION` (whatever ``version`` says)."""
+        raw = asdict(self)
+        for name in (*(name for name, _ in FRAME_COLUMNS), "ffi_files"):
+            del raw[name]
+        raw["version"] = INDEX_VERSION
+        raw["frames"] = pack_frames(self)
+        return json.dumps(raw, allow_nan=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> "CubeIndex":
+        """The index in a sidecar's bytes (any of :data:`READABLE_VERSIONS`), as version
+        :data:`INDEX_VERSION`. Raises ValueError or TypeError if they are not a sidecar."""
         raw = json.loads(data)
-        if raw.get("version") != INDEX_VERSION:
-            raise ValueError(f"unsupported cube index version {raw.get('version')!r}")
+        version = raw.get("version")
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f"unsupported cube index version {version!r}")
+        if version == 2:
+            raw.update(unpack_frames(raw.pop("frames")))
+        raw["version"] = INDEX_VERSION
         return cls(**raw)
+
+
+def pack_frames(index: CubeIndex) -> dict:
+    """The per-frame columns of ``index`` as a version-2 ``frames`` object: ``counts`` (values
+    per column, in block order, ``ffi_files`` last) and ``zlib_base64`` (the block)."""
+    if any("\n" in name for name in index.ffi_files):
+        raise ValueError("an FFI name holds a newline")
+    parts, counts = [], {}
+    for name, dtype in FRAME_COLUMNS:
+        values = np.asarray(getattr(index, name), dtype=dtype)
+        parts.append(values.tobytes())
+        counts[name] = len(values)
+    parts.append("\n".join(index.ffi_files).encode())
+    counts["ffi_files"] = len(index.ffi_files)
+    return {"counts": counts, "zlib_base64": base64.b64encode(zlib.compress(b"".join(parts), 6)).decode()}
+
+
+def unpack_frames(frames: dict) -> dict[str, list]:
+    """The per-frame columns (lists of Python numbers and strings) of a version-2 ``frames``
+    object. Raises ValueError if it does not hold exactly what its counts say, or the counts
+    are not one value a frame (``cadence`` may be empty)."""
+    counts = frames["counts"]
+    names = [name for name, _ in FRAME_COLUMNS] + ["ffi_files"]
+    nt = counts.get("ffi_files") if isinstance(counts, dict) else None
+    if (list(counts) != names or not isinstance(nt, int) or nt < 0
+            or any(counts[name] != nt for name in names if name != "cadence")
+            or counts["cadence"] not in (0, nt)):
+        raise ValueError(f"frames counts {counts!r}: not one count a frame for {names} (cadence may be empty)")
+    numeric = sum(np.dtype(dtype).itemsize * counts[name] for name, dtype in FRAME_COLUMNS)
+    bound = numeric + counts["ffi_files"] * (MAX_NAME_BYTES + 1)
+    inflate = zlib.decompressobj()
+    try:
+        block = inflate.decompress(base64.b64decode(frames["zlib_base64"], validate=True), bound + 1)
+    except (zlib.error, binascii.Error) as exc:
+        raise ValueError(f"frames block: {exc}") from None
+    if len(block) > bound or inflate.unconsumed_tail or not inflate.eof or len(block) < numeric:
+        raise ValueError("frames block is not the size its counts say")
+    out: dict[str, list] = {}
+    at = 0
+    for name, dtype in FRAME_COLUMNS:
+        out[name] = np.frombuffer(block, dtype, counts[name], at).tolist()
+        at += np.dtype(dtype).itemsize * counts[name]
+    files = block[at:].decode().split("\n") if counts["ffi_files"] else []
+    if len(files) != counts["ffi_files"] or (not counts["ffi_files"] and at != len(block)):
+        raise ValueError("frames block holds another number of FFI names than its counts say")
+    out["ffi_files"] = files
+    return out
 
 
 #: Per-product table columns: (start, stop, quality, barycentric correction or None).

@@ -1,0 +1,66 @@
+"""docs/api.md's budgets per cadence, computed from template.yaml and the library's constants.
+
+Every cell of the table under "Budgets per cadence" is recomputed here from the template's
+defaults (``CutoutMaxPixelFrames``, ``BulkMaxPixelFrames``), the API's per-side cap of a bulk
+cutout and the bulk plan's tile bounds, so the document cannot drift from what is deployed.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import yaml
+
+from cubecut.bulk.plan import TILE_PIXEL_FRAMES, TILE_TARGETS
+from cubecut_app.models import MAX_BULK_SIDE
+from cubecut_infra.local.template import _Loader
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = (ROOT / "docs" / "api.md").read_text()
+PARAMETERS = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)["Parameters"]
+#: Frames of one CCD's cube per sector, by FFI cadence (issue 27's figures).
+CADENCES = {"30 min": 1_300, "10 min": 3_900, "200 s": 11_700}
+#: The bulk cutout size whose counts the table gives (docs/bulk.md's catalog example).
+BULK_SIDE = 11
+
+
+def largest_square(budget: int, frames: int) -> int:
+    """The largest side n (pixels) with n x n x frames <= budget."""
+    return math.isqrt(budget // frames)
+
+
+def table() -> dict[str, list[str]]:
+    """The rows of docs/api.md's budgets-per-cadence table, cells stripped, keyed by cadence."""
+    section = DOC[DOC.index("### Budgets per cadence"):]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]  # after the header
+    return {cells[0]: cells[1:] for cells in ([c.strip() for c in row.strip("|").split("|")] for row in rows)
+            if cells[0] in CADENCES}
+
+
+def test_largest_square_is_the_largest():
+    for frames in CADENCES.values():
+        n = largest_square(15_000_000, frames)
+        assert n * n * frames <= 15_000_000 < (n + 1) ** 2 * frames
+
+
+def test_budgets_per_cadence_match_the_template():
+    request = int(PARAMETERS["CutoutMaxPixelFrames"]["Default"])
+    job = int(PARAMETERS["BulkMaxPixelFrames"]["Default"])
+    rows = table()
+    assert set(rows) == set(CADENCES)
+    for cadence, frames in CADENCES.items():
+        n = largest_square(request, frames)
+        bulk = min(n, MAX_BULK_SIDE)
+        pixel_frames = BULK_SIDE * BULK_SIDE * frames
+        expected = [f"{frames:,}", f"{n}x{n}", f"{n * n * frames:,}", f"{bulk}x{bulk}", f"{job // pixel_frames:,}",
+                    f"{min(TILE_TARGETS, TILE_PIXEL_FRAMES // pixel_frames)}"]
+        assert rows[cadence] == expected, cadence
+
+
+def test_the_prose_states_the_defaults_it_uses():
+    section = DOC[DOC.index("### Budgets per cadence"):].split("\n|")[0]
+    stated = {int(v.replace(",", "")) for v in re.findall(r"\((\d[\d,]+)(?: pixel-frames)?[,)]", section)}
+    assert {int(PARAMETERS["CutoutMaxPixelFrames"]["Default"]), int(PARAMETERS["BulkMaxPixelFrames"]["Default"]),
+            TILE_PIXEL_FRAMES} <= stated
+    assert f"{TILE_PIXEL_FRAMES * 8 // 10**6} MB" in section and f"{MAX_BULK_SIDE} pixels per side" in section
