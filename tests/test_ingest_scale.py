@@ -14,9 +14,9 @@ from samtranslator.yaml_helper import yaml_parse
 from cubecut.cube.layout import CubeLayout
 from cubecut.fitsio import padded
 from cubecut.ingest import sizing
-from cubecut.ingest.block import build_part, sweep
-from cubecut.ingest.blocks import DEFAULT_BLOCK_BYTES, MIB, S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART, plan_blocks
+from cubecut.ingest.partition import DEFAULT_BLOCK_BYTES, MIB, S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART, plan_blocks
 from cubecut.ingest.plan import draft_plan, make_plan
+from cubecut.ingest.transpose import build_part, sweep
 from cubecut.synth.sparse import SparseFFI, pattern_rows, sparse_sector, write_sparse_sector
 from cubecut_infra.cli import main
 

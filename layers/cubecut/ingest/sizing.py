@@ -19,7 +19,7 @@ from pathlib import Path
 from ..cube.layout import CubeLayout
 from ..reads import workers
 from ..storage import Location, ReadStats
-from .blocks import DEFAULT_BLOCK_BYTES, Block
+from .partition import DEFAULT_BLOCK_BYTES, Block
 from .plan import IngestPlan, PlanDraft, draft_plan
 
 MB = 1024 * 1024
@@ -123,7 +123,7 @@ def ingest_model(layout: CubeLayout, blocks: list[Block], headers: Headers, pref
     """The plan's figures and the modelled Lambda run, as ``--plan-only --json`` prints them.
 
     ``prefixes``: distinct S3 prefixes (folders) the FFIs are in; block workers start their
-    FFI sweeps spread over the time axis (:func:`cubecut.ingest.block.build_part`), so the
+    FFI sweeps spread over the time axis (:func:`cubecut.ingest.transpose.build_part`), so the
     workers running at once share the prefixes evenly. ``plan_json_bytes``: the staged plan
     every block worker GETs. Sizes in bytes, times in seconds, money in US dollars.
     """
