@@ -121,7 +121,7 @@ def stage2(plan, index: int, slab_frames: int, stats) -> dict:
     def fill(frames: tuple[int, int]) -> None:
         f0, f1 = frames
         stride = layout.ncols * (f1 - f0) * layout.nplanes * 4
-        source = open_source(slab_url(plan, f0, f1), stats)
+        source = open_source(slab_url(plan, f0, f1), stats, size=stride * layout.nrows)  # known: no HEAD
         data = read_range(source, block.row0 * stride, block.row1 * stride, OSError, "slab rows")
         cube[:, :, f0:f1] = np.frombuffer(data, dtype=">f4").reshape(rows, layout.ncols, f1 - f0, layout.nplanes)
 
@@ -314,21 +314,28 @@ def two_stage(layout, blocks, headers, plan_json_bytes: int, rates: CpuRates, sl
 
 
 def modelled(sample: dict) -> dict:
-    """Both plans for 1,300 / 3,900 / 11,700 frames: the sizing model, with each stage's CPU
-    per byte as measured on the sample (and the one-stage block's in place of its assumption)."""
+    """Both plans for 1,300 / 3,900 / 11,700 frames with the measured CPU per byte: stage 1's
+    and stage 2's as measured on the sample; the one-stage block's as ingest_scale.py
+    measured it at each cadence's full frame count (results/ingest-scale.json: the
+    transposition slows as frames grow, so the sample's own figure would flatter it)."""
     from cubecut.cube.layout import CubeLayout
     from cubecut.fitsio import padded
     from cubecut.ingest import sizing
     from cubecut.ingest.partition import plan_blocks
 
     runs = {r["kind"]: r for r in sample["runs"]}
-    rates = CpuRates(runs["one-stage"]["part_bytes"] / runs["one-stage"]["cpu_s"],
-                     runs["stage-1"]["slab_bytes"] / runs["stage-1"]["cpu_s"],
-                     runs["stage-2"]["part_bytes"] / runs["stage-2"]["cpu_s"])
-    out: dict = {"cpu_bytes_per_s": {"block": rates.block, "stage1": rates.stage1, "stage2": rates.stage2},
+    stage1 = runs["stage-1"]["slab_bytes"] / runs["stage-1"]["cpu_s"]
+    stage2 = runs["stage-2"]["part_bytes"] / runs["stage-2"]["cpu_s"]
+    scale = json.loads((RESULTS / "ingest-scale.json").read_text())
+    block = {c["frames"]: c["lambda"]["cpu_bytes_per_s"] for c in scale["cadences"]}
+    out: dict = {"cpu_bytes_per_s": {"sample_block": runs["one-stage"]["part_bytes"] / runs["one-stage"]["cpu_s"],
+                                     "block": {str(frames): rate for frames, rate in block.items()},
+                                     "block_from": f"results/ingest-scale.json, commit {scale['stamp']['commit']}",
+                                     "stage1": stage1, "stage2": stage2},
                  "cadences": {}}
     sampled = sample["layout"]
     for cadence, frames in (("30-min", 1_300), ("10-min", 3_900), ("200-s", 11_700)):
+        rates = CpuRates(block[frames], stage1, stage2)
         table = padded(sampled["table_bytes"] * frames // sampled["nt"])  # the table has a row per frame
         layout = CubeLayout(sampled["nrows"], sampled["ncols"], frames, sampled["nplanes"], sampled["head_bytes"],
                             table)
@@ -367,10 +374,12 @@ def markdown(report: dict) -> str:
                  f"pixels = the block's: {'yes' if a['same_pixels_as_block'] else 'NO'} |")
     rates = report["model"]["cpu_bytes_per_s"]
     lines += ["", "Modelled per cube on Lambda (`benchmarks/ingest_two_stage.py`'s `one_stage` and `two_stage`, "
-              "cubecut.ingest.sizing's assumptions, 200 workers of 5120 MB; CPU per byte as measured above: "
-              "one-stage block "
-              f"{rates['block'] / 1e6:.1f} MB/s, stage 1 {rates['stage1'] / 1e6:.1f}, stage 2 "
-              f"{rates['stage2'] / 1e6:.1f}; 27 day prefixes; stage s = one worker of each stage):", "",
+              "cubecut.ingest.sizing's assumptions, 200 workers of 5120 MB, 27 day prefixes; stage s = one worker "
+              f"of each stage). CPU per byte: stage 1 {rates['stage1'] / 1e6:.1f} MB/s and stage 2 "
+              f"{rates['stage2'] / 1e6:.1f} MB/s as measured above; the one-stage block's as measured at each "
+              "cadence's full frame count ("
+              + ", ".join(f"{int(f):,} frames {r / 1e6:.1f} MB/s" for f, r in rates["block"].items())
+              + f"; {rates['block_from']}), not the sample's {rates['sample_block'] / 1e6:.1f} MB/s:", "",
               "| cadence | plan | workers | GETs | PUTs | GB read + written | worker MiB | stage s | wall min "
               "| $ Lambda | $ GET | $ PUT | $ total |", "|" + "---|" * 13]
     for cadence, both in report["model"]["cadences"].items():
