@@ -346,7 +346,7 @@ def run_ingest_astrocut(job: dict) -> dict:
 
 def run_block_worker(job: dict) -> dict:
     """One block worker as a Lambda runs it: plan (headers only), then one block."""
-    from cubecut.ingest.block import write_block
+    from cubecut.ingest.transpose import write_block
     from cubecut.ingest.finalize import abort_ingest
     from cubecut.ingest.plan import make_plan
     from cubecut.storage import ReadStats, s3_client

@@ -46,7 +46,7 @@ def vm(field: str) -> int:
 
 def worker(plan_url: str, block: int) -> None:
     """One block as the BlockFunction runs it; prints its measurements as JSON."""
-    from cubecut.ingest.block import write_block
+    from cubecut.ingest.transpose import write_block
     from cubecut.ingest.plan import IngestPlan
     from cubecut.storage import ReadStats
 
@@ -70,7 +70,7 @@ def server_stats(port: int, path: str = "/_stats", method: str = "GET") -> dict:
 
 def corrupted_part_is_refused(port: int, plan_url: str) -> bool:
     """The sink's own check: a part with one byte changed is answered BadDigest."""
-    from cubecut.ingest.block import build_part
+    from cubecut.ingest.transpose import build_part
     from cubecut.ingest.plan import IngestPlan
     from cubecut.storage import Location, s3_client
 

@@ -13,10 +13,15 @@ signed (signatures are not checked):
   (one prefix per day and camera/CCD).
 * ``PUT``/``GET``/``HEAD``/``DELETE`` of any other key: small objects kept in memory (the
   ingest plan's staging objects).
-* ``POST ?uploads`` begins a multipart upload; ``PUT ?partNumber=N&uploadId=U`` receives a
+* ``POST ?uploads`` begins a multipart upload (``POST ?uploadId`` completes a slab's); ``PUT ?partNumber=N&uploadId=U`` receives a
   part and compares it, as it streams in, with what the cube must hold there (the plan
   staged beside the cube names the part's rows; :func:`pattern_cube_rows`); ``DELETE
   ?uploadId`` aborts. A part that differs is answered 400 ``BadDigest``.
+* Slabs of the two-stage transpose (``ingest_two_stage.py``): ``{staging}slabs/F0-F1.bin``
+  beside a staged plan, frames ``[F0, F1)`` of every row in cube order. A multipart upload
+  of one is compared as it streams in (part ``N`` = the rows of the plan's block ``N``,
+  :func:`expected_slab_part`) and not kept; a ``GET`` of one is synthesized
+  (:func:`slab_bytes`), any ``Range``.
 * ``GET /_stats`` (JSON: requests by kind, GETs per prefix, bytes out, the parts checked),
   ``POST /_reset`` (zero the counters).
 
@@ -40,6 +45,7 @@ from cubecut.ingest.plan import IngestPlan
 from cubecut.synth.sparse import SparseFFI, pattern_cube_rows, pattern_rows, sparse_sector
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+_SLAB = re.compile(r"(.*/)slabs/(\d+)-(\d+)\.bin$")
 BUCKET = "stpubdata"
 
 
@@ -75,6 +81,14 @@ class Store:
         with self.lock:
             return {"requests": dict(self.requests), "bytes_out": self.bytes_out,
                     "prefix_gets": dict(self.prefix_gets), "parts": list(self.parts)}
+
+    def slab_of(self, key: str) -> tuple[IngestPlan, int, int] | None:
+        """The plan and frames ``[f0, f1)`` of slab object ``key``, or None if it is not one."""
+        match = _SLAB.match(key)
+        staged = self.objects.get(match.group(1) + "plan.json") if match else None
+        if match is None or staged is None:
+            return None
+        return IngestPlan.from_json(staged), int(match.group(2)), int(match.group(3))
 
     def plan_of(self, upload_id: str) -> IngestPlan:
         """The plan staged beside the cube that ``upload_id`` builds."""
@@ -118,6 +132,26 @@ def expected_part(plan: IngestPlan, part: int, head: bytes, tail: bytes):
         yield pattern_cube_rows((row, row + 1), layout.ncols, layout.nt, layout.nplanes).tobytes()
     if block.tail:
         yield tail
+
+
+def slab_row_bytes(plan: IngestPlan, f0: int, f1: int) -> int:
+    """Bytes of one cube row in the slab of frames ``[f0, f1)``."""
+    return plan.layout.ncols * (f1 - f0) * plan.layout.nplanes * 4
+
+
+def slab_bytes(plan: IngestPlan, f0: int, f1: int, start: int, stop: int) -> bytes:
+    """Bytes ``[start, stop)`` of the slab of frames ``[f0, f1)``: the cube's rows over those frames."""
+    stride, layout = slab_row_bytes(plan, f0, f1), plan.layout
+    row_a, row_b = start // stride, -(-stop // stride)
+    rows = pattern_cube_rows((row_a, row_b), layout.ncols, f1 - f0, layout.nplanes, first_frame=f0).tobytes()
+    return rows[start - row_a * stride:stop - row_a * stride]
+
+
+def expected_slab_part(plan: IngestPlan, f0: int, f1: int, part: int):
+    """The bytes part ``part`` of the slab of frames ``[f0, f1)`` must hold: block ``part``'s rows."""
+    block, layout = plan.blocks[part - 1], plan.layout
+    for row in range(block.row0, block.row1):
+        yield pattern_cube_rows((row, row + 1), layout.ncols, f1 - f0, layout.nplanes, first_frame=f0).tobytes()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -178,6 +212,8 @@ class Handler(BaseHTTPRequestHandler):
             etag, size = f'"{frame:032x}"', ffi.size
         elif key in self.store.objects:
             etag, size = '"00000000000000000000000000000000"', len(self.store.objects[key])
+        elif slab := self.store.slab_of(key):
+            etag, size = '"5' + 31 * '0' + '"', slab_row_bytes(*slab) * slab[0].layout.nrows
         else:
             return self._error(404, "NoSuchKey")
         wanted = self.headers.get("If-Match")
@@ -198,8 +234,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             self.store.count("HEAD")
             return self._head(status, headers, stop - start)
-        body = ffi_bytes(ffi, frame, start, stop) if key in self.store.ffis else self.store.objects[key][start:stop]
-        self.store.count("GET ffi" if key in self.store.ffis else "GET object", key, len(body))
+        if key in self.store.ffis:
+            body, kind = ffi_bytes(ffi, frame, start, stop), "GET ffi"
+        elif key in self.store.objects:
+            body, kind = self.store.objects[key][start:stop], "GET object"
+        else:
+            body, kind = slab_bytes(*slab, start, stop), "GET slab"
+        self.store.count(kind, key, len(body))
         self._send(status, body, headers)
 
     def _head(self, status: int, headers: dict, length: int) -> None:
@@ -219,10 +260,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _part(self, part: int, upload_id: str) -> None:
         store = self.store
-        plan = store.plan_of(upload_id)
-        staging = plan.staging.split("/", 3)[3]
-        expected = expected_part(plan, part, store.objects.get(staging + "head.bin", b""),
-                                 store.objects.get(staging + "tail.bin", b""))
+        slab = store.slab_of(store.uploads.get(upload_id, ""))
+        if slab:
+            expected = expected_slab_part(*slab, part)
+        else:
+            plan = store.plan_of(upload_id)
+            staging = plan.staging.split("/", 3)[3]
+            expected = expected_part(plan, part, store.objects.get(staging + "head.bin", b""),
+                                     store.objects.get(staging + "tail.bin", b""))
         pending = memoryview(b"")
         received, ok = 0, True
         for piece in self._body():
@@ -238,9 +283,9 @@ class Handler(BaseHTTPRequestHandler):
                 ok = view[:n] == pending[:n]
                 view, pending = view[n:], pending[n:]
         ok = ok and not len(pending) and next(expected, None) is None
-        store.count("UploadPart")
+        store.count("UploadPart slab" if slab else "UploadPart")
         with store.lock:
-            store.parts.append({"part": part, "bytes": received, "ok": ok})
+            store.parts.append({"part": part, "bytes": received, "ok": ok, **({"slab": slab[1:]} if slab else {})})
         if not ok:
             return self._error(400, "BadDigest")
         self._send(200, b"", {"ETag": f'"{part:032x}"'})
@@ -256,6 +301,13 @@ class Handler(BaseHTTPRequestHandler):
             self.store.count("CreateMultipartUpload")
             body = (f"<InitiateMultipartUploadResult><Bucket>{BUCKET}</Bucket><Key>{key}</Key>"
                     f"<UploadId>{upload_id}</UploadId></InitiateMultipartUploadResult>").encode()
+            return self._send(200, body, {"Content-Type": "application/xml"})
+        if "uploadId" in query and self.store.slab_of(key):  # a slab is checked part by part, never kept
+            for _ in self._body():
+                pass
+            self.store.count("CompleteMultipartUpload slab")
+            body = (f"<CompleteMultipartUploadResult><Bucket>{BUCKET}</Bucket><Key>{key}</Key>"
+                    f"<ETag>\"{5:032x}\"</ETag></CompleteMultipartUploadResult>").encode()
             return self._send(200, body, {"Content-Type": "application/xml"})
         self._error(501, "NotImplemented")
 

@@ -70,7 +70,7 @@ def default_cube_prefix() -> str:
 
 
 def _block_bytes() -> int:
-    from cubecut.ingest.blocks import DEFAULT_BLOCK_BYTES
+    from cubecut.ingest.partition import DEFAULT_BLOCK_BYTES
 
     return int(float(os.environ.get("CUBECUT_BLOCK_MIB", DEFAULT_BLOCK_BYTES / 2**20)) * 2**20)
 
@@ -110,7 +110,7 @@ def plan_handler(event: dict, context: LambdaContext) -> dict:
 @traced
 @metrics.log_metrics
 def block_handler(event: dict, context: LambdaContext) -> dict:
-    from cubecut.ingest.block import write_block
+    from cubecut.ingest.transpose import write_block
     from cubecut.ingest.plan import IngestPlan
 
     plan = IngestPlan.load(event["plan"])

@@ -5,7 +5,7 @@ import pytest
 
 from cubecut.cube.layout import CubeLayout
 from cubecut.errors import PlanError
-from cubecut.ingest.blocks import MIB, S3_MAX_PARTS, S3_MIN_PART, check_parts, plan_blocks
+from cubecut.ingest.partition import MIB, S3_MAX_PARTS, S3_MIN_PART, check_parts, plan_blocks
 
 
 def layout(nrows: int, ncols: int = 2136, nt: int = 1000, nplanes: int = 2) -> CubeLayout:

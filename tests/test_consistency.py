@@ -25,7 +25,7 @@ from cubecut.tesscut.catalog import CubeCatalog
 from cubecut.cube.sidecar import describes, read_sidecar
 from cubecut.cutout import clear_cache, ffi_wcs, load_index
 from cubecut.errors import ConcurrentWriteError, ConflictError, NoInputError, ObjectNotFoundError, UploadGoneError
-from cubecut.ingest.block import write_block
+from cubecut.ingest.transpose import write_block
 from cubecut.ingest.finalize import abort_ingest, finalize_ingest
 from cubecut.ingest.janitor import sweep
 from cubecut.ingest.plan import make_plan

@@ -30,7 +30,7 @@ from cubecut.errors import FFIError, StorageError
 from cubecut.ingest import run as ingest_run
 from cubecut.ingest.janitor import parse_age, sweep
 from cubecut_infra.cli import main as cli_main
-from cubecut.ingest.block import write_block
+from cubecut.ingest.transpose import write_block
 from cubecut.ingest.finalize import finalize_ingest, finalized_result
 from cubecut.ingest.plan import make_plan
 from cubecut.ingest.run import ingest

@@ -209,12 +209,12 @@ def test_unwritable_targets_are_refused(small_sector, tmp_path, s3_endpoint):
 
 
 def test_failed_block_aborts_the_upload(small_sector, bucket, monkeypatch):
-    from cubecut.ingest import block as block_module
+    from cubecut.ingest import transpose
 
     def explode(*args, **kwargs):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(block_module, "_read_rows", explode)
+    monkeypatch.setattr(transpose, "_read_rows", explode)
     with pytest.raises(OSError):
         ingest([str(p) for p in small_sector], f"s3://{bucket}/cubes/cube.fits")
     s3 = boto3.client("s3")

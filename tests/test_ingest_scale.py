@@ -14,10 +14,10 @@ from samtranslator.yaml_helper import yaml_parse
 from cubecut.cube.layout import CubeLayout
 from cubecut.fitsio import padded
 from cubecut.ingest import sizing
-from cubecut.ingest.block import build_part, sweep
-from cubecut.ingest.blocks import DEFAULT_BLOCK_BYTES, MIB, S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART, plan_blocks
+from cubecut.ingest.partition import DEFAULT_BLOCK_BYTES, MIB, S3_MAX_PART, S3_MAX_PARTS, S3_MIN_PART, plan_blocks
 from cubecut.ingest.plan import draft_plan, make_plan
-from cubecut.synth.sparse import SparseFFI, pattern_rows, sparse_sector, write_sparse_sector
+from cubecut.ingest.transpose import build_part, sweep
+from cubecut.synth.sparse import sparse_sector, write_cut_down, write_sparse_sector
 from cubecut_infra.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,21 +158,6 @@ def test_plan_only_in_words_and_its_errors(sparse, tmp_path, capsys):
     assert not (tmp_path / "c.fits").exists()
 
 
-def cut_down(ffis: list[SparseFFI], rows: tuple[int, int], folder: Path) -> list[Path]:
-    """The FFIs with only ``rows`` (their headers, NAXIS2 = the rows kept): astrocut's input."""
-    from astropy.io import fits
-
-    folder.mkdir()
-    paths = []
-    for t, ffi in enumerate(ffis):
-        images = [fits.ImageHDU(pattern_rows(t, plane, rows, ffi.shape[1]), header=fits.Header.fromstring(header))
-                  for plane, header in enumerate((ffi.flux_header, ffi.error_header))]
-        primary = fits.PrimaryHDU(header=fits.Header.fromstring(ffi.primary))
-        fits.HDUList([primary, *images]).writeto(folder / ffi.name)
-        paths.append(folder / ffi.name)
-    return paths
-
-
 def test_a_full_size_block_equals_astrocuts_cube_of_its_rows(tmp_path):
     """A middle block planned for full-size FFIs (rows chosen for 2078 x 2136) holds the
     same bytes as astrocut's cube of the same FFIs cut down to the block's rows."""
@@ -191,7 +176,7 @@ def test_a_full_size_block_equals_astrocuts_cube_of_its_rows(tmp_path):
     reference = tmp_path / "astrocut.fits"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        CubeFactory().make_cube([str(p) for p in cut_down(ffis, rows, tmp_path / "cut")], str(reference),
+        CubeFactory().make_cube([str(p) for p in write_cut_down(ffis, rows, tmp_path / "cut")], str(reference),
                                 verbose=False)
     from astropy.io import fits
 

@@ -51,7 +51,7 @@ HANDLER_MODULES = tuple(sorted({m for m, _ in re.findall(r"Handler:\s*(\w+)\.(\w
 #: and boto3 (the first client loads it). Each handler pays them at its first invocation
 #: (cubecut_app.tracing builds the Tracer then).
 NOT_AT_HANDLER_IMPORT = (*NOT_AT_API_IMPORT, "astropy.table", "boto3", "cubecut.bulk.worker", "cubecut.bulk.plan",
-                         "cubecut.ingest.block", "cubecut.ingest.plan", "cubecut.ingest.finalize")
+                         "cubecut.ingest.transpose", "cubecut.ingest.plan", "cubecut.ingest.finalize")
 
 
 def _loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:

@@ -17,7 +17,7 @@ import cubecut
 from cubecut.cube.index import CubeIndex
 from cubecut.cutout import ffi_wcs, load_index
 from cubecut.errors import ConflictError, DuplicateTimeError, MixedFFIError, NoInputError
-from cubecut.ingest import block
+from cubecut.ingest import transpose
 from cubecut.ingest.finalize import abort_ingest
 from cubecut.ingest.run import ingest
 from cubecut.ingest.update import plan_update, update_cube
@@ -130,8 +130,8 @@ def test_a_failure_midway_aborts_and_leaves_the_old_cube(ffis, tmp_path, monkeyp
             raise OSError("disk on fire")
         return real(*args, **kwargs)
 
-    real = block._read_rows
-    monkeypatch.setattr(block, "_read_rows", failing)
+    real = transpose._read_rows
+    monkeypatch.setattr(transpose, "_read_rows", failing)
     with pytest.raises(OSError, match="disk on fire"):
         update_cube(str(cube), ffis[6:], block_bytes=BLOCK, workers=1)
     assert cube.read_bytes() == before

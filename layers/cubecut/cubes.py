@@ -35,7 +35,7 @@ def ingest_cube(ffis: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         ObjectNotFoundError, AccessDeniedError, TargetNotWritableError.
     """
     from .ingest.inputs import resolve_inputs
-    from .ingest.blocks import DEFAULT_BLOCK_BYTES
+    from .ingest.partition import DEFAULT_BLOCK_BYTES
     from .ingest.run import ingest
 
     items = [ffis] if isinstance(ffis, (str, os.PathLike)) else list(ffis)

@@ -1,6 +1,6 @@
 """The one FFI row reader: pixels of a 2-D image HDU by one byte range.
 
-Shared by ingest (:mod:`cubecut.ingest.block` reads the same rows of every FFI) and FFI
+Shared by ingest (:mod:`cubecut.ingest.transpose` reads the same rows of every FFI) and FFI
 cutouts (:mod:`cubecut.fficut`, a box's rows). Pixel coordinates are 0-based; an image
 HDU's pixels are rows of ``ncols`` values from :attr:`PixelRef.offset`, as FITS stores
 them (row = NAXIS2 index, column = NAXIS1 index).

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..cube.sidecar import describes, publish_index, read_sidecar, sidecar_location
 from ..errors import ConcurrentWriteError, ObjectNotFoundError, PlanError, UploadGoneError
 from ..storage import Location, head
-from .blocks import S3_MIN_PART, check_parts
+from .partition import S3_MIN_PART, check_parts
 from .plan import IngestPlan, discard_staging, load_index
 from .target import PLAN_KEY, make_target
 

@@ -23,7 +23,7 @@ from ..errors import (DuplicateTimeError, FFIError, InputError, MixedFFIError, N
                       ObjectNotFoundError)
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
 from ..storage import Location, ReadStats, delete, get_bytes, head, put_bytes, writable
-from .blocks import DEFAULT_BLOCK_BYTES, Block, plan_blocks
+from .partition import DEFAULT_BLOCK_BYTES, Block, plan_blocks
 from .target import make_target, version_metadata
 
 PLAN_VERSION = 2

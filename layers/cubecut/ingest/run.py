@@ -10,8 +10,8 @@ from typing import Callable
 
 from ..reads import Threads
 from ..storage import ReadStats
-from .blocks import DEFAULT_BLOCK_BYTES
-from .block import write_block
+from .partition import DEFAULT_BLOCK_BYTES
+from .transpose import write_block
 from .finalize import IngestResult, abort_ingest, finalize_ingest
 from .plan import IngestPlan, make_plan
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..cube.layout import CubeLayout
 from ..reads import workers
 from ..storage import Location, ReadStats
-from .blocks import DEFAULT_BLOCK_BYTES, Block
+from .partition import DEFAULT_BLOCK_BYTES, Block
 from .plan import IngestPlan, PlanDraft, draft_plan
 
 MB = 1024 * 1024
@@ -104,12 +104,12 @@ def worker_memory_bytes(layout: CubeLayout, block: Block) -> int:
     return RUNTIME_BYTES + block.size + 2 * reads_in_flight(layout, block) * read
 
 
-def block_seconds(layout: CubeLayout, block: Block) -> float:
+def block_seconds(layout: CubeLayout, block: Block, cpu_bytes_s: float = BLOCK_CPU_BYTES_S) -> float:
     """One block on Lambda: its GETs' first bytes in waves of reads in flight, the part's
-    bytes read and uploaded at :data:`NETWORK_BYTES_S`, and its CPU
-    (:data:`BLOCK_CPU_BYTES_S`), one after the other (no overlap)."""
+    bytes read and uploaded at :data:`NETWORK_BYTES_S`, and its CPU (``cpu_bytes_s`` bytes
+    of part per second), one after the other (no overlap)."""
     waves = math.ceil(layout.nt * layout.nplanes / reads_in_flight(layout, block))
-    return waves * FIRST_BYTE_S + 2 * block.size / NETWORK_BYTES_S + block.size / BLOCK_CPU_BYTES_S
+    return waves * FIRST_BYTE_S + 2 * block.size / NETWORK_BYTES_S + block.size / cpu_bytes_s
 
 
 def plan_seconds(headers: Headers) -> float:
@@ -119,20 +119,23 @@ def plan_seconds(headers: Headers) -> float:
 
 
 def ingest_model(layout: CubeLayout, blocks: list[Block], headers: Headers, prefixes: int,
-                 plan_json_bytes: int, *, concurrency: int = DEPLOYED_CONCURRENCY) -> dict:
+                 plan_json_bytes: int, *, concurrency: int = DEPLOYED_CONCURRENCY,
+                 cpu_bytes_s: float = BLOCK_CPU_BYTES_S) -> dict:
     """The plan's figures and the modelled Lambda run, as ``--plan-only --json`` prints them.
 
     ``prefixes``: distinct S3 prefixes (folders) the FFIs are in; block workers start their
-    FFI sweeps spread over the time axis (:func:`cubecut.ingest.block.build_part`), so the
+    FFI sweeps spread over the time axis (:func:`cubecut.ingest.transpose.build_part`), so the
     workers running at once share the prefixes evenly. ``plan_json_bytes``: the staged plan
-    every block worker GETs. Sizes in bytes, times in seconds, money in US dollars.
+    every block worker GETs. ``cpu_bytes_s``: bytes of part a worker builds per CPU second
+    (default the measured :data:`BLOCK_CPU_BYTES_S`). Sizes in bytes, times in seconds,
+    money in US dollars.
     """
     nblocks = len(blocks)
     pixel_gets = nblocks * layout.nt * layout.nplanes
     staged = 1 + sum(b.head for b in blocks) + sum(b.tail for b in blocks)  # plan, head, tail
     largest = max(blocks, key=lambda b: b.size)
     memory = max(worker_memory_bytes(layout, b) for b in blocks)
-    t_block = max(block_seconds(layout, b) for b in blocks)
+    t_block = max(block_seconds(layout, b, cpu_bytes_s) for b in blocks)
     running = min(nblocks, concurrency)
     waves = math.ceil(nblocks / running)
     per_worker = layout.nt * layout.nplanes / t_block  # GET/s of one worker

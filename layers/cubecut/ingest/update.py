@@ -16,7 +16,7 @@ How:
   old cube's bytes of those rows (one range read) spread over the old frames' positions
   on the new time axis, plus the new FFIs' rows (one read per FFI and plane).
 * **Atomic replacement**: the plan is staged and run exactly like an ingest plan
-  (:func:`cubecut.ingest.plan.stage_plan`, :mod:`~cubecut.ingest.block`,
+  (:func:`cubecut.ingest.plan.stage_plan`, :mod:`~cubecut.ingest.transpose`,
   :mod:`~cubecut.ingest.finalize`), so the state machine runs updates too. Old-cube reads
   carry its ETag (S3 ``If-Match``) and the commit is conditional on the key still holding
   that version; on any failure the upload is aborted and the old cube is untouched. Then
@@ -50,7 +50,7 @@ from ..errors import DuplicateTimeError, MixedFFIError, NoInputError, NotACubeEr
 from ..ffi import TIME_KEYS, FFIInfo, inspect_ffis
 from ..fitsio import padded
 from ..storage import ByteSource, Location, ReadStats, open_source
-from .blocks import DEFAULT_BLOCK_BYTES, S3_MIN_PART, plan_blocks
+from .partition import DEFAULT_BLOCK_BYTES, S3_MIN_PART, plan_blocks
 from .finalize import IngestResult
 from .plan import BaseCube, FFIRef, IngestPlan, check_consistent, stage_plan
 from .run import run_plan

@@ -44,11 +44,14 @@ def pattern_rows(frame: int, plane: int, rows: tuple[int, int], ncols: int) -> n
     return _pattern(np.arange(*rows)[:, None], np.arange(ncols)[None, :], np.array(frame), np.array(plane))
 
 
-def pattern_cube_rows(rows: tuple[int, int], ncols: int, nt: int, nplanes: int) -> np.ndarray:
-    """What a cube of frames ``0 .. nt - 1`` holds in rows ``[row0, row1)``: shape
-    ``(rows, ncols, nt, nplanes)`` big-endian float32, as ingest lays :func:`pattern_rows` out."""
+def pattern_cube_rows(rows: tuple[int, int], ncols: int, nt: int, nplanes: int, *,
+                      first_frame: int = 0) -> np.ndarray:
+    """What a cube of frames ``first_frame .. first_frame + nt - 1`` holds in rows ``[row0,
+    row1)``: shape ``(rows, ncols, nt, nplanes)`` big-endian float32, as ingest lays
+    :func:`pattern_rows` out."""
     return _pattern(np.arange(*rows)[:, None, None, None], np.arange(ncols)[None, :, None, None],
-                    np.arange(nt)[None, None, :, None], np.arange(nplanes)[None, None, None, :])
+                    np.arange(first_frame, first_frame + nt)[None, None, :, None],
+                    np.arange(nplanes)[None, None, None, :])
 
 
 @dataclass(frozen=True)
@@ -155,4 +158,20 @@ def write_sparse_sector(outdir: str | Path, ffis: list[SparseFFI], *, filled: tu
                     rows = pattern_rows(first_frame + position, plane, filled, ncols)
                     os.pwrite(handle.fileno(), rows.tobytes(), offset + filled[0] * ncols * 4)
         paths.append(path)
+    return paths
+
+
+def write_cut_down(ffis: list[SparseFFI], rows: tuple[int, int], outdir: str | Path) -> list[Path]:
+    """Write ``ffis`` (frames 0, 1, ... of their sector) as small FITS files holding only
+    image rows ``[row0, row1)`` (:func:`pattern_rows`; their headers, NAXIS2 = the rows kept):
+    astrocut's input for the same rows of a cube. Returns the paths in the order given."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for frame, ffi in enumerate(ffis):
+        images = [fits.ImageHDU(pattern_rows(frame, plane, rows, ffi.shape[1]), header=fits.Header.fromstring(header))
+                  for plane, header in enumerate((ffi.flux_header, ffi.error_header))]
+        primary = fits.PrimaryHDU(header=fits.Header.fromstring(ffi.primary))
+        fits.HDUList([primary, *images]).writeto(outdir / ffi.name)
+        paths.append(outdir / ffi.name)
     return paths

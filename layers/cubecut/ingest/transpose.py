@@ -19,7 +19,7 @@ from ..ffi import PixelRef
 from ..ffi_rows import read_pixels
 from ..reads import Threads, concurrently, read_range
 from ..storage import Location, ReadStats, get_bytes, open_source
-from .blocks import Block
+from .partition import Block
 from .plan import BaseCube, FFIRef, IngestPlan
 from .target import PartReceipt, make_target
 
