@@ -91,7 +91,7 @@ def with_template(path: Path) -> None:
     import dataclasses
 
     from cubecut.cube.index import CubeIndex
-    from cubecut.cutout.tpf import template_state
+    from cubecut.cutout.tpf_template import template_state
 
     sidecar = Path(f"{path}.index.json")
     index = CubeIndex.from_json(sidecar.read_bytes())

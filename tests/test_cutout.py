@@ -578,6 +578,42 @@ def test_the_fast_sip_wcs_is_astropys_wcs_value_for_value(tmp_path: Path, produc
     assert _sip_wcs(with_pv.tostring()) is None
 
 
+def _gone() -> None:
+    raise AttributeError("module 'astropy.wcs.wcs' has no attribute 'WCSBase'")
+
+
+def _other_arguments(*args: object) -> None:
+    raise TypeError("__init__() takes 1 positional argument")
+
+
+def _does_nothing(*args: object) -> None:
+    return None
+
+
+@pytest.mark.parametrize("private", [_gone, lambda: _other_arguments, lambda: _does_nothing],
+                         ids=["missing", "other-arguments", "does-nothing"])
+def test_without_astropys_private_wcs_api_the_public_path_gives_the_same_wcs(index: CubeIndex, monkeypatch,
+                                                                              private: object):
+    """The fast SIP WCS uses astropy's private ``WCSBase.__init__`` and ``_naxis``: when
+    either is gone or changed, it gives None and the FFI WCS is astropy's public one."""
+    from cubecut.cutout import geometry
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        astropys = WCS(fits.Header.fromstring(index.wcs_header), relax=True)
+    assert geometry._sip_wcs(index.wcs_header) is not None  # the private path works on this astropy
+    monkeypatch.setattr(geometry, "_private_init", private)
+    clear_cache()
+    assert geometry._sip_wcs(index.wcs_header) is None
+    _assert_same_wcs(ffi_wcs(index), astropys, (index.nrows, index.ncols))
+    monkeypatch.undo()
+    clear_cache()
+    monkeypatch.setattr(WCS, "pixel_shape", property(lambda self: None))  # _naxis no longer read
+    assert geometry._sip_wcs(index.wcs_header) is None
+    monkeypatch.undo()
+    clear_cache()
+
+
 def test_the_cubes_ffi_wcs_is_astropys_and_cold_means_parsed_again(index: CubeIndex):
     from cubecut.cutout import geometry
 

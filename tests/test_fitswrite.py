@@ -20,8 +20,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.io.fits.hdu.base import _ValidHDU
 from cubecut import fitswrite
-from cubecut.cutout.geometry import cutout_wcs
-from cubecut.cutout.tpf import wcs_header_values
+from cubecut.cutout.geometry import cutout_wcs, wcs_header_values
 from cubecut.cutout import (
     clear_cache,
     cutout,
@@ -234,14 +233,14 @@ def test_card_images_are_astropys_for_every_kind_of_value():
 
 
 def test_header_template_is_shared_by_every_cutout_of_a_cube(cubes):
-    from cubecut.cutout import tpf
+    from cubecut.cutout import tpf_template
 
     index = load_index(cubes["spoc"])
     coord = SkyCoord(*ffi_wcs(index).pixel_to_world_values(20.0, 20.0), unit="deg")
-    first = tpf._template(index, coord)
+    first = tpf_template.template_for(index, coord)
     cutout_files(cubes["spoc"], [coord, SkyCoord(*ffi_wcs(index).pixel_to_world_values(5.0, 30.0), unit="deg")], 4)
-    assert tpf._template(index, coord) is first
-    with pytest.raises(tpf.TemplateError, match="NOSUCHKEY"):
+    assert tpf_template.template_for(index, coord) is first
+    with pytest.raises(tpf_template.TemplateError, match="NOSUCHKEY"):
         first.headers[0].render({"NOSUCHKEY": 1})
 
 

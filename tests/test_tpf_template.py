@@ -14,7 +14,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 
 from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, fill_box, load_index, read_chunks, tpf_bytes
-from cubecut.cutout import tpf as tpf_module
+from cubecut.cutout import tpf_template
 from cubecut.cutout.reader import open_cube
 from cubecut.ingest.run import ingest
 from cubecut.storage import Location
@@ -41,19 +41,17 @@ def _tpf(cube: Path, index, coord: SkyCoord, size: int) -> bytes:
 
 
 def _uncached() -> None:
-    clear_cache()
-    with tpf_module._templates_lock:
-        tpf_module._templates.clear()
+    clear_cache()  # load_index gives new index objects, which hold no template yet
 
 
 def test_ingest_stores_the_template_and_cutouts_use_it_unchanged(cube: Path, monkeypatch):
     stored = json.loads(Path(f"{cube}.index.json").read_text())["tpf_template"]
-    assert stored["format"] == tpf_module.TEMPLATE_FORMAT and len(stored["headers"]) == 3
+    assert stored["format"] == tpf_template.TEMPLATE_FORMAT and len(stored["headers"]) == 3
     index = load_index(cube)
     coords = [SkyCoord(*ffi_wcs(index).all_pix2world(x, y, 0), unit="deg") for x, y in ((25, 20), (1, 38), (49, 0))]
 
     _uncached()
-    monkeypatch.setattr(tpf_module, "_make_template", lambda *a: pytest.fail("built a template"))
+    monkeypatch.setattr(tpf_template, "make_template", lambda *a: pytest.fail("built a template"))
     from_sidecar = [_tpf(cube, load_index(cube), c, size) for c, size in zip(coords, (7, 4, 10))]
     monkeypatch.undo()
 
@@ -68,11 +66,24 @@ def test_a_template_of_another_writer_version_is_rebuilt(cube: Path):
     index = load_index(cube)
     stale = dict(index.tpf_template or {}, format="cubecut 0.0.1 tpf-template 1")
     old = dataclasses.replace(index, tpf_template=stale)
-    assert tpf_module._stored_template(old) is None
-    broken = dataclasses.replace(index, tpf_template={"format": tpf_module.TEMPLATE_FORMAT, "headers": [{}]})
-    assert tpf_module._stored_template(broken) is None
+    assert tpf_template.stored_template(old) is None
+    broken = dataclasses.replace(index, tpf_template={"format": tpf_template.TEMPLATE_FORMAT, "headers": [{}]})
+    assert tpf_template.stored_template(broken) is None
     coord = SkyCoord(*ffi_wcs(index).all_pix2world(20, 20, 0), unit="deg")
     _uncached()
     reference = _tpf(cube, dataclasses.replace(index, tpf_template=None), coord, 5)
     _uncached()
     assert _tpf(cube, old, coord, 5) == reference
+
+
+def test_a_template_is_held_by_its_index_object_and_by_no_other(cube: Path):
+    """The template lives on the index object it was made from: the same object finds it
+    again; another object (even one equal to it) makes its own; nothing outlives them."""
+    _uncached()
+    index = dataclasses.replace(load_index(cube), tpf_template=None)
+    coord = SkyCoord(*ffi_wcs(index).all_pix2world(20, 20, 0), unit="deg")
+    first = tpf_template.template_for(index, coord)
+    assert tpf_template.template_for(index, coord) is first
+    twin = dataclasses.replace(index)
+    assert twin == index and tpf_template.template_for(twin, coord) is not first
+    assert json.loads(index.to_json()).keys() == json.loads(twin.to_json()).keys()  # not in the sidecar

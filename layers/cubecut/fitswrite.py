@@ -144,3 +144,24 @@ def card_image(keyword: str, value: object, comment: str) -> str:
 
         return fits.Card(keyword, value, comment).image
     return image.ljust(CARD)
+
+
+def card_value(field: str) -> object:
+    """The value of a fixed-format card's value field (after ``= ``), as astropy parses it."""
+    field = field.lstrip()
+    if field.startswith("'"):
+        end = 1
+        while True:  # a quote inside a string is written twice
+            end = field.index("'", end)
+            if field.startswith("''", end):
+                end += 2
+                continue
+            break
+        return field[1:end].replace("''", "'").rstrip()
+    text = field.split("/", 1)[0].strip()
+    if text in ("T", "F"):
+        return text == "T"
+    try:
+        return int(text)
+    except ValueError:
+        return float(text.replace("D", "E"))

@@ -60,7 +60,7 @@ class CubeIndex:
         cadence: per-frame FFI cadence numbers (TICA's CADENCE column; a TPF's CADENCENO);
             empty when the cube has none (SPOC cubes, or sidecars written before it existed).
         tpf_template: the header cards every TPF of the cube shares, cached with the index
-            (:func:`cubecut.cutout.tpf.template_state`); None when not stored (the first
+            (:func:`cubecut.cutout.tpf_template.template_state`); None when not stored (the first
             cutout in a process builds it then).
     """
 

@@ -82,7 +82,7 @@ def publish_index(cube: Location, index: CubeIndex) -> bool:
         raise ValueError("an index is published only bound to a cube version (cube_etag)")
     if index.tpf_template is None:
         # Imported here: the cutout package reads sidecars through this module.
-        from ..cutout.tpf import template_state
+        from ..cutout.tpf_template import template_state
 
         index = dataclasses.replace(index, tpf_template=template_state(index))
     for _ in range(PUBLISH_ATTEMPTS):

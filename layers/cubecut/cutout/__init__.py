@@ -2,9 +2,11 @@
 
 ``cutout(cube, coordinates, size)`` is the entry point (``cutout_files`` gives the TPFs as
 FITS bytes); the modules are usable alone: ``metadata`` (``load_index``), ``geometry``
-(``cutout_box``), ``reader`` (the cube pixel reader of every cutout kind: ``open_cube``,
-``read_box``, ``read_boxes``, ``read_chunks``, ``read_elements``) and ``tpf``
-(``tpf_bytes``, ``build_tpf``, ``reference_tpf``, ``tpf_filename``).
+(``cutout_box``, ``fit_linear_wcs``), ``reader`` (the cube pixel reader of every cutout
+kind: ``open_cube``, ``read_box``, ``read_boxes``, ``read_chunks``, ``read_elements``),
+``tpf`` (the fast writer: ``tpf_bytes``, ``build_tpf``, ``tpf_filename``), ``tpf_reference``
+(what a TPF holds, and the reference writer ``reference_tpf``) and ``tpf_template`` (the
+fast writer's per-cube header template).
 
 The names below are loaded from their modules on first use (astropy's WCS, coordinates
 and time cost most of a cold start, and a request may need none of them).
@@ -15,11 +17,12 @@ from typing import Any
 #: Public name -> the module that defines it.
 _HOMES = {
     **dict.fromkeys(("TPFFile", "cutout", "cutout_files"), "engine"),
-    **dict.fromkeys(("MAX_CUTOUT_PIXELS", "Box", "cutout_box", "ffi_wcs", "parse_coordinates", "parse_size"),
-                    "geometry"),
+    **dict.fromkeys(("MAX_CUTOUT_PIXELS", "Box", "cutout_box", "ffi_wcs", "fit_linear_wcs", "parse_coordinates",
+                     "parse_size"), "geometry"),
     **dict.fromkeys(("clear_cache", "invalidate", "load_index"), "metadata"),
     **dict.fromkeys(("fill_box", "read_box", "read_boxes", "read_chunks"), "reader"),
-    **dict.fromkeys(("build_tpf", "fit_linear_wcs", "reference_tpf", "tpf_bytes", "tpf_filename"), "tpf"),
+    **dict.fromkeys(("build_tpf", "tpf_bytes", "tpf_filename"), "tpf"),
+    "reference_tpf": "tpf_reference",
 }
 __all__ = list(_HOMES)
 

@@ -14,18 +14,20 @@ import threading
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Iterable, Sequence, Union, cast
+from typing import Callable, Iterable, Sequence, Union, cast
 
 import astropy.units as u
+import astropy.wcs.wcs
 import numpy as np
-from astropy.coordinates import ICRS, SkyCoord, UnitSphericalRepresentation
+from astropy.coordinates import ICRS, SkyCoord, UnitSphericalRepresentation, angular_separation
 from astropy.io import fits
-from astropy.wcs import WCS, NoConvergence, Sip, Wcsprm
-from astropy.wcs.wcs import WCSBase
+from astropy.wcs import WCS, WCSHDO_P14, NoConvergence, Sip, WCSHDO_safe, Wcsprm
 from astropy.wcs.utils import proj_plane_pixel_scales, wcs_to_celestial_frame
 
+from .. import fitswrite
 from ..cube.index import CubeIndex
 from ..errors import CoordinateError, CutoutSizeError, NotACubeError, OutsideCubeError
+from ..fitsio import CARD
 
 #: Largest cutout side in pixels (the box after rounding, per axis).
 MAX_CUTOUT_PIXELS = 1000
@@ -123,6 +125,11 @@ def _sip_wcs(header_text: str) -> WCS | None:
     ~0.5 ms instead of 10-45 ms. None when the header is not the plain case (orders missing
     or < 2, other distortions, a card that is not 80 characters), so the caller uses astropy.
     ``tests/test_cutout.py`` checks the result equals astropy's, value for value.
+
+    It calls two private parts of astropy (``WCSBase.__init__``, ``WCS._naxis``): when they
+    are missing or no longer do what they did (an error, or a WCS whose public
+    ``pixel_shape``/``sip`` are not what was set), it returns None and astropy's public
+    path is taken (``tests/test_cutout.py`` simulates both).
     """
     if len(header_text) % 80:
         return None
@@ -156,12 +163,30 @@ def _sip_wcs(header_text: str) -> WCS | None:
     wcsprm = Wcsprm(header="".join(kept).encode("ascii"), relax=True)
     if wcsprm.naxis != 2 or not all(ctype.endswith("-SIP") for ctype in wcsprm.ctype):
         return None
-    wcs = WCS(naxis=2)
-    WCSBase.__init__(wcs, Sip(*matrices, tuple(wcsprm.crpix)), (None, None), wcsprm, (None, None))
-    wcs.fix()
-    wcs.wcs.set()
     axes = {card[:8].strip(): card[10:].split("/", 1)[0] for card in kept if card.startswith("NAXIS")}
-    wcs._naxis = [int(axes["NAXIS1"]), int(axes["NAXIS2"])] if {"NAXIS1", "NAXIS2"} <= axes.keys() else [0, 0]
+    naxis = [int(axes["NAXIS1"]), int(axes["NAXIS2"])] if {"NAXIS1", "NAXIS2"} <= axes.keys() else [0, 0]
+    return _assembled_wcs(Sip(*matrices, tuple(wcsprm.crpix)), wcsprm, naxis)
+
+
+def _private_init() -> Callable[..., None]:
+    """astropy's private WCS initialiser, ``WCSBase.__init__`` (AttributeError when gone)."""
+    return astropy.wcs.wcs.WCSBase.__init__
+
+
+def _assembled_wcs(sip: Sip, wcsprm: Wcsprm, naxis: list[int]) -> WCS | None:
+    """A WCS of ``sip`` and ``wcsprm`` (then ``fix`` and ``set``, as astropy's ``WCS()``),
+    with image shape ``naxis`` (NAXIS1, NAXIS2), through astropy's private ``WCSBase``
+    initialiser and ``_naxis``; None when they are gone or do not give that WCS."""
+    try:
+        wcs = WCS(naxis=2)
+        _private_init()(wcs, sip, (None, None), wcsprm, (None, None))
+        wcs.fix()
+        wcs.wcs.set()
+        wcs._naxis = naxis
+        if wcs.sip is not sip or list(wcs.pixel_shape or (0, 0)) != naxis:
+            return None
+    except (AttributeError, TypeError, ValueError):
+        return None
     return wcs
 
 
@@ -182,6 +207,83 @@ def cutout_wcs(wcs: WCS, box: Box) -> WCS:
     if wcs.sip is not None:
         moved.sip = Sip(wcs.sip.a, wcs.sip.b, wcs.sip.ap, wcs.sip.bp, moved.wcs.crpix)
     return moved
+
+
+#: Sample points per axis (at most) for the linear WCS fit; they span the pixel edges.
+FIT_GRID = 11
+
+
+def fit_linear_wcs(wcs: WCS, nx: int, ny: int) -> tuple[WCS, float, float]:
+    """The linear TAN WCS that best matches ``wcs`` (e.g. TAN-SIP) on an ``nx`` x ``ny`` image.
+
+    CRVAL is the sky position of the image centre. Sample points on a grid spanning the
+    pixel edges (``-0.5 .. n-0.5``, 0-based, so 1-pixel-wide images are well posed) are
+    projected onto the tangent plane at CRVAL, and the CD matrix and CRPIX are the linear
+    least-squares solution there (residuals in degrees on the sky, no iteration).
+
+    Returns:
+        ``(linear_wcs, msep, sig)``: over all pixel centres, the maximum and the
+        root-sum-square of the separation between the two WCSs, in degrees.
+    """
+    gx, gy, px, py = _fit_points(nx, ny)
+    # One projection call for the fit grid, the centre and the pixel centres (elementwise,
+    # so the same numbers as three calls).
+    ra_all, dec_all = wcs.all_pix2world(np.concatenate([gx, [(nx - 1) / 2], px]),
+                                        np.concatenate([gy, [(ny - 1) / 2], py]), 0)
+    ngrid = gx.size
+    ra, dec = ra_all[:ngrid], dec_all[:ngrid]
+    crval = np.array([ra_all[ngrid], dec_all[ngrid]])
+    true_ra, true_dec = ra_all[ngrid + 1:], dec_all[ngrid + 1:]
+
+    linear = WCS(naxis=2)
+    linear.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    linear.wcs.cunit = ["deg", "deg"]
+    linear.wcs.radesys = wcs.wcs.radesys or "ICRS"
+    linear.wcs.crval = crval
+    linear.wcs.crpix = [0.0, 0.0]
+    linear.wcs.cd = np.eye(2)
+    # With CRPIX 0, CD = I and origin 1, "pixel" coordinates are the tangent-plane ones (deg).
+    plane = np.column_stack(linear.wcs_world2pix(ra, dec, 1))
+    design = np.column_stack([gx, gy, np.ones(ngrid)])
+    solution = np.linalg.lstsq(design, plane, rcond=None)[0]
+    cd, offset = solution[:2].T, solution[2]
+    # plane = cd @ p0 + offset with p0 0-based; FITS: plane = cd @ (p0 + 1 - crpix).
+    linear.wcs.cd = cd
+    linear.wcs.crpix = 1.0 - np.linalg.solve(cd, offset)
+
+    fit_ra, fit_dec = linear.wcs_pix2world(px, py, 0)
+    seps = np.degrees(angular_separation(*np.radians([true_ra, true_dec, fit_ra, fit_dec])))
+    return linear, float(seps.max()), float(np.sqrt(np.sum(seps ** 2)))
+
+
+@functools.lru_cache(maxsize=64)
+def _fit_points(nx: int, ny: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The fit's sample grid (spanning the pixel edges) and the pixel centres of an ``nx`` x
+    ``ny`` image, flattened (0-based pixels). Read-only: shared by every fit of that size."""
+    gx, gy = np.meshgrid(np.linspace(-0.5, nx - 0.5, min(nx + 1, FIT_GRID)),
+                         np.linspace(-0.5, ny - 0.5, min(ny + 1, FIT_GRID)))
+    px, py = np.meshgrid(np.arange(nx), np.arange(ny))
+    points = tuple(np.ascontiguousarray(a.ravel(), dtype=float) for a in (gx, gy, px, py))
+    for array in points:
+        array.flags.writeable = False
+    return points  # type: ignore[return-value]  # four arrays, as the signature says
+
+
+def wcs_header_values(linear: WCS) -> dict[str, object]:
+    """``{card.keyword: card.value for card in linear.to_header().cards}``, without astropy's
+    Header: wcslib's header text (the same flags ``WCS.to_header()`` passes: 14 significant
+    digits, the "safe" keywords) with each value read as astropy reads it (integers as int,
+    other numbers as float, quoted strings unquoted, T/F as bool). For a WCS without SIP.
+    """
+    text = linear.wcs.to_header(WCSHDO_P14 | WCSHDO_safe)
+    values: dict[str, object] = {}
+    for start in range(0, len(text), CARD):
+        image = text[start:start + CARD]
+        keyword = image[:8].rstrip()
+        if not keyword or keyword == "COMMENT" or image[8:10] != "= ":
+            continue
+        values[keyword] = fitswrite.card_value(image[10:])
+    return values
 
 
 #: What marks a position string as sexagesimal: colons, or h/d/m/s between digits

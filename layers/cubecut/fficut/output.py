@@ -11,7 +11,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
-from ..cutout.tpf import CUBECUT_VERSION, physical_wcs_cards
+from ..cutout.tpf_reference import CUBECUT_VERSION, physical_wcs_cards
 from ..storage import Location, put_bytes
 
 if TYPE_CHECKING:
