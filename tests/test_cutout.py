@@ -303,8 +303,7 @@ def test_the_ffi_wcs_is_parsed_once_per_cube_and_copied_per_thread(index: CubeIn
 
     from cubecut.cutout import geometry
 
-    geometry._checked_wcs.cache_clear()
-    geometry._thread_wcs.cache_clear()
+    geometry.forget_wcs()
     here = ffi_wcs(index)
     with ThreadPoolExecutor(1) as pool:
         there = pool.submit(ffi_wcs, index).result()

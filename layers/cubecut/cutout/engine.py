@@ -14,7 +14,8 @@ from astropy.io import fits
 
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError, OversizedCutoutWarning
-from ..reads import concurrently, in_background
+from ..concurrency import in_background
+from ..reads import concurrently
 from ..storage import Location, ReadStats, StaleObjectError, put_bytes, writable, writable_folder
 from .geometry import CoordInput, SizeInput, parse_coordinates, parse_size, size_label
 from .metadata import cached, invalidate, load_index
