@@ -227,6 +227,7 @@ def test_tpfs_built_in_reused_buffers_equal_single_cutouts(cube, tmp_path, monke
 
     monkeypatch.setattr(worker.Buffers, "take", take)
     monkeypatch.setattr(worker, "BYTES_IN_FLIGHT", 1)  # one TPF written at a time: its buffer comes back
+    monkeypatch.setattr(worker, "BATCH_BYTES", 1)  # one TPF per pipeline call: three batches per tile
     rows = [row for rows in run_tiles(plan.tiles).values() for row in rows]
     assert len(taken) == len(rows) == 12 and fresh[0] < 12, "buffers of written TPFs are built in again"
     for row in rows:

@@ -50,8 +50,9 @@ UPLOAD_THREADS = 8
 #: it, building waits for the oldest write (about 50 TPFs of 11x11 x 1,000 frames).
 BYTES_IN_FLIGHT = 128 << 20
 #: TPF pixel bytes cut at once (one pipeline call): a batch's rows are read while the
-#: previous batch's files are written, so a worker holds about two batches' files.
-BATCH_BYTES = 32 << 20
+#: previous batch's files are written, so a worker holds about two batches' files and
+#: :data:`BYTES_IN_FLIGHT` (at most the two tiles' pixels, 480 MB, it held before).
+BATCH_BYTES = 128 << 20
 
 OnTarget = Callable[[dict], None]
 
