@@ -28,19 +28,19 @@ from .tpf import TPFDraft, tpf_draft
 #: Bytes per pixel and frame of a TPF: RAW_CNTS (int32) and four float32 image columns.
 TPF_BYTES_PER_PIXEL = 20
 #: Why a target has no box: its size, its position, or a box that misses the image.
-BoxError = (OutsideCubeError, CutoutSizeError, CoordinateError)
+BOX_ERRORS = (OutsideCubeError, CutoutSizeError, CoordinateError)
 
 
 def target_boxes(index: CubeIndex, coords: Sequence[SkyCoord], sizes: Sequence[SizeInput],
                  cube_name: str) -> list[Box | InputError]:
     """Each target's cutout box on the cube (:func:`.geometry.cutout_box`, 0-based FFI
-    pixels), or the error that says why it has none (one of :data:`BoxError`)."""
+    pixels), or the error that says why it has none (one of :data:`BOX_ERRORS`)."""
     wcs = ffi_wcs(index)
     boxes: list[Box | InputError] = []
     for coord, size in zip(coords, sizes):
         try:
             boxes.append(cutout_box(wcs, coord, size, image_shape=(index.nrows, index.ncols), cube_name=cube_name))
-        except BoxError as exc:
+        except BOX_ERRORS as exc:
             boxes.append(exc)
     return boxes
 
