@@ -19,7 +19,7 @@ from astropy.table import Table
 import cubecut
 import cubecut.bulk
 from cubecut.bulk import Limits, plan_job, read_targets, run_job, run_tiles
-from cubecut.bulk.plan import cube_entries
+from cubecut.bulk.plan import Tile, cube_entries
 from cubecut.bulk.targets import parse_targets
 from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, load_index, tpf_filename
 from cubecut.cutout.reader import merged_spans, span_bytes
@@ -126,8 +126,10 @@ def test_plan_places_sorts_by_row_and_records_off_footprint(cube, tmp_path):
     assert "falls at pixel x=130.0, y=30.0 (0-based) of tess-s0005-1-1, off its 90x60 image" in off["off"]
     assert "not within 15 deg" in off["far"]
     assert plan.todo == 14 and [len(t["targets"]) for t in plan.tiles] == [4, 4, 4, 2]
+    tiles = [Tile.from_json(tile) for tile in plan.tiles]
+    assert [tile.to_json() for tile in tiles] == plan.tiles, "work items go through JSON unchanged"
     wcs = ffi_wcs(load_index(cube))
-    rows = [wcs.all_world2pix([[t[2], t[3]]], 0)[0][1] for tile in plan.tiles for t in tile["targets"]]
+    rows = [wcs.all_world2pix([[p.target.ra, p.target.dec]], 0)[0][1] for tile in tiles for p in tile.placements]
     assert rows == sorted(rows), "tiles run through the cube by row"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 import uuid
 from pathlib import Path
 
@@ -177,29 +176,27 @@ def test_local_tpfs_are_written_with_o_direct(cube, tmp_path, monkeypatch):  # n
     assert len(direct_writes) == summary.counts["written"] == len(list((tmp_path / "out" / "tpfs").rglob("*.fits")))
 
 
-def test_the_next_tiles_pixels_are_read_while_a_tile_is_built(cube, tmp_path, monkeypatch):  # noqa: F811
+def test_the_next_tiles_pixels_are_read_while_a_tile_is_written(cube, tmp_path, monkeypatch):  # noqa: F811
     rows = ["ra,dec"] + ["%r,%r" % sky(cube, 50 + 3 * i, 10 + 4 * i) for i in range(6)]
     plan = plan_job(parse_targets("\n".join(rows), (11, 11)), cube_entries([cube], None), str(tmp_path / "out"),
                     limits=Limits(tile_targets=3))
     assert len(plan.tiles) == 2
-    reads, second_read = [], threading.Event()
-    real_read, real_build = worker.read_chunks, worker.tpf_bytes
+    events: list[str] = []
+    real_start, real_put = worker.start_tpfs, worker.put_output
 
-    def read(*args, **kwargs):
-        reads.append(1)
-        if len(reads) == 2:
-            second_read.set()
-        return real_read(*args, **kwargs)
+    def start(*args, **kwargs):
+        events.append("read")
+        return real_start(*args, **kwargs)
 
-    def build(*args, **kwargs):
-        if len(reads) == 1 or not second_read.is_set():  # building tile 0: tile 1's read must start
-            assert second_read.wait(10), "tile 1's pixels are not being read while tile 0 is built"
-        return real_build(*args, **kwargs)
+    def put(*args, **kwargs):
+        events.append("write")
+        return real_put(*args, **kwargs)
 
-    monkeypatch.setattr(worker, "read_chunks", read)
-    monkeypatch.setattr(worker, "tpf_bytes", build)
+    monkeypatch.setattr(worker, "start_tpfs", start)
+    monkeypatch.setattr(worker, "put_output", put)
     results = run_tiles(plan.tiles)
     assert [row["status"] for rows in results.values() for row in rows] == ["written"] * 6
+    assert events[:2] == ["read", "read"], "tile 1's pixels are read before tile 0's TPFs are written"
 
 
 def test_buffers_are_zeroed_and_reused_only_once_given_back():
@@ -230,6 +227,7 @@ def test_tpfs_built_in_reused_buffers_equal_single_cutouts(cube, tmp_path, monke
 
     monkeypatch.setattr(worker.Buffers, "take", take)
     monkeypatch.setattr(worker, "BYTES_IN_FLIGHT", 1)  # one TPF written at a time: its buffer comes back
+    monkeypatch.setattr(worker, "BATCH_BYTES", 1)  # one TPF per pipeline call: three batches per tile
     rows = [row for rows in run_tiles(plan.tiles).values() for row in rows]
     assert len(taken) == len(rows) == 12 and fresh[0] < 12, "buffers of written TPFs are built in again"
     for row in rows:

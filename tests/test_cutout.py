@@ -24,7 +24,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from cubecut.cube.index import CubeIndex
-from cubecut.cutout import engine, reader
+from cubecut.cutout import pipeline, reader
 from cubecut.cutout import (MAX_CUTOUT_PIXELS, Box, clear_cache, cutout, cutout_box, ffi_wcs, load_index,
                             read_box, read_boxes, tpf_filename)
 from cubecut.cutout.geometry import cutout_wcs
@@ -303,8 +303,7 @@ def test_the_ffi_wcs_is_parsed_once_per_cube_and_copied_per_thread(index: CubeIn
 
     from cubecut.cutout import geometry
 
-    geometry._checked_wcs.cache_clear()
-    geometry._thread_wcs.cache_clear()
+    geometry.forget_wcs()
     here = ffi_wcs(index)
     with ThreadPoolExecutor(1) as pool:
         there = pool.submit(ffi_wcs, index).result()
@@ -381,7 +380,7 @@ def test_rows_are_released_once_copied_whichever_comes_first(cube: Path, index: 
     expected = [cutout(cube, c, 10, threads=1)[0] for c in coords]
     rows: list[weakref.ref] = []
     read_rows, lock = threading.Event(), threading.Lock()
-    real_range, real_draft, real_finish = reader.read_range, engine.tpf_draft, engine._Assembly.finish
+    real_range, real_draft, real_finish = reader.read_range, pipeline.tpf_draft, pipeline._Assembly.finish
 
     def read_range(*args, **kwargs):
         if first == "drafts":
@@ -402,8 +401,8 @@ def test_rows_are_released_once_copied_whichever_comes_first(cube: Path, index: 
         return real_finish(self, i)
 
     monkeypatch.setattr(reader, "read_range", read_range)
-    monkeypatch.setattr(engine, "tpf_draft", tpf_draft)
-    monkeypatch.setattr(engine._Assembly, "finish", finish)
+    monkeypatch.setattr(pipeline, "tpf_draft", tpf_draft)
+    monkeypatch.setattr(pipeline._Assembly, "finish", finish)
     clear_cache()
     load_index(cube)
     got = cutout(cube, coords, 10, threads=8)

@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 
 from ..errors import ObjectNotFoundError
 from ..storage import Location, get_bytes, list_objects, put_bytes
-from .plan import DEFAULT_LIMITS, RESULT_FIELDS, SKIPPED, Limits, Plan, cube_entries, existing_tpfs, plan_job
+from .plan import DEFAULT_LIMITS, RESULT_FIELDS, SKIPPED, Limits, Plan, Tile, cube_entries, existing_tpfs, plan_job
 from .targets import read_targets
 from .worker import OnTarget, run_tiles
 
@@ -159,7 +159,7 @@ def written_and_left(plan: Plan) -> tuple[int, int]:
     members once the shard is complete) and how many of its placements are not written
     yet: what an interrupted run has done and what running it again will do."""
     existing = existing_tpfs(plan.out)
-    names = ["/".join(str(t[6]).rsplit("/", 2)[-2:]) for tile in plan.tiles for t in tile["targets"]]
+    names = ["/".join(p.key.rsplit("/", 2)[-2:]) for tile in plan.tiles for p in Tile.from_json(tile).placements]
     done = sum(1 for name in names if name in existing)
     skipped = sum(1 for row in plan.rows if row["status"] == SKIPPED)
     return done + skipped, len(names) - done

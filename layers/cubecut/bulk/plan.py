@@ -33,6 +33,7 @@ from astropy.coordinates import SkyCoord
 
 from ..tesscut.catalog import _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
 from ..cutout.geometry import MAX_CUTOUT_PIXELS
+from ..cutout.identity import Identity
 from ..cutout.metadata import load_index
 from ..cutout.tpf import tpf_filename
 from ..errors import BulkCapError, CatalogError, InputError, NotACubeError
@@ -132,9 +133,56 @@ def check_cutouts(targets: Sequence[Target], nt: int, limits: Limits, where: str
 DEFAULT_LIMITS = Limits()
 
 
+@dataclass(frozen=True)
+class Placement:
+    """One target to cut on a tile's cube, and where its TPF goes: ``key`` is the TPF's
+    URL, or with shards its member name in the tile's shard."""
+
+    target: Target
+    key: str
+
+    def to_json(self) -> list:
+        """``[row, id, ra, dec, nx, ny, key]``, and ``object, ticid, tmag`` when the catalog
+        names the target: a list, not an object, so that a Map batch of tiles stays well
+        inside Step Functions' 256 KB payload."""
+        target = self.target
+        item = [target.row, target.id, target.ra, target.dec, target.size[0], target.size[1], self.key]
+        if target.identity:
+            item += [target.identity.object, target.identity.ticid, target.identity.tmag]
+        return item
+
+    @classmethod
+    def from_json(cls, item: Sequence) -> "Placement":
+        row, name, ra, dec, nx, ny, key, *identity = item
+        return cls(Target(row, name, ra, dec, (nx, ny), Identity(*identity)), key)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A plan's work item: placements on one cube (``cube``, a URL) whose boxes share rows,
+    in row order; ``shard`` is the URL of the tar its TPFs go into (None: one object each)."""
+
+    tile: str
+    cube: str
+    placements: tuple[Placement, ...]
+    shard: str | None = None
+
+    def to_json(self) -> dict:
+        """The tile as the JSON a worker is given (``{"tile", "cube", "targets", "shard"?}``)."""
+        item: dict = {"tile": self.tile, "cube": self.cube, "targets": [p.to_json() for p in self.placements]}
+        if self.shard:
+            item["shard"] = self.shard
+        return item
+
+    @classmethod
+    def from_json(cls, item: Mapping) -> "Tile":
+        return cls(item["tile"], item["cube"], tuple(Placement.from_json(t) for t in item["targets"]),
+                   item.get("shard") or None)
+
+
 @dataclass
 class Plan:
-    """A planned job. ``tiles`` are JSON-ready work items; ``rows`` are the result rows
+    """A planned job. ``tiles`` are its work items as JSON (:meth:`Tile.to_json`); ``rows`` are the result rows
     already known (malformed, off every cube, skipped because done)."""
 
     out: str
@@ -249,10 +297,10 @@ def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, li
             else:
                 todo.append((y[i], x[i], target, name if shards else f"{plan.out.rstrip('/')}/tpfs/{name}"))
         todo.sort(key=lambda item: (item[0], item[1], item[2].row))
-        tiles = _tiles(entry, stem, todo, limits.tile_targets, limits.tile_pixel_frames)
-        for tile in tiles if shards else ():
-            tile["shard"] = shard_url(plan.out, stem, tile["tile"], [t[6] for t in tile["targets"]])
-        plan.tiles.extend(tiles)
+        for tile in _tiles(entry, stem, todo, limits.tile_targets, limits.tile_pixel_frames):
+            if shards:
+                tile = replace(tile, shard=shard_url(plan.out, stem, tile.tile, [p.key for p in tile.placements]))
+            plan.tiles.append(tile.to_json())
     return plan
 
 
@@ -272,22 +320,19 @@ def _pixels(entry: CubeEntry, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarr
     return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
 
-def _tiles(entry: CubeEntry, stem: str, todo: list, tile_targets: int, tile_pixel_frames: int) -> list[dict]:
-    tiles: list[dict] = []
-    current: list[list] = []
+def _tiles(entry: CubeEntry, stem: str, todo: list, tile_targets: int, tile_pixel_frames: int) -> list[Tile]:
+    tiles: list[Tile] = []
+    current: list[Placement] = []
     frames = 0
     for _, _, target, key in todo:
         cost = target.size[0] * target.size[1] * entry.index.nt
         if current and (len(current) >= tile_targets or frames + cost > tile_pixel_frames):
-            tiles.append({"tile": f"{stem}-{len(tiles):05d}", "cube": entry.url, "targets": current})
+            tiles.append(Tile(f"{stem}-{len(tiles):05d}", entry.url, tuple(current)))
             current, frames = [], 0
-        item = [target.row, target.id, target.ra, target.dec, target.size[0], target.size[1], key]
-        if target.identity:  # OBJECT, TICID, TESSMAG for the TPF (lists of 7 carry none)
-            item += [target.identity.object, target.identity.ticid, target.identity.tmag]
-        current.append(item)
+        current.append(Placement(target, key))
         frames += cost
     if current:
-        tiles.append({"tile": f"{stem}-{len(tiles):05d}", "cube": entry.url, "targets": current})
+        tiles.append(Tile(f"{stem}-{len(tiles):05d}", entry.url, tuple(current)))
     return tiles
 
 

@@ -1,22 +1,21 @@
 """Cut the targets of a run of tiles: each needed row span is read once per run.
 
-Consecutive tiles of one cube are one stream. Their boxes are computed with
-:func:`~cubecut.cutout.cutout_box` exactly as a single-target ``cutout`` computes them,
-and the union of their row spans (:func:`~cubecut.cutout.reader.merged_spans`) is what
-the stream may read. Pixels are read tile by tile through the cutout engine's
-:func:`~cubecut.cutout.reader.read_chunks`, over a :class:`SpanCache` that fetches each
-span of that union once, on first use, and forgets it when no later tile needs its row;
-so memory stays at a band of rows while bytes read equal the union. The next tile's
-pixels are read while a tile's TPFs are built (so a worker holds two tiles' pixels).
-TPFs are built with the engine's fast writer :func:`~cubecut.cutout.tpf.tpf_bytes` (the
-same bytes as ``cutout(output_dir=...)``) and written while the next ones, and the next
-tiles, are built (at most :data:`BYTES_IN_FLIGHT` bytes waiting): each to its own key,
-or, for a tile with a ``shard``, all as the members of one tar (:mod:`.shards`). Local
-outputs are written with ``O_DIRECT`` (:mod:`.direct`): through the page cache, page
-allocation was most of a TPF's cost on local disk.
+Consecutive tiles of one cube are one stream, cut through the cutout pipeline
+(:mod:`cubecut.cutout.pipeline`: boxes -> spans -> reads -> drafts -> TPFs), the one a
+single-target ``cutout`` uses, so boxes and bytes are the same as ``cutout(output_dir=...)``'s.
+The union of the stream's row spans (:func:`~cubecut.cutout.reader.merged_spans`) is what
+it may read: the pipeline reads over a :class:`SpanCache` that fetches each span of that
+union once, on first use, and forgets it when no later target needs its row; so memory
+stays at a band of rows while bytes read equal the union. A tile is cut in batches of at
+most :data:`BATCH_BYTES` of TPF pixels; a batch's rows are read (and its files laid out)
+while the previous batch's files are written, and those are written while the next ones
+are built (at most :data:`BYTES_IN_FLIGHT` bytes waiting): each to its own key, or, for a
+tile with a ``shard``, all as the members of one tar (:mod:`.shards`). Local outputs are
+written with ``O_DIRECT`` (:mod:`.direct`): through the page cache, page allocation was
+most of a TPF's cost on local disk.
 
 A target that cannot be cut is a result row (``off_footprint`` when its exact box misses
-the image; ``failed`` otherwise), never an exception; unreadable cubes and storage
+the image, an OutsideCubeError; ``failed`` for any other InputError), never an exception; unreadable cubes and storage
 failures raise, so that the caller (a Step Functions retrier) can try the run again.
 """
 from __future__ import annotations
@@ -26,6 +25,7 @@ import functools
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Callable, Iterable
 
@@ -33,23 +33,26 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 
 from ..cube.index import CubeIndex
-from ..cutout.geometry import Box, cutout_box, ffi_wcs
+from ..cutout.geometry import Box
+from ..cutout.identity import set_identity
 from ..cutout.metadata import invalidate, load_index
-from ..cutout.reader import Chunks, Threads, fill_box, merged_spans, open_cube, read_chunks, span_bytes
-from ..cutout.identity import Identity, set_identity
-from ..cutout.tpf import tpf_bytes
-from ..errors import CoordinateError, CutoutSizeError, InputError, OutsideCubeError
+from ..cutout.pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
+from ..cutout.reader import Threads, merged_spans, open_cube, span_bytes
+from ..errors import InputError, OutsideCubeError
 from ..storage import Location, RangeSource, ReadStats, StaleObjectError
 from ..storage import put_bytes_fast as put_output
-from .plan import FAILED, OFF_FOOTPRINT, WRITTEN
+from .plan import FAILED, OFF_FOOTPRINT, WRITTEN, Placement, Tile, result_row
 from .shards import TarShard, write_shard
-from .targets import Target
 
 #: Concurrent TPF uploads per worker (they wait on the network or disk while the next TPF is built).
 UPLOAD_THREADS = 8
 #: Bytes of built TPFs (or shards) a worker holds while they wait to be written: beyond
 #: it, building waits for the oldest write (about 50 TPFs of 11x11 x 1,000 frames).
 BYTES_IN_FLIGHT = 128 << 20
+#: TPF pixel bytes cut at once (one pipeline call): a batch's rows are read while the
+#: previous batch's files are written, so a worker holds about two batches' files and
+#: :data:`BYTES_IN_FLIGHT` (at most the two tiles' pixels, 480 MB, it held before).
+BATCH_BYTES = 128 << 20
 
 OnTarget = Callable[[dict], None]
 
@@ -120,13 +123,14 @@ class SpanCache:
 
 def run_tiles(tiles: Iterable[dict], *, threads: Threads = "auto", stats: ReadStats | None = None,
               on_target: OnTarget | None = None) -> dict[str, list[dict]]:
-    """Cut every target of ``tiles`` (plan items, in order) and write its TPF to its key.
+    """Cut every target of ``tiles`` (plan items as JSON, :meth:`.plan.Tile.to_json`, in
+    order) and write its TPF to its key.
 
     Returns the result rows per tile id, in target order. ``on_target`` is called with each
     row as it is known; ``stats`` counts the cube reads.
     """
     results: dict[str, list[dict]] = {}
-    for cube, grouped in groupby(tiles, key=lambda tile: tile["cube"]):
+    for cube, grouped in groupby((Tile.from_json(tile) for tile in tiles), key=lambda tile: tile.cube):
         group = list(grouped)
         location = Location.parse(cube)
         try:
@@ -138,83 +142,118 @@ def run_tiles(tiles: Iterable[dict], *, threads: Threads = "auto", stats: ReadSt
     return results
 
 
-def _run_cube(location: Location, index: CubeIndex, tiles: list[dict], threads: Threads,
+@dataclass(frozen=True)
+class _Cut:
+    """One placement of a tile, where it falls: its box, or why it has none."""
+
+    placement: Placement
+    coord: SkyCoord
+    box: Box | InputError
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Placements of one tile cut in one pipeline call: their numbers in the tile, boxes, targets."""
+
+    tile: int
+    members: list[int]
+    boxes: list[Box]
+    coords: list[SkyCoord]
+
+
+def _batches(cuts: list[list[_Cut]], nt: int) -> list[_Batch]:
+    """The cuttable placements of the run in batches, in order, each at most
+    :data:`BATCH_BYTES` of TPF pixels (or one TPF)."""
+    batches: list[_Batch] = []
+    for number, tile_cuts in enumerate(cuts):
+        batch, size = _Batch(number, [], [], []), 0
+        for i, cut in enumerate(tile_cuts):
+            if not isinstance(cut.box, Box):
+                continue
+            cost = cut.box.nx * cut.box.ny * nt * TPF_BYTES_PER_PIXEL
+            if batch.members and size + cost > BATCH_BYTES:
+                batches.append(batch)
+                batch, size = _Batch(number, [], [], []), 0
+            batch.members.append(i)
+            batch.boxes.append(cut.box)
+            batch.coords.append(cut.coord)
+            size += cost
+        if batch.members:
+            batches.append(batch)
+    return batches
+
+
+def _run_cube(location: Location, index: CubeIndex, tiles: list[Tile], threads: Threads,
               stats: ReadStats | None, on_target: OnTarget | None) -> dict[str, list[dict]]:
-    wcs = ffi_wcs(index)
-    work: list[list[tuple[Target, str, SkyCoord, Box | None, str]]] = []
-    everyone = [t for tile in tiles for t in tile["targets"]]
-    coords = iter(SkyCoord([t[2] for t in everyone], [t[3] for t in everyone], unit="deg")) if everyone else iter(())
-    for tile in tiles:
-        items = []
-        for row, name, ra, dec, nx, ny, key, *identity in tile["targets"]:
-            target = Target(row, name, ra, dec, (nx, ny), Identity(*identity))
-            coord = next(coords)  # one SkyCoord of all, indexed: a sixth of the CPU of one each
-            try:
-                box, error = cutout_box(wcs, coord, (nx, ny), image_shape=(index.nrows, index.ncols),
-                                        cube_name=location.name), ""
-            except (OutsideCubeError, CutoutSizeError, CoordinateError) as exc:
-                box, error = None, f"{type(exc).__name__}: {exc}"
-            items.append((target, key, coord, box, error))
-        work.append(items)
-    boxes = [box for items in work for _, _, _, box, _ in items if box is not None]
-    cache = SpanCache(open_cube(location, index, stats),
-                      [(*span_bytes(index, span), span.y) for span in merged_spans(index, boxes)])
-    # The lowest box row any later tile needs: rows below it can be forgotten.
-    needed_from = [min((b.y0 for _, _, _, b, _ in items if b is not None), default=index.nrows)
-                   for items in work]
-    for i in range(len(needed_from) - 2, -1, -1):
-        needed_from[i] = min(needed_from[i], needed_from[i + 1])
+    everyone = [p for tile in tiles for p in tile.placements]
+    coords = list(SkyCoord([p.target.ra for p in everyone], [p.target.dec for p in everyone], unit="deg")
+                  if everyone else [])  # one SkyCoord of all, indexed: a sixth of the CPU of one each
+    boxes = iter(target_boxes(index, coords, [p.target.size for p in everyone], location.name))
+    positions = iter(coords)
+    cuts = [[_Cut(p, next(positions), next(boxes)) for p in tile.placements] for tile in tiles]
+    batches = _batches(cuts, index.nt)
+    cache = SpanCache(open_cube(location, index, stats), [(*span_bytes(index, span), span.y) for span in
+                                                          merged_spans(index, [b for x in batches for b in x.boxes])])
+    # Per batch: the lowest box row it or any later batch needs (rows below can be forgotten).
+    needed_from = [min(box.y0 for box in batch.boxes) for batch in batches] + [index.nrows]
+    for b in range(len(batches) - 1, -1, -1):
+        needed_from[b] = min(needed_from[b], needed_from[b + 1])
     results: dict[str, list[dict]] = {}
     writes = _Writes(on_target, results)
     buffers = Buffers()
 
-    def read(number: int) -> Chunks:
-        return read_chunks(cache, index, [box for _, _, _, box, _ in work[number] if box is not None], threads)
+    def start(b: int) -> Callable[[], list[bytearray | InputError]] | None:
+        if b == len(batches):
+            return None
+        return start_tpfs(cache, index, batches[b].boxes, batches[b].coords, threads, allocate=buffers.take)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cubecut-bulk-read") as reader, \
-            ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="cubecut-bulk-put") as uploads:
-        next_read = reader.submit(read, 0)
-        for number, (tile, items) in enumerate(zip(tiles, work)):
-            chunks = next_read.result()
-            cache.forget_rows_below(needed_from[number + 1] if number + 1 < len(work) else index.nrows)
-            if number + 1 < len(work):  # the next tile's pixels arrive while this one is built
-                next_read = reader.submit(read, number + 1)
-            pending: list[tuple[dict, Future | None]] = []
-            shard = TarShard() if tile.get("shard") else None
-            for target, key, coord, box, error in items:
-                row = {"row": target.row, "id": target.id, "ra": target.ra, "dec": target.dec,
-                       "cube": location.url, "status": WRITTEN, "key": key, "member": "", "error": ""}
-                if shard is not None:  # key is the member's name
-                    row.update(key=tile["shard"], member=key)
-                if box is None:
-                    row.update(status=OFF_FOOTPRINT if error.startswith("OutsideCubeError") else FAILED,
-                               key="", member="", error=error)
-                    pending.append((row, None))
-                    continue
-                def fill(flux: np.ndarray, err: np.ndarray, box: Box = box, chunks: Chunks = chunks) -> None:
-                    fill_box(index, box, chunks, flux, err)
-
-                try:
-                    data = tpf_bytes(index, box, fill, coord, allocate=buffers.take)
-                    set_identity(data, target.identity)
-                except InputError as exc:
-                    row.update(status=FAILED, key="", member="", error=f"{type(exc).__name__}: {exc}")
-                    pending.append((row, None))
-                    continue
-                if shard is not None:
-                    shard.add(key, data)  # a copy: the buffer is free at once
-                    buffers.give(data)
-                    pending.append((row, None))
-                else:
-                    written = writes.submit(uploads, len(data), put_output, key, data, "application/fits")
-                    written.add_done_callback(functools.partial(_give_back, buffers, data))
-                    pending.append((row, written))
-            if shard is not None and shard.members:
-                written = writes.submit(uploads, shard.size, write_shard, tile["shard"], shard)
-                pending = [(row, written if row["member"] else None) for row, _ in pending]
-            writes.tile_done(tile["tile"], pending)
+    pending, b = start(0), 0
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="cubecut-bulk-put") as uploads:
+        for number, (tile, tile_cuts) in enumerate(zip(tiles, cuts)):
+            files: dict[int, bytearray | InputError] = {}
+            while b < len(batches) and batches[b].tile == number:
+                assert pending is not None  # started for every batch
+                files.update(zip(batches[b].members, pending()))
+                cache.forget_rows_below(needed_from[b + 1])
+                b += 1
+                pending = start(b)  # its rows are read while this one is written
+            writes.tile_done(tile.tile, _write_tile(location, tile, tile_cuts, files, writes, uploads, buffers))
         writes.drain()
     return results
+
+
+def _write_tile(location: Location, tile: Tile, cuts: list[_Cut], files: dict[int, bytearray | InputError],
+                writes: "_Writes", uploads: ThreadPoolExecutor, buffers: Buffers) -> list[tuple[dict, Future | None]]:
+    """Write a tile's TPFs (each to its key, or all to the tile's shard); its result rows,
+    in target order, with the write each waits for (None: nothing to write)."""
+    pending: list[tuple[dict, Future | None]] = []
+    shard = TarShard() if tile.shard else None
+    for i, cut in enumerate(cuts):
+        target, key = cut.placement.target, cut.placement.key
+        data = files[i] if isinstance(cut.box, Box) else cut.box
+        if isinstance(data, bytearray):
+            try:
+                set_identity(data, target.identity)
+            except InputError as exc:
+                buffers.give(data)
+                data = exc
+        if isinstance(data, InputError):
+            status = OFF_FOOTPRINT if isinstance(data, OutsideCubeError) else FAILED
+            pending.append((result_row(target, status, cube=location.url, error=f"{type(data).__name__}: {data}"),
+                            None))
+            continue
+        if shard is not None:  # key is the member's name
+            shard.add(key, data)  # a copy: the buffer is free at once
+            buffers.give(data)
+            pending.append((result_row(target, WRITTEN, cube=location.url, key=tile.shard or "", member=key), None))
+        else:
+            written = writes.submit(uploads, len(data), put_output, key, data, "application/fits")
+            written.add_done_callback(functools.partial(_give_back, buffers, data))
+            pending.append((result_row(target, WRITTEN, cube=location.url, key=key), written))
+    if shard is not None and shard.members:
+        written = writes.submit(uploads, shard.size, write_shard, tile.shard, shard)
+        pending = [(row, written if row["member"] else None) for row, _ in pending]
+    return pending
 
 
 def _give_back(buffers: Buffers, data: bytearray, _written: Future) -> None:

@@ -1,27 +1,27 @@
-"""Cutouts end to end: index -> boxes -> shared byte-range reads -> TPF files (-> HDULists)."""
+"""Cutouts end to end: index -> :mod:`.pipeline` (boxes -> spans -> reads -> drafts -> TPF files) -> HDULists
+or written files."""
 from __future__ import annotations
 
 import dataclasses
 import io
 import os
-import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError, OversizedCutoutWarning
-from ..reads import in_background
-from ..storage import Location, ReadStats, StaleObjectError, carrying_deadlines, put_bytes, writable, writable_folder
-from .geometry import Box, CoordInput, SizeInput, cutout_box, ffi_wcs, parse_coordinates, parse_size, size_label
+from ..concurrency import in_background
+from ..reads import concurrently
+from ..storage import Location, ReadStats, StaleObjectError, put_bytes, writable, writable_folder
+from .geometry import CoordInput, SizeInput, parse_coordinates, parse_size, size_label
 from .metadata import cached, invalidate, load_index
-from .reader import Span, Threads, fill_off_image, fill_row, open_cube, start_chunks
-from .tpf import TPFDraft, tpf_draft, tpf_filename
+from .pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
+from .reader import Threads, open_cube
+from .tpf import tpf_filename
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,99 +152,20 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
              stats: ReadStats | None) -> list[TPFFile]:
     if product is not None and product.upper() != index.product:
         raise NotACubeError(f"{location.url} is a {index.product} cube, not {product.upper()}")
-    wcs = ffi_wcs(index)
-    boxes = [cutout_box(wcs, c, size, image_shape=(index.nrows, index.ncols), cube_name=location.name)
-             for c in coords]
+    boxes = []
+    for box in target_boxes(index, coords, [size] * len(coords), location.name):
+        if isinstance(box, Exception):
+            raise box
+        boxes.append(box)
     _warn_oversized(location, index, boxes)
-    files = _Assembly(index, boxes)
-    rows = start_chunks(open_cube(location, index, stats), index, boxes, threads, files.arrived)
-    for i, (box, coord) in enumerate(zip(boxes, coords)):  # while the rows cross the network
-        files.add(i, tpf_draft(index, box, coord))
-    rows()  # every row read and copied into its files
-
-    def build(i: int) -> TPFFile:
-        name = tpf_filename(location.name, coords[i].ra.deg, coords[i].dec.deg, *labels)
-        return TPFFile(name, files.finish(i), boxes[i].nx, boxes[i].ny, index.nt)
-
-    return _map(build, range(len(coords)), threads)
-
-
-class _Assembly:
-    """The TPFs of one call, laid out while their rows are read: each row's pixels go into
-    the drafts that need them as soon as the row arrives (on its reading thread), with the
-    sum of their words for the DATASUM, so that what is left when the last row is in is
-    the checksums. A row that arrives before all its files' drafts exist is held until
-    they do (:meth:`add` copies it); a row is released once every file it serves has it,
-    so a call holds its files and the rows not yet copied, never every row it read."""
-
-    def __init__(self, index: CubeIndex, boxes: list[Box]) -> None:
-        self._index, self._boxes = index, boxes
-        self._parts = [box.overlap(index.ncols, index.nrows) for box in boxes]
-        self._drafts: list[TPFDraft | None] = [None] * len(boxes)
-        #: Per box: sums of the big-endian words of its FLUX/FLUX_ERR values written so far.
-        self._words: list[list[int]] = [[] for _ in boxes]
-        self._lock = threading.Lock()
-        #: Rows read before some of their boxes' drafts existed: span -> (chunk, those boxes).
-        self._held: dict[Span, tuple[np.ndarray, set[int]]] = {}
-        #: Per cube row: the boxes with a part on it, and that part.
-        self._by_row: dict[int, list[tuple[int, Box]]] = {}
-        for i, part in enumerate(self._parts):
-            if part is not None:
-                for y in range(part.y0, part.y1):
-                    self._by_row.setdefault(y, []).append((i, part))
-
-    def _served(self, span: Span) -> list[int]:
-        """The boxes whose part of row ``span.y`` lies in ``span``."""
-        return [i for i, part in self._by_row.get(span.y, ()) if span.x0 <= part.x0 and part.x1 <= span.x1]
-
-    def add(self, i: int, draft: TPFDraft) -> None:
-        """Box ``i``'s draft, ready for its rows; the rows already read are copied into it."""
-        box = self._boxes[i]
-        part = fill_off_image(self._index, box, *draft.pixels)
-        if part != box:  # every pixel is NaN now; the rows overwrite the ones on the image
-            off_image = (box.nx * box.ny - (part.nx * part.ny if part is not None else 0)) * self._index.nt
-            self._words[i].append(off_image * sum(int(a.view(">u4")[0, 0, 0]) for a in draft.pixels))
-        with self._lock:
-            self._drafts[i] = draft
-            ready = []
-            for span, (chunk, waiting) in list(self._held.items()):
-                if i in waiting:
-                    ready.append((span, chunk))
-                    waiting.discard(i)
-                    if not waiting:
-                        del self._held[span]
-        for span, chunk in ready:
-            self._copy(i, draft, span, chunk)
-
-    def arrived(self, span: Span, chunk: np.ndarray) -> None:
-        """Copy a row just read into the drafts (already made) of the boxes it serves and
-        hold it for the others."""
-        with self._lock:
-            served = self._served(span)
-            ready = [(i, draft) for i in served if (draft := self._drafts[i]) is not None]
-            waiting = {i for i in served if self._drafts[i] is None}
-            if waiting:
-                self._held[span] = (chunk, waiting)
-        for i, draft in ready:
-            self._copy(i, draft, span, chunk)
-
-    def finish(self, i: int) -> bytearray:
-        """Box ``i``'s file, once every row is read and copied: its checksums."""
-        draft = self._drafts[i]
-        assert draft is not None and not self._held  # every draft was added before the reads were awaited
-        return draft.finish(pixel_words=sum(self._words[i]))
-
-    def _copy(self, i: int, draft: TPFDraft, span: Span, chunk: np.ndarray) -> None:
-        part = self._parts[i]
-        assert part is not None  # only boxes on the image have rows
-        fill_row(self._index, self._boxes[i], span, chunk, *draft.pixels)
-        # The words written: the row's flux (and error) values; a 1-plane cube's errors are 0.
-        values = chunk[part.x0 - span.x0:part.x1 - span.x0]
-        self._words[i].append(int(values.view(">u4").sum(dtype=np.uint64)))
-
-
-#: Bytes per pixel and frame of a TPF: RAW_CNTS (int32) and four float32 image columns.
-TPF_BYTES_PER_PIXEL = 20
+    files = start_tpfs(open_cube(location, index, stats), index, boxes, coords, threads)()
+    tpfs = []
+    for coord, box, data in zip(coords, boxes, files):
+        if isinstance(data, Exception):
+            raise data
+        name = tpf_filename(location.name, coord.ra.deg, coord.dec.deg, *labels)
+        tpfs.append(TPFFile(name, data, box.nx, box.ny, index.nt))
+    return tpfs
 
 
 def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
@@ -270,14 +191,4 @@ def _write_all(files: list[TPFFile], output_dir: str | os.PathLike[str], threads
         put_bytes(target, file.data, content_type="application/fits")
         return target.url
 
-    return _map(write, files, threads)
-
-
-def _map(function, items, threads: Threads) -> list:
-    """``function`` over ``items``, on CPU-count threads unless ``threads == 1``."""
-    items = list(items)
-    workers = 1 if threads == 1 else min(len(items), os.cpu_count() or 1)
-    if workers <= 1:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cubecut-tpf") as pool:
-        return list(pool.map(carrying_deadlines(function), items))
+    return concurrently(write, files, threads)

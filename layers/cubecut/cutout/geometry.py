@@ -78,17 +78,21 @@ def ffi_wcs(index: CubeIndex) -> WCS:
     (malformed or missing keywords, a singular matrix, not celestial, or the image centre
     maps to no sky position).
     """
-    return _thread_wcs(index.wcs_header, index.ncols, index.nrows, index.wcs_row, threading.get_ident())
+    parsed = _checked_wcs(index.wcs_header, index.ncols, index.nrows, index.wcs_row)
+    copies = getattr(_thread, "copies", None)
+    if copies is None:
+        copies = _thread.copies = weakref.WeakKeyDictionary()
+    wcs = copies.get(parsed)
+    if wcs is None:
+        with _copy_lock:  # the parsed WCS is only ever read, and by one copy at a time
+            wcs = copies[parsed] = parsed.deepcopy()
+    return wcs
 
 
+#: Per thread: ``copies``, the thread's copy of each parsed WCS (an entry goes when its
+#: parsed WCS leaves the parse cache and is collected).
+_thread = threading.local()
 _copy_lock = threading.Lock()
-
-
-@functools.lru_cache(maxsize=64)
-def _thread_wcs(header_text: str, ncols: int, nrows: int, row: int, _thread: int) -> WCS:
-    parsed = _checked_wcs(header_text, ncols, nrows, row)
-    with _copy_lock:  # the parsed WCS is only ever read, and by one copy at a time
-        return parsed.deepcopy()
 
 
 @functools.lru_cache(maxsize=64)
@@ -191,8 +195,7 @@ def _assembled_wcs(sip: Sip, wcsprm: Wcsprm, naxis: list[int]) -> WCS | None:
 
 
 def forget_wcs() -> None:
-    """Drop every parsed FFI WCS (and its per-thread copies)."""
-    _thread_wcs.cache_clear()
+    """Drop every parsed FFI WCS (and so its per-thread copies)."""
     _checked_wcs.cache_clear()
 
 

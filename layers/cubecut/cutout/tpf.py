@@ -7,7 +7,7 @@ every cutout of a cube shares come from the cube's template (:mod:`.tpf_template
 the target's cards (position, box size, WCS) are rendered per cutout, the pixels are
 written big-endian into their final place, and the checksums are vectorised
 (:mod:`cubecut.fitswrite`). :class:`TPFDraft` is the file laid out but for its pixels; it
-owns the file's checksum arithmetic.
+owns the file's checksum arithmetic (:mod:`.pipeline` fills drafts row by row).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from .. import fitswrite
 from ..cube.index import CubeIndex
 from ..fitsio import CARD, padded
 from .geometry import Box, cutout_wcs, ffi_wcs, fit_linear_wcs
+from .reader import Span, fill_off_image, fill_row
 from .tpf_reference import check_shapes, row_dtype, target_values
 from .tpf_template import Template, template_for
 
@@ -79,28 +80,53 @@ class TPFDraft:
     part that needs no pixel (headers, the cube-wide columns, APERTURE, the checksums of
     HDUs 0 and 2: most of the work) is done while the cutout's rows are being read.
 
-    The pixels go into :attr:`pixels`; :meth:`finish` then writes the PIXELS checksums, and
-    the file is the one :func:`tpf_bytes` gives.
+    The pixels go in through :meth:`fill_off_image` and :meth:`fill_row` (from any thread,
+    rows in any order), which also keep the sum of the words they write, so that
+    :meth:`finish` writes the PIXELS checksums without reading the pixels again; the file
+    is the one :func:`tpf_bytes` gives.
     """
 
-    def __init__(self, template: Template, box: Box, buffer: bytearray, table: np.ndarray, images: list[str],
-                 offset: int, when: str) -> None:
-        self._template, self._box, self._buffer, self._table = template, box, buffer, table
+    def __init__(self, index: CubeIndex, template: Template, box: Box, buffer: bytearray, table: np.ndarray,
+                 images: list[str], offset: int, when: str) -> None:
+        self._index, self._template, self._box, self._buffer, self._table = index, template, box, buffer, table
         self._images, self._offset, self._when = images, offset, when
         #: The FLUX and FLUX_ERR columns, ``(nt, ny, nx)`` big-endian float32 views into the file.
         self.pixels: tuple[np.ndarray, np.ndarray] = (table["FLUX"], table["FLUX_ERR"])
+        #: Sums of the big-endian words of the FLUX/FLUX_ERR values written so far (appended
+        #: from the reading threads; ``list.append`` is atomic).
+        self._words: list[int] = []
 
-    def finish(self, fill: Callable[[np.ndarray, np.ndarray], None] | None = None, *,
-               pixel_words: int | None = None) -> bytearray:
-        """The file, once ``fill(flux, flux_err)`` (if given) has written the pixels into
-        :attr:`pixels` (as for :func:`tpf_bytes`).
+    @property
+    def box(self) -> Box:
+        return self._box
 
-        ``pixel_words``, when the caller knows it (e.g. summed row by row as the rows
-        came), is the sum of the big-endian 32-bit words of FLUX and FLUX_ERR as written:
-        the pixels are then not read again for the DATASUM.
-        """
+    def fill_off_image(self) -> Box | None:
+        """Write NaN to the pixels off the image; returns the box's part on the image
+        (None if none), whose rows :meth:`fill_row` writes."""
+        box, nt = self._box, self._index.nt
+        part = fill_off_image(self._index, box, *self.pixels)
+        if part != box:  # every pixel is NaN now; the rows overwrite the ones on the image
+            off_image = (box.nx * box.ny - (part.nx * part.ny if part is not None else 0)) * nt
+            self._words.append(off_image * sum(int(a.view(">u4")[0, 0, 0]) for a in self.pixels))
+        return part
+
+    def fill_row(self, span: Span, chunk: np.ndarray) -> None:
+        """Write cube row ``span.y``'s pixels of the box from ``chunk`` (the big-endian values
+        of ``span``, as :func:`.reader.start_chunks` gives them)."""
+        part = self._box.overlap(self._index.ncols, self._index.nrows)
+        fill_row(self._index, self._box, span, chunk, *self.pixels)
+        assert part is not None  # fill_row raised otherwise
+        # The words written: the row's flux (and error) values; a 1-plane cube's errors are 0.
+        self._words.append(int(chunk[part.x0 - span.x0:part.x1 - span.x0].view(">u4").sum(dtype=np.uint64)))
+
+    def finish(self, fill: Callable[[np.ndarray, np.ndarray], None] | None = None) -> bytearray:
+        """The file, with its PIXELS checksums: the pixels are what :meth:`fill_off_image`
+        and :meth:`fill_row` wrote (zeros elsewhere), or, when ``fill`` is given, what
+        ``fill(flux, flux_err)`` writes into :attr:`pixels` (as for :func:`tpf_bytes`)."""
+        pixel_words: int | None = sum(self._words)
         if fill is not None:
             fill(*self.pixels)
+            pixel_words = None  # written by the caller: summed from the table
         header = self._template.headers[1]
         fitswrite.write_hdu(self._buffer, self._offset, self._images, checksum_card=header.checksum,
                             datasum_card=header.datasum, data_bytes=self._table.nbytes, when=self._when,
@@ -136,7 +162,7 @@ def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | N
         header = template.headers[number]
         fitswrite.write_hdu(buf, offsets[number], headers[number], checksum_card=header.checksum,
                             datasum_card=header.datasum, data_bytes=sizes[number], when=when)
-    return TPFDraft(template, box, buf, table, headers[1], offsets[1], when)
+    return TPFDraft(index, template, box, buf, table, headers[1], offsets[1], when)
 
 
 def _table_datasum(template: Template, table: np.ndarray, box: Box, pixel_words: int | None = None) -> int | None:
