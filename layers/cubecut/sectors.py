@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.io import fits
 
-    from .cutout.geometry import CoordInput, SizeInput
+    from .cutout.geometry import CoordInput
+    from .cutout.size import SizeInput
     from .cutout.reader import Threads
 
 _PRODUCTS = ("SPOC", "TICA")
@@ -189,7 +190,7 @@ def _radius_deg(size: SizeInput | None) -> float:
         return 0.0
     import astropy.units as u
 
-    from .cutout.geometry import parse_size
+    from .cutout.size import parse_size
 
     extents = []
     for extent in parse_size(size):

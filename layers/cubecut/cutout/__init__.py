@@ -15,8 +15,8 @@ from typing import Any
 #: Public name -> the module that defines it.
 _HOMES = {
     **dict.fromkeys(("TPFFile", "cutout", "cutout_files"), "engine"),
-    **dict.fromkeys(("MAX_CUTOUT_PIXELS", "Box", "cutout_box", "ffi_wcs", "parse_coordinates", "parse_size"),
-                    "geometry"),
+    **dict.fromkeys(("MAX_CUTOUT_PIXELS", "Box", "cutout_box", "ffi_wcs", "parse_coordinates"), "geometry"),
+    **dict.fromkeys(("parse_size", "parse_size_text"), "size"),
     **dict.fromkeys(("clear_cache", "invalidate", "load_index"), "metadata"),
     **dict.fromkeys(("fill_box", "read_box", "read_boxes", "read_chunks"), "reader"),
     **dict.fromkeys(("build_tpf", "fit_linear_wcs", "reference_tpf", "tpf_bytes", "tpf_filename"), "tpf"),
