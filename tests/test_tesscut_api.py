@@ -610,7 +610,7 @@ def test_resolver_resolves_positions_and_nothing_else():
 
 def test_one_broken_sidecar_does_not_take_the_catalog_down(tmp_path):
     """A corrupt index or an unusable WCS hides that cube only; the others still answer."""
-    from cubecut.tesscut.catalog import CubeCatalog
+    from cubecut.cube.catalog import CubeCatalog
     from cubecut.cube.index import CubeIndex
     from cubecut.ingest.run import ingest
     from cubecut.synth import make_sector, star_catalog

@@ -31,7 +31,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 from astropy.coordinates import SkyCoord
 
-from ..tesscut.catalog import _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
+from ..cube.catalog import MAX_CENTRE_SEPARATION_DEG as _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
 from ..cutout.geometry import MAX_CUTOUT_PIXELS
 from ..cutout.metadata import load_index
 from ..cutout.tpf import tpf_filename

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..cutout.size import Size, normalised_size
 from ..storage import ReadStats
-from .catalog import CubeCatalog, CubeEntry
+from ..cube.catalog import CubeCatalog, CubeEntry
 from .jsontext import load_json
 from .service import CubeWork, CutoutService, Delivery, Member, cube_version, hdul_bytes
 from .protocol import RESULT_FORMAT, TesscutRequestError, sector_entry, sector_name

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ..cube.index import INDEX_SUFFIX, CubeIndex
-from ..cube.sidecar import describes, read_sidecar
+from .index import INDEX_SUFFIX, CubeIndex
+from .sidecar import describes, read_sidecar
 from ..errors import NotACubeError, StorageError
 from ..storage import Location, carrying_deadlines, list_etags
-from .protocol import sector_name
+from ..tesscut.protocol import sector_name
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
     from astropy.coordinates import SkyCoord
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 #: TESS's field of view per CCD is ~12 deg across; beyond this separation from a CCD's
 #: centre a position cannot be on it (and TAN projections stop being meaningful).
-_MAX_CENTRE_SEPARATION_DEG = 15.0
+MAX_CENTRE_SEPARATION_DEG = 15.0
 
 
 @dataclass
@@ -81,7 +81,7 @@ class CubeEntry:
             centre = self.centre
         except NotACubeError:  # an unusable WCS covers nothing; other cubes still answer
             return False
-        if coord.separation(centre).deg > _MAX_CENTRE_SEPARATION_DEG + radius_deg:
+        if coord.separation(centre).deg > MAX_CENTRE_SEPARATION_DEG + radius_deg:
             return False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
