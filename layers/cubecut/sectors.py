@@ -225,7 +225,7 @@ def _covering_cubes(coords: list[SkyCoord], size: SizeInput, located: list[tuple
     ``named`` (found by a glob, prefix or footprint table) that cannot be read as cubes are
     skipped with a :class:`NotACubeWarning`, named ones raise."""
     from .cutout.geometry import cutout_box, ffi_wcs
-    from .cutout.metadata import load_index
+    from .cube.index_cache import load_index
     from .errors import NotACubeError, OutsideCubeError
 
     chosen = []

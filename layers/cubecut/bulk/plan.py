@@ -33,7 +33,7 @@ from astropy.coordinates import SkyCoord
 
 from ..cube.catalog import MAX_CENTRE_SEPARATION_DEG as _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
 from ..cutout.geometry import MAX_CUTOUT_PIXELS
-from ..cutout.metadata import load_index
+from ..cube.index_cache import load_index
 from ..cutout.tpf import tpf_filename
 from ..errors import BulkCapError, CatalogError, InputError, NotACubeError
 from ..storage import Location, list_objects

@@ -34,7 +34,7 @@ from astropy.coordinates import SkyCoord
 
 from ..cube.index import CubeIndex
 from ..cutout.geometry import Box, cutout_box, ffi_wcs
-from ..cutout.metadata import invalidate, load_index
+from ..cube.index_cache import invalidate, load_index
 from ..cutout.reader import Chunks, Threads, fill_box, merged_spans, open_cube, read_chunks, span_bytes
 from ..cutout.identity import Identity, set_identity
 from ..cutout.tpf import tpf_bytes

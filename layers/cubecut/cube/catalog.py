@@ -127,7 +127,7 @@ class CubeCatalog:
                      or self._entries[url].cube_etag != cube_etag]
             with ThreadPoolExecutor(max_workers=8) as pool:
                 loaded = list(pool.map(carrying_deadlines(_load_entry), stale, [listing[url][1] for url in stale]))
-            from ..cutout.metadata import remember  # astropy.io.fits: with the first listing
+            from ..cube.index_cache import remember  # astropy.io.fits: with the first listing
 
             for url, index in zip(stale, loaded):
                 if index is None:
@@ -194,7 +194,7 @@ def _load_entry(sidecar_url: str, cube_etag: str | None) -> CubeIndex | None:
     """The index of the cube beside ``sidecar_url``: its sidecar's if that describes the
     listed cube version ``cube_etag``, else rebuilt from the cube; None if neither can be
     read: one broken cube must not take the whole catalog (and every request) down."""
-    from ..cutout.metadata import index_from_cube
+    from ..cube.index_cache import index_from_cube
 
     cube = Location.parse(sidecar_url[: -len(INDEX_SUFFIX)])
     try:

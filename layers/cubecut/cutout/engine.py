@@ -19,7 +19,7 @@ from ..errors import NotACubeError, OversizedCutoutWarning
 from ..reads import in_background
 from ..storage import Location, ReadStats, StaleObjectError, carrying_deadlines, put_bytes, writable, writable_folder
 from .geometry import Box, CoordInput, cutout_box, ffi_wcs, parse_coordinates
-from .metadata import cached, invalidate, load_index
+from ..cube.index_cache import cached, invalidate, load_index
 from .reader import Span, Threads, fill_off_image, fill_row, open_cube, start_chunks
 from .size import SizeInput, parse_size, size_label
 from .tpf import TPFDraft, tpf_draft, tpf_filename

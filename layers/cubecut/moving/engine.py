@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from astropy.io import fits
 
 from ..cutout.geometry import ffi_wcs
-from ..cutout.metadata import invalidate
+from ..cube.index_cache import invalidate
 from ..cutout.reader import open_cube
 from ..cutout.size import SizeInput
 from ..errors import OutsideCubeError
