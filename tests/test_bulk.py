@@ -20,7 +20,7 @@ import cubecut
 import cubecut.bulk
 from cubecut.bulk import Limits, plan_job, read_targets, run_job, run_tiles
 from cubecut.bulk.plan import cube_entries
-from cubecut.bulk.targets import parse_targets
+from cubecut.bulk.stars import parse_targets
 from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, load_index, tpf_filename
 from cubecut.cutout.reader import merged_spans, span_bytes
 from cubecut.errors import BulkCapError, CatalogError, InputError, ObjectNotFoundError
@@ -308,7 +308,7 @@ def test_results_csv_neutralises_spreadsheet_formulas(cube, tmp_path):
 
 
 def test_a_deeply_nested_ecsv_header_is_a_catalog_error():
-    from cubecut.bulk.targets import parse_targets
+    from cubecut.bulk.stars import parse_targets
     from cubecut.errors import CatalogError
 
     with pytest.raises(CatalogError, match="unreadable ECSV header"):

@@ -38,7 +38,7 @@ from ..cutout.tpf import tpf_filename
 from ..errors import BulkCapError, CatalogError, InputError, NotACubeError
 from ..storage import Location, list_objects
 from .shards import shard_members, shard_url
-from .targets import RowProblem, Target, TargetCatalog
+from .stars import RowProblem, Target, TargetCatalog
 
 #: Pixels added to each side of a box when deciding which cubes to try it on.
 MARGIN_PIXELS = 2.0

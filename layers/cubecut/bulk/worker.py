@@ -43,7 +43,7 @@ from ..storage import Location, RangeSource, ReadStats, StaleObjectError
 from .direct import put_output
 from .plan import FAILED, OFF_FOOTPRINT, WRITTEN
 from .shards import TarShard, write_shard
-from .targets import Target
+from .stars import Target
 
 #: Concurrent TPF uploads per worker (they wait on the network or disk while the next TPF is built).
 UPLOAD_THREADS = 8
