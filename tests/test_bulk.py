@@ -20,7 +20,7 @@ import cubecut
 import cubecut.bulk
 from cubecut.bulk import Limits, plan_job, read_targets, run_job, run_tiles
 from cubecut.bulk.plan import Tile, cube_entries
-from cubecut.bulk.targets import parse_targets
+from cubecut.bulk.stars import parse_targets
 from cubecut.cutout import clear_cache, cutout_box, ffi_wcs, load_index, tpf_filename
 from cubecut.cutout.reader import merged_spans, span_bytes
 from cubecut.errors import BulkCapError, CatalogError, InputError, ObjectNotFoundError
@@ -72,7 +72,7 @@ def test_catalog_rows_are_parsed_or_rejected_with_their_reason(cube):
     reasons = {p.id: p.reason for p in catalog.problems}
     assert reasons == {"nan-ra": "ra 'nan' is not finite", "text": "ra 'abc' is not a number",
                        "pole": "dec 91.0 is outside [-90, 90] degrees",
-                       "size0": "size '0' is not N or NXxNY with 1 <= N <= 1000 pixels",
+                       "size0": "size '0': cutout size must be positive and finite, got 0",
                        "short": "has 2 fields, the header has 4"}
     by_id = {t.id: t for t in catalog.targets}
     assert by_id["edge"].size == (7, 5) and by_id["t0"].size == (11, 11) and by_id["row21"].size == (9, 9)
@@ -310,7 +310,7 @@ def test_results_csv_neutralises_spreadsheet_formulas(cube, tmp_path):
 
 
 def test_a_deeply_nested_ecsv_header_is_a_catalog_error():
-    from cubecut.bulk.targets import parse_targets
+    from cubecut.bulk.stars import parse_targets
     from cubecut.errors import CatalogError
 
     with pytest.raises(CatalogError, match="unreadable ECSV header"):

@@ -12,7 +12,7 @@ import pytest
 from astropy.io import fits
 
 from cubecut.bulk import job, run_job
-from cubecut.bulk.targets import parse_targets
+from cubecut.bulk.stars import parse_targets
 from cubecut.cutout.identity import Identity, set_identity, ticid_of
 from cubecut.ingest.run import ingest
 from cubecut.synth import make_sector

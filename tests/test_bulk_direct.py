@@ -16,7 +16,7 @@ import cubecut.storage.files as direct
 import cubecut.bulk.worker as worker
 from cubecut.bulk import Limits, plan_job, run_job, run_tiles
 from cubecut.bulk.plan import cube_entries
-from cubecut.bulk.targets import parse_targets
+from cubecut.bulk.stars import parse_targets
 from cubecut.errors import StorageError
 
 from test_bulk import _same_tpf, catalog_text, cube, sky  # noqa: F401 - cube is a fixture used by name

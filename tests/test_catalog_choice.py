@@ -30,7 +30,7 @@ def test_two_cubes_of_one_ccd_are_served_as_one(tmp_path, caplog):
             ingest(ffis, f"s3://{stack.bucket}/{key}", workers=1)
         ra, dec = (float(v) for v in ffi_wcs(load_index(canonical)).all_pix2world([[50, 20]], 0)[0])
         query = urlencode({"ra": ra, "dec": dec, "y": 5, "x": 5})
-        with caplog.at_level(logging.WARNING, logger="cubecut.tesscut.catalog"):
+        with caplog.at_level(logging.WARNING, logger="cubecut.cube.catalog"):
             with urllib.request.urlopen(f"{stack.api_url}{TESSCUT}/sector?{query}", timeout=60) as response:
                 sectors = json.loads(response.read())["results"]
             with urllib.request.urlopen(f"{stack.api_url}{TESSCUT}/astrocut?{query}", timeout=60) as response:

@@ -21,7 +21,7 @@ from astropy.coordinates import SkyCoord
 
 import cubecut
 from cubecut import storage
-from cubecut.tesscut.catalog import CubeCatalog
+from cubecut.cube.catalog import CubeCatalog
 from cubecut.cube.sidecar import describes, read_sidecar
 from cubecut.cutout import clear_cache, ffi_wcs, load_index
 from cubecut.errors import ConcurrentWriteError, ConflictError, NoInputError, ObjectNotFoundError, UploadGoneError

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import shutil
 import threading
-import time
 import warnings
 import weakref
 from dataclasses import replace
@@ -379,21 +378,29 @@ def test_rows_are_released_once_copied_whichever_comes_first(cube: Path, index: 
     coords = SkyCoord([sky(index, 50.0, 50.0), sky(index, 53.0, 52.0), sky(index, 100.0, 20.0)])
     expected = [cutout(cube, c, 10, threads=1)[0] for c in coords]
     rows: list[weakref.ref] = []
-    read_rows, lock = threading.Event(), threading.Lock()
+    nrows = len(range(45, 57)) + len(range(15, 25))
+    # The order is forced by events, not sleeps: a wait that times out fails the test below
+    # instead of silently testing the other order on a loaded machine.
+    drafted, all_read, lock = threading.Event(), threading.Event(), threading.Lock()
+    waits: list[bool] = []
     real_range, real_draft, real_finish = reader.read_range, pipeline.tpf_draft, pipeline._Assembly.finish
 
     def read_range(*args, **kwargs):
         if first == "drafts":
-            time.sleep(0.05)
+            waits.append(drafted.wait(60))  # a draft is made before any row is read
         row = np.frombuffer(real_range(*args, **kwargs), dtype=np.uint8).copy()  # weakref-able, unlike bytes
         with lock:
             rows.append(weakref.ref(row))
+            if len(rows) == nrows:
+                all_read.set()
         return row
 
     def tpf_draft(*args, **kwargs):
         if first == "rows":
-            time.sleep(0.2)  # every row is in before the first draft
-        return real_draft(*args, **kwargs)
+            waits.append(all_read.wait(60))  # every row is in before the first draft
+        draft = real_draft(*args, **kwargs)
+        drafted.set()
+        return draft
 
     def finish(self, i):
         gc.collect()
@@ -406,7 +413,7 @@ def test_rows_are_released_once_copied_whichever_comes_first(cube: Path, index: 
     clear_cache()
     load_index(cube)
     got = cutout(cube, coords, 10, threads=8)
-    assert len(rows) == len(range(45, 57)) + len(range(15, 25))
+    assert len(rows) == nrows and waits and all(waits), f"the {first} did not come first"
     for ours, single in zip(got, expected):
         for column in ("FLUX", "FLUX_ERR"):
             np.testing.assert_array_equal(ours[1].data[column], single[1].data[column])

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from cubecut import storage
 from cubecut.cutout import Box, clear_cache, cutout, cutout_box, ffi_wcs, load_index, read_boxes
-from cubecut.cutout.metadata import FIRST_READ
+from cubecut.cube.index_cache import FIRST_READ
 from cubecut.errors import AccessDeniedError, NotACubeError, ObjectNotFoundError
 from cubecut.storage import ReadStats, open_source, put_bytes, translate_client_error
 from test_cutout import make_astrocut_cube, sky
@@ -120,6 +120,8 @@ def test_replaced_cube_is_detected_by_etag_and_reloaded(s3_cube: str, local_cube
     start = index.row_offset(20) + 20 * NT * 8
     data[start:start + 4] = np.array([-1.0], dtype=">f4").tobytes()  # pixel (20, 20), frame 0
     put_bytes(s3_cube, bytes(data))
+    stats = ReadStats()
+    assert load_index(s3_cube, stats) is index and stats.requests == 0  # keyed by URL; its ETag is checked at reads
     if with_sidecar:
         clear_cache()  # a cold process: it trusts the (stale) sidecar first
     after = cutout(s3_cube, coord, 3)[0][1].data["FLUX"]

@@ -127,7 +127,7 @@ def test_a_folder_as_one_cube_and_three_sizes(cube, capsys):
     with pytest.raises(ObjectNotFoundError, match="is a folder"):
         cubecut.cutout(cube.parent, f"{ra} {dec}", 3)
     assert main(["cutout", str(cube), "--ra", ra, "--dec", dec, "--size", "11", "11", "11"]) == 2
-    assert "--size takes NX or NX NY, got 3 values" in one_error_line(capsys)
+    assert "--size: cutout size must have 1 or 2 values, got 3" in one_error_line(capsys)
 
 
 def test_the_public_python_api_is_listed_typed_and_ingests_globs(cube, tmp_path):

@@ -367,11 +367,18 @@ def _small_cube(workdir: Path, seed: int) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-def test_cache_hit_makes_no_cube_reads_and_a_new_cube_etag_misses(tesscut_sky, tmp_path):
+def test_cache_hit_makes_no_cube_reads_and_a_new_cube_etag_misses(tesscut_sky, tmp_path, monkeypatch):
+    from cubecut.cube import catalog
+
     s3 = boto3.client("s3")
+    # This test's own catalog (new settings: a new service), listing again only when its clock
+    # is moved past the TTL; the other tests' catalog never sees the moved clock.
+    monkeypatch.setenv("CUBECUT_CATALOG_TTL", "60")
+    later = [0.0]
+    monkeypatch.setattr(catalog, "monotonic", lambda: time.monotonic() + later[0])
     try:
         ra, dec = _small_cube(tmp_path, seed=1)
-        time.sleep(1.2)  # the catalog re-lists the cube prefix every CUBECUT_CATALOG_TTL = 1 s
+        later[0] += 3600
         answers = []
         for _ in range(2):
             with CubeGetCounter() as gets:
@@ -386,7 +393,7 @@ def test_cache_hit_makes_no_cube_reads_and_a_new_cube_etag_misses(tesscut_sky, t
               f"hit: {h2['x-cubecut-reads']} reads ({gets2} cube GETs), identical {len(b2)} B")
 
         _small_cube(tmp_path, seed=2)  # re-ingested: new pixels, new ETag
-        time.sleep(1.2)
+        later[0] += 3600
         status, headers, body = astrocut(tesscut_sky, ra=ra, dec=dec, x=6, sector=62)
         assert status == 200 and headers["x-cubecut-cache"] == "miss" and body != b1
     finally:
@@ -610,7 +617,7 @@ def test_resolver_resolves_positions_and_nothing_else():
 
 def test_one_broken_sidecar_does_not_take_the_catalog_down(tmp_path):
     """A corrupt index or an unusable WCS hides that cube only; the others still answer."""
-    from cubecut.tesscut.catalog import CubeCatalog
+    from cubecut.cube.catalog import CubeCatalog
     from cubecut.cube.index import CubeIndex
     from cubecut.ingest.run import ingest
     from cubecut.synth import make_sector, star_catalog

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_anon, add_position, formatter, positions, size, threads
+from .common import add_anon, add_position, formatter, pixels, positions, size, threads
 
 
 def _cube_urls(items: list[str]) -> list[str]:
@@ -32,7 +32,7 @@ def _ephemeris(args: argparse.Namespace):
 def moving(args: argparse.Namespace) -> int:
     from cubecut.moving import moving_cutout
 
-    for path in moving_cutout(_cube_urls(args.cubes), _ephemeris(args), size(args.size), target=args.target,
+    for path in moving_cutout(_cube_urls(args.cubes), _ephemeris(args), pixels(args.size), target=args.target,
                               threads=args.threads, output_dir=args.out):
         print(path)
     return 0
@@ -111,7 +111,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                             epilog="example:\n  cubecut moving s3://bucket/cubes/ --ephemeris path.ecsv --size 15",
                             formatter_class=formatter())
     _ephemeris_options(p)
-    p.add_argument("--size", type=int, nargs="+", required=True, metavar="N", help="NX [NY] pixels")
+    p.add_argument("--size", nargs="+", required=True, metavar="N", help="NX [NY] whole pixels")
     p.add_argument("--out", default=".", help="folder (or s3:// prefix) for the TPFs")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent reads: auto or a number")
     add_anon(p)

@@ -13,15 +13,14 @@ from tqdm import tqdm
 
 from cubecut.errors import CubecutError, InputError
 
-from .common import formatter, size
+from .common import formatter, pixels
 
 #: Seconds between two looks at a state machine execution.
 POLL_SECONDS = 1.0
 
 
 def bulk(args: argparse.Namespace) -> int:
-    parsed = size(args.size)
-    nx, ny = (parsed, parsed) if isinstance(parsed, int) else parsed
+    nx, ny = pixels(args.size)
     prefix = None if args.cubes else (args.catalog_prefix or os.environ.get("CUBECUT_CUBES"))
     if not args.cubes and not prefix and args.stack is None:  # the state machine uses its stack's cubes
         raise InputError("give --cubes, or --catalog-prefix (or CUBECUT_CUBES) to use every cube containing "
@@ -128,7 +127,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--catalog-prefix", metavar="PREFIX",
                    help="without --cubes: use every cube under this prefix that contains a target "
                    "(default: $CUBECUT_CUBES; with --stack, the stack's cube prefix)")
-    p.add_argument("--size", type=int, nargs="+", default=[11], metavar="N",
+    p.add_argument("--size", nargs="+", default=["11"], metavar="N",
                    help="default cutout size in pixels: NX [NY] (default 11); a size column overrides it")
     p.add_argument("--workers", type=int, default=1, help="worker processes for a local run (default 1)")
     p.add_argument("--no-resume", action="store_true", help="cut every target again, even those already written")

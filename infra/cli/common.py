@@ -21,34 +21,29 @@ def threads(value: str) -> int | str:
     return number
 
 
-def size_value(text: str) -> float | int | object:
-    """One ``--size`` value: pixels (``11``, ``11.5``: rounded as astrocut rounds) or an
-    angle/pixel Quantity (``2arcmin``, ``30 arcsec``, ``0.1deg``, ``5pix``)."""
-    import astropy.units as u
-
-    try:
-        number = float(text)
-    except ValueError:
-        number = None
-    if number is not None:
-        return int(number) if number.is_integer() else number
-    try:
-        quantity = u.Quantity(text)
-    except (ValueError, TypeError):
-        raise argparse.ArgumentTypeError(f"{text!r} is neither pixels (11, 11.5) nor an angle "
-                                         "(2arcmin, 30arcsec, 0.1deg)") from None
-    if quantity.unit != u.pixel and quantity.unit.physical_type != "angle":
-        raise argparse.ArgumentTypeError(f"{text!r}: the unit {quantity.unit} is neither pixels nor an angle")
-    return quantity
-
-
-def size(values: list) -> object:
-    """``--size NX [NY]`` (columns, rows), each as :func:`size_value` reads it."""
+def size(values: list[str]) -> object:
+    """``--size NX [NY]`` (columns, rows): pixels (``11``, ``11.5``: rounded as astrocut
+    rounds) or angle/pixel Quantities (``2arcmin``, ``30 arcsec``, ``0.1deg``, ``5pix``), read
+    by :func:`cubecut.cutout.size.parse_size_text`; a bad size raises CutoutSizeError."""
+    from cubecut.cutout.size import parse_size_text
     from cubecut.errors import CutoutSizeError
 
-    if len(values) > 2:
-        raise CutoutSizeError(f"--size takes NX or NX NY, got {len(values)} values")
-    return values[0] if len(values) == 1 else (values[0], values[1])
+    try:
+        parsed = parse_size_text(values)
+    except CutoutSizeError as exc:
+        raise CutoutSizeError(f"--size: {exc}") from None
+    return parsed[0] if len(values) == 1 else parsed
+
+
+def pixels(values: list[str]) -> tuple[int, int]:
+    """``--size NX [NY]`` in whole pixels (bulk jobs, moving targets): ``(nx, ny)``."""
+    from cubecut.cutout.size import pixel_extents
+    from cubecut.errors import CutoutSizeError
+
+    try:
+        return pixel_extents(values)
+    except CutoutSizeError as exc:
+        raise CutoutSizeError(f"--size: {exc}") from None
 
 
 def block_progress(description: str, quiet: bool) -> tuple[tqdm, Callable[[int, int], None]]:
@@ -74,7 +69,7 @@ def add_position(parser: argparse.ArgumentParser, *, many: bool = False) -> None
     if many:
         parser.add_argument("--targets", metavar="FILE",
                             help="a file of positions, one 'RA DEC' per line (as --target; # comments)")
-    parser.add_argument("--size", type=size_value, nargs="+", required=True, metavar="N",
+    parser.add_argument("--size", nargs="+", required=True, metavar="N",
                         help="cutout size NX [NY] (columns, rows): pixels (11, 11.5) or an angle (2arcmin)")
 
 

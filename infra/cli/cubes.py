@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_anon, add_position, block_progress, formatter, positions, size, size_value, threads
+from .common import add_anon, add_position, block_progress, formatter, positions, size, threads
 
 
 def synth(args: argparse.Namespace) -> int:
@@ -219,7 +219,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                             formatter_class=formatter())
     p.add_argument("ra", type=float, help="right ascension in degrees (ICRS)")
     p.add_argument("dec", type=float, help="declination in degrees (ICRS)")
-    p.add_argument("--size", type=size_value, nargs="+", metavar="N",
+    p.add_argument("--size", nargs="+", metavar="N",
                    help="cutout size NX [NY]: pixels or an angle; sectors where such a cutout touches the "
                    "image are listed (default: the position itself)")
     p.add_argument("--cubes", nargs="+", metavar="CUBE",

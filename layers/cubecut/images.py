@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # Pillow, astropy.visualization, fficut and the cutout geomet
     from astropy.io import fits
     from PIL import Image, ImageDraw
 
-    from .cutout.geometry import CoordInput, SizeInput
+    from .cutout.geometry import CoordInput
+    from .cutout.size import SizeInput
     from .fficut import Extension
 
 #: Stretch names and their astropy.visualization classes.
@@ -139,7 +140,8 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
     fmt = img_format.lower().lstrip(".")
     if fmt not in FORMATS:
         raise ImageError(f"unknown image format {img_format!r}; expected png or jpg")
-    from .cutout.geometry import parse_coordinates, parse_size, size_label
+    from .cutout.geometry import parse_coordinates
+    from .cutout.size import parse_size, size_label
     from .cutout.tpf import tpf_filename
     from .fficut import cutout_images
 

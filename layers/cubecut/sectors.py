@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
     from astropy.io import fits
 
-    from .cutout.geometry import CoordInput, SizeInput
+    from .cutout.geometry import CoordInput
+    from .cutout.size import SizeInput
     from .cutout.reader import Threads
 
 _PRODUCTS = ("SPOC", "TICA")
@@ -189,7 +190,7 @@ def _radius_deg(size: SizeInput | None) -> float:
         return 0.0
     import astropy.units as u
 
-    from .cutout.geometry import parse_size
+    from .cutout.size import parse_size
 
     extents = []
     for extent in parse_size(size):
@@ -224,7 +225,7 @@ def _covering_cubes(coords: list[SkyCoord], size: SizeInput, located: list[tuple
     ``named`` (found by a glob, prefix or footprint table) that cannot be read as cubes are
     skipped with a :class:`NotACubeWarning`, named ones raise."""
     from .cutout.geometry import cutout_box, ffi_wcs
-    from .cutout.metadata import load_index
+    from .cube.index_cache import load_index
     from .errors import NotACubeError, OutsideCubeError
 
     chosen = []

@@ -9,26 +9,27 @@ whose message names the parameter (answered ``400``). Models then build the requ
 library takes (:meth:`CutoutParams.request` ...), so routes receive validated objects.
 
 Units and conventions: positions are ICRS degrees; sizes are ``x`` (columns) and ``y``
-(rows), in pixels unless ``units`` says otherwise.
+(rows), in pixels unless ``units`` says otherwise, every notation checked by the library's one
+size parser (:mod:`cubecut.cutout.size`).
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Mapping, Sequence, TypeAlias, get_origin
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 from pydantic_core import ErrorDetails
 
+from cubecut.cutout.size import UNITS, Size, parse_size, pixel_extents
 from cubecut.images import STRETCHES
 from cubecut.tesscut.moving import (MAX_EPHEMERIS_CHARS, MAX_NAME_CHARS, EphemerisNeededError, MovingRequest,
                                     MovingRequestError, parse_ephemeris)
 from cubecut.tesscut.names import MAX_TARGET_CHARS
-from cubecut.tesscut.protocol import (MAX_RADIUS_DEG, UNITS, CutoutRequest, SectorRequest, TesscutRequestError,
-                                      cutout_size, parse_radius, parse_sectors)
+from cubecut.tesscut.protocol import (MAX_RADIUS_DEG, CutoutRequest, SectorRequest, TesscutRequestError, parse_radius,
+                                      parse_sectors)
 from cubecut.tesscut.quicklook import FRAMES, QuicklookOptions
 
 if TYPE_CHECKING:
-    import astropy.units as u
     from astropy.coordinates import SkyCoord
 
     from cubecut.moving import Ephemeris
@@ -42,11 +43,6 @@ MAX_MASHUP_CHARS = 100_000
 _PRINTABLE_ASCII = r"^[ -~]*$"
 #: Text that is not blank (blank values count as absent).
 _NOT_BLANK = r"\S"
-#: One ``sector`` value: sector numbers 1-9999, comma/space separated, maybe in brackets.
-_SECTOR_NUMBER = r"(0{0,3}[1-9]|0{0,2}[1-9][0-9]|0?[1-9][0-9]{2}|[1-9][0-9]{3})"
-_SECTOR_LIST = rf"^\s*[\[(]?\s*{_SECTOR_NUMBER}([,\s]+{_SECTOR_NUMBER})*\s*[\])]?\s*$"
-#: A cone radius: a number, maybe with a unit (TESScut's d/m/s/px or an astropy unit name).
-_RADIUS = r"^\s*[+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*(d|m|s|px|deg|arcmin|arcsec)?\s*$"
 
 Params = Mapping[str, Sequence[str]]
 
@@ -152,7 +148,7 @@ class PositionParams(RouteParams):
 class SectorParams(PositionParams):
     """``sector``: the cubes whose image a cone touches."""
 
-    radius: str = Field("0", max_length=40, pattern=_RADIUS, description=(
+    radius: str = Field("0", max_length=40, description=(
         f"Cone radius: degrees, or a number with a unit (`0m`, `30s`, `1d`, `3px` at 21 arcsec per pixel, "
         f"`5 arcmin`); at most {MAX_RADIUS_DEG} deg."))
     product: Product = "SPOC"
@@ -170,10 +166,10 @@ class SectorParams(PositionParams):
 class SizeParams(RouteParams):
     """Cutout size and cube filters, shared by the static and moving cutout routes."""
 
-    x: float = Field(5, gt=0, description="Cutout width (columns), in `units` (default 5 px).")
-    y: float | None = Field(None, gt=0, description="Cutout height (rows), in `units`; defaults to `x`.")
+    x: float = Field(5, description="Cutout width (columns), in `units` (default 5 px; whole pixels).")
+    y: float | None = Field(None, description="Cutout height (rows), in `units`; defaults to `x`.")
     units: Units = "px"
-    sector: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS, pattern=_SECTOR_LIST)]] = Field(
+    sector: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS)]] = Field(
         default_factory=list, max_length=MAX_LIST_VALUES,
         description="Sectors to cut (absent: all): repeated, comma-separated or a list literal `[28, 68]`.")
     product: Product = "SPOC"
@@ -185,17 +181,13 @@ class SizeParams(RouteParams):
         return values
 
     @model_validator(mode="after")
-    def _whole_pixels(self) -> "SizeParams":
-        if UNITS[self.units] == "pixel" and any(v != round(v) for v in self._extents()):
-            raise TesscutRequestError(f"pixel sizes must be whole numbers, got x={self.x}, y={self.y}")
+    def _size(self) -> "SizeParams":
+        self.size()
         return self
 
-    def _extents(self) -> tuple[float, float]:
-        return self.x, self.x if self.y is None else self.y
-
-    def size(self) -> tuple[int | u.Quantity, int | u.Quantity]:
-        """``(x, y)`` = (columns, rows): whole pixels, or angles as Quantities."""
-        return cutout_size(*self._extents(), self.units)
+    def size(self) -> Size:
+        """``(x, y)`` = (columns, rows): whole pixels as ints, or angles as Quantities."""
+        return parse_size((self.x, self.x if self.y is None else self.y), unit=self.units, whole_pixels=True)
 
     def sectors(self) -> frozenset[int] | None:
         return parse_sectors(self.sector)
@@ -313,17 +305,19 @@ class V1QuicklookParams(PositionParams):
         "cube": "'cube' is required: a cube's name such as tess-s0001-1-1 (GET /v1/cubes lists them)"}
     cube: str = Field(max_length=MAX_VALUE_CHARS, pattern=_NOT_BLANK,
                       description="A cube's name, e.g. tess-s0001-1-1 (see /v1/cubes).")
-    size: str = Field("11", max_length=40, pattern=r"^\s*\d{1,4}\s*(,\s*\d{1,4}\s*)?$",
-                      description="Cutout size in pixels: `N` or `NX,NY` (default 11).")
+    size: str = Field("11", max_length=40, description="Cutout size in whole pixels: `N` or `NX,NY` (default 11).")
     frame: Frame = "median"
     stretch: Stretch = "asinh"
 
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        pixel_extents(value)
+        return value
+
     def pixels(self) -> tuple[int, int]:
         """``(columns, rows)``."""
-        values = [int(v) for v in self.size.split(",")]
-        if min(values) < 1:
-            raise ParamsError(f"size must be one or two positive whole numbers; got {self.size!r}")
-        return values[0], values[-1]
+        return pixel_extents(self.size)
 
     def options(self) -> QuicklookOptions:
         return QuicklookOptions(self.frame, self.stretch)
@@ -344,23 +338,22 @@ class V1CutoutParams(PositionParams):
     camera: int | None = Field(None, ge=1, le=4)
     ccd: int | None = Field(None, ge=1, le=4)
     product: Product = "SPOC"
-    size: Annotated[list[Annotated[float, Field(gt=0)]], BeforeValidator(_size_list)] = Field(
+    size: Annotated[list[float], BeforeValidator(_size_list)] = Field(
         default_factory=lambda: [11.0], min_length=1, max_length=2,
         description="`N` or `[NX, NY]` (JSON) / `N` or `NX,NY` (form), in `units`; default 11 px.")
     units: Annotated[Literal["px", "arcsec", "arcmin", "deg"], _folded("lower")] = Field(
         "px", description="Unit of `size`.")
 
     @model_validator(mode="after")
-    def _named_and_whole(self) -> "V1CutoutParams":
+    def _named_and_sized(self) -> "V1CutoutParams":
         if self.cube is None and None in (self.sector, self.camera, self.ccd):
             raise TesscutRequestError("name the cube: 'cube' (e.g. 'tess-s0001-1-1') or 'sector', 'camera' and 'ccd'")
-        if self.units == "px" and any(v != round(v) for v in self.size):
-            raise TesscutRequestError("pixel sizes must be whole numbers")
+        self.extents()
         return self
 
-    def extents(self) -> tuple[int, int] | tuple[u.Quantity, u.Quantity]:
-        """``(x, y)``: whole pixels, or angles."""
-        return cutout_size(self.size[0], self.size[-1], self.units)
+    def extents(self) -> Size:
+        """``(x, y)``: whole pixels as ints, or angles as Quantities."""
+        return parse_size((self.size[0], self.size[-1]), unit=self.units, whole_pixels=True)
 
     def selector(self) -> dict[str, Any]:
         """What names the cube, as :func:`.v1.find_cube` takes it."""
@@ -389,27 +382,41 @@ class BulkParams(RouteParams):
     cubes: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS, pattern=_NOT_BLANK)]] = Field(
         default_factory=list, max_length=MAX_BULK_CUBES,
         description="Cube names (e.g. tess-s0001-1-1, see /v1/cubes); default: every cube containing each target.")
-    size: str = Field("11", max_length=40, pattern=r"^\s*\d{1,4}\s*(,\s*\d{1,4}\s*)?$",
-                      description=f"Default cutout size in pixels: `N` or `NX,NY` (default 11, at most {MAX_BULK_SIDE}).")
+    size: str = Field("11", max_length=40, description=(
+        f"Default cutout size in whole pixels: `N` or `NX,NY` (default 11, at most {MAX_BULK_SIDE})."))
     shards: bool = Field(False, description="Write each tile's TPFs as one tar (see docs/bulk.md), not one object each.")
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        pixel_extents(value, MAX_BULK_SIDE)
+        return value
 
     def pixels(self) -> tuple[int, int]:
         """``(columns, rows)``."""
-        values = [int(v) for v in self.size.split(",")]
-        if not all(1 <= v <= MAX_BULK_SIDE for v in values):
-            raise ParamsError(f"size must be one or two whole numbers from 1 to {MAX_BULK_SIDE}; got {self.size!r}")
-        return values[0], values[-1]
+        return pixel_extents(self.size, MAX_BULK_SIDE)
 
 
 class BulkStatusParams(RouteParams):
     """``GET /v1/bulk``: how far a bulk job got."""
 
     MISSING: ClassVar[dict[str, str]] = {"job": "'job' is required: the id POST /v1/bulk answered"}
-    job: str = Field(max_length=40, pattern=r"^bulk-[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$",
-                     description="The job's id, as `POST /v1/bulk` answered it.")
+    job: str = Field(max_length=40, description=(
+        "The job's id, as `POST /v1/bulk` answered it (`bulk-YYYYMMDDTHHMMSS-` and 8 hex digits)."))
     files: int | None = Field(None, ge=0, le=10**9, description=(
         "Once the job succeeded: list its files from this 0-based position, as presigned HTTPS URLs "
         "(`files`: row, id, status, url, member; up to 1,000 per answer, `next_files` the next page's URL)."))
-    token: str | None = Field(None, max_length=43, pattern=r"^[A-Za-z0-9_-]{43}$", description=(
+    token: str | None = Field(None, max_length=43, description=(
         "The job's capability, as `POST /v1/bulk` answered it (in `status_url`): needed by anyone but the "
         "job's owner (the IAM principal or JWT subject that started it)."))
+
+    @field_validator("job", "token")
+    @classmethod
+    def _bulk_names(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Checked against the forms :mod:`cubecut.bulk.submit` makes (imported here, at a bulk
+        request, so that the API handler's import does not load the bulk engine)."""
+        from cubecut.bulk.submit import CAPABILITY, JOB_ID
+
+        if value is not None and not (JOB_ID if info.field_name == "job" else CAPABILITY).match(value):
+            raise ParamsError(f"'{info.field_name}' is not a bulk job's {info.field_name}, got {value!r}")
+        return value

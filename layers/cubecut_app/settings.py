@@ -12,7 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
-from cubecut.tesscut.catalog import CubeCatalog
+from cubecut.cube.catalog import CubeCatalog
 from cubecut.tesscut.service import MAX_CONCURRENT, MAX_PIXEL_FRAMES, CutoutService
 
 #: The bulk Plan's default target cap (``cubecut.bulk.plan.MAX_TARGETS``, not imported here:

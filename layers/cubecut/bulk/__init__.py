@@ -7,7 +7,7 @@ of tiles, reading each row span once) and ``job`` (the job's files and results m
 """
 from .job import JobSummary, run_job
 from .plan import Limits, Plan, plan_job
-from .targets import RowProblem, Target, TargetCatalog, read_targets
+from .stars import RowProblem, Target, TargetCatalog, read_targets
 from .worker import run_tiles
 
 __all__ = ["run_job", "JobSummary", "Limits", "Plan", "plan_job", "read_targets", "Target", "TargetCatalog",

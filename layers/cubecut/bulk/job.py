@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 from ..errors import ObjectNotFoundError
 from ..storage import Location, get_bytes, list_objects, put_bytes
 from .plan import DEFAULT_LIMITS, RESULT_FIELDS, SKIPPED, Limits, Plan, Tile, cube_entries, existing_tpfs, plan_job
-from .targets import read_targets
+from .stars import read_targets
 from .worker import OnTarget, run_tiles
 
 #: Result rows a worker process sends the job at once: each message is a round trip to the

@@ -31,15 +31,15 @@ from typing import ClassVar, Sequence
 import numpy as np
 from astropy.coordinates import SkyCoord
 
-from ..tesscut.catalog import _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
+from ..cube.catalog import MAX_CENTRE_SEPARATION_DEG as _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
 from ..cutout.geometry import MAX_CUTOUT_PIXELS
 from ..cutout.identity import Identity
-from ..cutout.metadata import load_index
+from ..cube.index_cache import load_index
 from ..cutout.tpf import tpf_filename
 from ..errors import BulkCapError, CatalogError, InputError, NotACubeError
 from ..storage import Location, list_objects
 from .shards import shard_members, shard_url
-from .targets import RowProblem, Target, TargetCatalog
+from .stars import RowProblem, Target, TargetCatalog
 
 #: Pixels added to each side of a box when deciding which cubes to try it on.
 MARGIN_PIXELS = 2.0

@@ -27,7 +27,7 @@ from ..errors import BulkCapError, CatalogError
 from ..storage import get_bytes, put_bytes
 from .job import join, targets_done, tile_sizes
 from .plan import Limits, check_cutouts
-from .targets import TargetCatalog, parse_targets
+from .stars import TargetCatalog, parse_targets
 
 #: What a job id looks like: ``bulk-YYYYMMDDTHHMMSS-`` and 8 hex digits (UTC start time).
 JOB_ID = re.compile(r"^bulk-[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")

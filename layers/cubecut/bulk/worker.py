@@ -33,9 +33,9 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 
 from ..cube.index import CubeIndex
+from ..cube.index_cache import invalidate, load_index
 from ..cutout.geometry import Box
 from ..cutout.identity import set_identity
-from ..cutout.metadata import invalidate, load_index
 from ..cutout.pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
 from ..cutout.reader import Threads, merged_spans, open_cube, span_bytes
 from ..errors import InputError, OutsideCubeError

@@ -2,7 +2,7 @@
 
 Ingest writes it next to the cube as ``{cube}.index.json`` so that a cutout makes one
 small GET for metadata instead of parsing the cube's table HDU. For cubes without a
-sidecar (e.g. made by astrocut) :func:`cubecut.cutout.metadata.load_index` builds the same
+sidecar (e.g. made by astrocut) :func:`cubecut.cube.index_cache.load_index` builds the same
 object from the cube's own headers and table.
 
 Sidecar versions (``version``): 1 holds the per-frame columns as JSON lists; 2 (written

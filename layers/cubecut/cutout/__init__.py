@@ -1,7 +1,7 @@
 """The cutout engine: cube index, cutout geometry, byte-range pixel reads, TPF building.
 
 ``cutout(cube, coordinates, size)`` is the entry point (``cutout_files`` gives the TPFs as
-FITS bytes); the modules are usable alone: ``metadata`` (``load_index``), ``geometry``
+FITS bytes); the modules are usable alone: :mod:`cubecut.cube.index_cache` (``load_index``), ``geometry``
 (``cutout_box``, ``fit_linear_wcs``), ``reader`` (the cube pixel reader of every cutout
 kind: ``open_cube``, ``read_box``, ``read_boxes``, ``read_chunks``, ``read_elements``),
 ``tpf`` (the fast writer: ``tpf_bytes``, ``build_tpf``, ``tpf_filename``), ``tpf_reference``
@@ -17,9 +17,9 @@ from typing import Any
 #: Public name -> the module that defines it.
 _HOMES = {
     **dict.fromkeys(("TPFFile", "cutout", "cutout_files"), "engine"),
-    **dict.fromkeys(("MAX_CUTOUT_PIXELS", "Box", "cutout_box", "ffi_wcs", "fit_linear_wcs", "parse_coordinates",
-                     "parse_size"), "geometry"),
-    **dict.fromkeys(("clear_cache", "invalidate", "load_index"), "metadata"),
+    **dict.fromkeys(("MAX_CUTOUT_PIXELS", "Box", "cutout_box", "ffi_wcs", "fit_linear_wcs", "parse_coordinates"), "geometry"),
+    **dict.fromkeys(("parse_size", "parse_size_text"), "size"),
+    **dict.fromkeys(("clear_cache", "invalidate", "load_index"), ".cube.index_cache"),  # ..cube.index_cache
     **dict.fromkeys(("fill_box", "read_box", "read_boxes", "read_chunks"), "reader"),
     **dict.fromkeys(("build_tpf", "tpf_bytes", "tpf_filename"), "tpf"),
     "reference_tpf": "tpf_reference",

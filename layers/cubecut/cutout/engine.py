@@ -16,11 +16,12 @@ from ..cube.index import CubeIndex
 from ..errors import NotACubeError, OversizedCutoutWarning
 from ..concurrency import in_background
 from ..reads import concurrently
+from ..cube.index_cache import cached, invalidate, load_index
 from ..storage import Location, ReadStats, StaleObjectError, put_bytes, writable, writable_folder
-from .geometry import CoordInput, SizeInput, parse_coordinates, parse_size, size_label
-from .metadata import cached, invalidate, load_index
+from .geometry import CoordInput, parse_coordinates
 from .pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
 from .reader import Threads, open_cube
+from .size import SizeInput, parse_size, size_label
 from .tpf import tpf_filename
 
 

@@ -14,7 +14,7 @@ import threading
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence, Union, cast
+from typing import Callable, Sequence, Union
 
 import astropy.units as u
 import astropy.wcs.wcs
@@ -28,12 +28,11 @@ from .. import fitswrite
 from ..cube.index import CubeIndex
 from ..errors import CoordinateError, CutoutSizeError, NotACubeError, OutsideCubeError
 from ..fitsio import CARD
+from .size import SizeElement, SizeInput, parse_size
 
 #: Largest cutout side in pixels (the box after rounding, per axis).
 MAX_CUTOUT_PIXELS = 1000
 
-SizeElement = Union[int, float, u.Quantity]
-SizeInput = Union[SizeElement, Sequence[SizeElement], np.ndarray]
 CoordInput = Union[SkyCoord, str, Sequence[Union[SkyCoord, str]]]
 
 
@@ -373,42 +372,6 @@ def parse_coordinates(coordinates: CoordInput) -> list[SkyCoord]:
     if bad.any():
         raise CoordinateError(f"coordinates must be finite, got ra={ra[bad][0]}, dec={dec[bad][0]}")
     return [coords[i] for i in range(len(coords))]
-
-
-def parse_size(size: SizeInput) -> tuple[SizeElement, SizeElement]:
-    """``(x extent, y extent)`` from a scalar or a pair; numbers are pixels.
-
-    Raises CutoutSizeError unless both are positive, finite, and pixels or angles.
-    """
-    if isinstance(size, u.Quantity):
-        values = size.reshape(-1)
-        items = [values[0], values[0]] if values.size == 1 else list(values)
-    elif np.isscalar(size):
-        items = [size, size]
-    else:
-        try:
-            items = list(cast(Iterable, size))
-        except TypeError:
-            raise CutoutSizeError(f"cutout size must be a number, a pair or a Quantity, got {size!r}") from None
-    if len(items) != 2:
-        raise CutoutSizeError(f"cutout size must have 1 or 2 values, got {len(items)}")
-    for item in items:
-        if isinstance(item, u.Quantity):
-            if item.unit != u.pixel and item.unit.physical_type != "angle":
-                raise CutoutSizeError(f"cutout size unit {item.unit} is neither pixels nor an angle")
-            value = item.value
-        elif isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool):
-            value = item
-        else:
-            raise CutoutSizeError(f"cutout size must be numbers or Quantities, got {item!r}")
-        if not math.isfinite(value) or value <= 0:
-            raise CutoutSizeError(f"cutout size must be positive and finite, got {item}")
-    return items[0], items[1]
-
-
-def size_label(size: tuple[SizeElement, SizeElement]) -> tuple[str, str]:
-    """astrocut's text for a parsed size in file names: ``5``, ``4.5``, ``2.0arcmin``, ``3.0pix``."""
-    return str(size[0]).replace(" ", ""), str(size[1]).replace(" ", "")
 
 
 def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,

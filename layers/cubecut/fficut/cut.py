@@ -11,7 +11,8 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from ..cutout.geometry import Box, CoordInput, SizeInput, cutout_box, cutout_wcs, parse_coordinates, parse_size, size_label
+from ..cutout.geometry import Box, CoordInput, cutout_box, cutout_wcs, parse_coordinates
+from ..cutout.size import SizeInput, parse_size, size_label
 from ..cutout.tpf import tpf_filename
 from ..errors import InputError, OutsideCubeError
 from ..ffi_rows import read_pixels

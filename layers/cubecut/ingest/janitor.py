@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..cube.index import INDEX_SUFFIX
 from ..cube.sidecar import describes, publish_index, read_sidecar
-from ..cutout.metadata import index_from_cube
+from ..cube.index_cache import index_from_cube
 from ..errors import InputError, NotACubeError, ObjectNotFoundError, StorageError
 from ..storage import Location, list_etags, s3_client, s3_errors
 

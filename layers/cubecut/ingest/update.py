@@ -45,7 +45,7 @@ from ..cube import headers
 from ..cube.index import CubeIndex, index_from_table
 from ..cube.layout import CubeLayout
 from ..cube.sidecar import describes, publish_index, read_sidecar
-from ..cutout.metadata import invalidate, load_index
+from ..cube.index_cache import invalidate, load_index
 from ..errors import DuplicateTimeError, MixedFFIError, NoInputError, NotACubeError, NothingToAddError
 from ..ffi import TIME_KEYS, FFIInfo, inspect_ffis
 from ..fitsio import padded

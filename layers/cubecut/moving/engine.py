@@ -13,9 +13,10 @@ from typing import Any, Sequence
 
 from astropy.io import fits
 
-from ..cutout.geometry import SizeInput, ffi_wcs
-from ..cutout.metadata import invalidate
+from ..cutout.geometry import ffi_wcs
+from ..cube.index_cache import invalidate
 from ..cutout.reader import open_cube
+from ..cutout.size import SizeInput
 from ..errors import OutsideCubeError
 from ..fficut.output import write_fits
 from ..reads import Threads

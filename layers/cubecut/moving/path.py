@@ -25,8 +25,9 @@ from astropy.wcs import WCS, NoConvergence
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from ..cube.index import CubeIndex
-from ..cutout.geometry import MAX_CUTOUT_PIXELS, Box, SizeInput, ffi_wcs, parse_size
-from ..cutout.metadata import load_index
+from ..cutout.geometry import MAX_CUTOUT_PIXELS, Box, ffi_wcs
+from ..cube.index_cache import load_index
+from ..cutout.size import SizeInput, parse_size
 from ..errors import CutoutSizeError
 from ..storage import ReadStats, carrying_deadlines
 from .ephemeris import Ephemeris

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
-from .catalog import CubeCatalog, CubeEntry
+from ..cube.catalog import CubeCatalog, CubeEntry
 from .jsontext import load_json
 from .protocol import MAX_RADIUS_DEG
 

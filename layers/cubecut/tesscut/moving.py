@@ -27,15 +27,14 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from ..cutout.size import Size, normalised_size
 from ..storage import ReadStats
-from .catalog import CubeCatalog, CubeEntry
+from ..cube.catalog import CubeCatalog, CubeEntry
 from .jsontext import load_json
 from .service import CubeWork, CutoutService, Delivery, Member, cube_version, hdul_bytes
-from .protocol import RESULT_FORMAT, TesscutRequestError, normalised_size, sector_entry, sector_name
+from .protocol import RESULT_FORMAT, TesscutRequestError, sector_entry, sector_name
 
 if TYPE_CHECKING:  # the moving-target engine (astropy time, coordinates, WCS) loads on first use
-    import astropy.units as u
-
     from ..moving import Ephemeris
     from ..moving.path import PathOnCube
 
@@ -64,7 +63,7 @@ class MovingRequest:
 
     ephemeris: Ephemeris
     target: str | None
-    size: tuple[int | u.Quantity, int | u.Quantity]
+    size: Size
     sectors: frozenset[int] | None
     product: str
 

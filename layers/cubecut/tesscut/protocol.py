@@ -11,7 +11,8 @@ Accepted forms, matching what the clients send:
 * ``radius``: a number in degrees, or a number with a unit (``0m``, ``30s``, ``1d``,
   ``3px`` at 21 arcsec per pixel, ``5 arcmin``); default 0.
 * ``x``, ``y``: cutout size (columns, rows); ``y`` defaults to ``x``; ``units`` is ``px``
-  (default), ``arcsec``/``s``, ``arcmin``/``m`` or ``deg``/``d``.
+  (default), ``arcsec``/``s``, ``arcmin``/``m`` or ``deg``/``d`` (:data:`cubecut.cutout.size.UNITS`;
+  :func:`cubecut.cutout.size.parse_size` checks them).
 * ``sector``: absent (all), repeated (``sector=1&sector=2``), comma-separated, or a
   list literal (``sector=[28, 68]``, what ``Tesscut.download_cutouts`` sends).
 * ``product``: ``SPOC`` (default) or ``TICA``.
@@ -26,19 +27,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 
+from ..cutout.size import Size, normalised_size
 from ..errors import InputError
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
-    import astropy.units as u
     from astropy.coordinates import SkyCoord
 
 API_PREFIX = "/tesscut/api/v0.1"
 #: Largest cone radius for a sector query (TESS's whole field is 24 x 96 deg).
 MAX_RADIUS_DEG = 30.0
-#: The ``units`` TESScut accepts, and the astropy unit each means.
-UNITS = {"px": "pixel", "pix": "pixel", "pixel": "pixel", "pixels": "pixel",
-         "arcsec": "arcsec", "s": "arcsec", "arcmin": "arcmin", "m": "arcmin",
-         "deg": "deg", "d": "deg", "degree": "deg", "degrees": "deg"}
 _ANGLE_SUFFIX = re.compile(r"^\s*([-+0-9.eE]+)\s*(d|m|s|px)\s*$")
 #: TESScut converts a radius in pixels with TESS's nominal 21 arcsec per pixel.
 TESS_PIXEL_DEG = 21.0 / 3600
@@ -50,17 +47,6 @@ RESULT_FORMAT = 2  # 2: TPFs carry CHECKSUM/DATASUM
 
 class TesscutRequestError(InputError):
     """A request TESScut would answer with ``400 {"msg": ...}``."""
-
-
-def cutout_size(x: float, y: float, units: str) -> tuple[int, int] | tuple[u.Quantity, u.Quantity]:
-    """``(x, y)`` = (columns, rows) in ``units`` (a key of UNITS) as the cutout engine takes
-    it: whole pixels as ints, angles as Quantities."""
-    if UNITS[units] == "pixel":
-        return int(x), int(y)
-    import astropy.units as u
-
-    unit = u.Unit(UNITS[units])
-    return x * unit, y * unit
 
 
 def parse_radius(text: str | None) -> float:
@@ -108,11 +94,6 @@ def parse_sectors(values: Sequence[str]) -> frozenset[int] | None:
     return frozenset(sectors)
 
 
-def normalised_size(size: tuple[int | u.Quantity, int | u.Quantity]) -> list[int | str]:
-    """A size as cache keys hold it: pixels as ints, angles in degrees at full precision."""
-    return [s if isinstance(s, int) else f"{s.to_value('deg')!r}deg" for s in size]
-
-
 @dataclass(frozen=True)
 class SectorRequest:
     coord: SkyCoord
@@ -123,7 +104,7 @@ class SectorRequest:
 @dataclass(frozen=True)
 class CutoutRequest:
     coord: SkyCoord
-    size: tuple[int | u.Quantity, int | u.Quantity]
+    size: Size
     sectors: frozenset[int] | None
     product: str
 

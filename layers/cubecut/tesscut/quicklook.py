@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ObjectNotFoundError
 from ..storage import get_bytes, put_bytes
-from .catalog import CubeEntry
+from ..cube.catalog import CubeEntry
 from .service import CutoutService, cube_version, no_data_message
 from .protocol import CutoutRequest
 

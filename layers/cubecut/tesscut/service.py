@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError, StorageError
 from ..storage import ObjectStreamWriter, ReadStats, carrying_deadlines, get_bytes, head
-from .catalog import CubeCatalog, CubeEntry
+from ..cube.catalog import CubeCatalog, CubeEntry
 from .protocol import TESS_PIXEL_DEG, CutoutRequest, SectorRequest, member_name, sector_entry
 
 if TYPE_CHECKING:  # astropy loads with the first request

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from ..errors import InputError, ObjectNotFoundError, OutsideCubeError
 from ..storage import ReadStats, put_bytes
-from .catalog import CubeCatalog, CubeEntry
+from ..cube.catalog import CubeCatalog, CubeEntry
 from ..storage import presigned_url
 from .service import CutoutService, hdul_bytes, pixels
 from .protocol import CutoutRequest, member_name

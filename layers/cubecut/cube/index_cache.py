@@ -7,8 +7,9 @@ offset follows from the image header alone (astrocut layout: the table is the la
 Both paths give the same object: the sidecar is written by ingest with
 :func:`cubecut.cube.index.index_from_table`, which is also used here.
 
-Parsed indexes are kept in an in-process LRU keyed by the cube URL; each entry carries
-the cube's ETag (and size), which every later S3 pixel read sends as ``If-Match`` (a local
+Parsed indexes are kept in an in-process LRU keyed by the cube URL (a lookup makes no
+request); each entry carries the cube's ETag (and size), which every later S3 pixel read
+sends as ``If-Match`` (a local
 cube's size and mtime are compared when it is opened), so a replaced cube raises
 :class:`~cubecut.storage.StaleObjectError` on its first read. Callers then call
 :func:`invalidate` and reload with ``refresh=True`` (which also skips the sidecar, since
@@ -22,8 +23,8 @@ from collections import OrderedDict
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-from ..cube.index import CubeIndex, index_from_table
-from ..cube.sidecar import read_sidecar
+from .index import CubeIndex, index_from_table
+from .sidecar import read_sidecar
 from ..errors import FFIError, NotACubeError
 from ..fitsio import BLOCK, data_bytes, padded, read_header
 from ..storage import ByteSource, Location, ReadStats, get_bytes_fast, open_source
@@ -102,7 +103,7 @@ def invalidate(cube_url: str | Location) -> None:
 def clear_cache() -> None:
     """Forget every cached index and every FFI WCS parsed from one: the next cutout of any
     cube pays for its index and its WCS again (what the benchmarks call cold)."""
-    from .geometry import forget_wcs  # geometry imports astropy.coordinates; metadata need not
+    from ..cutout.geometry import forget_wcs  # geometry imports astropy.coordinates; this module need not
 
     with _cache_lock:
         _cache.clear()

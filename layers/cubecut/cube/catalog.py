@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from time import monotonic  # the catalog's clock: tests move it instead of sleeping
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ..cube.index import INDEX_SUFFIX, CubeIndex
-from ..cube.sidecar import describes, read_sidecar
+from .index import INDEX_SUFFIX, CubeIndex
+from .sidecar import describes, read_sidecar
 from ..errors import NotACubeError, StorageError
 from ..storage import Location, carrying_deadlines, list_etags
-from .protocol import sector_name
+from ..tesscut.protocol import sector_name
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
     from astropy.coordinates import SkyCoord
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 #: TESS's field of view per CCD is ~12 deg across; beyond this separation from a CCD's
 #: centre a position cannot be on it (and TAN projections stop being meaningful).
-_MAX_CENTRE_SEPARATION_DEG = 15.0
+MAX_CENTRE_SEPARATION_DEG = 15.0
 
 
 @dataclass
@@ -81,7 +81,7 @@ class CubeEntry:
             centre = self.centre
         except NotACubeError:  # an unusable WCS covers nothing; other cubes still answer
             return False
-        if coord.separation(centre).deg > _MAX_CENTRE_SEPARATION_DEG + radius_deg:
+        if coord.separation(centre).deg > MAX_CENTRE_SEPARATION_DEG + radius_deg:
             return False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -119,7 +119,7 @@ class CubeCatalog:
     def refresh(self, force: bool = False) -> None:
         """Re-list the prefix if the listing is older than ``ttl`` (or ``force``)."""
         with self._lock:
-            if not force and time.monotonic() - self._listed_at < self.ttl:
+            if not force and monotonic() - self._listed_at < self.ttl:
                 return
             listing = {url: versions for url, versions in self._list().items() if versions[1] is not None}
             stale = [url for url, (sidecar_etag, cube_etag) in listing.items()
@@ -127,7 +127,7 @@ class CubeCatalog:
                      or self._entries[url].cube_etag != cube_etag]
             with ThreadPoolExecutor(max_workers=8) as pool:
                 loaded = list(pool.map(carrying_deadlines(_load_entry), stale, [listing[url][1] for url in stale]))
-            from ..cutout.metadata import remember  # astropy.io.fits: with the first listing
+            from ..cube.index_cache import remember  # astropy.io.fits: with the first listing
 
             for url, index in zip(stale, loaded):
                 if index is None:
@@ -145,7 +145,7 @@ class CubeCatalog:
                     logger.warning("several cubes of one CCD: serving %s, ignoring %s", url, ", ".join(others))
             self._chosen = sorted(chosen, key=lambda e: (e.index.sector, e.index.camera, e.index.ccd, e.url))
             self._ignored = ignored
-            self._listed_at = time.monotonic()
+            self._listed_at = monotonic()
 
     def entries(self) -> list[CubeEntry]:
         """The cubes served, sorted by sector, camera, CCD: one per (product, sector, camera,
@@ -194,7 +194,7 @@ def _load_entry(sidecar_url: str, cube_etag: str | None) -> CubeIndex | None:
     """The index of the cube beside ``sidecar_url``: its sidecar's if that describes the
     listed cube version ``cube_etag``, else rebuilt from the cube; None if neither can be
     read: one broken cube must not take the whole catalog (and every request) down."""
-    from ..cutout.metadata import index_from_cube
+    from ..cube.index_cache import index_from_cube
 
     cube = Location.parse(sidecar_url[: -len(INDEX_SUFFIX)])
     try:

@@ -1,4 +1,5 @@
-"""Read a bulk job's target catalog: CSV or ECSV, local or ``s3://``, row by row.
+"""A bulk job's stars: its target catalog (CSV or ECSV, local or ``s3://``) read row by row.
+(Not :mod:`cubecut.ingest.target`, which is where an ingest uploads a cube.)
 
 Columns (names case-insensitive, any order, others ignored): ``ra`` and ``dec`` in ICRS
 degrees (required), ``size`` (optional: ``N`` or ``NXxNY`` pixels, columns x rows; empty
@@ -27,7 +28,8 @@ import yaml
 
 from ..cutout.geometry import MAX_CUTOUT_PIXELS
 from ..cutout.identity import Identity, ticid_of
-from ..errors import CatalogError, ObjectNotFoundError
+from ..cutout.size import pixel_extents
+from ..errors import CatalogError, CutoutSizeError, ObjectNotFoundError
 from ..storage import Location, get_bytes
 
 #: Largest catalog accepted (bytes); ~100 bytes a row, so about five million rows.
@@ -157,10 +159,10 @@ def _parse_row(number: int, fields: list[str], width: int, columns: dict[str, in
         return RowProblem(number, name, f"dec {values['dec']} is outside [-90, 90] degrees")
     size = default_size
     if "size" in columns and fields[columns["size"]]:
-        parsed = _parse_size(fields[columns["size"]])
-        if isinstance(parsed, str):
-            return RowProblem(number, name, parsed)
-        size = parsed
+        try:
+            size = pixel_extents(fields[columns["size"]], MAX_CUTOUT_PIXELS)
+        except CutoutSizeError as exc:
+            return RowProblem(number, name, f"size {fields[columns['size']]!r}: {exc}")
     identity = _identity(given or name if (given or tic) else "", tic, field("tmag"))
     if isinstance(identity, str):
         return RowProblem(number, name, identity)
@@ -183,14 +185,3 @@ def _identity(name: str, tic: str, tmag: str) -> Identity | str:
             return f"tmag {tmag!r} is not finite"
     return Identity(name or None, ticid, magnitude)
 
-
-def _parse_size(text: str) -> tuple[int, int] | str:
-    """``N`` or ``NXxNY`` -> ``(nx, ny)``, or the reason it is not a size."""
-    parts = text.lower().split("x")
-    try:
-        numbers = [int(part) for part in parts]
-    except ValueError:
-        return f"size {text!r} is not N or NXxNY in whole pixels"
-    if len(numbers) not in (1, 2) or not all(0 < n <= MAX_CUTOUT_PIXELS for n in numbers):
-        return f"size {text!r} is not N or NXxNY with 1 <= N <= {MAX_CUTOUT_PIXELS} pixels"
-    return (numbers[0], numbers[-1])
