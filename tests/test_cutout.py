@@ -34,7 +34,7 @@ from cubecut.synth import make_sector
 
 NROWS, NCOLS, NT = 120, 130, 8
 
-#: Header values we write differently from astrocut on purpose (see cubecut.cutout.tpf):
+#: Header values we write differently from astrocut on purpose (see cubecut.cutout.tpf_reference):
 #: provenance, checksums, the FFI_FILE width (and so the row width), and our own linear
 #: WCS fit with its real residuals (its sky positions are checked separately).
 DELIBERATE = {
