@@ -9,7 +9,7 @@ once; the per-frame columns and FFI names are a real 200-s sector's, only the cu
 and columns are few), with its TPF header template as ingest publishes it. Both versions
 are put on the local S3 server the tests use (moto, ``cubecut_infra.local.s3server``) and
 read as a cold cutout reads them: ``read_sidecar`` through obstore's ``get_object``
-(``cubecut.cutout.metadata.load_index``'s path), timed in this process, interleaved,
+(``cubecut.cube.index_cache.load_index``'s path), timed in this process, interleaved,
 medians of ``--repeats``; beside them a GET of a 1-byte object (this server's round trip)
 and the parse alone (``CubeIndex.from_json`` on the bytes, no network). On S3 the GET would
 add one round trip (~20-60 ms first byte, the same for both versions) and the bytes at
@@ -49,7 +49,7 @@ def measure(repeats: int) -> dict:
     from cubecut.cube.index import CubeIndex
     from cubecut.cube.sidecar import read_sidecar
     from cubecut.storage import Location
-    from cubecut.storage_obstore import get_object
+    from cubecut.storage.s3_obstore import get_object
     from cubecut_infra.local.s3server import LocalS3
 
     cube = data.cube(data.CADENCE_200S)
