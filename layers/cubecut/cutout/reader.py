@@ -24,7 +24,7 @@ import numpy as np
 from ..cube.index import CubeIndex
 from ..errors import NotACubeError
 from ..reads import Threads, concurrently, read_range, started
-from ..storage import Location, RangeSource, ReadStats, StaleObjectError, open_pinned, open_source
+from ..storage import Location, RangeSource, ReadStats, open_pinned
 from .geometry import Box
 
 __all__ = ["Threads", "Span", "Chunks", "open_cube", "read_box", "read_boxes", "read_chunks", "start_chunks",
@@ -33,18 +33,10 @@ __all__ = ["Threads", "Span", "Chunks", "open_cube", "read_box", "read_boxes", "
 
 
 def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> RangeSource:
-    """The cube for pixel reads, pinned to the version ``index`` describes: S3 reads
-    (through obstore: a quarter of botocore's CPU per request) send ``If-Match`` with the
-    indexed ETag (no HEAD); a local or fsspec cube is checked once on opening.
-
-    Raises StaleObjectError if the cube's size or ETag no longer match ``index`` (on S3:
-    at the first read)."""
-    if location.is_s3:
-        return open_pinned(location, stats, size=index.cube_size, etag=index.cube_etag)
-    source = open_source(location, stats)
-    if source.size != index.cube_size or (index.cube_etag and source.etag != index.cube_etag):
-        raise StaleObjectError(f"{location.url} changed since its index was read")
-    return source
+    """The cube for pixel reads, pinned to the version ``index`` describes
+    (:func:`cubecut.storage.open_pinned`): StaleObjectError if its size or ETag no longer
+    match ``index`` (on S3: at the first read, every GET carrying ``If-Match``)."""
+    return open_pinned(location, stats, size=index.cube_size, etag=index.cube_etag)
 
 
 @dataclass(frozen=True)
