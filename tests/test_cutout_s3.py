@@ -159,6 +159,6 @@ def test_refused_credentials_are_access_denied(monkeypatch, s3_cube: str, local_
                                    "ResponseMetadata": {"HTTPStatusCode": 403}}, name)
             return refuse
 
-    monkeypatch.setattr(storage.s3_boto, "s3_client", lambda anon=None: Refusing())
+    monkeypatch.setattr(storage.s3, "s3_client", lambda anon=None: Refusing())
     with pytest.raises(AccessDeniedError, match="access denied"):
         cutout(s3_cube, sky(load_index(local_cube), 30.0, 30.0), 5)

@@ -1,20 +1,18 @@
 """Byte-level access to objects on S3, on the local disk or behind any fsspec URL, with one interface.
 
 Locations are URLs (:class:`Location`): ``s3://bucket/key``, a plain/``file://`` path, or
-any other URL fsspec understands (``https://``, ``memory://`` ...). Each kind has one
-backend (:class:`~cubecut.storage.base.Backend`), chosen once from the location's scheme
-by :func:`~cubecut.storage.factory.backend_for` (S3, local, or fsspec, read-only); the
-functions here only hand the call to it. Which client serves which call is told in
+any other URL fsspec understands (``https://``, ``memory://`` ...). The functions here hand
+each call to the location's backend (:class:`~cubecut.storage.base.Backend`), chosen once
+from its scheme by :func:`backend_for`; which client serves which call is told in
 docs/architecture.md ("Data sources", checked by tests/test_storage_backends.py).
 
-S3 requests honour the standard AWS environment (``AWS_ENDPOINT_URL``, credentials,
-region), so a local S3-compatible server and AWS are one code path; ranged GETs carry
-``If-Match`` on the object's ETag (:class:`StaleObjectError` when it changed). When no AWS
-credentials are configured anywhere, or when asked (``anon=True`` on a :class:`Location`,
-or ``CUBECUT_ANON=1``, which ``--anon`` on the CLI sets), requests are *unsigned*, as
-public buckets such as MAST's ``stpubdata`` accept. S3 calls time out and retry as the
-:data:`INTERACTIVE` or :data:`BATCH` profile says (:func:`using_deadlines`); failures are
-named errors of :mod:`cubecut.errors`.
+S3 requests follow the standard AWS environment (:mod:`~cubecut.storage.s3_config`: a
+local S3-compatible server and AWS are one code path), are unsigned when asked
+(``anon=True`` on a :class:`Location`, ``CUBECUT_ANON=1``, the CLI's ``--anon``) or when
+no credentials are configured, time out and retry as the :data:`INTERACTIVE` or
+:data:`BATCH` profile says (:func:`using_deadlines`), and fail with the named errors of
+:mod:`cubecut.errors`; ranged GETs carry ``If-Match`` on the object's ETag
+(:class:`StaleObjectError` when it changed).
 
 Every read is a byte range ``[start, stop)`` (0-based, stop exclusive) and is counted in
 a :class:`ReadStats` so callers can report requests and bytes.
@@ -31,7 +29,7 @@ from .files import check_local_precondition, file_etag, local_write_lock, writab
 from .local import FileSource
 from .location import Location
 from .retry import READ_ATTEMPTS, RETRIES
-from .s3_boto import clear_clients, s3_client
+from .s3 import clear_clients, s3_client
 from .s3_config import (BATCH, INTERACTIVE, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, carrying_deadlines,
                         deadlines, using_deadlines)
 from .s3_failures import read_denied, s3_errors, translate_client_error, unreachable

@@ -64,12 +64,11 @@ def pinned(source: Source, size: int, etag: str | None) -> Source:
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What a HEAD says about an object: size (bytes), ETag, user metadata, version id."""
+    """What a HEAD says about an object: size (bytes), ETag, user metadata."""
 
     size: int
     etag: str | None
     metadata: dict[str, str]
-    version_id: str | None = None
 
 
 class PartSink(Protocol):

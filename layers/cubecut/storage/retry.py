@@ -23,15 +23,12 @@ RETRIES: Counter = Counter()
 _retries_lock = threading.Lock()
 
 
-def retry_delay(attempt: int) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): full jitter, exponential, capped."""
-    return random.uniform(0.0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** attempt))
-
-
 def _note_retry(kind: str, attempt: int) -> None:
+    """Count a retry of ``kind`` and wait before retry ``attempt`` (0-based): full jitter,
+    exponential, capped."""
     with _retries_lock:
         RETRIES[kind] += 1
-    time.sleep(retry_delay(attempt))
+    time.sleep(random.uniform(0.0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** attempt)))
 
 
 class BodyError(Exception):

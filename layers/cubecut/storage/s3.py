@@ -1,20 +1,136 @@
-"""The S3 backend: which of the two clients serves each call on ``s3://bucket/key``.
+"""The S3 backend (``s3://bucket/key``): which client serves each call, and every botocore call.
 
 * obstore (:mod:`~cubecut.storage.s3_obstore`) for the ``fast`` calls, where the client's
   CPU per request counts: cutouts' pixel reads (``open_pinned``), cold sidecar GETs
   (``get_fast``), bulk workers' uploads (``put_fast``). In a process forked after obstore
   started its runtime (:func:`~cubecut.storage.s3_obstore.usable`), botocore serves these too.
-* botocore (:mod:`~cubecut.storage.s3_boto`) for everything else: ranged reads of FFIs and
-  cubes (``open``), whole GETs, conditional and tagged PUTs, multipart uploads, HEAD,
-  DELETE, LIST and presigned URLs.
+* botocore for everything else: ranged reads of FFIs and cubes (``open``, :class:`S3Source`),
+  whole GETs, conditional and tagged PUTs, multipart uploads, HEAD, DELETE, LIST and
+  presigned URLs.
+
+The client honours the standard AWS environment (:mod:`cubecut.storage.s3_config`), so a
+local S3-compatible server and AWS are one code path; its requests are unsigned when
+:func:`~cubecut.storage.s3_config.anonymous` says so, as public buckets such as MAST's
+``stpubdata`` accept, and time out and retry as the
+:func:`~cubecut.storage.s3_config.deadlines` profile says.
 """
 from __future__ import annotations
 
-from typing import Iterator
+import contextlib
+import functools
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Iterator
+from urllib.parse import urlencode
 
-from . import s3_boto, s3_obstore
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from ..errors import ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError
+from . import s3_obstore
 from .base import Backend, ByteSource, ObjectInfo, RangeSource, ReadStats
 from .location import Location
+from .retry import BodyError, read_exactly
+from .s3_config import BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, region
+from .s3_failures import BODY_ERRORS, BOTO_ERRORS, error_code, s3_errors, s3_read_errors, translate_client_error
+
+if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first client
+    import boto3
+
+
+@functools.lru_cache(maxsize=16)
+def _client(endpoint: str | None, region: str | None, unsigned: bool = False,
+            limits: S3Deadlines = BATCH) -> "boto3.client":
+    config = Config(
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+        retries={"total_max_attempts": limits.attempts, "mode": "standard"},
+        connect_timeout=limits.connect_timeout,
+        read_timeout=limits.read_timeout,
+        tcp_keepalive=True,
+        s3={"addressing_style": "path"} if endpoint else None,
+        signature_version=UNSIGNED if unsigned else "s3v4",
+    )
+    import boto3.session
+
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=endpoint, region_name=region or session.region_name
+                          or "us-east-1", config=config)
+
+
+# A forked child opens connections of its own: sockets shared with the parent would mix
+# both processes' responses.
+os.register_at_fork(after_in_child=_client.cache_clear)
+
+
+def s3_client(anon: bool | None = None):
+    """A thread-safe, connection-pooled S3 client configured from the environment.
+
+    Its requests are unsigned when :func:`anonymous` says so for ``anon``, and time out
+    and retry as :func:`deadlines` says.
+    """
+    return _client(endpoint(), region(), anonymous(anon), deadlines())
+
+
+def clear_clients() -> None:
+    """Forget the cached clients (the next call meets the environment's credentials anew)."""
+    _client.cache_clear()
+
+
+class S3Source:
+    """An S3 object read by ranged GETs; the size and ETag come from a HEAD unless known.
+
+    When ``size``/``etag`` are known (e.g. from an index) no HEAD request is made. Every
+    ranged GET carries ``If-Match`` once the ETag is known, so a reader never mixes bytes
+    from two versions of an object: a replaced object raises :class:`StaleObjectError`.
+    """
+
+    def __init__(self, location: Location, stats: ReadStats | None = None, *,
+                 size: int | None = None, etag: str | None = None) -> None:
+        self.location = location
+        self.stats = stats if stats is not None else ReadStats()
+        self._client = s3_client(location.anon)
+        if size is None:
+            with s3_read_errors(location):
+                head = self._client.head_object(Bucket=location.bucket, Key=location.key)
+            self.stats.add(0)
+            size, etag = head["ContentLength"], head.get("ETag")
+        self.size: int = size
+        self.etag = etag
+
+    def read(self, start: int, stop: int) -> bytes:
+        if stop <= start:
+            return b""
+        kwargs = {"Bucket": self.location.bucket, "Key": self.location.key,
+                  "Range": f"bytes={start}-{stop - 1}"}
+        if self.etag:
+            kwargs["IfMatch"] = self.etag
+        # Within the object's known size S3 returns exactly the bytes asked for; fewer means
+        # the transfer broke (a reader past the end gets what there is and checks itself).
+        expected = max(0, min(stop, self.size) - start)
+
+        def fetch() -> bytes:
+            return _body(self._client, self.location, kwargs)[0]
+
+        data = read_exactly(fetch, expected, f"{self.location.url} bytes [{start}, {stop})")
+        self.stats.add(len(data))
+        return data
+
+
+def _body(client: Any, location: Location, kwargs: dict[str, str]) -> tuple[bytes, str | None]:
+    """One GetObject: the body and the ETag. A failed ``IfMatch`` is StaleObjectError,
+    other failures are named errors; a body that breaks off is :class:`BodyError`."""
+    try:
+        with s3_read_errors(location):
+            try:
+                response = client.get_object(**kwargs)
+            except ClientError as exc:
+                if kwargs.get("IfMatch") and error_code(exc) in {"PreconditionFailed", "412"}:
+                    raise StaleObjectError(f"{location.url} changed while being read") from None
+                raise
+        return response["Body"].read(), response.get("ETag")
+    except BODY_ERRORS as exc:  # the body (of an answer, or of an error answer) broke off
+        raise BodyError(exc) from None
 
 
 class S3Backend(Backend):
@@ -24,46 +140,151 @@ class S3Backend(Backend):
 
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource:
-        return s3_boto.S3Source(location, stats, size=size, etag=etag)
+        return S3Source(location, stats, size=size, etag=etag)
 
     def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource:
         if not s3_obstore.usable():
-            return s3_boto.S3Source(location, stats, size=size, etag=etag)
+            return S3Source(location, stats, size=size, etag=etag)
         return s3_obstore.ObstoreSource(location, stats, size=size, etag=etag)
 
     def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
-        return s3_boto.get_object(location, stats)
+        """One GET, retried whole if its body breaks off."""
+        etag: list[str | None] = [None]
+
+        def fetch() -> bytes:
+            data, etag[0] = _body(s3_client(location.anon), location, {"Bucket": location.bucket, "Key": location.key})
+            return data  # botocore checks the length against Content-Length
+
+        data = read_exactly(fetch, None, location.url)
+        if stats is not None:
+            stats.add(len(data))
+        return data, etag[0]
 
     def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         if not s3_obstore.usable():
-            return s3_boto.get_object(location, stats)
+            return self.get(location, stats)
         return s3_obstore.get_object(location, stats)
 
     def put(self, location: Location, data: bytes | bytearray, content_type: str, *,
-            tags: dict[str, str] | None, if_match: str | None, if_none_match: bool) -> str | None:
-        return s3_boto.put_object(location, data, content_type, tags=tags, if_match=if_match,
-                                  if_none_match=if_none_match)
+            tags: dict[str, str] | None = None, if_match: str | None = None,
+            if_none_match: bool = False) -> str | None:
+        extra: dict[str, str] = {"Tagging": urlencode(tags)} if tags else {}
+        if if_match is not None:
+            extra["IfMatch"] = if_match
+        if if_none_match:
+            extra["IfNoneMatch"] = "*"
+        try:
+            response = s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=data,
+                                              ContentType=content_type, **extra)
+        except BOTO_ERRORS as exc:
+            error = translate_client_error(exc, f"write {location.url}")
+            if isinstance(error, ObjectNotFoundError) and if_match is not None:
+                raise ConcurrentWriteError(f"write {location.url}: the version {if_match} is gone") from None
+            raise error from None
+        return response.get("ETag")
 
     def put_fast(self, location: Location, data: bytes | bytearray, content_type: str) -> str | None:
         if not s3_obstore.usable():
-            return s3_boto.put_object(location, data, content_type)
+            return self.put(location, data, content_type)
         return s3_obstore.put_object(location, data, content_type)
 
-    def parts(self, location: Location, content_type: str) -> s3_boto.MultipartUpload:
-        return s3_boto.MultipartUpload(location, content_type)
+    def parts(self, location: Location, content_type: str) -> "MultipartUpload":
+        return MultipartUpload(location, content_type)
 
     def head(self, location: Location) -> ObjectInfo:
-        return s3_boto.head_object(location)
+        with s3_errors(location.url):
+            response = s3_client().head_object(Bucket=location.bucket, Key=location.key)
+        return ObjectInfo(response["ContentLength"], response.get("ETag"), dict(response.get("Metadata", {})))
 
     def delete(self, location: Location) -> None:
-        s3_boto.delete_object(location)
+        with s3_errors(location.url):  # S3 answers alike whether the object existed or not
+            s3_client().delete_object(Bucket=location.bucket, Key=location.key)
 
     def list(self, location: Location) -> Iterator[tuple[Location, int]]:
-        for item in s3_boto.list_entries(location):
+        for item in _entries(location):
             yield Location("s3", location.bucket, item["Key"], location.anon), item["Size"]
 
     def list_etags(self, location: Location) -> dict[str, str | None]:
-        return {f"s3://{location.bucket}/{item['Key']}": item.get("ETag") for item in s3_boto.list_entries(location)}
+        return {f"s3://{location.bucket}/{item['Key']}": item.get("ETag") for item in _entries(location)}
 
     def presigned_url(self, location: Location, expires: int, filename: str | None) -> str:
-        return s3_boto.presigned_url(location, expires, filename)
+        params = {"Bucket": location.bucket, "Key": location.key}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        return s3_client().generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires))
+
+
+def _entries(location: Location) -> Iterator[dict]:
+    """Every object entry (``Key``, ``Size``, ``ETag`` ...) of one LIST (paginated) under
+    the prefix ``location.key``, signed or not as ``location.anon`` asks."""
+    paginator = s3_client(location.anon).get_paginator("list_objects_v2")
+    with s3_read_errors(location):
+        for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
+            yield from page.get("Contents", [])
+
+
+class MultipartUpload:
+    """An object sent as a multipart upload (started with the first part), its parts
+    uploaded in a background thread, at most one in flight. Parts are re-sendable bytes,
+    so botocore's retries of a failed UploadPart are safe; the bucket's
+    AbortIncompleteMultipartUpload rule removes the parts of a process that dies before
+    it could abort."""
+
+    def __init__(self, location: Location, content_type: str) -> None:
+        self.location = location
+        self.content_type = content_type
+        self._parts: list[dict] = []
+        self._upload_id: str | None = None
+        self._pending: Future | None = None
+        self._sender: ThreadPoolExecutor | None = None
+
+    def send(self, part: bytearray) -> None:
+        self._wait()  # at most one part in flight
+        if self._upload_id is None:
+            with s3_errors(f"start upload of {self.location.url}"):
+                self._upload_id = s3_client().create_multipart_upload(
+                    Bucket=self.location.bucket, Key=self.location.key, ContentType=self.content_type)["UploadId"]
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cubecut-part")
+        assert self._sender is not None
+        self._pending = self._sender.submit(self._upload_part, len(self._parts) + 1, part)
+
+    def _upload_part(self, number: int, part: bytearray) -> None:
+        with s3_errors(f"upload part {number} of {self.location.url}"):
+            response = s3_client().upload_part(Bucket=self.location.bucket, Key=self.location.key,
+                                               UploadId=self._upload_id, PartNumber=number, Body=part)
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def complete(self) -> str | None:
+        self._wait()
+        with s3_errors(f"complete upload of {self.location.url}"):
+            response = s3_client().complete_multipart_upload(
+                Bucket=self.location.bucket, Key=self.location.key, UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts})
+        self._shutdown()
+        return response.get("ETag")
+
+    def abort(self) -> None:
+        try:
+            if self._pending is not None:
+                self._pending.cancel()
+                with contextlib.suppress(Exception):  # the upload is aborted whatever the part did
+                    self._pending.result()
+                self._pending = None
+            if self._upload_id is not None:
+                with contextlib.suppress(StorageError):  # the lifecycle rule removes what is left
+                    with s3_errors(f"abort upload of {self.location.url}"):
+                        s3_client().abort_multipart_upload(Bucket=self.location.bucket, Key=self.location.key,
+                                                           UploadId=self._upload_id)
+                self._upload_id = None
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None

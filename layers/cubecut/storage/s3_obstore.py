@@ -1,7 +1,7 @@
 """S3 through obstore (Rust ``object_store``): the fast path of cutouts' pixel reads and
 cold sidecar GETs, and of bulk workers' uploads.
 
-The same guarantees as :mod:`cubecut.storage.s3_boto`: every ranged GET carries
+The same guarantees as botocore (:mod:`cubecut.storage.s3`): every ranged GET carries
 ``If-Match`` with the known ETag (a replaced object raises
 :class:`~cubecut.errors.StaleObjectError`), failed requests are retried with backoff by
 the client, a body that breaks off or comes up short is retried here (counted in
@@ -12,10 +12,8 @@ the client, a body that breaks off or comes up short is retried here (counted in
 through botocore, which holds the GIL while it builds, signs and parses each request, so
 30 concurrent row reads finish in less than half the time (benchmarks/README.md).
 
-Configuration follows the standard AWS environment as boto3 resolves it (endpoint
-``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, region, and credentials from any source
-boto3 knows: environment, profile, container or instance role), so a local S3 server and
-AWS are one code path, as for botocore.
+Endpoint, region and signing as for botocore (:mod:`~cubecut.storage.s3_config`); the
+credentials are boto3's, from any source it knows (environment, profile, role).
 """
 from __future__ import annotations
 

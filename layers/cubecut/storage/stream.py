@@ -105,13 +105,10 @@ class ObjectStreamWriter:
 
     def abort(self) -> None:
         """Drop everything written: abort the upload / delete the temporary file."""
-        if self._closed:
-            return
-        try:
-            if self._sink is not None:
-                self._sink.abort()
-        finally:
-            self._finish()
+        sink = None if self._closed else self._sink
+        self._finish()
+        if sink is not None:
+            sink.abort()
 
     def _finish(self) -> None:
         self._closed = True
