@@ -29,8 +29,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from stamp import save
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 CADENCES = {"30-min": (20, 1_300), "10-min": (30, 3_900), "200-s": (56, 11_700)}  # sector, frames
 CUBE = "s3://stpubdata/cubes/"
 CUBES_PER_SECTOR = 16
@@ -231,14 +232,20 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unsigned_environment() -> None:
+    """Drop AWS credentials from the environment: requests go unsigned, as over https no
+    payload is hashed."""
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(key, None)
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cadences", nargs="+", choices=CADENCES, default=list(CADENCES))
     parser.add_argument("--worker", nargs=2, metavar=("PLAN", "BLOCK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        os.environ.pop(key, None)  # unsigned requests, as over https no payload is hashed
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    unsigned_environment()
     if args.worker:
         worker(args.worker[0], int(args.worker[1]))
         return 0
@@ -249,10 +256,7 @@ def main() -> int:
         report["cadences"].append(result)
         print(json.dumps({k: result[k] for k in ("cadence", "lambda", "all_parts_identical")}), flush=True)
     report["load_after"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ingest-scale.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / "ingest-scale.md").write_text(markdown(report))
-    print(markdown(report))
+    print(save("ingest-scale", report, markdown))
     return 0
 
 

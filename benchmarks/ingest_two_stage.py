@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ingest_scale import server_stats, stamp, vm
+from ingest_scale import server_stats, stamp, unsigned_environment, vm
+from stamp import save
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -408,9 +409,7 @@ def main() -> int:
     parser.add_argument("--worker", nargs=4, metavar=("KIND", "PLAN", "ARG", "SLAB"), help=argparse.SUPPRESS)
     parser.add_argument("--astrocut", nargs=2, metavar=("FOLDER", "CUBE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        os.environ.pop(key, None)  # unsigned requests, as over https no payload is hashed
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    unsigned_environment()
     if args.worker:
         kind, plan_url, argument, slab = args.worker
         worker(kind, plan_url, int(argument), int(slab))
@@ -421,10 +420,7 @@ def main() -> int:
     report: dict = {"stamp": stamp(sys.argv), "sample": measure(args.frames, args.slab_frames)}
     report["load_after"] = os.getloadavg()
     report["model"] = modelled(report["sample"])
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ingest-two-stage.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / "ingest-two-stage.md").write_text(markdown(report))
-    print(markdown(report))
+    print(save("ingest-two-stage", report, markdown))
     return 0
 
 

@@ -14,10 +14,10 @@ size parser (:mod:`cubecut.cutout.size`).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Mapping, Sequence, TypeAlias, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Literal, Mapping, Sequence, TypeAlias, get_origin
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 from pydantic_core import ErrorDetails
 
 from cubecut.cutout.size import UNITS, Size, parse_size, pixel_extents
@@ -54,6 +54,15 @@ class ParamsError(TesscutRequestError):
 def _folded(case: str) -> BeforeValidator:
     """Strip, and fold to ``case`` ("upper"/"lower"), a text value before it is checked."""
     return BeforeValidator(lambda v: getattr(v.strip(), case)() if isinstance(v, str) else v)
+
+
+def _checked_by(parse: Callable[[Any], object]) -> AfterValidator:
+    """Check a value with the library's parser (its error is the 400's message); the value is kept."""
+    def check(value: Any) -> Any:
+        parse(value)
+        return value
+
+    return AfterValidator(check)
 
 
 Product = Annotated[Literal["SPOC", "TICA"], _folded("upper"),
@@ -148,16 +157,10 @@ class PositionParams(RouteParams):
 class SectorParams(PositionParams):
     """``sector``: the cubes whose image a cone touches."""
 
-    radius: str = Field("0", max_length=40, description=(
+    radius: Annotated[str, _checked_by(parse_radius)] = Field("0", max_length=40, description=(
         f"Cone radius: degrees, or a number with a unit (`0m`, `30s`, `1d`, `3px` at 21 arcsec per pixel, "
         f"`5 arcmin`); at most {MAX_RADIUS_DEG} deg."))
     product: Product = "SPOC"
-
-    @field_validator("radius")
-    @classmethod
-    def _radius(cls, value: str) -> str:
-        parse_radius(value)
-        return value
 
     def request(self) -> SectorRequest:
         return SectorRequest(self.coord(), parse_radius(self.radius), self.product)
@@ -169,16 +172,10 @@ class SizeParams(RouteParams):
     x: float = Field(5, description="Cutout width (columns), in `units` (default 5 px; whole pixels).")
     y: float | None = Field(None, description="Cutout height (rows), in `units`; defaults to `x`.")
     units: Units = "px"
-    sector: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS)]] = Field(
+    sector: Annotated[list[Annotated[str, Field(max_length=MAX_VALUE_CHARS)]], _checked_by(parse_sectors)] = Field(
         default_factory=list, max_length=MAX_LIST_VALUES,
         description="Sectors to cut (absent: all): repeated, comma-separated or a list literal `[28, 68]`.")
     product: Product = "SPOC"
-
-    @field_validator("sector")
-    @classmethod
-    def _sectors(cls, values: list[str]) -> list[str]:
-        parse_sectors(values)
-        return values
 
     @model_validator(mode="after")
     def _size(self) -> "SizeParams":
@@ -305,15 +302,10 @@ class V1QuicklookParams(PositionParams):
         "cube": "'cube' is required: a cube's name such as tess-s0001-1-1 (GET /v1/cubes lists them)"}
     cube: str = Field(max_length=MAX_VALUE_CHARS, pattern=_NOT_BLANK,
                       description="A cube's name, e.g. tess-s0001-1-1 (see /v1/cubes).")
-    size: str = Field("11", max_length=40, description="Cutout size in whole pixels: `N` or `NX,NY` (default 11).")
+    size: Annotated[str, _checked_by(pixel_extents)] = Field(
+        "11", max_length=40, description="Cutout size in whole pixels: `N` or `NX,NY` (default 11).")
     frame: Frame = "median"
     stretch: Stretch = "asinh"
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, value: str) -> str:
-        pixel_extents(value)
-        return value
 
     def pixels(self) -> tuple[int, int]:
         """``(columns, rows)``."""
@@ -382,15 +374,10 @@ class BulkParams(RouteParams):
     cubes: list[Annotated[str, Field(max_length=MAX_VALUE_CHARS, pattern=_NOT_BLANK)]] = Field(
         default_factory=list, max_length=MAX_BULK_CUBES,
         description="Cube names (e.g. tess-s0001-1-1, see /v1/cubes); default: every cube containing each target.")
-    size: str = Field("11", max_length=40, description=(
-        f"Default cutout size in whole pixels: `N` or `NX,NY` (default 11, at most {MAX_BULK_SIDE})."))
+    size: Annotated[str, _checked_by(lambda value: pixel_extents(value, MAX_BULK_SIDE))] = Field(
+        "11", max_length=40,
+        description=f"Default cutout size in whole pixels: `N` or `NX,NY` (default 11, at most {MAX_BULK_SIDE}).")
     shards: bool = Field(False, description="Write each tile's TPFs as one tar (see docs/bulk.md), not one object each.")
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, value: str) -> str:
-        pixel_extents(value, MAX_BULK_SIDE)
-        return value
 
     def pixels(self) -> tuple[int, int]:
         """``(columns, rows)``."""

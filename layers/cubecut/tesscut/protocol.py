@@ -96,6 +96,9 @@ def parse_sectors(values: Sequence[str]) -> frozenset[int] | None:
 
 @dataclass(frozen=True)
 class SectorRequest:
+    """``sector``: the cubes of ``product`` whose image the cone of ``radius_deg`` (degrees)
+    around ``coord`` touches."""
+
     coord: SkyCoord
     radius_deg: float
     product: str
@@ -103,6 +106,9 @@ class SectorRequest:
 
 @dataclass(frozen=True)
 class CutoutRequest:
+    """``astrocut``: a cutout of ``size`` (columns, rows) around ``coord`` from the cubes of
+    ``product`` in ``sectors`` (sector numbers; None: all)."""
+
     coord: SkyCoord
     size: Size
     sectors: frozenset[int] | None
