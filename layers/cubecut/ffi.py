@@ -26,7 +26,6 @@ PRODUCTS = (SPOC, TICA)
 
 #: Header keywords per product: (start time, stop time, quality, camera, ccd).
 TIME_KEYS = {SPOC: ("TSTART", "TSTOP"), TICA: ("STARTTJD", "ENDTJD")}
-QUALITY_KEY = {SPOC: "DQUALITY", TICA: "QUAL_BIT"}
 CAMERA_KEYS = {SPOC: ("CAMERA", "CCD"), TICA: ("CAMNUM", "CCDNUM")}
 _SECTOR_IN_NAME = re.compile(r"[-_]s(\d{4})-")
 

@@ -23,7 +23,6 @@ BLOCK = 2880
 CARD = 80
 #: A header larger than this is treated as corrupt (real TESS headers are < 40 blocks).
 MAX_HEADER_BYTES = 400 * BLOCK
-_END = b"END" + b" " * 77
 #: Header cards may hold printable ASCII only (FITS standard 4.1.2).
 _NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 _BITPIX_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}

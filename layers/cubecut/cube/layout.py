@@ -7,7 +7,7 @@ computed from the plan alone; that is what lets independent workers write row bl
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ..fitsio import padded
 
@@ -65,9 +65,3 @@ class CubeLayout:
         """Offset of cube row ``row`` (0-based FFI row)."""
         return self.data_offset + row * self.row_stride
 
-    def value_offset(self, row: int, col: int, frame: int, plane: int) -> int:
-        """Offset of one float32 value; all indices 0-based."""
-        return self.data_offset + (((row * self.ncols + col) * self.nt + frame) * self.nplanes + plane) * 4
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)

@@ -7,7 +7,7 @@ enforce, so we check them here): every part but the last is at least 5 MiB and a
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ..cube.layout import CubeLayout
 from ..errors import PlanError
@@ -43,9 +43,6 @@ class Block:
     size: int
     head: bool
     tail: bool
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def block_rows(layout: CubeLayout, block_bytes: int = DEFAULT_BLOCK_BYTES, *, min_part: int = S3_MIN_PART,

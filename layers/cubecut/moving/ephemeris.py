@@ -115,12 +115,6 @@ class Ephemeris:
         ra[outside], dec[outside] = np.nan, np.nan
         return ra, dec
 
-    def to_table(self) -> Table:
-        """The ephemeris as a table with columns ``time`` (TJD), ``ra``, ``dec`` (deg)."""
-        table = Table({"time": self.time, "ra": self.ra, "dec": self.dec})
-        table.meta.update({"barycentric": self.barycentric, "name": self.name})
-        return table
-
 
 def _unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     r, d = np.radians(ra), np.radians(dec)
