@@ -56,13 +56,10 @@ def load_index(cube_url: str | Location, stats: ReadStats | None = None, *,
         ObjectNotFoundError, AccessDeniedError: the cube cannot be read.
         NotACubeError: the object is not a cube, or is truncated.
     """
-    location = cube_url if isinstance(cube_url, Location) else Location.parse(cube_url)
-    if not refresh:
-        with _cache_lock:
-            index = _cache.get(location.url)
-            if index is not None:
-                _cache.move_to_end(location.url)
-                return index
+    location = Location.of(cube_url)
+    index = None if refresh else cached(location)
+    if index is not None:
+        return index
     # On S3 the sidecar comes through obstore, as the pixels do: a quarter of botocore's CPU
     # on the cold path, where nothing else can run meanwhile.
     index = None if refresh else read_sidecar(location, stats, get=get_bytes_fast)[0]
@@ -74,7 +71,7 @@ def load_index(cube_url: str | Location, stats: ReadStats | None = None, *,
 
 def cached(cube_url: str | Location) -> CubeIndex | None:
     """The cached index of ``cube_url`` (now the most recently used), or None (no read)."""
-    location = cube_url if isinstance(cube_url, Location) else Location.parse(cube_url)
+    location = Location.of(cube_url)
     with _cache_lock:
         index = _cache.get(location.url)
         if index is not None:
@@ -85,7 +82,7 @@ def cached(cube_url: str | Location) -> CubeIndex | None:
 def remember(cube_url: str | Location, index: CubeIndex) -> None:
     """Cache ``index`` as the current index of ``cube_url`` (e.g. the catalog's, which it
     checked against the cube's listed ETag)."""
-    location = cube_url if isinstance(cube_url, Location) else Location.parse(cube_url)
+    location = Location.of(cube_url)
     with _cache_lock:
         _cache[location.url] = index
         _cache.move_to_end(location.url)
@@ -95,7 +92,7 @@ def remember(cube_url: str | Location, index: CubeIndex) -> None:
 
 def invalidate(cube_url: str | Location) -> None:
     """Forget the cached index of ``cube_url`` (after a StaleObjectError)."""
-    location = cube_url if isinstance(cube_url, Location) else Location.parse(cube_url)
+    location = Location.of(cube_url)
     with _cache_lock:
         _cache.pop(location.url, None)
 

@@ -123,7 +123,7 @@ def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInpu
     The fast path: the bytes are built in their final layout (:func:`.tpf.tpf_bytes`),
     so nothing is converted or copied again to store, zip or send them.
     """
-    location = cube if isinstance(cube, Location) else Location.parse(cube)
+    location = Location.of(cube)
     if anon is not None:
         location = dataclasses.replace(location, anon=anon)
 

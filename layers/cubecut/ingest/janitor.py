@@ -111,7 +111,7 @@ def sweep(prefix: str | Location, older_than: str | float | timedelta = "1d", *,
         dry_run: report only.
         now: the current time (tests); default: now in UTC.
     """
-    location = prefix if isinstance(prefix, Location) else Location.parse(prefix)
+    location = Location.of(prefix)
     age = parse_age(older_than)
     now = now or datetime.now(timezone.utc)
     report = JanitorReport(location.url, age, dry_run)

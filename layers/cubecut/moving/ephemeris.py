@@ -215,7 +215,7 @@ def load_ephemeris(source: Ephemeris | Table | Mapping[str, Any] | Sequence[Mapp
 
 
 def _read_file(url: str | Location) -> Table | Mapping | list:
-    location = url if isinstance(url, Location) else Location.parse(url)
+    location = Location.of(url)
     data = get_bytes(location)[0]
     suffix = PurePosixPath(location.name.lower()).suffix
     try:
