@@ -64,11 +64,8 @@ os.register_at_fork(after_in_child=_client.cache_clear)
 
 
 def s3_client(anon: bool | None = None):
-    """A thread-safe, connection-pooled S3 client configured from the environment.
-
-    Its requests are unsigned when :func:`anonymous` says so for ``anon``, and time out
-    and retry as :func:`deadlines` says.
-    """
+    """The thread-safe, pooled botocore client of the environment's endpoint, unsigned when
+    :func:`anonymous` says so for ``anon``, timing out and retrying as :func:`deadlines` says."""
     return _client(endpoint(), region(), anonymous(anon), deadlines())
 
 

@@ -99,9 +99,8 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, li
 
 
 def store_for(bucket: str, anon: bool | None = None):
-    """The (cached, thread-safe) obstore S3 store of ``bucket`` for the current environment;
-    requests are unsigned when :func:`~cubecut.storage.s3_config.anonymous` says so for
-    ``anon``, and time out and retry as :func:`~cubecut.storage.s3_config.deadlines` says."""
+    """The (cached, thread-safe) obstore S3 store of ``bucket``, configured as botocore's
+    client for ``anon`` (:func:`cubecut.storage.s3.s3_client`)."""
     return _store(bucket, s3_config.endpoint(), s3_config.region(), anonymous(anon), deadlines())
 
 
