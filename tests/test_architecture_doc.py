@@ -4,8 +4,11 @@ A module is *named* by an entry: a bullet (``- `cubecut.bulk.plan`: ...``) or a 
 (``### `cubecut.bulk`: ...``, which names the package's ``__init__``) whose first code span
 is its dotted name. Every other dotted name in a code span (``cubecut.storage_obstore.put_object``:
 a module, then a name bound at its top level), every path in a code span (``tests/...``,
-``infra/...``) and every relative link must exist. Failure messages list exactly the names
-to add, remove or rename.
+``infra/...``) and every relative link must exist. An arrow between two functions
+(``cubecut.cutout.reader.open_cube`` → ``cubecut.storage_obstore.open_object`` in code spans, as the
+data-source table says which backend serves what) must be a call: the first function's body
+uses the second, imported from its module. Failure messages list exactly the names to add,
+remove or rename.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ ENTRY = re.compile(rf"^(?:#+|-)\s+`((?:{PACKAGES})(?:\.\w+)*)`", re.M)
 REPO_PATH = re.compile(r"`((?:layers|functions|infra|tests|benchmarks|docs)/[\w./*-]*)`")
 #: A code span that is a dotted name in one of the packages (a module, or a module's name).
 DOTTED = re.compile(rf"`((?:{PACKAGES})(?:\.\w+)+)`")
+#: "`caller` → `callee`": a call the doc states.
+ARROW = re.compile(rf"`((?:{PACKAGES})(?:\.\w+)+)` → `((?:{PACKAGES})(?:\.\w+)+)`")
 LINK = re.compile(r"\]\(([^)#:]+)(?:#[^)]*)?\)")
 
 
@@ -94,6 +99,48 @@ def test_every_dotted_name_the_doc_uses_exists() -> None:
     modules = module_files()
     wrong = sorted({name for name in DOTTED.findall(DOC.read_text()) if unresolved(name, modules)})
     assert not wrong, f"docs/architecture.md names things that do not exist (module, then a name in it): {wrong}"
+
+
+def split_module(dotted: str, modules: dict[str, Path]) -> tuple[str, list[str]]:
+    """``dotted`` as (its longest module prefix, the names after it)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        if ".".join(parts[:cut]) in modules:
+            return ".".join(parts[:cut]), parts[cut:]
+    raise KeyError(dotted)
+
+
+def imported_from(module: str, path: Path, tree: ast.Module) -> dict[str, str]:
+    """Names bound by ``from X import name`` in ``tree`` -> X as an absolute module name."""
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            source = ".".join([*base, *([node.module] if node.module else [])])
+            found.update({alias.asname or alias.name: source for alias in node.names})
+    return found
+
+
+def call_is_missing(caller: str, callee: str, modules: dict[str, Path]) -> bool:
+    """Whether function ``caller`` does not use ``callee`` imported from its module."""
+    module, names = split_module(caller, modules)
+    callee_module, callee_names = split_module(callee, modules)
+    tree = ast.parse(modules[module].read_text())
+    function = next((node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                     and names == [node.name]), None)
+    if function is None or len(callee_names) != 1:
+        return True
+    used = {node.id for node in ast.walk(function) if isinstance(node, ast.Name)}
+    return callee_names[0] not in used or imported_from(module, modules[module], tree).get(callee_names[0]) != callee_module
+
+
+def test_every_call_the_doc_states_is_in_the_code() -> None:
+    modules = module_files()
+    arrows = ARROW.findall(DOC.read_text())
+    wrong = sorted(f"{caller} → {callee}" for caller, callee in arrows if call_is_missing(caller, callee, modules))
+    assert arrows, "no calls found: the pattern no longer matches the doc"
+    assert not wrong, f"docs/architecture.md states calls the code does not make: {wrong}"
 
 
 def test_every_path_the_doc_names_exists() -> None:
