@@ -24,8 +24,8 @@ moto 5.2.5's engine in three places; no other moto code is touched:
    ``ResultFiles``. Patched: ``ResultWriter._eval_body`` does both.
 
 Remove each part when moto does it itself.
-``tests/test_asl.py::test_a_failed_block_aborts_the_upload_and_fails_with_the_error`` fails
-without 1 or 2, ``tests/test_bulk_stack.py`` without 3. Importing this module refuses a moto
+``tests/stack/test_asl.py::test_a_failed_block_aborts_the_upload_and_fails_with_the_error`` fails
+without 1 or 2, ``tests/stack/test_bulk_stack.py`` without 3. Importing this module refuses a moto
 outside :data:`TESTED_MOTO` (:class:`UntestedMotoError`).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 
 #: The moto releases these fixes were written for and tested with (pyproject.toml's [local]
-#: extra asks for the same range; tests/test_packaging.py checks they agree).
+#: extra asks for the same range; tests/stack/test_packaging.py checks they agree).
 TESTED_MOTO = SpecifierSet(">=5.2.5,<5.3")
 
 

@@ -122,7 +122,7 @@ def _sip_wcs(header_text: str) -> WCS | None:
     card to wcslib, then ``fix`` and ``set``) without its card-by-card header editing:
     ~0.5 ms instead of 10-45 ms. None when the header is not the plain case (orders missing
     or < 2, other distortions, a card that is not 80 characters), so the caller uses astropy.
-    ``tests/test_cutout.py`` checks the result equals astropy's, value for value.
+    ``tests/library/test_cutout.py`` checks the result equals astropy's, value for value.
     """
     if len(header_text) % 80:
         return None

@@ -16,7 +16,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
 #: Source tree -> the package name it installs as (pyproject.toml's package-dir).
 TREES = {"layers/cubecut": "cubecut", "layers/cubecut_app": "cubecut_app",

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Folders that hold no sources: environments, caches, build and run outputs (.gitignore).
 SKIP = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".hypothesis", ".pytest_cache", "__pycache__",
         ".aws-sam", "node_modules", "build", "cubecut.egg-info", "cubecut-demo"}
