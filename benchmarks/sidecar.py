@@ -14,7 +14,7 @@ medians of ``--repeats``; beside them a GET of a 1-byte object (this server's ro
 and the parse alone (``CubeIndex.from_json`` on the bytes, no network). On S3 the GET would
 add one round trip (~20-60 ms first byte, the same for both versions) and the bytes at
 ~100 MB/s per connection: the model column. Results: results/sidecar.json and .md
-(stamp.py). Nothing is asserted; tests/test_sidecar_format.py checks the format.
+(stamp.py). Nothing is asserted; tests/library/test_sidecar_format.py checks the format.
 """
 from __future__ import annotations
 

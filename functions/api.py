@@ -10,7 +10,7 @@ SDK: powertools' Tracer imports ``aws_xray_sdk``, whose recorder builds an X-Ray
 import (~0.2-0.3 s, whether tracing is enabled or not), so the Tracer is built at the first
 invocation (:func:`cubecut_app.tracing.traced`), before that invocation makes any AWS call
 (its botocore patches still see every call). benchmarks/imports.py measures both halves;
-tests/test_packaging.py checks the import.
+tests/stack/test_packaging.py checks the import.
 
 Secrets stay out of telemetry: the tracer records no handler response (the answers hold
 presigned URLs, whose query strings are credentials), events are never logged, and every

@@ -20,7 +20,7 @@
 
 Cold start: the bulk package (astropy, the cutout engine) loads with the first invocation
 and the Tracer is built then too (:func:`cubecut_app.tracing.traced`), so the import is
-light (tests/test_packaging.py).
+light (tests/stack/test_packaging.py).
 """
 from __future__ import annotations
 

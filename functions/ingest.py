@@ -9,7 +9,7 @@ finalize recognises a cube it already committed by the plan id in its metadata.
 
 Cold start: the ingest modules that need astropy's FITS load with the first invocation and
 the Tracer is built then too (:func:`cubecut_app.tracing.traced`), so the import is light
-(tests/test_packaging.py).
+(tests/stack/test_packaging.py).
 """
 from __future__ import annotations
 

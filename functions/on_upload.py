@@ -15,7 +15,7 @@ failure to start the execution is raised, so Lambda retries the event and finall
 to the dead-letter queue (template.yaml: IngestFailuresQueue).
 
 Cold start: boto3 loads with the first event and the Tracer is built at the first
-invocation (:func:`cubecut_app.tracing.traced`); tests/test_packaging.py checks the import.
+invocation (:func:`cubecut_app.tracing.traced`); tests/stack/test_packaging.py checks the import.
 """
 from __future__ import annotations
 

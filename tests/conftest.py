@@ -41,7 +41,9 @@ def bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
     each time instead of failing once in a few hundred runs (each test runs once per
     session, so the name is still unused).
     """
-    name = f"test-{hashlib.blake2b(request.node.nodeid.encode(), digest_size=6).hexdigest()}"
+    # the node id as it was before the tests moved into tests/<layer>/ (file names are unique)
+    node = f"tests/{request.node.path.name}::{request.node.nodeid.split('::', 1)[1]}"
+    name = f"test-{hashlib.blake2b(node.encode(), digest_size=6).hexdigest()}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return name
 

@@ -1,29 +1,32 @@
-"""The two constructs our definitions need that moto's ASL engine lacks, added back.
+"""Three things our definitions need that moto's ASL engine gets wrong, fixed in place.
 
-1. moto 5.2.5's Distributed Map counts a failed child execution and carries on: the Map
-   run always succeeds (``States.ExceedToleratedFailureThreshold`` is in its grammar but
-   never raised), so a failed Block would not send the ingest to Abort. On AWS the Map run
-   fails with ``States.ExceedToleratedFailureThreshold`` once more items fail than
+:func:`install` (called by :class:`~cubecut_infra.local.sfn.LocalStepFunctions`) patches
+moto 5.2.5's engine in three places; no other moto code is touched:
+
+1. moto's Distributed Map counts a failed child execution and carries on: the Map run
+   always succeeds (``States.ExceedToleratedFailureThreshold`` is in its grammar but never
+   raised), so a failed Block would not send the ingest to Abort. On AWS the Map run fails
+   with ``States.ExceedToleratedFailureThreshold`` once more items fail than
    ``ToleratedFailureCount``/``ToleratedFailurePercentage`` allow (both unset: any
-   failure). :func:`install` wraps moto's ``DistributedIterationComponent._map_run`` to do
-   that check after the items ran (AWS stops launching items as soon as the threshold is
-   exceeded; here the remaining ones still run, which for idempotent items changes only time).
+   failure). Patched: ``DistributedIterationComponent._map_run`` makes that check after
+   the items ran (AWS stops launching items as soon as the threshold is exceeded; here the
+   remaining ones still run, which for idempotent items changes only time).
 2. A Fail state whose ``ErrorPath`` gives a ``States.*`` name (ingest's ``Failed`` re-raises
    the error that sent it to Abort, e.g. the one above) dies in moto with ``ValueError:
    Custom Error Names MUST NOT begin with the prefix 'States.'`` (LocalStack had the same
-   bug, localstack/localstack#10489); AWS fails the execution with that name.
-   :func:`install` lets moto's Fail state build its error name from any string.
-
+   bug, localstack/localstack#10489); AWS fails the execution with that name. Patched:
+   ``state_fail.CustomErrorName`` accepts any string.
 3. moto evaluates a Distributed Map's ``ResultWriter`` Parameters against the items'
    outputs instead of the Map state's input (so ``"Bucket.$": "$.tiles.Bucket"`` is not
    found), and its manifest lists no result files (a TODO in moto): AWS resolves the
    Parameters against the state input and writes the children's results to
    ``SUCCEEDED_0.json`` (records with ``Status`` and ``Output``), listed in the manifest's
-   ``ResultFiles``. :func:`install` does both. ``tests/test_bulk_stack.py`` fails without it.
+   ``ResultFiles``. Patched: ``ResultWriter._eval_body`` does both.
 
-No other moto code is touched. Remove each part when moto does it itself;
-``tests/test_asl.py::test_a_failed_block_aborts_the_upload_and_fails_with_the_error`` fails
-without either.
+Remove each part when moto does it itself.
+``tests/stack/test_asl.py::test_a_failed_block_aborts_the_upload_and_fails_with_the_error`` fails
+without 1 or 2, ``tests/stack/test_bulk_stack.py`` without 3. Importing this module refuses a moto
+outside :data:`TESTED_MOTO` (:class:`UntestedMotoError`).
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 
 #: The moto releases these fixes were written for and tested with (pyproject.toml's [local]
-#: extra asks for the same range; tests/test_packaging.py checks they agree).
+#: extra asks for the same range; tests/stack/test_packaging.py checks they agree).
 TESTED_MOTO = SpecifierSet(">=5.2.5,<5.3")
 
 
@@ -73,7 +76,7 @@ class _FailStateErrorName(ErrorName):
 
 
 def install() -> None:
-    """Apply the three fixes (idempotent)."""
+    """Apply the three fixes of the module docstring (idempotent)."""
     state_fail.CustomErrorName = _FailStateErrorName  # type: ignore[assignment,misc]
     original = DistributedIterationComponent._map_run
     if getattr(original, "cubecut_shim", False):

@@ -9,7 +9,11 @@ engine's Lambda tasks call the Lambda Invoke API of "the moto server",
 :meth:`LocalStepFunctions.environment` gives ``MOTO_PORT`` that port, so the engine's
 invocations reach the real handlers and everything else (the Distributed Map's S3
 ItemReader included) reaches moto. Clients use the same port through
-``AWS_ENDPOINT_URL_SFN`` and ``AWS_ENDPOINT_URL_LAMBDA``. No moto code is patched.
+``AWS_ENDPOINT_URL_SFN`` and ``AWS_ENDPOINT_URL_LAMBDA``. moto's application is served
+as it is; its ASL engine is patched in three places by
+:func:`~cubecut_infra.local.engine_shim.install`, which :class:`LocalStepFunctions` calls
+(see there: a Distributed Map fails on failed items, a Fail state may raise a ``States.*``
+name, a ResultWriter reads the state input and lists its result files).
 
 moto's state is per process: the S3 server of :class:`~cubecut_infra.local.s3server.LocalS3`
 and this one see the same buckets.
@@ -18,8 +22,7 @@ Known differences from AWS, measured on moto 5.2.5: an error of the Lambda *serv
 (e.g. 429 ``TooManyRequestsException``) reaches the engine's Retry/Catch as ``Exception``,
 not ``Lambda.TooManyRequestsException``; function errors (``X-Amz-Function-Error``) keep
 their ``errorType`` as on AWS; a missing ItemReader object fails the Map with
-``States.Runtime``, not ``States.ItemReaderFailed``. moto's Distributed Map never fails on failed items;
-:mod:`~cubecut_infra.local.engine_shim` adds that back (the one shim).
+``States.Runtime``, not ``States.ItemReaderFailed``.
 """
 from __future__ import annotations
 

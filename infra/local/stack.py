@@ -43,7 +43,7 @@ Wrap = Callable[[str, Handler], Handler]
 
 #: Where handler modules are imported from: ``cubecut_functions`` (functions/ of this checkout),
 #: or, when set to the empty string, top-level modules found on ``sys.path`` as Lambda imports
-#: them, e.g. from a ``sam build`` folder on PYTHONPATH (tests/test_build.py serves the build).
+#: them, e.g. from a ``sam build`` folder on PYTHONPATH (tests/stack/test_build.py serves the build).
 HANDLER_PACKAGE = os.environ.get("CUBECUT_LOCAL_HANDLER_PACKAGE", "cubecut_functions")
 
 

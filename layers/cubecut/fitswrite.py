@@ -10,7 +10,7 @@ that the HDU sums to negative zero (``0xFFFFFFFF``).
 
 Everything here gives the bytes astropy writes (``HDUList.writeto(checksum=True)``): the
 same padding, the same card comments (``data unit checksum updated <time>``) and the same
-encoding; ``tests/test_fitswrite.py`` checks it against astropy.
+encoding; ``tests/library/test_fitswrite.py`` checks it against astropy.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from cubecut.storage import INTERACTIVE, using_deadlines
 
 from . import openapi as doc
 from . import routes
-from .jobs import CURRENT_JOBS, JobEngine
+from .jobs import JobEngine
 from .forms import bounded_json_body
 from .settings import AppSettings
 
@@ -55,10 +55,6 @@ def answer(event: dict, context: Any, settings: AppSettings, jobs: JobEngine | N
     ``jobs`` (None: the bulk routes answer 503). Its S3 calls run under
     :data:`cubecut.storage.INTERACTIVE` deadlines: an unreachable S3 is a named error well
     inside the API's 29 s, not a retry loop past it."""
-    token, jobs_token = routes.CURRENT_SETTINGS.set(settings), CURRENT_JOBS.set(jobs)
-    try:
-        with using_deadlines(INTERACTIVE):
-            return app.resolve(event, context)
-    finally:
-        CURRENT_JOBS.reset(jobs_token)
-        routes.CURRENT_SETTINGS.reset(token)
+    with using_deadlines(INTERACTIVE):
+        app.append_context(**{routes.SETTINGS: settings, routes.JOBS: jobs})  # cleared by resolve
+        return app.resolve(event, context)

@@ -7,7 +7,6 @@ client holds is all it takes to find its job again.
 """
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Any, Protocol
 
 
@@ -37,15 +36,3 @@ class BulkForbiddenError(Exception):
 class BulkBusyError(Exception):
     """Too many bulk jobs are running (in all, or of this caller): answered 429."""
 
-
-#: The engine of the request being answered (set by :func:`.app.answer`; None: no bulk jobs).
-CURRENT_JOBS: ContextVar[JobEngine | None] = ContextVar("cubecut_app_jobs", default=None)
-
-
-def engine() -> JobEngine:
-    """The current request's engine; BulkUnavailableError if there is none."""
-    jobs = CURRENT_JOBS.get()
-    if jobs is None:
-        raise BulkUnavailableError("bulk jobs are not available on this server (no bulk state machine is "
-                                   "configured); run `cubecut bulk` instead")
-    return jobs

@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from contextvars import ContextVar
 from typing import Annotated, Callable
 
 from aws_lambda_powertools import Logger, Metrics
@@ -56,7 +55,7 @@ from . import openapi as doc
 from . import webpage
 from .forms import BodyTooLargeError, MalformedParamsError, UnsupportedBodyError, collect_params
 from .callers import caller
-from .jobs import BulkBusyError, BulkForbiddenError, BulkUnavailableError, JobEngine, engine
+from .jobs import BulkBusyError, BulkForbiddenError, BulkUnavailableError, JobEngine
 from .models import (MAX_BULK_SIDE, BulkParams, BulkStatusParams, ColumnsConfigParams, CutoutParams, FfiWcsParams, MashupParams,
                      MovingParams, QuicklookParams, ResolveParams, ResolverParams, RouteParams, SectorParams,
                      V1CutoutParams, V1QuicklookParams)
@@ -68,10 +67,8 @@ metrics = Metrics(namespace="cubecut")
 # OpenAPI validation middleware would try to build a pydantic schema for Response.
 router = APIGatewayHttpRouter()
 TESSCUT = API_PREFIX
-#: The settings of the request being answered in this thread (not powertools' routing
-#: context: that is one dict per app, cleared by every request, and the local stack answers
-#: requests in threads at once).
-CURRENT_SETTINGS: ContextVar[AppSettings] = ContextVar("cubecut_app_settings")
+#: Keys of powertools' routing context that :func:`.app.answer` sets for each request.
+SETTINGS, JOBS = "cubecut_settings", "cubecut_jobs"
 #: Methods of every path routed here (the app adds its own paths in its table), to tell 405 from 404.
 ROUTE_METHODS: dict[str, set[str]] = {}
 
@@ -95,8 +92,22 @@ def params_route(path: str, model: type[RouteParams], *methods: str, answers: di
 
 
 def settings() -> AppSettings:
-    """The settings of the request being answered (:func:`.app.answer` sets them)."""
-    return CURRENT_SETTINGS.get()
+    """The settings of the request being answered: :func:`.app.answer` puts them in
+    powertools' routing context, which the resolver clears after every request. One dict
+    per app is enough: a process answers one event at a time (a Lambda environment; the
+    local stack's gateway, ``one_at_a_time``), and the resolver's current event is one per
+    app too."""
+    return router.context[SETTINGS]
+
+
+def engine() -> JobEngine:
+    """The bulk engine of the request being answered (the routing context, as
+    :func:`settings`); BulkUnavailableError if there is none."""
+    jobs = router.context.get(JOBS)
+    if jobs is None:
+        raise BulkUnavailableError("bulk jobs are not available on this server (no bulk state machine is "
+                                   "configured); run `cubecut bulk` instead")
+    return jobs
 
 
 def service() -> CutoutService:

@@ -3,7 +3,7 @@
 The handler (``functions/api.py``) and the local stack build :class:`AppSettings` with
 :meth:`AppSettings.from_env` and hand it to the app with each request; nothing below it
 reads the environment. Each field is read from the variable in its metadata: the ones
-``template.yaml`` sets on the API function (tests/test_layering.py checks that the two
+``template.yaml`` sets on the API function (tests/library/test_layering.py checks that the two
 lists are the same).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from cubecut.cube.catalog import CubeCatalog
 from cubecut.tesscut.service import MAX_CONCURRENT, MAX_PIXEL_FRAMES, CutoutService
 
 #: The bulk Plan's default target cap (``cubecut.bulk.plan.MAX_TARGETS``, not imported here:
-#: it would load astropy at the handler's import; tests/test_settings.py checks they agree).
+#: it would load astropy at the handler's import; tests/app/test_settings.py checks they agree).
 BULK_MAX_TARGETS = 250_000
 #: A bulk job's cap in pixel-frames when the API starts it (template.yaml's BulkMaxPixelFrames
 #: default: 333 times a request's budget; the CLI's own jobs default to cubecut.bulk.plan's).

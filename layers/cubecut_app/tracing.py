@@ -5,7 +5,7 @@ client at import (0.14 s with tracing disabled, 0.18 s enabled as in Lambda, mea
 benchmarks/results/imports.md). A handler decorated with :func:`traced` builds the one
 Tracer of the process (:func:`tracer`) when it is first invoked, before that invocation's
 first AWS call, so its botocore patches still see every call; importing the handler module
-loads no X-Ray SDK. Every handler module in functions/ uses it (tests/test_packaging.py).
+loads no X-Ray SDK. Every handler module in functions/ uses it (tests/stack/test_packaging.py).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The cube's headers and FFI table, in astrocut's CubeFactory format (formats.md §2).
+"""The cube's headers and FFI table, in astrocut's CubeFactory format (the rules below).
 
 Byte compatibility matters: astrocut, TESScut and our own cutout reader must read our
 cubes. The rules, measured against astrocut 1.3.0 (SPOC) and 1.2.0 (TICA):

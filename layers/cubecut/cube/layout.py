@@ -1,8 +1,8 @@
 """The byte layout of a cube object, known before a single pixel is read.
 
-A cube is three HDUs (formats.md §2): the primary header, the image HDU whose data is the
-float32 big-endian array of numpy shape ``(rows, cols, frames, planes)``, and the binary
-table of FFI headers. Header sizes are fixed by the FFI headers, so every offset below is
+A cube is three HDUs, as astrocut's CubeFactory writes them (:mod:`.headers`): the primary
+header, the image HDU whose data is the float32 big-endian array of numpy shape
+``(rows, cols, frames, planes)``, and the binary table of FFI headers. Header sizes are fixed by the FFI headers, so every offset below is
 computed from the plan alone; that is what lets independent workers write row blocks.
 """
 from __future__ import annotations

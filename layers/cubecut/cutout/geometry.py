@@ -127,12 +127,12 @@ def _sip_wcs(header_text: str) -> WCS | None:
     card to wcslib, then ``fix`` and ``set``) without its card-by-card header editing:
     ~0.5 ms instead of 10-45 ms. None when the header is not the plain case (orders missing
     or < 2, other distortions, a card that is not 80 characters), so the caller uses astropy.
-    ``tests/test_cutout.py`` checks the result equals astropy's, value for value.
+    ``tests/library/test_cutout.py`` checks the result equals astropy's, value for value.
 
     It calls two private parts of astropy (``WCSBase.__init__``, ``WCS._naxis``): when they
     are missing or no longer do what they did (an error, or a WCS whose public
     ``pixel_shape``/``sip`` are not what was set), it returns None and astropy's public
-    path is taken (``tests/test_cutout.py`` simulates both).
+    path is taken (``tests/library/test_cutout.py`` simulates both).
     """
     if len(header_text) % 80:
         return None

@@ -6,7 +6,7 @@ exact (one range read per FFI image per block); the plan's header reads are coun
 they happen; times and prices are the assumptions'.
 
 Deployment facts (``DEPLOYED_CONCURRENCY``, ``BLOCK_MEMORY_MB``, ``BLOCK_TIMEOUT_S``,
-``PLAN_MEMORY_MB``) are template.yaml's defaults; tests/test_ingest_scale.py checks that
+``PLAN_MEMORY_MB``) are template.yaml's defaults; tests/library/test_ingest_scale.py checks that
 they agree with it.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .plan import IngestPlan, PlanDraft, draft_plan
 
 MB = 1024 * 1024
 
-# --- the deployment (template.yaml's defaults; checked by tests/test_ingest_scale.py)
+# --- the deployment (template.yaml's defaults; checked by tests/library/test_ingest_scale.py)
 #: Blocks written at once: the ingest Map's MaxConcurrency (= BlockReservedConcurrency).
 DEPLOYED_CONCURRENCY = 200
 #: BlockFunction's and PlanFunction's MemorySize (MB) and Timeout (s).

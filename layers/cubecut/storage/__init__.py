@@ -4,7 +4,7 @@ Locations are URLs (:class:`Location`): ``s3://bucket/key``, a plain/``file://``
 any other URL fsspec understands (``https://``, ``memory://`` ...). The functions here hand
 each call to the location's backend (:class:`~cubecut.storage.base.Backend`), chosen once
 from its scheme by :func:`backend_for`; which client serves which call is told in
-docs/architecture.md ("Data sources", checked by tests/test_storage_backends.py).
+docs/architecture.md ("Data sources", checked by tests/library/test_storage_backends.py).
 
 S3 requests follow the standard AWS environment (:mod:`~cubecut.storage.s3_config`: a
 local S3-compatible server and AWS are one code path), are unsigned when asked

@@ -70,11 +70,11 @@ class S3Deadlines:
 
 #: Callers that answer a person within an integration timeout (the API: 29 s): a server
 #: that accepts connections but never answers fails one call in about 2 x 4 s (botocore)
-#: or 2 x 8 s (obstore), one that refuses them at once (tests/test_s3_deadlines.py).
+#: or 2 x 8 s (obstore), one that refuses them at once (tests/library/test_s3_deadlines.py).
 INTERACTIVE = S3Deadlines(connect_timeout=2.0, read_timeout=4.0, request_timeout=8.0, attempts=2,
                           retry_timeout=10.0)
 #: Workers with minutes to spare (ingest, bulk, the CLI): ride out a slow or flaky S3
-#: (botocore's own timeouts; 8 retries with back-off up to 20 s, tests/test_faults.py).
+#: (botocore's own timeouts; 8 retries with back-off up to 20 s, tests/library/test_faults.py).
 BATCH = S3Deadlines(connect_timeout=60.0, read_timeout=60.0, request_timeout=30.0, attempts=9,
                     retry_timeout=60.0)
 _DEADLINES: contextvars.ContextVar[S3Deadlines] = contextvars.ContextVar("cubecut_s3_deadlines", default=BATCH)

@@ -24,7 +24,7 @@ from astropy.io import fits
 
 from stack_fixtures import ResolverProxy
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
 
 

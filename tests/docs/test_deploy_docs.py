@@ -8,7 +8,7 @@ import yaml
 
 from cubecut_infra.local.template import _Loader
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "deploy.md").read_text()
 TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "layers" / "cubecut"
 APP = ROOT / "layers" / "cubecut_app"
 #: Top-level packages the library never imports: the app and deployment trees on top of it,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 SPEED = re.search(r"^## Speed\n(.*?)^## ", (ROOT / "README.md").read_text(), flags=re.S | re.M).group(1)
 

@@ -27,7 +27,7 @@ from cubecut import errors, storage
 from cubecut_infra.local.sfn import ExecutionResult, LocalStepFunctions
 from cubecut_infra.local.template import _Loader, apply_substitutions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INGEST = (ROOT / "infra" / "statemachines" / "ingest.asl.json").read_text()
 
 

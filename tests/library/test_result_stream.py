@@ -4,7 +4,7 @@
 A result zip is written as its TPFs are produced: S3 multipart parts of 8 MiB (one PUT when
 the zip is smaller than a part), or a hidden temporary file renamed into place; each TPF is
 released once it is in the zip; a failure mid-stream leaves no object and no upload behind.
-Faults injected into UploadPart mid-stream: tests/test_faults.py.
+Faults injected into UploadPart mid-stream: tests/library/test_faults.py.
 """
 from __future__ import annotations
 

@@ -45,3 +45,28 @@ def test_settings_parse_and_clamp():
         AppSettings.from_env({})
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.bucket = "other"  # type: ignore[misc]
+
+
+def test_each_answer_has_its_own_settings_and_leaves_none_behind():
+    """``answer`` hands the settings to the routes in powertools' routing context, which
+    the resolver clears after the request: the next request sees only its own."""
+    from cubecut_app import routes
+    from cubecut_app.app import answer, app
+
+    seen = []
+
+    def event() -> dict:
+        return {"version": "2.0", "routeKey": "$default", "rawPath": "/v1/resolve",
+                "rawQueryString": "target=132.5%20-69.2", "queryStringParameters": {"target": "132.5 -69.2"},
+                "headers": {}, "isBase64Encoded": False,
+                "requestContext": {"http": {"method": "GET", "path": "/v1/resolve", "sourceIp": "127.0.0.1"},
+                                   "stage": "$default", "requestId": "r"}}
+
+    original = routes.settings
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(routes, "settings", lambda: seen.append(original()) or seen[-1])
+        for expiry in (60, 120):
+            settings = dataclasses.replace(AppSettings.from_env({"CUBECUT_BUCKET": "b"}), presign_expiry=expiry)
+            assert answer(event(), None, settings)["statusCode"] == 200
+            assert app.context == {}
+    assert [s.presign_expiry for s in seen] == [60, 120]

@@ -16,7 +16,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 from cubecut_infra.local.template import apply_substitutions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_TEXT = (ROOT / "template.yaml").read_text()
 #: AWS managed policies SAM attaches, the only IAM with Resource "*": X-Ray's write API
 #: has no resource-level permissions, and the Lambda basic role is SAM's logging default.

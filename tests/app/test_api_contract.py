@@ -1,7 +1,7 @@
 """The OpenAPI document tells the truth: checked field by field, then by a schema-driven
 fuzzer (schemathesis, every one of its checks) against the running local stack.
 
-schemathesis runs as its own process (its CLI, configured by ``tests/schemathesis.toml``,
+schemathesis runs as its own process (its CLI, configured by ``tests/app/schemathesis.toml``,
 which lists the few per-operation exceptions and why) against the stack's API on
 127.0.0.1; the stack runs in this process. The run is bounded by examples per operation.
 """

@@ -16,7 +16,7 @@ from cubecut.bulk.plan import TILE_PIXEL_FRAMES, TILE_TARGETS
 from cubecut_app.models import MAX_BULK_SIDE
 from cubecut_infra.local.template import _Loader
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "api.md").read_text()
 PARAMETERS = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)["Parameters"]
 #: Frames of one CCD's cube per sector, by FFI cadence (issue 27's figures).

@@ -38,7 +38,7 @@ from cubecut.storage import ReadStats, open_source
 from cubecut.synth import make_sector, star_catalog
 from cubecut_infra.local.faults import FAULT_KINDS, FaultProxy, FaultRates, classify
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 #: 24 frames of 200 x 256 px: a 9.8 MB cube in two parts (rows 0-106 = 5.1 MiB, 107-199).
 FRAMES, SHAPE, SECTOR, CAMERA, CCD, SEED = 24, (200, 256), 7, 2, 1, 11

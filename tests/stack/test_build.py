@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 import cubecut
 from cubecut_infra.local.template import _Loader
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".aws-sam" / "build"
 TWIN_LAYER = ROOT / ".aws-sam" / "twin" / "CubecutLayer" / "python"
 #: ELF ``e_machine`` of each Lambda architecture.

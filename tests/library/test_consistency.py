@@ -35,7 +35,7 @@ from cubecut.ingest.update import plan_update, update_cube
 from cubecut.storage import Location, head
 from cubecut.synth import make_sector
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NT, SHAPE = 12, (24, 32)
 KEY = "cubes/tess-s0003-1-2-cube.fits"
 

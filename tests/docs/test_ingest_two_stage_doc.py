@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULT = json.loads((ROOT / "benchmarks" / "results" / "ingest-two-stage.json").read_text())
 SECTION = re.search(r"^## The two-stage transpose, measured\n(.*?)(?=^## |\Z)",
                     (ROOT / "docs" / "ingest-at-scale.md").read_text(), flags=re.S | re.M).group(1)

@@ -14,7 +14,7 @@ from cubecut.errors import StaleObjectError, TargetNotWritableError
 from cubecut.storage import Location, ObjectStreamWriter, backend_for, list_etags, list_objects, put_bytes
 from public_servers import RecordingProxy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("fresh_clients")
 
 

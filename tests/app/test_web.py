@@ -27,7 +27,7 @@ from stack_fixtures import BUCKET, SHARED, LoopbackServer, tesscut_sky  # noqa: 
 from test_tesscut_api import http
 
 TESSCUT = "/tesscut/api/v0.1"
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 #: The quick-look panel's size (cubecut.images).
 PANEL = (980, 420)
 

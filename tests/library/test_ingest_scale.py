@@ -20,7 +20,7 @@ from cubecut.ingest.transpose import build_part, sweep
 from cubecut.synth.sparse import sparse_sector, write_cut_down, write_sparse_sector
 from cubecut_infra.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: FFIs per CCD and sector at each cadence (issue 27).
 CADENCES = {"30-min": 1_300, "10-min": 3_900, "200-s": 11_700}
 #: MAST's layout: s3://stpubdata/tess/public/ffi/sSSSS/YYYY/DDD/C-C/, one prefix per day.
