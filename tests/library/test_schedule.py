@@ -184,7 +184,10 @@ def lifecycle(world: dict, stop: threading.Event, rng: random.Random) -> None:
     while not stop.wait(rng.uniform(0.3, 2.0)):
         for upload in s3.list_multipart_uploads(Bucket=world["bucket"]).get("Uploads", []):
             if rng.random() < 0.4:
-                s3.abort_multipart_upload(Bucket=world["bucket"], Key=upload["Key"], UploadId=upload["UploadId"])
+                try:
+                    s3.abort_multipart_upload(Bucket=world["bucket"], Key=upload["Key"], UploadId=upload["UploadId"])
+                except s3.exceptions.NoSuchUpload:  # completed or aborted since the list, as the janitor allows
+                    pass
 
 
 def versions(world: dict) -> list[dict]:
