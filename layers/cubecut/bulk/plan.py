@@ -31,7 +31,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 from astropy.coordinates import SkyCoord
 
-from ..cube.catalog import MAX_CENTRE_SEPARATION_DEG as _MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
+from ..cube.catalog import MAX_CENTRE_SEPARATION_DEG, CubeCatalog, CubeEntry
 from ..cutout.geometry import MAX_CUTOUT_PIXELS
 from ..cutout.identity import Identity
 from ..cube.index_cache import load_index
@@ -258,7 +258,7 @@ def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, li
     for entry in cubes:
         x, y = _pixels(entry, ra, dec)
         try:
-            near = coords.separation(entry.centre).deg <= _MAX_CENTRE_SEPARATION_DEG + 1.0
+            near = coords.separation(entry.centre).deg <= MAX_CENTRE_SEPARATION_DEG + 1.0
         except NotACubeError:
             continue
         ncols, nrows = entry.index.ncols, entry.index.nrows
@@ -274,7 +274,7 @@ def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, li
                       f"{catalog.source} on {entry.sector_name}")
         by_cube.append((entry, on, x, y))
     for i in np.flatnonzero(~placed):
-        where = nearest[i] or f"is not within {_MAX_CENTRE_SEPARATION_DEG:.0f} deg of any cube's centre"
+        where = nearest[i] or f"is not within {MAX_CENTRE_SEPARATION_DEG:.0f} deg of any cube's centre"
         plan.rows.append(result_row(targets[i], OFF_FOOTPRINT,
                                     error=f"on none of the {len(cubes)} cube(s): it {where}"))
     plan.pixel_frames = int(sum(

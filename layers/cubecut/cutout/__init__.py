@@ -19,7 +19,7 @@ _HOMES = {
     **dict.fromkeys(("TPFFile", "cutout", "cutout_files"), "engine"),
     **dict.fromkeys(("MAX_CUTOUT_PIXELS", "Box", "cutout_box", "ffi_wcs", "fit_linear_wcs", "parse_coordinates"), "geometry"),
     **dict.fromkeys(("parse_size", "parse_size_text"), "size"),
-    **dict.fromkeys(("clear_cache", "invalidate", "load_index"), ".cube.index_cache"),  # ..cube.index_cache
+    **dict.fromkeys(("clear_cache", "invalidate", "load_index"), ".cube.index_cache"),  # i.e. cubecut.cube.index_cache
     **dict.fromkeys(("fill_box", "read_box", "read_boxes", "read_chunks"), "reader"),
     **dict.fromkeys(("build_tpf", "tpf_bytes", "tpf_filename"), "tpf"),
     "reference_tpf": "tpf_reference",
