@@ -28,6 +28,9 @@ from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 from test_template import LOG_DELIVERY_ACTIONS
+from test_template import as_list as _list
+from test_template import resources as _of_type
+from test_template import statements as _statements
 
 from cubecut import storage
 from cubecut.cutout import clear_cache
@@ -59,26 +62,6 @@ def cfn() -> dict[str, Any]:
                 section[key] = f"s3://artifacts/{section[key].rstrip('/')}"
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     return transform(template, {}, _OfflinePolicies())
-
-
-def _of_type(template: dict, kind: str) -> dict[str, dict]:
-    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
-
-
-def _list(value: Any) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def _statements(cfn: dict) -> Iterator[tuple[str, dict]]:
-    """Every role's inline statements, and the data bucket policy's grants to a role (by its
-    logical id)."""
-    for name, role in _of_type(cfn, "AWS::IAM::Role").items():
-        for policy in role["Properties"].get("Policies", []):
-            for statement in policy["PolicyDocument"]["Statement"]:
-                yield name, statement
-    for statement in cfn["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]:
-        if statement["Effect"] == "Allow":
-            yield statement["Principal"]["AWS"]["Fn::GetAtt"][0], statement
 
 
 def _text(value: Any) -> str:
