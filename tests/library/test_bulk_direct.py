@@ -232,3 +232,23 @@ def test_tpfs_built_in_reused_buffers_equal_single_cutouts(cube, tmp_path, monke
     assert len(taken) == len(rows) == 12 and fresh[0] < 12, "buffers of written TPFs are built in again"
     for row in rows:
         _same_tpf(row["key"], cube, row["ra"], row["dec"], (11, 11), tmp_path / "single")
+
+
+def test_a_tile_is_cut_in_batches_of_at_most_batch_bytes_of_tpf_pixels(monkeypatch):
+    """docs/bulk.md: a tile is cut in batches of at most BATCH_BYTES of TPF pixels (a larger
+    single TPF is a batch of its own); every cuttable placement is in one batch, in order,
+    and batches never mix tiles."""
+    from cubecut.cutout.geometry import Box
+    from cubecut.cutout.pipeline import TPF_BYTES_PER_PIXEL
+    from cubecut.errors import OutsideCubeError
+
+    nt, limit = 100, 3 * 11 * 11 * 100 * TPF_BYTES_PER_PIXEL  # three 11x11 TPFs of 100 frames
+    monkeypatch.setattr(worker, "BATCH_BYTES", limit)
+    sizes = [[11, 11, 11, 11, 11, 40, 11, None, 11], [11, 11]]  # None: off the cube
+    cuts = [[worker._Cut(None, None, OutsideCubeError("off") if n is None else Box(0, 0, n, n))
+             for n in tile] for tile in sizes]
+    batches = worker._batches(cuts, nt)
+    for batch in batches:
+        cost = sum(box.nx * box.ny * nt * TPF_BYTES_PER_PIXEL for box in batch.boxes)
+        assert cost <= limit or len(batch.members) == 1, batch
+    assert [(b.tile, b.members) for b in batches] == [(0, [0, 1, 2]), (0, [3, 4]), (0, [5]), (0, [6, 8]), (1, [0, 1])]
