@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -113,8 +112,6 @@ def tile_sizes(out: str, run: str) -> dict[str, int] | None:
 def targets_done(out: str, run: str, sizes: dict[str, int]) -> int:
     """Targets of the run whose tile has its part file (``sizes`` from :func:`tile_sizes`)."""
     parts = Location.parse(join(out, "runs", run, "parts") + "/")
-    if not parts.is_s3 and not os.path.isdir(parts.key):
-        return 0
     return sum(sizes.get(PurePosixPath(location.key).stem, 0) for location, _ in list_objects(parts))
 
 

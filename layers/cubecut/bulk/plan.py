@@ -22,7 +22,6 @@ the tile's tar shard (:mod:`.shards`), and a re-run skips the members of complet
 """
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -340,8 +339,7 @@ def existing_tpfs(out: str) -> dict[str, tuple[str, str]]:
     """``{cube stem}/{astrocut name}`` -> (key, member) of every TPF already under ``out``."""
     done = {name: (shard, name) for name, shard in shard_members(out).items()}
     tpfs = Location.parse(out.rstrip("/") + "/tpfs/")
-    if tpfs.is_s3 or os.path.isdir(tpfs.key):
-        for location, _ in list_objects(tpfs):
-            if location.url.endswith(".fits"):
-                done["/".join(location.url.rsplit("/", 2)[-2:])] = (location.url, "")
+    for location, _ in list_objects(tpfs):
+        if location.url.endswith(".fits"):
+            done["/".join(location.url.rsplit("/", 2)[-2:])] = (location.url, "")
     return done

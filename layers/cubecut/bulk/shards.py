@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tarfile
 from typing import Sequence
 
@@ -71,8 +70,6 @@ def write_shard(url: str, shard: TarShard) -> None:
 def shard_members(out: str) -> dict[str, str]:
     """Member name -> shard URL, for every complete shard under ``out``."""
     prefix = Location.parse(out.rstrip("/") + "/shards/")
-    if not prefix.is_s3 and not os.path.isdir(prefix.key):
-        return {}
     done: dict[str, str] = {}
     for location, _ in list_objects(prefix):
         if location.key.endswith(".tar" + INDEX_SUFFIX):

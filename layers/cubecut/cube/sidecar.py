@@ -55,8 +55,6 @@ def read_sidecar(cube: Location, stats: ReadStats | None = None, *,
     try:
         data, etag = get(location, stats)
     except ObjectNotFoundError:
-        if stats is not None and location.is_s3:
-            stats.add(0)  # the probe was a request even though it returned nothing
         return None, None
     return parse_sidecar(data, location.url), etag
 

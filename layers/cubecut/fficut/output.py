@@ -66,9 +66,7 @@ def cutout_primary(coord: SkyCoord | None) -> fits.PrimaryHDU:
 
 def output_location(output_dir: str | os.PathLike[str], name: str) -> Location:
     """Where a file called ``name`` goes in a local folder or under an ``s3://`` prefix."""
-    folder = Location.parse(output_dir)
-    key = f"{folder.key.rstrip('/')}/{name}"
-    return Location("s3", folder.bucket, key.lstrip("/")) if folder.is_s3 else Location.parse(key)
+    return Location.parse(output_dir).child(name)
 
 
 def write_fits(hdulist: fits.HDUList, output_dir: str | os.PathLike[str], name: str) -> str:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from ..cube.sidecar import describes, publish_index, read_sidecar, sidecar_location
 from ..errors import ConcurrentWriteError, ObjectNotFoundError, PlanError, UploadGoneError
-from ..storage import Location, head
-from .partition import S3_MIN_PART, check_parts
+from ..storage import Location, head, part_minimum
+from .partition import check_parts
 from .plan import IngestPlan, discard_staging, load_index
 from .target import PLAN_KEY, make_target
 
@@ -54,7 +54,7 @@ def verify_parts(plan: IngestPlan, parts: list) -> None:
     if wrong:
         raise PlanError(f"part {wrong[0]} is {arrived[wrong[0]]} B, planned {planned[wrong[0]]} B")
     # A local file has no part minimum (updates of local cubes use small blocks).
-    check_parts(sorted(arrived.items()), min_part=S3_MIN_PART if Location.parse(plan.cube).is_s3 else 1)
+    check_parts(sorted(arrived.items()), min_part=part_minimum(plan.cube))
 
 
 def own_version(cube: Location, plan_id: str) -> str | None:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from ..cube.layout import CubeLayout
 from ..errors import PlanError
+from ..storage import MIN_PART_BYTES
 
 MIB = 1024 * 1024
-S3_MIN_PART = 5 * MIB
+S3_MIN_PART = MIN_PART_BYTES
 S3_MAX_PART = 5 * 1024 * MIB
 S3_MAX_PARTS = 10_000
 #: The fewest bytes one FFI read of a block worker should fetch (rows x columns x 4 bytes

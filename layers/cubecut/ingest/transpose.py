@@ -42,8 +42,7 @@ def _read_base_rows(base: BaseCube, row0: int, row1: int, ncols: int, nplanes: i
 def _read_rows(ffi: FFIRef, pixels: PixelRef, row0: int, row1: int, ncols: int, stats: ReadStats) -> np.ndarray:
     """Rows ``[row0, row1)`` of one FFI image (:func:`cubecut.ffi_rows.read_pixels`), shape
     (rows, ncols); on S3 pinned to the planned version (``If-Match`` its ETag)."""
-    source = open_source(ffi.url, stats, **({"size": ffi.size, "etag": ffi.etag}
-                                            if Location.parse(ffi.url).is_s3 else {}))
+    source = open_source(ffi.url, stats, size=ffi.size, etag=ffi.etag)
     try:
         return read_pixels(source, pixels, ncols, (row0, row1))
     finally:

@@ -49,8 +49,8 @@ from ..cube.index_cache import invalidate, load_index
 from ..errors import DuplicateTimeError, MixedFFIError, NoInputError, NotACubeError, NothingToAddError
 from ..ffi import TIME_KEYS, FFIInfo, inspect_ffis
 from ..fitsio import padded
-from ..storage import ByteSource, Location, ReadStats, open_source
-from .partition import DEFAULT_BLOCK_BYTES, S3_MIN_PART, plan_blocks
+from ..storage import ByteSource, Location, ReadStats, open_source, part_minimum
+from .partition import DEFAULT_BLOCK_BYTES, plan_blocks
 from .finalize import IngestResult
 from .plan import BaseCube, FFIRef, IngestPlan, check_consistent, stage_plan
 from .run import run_plan
@@ -217,7 +217,7 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
     table = headers.table_hdu(frames)
     table_bytes = headers.table_bytes(table)
     layout = CubeLayout(old.nrows, old.ncols, len(frames), old.nplanes, len(head), len(table_bytes))
-    min_part = S3_MIN_PART if cube.is_s3 else 1
+    min_part = part_minimum(cube)
     # A worker holds the base cube's rows of its block beside the part: half the budget each.
     blocks = plan_blocks(layout, max(block_bytes // 2, min_part), min_part=min_part)
     index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data,

@@ -29,7 +29,7 @@ from .files import check_local_precondition, file_etag, local_write_lock, writab
 from .local import FileSource
 from .location import Location
 from .retry import READ_ATTEMPTS, RETRIES
-from .s3 import clear_clients, s3_client
+from .s3 import MIN_PART_BYTES, clear_clients, s3_client
 from .s3_config import (BATCH, INTERACTIVE, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, carrying_deadlines,
                         deadlines, using_deadlines)
 from .s3_failures import read_denied, s3_errors, translate_client_error, unreachable
@@ -37,12 +37,12 @@ from .s3_obstore import clear_stores
 from .stream import STREAM_PART_BYTES, ObjectStreamWriter
 
 __all__ = [
-    "BATCH", "INTERACTIVE", "MAX_POOL_CONNECTIONS", "READ_ATTEMPTS", "RETRIES", "STREAM_PART_BYTES",
+    "BATCH", "INTERACTIVE", "MAX_POOL_CONNECTIONS", "MIN_PART_BYTES", "READ_ATTEMPTS", "RETRIES", "STREAM_PART_BYTES",
     "ByteSource", "FileSource", "Location", "ObjectInfo", "ObjectStreamWriter", "RangeSource",
     "ReadStats", "S3Deadlines", "StaleObjectError",
     "anonymous", "backend_for", "carrying_deadlines", "check_local_precondition", "deadlines", "delete",
     "file_etag", "get_bytes", "get_bytes_fast", "head", "list_etags", "list_objects", "local_write_lock",
-    "open_pinned", "open_source", "presigned_url", "put_bytes", "put_bytes_fast", "read_denied",
+    "open_pinned", "open_source", "part_minimum", "presigned_url", "put_bytes", "put_bytes_fast", "read_denied",
     "reset_clients", "s3_client", "s3_errors", "translate_client_error", "unreachable", "using_deadlines",
     "writable", "writable_folder",
 ]
@@ -134,6 +134,11 @@ def presigned_url(url: Where, expires: int, filename: str | None = None) -> str:
     ``filename``, the download is named so (``Content-Disposition: attachment``)."""
     location = Location.of(url)
     return backend_for(location).presigned_url(location, expires, filename)
+
+
+def part_minimum(url: Where) -> int:
+    """Bytes of every part of a multipart upload to ``url`` but the last, at least (S3: 5 MiB)."""
+    return backend_for(Location.of(url)).min_part_bytes
 
 
 def reset_clients() -> None:

@@ -98,6 +98,8 @@ class Backend(Protocol):
     """
 
     writable: bool = False
+    #: Bytes of every part of a multipart upload but the last, at least.
+    min_part_bytes: int = 1
 
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource: ...

@@ -71,6 +71,11 @@ class Location:
         """The location with ``suffix`` appended to the key (e.g. ``.index.json``)."""
         return dataclasses.replace(self, key=self.key + suffix)
 
+    def child(self, name: str) -> "Location":
+        """The object ``name`` in this folder/prefix (a trailing ``/`` or none)."""
+        folder = self.key.rstrip("/")
+        return dataclasses.replace(self, key=f"{folder}/{name}" if folder or self.is_local else name)
+
     def sibling(self, name: str) -> "Location":
         """A location in the same folder/prefix with another name."""
         head = self.key.rsplit("/", 1)[0] + "/" if "/" in self.key else ""

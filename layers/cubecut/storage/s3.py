@@ -39,6 +39,10 @@ if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first cl
     import boto3
 
 
+#: S3's smallest part of a multipart upload but the last, bytes.
+MIN_PART_BYTES = 5 * 2**20
+
+
 @functools.lru_cache(maxsize=16)
 def _client(endpoint: str | None, region: str | None, unsigned: bool = False,
             limits: S3Deadlines = BATCH) -> "boto3.client":
@@ -134,6 +138,7 @@ class S3Backend(Backend):
     """Objects on S3 (or an S3-compatible server at ``AWS_ENDPOINT_URL``)."""
 
     writable = True
+    min_part_bytes = MIN_PART_BYTES
 
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource:
@@ -152,7 +157,8 @@ class S3Backend(Backend):
             data, etag[0] = _body(s3_client(location.anon), location, {"Bucket": location.bucket, "Key": location.key})
             return data  # botocore checks the length against Content-Length
 
-        data = read_exactly(fetch, None, location.url)
+        with _miss_counted(stats):
+            data = read_exactly(fetch, None, location.url)
         if stats is not None:
             stats.add(len(data))
         return data, etag[0]
@@ -160,7 +166,8 @@ class S3Backend(Backend):
     def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         if not s3_obstore.usable():
             return self.get(location, stats)
-        return s3_obstore.get_object(location, stats)
+        with _miss_counted(stats):
+            return s3_obstore.get_object(location, stats)
 
     def put(self, location: Location, data: bytes | bytearray, content_type: str, *,
             tags: dict[str, str] | None = None, if_match: str | None = None,
@@ -209,6 +216,17 @@ class S3Backend(Backend):
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
         return s3_client().generate_presigned_url("get_object", Params=params, ExpiresIn=int(expires))
+
+
+@contextlib.contextmanager
+def _miss_counted(stats: ReadStats | None) -> Iterator[None]:
+    """Count a GET that S3 answered "not found" as a request (of no bytes)."""
+    try:
+        yield
+    except ObjectNotFoundError:
+        if stats is not None:
+            stats.add(0)
+        raise
 
 
 def _entries(location: Location) -> Iterator[dict]:

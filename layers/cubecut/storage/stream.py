@@ -6,11 +6,11 @@ import os
 from .base import PartSink
 from .factory import backend_for, writable
 from .location import Location
+from .s3 import MIN_PART_BYTES
 
 #: Part size of :class:`ObjectStreamWriter` uploads: S3 wants >= 5 MiB for every part but
 #: the last and at most 10,000 parts (78 GiB at this size).
 STREAM_PART_BYTES = 8 * 2**20
-MIN_PART_BYTES = 5 * 2**20
 
 
 class ObjectStreamWriter:
