@@ -78,9 +78,8 @@ def stage1(plan, f0: int, f1: int, stats) -> dict:
     """Stage 1 for frames ``[f0, f1)``: every image HDU read whole, then per block its rows of
     all those frames in cube order, uploaded as the slab's part ``block + 1``."""
     from cubecut.ffi_rows import read_pixels
-    from cubecut.ingest.target import S3Target
     from cubecut.reads import concurrently
-    from cubecut.storage import Location, open_source
+    from cubecut.storage import open_source, open_upload
 
     layout = plan.layout
     frames, planes = f1 - f0, layout.nplanes
@@ -93,8 +92,8 @@ def stage1(plan, f0: int, f1: int, stats) -> dict:
         images[t - f0][k] = read_pixels(source, ffi.flux if k == 0 else ffi.error, layout.ncols, (0, layout.nrows))
 
     concurrently(read, [(t, k) for t in range(f0, f1) for k in range(planes)], THREADS)
-    target = S3Target(Location.parse(slab_url(plan, f0, f1)), 0)
-    upload = target.begin()
+    target = open_upload(slab_url(plan, f0, f1))
+    upload = target.begin("application/octet-stream")
     receipts = []
     for block in plan.blocks:
         data = bytearray((block.row1 - block.row0) * layout.ncols * frames * planes * 4)
@@ -103,15 +102,14 @@ def stage1(plan, f0: int, f1: int, stats) -> dict:
             for k in range(planes):
                 piece[:, :, t, k] = images[t][k][block.row0:block.row1]
         receipts.append(target.write_part(upload, block.part, 0, data))
-    target.complete(upload, receipts, None)
+    target.complete(upload, receipts)
     return {"slab_bytes": sum(r.size for r in receipts), "parts": len(receipts)}
 
 
 def stage2(plan, index: int, slab_frames: int, stats) -> dict:
     """Stage 2 for block ``index`` (a middle one: no head, no tail): its rows of every slab."""
-    from cubecut.ingest.target import make_target
     from cubecut.reads import concurrently, read_range
-    from cubecut.storage import Location, open_source
+    from cubecut.storage import open_source, open_upload
 
     layout, block = plan.layout, plan.blocks[index]
     assert not (block.head or block.tail), "the prototype builds middle blocks only"
@@ -127,8 +125,7 @@ def stage2(plan, index: int, slab_frames: int, stats) -> dict:
         cube[:, :, f0:f1] = np.frombuffer(data, dtype=">f4").reshape(rows, layout.ncols, f1 - f0, layout.nplanes)
 
     concurrently(fill, slab_ranges(layout.nt, slab_frames), THREADS)
-    make_target(Location.parse(plan.cube), layout.total_bytes).write_part(plan.upload_id, block.part, block.offset,
-                                                                          part)
+    open_upload(plan.cube).write_part(plan.upload_id, block.part, block.offset, part)
     return {"part_bytes": len(part)}
 
 

@@ -24,8 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cubecut.errors import ForbiddenInputError, InputError, ObjectNotFoundError
 from cubecut.ingest.inputs import read_manifest, report_manifest_failure, resolve_inputs
 from cubecut.ingest.policy import InputPolicy
-from cubecut.ingest.target import make_target
-from cubecut.storage import Location, ReadStats
+from cubecut.storage import ReadStats, open_upload
 from cubecut_app.tracing import traced
 
 logger = Logger()
@@ -175,5 +174,5 @@ def abort_handler(event: dict, context: LambdaContext) -> dict:
     try:
         abort_ingest(IngestPlan.load(planned["plan"]))
     except ObjectNotFoundError:  # staging already gone: abort the upload by its id
-        make_target(Location.parse(planned["cube"]), 0).abort(planned["upload_id"])
+        open_upload(planned["cube"]).abort(planned["upload_id"])
     return {"aborted": True}

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from ..cube.sidecar import describes, publish_index, read_sidecar, sidecar_location
 from ..errors import ConcurrentWriteError, ObjectNotFoundError, PlanError, UploadGoneError
-from ..storage import Location, head, part_minimum
+from ..storage import Location, head, open_upload, part_minimum
 from .partition import check_parts
 from .plan import IngestPlan, discard_staging, load_index
-from .target import PLAN_KEY, make_target
+from .target import PLAN_KEY, commit
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def finalize_ingest(plan: IngestPlan) -> IngestResult:
             this plan's finished cube: finalized or aborted before, outcome unknown here.
     """
     cube = Location.parse(plan.cube)
-    target = make_target(cube, plan.layout.total_bytes)
+    target = open_upload(cube)
     try:
         index = load_index(plan)
     except ObjectNotFoundError:
@@ -112,7 +112,7 @@ def finalize_ingest(plan: IngestPlan) -> IngestResult:
     else:
         verify_parts(plan, parts)
         try:
-            etag = target.complete(plan.upload_id, parts, plan.replaces)
+            etag = commit(target, plan.upload_id, parts, plan.replaces)
         except ConcurrentWriteError:
             etag = own_version(cube, plan.plan_id)  # a retried request whose first try committed
             if etag is None:
@@ -132,7 +132,7 @@ def abort_ingest(plan: IngestPlan) -> None:
     read); its sidecar is published if it is still the current version.
     """
     cube = Location.parse(plan.cube)
-    make_target(cube, plan.layout.total_bytes).abort(plan.upload_id)
+    open_upload(cube).abort(plan.upload_id)
     etag = own_version(cube, plan.plan_id)
     if etag is not None:
         try:
@@ -156,7 +156,7 @@ def finalized_result(cube_url: str, upload_id: str, plan_id: str | None) -> Inge
     """
     cube = Location.parse(cube_url)
     try:
-        make_target(cube, 0).list_parts(upload_id)
+        open_upload(cube).list_parts(upload_id)
         return None  # the upload is still open: nothing was completed
     except ObjectNotFoundError:
         pass

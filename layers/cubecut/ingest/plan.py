@@ -22,9 +22,9 @@ from ..cube.layout import CubeLayout
 from ..errors import (DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError, NoSectorWarning,
                       ObjectNotFoundError)
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
-from ..storage import Location, ReadStats, delete, get_bytes, head, put_bytes, writable
+from ..storage import Location, ReadStats, delete, get_bytes, head, open_upload, put_bytes, writable
 from .partition import DEFAULT_BLOCK_BYTES, Block, plan_blocks
-from .target import make_target, version_metadata
+from .target import version_metadata
 
 PLAN_VERSION = 2
 #: Tags on every staging object, so a bucket lifecycle rule can expire what a dead ingest
@@ -271,8 +271,8 @@ def stage_plan(cube: Location, product: str, sector: int | None, camera: int, cc
     If staging fails after the upload began, the upload is aborted.
     """
     plan_id = os.urandom(8).hex()
-    target = make_target(cube, layout.total_bytes)
-    upload_id = target.begin(version_metadata(plan_id, replaces))
+    target = open_upload(cube)
+    upload_id = target.begin("application/fits", version_metadata(plan_id, replaces), layout.total_bytes)
     plan = IngestPlan(plan_id, cube.url, staging_prefix(cube, plan_id), upload_id, product, sector, camera,
                       ccd, layout, blocks, ffis, replaces, base)
     try:

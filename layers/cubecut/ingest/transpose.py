@@ -18,10 +18,9 @@ from ..errors import NotACubeError, StaleObjectError, StorageError
 from ..ffi import PixelRef
 from ..ffi_rows import read_pixels
 from ..reads import Threads, concurrently, read_range
-from ..storage import Location, ReadStats, get_bytes, open_source
+from ..storage import PartReceipt, ReadStats, get_bytes, open_source, open_upload
 from .partition import Block
 from .plan import BaseCube, FFIRef, IngestPlan
-from .target import PartReceipt, make_target
 
 
 def _read_base_rows(base: BaseCube, row0: int, row1: int, ncols: int, nplanes: int,
@@ -106,6 +105,5 @@ def write_block(plan: IngestPlan, block_index: int, *, threads: Threads = "auto"
     """Build block ``block_index`` of ``plan`` and upload it as its part."""
     block = plan.blocks[block_index]
     part = build_part(plan, block, threads=threads, stats=stats)
-    target = make_target(Location.parse(plan.cube), plan.layout.total_bytes)
-    return target.write_part(plan.upload_id, block.part, block.offset, part)
+    return open_upload(plan.cube).write_part(plan.upload_id, block.part, block.offset, part)
 

@@ -20,12 +20,13 @@ a :class:`ReadStats` so callers can report requests and bytes.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any, Iterator
 
 from ..errors import StaleObjectError
-from .base import ByteSource, ObjectInfo, RangeSource, ReadStats
+from .base import ByteSource, ObjectInfo, PartReceipt, RangeSource, ReadStats, Upload
 from .factory import backend_for, writable
-from .files import check_local_precondition, file_etag, local_write_lock, writable_folder
+from .files import file_etag, writable_folder
 from .local import FileSource
 from .location import Location
 from .retry import READ_ATTEMPTS, RETRIES
@@ -38,12 +39,12 @@ from .stream import STREAM_PART_BYTES, ObjectStreamWriter
 
 __all__ = [
     "BATCH", "INTERACTIVE", "MAX_POOL_CONNECTIONS", "MIN_PART_BYTES", "READ_ATTEMPTS", "RETRIES", "STREAM_PART_BYTES",
-    "ByteSource", "FileSource", "Location", "ObjectInfo", "ObjectStreamWriter", "RangeSource",
-    "ReadStats", "S3Deadlines", "StaleObjectError",
-    "anonymous", "backend_for", "carrying_deadlines", "check_local_precondition", "deadlines", "delete",
-    "file_etag", "get_bytes", "get_bytes_fast", "head", "list_etags", "list_objects", "local_write_lock",
-    "open_pinned", "open_source", "part_minimum", "presigned_url", "put_bytes", "put_bytes_fast", "read_denied",
-    "reset_clients", "s3_client", "s3_errors", "translate_client_error", "unreachable", "using_deadlines",
+    "ByteSource", "FileSource", "Location", "ObjectInfo", "ObjectStreamWriter", "PartReceipt", "RangeSource",
+    "ReadStats", "S3Deadlines", "StaleObjectError", "Upload",
+    "anonymous", "backend_for", "carrying_deadlines", "deadlines", "delete", "delete_tree",
+    "file_etag", "get_bytes", "get_bytes_fast", "head", "list_dated", "list_etags", "list_objects",
+    "open_pinned", "open_source", "open_upload", "part_minimum", "presigned_url", "put_bytes", "put_bytes_fast", "read_denied",
+    "reset_clients", "s3_client", "uploads", "s3_errors", "translate_client_error", "unreachable", "using_deadlines",
     "writable", "writable_folder",
 ]
 
@@ -134,6 +135,31 @@ def presigned_url(url: Where, expires: int, filename: str | None = None) -> str:
     ``filename``, the download is named so (``Content-Disposition: attachment``)."""
     location = Location.of(url)
     return backend_for(location).presigned_url(location, expires, filename)
+
+
+def list_dated(prefix: Where) -> Iterator[tuple[Location, datetime]]:
+    """Yield ``(location, last modified)`` of every object under an S3 prefix or in a local folder."""
+    location = writable(Location.of(prefix))
+    return backend_for(location).list_dated(location)
+
+
+def uploads(prefix: Where) -> Iterator[tuple[Location, str, datetime]]:
+    """Yield ``(object, upload id, initiated)`` of every :func:`open_upload` in progress
+    under an S3 prefix or in a local folder (ObjectNotFoundError if there is no such folder)."""
+    location = writable(Location.of(prefix))
+    return backend_for(location).uploads(location)
+
+
+def delete_tree(prefix: Where) -> None:
+    """Delete every object under an S3 prefix, or a local folder and all in it."""
+    location = writable(Location.of(prefix))
+    backend_for(location).delete_tree(location)
+
+
+def open_upload(url: Where) -> Upload:
+    """The :class:`~cubecut.storage.base.Upload` of ``url`` (an object assembled from parts)."""
+    location = writable(Location.of(url))
+    return backend_for(location).upload(location)
 
 
 def part_minimum(url: Where) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Iterator, Protocol, TypeVar
 
 from ..errors import StaleObjectError, StorageError, TargetNotWritableError
@@ -71,18 +72,38 @@ class ObjectInfo:
     metadata: dict[str, str]
 
 
-class PartSink(Protocol):
-    """Where an :class:`~cubecut.storage.stream.ObjectStreamWriter` sends its parts: an S3
-    multipart upload, or a hidden temporary file beside the destination."""
+@dataclass(frozen=True)
+class PartReceipt:
+    """A part that arrived: its number (1-based), size in bytes, and ETag (S3 only)."""
 
-    def send(self, part: bytearray) -> None:
-        """Send the next part (S3: >= 5 MiB unless it is the last)."""
+    part: int
+    size: int
+    etag: str | None = None
 
-    def complete(self) -> str | None:
-        """Make the object visible in one step; its ETag."""
 
-    def abort(self) -> None:
-        """Drop every part sent; safe to call more than once."""
+class Upload(Protocol):
+    """An object assembled from numbered parts, sent by any number of processes, visible
+    only once complete: an S3 multipart upload, or a hidden ``.{name}.{upload}.partial``
+    file beside the destination (its parts written at their offsets, a JSON receipt per
+    part in ``.{name}.{upload}.parts/``) renamed into place.
+
+    ``write_part`` is idempotent (re-sending a part replaces it); ``list_parts`` says what
+    arrived (ObjectNotFoundError once the upload is completed or aborted); ``complete``
+    makes the object visible in one step, conditionally as ``put_bytes`` is (``if_match``
+    an ETag / ``if_none_match``: ConcurrentWriteError and nothing visible otherwise);
+    ``abort`` leaves nothing behind and is safe to call again.
+    """
+
+    location: Location
+
+    def begin(self, content_type: str, metadata: dict[str, str] | None = None, size: int | None = None) -> str:
+        """A new upload's id; ``metadata``: S3 user metadata; ``size``: the object's final
+        bytes if known (a local file is made that large at once)."""
+    def write_part(self, upload_id: str, part: int, offset: int, data: bytes | bytearray) -> PartReceipt: ...
+    def list_parts(self, upload_id: str) -> list[PartReceipt]: ...
+    def complete(self, upload_id: str, parts: list[PartReceipt], *, if_match: str | None = None,
+                 if_none_match: bool = False) -> str | None: ...
+    def abort(self, upload_id: str) -> None: ...
 
 
 class Backend(Protocol):
@@ -120,13 +141,22 @@ class Backend(Protocol):
     def put_fast(self, location: Location, data: bytes | bytearray, content_type: str) -> str | None:
         return self.put(location, data, content_type, tags=None, if_match=None, if_none_match=False)
 
-    def parts(self, location: Location, content_type: str) -> PartSink:
+    def upload(self, location: Location) -> Upload:
         raise read_only(location)
 
     def delete(self, location: Location) -> None:
         raise read_only(location)
 
     def list_etags(self, location: Location) -> dict[str, str | None]:
+        raise read_only(location)
+
+    def list_dated(self, location: Location) -> Iterator[tuple[Location, datetime]]:
+        raise read_only(location)
+
+    def uploads(self, location: Location) -> Iterator[tuple[Location, str, datetime]]:
+        raise read_only(location)
+
+    def delete_tree(self, location: Location) -> None:
         raise read_only(location)
 
     def presigned_url(self, location: Location, expires: int, filename: str | None) -> str:

@@ -3,14 +3,18 @@ written as :mod:`cubecut.storage.files` writes files (whole, atomically; bulk ou
 ``O_DIRECT``; conditional writes under a folder lock)."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
-from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError
-from .base import Backend, ByteSource, ObjectInfo, RangeSource, ReadStats, pinned
-from .files import file_etag, replace_file, temporary_beside, write_file
+from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, TargetNotWritableError, UploadGoneError
+from .base import Backend, ByteSource, ObjectInfo, PartReceipt, RangeSource, ReadStats, pinned
+from .files import (check_local_precondition, file_etag, local_write_lock, replace_file, writable_folder,
+                    write_file)
 from .location import Location
 
 
@@ -46,6 +50,10 @@ class FileSource:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _modified(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
 
 
 def _files(root: Path) -> Iterator[Path]:
@@ -88,8 +96,8 @@ class LocalBackend(Backend):
         write_file(location.key, data)
         return None
 
-    def parts(self, location: Location, content_type: str) -> "TemporaryFile":
-        return TemporaryFile(Path(location.key))
+    def upload(self, location: Location) -> FileUpload:
+        return FileUpload(location)
 
     def head(self, location: Location) -> ObjectInfo:
         try:
@@ -108,29 +116,92 @@ class LocalBackend(Backend):
     def list_etags(self, location: Location) -> dict[str, str | None]:
         return {str(path): file_etag(path.stat()) for path in _files(Path(location.key))}
 
+    def list_dated(self, location: Location) -> Iterator[tuple[Location, datetime]]:
+        for path in _files(Path(location.key)):
+            yield Location("file", "", str(path)), _modified(path)
 
-class TemporaryFile:
-    """Parts appended to a hidden temporary file beside ``path``, renamed over it when complete."""
+    def uploads(self, location: Location) -> Iterator[tuple[Location, str, datetime]]:
+        """The :class:`FileUpload` s in the folder and below; each dated by the newest
+        modification of its file and receipts (which a running upload keeps fresh)."""
+        root = Path(location.key)
+        if not root.is_dir():
+            raise ObjectNotFoundError(f"{root}: no such folder")
+        for partial in sorted(root.rglob(".*.partial")):
+            name, _, upload_id = partial.name[1:-len(".partial")].rpartition(".")
+            try:
+                initiated = max(_modified(path) for path in [partial, *partial.with_suffix(".parts").glob("*")])
+            except FileNotFoundError:  # completed or aborted meanwhile
+                continue
+            yield Location("file", "", str(partial.with_name(name))), upload_id, initiated
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._tmp: Path | None = None
-        self._file: BinaryIO | None = None
+    def delete_tree(self, location: Location) -> None:
+        shutil.rmtree(location.key, ignore_errors=True)
 
-    def send(self, part: bytearray) -> None:
-        if self._file is None:
-            self._tmp = temporary_beside(self.path)
-            self._file = open(self._tmp, "wb")  # closed by complete() or abort()
-        self._file.write(part)
 
-    def complete(self) -> str | None:
-        assert self._file is not None and self._tmp is not None, "complete() after a part was sent"
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        return file_etag(self.path.stat())
+class FileUpload:
+    """An :class:`~cubecut.storage.base.Upload` in a hidden temporary file beside the
+    destination, its parts written at their offsets with ``os.pwrite``; a small JSON receipt
+    per part records what arrived, so ``list_parts`` works across processes like S3's.
+    ``complete`` renames the file into place (conditionally under the folder's write lock)."""
 
-    def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self.path = Path(location.key)
+
+    def _partial(self, upload_id: str) -> Path:
+        return self.path.with_name(f".{self.path.name}.{upload_id}.partial")
+
+    def _receipts(self, upload_id: str) -> Path:
+        return self.path.with_name(f".{self.path.name}.{upload_id}.parts")
+
+    def begin(self, content_type: str, metadata: dict[str, str] | None = None, size: int | None = None) -> str:
+        upload_id = os.urandom(8).hex()
+        try:
+            writable_folder(self.path.parent)
+            with open(self._partial(upload_id), "wb") as handle:
+                handle.truncate(size or 0)
+            self._receipts(upload_id).mkdir()
+        except OSError as exc:
+            raise TargetNotWritableError(f"{self.path}: cannot write: {exc.strerror or exc}") from None
+        return upload_id
+
+    def write_part(self, upload_id: str, part: int, offset: int, data: bytes | bytearray) -> PartReceipt:
+        partial = self._partial(upload_id)
+        if not partial.exists():
+            raise UploadGoneError(f"{self.path}: upload {upload_id} does not exist")
+        fd = os.open(partial, os.O_WRONLY)
+        try:
+            view = memoryview(data)
+            written = 0
+            while written < len(view):
+                written += os.pwrite(fd, view[written:], offset + written)
+        finally:
+            os.close(fd)
+        receipt = PartReceipt(part, len(data))
+        (self._receipts(upload_id) / f"{part:05d}.json").write_text(json.dumps(receipt.__dict__))
+        return receipt
+
+    def list_parts(self, upload_id: str) -> list[PartReceipt]:
+        folder = self._receipts(upload_id)
+        if not folder.is_dir():
+            raise ObjectNotFoundError(f"{self.path}: upload {upload_id} does not exist")
+        return [PartReceipt(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+
+    def complete(self, upload_id: str, parts: list[PartReceipt], *, if_match: str | None = None,
+                 if_none_match: bool = False) -> str | None:
+        partial = self._partial(upload_id)
+        if not partial.exists():
+            raise ObjectNotFoundError(f"{self.path}: upload {upload_id} does not exist")
+        with local_write_lock(self.path):
+            check_local_precondition(self.path, if_match, if_none_match)
+            os.replace(partial, self.path)
+            etag = file_etag(self.path.stat())
+        self._remove_receipts(upload_id)
+        return etag
+
+    def abort(self, upload_id: str) -> None:
+        self._partial(upload_id).unlink(missing_ok=True)
+        self._remove_receipts(upload_id)
+
+    def _remove_receipts(self, upload_id: str) -> None:
+        shutil.rmtree(self._receipts(upload_id), ignore_errors=True)

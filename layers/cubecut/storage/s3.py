@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import urlencode
 
@@ -27,9 +27,10 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ..errors import ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError
+from ..errors import (ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
+                      TargetNotWritableError, UploadGoneError)
 from . import s3_obstore
-from .base import Backend, ByteSource, ObjectInfo, RangeSource, ReadStats
+from .base import Backend, ByteSource, ObjectInfo, PartReceipt, RangeSource, ReadStats
 from .location import Location
 from .retry import BodyError, read_exactly
 from .s3_config import BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, region
@@ -192,8 +193,8 @@ class S3Backend(Backend):
             return self.put(location, data, content_type)
         return s3_obstore.put_object(location, data, content_type)
 
-    def parts(self, location: Location, content_type: str) -> "MultipartUpload":
-        return MultipartUpload(location, content_type)
+    def upload(self, location: Location) -> S3Upload:
+        return S3Upload(location)
 
     def head(self, location: Location) -> ObjectInfo:
         with s3_errors(location.url):
@@ -210,6 +211,28 @@ class S3Backend(Backend):
 
     def list_etags(self, location: Location) -> dict[str, str | None]:
         return {f"s3://{location.bucket}/{item['Key']}": item.get("ETag") for item in _entries(location)}
+
+    def list_dated(self, location: Location) -> Iterator[tuple[Location, datetime]]:
+        for item in _entries(location):
+            yield Location("s3", location.bucket, item["Key"], location.anon), item["LastModified"]
+
+    def uploads(self, location: Location) -> Iterator[tuple[Location, str, datetime]]:
+        kwargs = {"Bucket": location.bucket, "Prefix": location.key}
+        while True:  # 1,000 uploads a page
+            with s3_errors(f"list uploads under {location.url}"):
+                page = s3_client().list_multipart_uploads(**kwargs)
+            for upload in page.get("Uploads", []):
+                yield Location("s3", location.bucket, upload["Key"]), upload["UploadId"], upload["Initiated"]
+            if not page.get("IsTruncated"):
+                return
+            kwargs.update(KeyMarker=page.get("NextKeyMarker", ""), UploadIdMarker=page.get("NextUploadIdMarker", ""))
+
+    def delete_tree(self, location: Location) -> None:
+        keys = [item["Key"] for item in _entries(location)]
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes 1,000 keys at most
+            with s3_errors(f"delete the objects under {location.url}"):
+                s3_client().delete_objects(Bucket=location.bucket, Delete={
+                    "Objects": [{"Key": key} for key in keys[start:start + 1000]], "Quiet": True})
 
     def presigned_url(self, location: Location, expires: int, filename: str | None) -> str:
         params = {"Bucket": location.bucket, "Key": location.key}
@@ -238,68 +261,58 @@ def _entries(location: Location) -> Iterator[dict]:
             yield from page.get("Contents", [])
 
 
-class MultipartUpload:
-    """An object sent as a multipart upload (started with the first part), its parts
-    uploaded in a background thread, at most one in flight. Parts are re-sendable bytes,
-    so botocore's retries of a failed UploadPart are safe; the bucket's
+class S3Upload:
+    """An :class:`~cubecut.storage.base.Upload` by S3 multipart upload. Parts are
+    re-sendable bytes, so botocore's retries of a failed UploadPart are safe; the bucket's
     AbortIncompleteMultipartUpload rule removes the parts of a process that dies before
     it could abort."""
 
-    def __init__(self, location: Location, content_type: str) -> None:
+    def __init__(self, location: Location) -> None:
         self.location = location
-        self.content_type = content_type
-        self._parts: list[dict] = []
-        self._upload_id: str | None = None
-        self._pending: Future | None = None
-        self._sender: ThreadPoolExecutor | None = None
 
-    def send(self, part: bytearray) -> None:
-        self._wait()  # at most one part in flight
-        if self._upload_id is None:
-            with s3_errors(f"start upload of {self.location.url}"):
-                self._upload_id = s3_client().create_multipart_upload(
-                    Bucket=self.location.bucket, Key=self.location.key, ContentType=self.content_type)["UploadId"]
-            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cubecut-part")
-        assert self._sender is not None
-        self._pending = self._sender.submit(self._upload_part, len(self._parts) + 1, part)
+    def _call(self, what: str, method: str, **kwargs: Any) -> dict:
+        with s3_errors(f"{what} {self.location.url}"):
+            return getattr(s3_client(), method)(Bucket=self.location.bucket, Key=self.location.key, **kwargs)
 
-    def _upload_part(self, number: int, part: bytearray) -> None:
-        with s3_errors(f"upload part {number} of {self.location.url}"):
-            response = s3_client().upload_part(Bucket=self.location.bucket, Key=self.location.key,
-                                               UploadId=self._upload_id, PartNumber=number, Body=part)
-        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+    def begin(self, content_type: str, metadata: dict[str, str] | None = None, size: int | None = None) -> str:
+        try:
+            return self._call("start upload of", "create_multipart_upload", ContentType=content_type,
+                              Metadata=metadata or {})["UploadId"]
+        except StorageError as exc:
+            raise TargetNotWritableError(f"cannot write: {exc}") from None
 
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+    def write_part(self, upload_id: str, part: int, offset: int, data: bytes | bytearray) -> PartReceipt:
+        try:
+            response = self._call(f"upload part {part} of", "upload_part", UploadId=upload_id, PartNumber=part,
+                                  Body=data)
+        except ObjectNotFoundError:
+            raise UploadGoneError(f"{self.location.url}: upload {upload_id} is gone (aborted by the janitor, the "
+                                  "bucket's lifecycle rule or by hand): nothing was written") from None
+        return PartReceipt(part, len(data), response["ETag"])
 
-    def complete(self) -> str | None:
-        self._wait()
-        with s3_errors(f"complete upload of {self.location.url}"):
+    def list_parts(self, upload_id: str) -> list[PartReceipt]:
+        receipts: list[PartReceipt] = []
+        marker = 0
+        while True:
+            response = self._call("list parts of", "list_parts", UploadId=upload_id, PartNumberMarker=marker)
+            receipts += [PartReceipt(p["PartNumber"], p["Size"], p["ETag"]) for p in response.get("Parts", [])]
+            if not response.get("IsTruncated"):
+                return sorted(receipts, key=lambda r: r.part)
+            marker = response["NextPartNumberMarker"]
+
+    def complete(self, upload_id: str, parts: list[PartReceipt], *, if_match: str | None = None,
+                 if_none_match: bool = False) -> str | None:
+        condition = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"} if if_none_match else {}
+        # NoSuchKey with If-Match: the key is now empty (NoSuchUpload stays ObjectNotFoundError).
+        deleted = ConcurrentWriteError(f"{self.location.url}: the version {if_match} was deleted meanwhile; "
+                                       "nothing was written") if if_match else None
+        with s3_errors(f"complete upload of {self.location.url}", missing_key=deleted):
             response = s3_client().complete_multipart_upload(
-                Bucket=self.location.bucket, Key=self.location.key, UploadId=self._upload_id,
-                MultipartUpload={"Parts": self._parts})
-        self._shutdown()
+                Bucket=self.location.bucket, Key=self.location.key, UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": p.part, "ETag": p.etag}
+                                           for p in sorted(parts, key=lambda r: r.part)]}, **condition)
         return response.get("ETag")
 
-    def abort(self) -> None:
-        try:
-            if self._pending is not None:
-                self._pending.cancel()
-                with contextlib.suppress(Exception):  # the upload is aborted whatever the part did
-                    self._pending.result()
-                self._pending = None
-            if self._upload_id is not None:
-                with contextlib.suppress(StorageError):  # the lifecycle rule removes what is left
-                    with s3_errors(f"abort upload of {self.location.url}"):
-                        s3_client().abort_multipart_upload(Bucket=self.location.bucket, Key=self.location.key,
-                                                           UploadId=self._upload_id)
-                self._upload_id = None
-        finally:
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self._sender is not None:
-            self._sender.shutdown(wait=True)
-            self._sender = None
+    def abort(self, upload_id: str) -> None:
+        with contextlib.suppress(ObjectNotFoundError):
+            self._call("abort upload of", "abort_multipart_upload", UploadId=upload_id)

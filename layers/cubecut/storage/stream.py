@@ -1,9 +1,12 @@
 """A whole object written as a stream of bytes, visible only once complete."""
 from __future__ import annotations
 
+import contextlib
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from .base import PartSink
+from ..errors import StorageError
+from .base import PartReceipt
 from .factory import backend_for, writable
 from .location import Location
 from .s3 import MIN_PART_BYTES
@@ -18,11 +21,11 @@ class ObjectStreamWriter:
 
     A write-only, unseekable binary file object (``write``, ``tell``, ``flush``; what
     :mod:`zipfile` needs) used as a context manager. Bytes collect in a buffer; each time it
-    holds ``part_bytes`` they are sent to the backend's :class:`~cubecut.storage.base.PartSink`:
-    on S3 as the next part of a multipart upload (started with the first part; the upload
-    of one part runs in a background thread while the next fills, at most one in flight,
-    so at most about two parts are held), locally appended to a hidden temporary file
-    beside the destination. Leaving the block normally makes the object visible in one step
+    holds ``part_bytes`` they are sent as the next part of the backend's
+    :class:`~cubecut.storage.base.Upload` (an S3 multipart upload, or a hidden temporary
+    file beside the destination), started with the first part; one part is sent in a
+    background thread while the next fills, at most one in flight, so at most about two
+    parts are held. Leaving the block normally makes the object visible in one step
     (CompleteMultipartUpload, or a rename); an object that never filled one part is written
     with one :func:`~cubecut.storage.put_bytes` instead (one PUT) and its bytes are kept in
     :attr:`body`. Leaving it with an exception, or a failed part or completion, aborts the
@@ -39,13 +42,17 @@ class ObjectStreamWriter:
             raise ValueError(f"part_bytes must be >= {MIN_PART_BYTES} (S3's smallest part), got {part_bytes}")
         self.location = writable(Location.of(url))
         self._backend = backend_for(self.location)
+        self._upload = self._backend.upload(self.location)
         self.content_type = content_type
         self.part_bytes = part_bytes
         self.size = 0
         self.etag: str | None = None
         self.body: bytes | None = None
         self._buffer = bytearray()
-        self._sink: PartSink | None = None
+        self._upload_id: str | None = None
+        self._receipts: list[PartReceipt] = []
+        self._pending: Future | None = None
+        self._sender: ThreadPoolExecutor | None = None
         self._closed = False
 
     # -- the file object ------------------------------------------------------------------
@@ -69,11 +76,25 @@ class ObjectStreamWriter:
         written = len(data) if isinstance(data, (bytes, bytearray)) else memoryview(data).nbytes
         self.size += written
         if len(self._buffer) >= self.part_bytes:
-            part, self._buffer = self._buffer, bytearray()
-            if self._sink is None:
-                self._sink = self._backend.parts(self.location, self.content_type)
-            self._sink.send(part)
+            self._send()
         return written
+
+    def _send(self) -> None:
+        """Send the buffer as the next part, once the part before it has arrived."""
+        self._wait()
+        if self._upload_id is None:
+            self._upload_id = self._upload.begin(self.content_type)
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cubecut-part")
+        assert self._sender is not None
+        part, self._buffer = self._buffer, bytearray()
+        offset = self.size - len(part)
+        self._pending = self._sender.submit(self._upload.write_part, self._upload_id, len(self._receipts) + 1,
+                                            offset, part)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._receipts.append(pending.result())
 
     def __enter__(self) -> "ObjectStreamWriter":
         return self
@@ -89,11 +110,11 @@ class ObjectStreamWriter:
         if self._closed:
             return
         try:
-            if self._sink is not None:
+            if self._upload_id is not None:
                 if self._buffer:
-                    part, self._buffer = self._buffer, bytearray()
-                    self._sink.send(part)
-                self.etag = self._sink.complete()
+                    self._send()
+                self._wait()
+                self.etag = self._upload.complete(self._upload_id, self._receipts)
             else:
                 self.body = bytes(self._buffer)
                 self.etag = self._backend.put(self.location, self.body, self.content_type, tags=None, if_match=None,
@@ -105,11 +126,22 @@ class ObjectStreamWriter:
 
     def abort(self) -> None:
         """Drop everything written: abort the upload / delete the temporary file."""
-        sink = None if self._closed else self._sink
-        self._finish()
-        if sink is not None:
-            sink.abort()
+        upload_id = None if self._closed else self._upload_id
+        try:
+            if self._pending is not None:
+                self._pending.cancel()
+                with contextlib.suppress(Exception):  # the upload is aborted whatever the part did
+                    self._pending.result()
+            if upload_id is not None:
+                with contextlib.suppress(StorageError):  # the lifecycle rule removes what is left
+                    self._upload.abort(upload_id)
+        finally:
+            self._finish()
 
     def _finish(self) -> None:
         self._closed = True
         self._buffer = bytearray()
+        self._pending = None
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None
