@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import posixpath
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..cube.layout import CubeLayout
 from ..reads import workers
@@ -86,10 +85,7 @@ class Headers:
 
 def prefix_of(url: str) -> str:
     """The S3 prefix (or local folder) an object is in: its URL up to the last ``/``."""
-    location = Location.parse(url)
-    if location.is_local:
-        return str(Path(location.key).absolute().parent)
-    return posixpath.dirname(url)
+    return posixpath.dirname(Location.parse(url).url)
 
 
 def reads_in_flight(layout: CubeLayout, block: Block) -> int:

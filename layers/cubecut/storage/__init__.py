@@ -1,21 +1,11 @@
 """Byte-level access to objects on S3, on the local disk or behind any fsspec URL, with one interface.
 
-Locations are URLs (:class:`Location`): ``s3://bucket/key``, a plain/``file://`` path, or
-any other URL fsspec understands (``https://``, ``memory://`` ...). The functions here hand
-each call to the location's backend (:class:`~cubecut.storage.base.Backend`), chosen once
-from its scheme by :func:`backend_for`; which client serves which call is told in
-docs/architecture.md ("Data sources", checked by tests/library/test_storage_backends.py).
-
-S3 requests follow the standard AWS environment (:mod:`~cubecut.storage.s3_config`: a
-local S3-compatible server and AWS are one code path), are unsigned when asked
-(``anon=True`` on a :class:`Location`, ``CUBECUT_ANON=1``, the CLI's ``--anon``) or when
-no credentials are configured, time out and retry as the :data:`INTERACTIVE` or
-:data:`BATCH` profile says (:func:`using_deadlines`), and fail with the named errors of
-:mod:`cubecut.errors`; ranged GETs carry ``If-Match`` on the object's ETag
-(:class:`StaleObjectError` when it changed).
-
-Every read is a byte range ``[start, stop)`` (0-based, stop exclusive) and is counted in
-a :class:`ReadStats` so callers can report requests and bytes.
+Each function hands its call to the location's backend (:class:`~cubecut.storage.base.Backend`),
+chosen once from the scheme by :func:`backend_for`; which client serves which call is told in
+docs/architecture.md ("Data sources", checked by tests/library/test_storage_backends.py). S3
+requests follow the standard AWS environment and the caller's :func:`deadlines`, and fail with
+the named errors of :mod:`cubecut.errors`. Every read is a byte range ``[start, stop)``
+(0-based, stop exclusive), counted in a :class:`ReadStats`.
 """
 from __future__ import annotations
 
@@ -33,7 +23,7 @@ from .retry import READ_ATTEMPTS, RETRIES
 from .s3 import MIN_PART_BYTES, clear_clients, s3_client
 from .s3_config import (BATCH, INTERACTIVE, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, carrying_deadlines,
                         deadlines, using_deadlines)
-from .s3_failures import read_denied, s3_errors, translate_client_error, unreachable
+from .s3_failures import read_denied, translate_client_error
 from .s3_obstore import clear_stores
 from .stream import STREAM_PART_BYTES, ObjectStreamWriter
 
@@ -43,8 +33,8 @@ __all__ = [
     "ReadStats", "S3Deadlines", "StaleObjectError", "Upload",
     "anonymous", "backend_for", "carrying_deadlines", "deadlines", "delete", "delete_tree",
     "file_etag", "get_bytes", "get_bytes_fast", "head", "list_dated", "list_etags", "list_objects",
-    "open_pinned", "open_source", "open_upload", "part_minimum", "presigned_url", "put_bytes", "put_bytes_fast", "read_denied",
-    "reset_clients", "s3_client", "uploads", "s3_errors", "translate_client_error", "unreachable", "using_deadlines",
+    "open_pinned", "open_source", "open_upload", "part_minimum", "presigned_url", "put_bytes", "put_bytes_fast",
+    "read_denied", "reset_clients", "s3_client", "translate_client_error", "uploads", "using_deadlines",
     "writable", "writable_folder",
 ]
 
