@@ -9,7 +9,6 @@ by default. Whether a position is on a cube is decided by the cube's own WCS, ex
 """
 from __future__ import annotations
 
-import fnmatch
 import glob
 import os
 import warnings
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 from .errors import CubecutWarning, InputError, NoCubeError, ObjectNotFoundError
 from .footprints import MAST_CUBES, TESS_ARCSEC_PER_PIXEL, footprint_url, load_footprints, mast_cube_url
-from .storage import Location, list_objects
+from .storage import Location, glob_objects, is_folder, list_objects
 
 if TYPE_CHECKING:
     from astropy.coordinates import SkyCoord
@@ -86,23 +85,15 @@ def resolve_cubes(cubes: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     for item in items:
         text = os.fspath(item)
         location = Location.parse(text, anon=anon)
-        magic = glob.has_magic(text)
-        if location.is_local and magic:
-            matches = [Location.parse(p, anon=anon) for p in sorted(glob.glob(os.path.expanduser(text)))]
-            matches = [m for m in matches if not os.path.isdir(m.key)]
-        elif location.is_s3 and magic:
-            head = location.key[:min((i for i in map(location.key.find, "*?[") if i >= 0), default=None)]
-            matches = [m for m, _ in list_objects(Location("s3", location.bucket, head, anon))
-                       if fnmatch.fnmatchcase(m.key, location.key)]
-        elif (location.is_local and os.path.isdir(location.key)) or (location.is_s3 and text.endswith("/")):
-            matches = [m for m, _ in list_objects(location)]
-        else:
+        globbed = glob_objects(location) if glob.has_magic(text) else None
+        if globbed is None and not is_folder(location):
             found.append((location, True))
             continue
-        matches = [m for m in matches if m.name.endswith(".fits") and not m.name.startswith(".")]
+        listed = globbed if globbed is not None else [m for m, _ in list_objects(location)]
+        matches = [(m, False) for m in listed if m.name.endswith(".fits") and not m.name.startswith(".")]
         if not matches:
             raise ObjectNotFoundError(f"{text}: no cube (.fits file) there")
-        found += [(m, False) for m in matches]
+        found += matches
     return list(dict.fromkeys(found))
 
 

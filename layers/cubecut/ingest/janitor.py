@@ -39,7 +39,7 @@ from ..storage import Location, delete, delete_tree, list_dated, list_etags, ope
 log = logging.getLogger(__name__)
 
 #: A plan's staging folder: ``{cube}.ingest/{plan}/`` on S3, ``.{cube}.{plan}.staging/``
-#: (hidden) in a local folder (:func:`cubecut.ingest.plan.staging_prefix`).
+#: (hidden) in a local folder (:func:`cubecut.storage.staging_folder`).
 _STAGING = re.compile(r"^(.*?(?:\.ingest/[^/]+|/\.[^/]+\.[0-9a-f]+\.staging)/)")
 #: A local write's temporary file, ``.{name}.{pid}.{thread}.tmp`` (:mod:`cubecut.storage.files`).
 _TEMPORARY = re.compile(r"/\.[^/]+\.\d+\.\d+\.tmp$")

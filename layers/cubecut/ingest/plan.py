@@ -12,7 +12,6 @@ import json
 import os
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from astropy.io import fits
 
@@ -22,7 +21,8 @@ from ..cube.layout import CubeLayout
 from ..errors import (DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError, NoSectorWarning,
                       ObjectNotFoundError)
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
-from ..storage import Location, ReadStats, delete, get_bytes, head, open_upload, put_bytes, writable
+from ..storage import (Location, ReadStats, delete, get_bytes, head, open_upload, put_bytes, staging_folder,
+                       writable)
 from .partition import DEFAULT_BLOCK_BYTES, Block, plan_blocks
 from .target import version_metadata
 
@@ -134,13 +134,6 @@ class IngestPlan:
 def cube_name(product: str, sector: int, camera: int, ccd: int) -> str:
     """TESScut's cube object name, e.g. ``tess-s0001-1-3-cube.fits`` (``tica-`` for TICA)."""
     return f"{'tica' if product == 'TICA' else 'tess'}-s{sector:04d}-{camera}-{ccd}-cube.fits"
-
-
-def staging_prefix(cube: Location, plan_id: str) -> str:
-    """Where a plan's staging objects go: beside the cube, hidden for local files."""
-    if cube.is_s3:
-        return f"{cube.url}.ingest/{plan_id}/"
-    return cube.sibling(f".{cube.name}.{plan_id}.staging").url + "/"
 
 
 def check_consistent(ffis: list[FFIInfo]) -> None:
@@ -273,7 +266,7 @@ def stage_plan(cube: Location, product: str, sector: int | None, camera: int, cc
     plan_id = os.urandom(8).hex()
     target = open_upload(cube)
     upload_id = target.begin("application/fits", version_metadata(plan_id, replaces), layout.total_bytes)
-    plan = IngestPlan(plan_id, cube.url, staging_prefix(cube, plan_id), upload_id, product, sector, camera,
+    plan = IngestPlan(plan_id, cube.url, staging_folder(cube, plan_id), upload_id, product, sector, camera,
                       ccd, layout, blocks, ffis, replaces, base)
     try:
         put_bytes(plan.head_url, head_bytes, tags=STAGING_TAGS)
@@ -295,11 +288,8 @@ def stage_plan(cube: Location, product: str, sector: int | None, camera: int, cc
 
 def discard_staging(plan: IngestPlan) -> None:
     """Delete the plan's staging objects (after completion or abort)."""
-    for url in (plan.head_url, plan.tail_url, plan.index_url, plan.items_url, plan.plan_url):
+    for url in (plan.head_url, plan.tail_url, plan.index_url, plan.items_url, plan.plan_url, plan.staging):
         delete(url)
-    staging = Location.parse(plan.staging)
-    if not staging.is_s3 and Path(staging.key).is_dir():
-        Path(staging.key).rmdir()
 
 
 def load_index(plan: IngestPlan) -> CubeIndex:

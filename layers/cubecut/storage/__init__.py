@@ -31,10 +31,11 @@ __all__ = [
     "BATCH", "INTERACTIVE", "MAX_POOL_CONNECTIONS", "MIN_PART_BYTES", "READ_ATTEMPTS", "RETRIES", "STREAM_PART_BYTES",
     "ByteSource", "FileSource", "Location", "ObjectInfo", "ObjectStreamWriter", "PartReceipt", "RangeSource",
     "ReadStats", "S3Deadlines", "StaleObjectError", "Upload",
-    "anonymous", "backend_for", "carrying_deadlines", "deadlines", "delete", "delete_tree",
+    "anonymous", "backend_for", "carrying_deadlines", "deadlines", "delete", "delete_tree", "glob_objects",
+    "is_folder",
     "file_etag", "get_bytes", "get_bytes_fast", "head", "list_dated", "list_etags", "list_objects",
     "open_pinned", "open_source", "open_upload", "part_minimum", "presigned_url", "put_bytes", "put_bytes_fast",
-    "read_denied", "reset_clients", "s3_client", "translate_client_error", "uploads", "using_deadlines",
+    "read_denied", "reset_clients", "s3_client", "staging_folder", "translate_client_error", "uploads", "using_deadlines",
     "writable", "writable_folder",
 ]
 
@@ -101,7 +102,7 @@ def head(url: Where) -> ObjectInfo:
 
 
 def delete(url: Where) -> None:
-    """Delete an object if it exists."""
+    """Delete an object if it exists (locally also an empty folder)."""
     location = writable(Location.of(url))
     backend_for(location).delete(location)
 
@@ -144,6 +145,29 @@ def delete_tree(prefix: Where) -> None:
     """Delete every object under an S3 prefix, or a local folder and all in it."""
     location = writable(Location.of(prefix))
     backend_for(location).delete_tree(location)
+
+
+def glob_objects(pattern: Where) -> tuple[Location, ...] | None:
+    """The objects whose names match ``pattern`` (``*``, ``?``, ``[``: local paths, or keys
+    under an S3 prefix; sorted); None where the scheme has no patterns (fsspec URLs, where
+    ``?`` starts a query): ``pattern`` then names one object."""
+    location = Location.of(pattern)
+    return backend_for(location).glob(location)
+
+
+def is_folder(url: Where) -> bool:
+    """Whether ``url`` names a folder: an existing local folder, or an S3 URL ending ``/``."""
+    location = Location.of(url)
+    return backend_for(location).is_folder(location)
+
+
+def staging_folder(url: Where, tag: str) -> str:
+    """The folder URL (ending ``/``) of the temporary objects of job ``tag`` that writes
+    ``url``: ``{url}.ingest/{tag}/`` on S3 (the prefix the deployment's IAM policy and
+    lifecycle rule name), the hidden ``.{name}.{tag}.staging/`` beside a local file (no
+    listing of ``.fits`` names sees it). :func:`delete` of it removes the emptied folder."""
+    location = writable(Location.of(url))
+    return backend_for(location).staging(location, tag)
 
 
 def open_upload(url: Where) -> Upload:

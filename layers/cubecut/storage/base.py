@@ -159,6 +159,15 @@ class Backend(Protocol):
     def delete_tree(self, location: Location) -> None:
         raise read_only(location)
 
+    def staging(self, location: Location, tag: str) -> str:
+        raise read_only(location)
+
+    def glob(self, location: Location) -> tuple[Location, ...] | None:
+        return None
+
+    def is_folder(self, location: Location) -> bool:
+        return False
+
     def presigned_url(self, location: Location, expires: int, filename: str | None) -> str:
         raise StorageError(f"{location.url}: only s3:// objects have presigned URLs")
 

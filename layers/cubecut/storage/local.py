@@ -3,6 +3,7 @@ written as :mod:`cubecut.storage.files` writes files (whole, atomically; bulk ou
 ``O_DIRECT``; conditional writes under a folder lock)."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -107,7 +108,11 @@ class LocalBackend(Backend):
         return ObjectInfo(st.st_size, file_etag(st), {})
 
     def delete(self, location: Location) -> None:
-        Path(location.key).unlink(missing_ok=True)
+        path = Path(location.key)
+        if path.is_dir():
+            path.rmdir()
+        else:
+            path.unlink(missing_ok=True)
 
     def list(self, location: Location) -> Iterator[tuple[Location, int]]:
         for path in _files(Path(location.key)):
@@ -133,6 +138,16 @@ class LocalBackend(Backend):
             except FileNotFoundError:  # completed or aborted meanwhile
                 continue
             yield Location("file", "", str(partial.with_name(name))), upload_id, initiated
+
+    def glob(self, location: Location) -> tuple[Location, ...]:
+        return tuple(Location("file", "", path, location.anon) for path in sorted(glob.glob(location.key))
+                     if not os.path.isdir(path))
+
+    def is_folder(self, location: Location) -> bool:
+        return os.path.isdir(location.key)
+
+    def staging(self, location: Location, tag: str) -> str:
+        return location.sibling(f".{location.name}.{tag}.staging").url + "/"
 
     def delete_tree(self, location: Location) -> None:
         shutil.rmtree(location.key, ignore_errors=True)

@@ -17,6 +17,8 @@ local S3-compatible server and AWS are one code path; its requests are unsigned 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fnmatch
 import functools
 import os
 from datetime import datetime
@@ -233,6 +235,17 @@ class S3Backend(Backend):
             with s3_errors(f"delete the objects under {location.url}"):
                 s3_client().delete_objects(Bucket=location.bucket, Delete={
                     "Objects": [{"Key": key} for key in keys[start:start + 1000]], "Quiet": True})
+
+    def glob(self, location: Location) -> tuple[Location, ...]:
+        head = location.key[:min((i for i in map(location.key.find, "*?[") if i >= 0), default=None)]
+        return tuple(m for m, _ in self.list(dataclasses.replace(location, key=head))
+                     if fnmatch.fnmatchcase(m.key, location.key))
+
+    def is_folder(self, location: Location) -> bool:
+        return location.key.endswith("/") or not location.key
+
+    def staging(self, location: Location, tag: str) -> str:
+        return f"{location.url}.ingest/{tag}/"
 
     def presigned_url(self, location: Location, expires: int, filename: str | None) -> str:
         params = {"Bucket": location.bucket, "Key": location.key}
