@@ -111,7 +111,7 @@ def sweep(prefix: str | Location, older_than: str | float | timedelta = "1d", *,
     cutoff = (now or datetime.now(timezone.utc)) - age
     report = JanitorReport(location.url, age, dry_run)
     for cube, upload_id, initiated in list(uploads(location)):
-        if _aware(initiated) > cutoff:
+        if initiated > cutoff:
             report.kept_uploads += 1
             continue
         if not dry_run:
@@ -141,10 +141,6 @@ def _repair_sidecars(location: Location, report: JanitorReport) -> None:
         report.repaired_indexes.append(cube.url)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
 def _sweep_staging(location: Location, cutoff: datetime, report: JanitorReport) -> None:
     """Staging objects are grouped per plan (:data:`_STAGING`); a group is stale when its
     newest object is older than the cutoff. A temporary file is a group of its own."""
@@ -152,7 +148,7 @@ def _sweep_staging(location: Location, cutoff: datetime, report: JanitorReport) 
     for item, modified in list_dated(location):
         staging = _STAGING.match(item.url)
         if staging or _TEMPORARY.search(item.url):
-            groups.setdefault(staging.group(1) if staging else item.url, []).append((item.url, _aware(modified)))
+            groups.setdefault(staging.group(1) if staging else item.url, []).append((item.url, modified))
     for group, items in sorted(groups.items()):
         if max(modified for _, modified in items) > cutoff:
             report.kept_staging += len(items)

@@ -129,13 +129,14 @@ def presigned_url(url: Where, expires: int, filename: str | None = None) -> str:
 
 
 def list_dated(prefix: Where) -> Iterator[tuple[Location, datetime]]:
-    """Yield ``(location, last modified)`` of every object under an S3 prefix or in a local folder."""
+    """Yield ``(location, last modified)`` (an aware UTC datetime) of every object under an
+    S3 prefix or in a local folder."""
     location = writable(Location.of(prefix))
     return backend_for(location).list_dated(location)
 
 
 def uploads(prefix: Where) -> Iterator[tuple[Location, str, datetime]]:
-    """Yield ``(object, upload id, initiated)`` of every :func:`open_upload` in progress
+    """Yield ``(object, upload id, initiated: an aware UTC datetime)`` of every :func:`open_upload` in progress
     under an S3 prefix or in a local folder (ObjectNotFoundError if there is no such folder)."""
     location = writable(Location.of(prefix))
     return backend_for(location).uploads(location)

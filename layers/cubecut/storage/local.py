@@ -211,12 +211,9 @@ class FileUpload:
             check_local_precondition(self.path, if_match, if_none_match)
             os.replace(partial, self.path)
             etag = file_etag(self.path.stat())
-        self._remove_receipts(upload_id)
+        shutil.rmtree(self._receipts(upload_id), ignore_errors=True)
         return etag
 
     def abort(self, upload_id: str) -> None:
         self._partial(upload_id).unlink(missing_ok=True)
-        self._remove_receipts(upload_id)
-
-    def _remove_receipts(self, upload_id: str) -> None:
         shutil.rmtree(self._receipts(upload_id), ignore_errors=True)
