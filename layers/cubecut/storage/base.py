@@ -57,8 +57,10 @@ Source = TypeVar("Source", bound=RangeSource)
 
 def pinned(source: Source, size: int, etag: str | None) -> Source:
     """``source`` if it is the version of ``size`` bytes and ETag ``etag`` (None: any ETag),
-    else StaleObjectError: what a backend without ``If-Match`` checks once on opening."""
+    else StaleObjectError (and ``source`` closed, if it can be): what a backend without
+    ``If-Match`` checks once on opening."""
     if source.size != size or (etag and source.etag != etag):
+        getattr(source, "close", lambda: None)()
         raise StaleObjectError(f"{source.location.url} changed since its index was read")
     return source
 

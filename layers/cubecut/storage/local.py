@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, TargetNotWritableError, UploadGoneError
-from .base import Backend, ByteSource, ObjectInfo, PartReceipt, RangeSource, ReadStats, pinned
+from ..errors import AccessDeniedError, ObjectNotFoundError, TargetNotWritableError, UploadGoneError
+from .base import Backend, ByteSource, ObjectInfo, PartReceipt, ReadStats
 from .files import (check_local_precondition, file_etag, local_write_lock, replace_file, writable_folder,
                     write_file)
 from .location import Location
@@ -73,14 +73,6 @@ class LocalBackend(Backend):
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource:
         return FileSource(location, stats)  # the file says its size and version itself
-
-    def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource:
-        source = FileSource(location, stats)
-        try:
-            return pinned(source, size, etag)
-        except StaleObjectError:
-            source.close()
-            raise
 
     def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         source = FileSource(location, stats)
