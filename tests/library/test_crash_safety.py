@@ -162,6 +162,21 @@ def test_a_killed_local_ingest_leaves_hidden_files_the_janitor_removes(ffis, tmp
     assert not list(cube.parent.iterdir())
 
 
+def test_the_janitor_removes_receipts_a_killed_local_completion_left(tmp_path):
+    """A local completion renames the file into place, then removes its receipts: a kill
+    between the two leaves a ``.parts/`` folder with no ``.partial`` file, which is swept."""
+    cube = tmp_path / "cubes" / "tess-s0007-2-1-cube.fits"
+    cube.parent.mkdir()
+    cube.write_bytes(b"the completed cube")
+    receipts = cube.parent / f".{cube.name}.0123456789abcdef.parts"
+    receipts.mkdir()
+    (receipts / "00001.json").write_text('{"part": 1, "size": 18}')
+    assert sweep(cube.parent, older_than="1h").kept_uploads == 1, "younger: kept"
+    report = sweep(cube.parent, older_than=0)
+    assert len(report.aborted_uploads) == 1
+    assert sorted(p.name for p in cube.parent.iterdir()) == [cube.name] and cube.read_bytes() == b"the completed cube"
+
+
 def test_the_janitor_keeps_what_is_younger_than_the_threshold(ffis, bucket, s3):
     """The local S3 server reports when each upload was really initiated (moto alone says
     2010 for all, which would make the default janitor abort a running ingest)."""

@@ -123,13 +123,19 @@ class LocalBackend(Backend):
         root = Path(location.key)
         if not root.is_dir():
             raise ObjectNotFoundError(f"{root}: no such folder")
-        for partial in sorted(root.rglob(".*.partial")):
-            name, _, upload_id = partial.name[1:-len(".partial")].rpartition(".")
+        # ``.{name}.{upload}`` with its file, its receipts or both: a completion killed
+        # between renaming the file into place and removing the receipts leaves these alone.
+        stems = sorted({(path.parent, path.name.rpartition(".")[0])
+                        for pattern in (".*.partial", ".*.parts") for path in root.rglob(pattern)})
+        for folder, stem in stems:
+            name, _, upload_id = stem[1:].rpartition(".")
+            receipts = folder / f"{stem}.parts"
             try:
-                initiated = max(_modified(path) for path in [partial, *partial.with_suffix(".parts").glob("*")])
-            except FileNotFoundError:  # completed or aborted meanwhile
+                initiated = max(_modified(path) for path in [folder / f"{stem}.partial", receipts, *receipts.glob("*")]
+                                if path.exists())
+            except (FileNotFoundError, ValueError):  # completed or aborted meanwhile
                 continue
-            yield Location("file", "", str(partial.with_name(name))), upload_id, initiated
+            yield Location("file", "", str(folder / name)), upload_id, initiated
 
     def glob(self, location: Location) -> tuple[Location, ...]:
         return tuple(Location("file", "", path, location.anon) for path in sorted(glob.glob(location.key))
