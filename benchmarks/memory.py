@@ -75,7 +75,20 @@ from cubecut.tesscut.service import CutoutService, pixels
 def hwm():
     return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM')) / 1024
 
+from cubecut.cutout import engine
+
 bucket, size, route = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+cut_s = []
+real_stream = engine.cutout_stream
+
+def timed_stream(*args, **kwargs):  # the cut (index, box read) apart from writing the object
+    t0 = time.perf_counter()
+    try:
+        return real_stream(*args, **kwargs)
+    finally:
+        cut_s.append(time.perf_counter() - t0)
+
+engine.cutout_stream = timed_stream
 service = CutoutService(CubeCatalog(f"s3://{bucket}/cubes/", ttl=3600), f"s3://{bucket}/results/{route}/")
 (entry,) = service.catalog.entries()
 index = entry.index
@@ -89,7 +102,7 @@ else:
     request = CutoutRequest(SkyCoord(ra, dec, unit="deg"), (size, size), None, index.product)
     delivery = service.static_zip(request, [entry])
     out.update(object_bytes=delivery.size, inline=delivery.body is not None)
-out.update(wall_s=time.perf_counter() - started, after_mb=hwm())
+out.update(wall_s=time.perf_counter() - started, cut_s=sum(cut_s), after_mb=hwm())
 print(json.dumps(out))
 """
 #: The service paths measured: ``POST /v1/cutouts`` and ``astrocut``.
@@ -125,18 +138,27 @@ def _streamed_report(section: dict) -> list[str]:
              stamp.markdown({"memory.py --section streamed": section["stamp"]}),
              f"Cube: {frames:,} frames x {section['cube_shape'][0]} x {section['cube_shape'][1]} pixels, "
              f"{section['cube_bytes'] / 1e9:.2f} GB, in s3rver behind the counting proxy. VmHWM in MB and wall "
-             "in s, median of the runs (min-max); the object's size and the service's memory charge in MB; S3 "
+             "in s, median of the runs (min-max), and of it the cut (index, box read into memory; the rest "
+             "is laying out and writing the object); the object's size and the service's memory charge in MB; S3 "
              "requests of one run by method (GET: cube and sidecar reads; PUT: parts; POST: start and "
              "complete of the multipart upload) and MB the proxy carried back.", "",
-             "| route | before | peak | wall | object | charge | requests | MB read |", "|---|---|---|---|---|---|---|---|"]
-    for route, runs in section["runs"].items():
-        first = runs[0]
-        requests = ", ".join(f"{method} {count}" for method, count in sorted(first["s3"]["by_method"].items()))
-        lines.append(f"| {ROUTES[route]} | {_cell(runs, 'before_mb')} | {_cell(runs, 'after_mb')} | "
-                     f"{statistics.median(r['wall_s'] for r in runs):.1f} ({min(r['wall_s'] for r in runs):.1f}-"
-                     f"{max(r['wall_s'] for r in runs):.1f}) | {first['object_bytes'] / 1e6:.0f} | "
-                     f"{first['charge_bytes'] / 1e6:.0f} | {requests} | {first['s3']['body_bytes'] / 1e6:.0f} |")
+             "| route | S3 | before | peak | wall | of it, the cut | object | charge | requests | MB read |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, runs in section["runs"].items():
+        route, via = name.split()
+        first, s3 = runs[0], runs[0]["s3"]
+        requests = ", ".join(f"{method} {count}" for method, count in sorted(s3["by_method"].items())) if s3 else "-"
+        read_mb = f"{s3['body_bytes'] / 1e6:.0f}" if s3 else "-"
+        lines.append(f"| {ROUTES[route]} | {'through the proxy' if via == 'proxy' else 's3rver direct'} | "
+                     f"{_cell(runs, 'before_mb')} | {_cell(runs, 'after_mb')} | {_seconds(runs, 'wall_s')} | "
+                     f"{_seconds(runs, 'cut_s')} | {first['object_bytes'] / 1e6:.0f} | "
+                     f"{first['charge_bytes'] / 1e6:.0f} | {requests} | {read_mb} |")
     return lines
+
+
+def _seconds(runs: list[dict], field: str) -> str:
+    values = [r[field] for r in runs]
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
 def report(results: dict) -> str:
@@ -174,17 +196,17 @@ def _streamed(args: argparse.Namespace) -> dict:
         key = f"cubes/{local.name}"
         server.place(BUCKET, key, local)
         server.put_bytes(BUCKET, f"{key}.index.json", Path(f"{local}.index.json").read_bytes())
-        env = servers.s3_env(proxy.endpoint)
         rows: dict[str, list[dict]] = {}
-        for route in ROUTES:
-            for _ in range(args.runs):
-                proxy.reset()
-                done = subprocess.run([sys.executable, "-c", STREAMED_CHILD, BUCKET, str(args.size), route], env=env,
-                                      capture_output=True, text=True, check=True)
-                result = json.loads(done.stdout.strip().splitlines()[-1])
-                result["s3"] = proxy.stats()
-                rows.setdefault(route, []).append(result)
-                _drop_results(server, route)
+        for via, endpoint in (("proxy", proxy.endpoint), ("direct", server.endpoint)):
+            for route in ROUTES:
+                for _ in range(args.runs):
+                    proxy.reset()
+                    done = subprocess.run([sys.executable, "-c", STREAMED_CHILD, BUCKET, str(args.size), route],
+                                          env=servers.s3_env(endpoint), capture_output=True, text=True, check=True)
+                    result = json.loads(done.stdout.strip().splitlines()[-1])
+                    result["s3"] = proxy.stats() if via == "proxy" else None
+                    rows.setdefault(f"{route} {via}", []).append(result)
+                    _drop_results(server, route)
     finally:
         proxy.stop()
         server.stop()

@@ -32,7 +32,7 @@ from .reader import Span, span_bytes, start_chunks
 from .tpf import TPFLayout, tpf_layout
 
 #: Bytes of PIXELS rows laid out and written at once (at least one frame's row).
-CHUNK_BYTES = 8 * 2**20
+CHUNK_BYTES = 2**20
 #: Bytes of cube rows being read at once into a box (fewer concurrent reads when rows are larger).
 READ_BYTES_IN_FLIGHT = 64 * 2**20
 #: Bytes per pixel-frame of a box in memory: flux and error, float32.
