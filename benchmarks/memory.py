@@ -16,7 +16,8 @@ the byte-counting proxy (no shaping); each run is a fresh interpreter that build
 cutout service (``CutoutService`` on the cube prefix, default budgets) and cuts one
 ``--size`` x ``--size`` box through the service path of ``POST /v1/cutouts``
 (``tesscut.v1.make_cutout``: the TPF streamed to S3, a presigned URL) or of ``astrocut``
-(``CutoutService.static_zip``: the zip with the TPF stored, streamed to S3). Reported:
+(``CutoutService.static_zip``: the zip with the TPF stored, streamed to S3), and, for
+reference, as many bytes written through the same object stream with nothing cut. Reported:
 VmHWM before and after (MB), wall (s), the object's bytes, the service's memory charge,
 and the S3 requests by method and bytes read. Results: benchmarks/results/memory.json and
 memory.md, one section each (a run replaces its own section).
@@ -95,7 +96,16 @@ index = entry.index
 ra, dec = (float(v) for v in ffi_wcs(index).pixel_to_world_values(index.ncols / 2, index.nrows / 2))
 out = {"before_mb": hwm(), "frames": index.nt, "charge_bytes": service.check_budget([size * size * index.nt])}
 started = time.perf_counter()
-if route == "v1":
+if route == "upload":  # the reference: the same bytes through the object stream, nothing cut
+    from cubecut.storage import ObjectStreamWriter
+    from cubecut.tesscut.service import TPF_BYTES_PER_PIXEL_FRAME
+
+    total, piece = size * size * index.nt * TPF_BYTES_PER_PIXEL_FRAME, memoryview(bytes(2**20))
+    with ObjectStreamWriter(f"s3://{bucket}/results/upload/x", "application/fits") as stream:
+        for start in range(0, total, len(piece)):
+            stream.write(piece[:total - start])
+    out.update(object_bytes=stream.size)
+elif route == "v1":
     answer = v1.make_cutout(service, {"cube": entry.sector_name}, ra, dec, (size, size), 3600)
     out.update(object_bytes=answer["bytes"], shape=answer["shape"])
 else:
@@ -106,7 +116,8 @@ out.update(wall_s=time.perf_counter() - started, cut_s=sum(cut_s), after_mb=hwm(
 print(json.dumps(out))
 """
 #: The service paths measured: ``POST /v1/cutouts`` and ``astrocut``.
-ROUTES = {"v1": "POST /v1/cutouts (TPF streamed)", "astrocut": "astrocut (zip, TPF stored, streamed)"}
+ROUTES = {"v1": "POST /v1/cutouts (TPF streamed)", "astrocut": "astrocut (zip, TPF stored, streamed)",
+          "upload": "reference: as many bytes through the object stream, nothing cut"}
 
 
 def _run(cube: str, size: int, env: dict | None = None) -> dict:
