@@ -112,3 +112,12 @@ def test_work_that_does_not_fit_beside_the_work_in_progress_is_503(tesscut_sky, 
             assert "GB" in json.loads(answer)[key]
     status, _, answer = post(tesscut_sky, "/v1/cutouts", cutout(size=12))
     assert status == 200, answer
+
+
+def test_bulk_cutouts_the_api_starts_are_held_to_what_its_memory_holds_of_a_tpf_built_whole():
+    from cubecut.tesscut.service import IN_MEMORY_BYTES_PER_PIXEL_FRAME, MAX_WORK_BYTES
+    from cubecut_app.settings import AppSettings
+
+    defaults = AppSettings.from_env({"CUBECUT_BUCKET": "b"})
+    assert defaults.bulk_cutout_pixel_frames == MAX_WORK_BYTES // IN_MEMORY_BYTES_PER_PIXEL_FRAME == 18_750_000
+    assert AppSettings.from_env({"CUBECUT_BUCKET": "b", "CUBECUT_MAX_PIXEL_FRAMES": "500"}).bulk_cutout_pixel_frames == 500
