@@ -296,7 +296,7 @@ def bulk_start(query: Annotated[BulkParams, _validated(BulkParams)]):
     _check_in_flight(jobs, who, config)
     size = query.pixels()
     limits = Limits(max_targets=config.bulk_max_targets, max_pixel_frames=config.bulk_max_pixel_frames,
-                    max_side=MAX_BULK_SIDE, max_cutout_pixel_frames=config.max_pixel_frames)
+                    max_side=MAX_BULK_SIDE, max_cutout_pixel_frames=config.bulk_cutout_pixel_frames)
     catalog = check_catalog(query.catalog, size, limits)
     entries = ([v1.find_cube(service().catalog, {"cube": name}) for name in query.cubes]
                or service().catalog.entries())

@@ -13,13 +13,14 @@ from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from cubecut.cube.catalog import CubeCatalog
-from cubecut.tesscut.service import MAX_CONCURRENT, MAX_PIXEL_FRAMES, CutoutService
+from cubecut.tesscut.service import (IN_MEMORY_BYTES_PER_PIXEL_FRAME, MAX_CONCURRENT, MAX_PIXEL_FRAMES, MAX_WORK_BYTES,
+                                     CutoutService)
 
 #: The bulk Plan's default target cap (``cubecut.bulk.plan.MAX_TARGETS``, not imported here:
 #: it would load astropy at the handler's import; tests/app/test_settings.py checks they agree).
 BULK_MAX_TARGETS = 250_000
 #: A bulk job's cap in pixel-frames when the API starts it (template.yaml's BulkMaxPixelFrames
-#: default: 333 times a request's budget; the CLI's own jobs default to cubecut.bulk.plan's).
+#: default: ~42 times a request's budget; the CLI's own jobs default to cubecut.bulk.plan's).
 BULK_MAX_PIXEL_FRAMES = 5_000_000_000
 #: Bounds of a presigned URL's lifetime (seconds): one minute, and SigV4's 7 days.
 MIN_PRESIGN_S, MAX_PRESIGN_S = 60, 7 * 24 * 3600
@@ -54,6 +55,8 @@ class AppSettings:
     max_concurrent: int = field(default=MAX_CONCURRENT, metadata=_env("CUBECUT_MAX_CONCURRENT", int))
     #: Pixels x frames one request may cut.
     max_pixel_frames: int = field(default=MAX_PIXEL_FRAMES, metadata=_env("CUBECUT_MAX_PIXEL_FRAMES", int))
+    #: Bytes of memory the process's cutouts may hold at once (each request charged its estimate).
+    max_work_bytes: int = field(default=MAX_WORK_BYTES, metadata=_env("CUBECUT_MAX_WORK_BYTES", int))
     #: Lifetime of presigned URLs in seconds, clamped to [MIN_PRESIGN_S, MAX_PRESIGN_S].
     presign_expiry: int = field(default=3600, metadata=_env("CUBECUT_PRESIGN_EXPIRY", int))
     #: The bulk state machine's ARN (empty: no bulk jobs; ``POST /v1/bulk`` answers 503).
@@ -62,7 +65,7 @@ class AppSettings:
     bulk_max_targets: int = field(default=BULK_MAX_TARGETS, metadata=_env("CUBECUT_BULK_MAX_TARGETS", int))
     #: Most pixel-frames (columns x rows x frames, summed over its cutouts) one bulk job may
     #: cut (the bulk Plan's cap, one template parameter); each cutout is within
-    #: ``max_pixel_frames`` and ``models.MAX_BULK_SIDE`` pixels per side.
+    #: :attr:`bulk_cutout_pixel_frames` and ``models.MAX_BULK_SIDE`` pixels per side.
     bulk_max_pixel_frames: int = field(default=BULK_MAX_PIXEL_FRAMES,
                                        metadata=_env("CUBECUT_BULK_MAX_PIXEL_FRAMES", int))
     #: Whether anonymous callers may start bulk jobs (RequireAuth none: every caller is).
@@ -75,6 +78,13 @@ class AppSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "presign_expiry", max(MIN_PRESIGN_S, min(int(self.presign_expiry), MAX_PRESIGN_S)))
+
+    @property
+    def bulk_cutout_pixel_frames(self) -> int:
+        """Most pixel-frames of one cutout of a bulk job the API starts: a bulk worker builds
+        its TPFs whole in memory, so what ``max_work_bytes`` holds of such a cutout
+        (``IN_MEMORY_BYTES_PER_PIXEL_FRAME`` each), within ``max_pixel_frames``."""
+        return min(self.max_pixel_frames, self.max_work_bytes // IN_MEMORY_BYTES_PER_PIXEL_FRAME)
 
     @property
     def results_root(self) -> str:
@@ -103,5 +113,5 @@ def cutout_service(settings: AppSettings) -> CutoutService:
     """The service for ``settings``, built on first use (no AWS calls at import / cold start)
     and kept per process: a changed configuration gets its own service."""
     catalog = CubeCatalog(f"s3://{settings.bucket}/{settings.cube_prefix}", ttl=settings.catalog_ttl)
-    return CutoutService(catalog, settings.results_root,
-                         max_concurrent=settings.max_concurrent, max_pixel_frames=settings.max_pixel_frames)
+    return CutoutService(catalog, settings.results_root, max_concurrent=settings.max_concurrent,
+                         max_pixel_frames=settings.max_pixel_frames, max_work_bytes=settings.max_work_bytes)

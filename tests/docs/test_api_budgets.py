@@ -1,7 +1,8 @@
 """docs/api.md's budgets per cadence, computed from template.yaml and the library's constants.
 
 Every cell of the table under "Budgets per cadence" is recomputed here from the template's
-defaults (``CutoutMaxPixelFrames``, ``BulkMaxPixelFrames``), the API's per-side cap of a bulk
+defaults (``CutoutMaxPixelFrames``, ``BulkMaxPixelFrames``, the API function's
+``CUBECUT_MAX_WORK_BYTES``), the service's memory model, the API's per-side cap of a bulk
 cutout and the bulk plan's tile bounds, so the document cannot drift from what is deployed.
 """
 from __future__ import annotations
@@ -13,12 +14,16 @@ from pathlib import Path
 import yaml
 
 from cubecut.bulk.plan import TILE_PIXEL_FRAMES, TILE_TARGETS
+from cubecut.tesscut.service import IN_MEMORY_BYTES_PER_PIXEL_FRAME, work_bytes
 from cubecut_app.models import MAX_BULK_SIDE
 from cubecut_infra.local.template import _Loader
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "api.md").read_text()
-PARAMETERS = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)["Parameters"]
+TEMPLATE = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)
+PARAMETERS = TEMPLATE["Parameters"]
+#: Memory the API function's cutouts may hold at once (bytes).
+WORK_BYTES = int(TEMPLATE["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]["CUBECUT_MAX_WORK_BYTES"])
 #: Frames of one CCD's cube per sector, by FFI cadence (issue 27's figures).
 CADENCES = {"30 min": 1_300, "10 min": 3_900, "200 s": 11_700}
 #: The bulk cutout size whose counts the table gives (docs/bulk.md's catalog example).
@@ -49,18 +54,27 @@ def test_budgets_per_cadence_match_the_template():
     job = int(PARAMETERS["BulkMaxPixelFrames"]["Default"])
     rows = table()
     assert set(rows) == set(CADENCES)
+    bulk_cutout = min(request, WORK_BYTES // IN_MEMORY_BYTES_PER_PIXEL_FRAME)
     for cadence, frames in CADENCES.items():
         n = largest_square(request, frames)
-        bulk = min(n, MAX_BULK_SIDE)
+        memory = work_bytes([n * n * frames])
+        assert memory <= WORK_BYTES, f"{cadence}: the largest square fits the request budget, not the memory"
+        bulk = min(largest_square(bulk_cutout, frames), MAX_BULK_SIDE)
         pixel_frames = BULK_SIDE * BULK_SIDE * frames
-        expected = [f"{frames:,}", f"{n}x{n}", f"{n * n * frames:,}", f"{bulk}x{bulk}", f"{job // pixel_frames:,}",
-                    f"{min(TILE_TARGETS, TILE_PIXEL_FRAMES // pixel_frames)}"]
+        expected = [f"{frames:,}", f"{n}x{n}", f"{n * n * frames:,}", f"{memory / 1e9:.2f} GB", f"{bulk}x{bulk}",
+                    f"{job // pixel_frames:,}", f"{min(TILE_TARGETS, TILE_PIXEL_FRAMES // pixel_frames)}"]
         assert rows[cadence] == expected, cadence
+
+
+def test_a_100x100_cutout_of_a_200_second_sector_is_within_the_defaults():
+    frames = CADENCES["200 s"]
+    assert largest_square(int(PARAMETERS["CutoutMaxPixelFrames"]["Default"]), frames) >= 100
+    assert work_bytes([100 * 100 * frames]) <= WORK_BYTES
 
 
 def test_the_prose_states_the_defaults_it_uses():
     section = DOC[DOC.index("### Budgets per cadence"):].split("\n|")[0]
     stated = {int(v.replace(",", "")) for v in re.findall(r"\((\d[\d,]+)(?: pixel-frames)?[,)]", section)}
     assert {int(PARAMETERS["CutoutMaxPixelFrames"]["Default"]), int(PARAMETERS["BulkMaxPixelFrames"]["Default"]),
-            TILE_PIXEL_FRAMES} <= stated
+            TILE_PIXEL_FRAMES, WORK_BYTES, WORK_BYTES // IN_MEMORY_BYTES_PER_PIXEL_FRAME} <= stated
     assert f"{TILE_PIXEL_FRAMES * 8 // 10**6} MB" in section and f"{MAX_BULK_SIDE} pixels per side" in section

@@ -259,7 +259,7 @@ def _no_new_job(running: LocalStack, before: list) -> bool:
 
 
 @pytest.mark.parametrize("setting, row_size, text", [
-    ({}, "1000x1000", "1 cutout(s) above the per-cutout limits of 100 pixels per side and 15,000,000 pixel-frames "
+    ({}, "1000x1000", "1 cutout(s) above the per-cutout limits of 100 pixels per side and 18,750,000 pixel-frames "
                       "(row 1: 1000x1000 pixels x 6 frames = 6,000,000 pixel-frames)"),
     ({"CUBECUT_MAX_PIXEL_FRAMES": "500"}, "", "row 1: 11x11 pixels x 6 frames = 726 pixel-frames"),
     ({"CUBECUT_BULK_MAX_PIXEL_FRAMES": "1000"}, "", "cutouts come to at least 1,452 pixel-frames (6 frames per "

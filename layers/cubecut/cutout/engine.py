@@ -1,5 +1,6 @@
 """Cutouts end to end: index -> :mod:`.pipeline` (boxes -> spans -> reads -> drafts -> TPF files) -> HDULists
-or written files."""
+or written files; or, for TPFs too big to hold (:func:`cutout_stream`), index -> box -> pixels in memory ->
+a file written as it is built (:mod:`.tpf_stream`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,21 +9,26 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from ..cube.index import CubeIndex
-from ..errors import NotACubeError, OversizedCutoutWarning
+from ..errors import CoordinateError, NotACubeError, OversizedCutoutWarning
 from ..concurrency import in_background
 from ..reads import concurrently
 from ..cube.index_cache import cached, invalidate, load_index
 from ..storage import Location, ReadStats, StaleObjectError, put_bytes, writable, writable_folder
-from .geometry import CoordInput, parse_coordinates
+from .geometry import Box, CoordInput, parse_coordinates
 from .pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
 from .reader import Threads, open_cube
 from .size import SizeInput, parse_size, size_label
 from .tpf import tpf_filename
+from .tpf_stream import Sink, StreamedTPF, read_planes
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +50,28 @@ class TPFFile:
         straight from :attr:`data` (``io.BytesIO`` would copy the whole file first: ~8 ms
         for a 30x30x1,000 TPF)."""
         return fits.open(_BufferReader(self.data))
+
+
+@dataclass(frozen=True, eq=False)
+class TPFStream:
+    """One cutout's target pixel file, its pixels read and its bytes not yet written:
+    :meth:`write_to` writes the file (:class:`.tpf_stream.StreamedTPF`) to any binary file
+    object, e.g. an :class:`~cubecut.storage.ObjectStreamWriter` or a zip member. Fields as
+    :class:`TPFFile`'s; :attr:`size` is the file's bytes."""
+
+    name: str
+    tpf: StreamedTPF
+    nx: int
+    ny: int
+    nt: int
+
+    @property
+    def size(self) -> int:
+        return self.tpf.size
+
+    def write_to(self, out: Sink) -> int:
+        """Write the file to ``out``; returns its bytes."""
+        return self.tpf.write_to(out)
 
 
 class _BufferReader(io.RawIOBase):
@@ -123,6 +151,50 @@ def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInpu
     The fast path: the bytes are built in their final layout (:func:`.tpf.tpf_bytes`),
     so nothing is converted or copied again to store, zip or send them.
     """
+    def cut(location: Location, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
+            labels: tuple[str, str]) -> list[TPFFile]:
+        files = start_tpfs(open_cube(location, index, stats), index, boxes, coords, threads)()
+        tpfs = []
+        for coord, box, data in zip(coords, boxes, files):
+            if isinstance(data, Exception):
+                raise data
+            name = tpf_filename(location.name, coord.ra.deg, coord.dec.deg, *labels)
+            tpfs.append(TPFFile(name, data, box.nx, box.ny, index.nt))
+        return tpfs
+
+    return _on_cube(cube, coordinates, size, cut, product=product, stats=stats, anon=anon)
+
+
+def cutout_stream(cube: str | os.PathLike[str] | Location, coordinate: CoordInput, size: SizeInput, *,
+                  product: str | None = None, stats: ReadStats | None = None,
+                  anon: bool | None = None) -> TPFStream:
+    """One target's TPF (arguments and errors as :func:`cutout`'s), for files too big to
+    hold whole: the box's pixels are read into memory (8 bytes per pixel-frame,
+    :func:`.tpf_stream.read_planes`) and the file is written, byte for byte the one
+    :func:`cutout_files` gives, by :meth:`TPFStream.write_to` (a 100x100 cutout of an
+    11,700-frame cube: a 0.94 GB box for a 2.3 GB file). ``coordinate`` must be one position."""
+    def cut(location: Location, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
+            labels: tuple[str, str]) -> TPFStream:
+        if len(coords) != 1:
+            raise CoordinateError(f"a streamed cutout is of one position, got {len(coords)}")
+        (coord,), (box,) = coords, boxes
+        planes = read_planes(open_cube(location, index, stats), index, box)
+        name = tpf_filename(location.name, coord.ra.deg, coord.dec.deg, *labels)
+        return TPFStream(name, StreamedTPF(index, box, planes, coord), box.nx, box.ny, index.nt)
+
+    return _on_cube(cube, coordinate, size, cut, product=product, stats=stats, anon=anon)
+
+
+#: What a cutout does once its cube's index is loaded and its boxes are known.
+Cut = Callable[[Location, CubeIndex, list[SkyCoord], list[Box], tuple[str, str]], T]
+
+
+def _on_cube(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, cut: Cut[T], *,
+             product: str | None, stats: ReadStats | None, anon: bool | None) -> T:
+    """``cut(location, index, coords, boxes, size labels)`` on the cube, once its index is
+    loaded (and the input parsed, while the index's GET is on its way when it is not
+    cached) and every target's box found; run once more on a reloaded index if the cube
+    was replaced since its index was cached."""
     location = Location.of(cube)
     if anon is not None:
         location = dataclasses.replace(location, anon=anon)
@@ -141,16 +213,16 @@ def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInpu
             raise
         coords, labels = parsing()
     try:
-        return _cutouts(location, index, coords, size, labels, threads, product, stats)
+        return cut(location, index, coords, _boxes(location, index, coords, size, product), labels)
     except StaleObjectError:  # the cube was replaced since its index was cached: reload once
         invalidate(location)
-        return _cutouts(location, load_index(location, stats, refresh=True), coords, size, labels, threads,
-                        product, stats)
+        index = load_index(location, stats, refresh=True)
+        return cut(location, index, coords, _boxes(location, index, coords, size, product), labels)
 
 
-def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size: SizeInput,
-             labels: tuple[str, str], threads: Threads, product: str | None,
-             stats: ReadStats | None) -> list[TPFFile]:
+def _boxes(location: Location, index: CubeIndex, coords: list[SkyCoord], size: SizeInput,
+           product: str | None) -> list[Box]:
+    """Each target's box on the cube; the first target's error if one has none."""
     if product is not None and product.upper() != index.product:
         raise NotACubeError(f"{location.url} is a {index.product} cube, not {product.upper()}")
     boxes = []
@@ -159,14 +231,7 @@ def _cutouts(location: Location, index: CubeIndex, coords: list[SkyCoord], size:
             raise box
         boxes.append(box)
     _warn_oversized(location, index, boxes)
-    files = start_tpfs(open_cube(location, index, stats), index, boxes, coords, threads)()
-    tpfs = []
-    for coord, box, data in zip(coords, boxes, files):
-        if isinstance(data, Exception):
-            raise data
-        name = tpf_filename(location.name, coord.ra.deg, coord.dec.deg, *labels)
-        tpfs.append(TPFFile(name, data, box.nx, box.ny, index.nt))
-    return tpfs
+    return boxes
 
 
 def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
@@ -179,7 +244,7 @@ def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
                 f"the {box.nx}x{box.ny} cutout is larger than {location.name}'s {index.ncols}x{index.nrows} image: "
                 f"{1 - on_image / (box.nx * box.ny):.0%} of its pixels are off the image (NaN) and its TPF holds "
                 f"about {index.nt * box.nx * box.ny * TPF_BYTES_PER_PIXEL / 1e6:.0f} MB of pixels; a size of at "
-                f"most {index.ncols}x{index.nrows} stays on the image", OversizedCutoutWarning, stacklevel=3)
+                f"most {index.ncols}x{index.nrows} stays on the image", OversizedCutoutWarning, stacklevel=4)
             return
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -86,10 +87,9 @@ class TPFDraft:
     is the one :func:`tpf_bytes` gives.
     """
 
-    def __init__(self, index: CubeIndex, template: Template, box: Box, buffer: bytearray, table: np.ndarray,
-                 images: list[str], offset: int, when: str) -> None:
-        self._index, self._template, self._box, self._buffer, self._table = index, template, box, buffer, table
-        self._images, self._offset, self._when = images, offset, when
+    def __init__(self, layout: TPFLayout, buffer: bytearray, table: np.ndarray, when: str) -> None:
+        self._layout, self._index, self._box = layout, layout.index, layout.box
+        self._buffer, self._table, self._when = buffer, table, when
         #: The FLUX and FLUX_ERR columns, ``(nt, ny, nx)`` big-endian float32 views into the file.
         self.pixels: tuple[np.ndarray, np.ndarray] = (table["FLUX"], table["FLUX_ERR"])
         #: Sums of the big-endian words of the FLUX/FLUX_ERR values written so far (appended
@@ -127,17 +127,89 @@ class TPFDraft:
         if fill is not None:
             fill(*self.pixels)
             pixel_words = None  # written by the caller: summed from the table
-        header = self._template.headers[1]
-        fitswrite.write_hdu(self._buffer, self._offset, self._images, checksum_card=header.checksum,
-                            datasum_card=header.datasum, data_bytes=self._table.nbytes, when=self._when,
-                            datasum=_table_datasum(self._template, self._table, self._box, pixel_words))
+        layout, datasum = self._layout, None
+        if layout.sums_by_parts:  # else write_hdu sums the whole table
+            if pixel_words is None:
+                pixel_words = int(pixel_values(self._table).sum(dtype=np.uint64))
+            datasum = layout.table_datasum(pixel_words)
+        layout.write_hdu(self._buffer, 1, layout.offsets[1], self._when, datasum)
         return self._buffer
 
 
-def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | None = None,
-              allocate: Callable[[int], bytearray] = bytearray) -> TPFDraft:
-    """The TPF of one cutout without its pixels (see :class:`TPFDraft`; arguments as
-    :func:`tpf_bytes`)."""
+@dataclass(frozen=True, eq=False)
+class TPFLayout:
+    """Where everything goes in one cutout's TPF file, before any byte is written.
+
+    ``headers`` are the three HDUs' card images (target cards rendered, CHECKSUM/DATASUM
+    still the template's); ``data_bytes`` each HDU's data size (unpadded: none, the PIXELS
+    table, APERTURE); ``header_bytes`` each header's padded size; ``offsets`` each HDU's
+    start in the file (0-based byte offsets), then the file's size.
+    """
+
+    index: CubeIndex
+    template: Template
+    box: Box
+    rows: np.dtype
+    headers: list[list[str]]
+    data_bytes: tuple[int, int, int]
+    header_bytes: list[int]
+    offsets: list[int]
+
+    @property
+    def size(self) -> int:
+        """Bytes of the file."""
+        return self.offsets[-1]
+
+    def table_offset(self) -> int:
+        """Where the PIXELS table's first row starts in the file."""
+        return self.offsets[1] + self.header_bytes[1]
+
+    def fill_constant_columns(self, table: np.ndarray, start: int = 0) -> None:
+        """Write the columns every cutout of the cube shares (TIME, QUALITY ...: the
+        template's) and RAW_CNTS (-1) into ``table``, rows ``start, start + len(table)``
+        (0-based frames) of the PIXELS table; the other columns are left as they are."""
+        for name, column in self.template.columns.items():
+            table[name] = column[start:start + len(table)]
+        table["RAW_CNTS"] = -1
+
+    def fill_aperture(self, aperture: np.ndarray) -> None:
+        """Write the APERTURE image (``(ny, nx)``, zeros): 1 on the image, 0 off it."""
+        box, index = self.box, self.index
+        part = box.overlap(index.ncols, index.nrows)
+        if part is not None:
+            aperture[part.y0 - box.y0:part.y1 - box.y0, part.x0 - box.x0:part.x1 - box.x0] = 1
+
+    def write_hdu(self, buf: bytearray, number: int, offset: int, when: str, datasum: int | None = None) -> None:
+        """Write HDU ``number``'s header (with CHECKSUM and DATASUM) into ``buf`` at
+        ``offset``, its data being already in place after it, or summed in ``datasum``
+        (:func:`cubecut.fitswrite.write_hdu`)."""
+        header = self.template.headers[number]
+        fitswrite.write_hdu(buf, offset, self.headers[number], checksum_card=header.checksum,
+                            datasum_card=header.datasum, data_bytes=self.data_bytes[number], when=when,
+                            datasum=datasum)
+
+    @property
+    def sums_by_parts(self) -> bool:
+        """Whether :meth:`table_datasum` applies: every field and row of the PIXELS table is
+        a whole number of 32-bit words and FLUX_ERR follows FLUX in a row."""
+        fields = self.rows.fields
+        assert fields is not None  # a structured row type
+        return (self.template.constant_words is not None
+                and fields["FLUX_ERR"][1] == fields["FLUX"][1] + 4 * self.box.nx * self.box.ny)
+
+    def table_datasum(self, pixel_words: int) -> int:
+        """The PIXELS table's DATASUM from its parts (when :attr:`sums_by_parts`): the
+        ones'-complement sum is the sum of the cube-wide columns' words (computed once per
+        cube), RAW_CNTS (-1 in every word), the zero columns (0) and the FLUX/FLUX_ERR
+        words, whose sum is ``pixel_words``."""
+        assert self.template.constant_words is not None  # sums_by_parts
+        raw = self.index.nt * self.box.nx * self.box.ny * 0xFFFFFFFF
+        return fitswrite.fold(self.template.constant_words + raw + pixel_words)
+
+
+def tpf_layout(index: CubeIndex, box: Box, coord: SkyCoord) -> TPFLayout:
+    """The layout of the TPF of the cutout ``box`` (0-based FFI pixels) around ``coord``:
+    the target's cards rendered into the cube's template (:class:`TPFLayout`)."""
     fit = fit_linear_wcs(cutout_wcs(ffi_wcs(index), box), box.nx, box.ny)
     template = template_for(index, coord)
     rows = row_dtype(template.name_width, box.nx, box.ny)
@@ -146,42 +218,30 @@ def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | N
     sizes = (0, index.nt * rows.itemsize, box.nx * box.ny * 4)
     header_sizes = [padded(sum(map(len, images)) + CARD) for images in headers]
     offsets = np.cumsum([0] + [h + padded(d) for h, d in zip(header_sizes, sizes)]).tolist()
-    buf = allocate(offsets[-1])
+    return TPFLayout(index, template, box, rows, headers, sizes, header_sizes, offsets)
 
-    table = np.ndarray((index.nt,), dtype=rows, buffer=buf, offset=offsets[1] + header_sizes[1])
-    for name, column in template.columns.items():
-        table[name] = column
-    table["RAW_CNTS"] = -1
-    aperture = np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf, offset=offsets[2] + header_sizes[2])
-    part = box.overlap(index.ncols, index.nrows)
-    if part is not None:
-        aperture[part.y0 - box.y0:part.y1 - box.y0, part.x0 - box.x0:part.x1 - box.x0] = 1
 
+def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | None = None,
+              allocate: Callable[[int], bytearray] = bytearray) -> TPFDraft:
+    """The TPF of one cutout without its pixels (see :class:`TPFDraft`; arguments as
+    :func:`tpf_bytes`)."""
+    layout = tpf_layout(index, box, coord)
+    buf = allocate(layout.size)
+    table = np.ndarray((index.nt,), dtype=layout.rows, buffer=buf, offset=layout.table_offset())
+    layout.fill_constant_columns(table)
+    layout.fill_aperture(np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf,
+                                    offset=layout.offsets[2] + layout.header_bytes[2]))
     when = timestamp or fitswrite.checksum_timestamp()
     for number in (0, 2):  # the PIXELS HDU is written by finish, once its pixels are in
-        header = template.headers[number]
-        fitswrite.write_hdu(buf, offsets[number], headers[number], checksum_card=header.checksum,
-                            datasum_card=header.datasum, data_bytes=sizes[number], when=when)
-    return TPFDraft(index, template, box, buf, table, headers[1], offsets[1], when)
+        layout.write_hdu(buf, number, layout.offsets[number], when)
+    return TPFDraft(layout, buf, table, when)
 
 
-def _table_datasum(template: Template, table: np.ndarray, box: Box, pixel_words: int | None = None) -> int | None:
-    """The PIXELS table's DATASUM from its parts: when every field and row is a whole number
-    of 32-bit words, the ones'-complement sum is the sum of the cube-wide columns' words
-    (computed once per cube), RAW_CNTS (-1 in every word), the zero columns (0) and only the
-    FLUX/FLUX_ERR words, which are read here (40 % of a 30x30 table) unless ``pixel_words``
-    gives their sum. None when the layout does not allow it (the whole table is summed then)."""
-    if template.constant_words is None:
-        return None
-    npix = box.nx * box.ny
+def pixel_values(table: np.ndarray) -> np.ndarray:
+    """The FLUX and FLUX_ERR values of the PIXELS rows ``table``, as big-endian 32-bit
+    words, ``(rows, 2 * npix)`` (a view: FLUX_ERR follows FLUX in a row)."""
     fields = table.dtype.fields
     assert fields is not None  # a structured row type
-    offset = fields["FLUX"][1]
-    if fields["FLUX_ERR"][1] != offset + 4 * npix:
-        return None
-    if pixel_words is None:
-        pixels = np.ndarray((len(table), 2 * npix), dtype=">u4", buffer=table, offset=offset,
-                            strides=(table.dtype.itemsize, 4))
-        pixel_words = int(pixels.sum(dtype=np.uint64))
-    raw = len(table) * npix * 0xFFFFFFFF
-    return fitswrite.fold(template.constant_words + raw + pixel_words)
+    flux, npix = fields["FLUX"], int(np.prod(fields["FLUX"][0].shape))
+    return np.ndarray((len(table), 2 * npix), dtype=">u4", buffer=table, offset=flux[1],
+                      strides=(table.dtype.itemsize, 4))

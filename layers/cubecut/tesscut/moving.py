@@ -189,7 +189,7 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
     if not crossed:
         return Delivery([], message=_no_data(request))
     nx, ny = pixel_size(request.size, crossed[0][0].wcs)
-    service.check_budget(nx * ny * sum(p.nframes for _, p in crossed), len(crossed))
+    nbytes = service.check_budget([nx * ny * p.nframes for _, p in crossed], in_memory=True)
     key = request.cache_key([cube_version(e) for e, _ in crossed])
 
     def compute(work: list[CubeWork]) -> Iterator[Member]:
@@ -207,4 +207,5 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
             name = sector_name(header["SECTOR"], header["CAMERA"], header["CCD"], request.product)
             yield member_name(name, request.target, flux_shape[2], flux_shape[1]), hdul_bytes(tpf)
 
-    return service.deliver(service.result_url(key, "zip"), compute, started=started, empty_message=_no_data(request))
+    return service.deliver(service.result_url(key, "zip"), compute, started=started, nbytes=nbytes,
+                           empty_message=_no_data(request))

@@ -92,7 +92,7 @@ def quicklook(service: CutoutService, request: CutoutRequest, options: Quicklook
         return Quicklook(png=get_bytes(png_url)[0], cached=True)
     except ObjectNotFoundError:
         pass
-    delivery = service.static_zip(request, entries)
+    delivery = service.static_zip(request, entries, in_memory=True)  # the picture is drawn from whole TPFs
     if delivery.message:
         return Quicklook(message=delivery.message)
     png, members = _render(service.zip_bytes(delivery), options)

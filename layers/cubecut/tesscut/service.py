@@ -14,14 +14,19 @@ of the cubes it read, so repeating a request reads no cube bytes and a re-ingest
 (new ETag) never serves a stale result. The zip is streamed to its object as the TPFs are
 cut (:func:`store_zip`): each TPF is deflated into an S3 multipart upload (8 MiB parts) or a
 temporary file and released once written, so a big result is never held twice in memory,
-and a failed request leaves no partial object. Moving-target zips (:mod:`.moving`) go
-through the same :meth:`CutoutService.deliver`, and quick-look PNGs (:mod:`.quicklook`)
-are drawn from these zips and cached beside them.
+and a failed request leaves no partial object. A TPF above :data:`STREAM_ABOVE_BYTES` is
+never whole in memory: it is cut as a stream (:func:`cubecut.cutout.engine.cutout_stream`,
+its box in memory) and stored in the zip uncompressed as it is written. Moving-target zips
+(:mod:`.moving`) go through the same :meth:`CutoutService.deliver`, and quick-look PNGs
+(:mod:`.quicklook`) are drawn from these zips and cached beside them.
 
-Protection: at most ``max_concurrent`` computations run at once per process (others get
-:class:`ServiceBusyError` at once, answered 503 + Retry-After, instead of queueing into
-a time-out), and one request may cover at most ``max_pixel_frames`` pixel-frames
-(:class:`RequestTooLargeError`); see docs/api.md for how the caps were chosen.
+Protection: one request may cover at most ``max_pixel_frames`` pixel-frames, and is
+charged, before any read, the memory its cutouts will hold (:func:`work_bytes`): above
+``max_work_bytes`` it is refused (:class:`RequestTooLargeError`, 400). At most
+``max_concurrent`` computations run at once per process, holding at most
+``max_work_bytes`` together (others get :class:`ServiceBusyError` at once, answered 503 +
+Retry-After, instead of queueing into a time-out); see docs/api.md for how the caps were
+chosen.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, BinaryIO
 
 
 from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError, StorageError
@@ -48,12 +53,31 @@ if TYPE_CHECKING:  # astropy loads with the first request
 #: Zips up to this size are returned inline: base64 adds a third, and a synchronous Lambda
 #: response is at most 6 MB (4 MiB -> 5.6 MB encoded, with room for headers).
 INLINE_LIMIT = 4 * 1024 * 1024
-#: Pixels x frames one request may cut, summed over its cubes. Measured at ~60 bytes of
-#: peak memory and 0.5-1.3 us of one core per pixel-frame (read, TPF, FITS bytes, zip): 15 M
-#: is ~0.9 GB and 8-20 s on one core, inside the API function's 3008 MB and 29 s (docs/api.md).
-MAX_PIXEL_FRAMES = 15_000_000
+#: Pixels x frames one request may cut, summed over its cubes: a 100x100 cutout of a
+#: 200-second sector (11,700 frames) is 117 M (docs/api.md, "Budgets per cadence").
+MAX_PIXEL_FRAMES = 120_000_000
+#: Bytes of memory the cutouts of one process may hold at once, each charged its estimate
+#: (:func:`work_bytes`) before any read: a request above it alone is refused (400), one that
+#: does not fit beside those running waits for none (503). 1.2 GB of the API function's
+#: 3008 MB: a streamed 100x100 x 11,700-frame cutout is ~1.0 GB (benchmarks/results/memory.*).
+MAX_WORK_BYTES = 1_200_000_000
 #: Cutout computations at once per process before answering 503.
 MAX_CONCURRENT = 4
+#: Peak bytes of memory per pixel-frame of a cutout built whole in memory (range reads, TPF
+#: bytes, zip; measured 55 traced, 58-65 of RSS on 4-9 M pixel-frames, docs/api.md).
+IN_MEMORY_BYTES_PER_PIXEL_FRAME = 64
+#: ... of a streamed TPF (:mod:`cubecut.cutout.tpf_stream`): its box, flux and error float32.
+STREAMED_BYTES_PER_PIXEL_FRAME = 8
+#: Bytes a streamed TPF holds besides its box: reads in flight (64 MiB), a chunk of rows
+#: (1 MiB) and the object stream's parts (2-3 x 8 MiB), with room to spare.
+STREAM_OVERHEAD_BYTES = 128 * 2**20
+#: A TPF above this size (bytes, ~20 per pixel-frame) is streamed to its object as it is
+#: built, and stored in a zip uncompressed: deflate (level 1, ~60 MB/s on one core) would
+#: take 40 s for a 2.3 GB TPF, beyond the API's 29 s.
+STREAM_ABOVE_BYTES = 64 * 2**20
+#: Bytes per pixel-frame of a TPF file: RAW_CNTS (int32) and four float32 image columns
+#: (cubecut.cutout.pipeline's TPF_BYTES_PER_PIXEL, not imported: it loads astropy).
+TPF_BYTES_PER_PIXEL_FRAME = 20
 #: Seconds a client is told to wait when the service is busy.
 RETRY_AFTER_S = 2
 #: Cubes cut at once within one request.
@@ -65,8 +89,17 @@ ZIP_LEVEL = 1
 #: Bytes of a TPF handed to the compressor at once: bounds what one write to the stream holds.
 _DEFLATE_CHUNK = 2**20
 
-#: One file of a result zip: its name and bytes.
-Member = tuple[str, bytes | bytearray]
+class StreamedMember(Protocol):
+    """A file written into a zip as it is built (a streamed TPF, ``cutout.engine.TPFStream``)."""
+
+    @property
+    def size(self) -> int: ...
+
+    def write_to(self, out: BinaryIO) -> int: ...
+
+
+#: One file of a result zip: its name, and its bytes or a file that writes itself.
+Member = tuple[str, "bytes | bytearray | StreamedMember"]
 #: What a result is made of: a function that yields its members one by one (each is written
 #: to the zip and released before the next is asked for) and appends the work it did to the
 #: list it is given.
@@ -82,23 +115,53 @@ class RequestTooLargeError(CutoutSizeError):
 
 
 class ConcurrencyLimit:
-    """At most ``capacity`` holders at once; one more is refused, never queued."""
+    """At most ``capacity`` holders at once, holding at most ``max_bytes`` of memory
+    together (None: no bound); one more is refused, never queued."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self._slots = threading.BoundedSemaphore(capacity)
+        self.capacity, self.max_bytes = capacity, max_bytes
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._held_bytes = 0
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one slot for the ``with`` block; ServiceBusyError if none is free."""
-        if not self._slots.acquire(blocking=False):
-            raise ServiceBusyError(f"{self.capacity} cutouts are in progress; retry in {RETRY_AFTER_S} s")
+    def slot(self, nbytes: int = 0) -> Iterator[None]:
+        """Hold one slot and ``nbytes`` of the memory for the ``with`` block;
+        ServiceBusyError if no slot is free or those bytes are not."""
+        with self._lock:
+            if self._holders >= self.capacity:
+                raise ServiceBusyError(f"{self.capacity} cutouts are in progress; retry in {RETRY_AFTER_S} s")
+            if self.max_bytes is not None and self._holders and self._held_bytes + nbytes > self.max_bytes:
+                raise ServiceBusyError(f"the cutouts in progress hold {self._held_bytes / 1e9:.2g} GB of this "
+                                       f"process's {self.max_bytes / 1e9:.2g} GB; retry in {RETRY_AFTER_S} s")
+            self._holders += 1
+            self._held_bytes += nbytes
         try:
             yield
         finally:
-            self._slots.release()
+            with self._lock:
+                self._holders -= 1
+                self._held_bytes -= nbytes
+
+
+def streamed(pixel_frames: float) -> bool:
+    """Whether the TPF of a cutout of ``pixel_frames`` is streamed (above :data:`STREAM_ABOVE_BYTES`)."""
+    return pixel_frames * TPF_BYTES_PER_PIXEL_FRAME > STREAM_ABOVE_BYTES
+
+
+def work_bytes(pixel_frames: Iterable[float], *, in_memory: bool = False) -> int:
+    """The memory (bytes) cutting TPFs of ``pixel_frames`` each holds at its peak: a
+    streamed one its box and :data:`STREAM_OVERHEAD_BYTES`, one built whole in memory
+    (``in_memory``, or below the streaming threshold) :data:`IN_MEMORY_BYTES_PER_PIXEL_FRAME`."""
+    total = 0.0
+    for count in pixel_frames:
+        if in_memory or not streamed(count):
+            total += count * IN_MEMORY_BYTES_PER_PIXEL_FRAME
+        else:
+            total += count * STREAMED_BYTES_PER_PIXEL_FRAME + STREAM_OVERHEAD_BYTES
+    return int(total)
 
 
 @dataclass(frozen=True)
@@ -162,13 +225,21 @@ class StoredZip:
     body: bytes | None
 
 
-def _add_member(archive: zipfile.ZipFile, name: str, data: bytes | bytearray) -> None:
-    """Deflate ``data`` into ``archive`` as ``name``, in pieces of ``_DEFLATE_CHUNK`` bytes."""
-    view = memoryview(data)
-    with archive.open(name, "w", force_zip64=view.nbytes * 1.05 > zipfile.ZIP64_LIMIT) as dest:
-        for start in range(0, view.nbytes, _DEFLATE_CHUNK):
-            dest.write(view[start:start + _DEFLATE_CHUNK])
-    archive.getinfo(name).external_attr = 0o600 << 16  # -rw-------, as ZipFile.writestr marks files
+def _add_member(archive: zipfile.ZipFile, name: str, data: bytes | bytearray | StreamedMember) -> None:
+    """Add ``data`` to ``archive`` as ``name``: bytes deflated in pieces of
+    ``_DEFLATE_CHUNK`` bytes, a streamed file stored (uncompressed) as it writes itself."""
+    info = zipfile.ZipInfo(name)  # dated 1980-01-01, as ZipFile.open(name, "w") dates it
+    info.external_attr = 0o600 << 16  # -rw-------, as ZipFile.writestr marks files
+    if isinstance(data, (bytes, bytearray)):
+        view = memoryview(data)
+        info.compress_type, info.compress_level = zipfile.ZIP_DEFLATED, ZIP_LEVEL
+        with archive.open(info, "w", force_zip64=view.nbytes * 1.05 > zipfile.ZIP64_LIMIT) as dest:
+            for start in range(0, view.nbytes, _DEFLATE_CHUNK):
+                dest.write(view[start:start + _DEFLATE_CHUNK])
+    else:
+        info.compress_type = zipfile.ZIP_STORED
+        with archive.open(info, "w", force_zip64=data.size > zipfile.ZIP64_LIMIT) as dest:
+            data.write_to(dest)
 
 
 def store_zip(url: str, members: Iterable[Member]) -> StoredZip:
@@ -176,7 +247,8 @@ def store_zip(url: str, members: Iterable[Member]) -> StoredZip:
 
     Each member is compressed into an :class:`~cubecut.storage.ObjectStreamWriter` as it
     arrives and its bytes are released before the next is asked for, so memory holds one
-    TPF and about two 8 MiB parts, not every TPF and the whole zip. The object is created
+    TPF and about two 8 MiB parts, not every TPF and the whole zip; a streamed member
+    (:class:`StreamedMember`) is stored, uncompressed, as it writes itself. The object is created
     with the first member (none: nothing is written) and becomes visible only when the zip
     is complete; an exception from ``members`` or from storage aborts it (StorageError for
     the latter) and leaves the key as it was.
@@ -221,12 +293,14 @@ class CutoutService:
     """Cutouts from the cubes of ``catalog``; results stored under ``results_prefix``."""
 
     def __init__(self, catalog: CubeCatalog, results_prefix: str, *, inline_limit: int = INLINE_LIMIT,
-                 max_concurrent: int = MAX_CONCURRENT, max_pixel_frames: int = MAX_PIXEL_FRAMES) -> None:
+                 max_concurrent: int = MAX_CONCURRENT, max_pixel_frames: int = MAX_PIXEL_FRAMES,
+                 max_work_bytes: int = MAX_WORK_BYTES) -> None:
         self.catalog = catalog
         self.results_prefix = results_prefix if results_prefix.endswith("/") else results_prefix + "/"
         self.inline_limit = inline_limit
         self.max_pixel_frames = max_pixel_frames
-        self.limit = ConcurrencyLimit(max_concurrent)
+        self.max_work_bytes = max_work_bytes
+        self.limit = ConcurrencyLimit(max_concurrent, max_work_bytes)
 
     # -- TESScut ------------------------------------------------------------------------
     def sectors(self, request: SectorRequest) -> dict:
@@ -247,11 +321,15 @@ class CutoutService:
             return Delivery([], message=no_data_message(request))
         return self.static_zip(request, entries, started)
 
-    def static_zip(self, request: CutoutRequest, entries: list[CubeEntry], started: float | None = None) -> Delivery:
+    def static_zip(self, request: CutoutRequest, entries: list[CubeEntry], started: float | None = None, *,
+                   in_memory: bool = False) -> Delivery:
         """The zip of ``request``'s cutouts of ``entries``: from the cache, or cut (all cubes
-        at once) and stored. Raises RequestTooLargeError and ServiceBusyError."""
+        at once) and stored. Raises RequestTooLargeError and ServiceBusyError. ``in_memory``:
+        the caller then holds the TPFs whole (a quick-look), so the request is charged
+        (:func:`work_bytes`) as built in memory."""
         started = time.monotonic() if started is None else started
-        self.check_budget(pixels(request.size) * sum(e.index.nt for e in entries), len(entries))
+        counts = [pixels(request.size) * e.index.nt for e in entries]
+        nbytes = self.check_budget(counts, in_memory=in_memory)
         key = request.cache_key([cube_version(e) for e in entries])
 
         def compute(work: list[CubeWork]) -> Iterator[Member]:
@@ -264,46 +342,65 @@ class CutoutService:
                         yield member
                     del member  # zipped: release the TPF while the next cube's is awaited
 
-        return self.deliver(self.result_url(key, "zip"), compute, started=started,
+        return self.deliver(self.result_url(key, "zip"), compute, started=started, nbytes=nbytes,
                             empty_message="The position falls off the image of every matching cube")
 
     def _cut_one(self, entry: CubeEntry, request: CutoutRequest, started: float) -> tuple[Member | None, CubeWork]:
-        from ..cutout.engine import cutout_files  # the engine (astropy WCS) loads with the first cutout
+        # the engine (astropy WCS) loads with the first cutout
+        from ..cutout.engine import TPFFile, TPFStream, cutout_files, cutout_stream
 
         stats = ReadStats()
         t0 = time.monotonic() - started
         try:
-            (tpf,) = cutout_files(entry.url, request.coord, request.size, stats=stats)
+            tpf: TPFFile | TPFStream
+            if streamed(pixels(request.size) * entry.index.nt):
+                tpf = cutout_stream(entry.url, request.coord, request.size, stats=stats)
+            else:
+                (tpf,) = cutout_files(entry.url, request.coord, request.size, stats=stats)
         except OutsideCubeError:
             member = None
         else:
             name = member_name(entry.sector_name, request.coord.ra.deg, request.coord.dec.deg, tpf.nx, tpf.ny)
-            member = (name, tpf.data)
+            member = (name, tpf.data if isinstance(tpf, TPFFile) else tpf)
         work = CubeWork(entry.sector_name, t0, time.monotonic() - started, stats.requests, stats.bytes)
         return member, work
 
-    def check_budget(self, pixel_frames: float, cubes: int) -> None:
-        """RequestTooLargeError if a request would cut more than ``max_pixel_frames``."""
-        if pixel_frames > self.max_pixel_frames:
+    def check_budget(self, pixel_frames: list[float], *, in_memory: bool = False) -> int:
+        """The memory (bytes, :func:`work_bytes`) of a request cutting TPFs of
+        ``pixel_frames`` (one count per TPF; ``in_memory``: each held whole), to be held
+        with :meth:`ConcurrencyLimit.slot`. RequestTooLargeError if the request would cut
+        more than ``max_pixel_frames`` in all, or hold more than ``max_work_bytes``."""
+        total = sum(pixel_frames)
+        if not total <= self.max_pixel_frames:  # (an infinite size too)
             raise RequestTooLargeError(
-                f"this request covers {pixel_frames:.3g} pixel-frames ({cubes} cube(s)); one request may "
+                f"this request covers {total:.3g} pixel-frames ({len(pixel_frames)} cube(s)); one request may "
                 f"cover at most {self.max_pixel_frames:,}: ask for fewer sectors or a smaller size")
+        nbytes = work_bytes(pixel_frames, in_memory=in_memory)
+        if nbytes > self.max_work_bytes:
+            built = "built in memory" if in_memory or not any(map(streamed, pixel_frames)) else "cut"
+            raise RequestTooLargeError(
+                f"this request covers {total:.3g} pixel-frames ({len(pixel_frames)} cube(s)), {nbytes / 1e9:.3g} GB "
+                f"of memory {built}; one request may hold at most {self.max_work_bytes:,} bytes: ask for fewer "
+                f"sectors or a smaller size")
+        return nbytes
 
     # -- delivery -------------------------------------------------------------------------
     def result_url(self, key: str, suffix: str) -> str:
         """Where the result with cache key ``key`` is stored (``zip``, ``png`` ...)."""
         return f"{self.results_prefix}tesscut/{key}.{suffix}"
 
-    def deliver(self, result_url: str, compute: Compute, *, started: float, empty_message: str) -> Delivery:
+    def deliver(self, result_url: str, compute: Compute, *, started: float, nbytes: int,
+                empty_message: str) -> Delivery:
         """The zip at ``result_url`` if it is stored; else, in one of the concurrency slots
-        (ServiceBusyError if none is free), ``compute`` its members and stream them into the
+        holding ``nbytes`` of the process's memory (:meth:`check_budget`; ServiceBusyError if
+        they are not free), ``compute`` its members and stream them into the
         zip at ``result_url`` (:func:`store_zip`) as they come. No members: a Delivery with
         ``empty_message`` (nothing stored). A result of at most ``inline_limit`` bytes is
         also returned in the Delivery's body."""
         delivery = self._cached(result_url)
         if delivery is None:
             work: list[CubeWork] = []
-            with self.limit.slot():
+            with self.limit.slot(nbytes):
                 stored = store_zip(result_url, compute(work))
             if stored.members:
                 inline = stored.body if stored.body is not None and stored.size <= self.inline_limit else None

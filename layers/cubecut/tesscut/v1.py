@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Mapping
 
 
 from ..errors import InputError, ObjectNotFoundError, OutsideCubeError
-from ..storage import ReadStats, put_bytes
+from ..storage import ObjectStreamWriter, ReadStats, presigned_url, put_bytes
 from ..cube.catalog import CubeCatalog, CubeEntry
-from ..storage import presigned_url
-from .service import CutoutService, hdul_bytes, pixels
+from .service import CutoutService, pixels, streamed
 from .protocol import CutoutRequest, member_name
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
@@ -58,28 +57,39 @@ def make_cutout(service: CutoutService, selector: Mapping, ra: float, dec: float
                 size: tuple[int, int] | tuple[u.Quantity, u.Quantity], expiry: int) -> dict:
     """``POST /v1/cutouts``: one TPF from the cube ``selector`` names (:func:`find_cube`),
     centred on ``ra``, ``dec`` (ICRS degrees), ``size`` (columns, rows) in whole pixels or
-    angles, stored and answered with a URL presigned for ``expiry`` seconds.
+    angles, stored and answered with a URL presigned for ``expiry`` seconds. A TPF above
+    the service's streaming threshold is written to its object as it is built
+    (:func:`cubecut.cutout.engine.cutout_stream`), never whole in memory.
 
-    Within the service's pixel-frame budget (RequestTooLargeError before any read) and one
-    of its concurrency slots (ServiceBusyError when none is free)."""
+    Within the service's pixel-frame and memory budgets (RequestTooLargeError before any
+    read) and one of its concurrency slots (ServiceBusyError when none is free)."""
     from astropy.coordinates import SkyCoord
 
-    from ..cutout.engine import cutout
+    from ..cutout.engine import TPFFile, TPFStream, cutout_files, cutout_stream
 
     entry = find_cube(service.catalog, selector)
-    service.check_budget(pixels(size) * entry.index.nt, 1)
-    stats = ReadStats()
-    with service.limit.slot():
-        (hdul,) = cutout(entry.url, SkyCoord(ra % 360.0, dec, unit="deg"), size, stats=stats)
-    data = hdul_bytes(hdul)
-    ny, nx = hdul["APERTURE"].data.shape
-    name = member_name(entry.sector_name, ra, dec, nx, ny)
+    count = pixels(size) * entry.index.nt
+    nbytes = service.check_budget([count])
+    coord = SkyCoord(ra % 360.0, dec, unit="deg")
     text = json.dumps([entry.url, entry.index_etag, ra, dec, str(size)])
     key = hashlib.sha256(text.encode()).hexdigest()
-    url = f"{service.results_prefix}v1/{key}/{name}"
-    put_bytes(url, data, "application/fits")
-    return {"url": presigned_url(url, expiry, name), "name": name, "bytes": len(data), "expires_in": expiry,
-            "cube": entry.sector_name, "shape": [int(hdul[1].data.shape[0]), ny, nx], "reads": stats.as_dict()}
+    stats = ReadStats()
+    with service.limit.slot(nbytes):
+        tpf: TPFFile | TPFStream
+        if streamed(count):
+            tpf = cutout_stream(entry.url, coord, size, stats=stats)
+        else:
+            (tpf,) = cutout_files(entry.url, coord, size, stats=stats)
+        name = member_name(entry.sector_name, ra, dec, tpf.nx, tpf.ny)
+        url = f"{service.results_prefix}v1/{key}/{name}"
+        if isinstance(tpf, TPFFile):
+            put_bytes(url, tpf.data, "application/fits")
+            size_bytes = len(tpf.data)
+        else:
+            with ObjectStreamWriter(url, "application/fits") as out:
+                size_bytes = tpf.write_to(out)
+    return {"url": presigned_url(url, expiry, name), "name": name, "bytes": size_bytes, "expires_in": expiry,
+            "cube": entry.sector_name, "shape": [tpf.nt, tpf.ny, tpf.nx], "reads": stats.as_dict()}
 
 
 def ffi_wcs(catalog: CubeCatalog, sector: int, camera: int, ccd: int, product: str = "SPOC") -> bytes:
