@@ -9,6 +9,7 @@ Faults injected into UploadPart mid-stream: tests/library/test_faults.py.
 from __future__ import annotations
 
 import io
+import threading
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -56,6 +57,35 @@ def test_stream_of_several_parts_is_one_multipart_object(bucket):
     assert head["ContentType"] == "application/zip" and head["ContentLength"] == len(data)
     assert get_bytes(f"s3://{bucket}/r/big.bin")[0] == data
     assert _uploads(s3, bucket) == []
+
+
+def test_parts_are_sent_several_at_once_and_assembled_in_order(bucket):
+    """Up to ``parts_in_flight`` parts are on their way at once; the first one arriving last
+    still makes part 1 of the object."""
+    data = _noise(5 * 5 * MIB + 1000, seed=3)
+    out = ObjectStreamWriter(f"s3://{bucket}/r/many.bin", part_bytes=5 * MIB, parts_in_flight=3)
+    send, lock, first_held = out._upload.write_part, threading.Lock(), threading.Event()
+    state = {"now": 0, "most": 0}
+
+    def write_part(upload_id, number, offset, part):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        try:
+            if number == 1:
+                first_held.wait(10)  # until part 3 is on its way
+            elif number == 3:
+                first_held.set()
+            return send(upload_id, number, offset, part)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    out._upload.write_part = write_part
+    with out:
+        out.write(data)
+    assert state["most"] == 3 and out.etag.strip('"').endswith("-6")
+    assert get_bytes(f"s3://{bucket}/r/many.bin")[0] == data
 
 
 def test_stream_smaller_than_a_part_is_one_put_and_keeps_its_bytes(bucket):

@@ -26,7 +26,7 @@ from cubecut.cutout.engine import TPFStream, cutout_stream
 from cubecut.cutout.tpf import TPFLayout
 from cubecut.cutout.tpf_stream import StreamedTPF, read_planes
 from cubecut.ingest.run import ingest
-from cubecut.storage import STREAM_PART_BYTES, FileSource, Location, ObjectStreamWriter, get_bytes, put_bytes
+from cubecut.storage import PARTS_IN_FLIGHT, STREAM_PART_BYTES, FileSource, Location, ObjectStreamWriter, get_bytes, put_bytes
 from cubecut.synth import make_sector
 from cubecut.tesscut import service as service_module
 from cubecut.tesscut.service import (STREAM_OVERHEAD_BYTES, ConcurrencyLimit, RequestTooLargeError, ServiceBusyError,
@@ -241,4 +241,5 @@ def test_the_limit_refuses_work_beyond_its_memory_not_only_beyond_its_count():
 
 
 def test_the_stream_overhead_covers_what_a_stream_holds_besides_its_box():
-    assert tpf_stream.READ_BYTES_IN_FLIGHT + tpf_stream.CHUNK_BYTES + 3 * STREAM_PART_BYTES <= STREAM_OVERHEAD_BYTES
+    assert (tpf_stream.READ_BYTES_IN_FLIGHT + tpf_stream.CHUNK_BYTES + (PARTS_IN_FLIGHT + 1) * STREAM_PART_BYTES
+            <= STREAM_OVERHEAD_BYTES)

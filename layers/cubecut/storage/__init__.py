@@ -25,10 +25,11 @@ from .s3_config import (BATCH, INTERACTIVE, MAX_POOL_CONNECTIONS, S3Deadlines, a
                         deadlines, using_deadlines)
 from .s3_failures import read_denied, translate_client_error
 from .s3_obstore import clear_stores
-from .stream import STREAM_PART_BYTES, ObjectStreamWriter
+from .stream import PARTS_IN_FLIGHT, STREAM_PART_BYTES, ObjectStreamWriter
 
 __all__ = [
-    "BATCH", "INTERACTIVE", "MAX_POOL_CONNECTIONS", "MIN_PART_BYTES", "READ_ATTEMPTS", "RETRIES", "STREAM_PART_BYTES",
+    "BATCH", "INTERACTIVE", "MAX_POOL_CONNECTIONS", "MIN_PART_BYTES", "PARTS_IN_FLIGHT", "READ_ATTEMPTS", "RETRIES",
+    "STREAM_PART_BYTES",
     "ByteSource", "FileSource", "Location", "ObjectInfo", "ObjectStreamWriter", "PartReceipt", "RangeSource",
     "ReadStats", "S3Deadlines", "StaleObjectError", "Upload",
     "anonymous", "backend_for", "carrying_deadlines", "deadlines", "delete", "delete_tree", "glob_objects",

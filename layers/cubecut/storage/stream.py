@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import StorageError
@@ -14,6 +15,9 @@ from .s3 import MIN_PART_BYTES
 #: Part size of :class:`ObjectStreamWriter` uploads: S3 wants >= 5 MiB for every part but
 #: the last and at most 10,000 parts (78 GiB at this size).
 STREAM_PART_BYTES = 8 * 2**20
+#: Parts :class:`ObjectStreamWriter` sends at once: one connection sends ~50-100 MB/s, so a
+#: 2.3 GB TPF needs several at once to reach S3 within an API request's 29 s.
+PARTS_IN_FLIGHT = 4
 
 
 class ObjectStreamWriter:
@@ -23,9 +27,9 @@ class ObjectStreamWriter:
     :mod:`zipfile` needs) used as a context manager. Bytes collect in a buffer; each time it
     holds ``part_bytes`` they are sent as the next part of the backend's
     :class:`~cubecut.storage.base.Upload` (an S3 multipart upload, or a hidden temporary
-    file beside the destination), started with the first part; one part is sent in a
-    background thread while the next fills, at most one in flight, so at most about two
-    parts are held. Leaving the block normally makes the object visible in one step
+    file beside the destination), started with the first part; parts are sent in
+    background threads while the next fills, at most ``parts_in_flight`` at once, so at
+    most ``parts_in_flight + 1`` parts are held. Leaving the block normally makes the object visible in one step
     (CompleteMultipartUpload, or a rename); an object that never filled one part is written
     with one :func:`~cubecut.storage.put_bytes` instead (one PUT) and its bytes are kept in
     :attr:`body`. Leaving it with an exception, or a failed part or completion, aborts the
@@ -37,7 +41,7 @@ class ObjectStreamWriter:
     """
 
     def __init__(self, url: str | os.PathLike[str] | Location, content_type: str = "application/octet-stream", *,
-                 part_bytes: int = STREAM_PART_BYTES) -> None:
+                 part_bytes: int = STREAM_PART_BYTES, parts_in_flight: int = PARTS_IN_FLIGHT) -> None:
         if part_bytes < MIN_PART_BYTES:
             raise ValueError(f"part_bytes must be >= {MIN_PART_BYTES} (S3's smallest part), got {part_bytes}")
         self.location = writable(Location.of(url))
@@ -45,13 +49,14 @@ class ObjectStreamWriter:
         self._upload = self._backend.upload(self.location)
         self.content_type = content_type
         self.part_bytes = part_bytes
+        self.parts_in_flight = max(1, parts_in_flight)
         self.size = 0
         self.etag: str | None = None
         self.body: bytes | None = None
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._receipts: list[PartReceipt] = []
-        self._pending: Future | None = None
+        self._pending: deque[Future[PartReceipt]] = deque()  # in part order
         self._sender: ThreadPoolExecutor | None = None
         self._closed = False
 
@@ -75,26 +80,30 @@ class ObjectStreamWriter:
         self._buffer += data
         written = len(data) if isinstance(data, (bytes, bytearray)) else memoryview(data).nbytes
         self.size += written
-        if len(self._buffer) >= self.part_bytes:
-            self._send()
+        while len(self._buffer) >= self.part_bytes:
+            self._send(self.part_bytes)
         return written
 
-    def _send(self) -> None:
-        """Send the buffer as the next part, once the part before it has arrived."""
-        self._wait()
+    def _send(self, nbytes: int | None = None) -> None:
+        """Send the buffer's first ``nbytes`` (default all) as the next part, once fewer than
+        ``parts_in_flight`` are on their way."""
+        self._wait(self.parts_in_flight - 1)
         if self._upload_id is None:
             self._upload_id = self._upload.begin(self.content_type)
-            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cubecut-part")
+            self._sender = ThreadPoolExecutor(max_workers=self.parts_in_flight, thread_name_prefix="cubecut-part")
         assert self._sender is not None
-        part, self._buffer = self._buffer, bytearray()
-        offset = self.size - len(part)
-        self._pending = self._sender.submit(self._upload.write_part, self._upload_id, len(self._receipts) + 1,
-                                            offset, part)
+        part = self._buffer[:nbytes]
+        del self._buffer[:nbytes]  # CPython moves the start of a bytearray: nothing is copied
+        offset = self.size - len(self._buffer) - len(part)
+        number = len(self._receipts) + len(self._pending) + 1
+        self._pending.append(self._sender.submit(self._upload.write_part, self._upload_id, number, offset, part))
 
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self._receipts.append(pending.result())
+    def _wait(self, in_flight: int = 0) -> None:
+        """Wait for the oldest parts until at most ``in_flight`` are on their way (a failed
+        part raises here)."""
+        while len(self._pending) > in_flight:
+            self._receipts.append(self._pending[0].result())
+            self._pending.popleft()
 
     def __enter__(self) -> "ObjectStreamWriter":
         return self
@@ -128,10 +137,11 @@ class ObjectStreamWriter:
         """Drop everything written: abort the upload / delete the temporary file."""
         upload_id = None if self._closed else self._upload_id
         try:
-            if self._pending is not None:
-                self._pending.cancel()
-                with contextlib.suppress(Exception):  # the upload is aborted whatever the part did
-                    self._pending.result()
+            for pending in self._pending:
+                pending.cancel()
+            for pending in self._pending:
+                with contextlib.suppress(Exception):  # the upload is aborted whatever the parts did
+                    pending.result()
             if upload_id is not None:
                 with contextlib.suppress(StorageError):  # the lifecycle rule removes what is left
                     self._upload.abort(upload_id)
@@ -141,7 +151,7 @@ class ObjectStreamWriter:
     def _finish(self) -> None:
         self._closed = True
         self._buffer = bytearray()
-        self._pending = None
+        self._pending.clear()
         if self._sender is not None:
             self._sender.shutdown(wait=True)
             self._sender = None

@@ -69,7 +69,7 @@ IN_MEMORY_BYTES_PER_PIXEL_FRAME = 64
 #: ... of a streamed TPF (:mod:`cubecut.cutout.tpf_stream`): its box, flux and error float32.
 STREAMED_BYTES_PER_PIXEL_FRAME = 8
 #: Bytes a streamed TPF holds besides its box: reads in flight (64 MiB), a chunk of rows
-#: (1 MiB) and the object stream's parts (2-3 x 8 MiB), with room to spare.
+#: (1 MiB) and the object stream's parts (up to 5 x 8 MiB, storage.PARTS_IN_FLIGHT + 1), with room to spare.
 STREAM_OVERHEAD_BYTES = 128 * 2**20
 #: A TPF above this size (bytes, ~20 per pixel-frame) is streamed to its object as it is
 #: built, and stored in a zip uncompressed: deflate (level 1, ~60 MB/s on one core) would
