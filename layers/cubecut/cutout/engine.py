@@ -8,7 +8,6 @@ import io
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, TypeVar
 
 from astropy.coordinates import SkyCoord
@@ -19,7 +18,7 @@ from ..errors import CoordinateError, NotACubeError, OversizedCutoutWarning
 from ..concurrency import in_background
 from ..reads import concurrently
 from ..cube.index_cache import cached, invalidate, load_index
-from ..storage import Location, ReadStats, StaleObjectError, put_bytes, writable, writable_folder
+from ..storage import Location, ReadStats, StaleObjectError, output_folder, put_bytes
 from .geometry import Box, CoordInput, parse_coordinates
 from .pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
 from .reader import Threads, open_cube
@@ -134,9 +133,7 @@ def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, siz
         is built; an ``output_dir`` that cannot be written before any read).
     """
     if output_dir is not None:  # a folder that cannot be written is known before anything is read
-        folder = writable(Location.parse(output_dir))
-        if folder.is_local:
-            writable_folder(folder.key)
+        output_folder(output_dir)
     files = cutout_files(cube, coordinates, size, threads=threads, product=product, stats=stats, anon=anon)
     if output_dir is None:
         return [file.hdulist() for file in files]
@@ -252,8 +249,7 @@ def _write_all(files: list[TPFFile], output_dir: str | os.PathLike[str], threads
     folder = Location.parse(output_dir)
 
     def write(file: TPFFile) -> str:
-        target = (Location("s3", folder.bucket, f"{folder.key.rstrip('/')}/{file.name}".lstrip("/"))
-                  if folder.is_s3 else Location.parse(Path(folder.key) / file.name))
+        target = folder.child(file.name)
         put_bytes(target, file.data, content_type="application/fits")
         return target.url
 

@@ -37,7 +37,7 @@ __all__ = [
     "file_etag", "get_bytes", "get_bytes_fast", "head", "list_dated", "list_etags", "list_objects",
     "open_pinned", "open_source", "open_upload", "part_minimum", "presigned_url", "put_bytes", "put_bytes_fast",
     "read_denied", "reset_clients", "s3_client", "staging_folder", "translate_client_error", "uploads", "using_deadlines",
-    "writable", "writable_folder",
+    "output_folder", "writable", "writable_folder",
 ]
 
 Where = str | os.PathLike[str] | Location
@@ -170,6 +170,14 @@ def staging_folder(url: Where, tag: str) -> str:
     listing of ``.fits`` names sees it). :func:`delete` of it removes the emptied folder."""
     location = writable(Location.of(url))
     return backend_for(location).staging(location, tag)
+
+
+def output_folder(url: Where) -> Location:
+    """The folder (created if need be) or S3 prefix at ``url``, checked to be writable
+    before anything is written there (TargetNotWritableError, one line, otherwise)."""
+    location = Location.of(url)
+    backend_for(location).make_folder(location)
+    return location
 
 
 def open_upload(url: Where) -> Upload:

@@ -164,6 +164,11 @@ class Backend(Protocol):
     def staging(self, location: Location, tag: str) -> str:
         raise read_only(location)
 
+    def make_folder(self, location: Location) -> None:
+        """Make the folder/prefix ready for objects to be written into it (prefixes need nothing)."""
+        if not self.writable:
+            raise read_only(location)
+
     def glob(self, location: Location) -> tuple[Location, ...] | None:
         return None
 

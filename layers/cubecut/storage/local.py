@@ -70,6 +70,9 @@ class LocalBackend(Backend):
 
     writable = True
 
+    def make_folder(self, location: Location) -> None:
+        writable_folder(location.key)
+
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource:
         return FileSource(location, stats)  # the file says its size and version itself
