@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
+from typing import Callable
 
 import boto3
 import pytest
@@ -60,3 +62,22 @@ def fresh_clients():
     yield
     clear_cache()
     storage.reset_clients()
+
+
+def _synthetic_cube(folder: Path, *, frames: int, product: str = "spoc", shape: tuple[int, int] = (40, 44),
+                    sector: int = 1) -> Path:
+    """A cube ingested from ``frames`` synthetic FFIs of ``shape`` (rows, columns) in ``folder``."""
+    from cubecut.ingest.run import ingest
+    from cubecut.synth import make_sector
+
+    ffis = make_sector(folder / "ffis", sector=sector, camera=1, ccd=1, frames=frames, shape=shape,
+                       product=product, seed=3)
+    cube = folder / f"tess-s{sector:04d}-1-1-cube.fits"
+    ingest([str(p) for p in ffis], str(cube), sector=sector)
+    return cube
+
+
+@pytest.fixture(scope="session")
+def synthetic_cube() -> Callable[..., Path]:
+    """Builds a small cube: ``synthetic_cube(folder, frames=, product=, shape=, sector=)``."""
+    return _synthetic_cube

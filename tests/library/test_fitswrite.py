@@ -35,26 +35,17 @@ from cubecut.cutout import (
     reference_tpf,
     tpf_bytes,
 )
-from cubecut.ingest.run import ingest
 from cubecut.storage import FileSource, Location
-from cubecut.synth import make_sector
 
 WHEN = "2026-01-02T03:04:05"
 
 
-def _cube(folder: Path, *, frames: int, product: str = "spoc", shape=(40, 44), sector: int = 1) -> Path:
-    ffis = make_sector(folder / "ffis", sector=sector, camera=1, ccd=1, frames=frames, shape=shape,
-                       product=product, seed=3)
-    cube = folder / f"tess-s{sector:04d}-1-1-cube.fits"
-    ingest([str(p) for p in ffis], str(cube), sector=sector)
-    return cube
-
-
 @pytest.fixture(scope="module")
-def cubes(tmp_path_factory) -> dict[str, Path]:
+def cubes(tmp_path_factory, synthetic_cube) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cubes")
-    return {"spoc": _cube(root / "spoc", frames=6), "tica": _cube(root / "tica", frames=5, product="tica", sector=61),
-            "one frame": _cube(root / "one", frames=1)}
+    return {"spoc": synthetic_cube(root / "spoc", frames=6),
+            "tica": synthetic_cube(root / "tica", frames=5, product="tica", sector=61),
+            "one frame": synthetic_cube(root / "one", frames=1)}
 
 
 @pytest.fixture(autouse=True)

@@ -25,9 +25,7 @@ from cubecut.cutout import tpf_stream
 from cubecut.cutout.engine import TPFStream, cutout_stream
 from cubecut.cutout.tpf import TPFLayout
 from cubecut.cutout.tpf_stream import StreamedTPF, read_planes
-from cubecut.ingest.run import ingest
 from cubecut.storage import PARTS_IN_FLIGHT, STREAM_PART_BYTES, FileSource, Location, ObjectStreamWriter, get_bytes, put_bytes
-from cubecut.synth import make_sector
 from cubecut.tesscut import service as service_module
 from cubecut.tesscut.service import (STREAM_OVERHEAD_BYTES, ConcurrencyLimit, RequestTooLargeError, ServiceBusyError,
                                      store_zip, work_bytes)
@@ -35,18 +33,11 @@ from cubecut.tesscut.service import (STREAM_OVERHEAD_BYTES, ConcurrencyLimit, Re
 WHEN = "2026-01-02T03:04:05"
 
 
-def _cube(folder: Path, *, frames: int, product: str = "spoc", sector: int = 1) -> Path:
-    ffis = make_sector(folder / "ffis", sector=sector, camera=1, ccd=1, frames=frames, shape=(40, 44),
-                       product=product, seed=3)
-    cube = folder / f"tess-s{sector:04d}-1-1-cube.fits"
-    ingest([str(p) for p in ffis], str(cube), sector=sector)
-    return cube
-
-
 @pytest.fixture(scope="module")
-def cubes(tmp_path_factory) -> dict[str, Path]:
+def cubes(tmp_path_factory, synthetic_cube) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("stream-cubes")
-    return {"spoc": _cube(root / "spoc", frames=6), "tica": _cube(root / "tica", frames=5, product="tica", sector=61)}
+    return {"spoc": synthetic_cube(root / "spoc", frames=6),
+            "tica": synthetic_cube(root / "tica", frames=5, product="tica", sector=61)}
 
 
 @pytest.fixture(autouse=True)
@@ -118,9 +109,9 @@ def test_planes_of_the_wrong_shape_are_refused(cubes):
 
 # -- through S3 multipart, and into a zip --------------------------------------------------------
 @pytest.fixture(scope="module")
-def long_cube(tmp_path_factory) -> Path:
+def long_cube(tmp_path_factory, synthetic_cube) -> Path:
     """400 frames: a 40x40 TPF is 12.8 MB, two parts of an object stream."""
-    return _cube(tmp_path_factory.mktemp("long-cube"), frames=400)
+    return synthetic_cube(tmp_path_factory.mktemp("long-cube"), frames=400)
 
 
 def _uploads(bucket: str) -> list[dict]:
