@@ -7,9 +7,9 @@ The union of the stream's row spans (:func:`~cubecut.cutout.reader.merged_spans`
 it may read: the pipeline reads over a :class:`SpanCache` that fetches each span of that
 union once, on first use, and forgets it when no later target needs its row; so memory
 stays at a band of rows while bytes read equal the union. A tile is cut in batches of at
-most :data:`BATCH_BYTES` of TPF pixels; a batch's rows are read (and its files laid out)
-while the previous batch's files are written, and those are written while the next ones
-are built (at most :data:`BYTES_IN_FLIGHT` bytes waiting): each to its own key, or, for a
+most :data:`BATCH_BYTES` of TPF pixels; a batch's rows are read while the previous batch
+is cut and its files written (and its own files are laid out meanwhile), and those are
+written while the next ones are built (at most :data:`BYTES_IN_FLIGHT` bytes waiting): each to its own key, or, for a
 tile with a ``shard``, all as the members of one tar (:mod:`.shards`). Local outputs are
 written with ``O_DIRECT`` (:mod:`.direct`): through the page cache, page allocation was
 most of a TPF's cost on local disk. The read threads only read (into the cache); the
@@ -205,14 +205,20 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[Tile], threads: 
     writes = _Writes(on_target, results)
     buffers = Buffers()
 
+    def fetch(b: int) -> Callable[[], object]:
+        """Batch ``b``'s rows into the cache, started on the read lanes (which do nothing else)."""
+        return start_chunks(cache, index, batches[b].boxes, threads) if b < len(batches) else lambda: None
+
+    fetches = {0: fetch(0)}
+
     def start(b: int) -> Callable[[], list[bytearray | InputError]] | None:
         if b == len(batches):
             return None
-        fetched = start_chunks(cache, index, batches[b].boxes, threads)  # rows into the cache, on the read lanes
         cut = start_tpfs(cache, index, batches[b].boxes, batches[b].coords, 1, allocate=buffers.take)
 
         def tpfs() -> list[bytearray | InputError]:
-            fetched()
+            fetches.pop(b)()
+            fetches[b + 1] = fetch(b + 1)  # the next batch's rows are read while this one is cut
             return cut()  # the rows copied from the cache on this thread
 
         return tpfs
