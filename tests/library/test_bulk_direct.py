@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -197,6 +198,41 @@ def test_the_next_tiles_pixels_are_read_while_a_tile_is_written(cube, tmp_path, 
     results = run_tiles(plan.tiles)
     assert [row["status"] for rows in results.values() for row in rows] == ["written"] * 6
     assert events[:2] == ["read", "read"], "tile 1's pixels are read before tile 0's TPFs are written"
+
+
+def test_read_threads_only_read_and_the_worker_copies_the_rows(cube, tmp_path, monkeypatch):  # noqa: F811
+    """bulk/worker.py: a batch's rows are read on the read threads, which copy nothing; the
+    worker's own thread copies them into the files."""
+    from cubecut.cutout.tpf import TPFDraft
+
+    rows = ["ra,dec"] + ["%r,%r" % sky(cube, 50 + 3 * i, 10 + 4 * i) for i in range(6)]
+    plan = plan_job(parse_targets("\n".join(rows), (11, 11)), cube_entries([cube], None), str(tmp_path / "out"),
+                    limits=Limits(tile_targets=3))
+    readers, copiers, laid_out = set(), set(), threading.Event()
+    real_read, real_fill, real_start = worker.SpanCache.read, TPFDraft.fill_row, worker.start_tpfs
+
+    def start_tpfs(*args, **kwargs):
+        try:
+            return real_start(*args, **kwargs)
+        finally:
+            laid_out.set()
+
+    def read(self, start, stop):  # the rows come once the first batch's files are laid out
+        readers.add(threading.get_ident())
+        laid_out.wait(timeout=60)
+        return real_read(self, start, stop)
+
+    def fill_row(self, span, chunk):
+        copiers.add(threading.get_ident())
+        return real_fill(self, span, chunk)
+
+    monkeypatch.setattr(worker, "start_tpfs", start_tpfs)
+    monkeypatch.setattr(worker.SpanCache, "read", read)
+    monkeypatch.setattr(TPFDraft, "fill_row", fill_row)
+    results = run_tiles(plan.tiles)
+    assert [row["status"] for rows in results.values() for row in rows] == ["written"] * 6
+    assert copiers == {threading.get_ident()}, "the rows are copied on the worker's thread"
+    assert readers - copiers, "and read on the read threads"
 
 
 def test_buffers_are_zeroed_and_reused_only_once_given_back():

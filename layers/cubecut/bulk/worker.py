@@ -7,12 +7,15 @@ The union of the stream's row spans (:func:`~cubecut.cutout.reader.merged_spans`
 it may read: the pipeline reads over a :class:`SpanCache` that fetches each span of that
 union once, on first use, and forgets it when no later target needs its row; so memory
 stays at a band of rows while bytes read equal the union. A tile is cut in batches of at
-most :data:`BATCH_BYTES` of TPF pixels; a batch's rows are read (and its files laid out)
-while the previous batch's files are written, and those are written while the next ones
-are built (at most :data:`BYTES_IN_FLIGHT` bytes waiting): each to its own key, or, for a
+most :data:`BATCH_BYTES` of TPF pixels; a batch's rows are read while the previous batch
+is cut and its files written (and its own files are laid out meanwhile), and those are
+written while the next ones are built (at most :data:`BYTES_IN_FLIGHT` bytes waiting): each to its own key, or, for a
 tile with a ``shard``, all as the members of one tar (:mod:`.shards`). Local outputs are
 written with ``O_DIRECT`` (:mod:`.direct`): through the page cache, page allocation was
-most of a TPF's cost on local disk.
+most of a TPF's cost on local disk. The read threads only read (into the cache); the
+worker's own thread copies a batch's rows into its files once they are all in. Copied by
+the read threads as each arrives (a single cutout's way, for its latency), a TPF took
+~15% more CPU, in more thread switches (benchmarks/bulk.py, 1 worker, TPFs not written).
 
 A target that cannot be cut is a result row (``off_footprint`` when its exact box misses
 the image, an OutsideCubeError; ``failed`` for any other InputError), never an exception; unreadable cubes and storage
@@ -37,7 +40,7 @@ from ..cube.index_cache import invalidate, load_index
 from ..cutout.geometry import Box
 from ..cutout.identity import set_identity
 from ..cutout.pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
-from ..cutout.reader import Threads, merged_spans, open_cube, span_bytes
+from ..cutout.reader import Threads, merged_spans, open_cube, span_bytes, start_chunks
 from ..errors import InputError, OutsideCubeError
 from ..storage import Location, RangeSource, ReadStats, StaleObjectError
 from ..storage import put_bytes_fast as put_output
@@ -202,10 +205,23 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[Tile], threads: 
     writes = _Writes(on_target, results)
     buffers = Buffers()
 
+    def fetch(b: int) -> Callable[[], object]:
+        """Batch ``b``'s rows into the cache, started on the read lanes (which do nothing else)."""
+        return start_chunks(cache, index, batches[b].boxes, threads) if b < len(batches) else lambda: None
+
+    fetches = {0: fetch(0)}
+
     def start(b: int) -> Callable[[], list[bytearray | InputError]] | None:
         if b == len(batches):
             return None
-        return start_tpfs(cache, index, batches[b].boxes, batches[b].coords, threads, allocate=buffers.take)
+        cut = start_tpfs(cache, index, batches[b].boxes, batches[b].coords, 1, allocate=buffers.take)
+
+        def tpfs() -> list[bytearray | InputError]:
+            fetches.pop(b)()
+            fetches[b + 1] = fetch(b + 1)  # the next batch's rows are read while this one is cut
+            return cut()  # the rows copied from the cache on this thread
+
+        return tpfs
 
     pending, b = start(0), 0
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="cubecut-bulk-put") as uploads:
