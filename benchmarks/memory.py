@@ -78,7 +78,7 @@ def hwm():
 
 from cubecut.cutout import engine
 
-bucket, size, route = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+bucket, size, route, run = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 cut_s = []
 real_stream = engine.cutout_stream
 
@@ -90,7 +90,7 @@ def timed_stream(*args, **kwargs):  # the cut (index, box read) apart from writi
         cut_s.append(time.perf_counter() - t0)
 
 engine.cutout_stream = timed_stream
-service = CutoutService(CubeCatalog(f"s3://{bucket}/cubes/", ttl=3600), f"s3://{bucket}/results/{route}/")
+service = CutoutService(CubeCatalog(f"s3://{bucket}/cubes/", ttl=3600), f"s3://{bucket}/results/{route}/{run}/")
 (entry,) = service.catalog.entries()
 index = entry.index
 ra, dec = (float(v) for v in ffi_wcs(index).pixel_to_world_values(index.ncols / 2, index.nrows / 2))
@@ -210,9 +210,10 @@ def _streamed(args: argparse.Namespace) -> dict:
         rows: dict[str, list[dict]] = {}
         for via, endpoint in (("proxy", proxy.endpoint), ("direct", server.endpoint)):
             for route in ROUTES:
-                for _ in range(args.runs):
+                for number in range(args.runs):  # each run its own result prefix: never a cache hit
                     proxy.reset()
-                    done = subprocess.run([sys.executable, "-c", STREAMED_CHILD, BUCKET, str(args.size), route],
+                    done = subprocess.run([sys.executable, "-c", STREAMED_CHILD, BUCKET, str(args.size), route,
+                                           f"{via}-{number}"],
                                           env=servers.s3_env(endpoint), capture_output=True, text=True, check=True)
                     result = json.loads(done.stdout.strip().splitlines()[-1])
                     result["s3"] = proxy.stats() if via == "proxy" else None
@@ -226,7 +227,7 @@ def _streamed(args: argparse.Namespace) -> dict:
 
 
 def _drop_results(server: servers.S3rver, route: str) -> None:
-    """Delete what a run stored (the next run must cut again, not hit the result cache)."""
+    """Delete what a run stored (disk space; each run has its own result prefix)."""
     import shutil
 
     shutil.rmtree(server.store / BUCKET / "results" / route, ignore_errors=True)
