@@ -14,6 +14,9 @@ def local_up(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C (SIGINT) stops it even when started from a shell that ignores SIGINT for what it
+    # starts (a `&` job of a script), which Python would otherwise leave ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return serve_forever(port=args.port, s3_port=args.s3_port, bucket=args.bucket, print_env=args.print_env,
                          env_file=args.env_file, data_dir=args.data_dir)
 

@@ -23,12 +23,12 @@ pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "cubecut_infra.cli"]
 
 
-def start(folder: Path, data: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+def start(folder: Path, data: Path, **popen) -> tuple[subprocess.Popen, dict[str, str]]:
     """``cubecut local up --env-file stack.env --data-dir DATA`` in ``folder``, and the
     environment a second shell has after ``source stack.env``."""
     env_file = folder / "stack.env"
     process = subprocess.Popen([*CLI, "local", "up", "--env-file", str(env_file), "--data-dir", str(data)],
-                               cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
     deadline = time.monotonic() + 120
     while not (env_file.exists() and env_file.stat().st_size):
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
@@ -86,3 +86,12 @@ def test_stack_env_joins_bulk_and_data_dir_survives_a_restart(tmp_path):
         assert "does not describe" not in out.stderr  # the sidecar was re-bound to the restored cube
     finally:
         stop(process)
+
+
+def test_ctrl_c_stops_a_stack_started_with_sigint_ignored(tmp_path):
+    """A script's `&` job starts with SIGINT ignored, which Python keeps: the stack still
+    stops on SIGINT (Ctrl-C, `kill -INT`) and removes its env file."""
+    process, _ = start(tmp_path, tmp_path / "data",
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    stop(process, signal.SIGINT)
+    assert process.returncode == 0 and not (tmp_path / "stack.env").exists()
