@@ -67,20 +67,25 @@ def cube_bytes(s3, bucket: str) -> bytes:
 
 
 # ----------------------------------------------------------------------------- killed ingests
-def test_a_failing_block_worker_aborts_and_a_rerun_is_identical(ffis, reference, bucket, s3, monkeypatch):
-    urls = upload(s3, bucket, ffis)
+def block_1_raises(monkeypatch, error: BaseException) -> None:
+    """Make the ingest's block worker raise ``error`` on block 1 (0-based) and work on the others."""
     real = ingest_run.write_block
 
     def dies_on_block_1(plan, index, **kwargs):
         if index == 1:
-            raise FFIError("injected: block worker died")
+            raise error
         return real(plan, index, **kwargs)
 
     monkeypatch.setattr(ingest_run, "write_block", dies_on_block_1)
+
+
+def test_a_failing_block_worker_aborts_and_a_rerun_is_identical(ffis, reference, bucket, s3, monkeypatch):
+    urls = upload(s3, bucket, ffis)
+    block_1_raises(monkeypatch, FFIError("injected: block worker died"))
     with pytest.raises(FFIError):
         ingest(urls, f"s3://{bucket}/{CUBE_KEY}", block_bytes=5 * MIB, workers=2)
     assert not uploads(s3, bucket) and not keys(s3, bucket, "cubes/")
-    monkeypatch.setattr(ingest_run, "write_block", real)
+    monkeypatch.undo()
     ingest(urls, f"s3://{bucket}/{CUBE_KEY}", block_bytes=5 * MIB, workers=2)
     assert_same_cube(cube_bytes(s3, bucket), reference)
     assert keys(s3, bucket, "cubes/") == {CUBE_KEY, CUBE_KEY + ".index.json"} and not uploads(s3, bucket)
@@ -142,14 +147,7 @@ def test_a_killed_local_ingest_leaves_hidden_files_the_janitor_removes(ffis, tmp
     """A local cube is built in a hidden .partial file as large as the cube: a kill (simulated:
     the block fails and the clean-up never runs) leaves it, the receipts and the staging."""
     cube = tmp_path / "cubes" / "tess-s0007-2-1-cube.fits"
-    real = ingest_run.write_block
-
-    def dies_on_block_1(plan, index, **kwargs):
-        if index == 1:
-            raise KeyboardInterrupt("injected: killed")
-        return real(plan, index, **kwargs)
-
-    monkeypatch.setattr(ingest_run, "write_block", dies_on_block_1)
+    block_1_raises(monkeypatch, KeyboardInterrupt("injected: killed"))
     monkeypatch.setattr(ingest_run, "abort_ingest", lambda plan: None)
     with pytest.raises(KeyboardInterrupt):
         ingest([str(p) for p in ffis], str(cube), block_bytes=5 * MIB, workers=1)

@@ -15,7 +15,7 @@ import threading
 import tracemalloc
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import boto3
 import pytest
@@ -324,24 +324,35 @@ def mutate(data: bytes, rng: random.Random, header_blocks: int = 6) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.slow
-def test_fuzzed_ffis_give_named_errors_only(good_ffi, tmp_path):
-    rng = random.Random(20261123)
-    path = tmp_path / "tess2019-s0007-2-1-0001-s_ffic.fits"
+def assert_only_named_errors(cases: Iterator[Callable[[], object]], limit: float) -> None:
+    """Run every call ``cases`` yields (each after the case's file is written), all within
+    ``limit`` seconds; any exception but a CubecutError is collected and fails the test."""
     unnamed = []
 
-    def all_cases():
-        for _ in range(200):
-            path.write_bytes(mutate(good_ffi, rng))
+    def run_all() -> None:
+        for call in cases:
             try:
-                inspect_ffi(open_source(str(path)))
+                call()
             except CubecutError:
                 pass
             except Exception as exc:  # noqa: BLE001 - collected and reported
                 unnamed.append(f"{type(exc).__name__}: {exc}")
 
-    assert bounded(all_cases, limit=60) is None
+    assert bounded(run_all, limit=limit) is None
     assert not unnamed, unnamed[:5]
+
+
+@pytest.mark.slow
+def test_fuzzed_ffis_give_named_errors_only(good_ffi, tmp_path):
+    rng = random.Random(20261123)
+    path = tmp_path / "tess2019-s0007-2-1-0001-s_ffic.fits"
+
+    def cases():
+        for _ in range(200):
+            path.write_bytes(mutate(good_ffi, rng))
+            yield lambda: inspect_ffi(open_source(str(path)))
+
+    assert_only_named_errors(cases(), limit=60)
 
 
 @pytest.mark.slow
@@ -349,9 +360,13 @@ def test_fuzzed_cubes_give_named_errors_only(good_cube, target, tmp_path):
     rng = random.Random(112026)
     table_block = good_cube.index(b"XTENSION= 'BINTABLE'") // BLOCK
     path = tmp_path / "cube.fits"
-    unnamed = []
 
-    def all_cases():
+    def cut() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cutout(str(path), target, 5)
+
+    def cases():
         for i in range(80):
             data = good_cube
             if i % 2:  # the table's header
@@ -361,14 +376,6 @@ def test_fuzzed_cubes_give_named_errors_only(good_cube, target, tmp_path):
                 data = mutate(data, rng, header_blocks=2)
             path.write_bytes(data)
             clear_cache()
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    cutout(str(path), target, 5)
-            except CubecutError:
-                pass
-            except Exception as exc:  # noqa: BLE001 - collected and reported
-                unnamed.append(f"{type(exc).__name__}: {exc}")
+            yield cut
 
-    assert bounded(all_cases, limit=90) is None
-    assert not unnamed, unnamed[:5]
+    assert_only_named_errors(cases(), limit=90)
