@@ -78,3 +78,37 @@ def test_the_prose_states_the_defaults_it_uses():
     assert {int(PARAMETERS["CutoutMaxPixelFrames"]["Default"]), int(PARAMETERS["BulkMaxPixelFrames"]["Default"]),
             TILE_PIXEL_FRAMES, WORK_BYTES, WORK_BYTES // IN_MEMORY_BYTES_PER_PIXEL_FRAME} <= stated
     assert f"{TILE_PIXEL_FRAMES * 8 // 10**6} MB" in section and f"{MAX_BULK_SIDE} pixels per side" in section
+
+
+def test_the_measured_streamed_cutout_is_memory_json():
+    """Every figure of the paragraph on the streamed 100x100 cutout is the one current result
+    of ``benchmarks/memory.py --section streamed`` (benchmarks/results/memory.json)."""
+    import json
+
+    streamed = json.loads((ROOT / "benchmarks" / "results" / "memory.json").read_text())["sections"]["streamed"]
+    runs = streamed["runs"]
+    cutouts = [r for name, rs in runs.items() if not name.startswith("upload") for r in rs]
+    uploads = [r for name, rs in runs.items() if name.startswith("upload") for r in rs]
+    proxied = runs["v1 proxy"][0]["s3"]
+    rows, columns = streamed["cube_shape"]
+
+    def span(values: list[float], digits: int, unit: str) -> str:
+        return f"{min(values):,.{digits}f}-{max(values):,.{digits}f} {unit}"
+
+    (charge,) = {r["charge_bytes"] for r in cutouts}
+    tpf = runs["v1 proxy"][0]["object_bytes"]  # the TPF itself (astrocut's route adds a zip around it)
+    expected = [
+        f"a {streamed['size']}x{streamed['size']} cutout of an {streamed['frames']:,}-frame cube",
+        f"({rows} x {columns} pixels, {streamed['cube_bytes'] / 1e9:.2f} GB, in s3rver)",
+        f"it holds {min(r['before_mb'] for r in cutouts):.0f} MB before and peaks at "
+        + span([r["after_mb"] for r in cutouts], 0, "MB"),
+        f"the service's charge is {charge / 1e6:,.0f} MB) for a {tpf / 1e6:,.0f} MB TPF",
+        f"with {proxied['by_method']['GET']} range GETs reading {proxied['body_bytes'] / 1e6:,.0f} MB and "
+        f"{proxied['by_method']['PUT']} parts written",
+        "was " + span([r["wall_s"] for r in cutouts], 1, "s") + ",",
+        "of which " + span([r["cut_s"] for r in cutouts], 1, "s") + " cutting",
+        "cut took " + span([r["wall_s"] for r in uploads], 1, "s") + ":",
+    ]
+    text = " ".join(DOC.split())
+    for figure in expected:
+        assert figure in text, figure
