@@ -10,14 +10,12 @@ iterations) covers what the hand-made cases miss.
 from __future__ import annotations
 
 import random
-import shutil
 import threading
 import tracemalloc
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
-import boto3
 import pytest
 from astropy.io import fits
 
