@@ -336,8 +336,10 @@ def memory_figures() -> list[str]:
 
 def sector_model_figures() -> list[str]:
     """Issue 7's sector model's inputs (results.json's ``model``)."""
-    a = result("results")["model"]["assumptions"]
+    model = result("results")["model"]
+    a = model["assumptions"]
     return [
+        f"a sector is the plan + ⌈blocks/{model['sectors'][0]['concurrency']}⌉ × t",
         f"`t = 2·nffi/{a['gets_in_flight_per_worker']} × {a['ttfb_s'] * 1e3:.0f} ms + 2·block/({a['lambda_MB_s']:.0f} MB/s) "
         "+ block/(CPU rate)`",
         f"total GETs / ({a['s3_get_per_prefix_s']:,} GET/s × prefixes) + finalize {a['finalize_s']} s",
