@@ -340,7 +340,7 @@ def memory_figures() -> list[str]:
     n = built["size"]
     box_mb = streamed["frames"] * streamed["size"] ** 2 * 8 / 1e6  # flux and its error, float32
     return [
-        f"`results/memory.md`; VmHWM of a fresh process calling `cutout_files` twice for a {n}x{n} cutout of the "
+        f"`results/memory.md`'s first section; VmHWM of a fresh process calling `cutout_files` twice for a {n}x{n} cutout of the "
         f"{built['frames']:,}-frame cube, medians of {len(local)} runs",
         f"the process holds {span([r['before_mb'] for r in local + s3], '.0f')} MB before the call; the TPF is "
         f"{local[0]['tpf_mb']:.0f} MB and the rows read {n * built['frames'] * n * 8 / 1e6:.0f} MB",
