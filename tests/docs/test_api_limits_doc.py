@@ -72,7 +72,8 @@ def figures() -> list[str]:
         f"{PARAMETERS['ApiReservedConcurrency']['Default']} requests",
         f"(`ApiThrottlingRateLimit` {PARAMETERS['ApiThrottlingRateLimit']['Default']} requests/s, "
         f"`ApiThrottlingBurstLimit` {PARAMETERS['ApiThrottlingBurstLimit']['Default']})",
-        f"at most {MAX_CUTOUT_PIXELS:,} pixels (`cutout.geometry.MAX_CUTOUT_PIXELS`), i.e. 10^{math.log10(MAX_CUTOUT_PIXELS**2):.0f} pixels",
+        f"at most {MAX_CUTOUT_PIXELS:,} pixels (`cutout.geometry.MAX_CUTOUT_PIXELS`), "
+        f"i.e. 10^{math.log10(MAX_CUTOUT_PIXELS**2):.0f} pixels",
         f"at most {service.MAX_PIXEL_FRAMES // 10**6} million pixel-frames summed over the matched cubes",
         f"(`CUBECUT_MAX_WORK_BYTES`, {service.MAX_WORK_BYTES:,} bytes of the API function's {API['MemorySize']} MB)",
         f"most {service.STREAM_ABOVE_BYTES // MIB} MiB (`STREAM_ABOVE_BYTES`) is built whole in memory, charged "
