@@ -7,6 +7,7 @@ The budgets-per-cadence table and the streamed cutout are test_api_budgets.py's.
 """
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -94,3 +95,33 @@ def test_the_work_budget_and_pixel_frames_are_the_templates():
     variables = API["Environment"]["Variables"]
     assert int(variables["CUBECUT_MAX_WORK_BYTES"]) == service.MAX_WORK_BYTES
     assert int(PARAMETERS["CutoutMaxPixelFrames"]["Default"]) == service.MAX_PIXEL_FRAMES
+
+
+def list_length(path: str, name: str) -> int:
+    """The number of items of the module-level list ``name`` in the test module ``path``."""
+    for node in ast.parse((ROOT / path).read_text()).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            if isinstance(target, ast.Name) and target.id == name and isinstance(node.value, ast.List):
+                return len(node.value.elts)
+    raise AssertionError(f"{path} has no list {name}")
+
+
+def max_examples(path: str) -> int:
+    return int(re.search(r"@settings\(max_examples=(\d+)", (ROOT / path).read_text()).group(1))
+
+
+def test_the_fuzz_and_contract_tests_are_as_large_as_the_doc_says():
+    """The request counts of "A 5xx comes only from a server fault" are the tests' parameters."""
+    peers, moving, contract = "tests/peers/test_tesscut_api.py", "tests/app/test_moving_api.py", "tests/app/test_api_contract.py"
+    examples = re.search(r'"CUBECUT_SCHEMATHESIS_EXAMPLES", "(\d+)"', (ROOT / contract).read_text()).group(1)
+    expected = [
+        f"the fuzz test sends {max_examples(peers)} generated requests",
+        f"plus {list_length(peers, 'BAD_REQUESTS')} named malformed ones",
+        f"the moving-target routes get {max_examples(moving)} more with generated JSON ephemerides and "
+        f"{list_length(moving, 'BAD')} named bad ones on each route",
+        f"runs schemathesis {pinned('schemathesis')} with **all** its checks against the local stack "
+        f"({examples} examples per operation",
+    ]
+    for figure in expected:
+        assert figure in DOC, figure
