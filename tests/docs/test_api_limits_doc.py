@@ -125,3 +125,15 @@ def test_the_fuzz_and_contract_tests_are_as_large_as_the_doc_says():
     ]
     for figure in expected:
         assert figure in DOC, figure
+
+
+def test_the_job_id_token_and_panel_sizes_are_the_codes():
+    """The job id's random part, the capability token and the quick-look panel, as the code makes them."""
+    submit = (ROOT / "layers" / "cubecut" / "bulk" / "submit.py").read_text()
+    id_bytes = int(re.search(r"secrets\.token_hex\((\d+)\)", submit).group(1))
+    token_bytes = int(re.search(r"secrets\.token_urlsafe\((\d+)\)", submit).group(1))
+    assert f"`bulk-YYYYMMDDTHHMMSS-` and {2 * id_bytes} hex digits" in DOC
+    assert f"(start second + {8 * id_bytes} random bits)" in DOC
+    assert f"`token` ({token_bytes} random bytes, {8 * token_bytes} bits, URL-safe base64" in DOC
+    width, height = re.search(r"WIDTH, HEIGHT, [^=]*= (\d+), (\d+),", (ROOT / "layers" / "cubecut" / "images.py").read_text()).groups()
+    assert f"a {width} x {height} px panel" in DOC

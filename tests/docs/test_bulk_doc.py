@@ -8,6 +8,7 @@ run or a changed constant fails this test until the doc says what the file or co
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,8 @@ def test_the_tpf_name_carries_the_position_to_a_ten_millionth_of_a_degree():
     """'the astrocut name carries RA/Dec to 1e-7 degree'."""
     assert "_1.2345679_-2.0000000_" in tpf_filename("c.fits", 1.23456789, -2.0, 11, 11)
     assert "carries RA/Dec to 1e-7 degree" in DOC
+
+
+def test_the_default_size_is_the_clis():
+    default = re.search(r'"--size", nargs="\+", default=\["(\d+)"\]', (ROOT / "infra" / "cli" / "bulk.py").read_text()).group(1)
+    assert f"(`N` or `NXxNY` pixels, columns x rows; default `--size`, {default})" in DOC
