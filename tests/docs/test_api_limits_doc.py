@@ -18,12 +18,13 @@ import pytest
 import yaml
 
 from cubecut.cutout.geometry import MAX_CUTOUT_PIXELS
+from cubecut.storage import PARTS_IN_FLIGHT
 from cubecut.storage.s3_config import INTERACTIVE
 from cubecut.storage.stream import STREAM_PART_BYTES
 from cubecut.tesscut import service
 from cubecut.tesscut.jsontext import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS
 from cubecut.tesscut.mast import MAX_FILTER_VALUES, MAX_FILTERS, MAX_FREE_TEXT_CHARS
-from cubecut.tesscut.moving import MAX_EPHEMERIS_CHARS
+from cubecut.tesscut.moving import MAX_EPHEMERIS_CHARS, MAX_EPHEMERIS_ROWS
 from cubecut.tesscut.names import NAME_CACHE_SIZE, RESOLVER_TIMEOUT_S
 from cubecut.tesscut.protocol import RESULT_FORMAT
 from cubecut_app.forms import MAX_BODY_BYTES, MAX_FIELDS
@@ -82,6 +83,9 @@ def figures() -> list[str]:
         f"error, {service.STREAMED_BYTES_PER_PIXEL_FRAME} bytes per pixel-frame)",
         f"charged {service.STREAMED_BYTES_PER_PIXEL_FRAME} bytes per pixel-frame plus {service.STREAM_OVERHEAD_BYTES // MIB} MiB",
         f"(CDS Sesame) under a {RESOLVER_TIMEOUT_S:.0f} s time-out",
+        f"at least 2 rows, at most {MAX_EPHEMERIS_ROWS:,} (and {MAX_EPHEMERIS_CHARS // 10**6} M characters)",
+        f"parts written, {['one', 'two', 'three', 'four', 'five', 'six'][PARTS_IN_FLIGHT - 1]} at a time "
+        "(`cubecut.storage.PARTS_IN_FLIGHT`)",
     ]
 
 
