@@ -26,7 +26,7 @@ from cubecut.tesscut.jsontext import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS
 from cubecut.tesscut.mast import MAX_FILTER_VALUES, MAX_FILTERS, MAX_FREE_TEXT_CHARS
 from cubecut.tesscut.moving import MAX_EPHEMERIS_CHARS, MAX_EPHEMERIS_ROWS
 from cubecut.tesscut.names import NAME_CACHE_SIZE, RESOLVER_TIMEOUT_S
-from cubecut.tesscut.protocol import RESULT_FORMAT
+from cubecut.tesscut.protocol import RESULT_FORMAT, TESS_PIXEL_DEG
 from cubecut_app.forms import MAX_BODY_BYTES, MAX_FIELDS
 from cubecut_app.models import MAX_BULK_CATALOG_CHARS, MAX_LIST_VALUES, MAX_MASHUP_CHARS, MAX_VALUE_CHARS
 from cubecut_app.settings import AppSettings
@@ -83,6 +83,7 @@ def figures() -> list[str]:
         f"error, {service.STREAMED_BYTES_PER_PIXEL_FRAME} bytes per pixel-frame)",
         f"charged {service.STREAMED_BYTES_PER_PIXEL_FRAME} bytes per pixel-frame plus {service.STREAM_OVERHEAD_BYTES // MIB} MiB",
         f"(CDS Sesame) under a {RESOLVER_TIMEOUT_S:.0f} s time-out",
+        f"a pixel is {TESS_PIXEL_DEG * 3600:.0f} arcsec",
         f"at least 2 rows, at most {MAX_EPHEMERIS_ROWS:,} (and {MAX_EPHEMERIS_CHARS // 10**6} M characters)",
         f"parts written, {['one', 'two', 'three', 'four', 'five', 'six'][PARTS_IN_FLIGHT - 1]} at a time "
         "(`cubecut.storage.PARTS_IN_FLIGHT`)",
