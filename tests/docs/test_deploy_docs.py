@@ -1,4 +1,4 @@
-"""docs/deploy.md against the template it documents."""
+"""docs/deploy.md against the template it documents (and the pins and prices it quotes)."""
 from __future__ import annotations
 
 import re
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from cubecut.bulk.plan import TILE_TARGETS
+from cubecut.ingest import sizing
 from cubecut_infra.local.template import _Loader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,3 +49,22 @@ def test_the_cutout_cost_per_second_is_the_api_function_memory_times_the_rate():
 def test_the_alarm_list_matches_the_nine_functions():
     functions = [r for r in TEMPLATE["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
     assert len(functions) == 9 and "each of the nine functions" in DOC
+
+
+def test_the_cost_paragraph_names_each_functions_memory_and_the_prices():
+    """The memory sizes of "Costs" are template.yaml's; the prices are the sizing model's."""
+    flat = " ".join(DOC.split())
+    costs = flat[flat.index("## Costs"):flat.index("## Upgrade")]
+    for name in ("BlockFunction", "ApiFunction", "BulkBatchFunction"):
+        stated = int(re.search(rf"`{name}`\D*?(\d+) MB", costs).group(1))
+        assert stated == TEMPLATE["Resources"][name]["Properties"]["MemorySize"], name
+    assert f"${sizing.LAMBDA_GB_SECOND_USD:.10f} per GB-second" in flat
+    assert f"${sizing.LAMBDA_REQUEST_USD * 1e6:.2f} per million invocations" in flat
+    assert f"${sizing.S3_GET_USD * 1e3:.4f} per 1,000 GETs and ${sizing.S3_PUT_USD * 1e3:.3f} per 1,000 PUTs" in flat
+
+
+def test_the_sam_version_and_bounds_are_the_pinned_ones():
+    pinned = re.search(r"aws-sam-cli==([\d.]+)", (ROOT / "infra" / "sam" / "sam-constraints.txt").read_text()).group(1)
+    assert f"(aws-sam-cli {pinned}, pinned in `infra/sam/`)" in DOC
+    assert f"(at most {TEMPLATE['Parameters']['PresignExpirySeconds']['MaxValue']})" in DOC
+    assert f"tiles of up to {TILE_TARGETS} row-sorted targets" in DOC
