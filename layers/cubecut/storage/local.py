@@ -156,7 +156,7 @@ class LocalBackend(Backend):
 
 class FileUpload:
     """An :class:`~cubecut.storage.base.Upload` in a hidden temporary file beside the
-    destination, its parts written at their offsets with ``os.pwrite``; a small JSON receipt
+    destination, its parts written at their offsets; a small JSON receipt
     per part records what arrived, so ``list_parts`` works across processes like S3's.
     ``complete`` renames the file into place (conditionally under the folder's write lock)."""
 
@@ -185,14 +185,9 @@ class FileUpload:
         partial = self._partial(upload_id)
         if not partial.exists():
             raise UploadGoneError(f"{self.path}: upload {upload_id} does not exist")
-        fd = os.open(partial, os.O_WRONLY)
-        try:
-            view = memoryview(data)
-            written = 0
-            while written < len(view):
-                written += os.pwrite(fd, view[written:], offset + written)
-        finally:
-            os.close(fd)
+        with open(partial, "r+b") as handle:
+            handle.seek(offset)
+            handle.write(data)
         receipt = PartReceipt(part, len(data))
         (self._receipts(upload_id) / f"{part:05d}.json").write_text(json.dumps(receipt.__dict__))
         return receipt

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Callable, TypeVar
 
 from ..errors import StorageError
+from .base import ReadStats
 from .s3_config import deadlines
 
 #: Attempts of one read whose response *body* failed or came up short. The clients retry a
@@ -64,3 +65,19 @@ def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str) -> 
                                f"{attempts} attempts")
         _note_retry("short_read", attempt)
     raise AssertionError("unreachable: attempts >= 1")
+
+
+def read_whole(fetch: Callable[[], tuple[bytes, str | None]], what: str,
+               stats: ReadStats | None) -> tuple[bytes, str | None]:
+    """``fetch()`` of a whole object and its ETag, retried as :func:`read_exactly` retries a
+    body that breaks off; the bytes are counted in ``stats``."""
+    etag: list[str | None] = [None]
+
+    def body() -> bytes:
+        data, etag[0] = fetch()
+        return data
+
+    data = read_exactly(body, None, what)
+    if stats is not None:
+        stats.add(len(data))
+    return data, etag[0]

@@ -34,7 +34,7 @@ from ..errors import (ConcurrentWriteError, ObjectNotFoundError, StaleObjectErro
 from . import s3_obstore
 from .base import Backend, ByteSource, ObjectInfo, PartReceipt, RangeSource, ReadStats
 from .location import Location
-from .retry import BodyError, read_exactly
+from .retry import BodyError, read_exactly, read_whole
 from .s3_config import BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, region
 from .s3_failures import BODY_ERRORS, BOTO_ERRORS, error_code, s3_errors, s3_read_errors, translate_client_error
 
@@ -112,11 +112,8 @@ class S3Source:
         # Within the object's known size S3 returns exactly the bytes asked for; fewer means
         # the transfer broke (a reader past the end gets what there is and checks itself).
         expected = max(0, min(stop, self.size) - start)
-
-        def fetch() -> bytes:
-            return _body(self._client, self.location, kwargs)[0]
-
-        data = read_exactly(fetch, expected, f"{self.location.url} bytes [{start}, {stop})")
+        data = read_exactly(lambda: _body(self._client, self.location, kwargs)[0], expected,
+                            f"{self.location.url} bytes [{start}, {stop})")
         self.stats.add(len(data))
         return data
 
@@ -153,18 +150,11 @@ class S3Backend(Backend):
         return s3_obstore.ObstoreSource(location, stats, size=size, etag=etag)
 
     def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
-        """One GET, retried whole if its body breaks off."""
-        etag: list[str | None] = [None]
-
-        def fetch() -> bytes:
-            data, etag[0] = _body(s3_client(location.anon), location, {"Bucket": location.bucket, "Key": location.key})
-            return data  # botocore checks the length against Content-Length
-
+        """One GET, retried whole if its body breaks off (botocore checks its length
+        against Content-Length)."""
+        kwargs = {"Bucket": location.bucket, "Key": location.key}
         with _miss_counted(stats):
-            data = read_exactly(fetch, None, location.url)
-        if stats is not None:
-            stats.add(len(data))
-        return data, etag[0]
+            return read_whole(lambda: _body(s3_client(location.anon), location, kwargs), location.url, stats)
 
     def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         if not s3_obstore.usable():
