@@ -157,9 +157,9 @@ def cutout_sectors(coordinates: CoordInput, size: SizeInput, *,
         anon = True if anon is None else anon
         candidates = _from_footprints(coords, size, product or "SPOC", wanted, anon, footprints, mast_cubes)
         located = [(Location.parse(c.url, anon=anon), False) for c in candidates]
-        chosen = _covering_cubes(coords, size, located, product, wanted)
     else:
-        chosen = _covering_cubes(coords, size, resolve_cubes(cubes, anon=anon), product, wanted)
+        located = resolve_cubes(cubes, anon=anon)
+    chosen = _covering_cubes(coords, size, located, product, wanted)
     if not chosen:
         raise NoCubeError(_nothing(coords, cubes, wanted))
     results: list = []
