@@ -14,8 +14,7 @@ from typing import Iterator
 
 from ..errors import AccessDeniedError, ObjectNotFoundError, TargetNotWritableError, UploadGoneError
 from .base import Backend, ByteSource, ObjectInfo, PartReceipt, ReadStats
-from .files import (check_local_precondition, file_etag, local_write_lock, replace_file, writable_folder,
-                    write_file)
+from .files import file_etag, replace_checked, replace_file, writable_folder, write_file
 from .location import Location
 
 
@@ -203,10 +202,7 @@ class FileUpload:
         partial = self._partial(upload_id)
         if not partial.exists():
             raise ObjectNotFoundError(f"{self.path}: upload {upload_id} does not exist")
-        with local_write_lock(self.path):
-            check_local_precondition(self.path, if_match, if_none_match)
-            os.replace(partial, self.path)
-            etag = file_etag(self.path.stat())
+        etag = replace_checked(partial, self.path, if_match, if_none_match)
         shutil.rmtree(self._receipts(upload_id), ignore_errors=True)
         return etag
 

@@ -76,11 +76,6 @@ def s3_client(anon: bool | None = None):
     return _client(endpoint(), region(), anonymous(anon), deadlines())
 
 
-def clear_clients() -> None:
-    """Forget the cached clients (the next call meets the environment's credentials anew)."""
-    _client.cache_clear()
-
-
 class S3Source:
     """An S3 object read by ranged GETs; the size and ETag come from a HEAD unless known.
 

@@ -104,11 +104,6 @@ def store_for(bucket: str, anon: bool | None = None):
     return _store(bucket, s3_config.endpoint(), s3_config.region(), anonymous(anon), deadlines())
 
 
-def clear_stores() -> None:
-    """Forget the cached stores (the next call meets the environment's credentials anew)."""
-    _store.cache_clear()
-
-
 class ObstoreSource:
     """An S3 object of known size and ETag, read by ranged GETs through obstore."""
 
