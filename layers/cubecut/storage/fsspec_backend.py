@@ -74,9 +74,7 @@ class FsspecSource:
                                    "cubecut reads only the bytes it needs and cannot use it")
             return data
 
-        data = read_exactly(fetch, stop - start, what)
-        self.stats.add(len(data))
-        return data
+        return read_exactly(fetch, stop - start, what, self.stats)
 
 
 class FsspecBackend(Backend):

@@ -77,11 +77,9 @@ def s3_client(anon: bool | None = None):
 
 
 class S3Source:
-    """An S3 object read by ranged GETs; the size and ETag come from a HEAD unless known.
-
-    When ``size``/``etag`` are known (e.g. from an index) no HEAD request is made. Every
-    ranged GET carries ``If-Match`` once the ETag is known, so a reader never mixes bytes
-    from two versions of an object: a replaced object raises :class:`StaleObjectError`.
+    """An S3 object read by ranged GETs; the size and ETag come from a HEAD unless known
+    (e.g. from an index). Every ranged GET carries ``If-Match`` once the ETag is known, so a
+    reader never mixes bytes from two versions: a replaced object raises :class:`StaleObjectError`.
     """
 
     def __init__(self, location: Location, stats: ReadStats | None = None, *,
@@ -107,10 +105,8 @@ class S3Source:
         # Within the object's known size S3 returns exactly the bytes asked for; fewer means
         # the transfer broke (a reader past the end gets what there is and checks itself).
         expected = max(0, min(stop, self.size) - start)
-        data = read_exactly(lambda: _body(self._client, self.location, kwargs)[0], expected,
-                            f"{self.location.url} bytes [{start}, {stop})")
-        self.stats.add(len(data))
-        return data
+        return read_exactly(lambda: _body(self._client, self.location, kwargs)[0], expected,
+                            f"{self.location.url} bytes [{start}, {stop})", self.stats)
 
 
 def _body(client: Any, location: Location, kwargs: dict[str, str]) -> tuple[bytes, str | None]:

@@ -125,10 +125,8 @@ class ObstoreSource:
         if self.etag:
             options["if_match"] = self.etag
         what = f"{self.location.url} bytes [{start}, {stop})"
-        data = read_exactly(lambda: memoryview(_body(self._store, self.location, options, what)[0]),
-                            stop - start, what)
-        self.stats.add(len(data))
-        return data
+        return read_exactly(lambda: memoryview(_body(self._store, self.location, options, what)[0]),
+                            stop - start, what, self.stats)
 
 
 def get_object(location: Location, stats: ReadStats | None = None) -> tuple[bytes, str | None]:
