@@ -92,9 +92,7 @@ class FsspecBackend(Backend):
         source = FsspecSource(location)
         return ObjectInfo(source.size, source.etag, {})
 
-    def list(self, location: Location) -> Iterator[tuple[Location, int]]:
-        """Every object under ``location`` (for ``https://``, the links of an HTML index page,
-        as fsspec reads them), sorted by URL."""
+    def list(self, location: Location) -> Iterator[tuple[Location, int]]:  # sorted by URL
         fs, path = _filesystem(location)
         found = _call(location, fs.find, path, detail=True)
         for name in sorted(found):

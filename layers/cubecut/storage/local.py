@@ -56,12 +56,9 @@ def _modified(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
 
 
-def _files(root: Path) -> Iterator[Path]:
+def _files(root: Path) -> list[Path]:
     """``root`` if it is a file, else every file below it (sorted; none if it is absent)."""
-    if root.is_file():
-        yield root
-        return
-    yield from sorted(p for p in root.rglob("*") if p.is_file())
+    return [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
 
 
 class LocalBackend(Backend):
@@ -155,9 +152,9 @@ class LocalBackend(Backend):
 
 class FileUpload:
     """An :class:`~cubecut.storage.base.Upload` in a hidden temporary file beside the
-    destination, its parts written at their offsets; a small JSON receipt
-    per part records what arrived, so ``list_parts`` works across processes like S3's.
-    ``complete`` renames the file into place (conditionally under the folder's write lock)."""
+    destination, its parts written at their offsets; a small JSON receipt per part records
+    what arrived, so ``list_parts`` works across processes like S3's. ``complete`` renames
+    the file into place (conditionally under the folder's write lock)."""
 
     def __init__(self, location: Location) -> None:
         self.location = location

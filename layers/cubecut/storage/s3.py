@@ -1,12 +1,9 @@
 """The S3 backend (``s3://bucket/key``): which client serves each call, and every botocore call.
 
-* obstore (:mod:`~cubecut.storage.s3_obstore`) for the ``fast`` calls, where the client's
-  CPU per request counts: cutouts' pixel reads (``open_pinned``), cold sidecar GETs
-  (``get_fast``), bulk workers' uploads (``put_fast``). In a process forked after obstore
-  started its runtime (:func:`~cubecut.storage.s3_obstore.usable`), botocore serves these too.
-* botocore for everything else: ranged reads of FFIs and cubes (``open``, :class:`S3Source`),
-  whole GETs, conditional and tagged PUTs, multipart uploads, HEAD, DELETE, LIST and
-  presigned URLs.
+obstore (:mod:`~cubecut.storage.s3_obstore`) serves the ``fast`` calls, where the client's
+CPU per request counts (``open_pinned``, ``get_fast``, ``put_fast``), unless this process
+was forked after obstore started (:func:`~cubecut.storage.s3_obstore.usable`); botocore
+serves everything else (docs/architecture.md, "Data sources").
 
 The client honours the standard AWS environment (:mod:`cubecut.storage.s3_config`), so a
 local S3-compatible server and AWS are one code path; its requests are unsigned when
