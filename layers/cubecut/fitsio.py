@@ -144,9 +144,7 @@ def scan_hdus(source: ByteSource, count: int) -> list[HDUSpan]:
     spans: list[HDUSpan] = []
     offset = 0
     for number in range(count):
-        if offset >= source.size:
-            if source.size == 0:
-                raise FFIError(f"{source.location.name}: empty file, not a FITS file")
+        if offset >= source.size > 0:  # (an empty file is refused by read_header)
             raise FFIError(f"{source.location.name}: has {number} HDU(s), expected at least {count}")
         header, header_bytes = read_header(source, offset)
         nbytes = data_bytes(header)
@@ -162,11 +160,8 @@ def scan_hdus(source: ByteSource, count: int) -> list[HDUSpan]:
 def hdu_bytes(hdu: fits.PrimaryHDU | fits.ImageHDU | fits.BinTableHDU, *, primary: bool) -> bytes:
     """The exact bytes astropy writes for ``hdu`` (header and padded data)."""
     buf = io.BytesIO()
-    if primary:
-        fits.HDUList([hdu]).writeto(buf)
-        return buf.getvalue()
-    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
-    return buf.getvalue()[BLOCK:]
+    fits.HDUList([hdu] if primary else [fits.PrimaryHDU(), hdu]).writeto(buf)
+    return buf.getvalue() if primary else buf.getvalue()[BLOCK:]
 
 
 def open_fits(path: str | os.PathLike[str]) -> fits.HDUList:

@@ -64,14 +64,10 @@ def encode_checksum(value: int) -> str:
         byte = (value >> shift) & 0xFF
         quotient, remainder = divmod(byte, 4)
         chars = [quotient + remainder + 0x30] + [quotient + 0x30] * 3
-        nudged = True
-        while nudged:
-            nudged = False
-            for first in (0, 2):
-                if chars[first] in _EXCLUDED or chars[first + 1] in _EXCLUDED:
-                    chars[first] += 1
-                    chars[first + 1] -= 1
-                    nudged = True
+        for first in (0, 2):
+            while chars[first] in _EXCLUDED or chars[first + 1] in _EXCLUDED:
+                chars[first] += 1
+                chars[first + 1] -= 1
         columns.append(chars)
     interleaved = [columns[i][j] for j in range(4) for i in range(4)]
     return bytes(interleaved[-1:] + interleaved[:-1]).decode("ascii")
@@ -150,13 +146,9 @@ def card_value(field: str) -> object:
     """The value of a fixed-format card's value field (after ``= ``), as astropy parses it."""
     field = field.lstrip()
     if field.startswith("'"):
-        end = 1
-        while True:  # a quote inside a string is written twice
-            end = field.index("'", end)
-            if field.startswith("''", end):
-                end += 2
-                continue
-            break
+        end = field.index("'", 1)
+        while field.startswith("''", end):  # a quote inside a string is written twice
+            end = field.index("'", end + 2)
         return field[1:end].replace("''", "'").rstrip()
     text = field.split("/", 1)[0].strip()
     if text in ("T", "F"):

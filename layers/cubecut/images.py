@@ -143,7 +143,7 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
     from .cutout.geometry import parse_coordinates
     from .cutout.size import parse_size, size_label
     from .cutout.tpf import tpf_filename
-    from .fficut import cutout_images
+    from .fficut import cutout_images, output_location
 
     coord = parse_coordinates(coordinates)[0]
     cutouts = [c for per_file in cutout_images(files, coord, size, extension=extension, threads=threads,
@@ -154,29 +154,25 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
                "invert": invert}
     labels = size_label(parse_size(size))
     meta = {"center_ra_deg": coord.ra.deg, "center_dec_deg": coord.dec.deg, "origin": "cubecut"}
+
+    def put(pixels: np.ndarray, prefix: str, **inputs: str) -> str:
+        name = tpf_filename(prefix, coord.ra.deg, coord.dec.deg, *labels).removesuffix("fits") + fmt
+        target = output_location(output_dir, name)
+        data = encode_image(pixels, fmt, metadata={**meta, **inputs})
+        put_bytes(target, data, content_type=f"image/{FORMATS[fmt].lower()}")
+        return target.url
+
     if colorize:
         if len(cutouts) < 3:
             raise ImageError(f"a colour image needs 3 images, got {len(cutouts)}")
         rgb = colour_image(*(c.data for c in cutouts[:3]), **options)
-        name = tpf_filename(cutout_prefix or "cutout", coord.ra.deg, coord.dec.deg, *labels)[:-len("fits")] + fmt
-        meta["input_files"] = ", ".join(c.file for c in cutouts[:3])
-        return [_put(encode_image(rgb, fmt, metadata=meta), output_dir, name)]
+        return [put(rgb, cutout_prefix or "cutout", input_files=", ".join(c.file for c in cutouts[:3]))]
     written = []
     for c in cutouts:
         stem = Location.parse(c.file).name
-        name = tpf_filename(f"{cutout_prefix}_{stem}" if cutout_prefix else stem, coord.ra.deg, coord.dec.deg,
-                            *labels)[:-len("fits")] + fmt
-        data = encode_image(normalize(c.data, **options), fmt, metadata={**meta, "input_file": c.file})
-        written.append(_put(data, output_dir, name))
+        written.append(put(normalize(c.data, **options), f"{cutout_prefix}_{stem}" if cutout_prefix else stem,
+                           input_file=c.file))
     return written
-
-
-def _put(data: bytes, output_dir: str | os.PathLike[str], name: str) -> str:
-    from .fficut import output_location
-
-    target = output_location(output_dir, name)
-    put_bytes(target, data, content_type="image/png" if name.endswith(".png") else "image/jpeg")
-    return target.url
 
 
 @dataclass(frozen=True)

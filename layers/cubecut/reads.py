@@ -60,10 +60,8 @@ def concurrently(function: Callable[[T], R], items: Iterable[T], threads: Thread
 
 def started(function: Callable[[T], R], items: Iterable[T], threads: Threads,
             largest: int = 0) -> Callable[[], list[R]]:
-    """:func:`concurrently`, started: returns once every lane is making its first call (so
-    reads are in flight while the caller works), with a function that waits for all the
-    calls and gives their results (or raises the first exception a call raised). With one
-    thread (``threads=1``) the calls run, one by one, when that function is called."""
+    """:func:`concurrently`, started (reads are in flight while the caller works): a function
+    that waits for the calls and gives their results, as :func:`cubecut.concurrency.lanes`."""
     items = list(items)
     return lanes(function, items, workers(threads, len(items), largest))
 

@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 _PRODUCTS = ("SPOC", "TICA")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class SectorCube:
-    """One cube of a sector: its product, sector, camera, CCD (1-based) and location."""
+    """One cube of a sector: its product, sector, camera, CCD (1-based) and location
+    (ordered by them in that order)."""
 
     product: str
     sector: int
@@ -44,9 +45,6 @@ class SectorCube:
     def name(self) -> str:
         """TESScut's name of the cube, e.g. ``tess-s0001-4-2`` (``tica-...`` for TICA)."""
         return f"{'tica' if self.product == 'TICA' else 'tess'}-s{self.sector:04d}-{self.camera}-{self.ccd}"
-
-    def sort_key(self) -> tuple[str, int, int, int, str]:
-        return self.product, self.sector, self.camera, self.ccd, self.url
 
 
 class NotACubeWarning(CubecutWarning):
@@ -127,7 +125,7 @@ def find_sectors(coordinates: CoordInput, size: SizeInput | None = None, *,
                                 footprints, mast_cubes)
     found = [cube for cube, _ in _covering_cubes(coords, size or 1, resolve_cubes(cubes, anon=anon), product,
                                                  wanted)]
-    return sorted(found, key=SectorCube.sort_key)
+    return sorted(found)
 
 
 def cutout_sectors(coordinates: CoordInput, size: SizeInput, *,
@@ -157,13 +155,13 @@ def cutout_sectors(coordinates: CoordInput, size: SizeInput, *,
         anon = True if anon is None else anon
         candidates = _from_footprints(coords, size, product or "SPOC", wanted, anon, footprints, mast_cubes)
         located = [(Location.parse(c.url, anon=anon), False) for c in candidates]
-        chosen = _covering_cubes(coords, size, located, product, wanted)
     else:
-        chosen = _covering_cubes(coords, size, resolve_cubes(cubes, anon=anon), product, wanted)
+        located = resolve_cubes(cubes, anon=anon)
+    chosen = _covering_cubes(coords, size, located, product, wanted)
     if not chosen:
         raise NoCubeError(_nothing(coords, cubes, wanted))
     results: list = []
-    for cube, on in sorted(chosen, key=lambda pair: pair[0].sort_key()):
+    for cube, on in sorted(chosen, key=lambda pair: pair[0]):
         results += cutout(Location.parse(cube.url, anon=anon), [coords[i] for i in on], size, threads=threads,
                           output_dir=output_dir)
     return results
@@ -206,7 +204,7 @@ def _from_footprints(coords: list[SkyCoord], size: SizeInput | None, product: st
         if any(footprint.touches(float(c.ra.deg), float(c.dec.deg), radius) for c in coords):
             key = (footprint.sector, footprint.camera, footprint.ccd)
             found[key] = SectorCube(product, *key, mast_cube_url(*key, product, mast_cubes))
-    return sorted(found.values(), key=SectorCube.sort_key)
+    return sorted(found.values())
 
 
 def _covering_cubes(coords: list[SkyCoord], size: SizeInput, located: list[tuple[Location, bool]],

@@ -88,8 +88,10 @@ def test_unsigned_403_is_one_line_through_both_clients(bucket, cube, capsys):
 def test_a_refused_signed_read_suggests_anon():
     refused = ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
                           "GetObject")
-    error = storage.s3_failures.translate_read_error(refused, Location.parse("s3://stpubdata/x", anon=False))
-    assert str(error) == "s3://stpubdata/x: access denied (AccessDenied) (use --anon for public data)"
+    with pytest.raises(AccessDeniedError) as error:
+        with storage.s3_failures.s3_read_errors(Location.parse("s3://stpubdata/x", anon=False)):
+            raise refused
+    assert str(error.value) == "s3://stpubdata/x: access denied (AccessDenied) (use --anon for public data)"
     assert str(storage.read_denied("s3://b/k", "403 Forbidden", False)).endswith("(use --anon for public data)")
 
 

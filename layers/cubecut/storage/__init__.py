@@ -20,11 +20,11 @@ from .files import file_etag, writable_folder
 from .local import FileSource
 from .location import Location
 from .retry import READ_ATTEMPTS, RETRIES
-from .s3 import MIN_PART_BYTES, clear_clients, s3_client
+from . import s3, s3_obstore
+from .s3 import MIN_PART_BYTES, s3_client
 from .s3_config import (BATCH, INTERACTIVE, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, carrying_deadlines,
                         deadlines, using_deadlines)
 from .s3_failures import read_denied, translate_client_error
-from .s3_obstore import clear_stores
 from .stream import PARTS_IN_FLIGHT, STREAM_PART_BYTES, ObjectStreamWriter
 
 __all__ = [
@@ -194,5 +194,5 @@ def part_minimum(url: Where) -> int:
 def reset_clients() -> None:
     """Forget every cached S3 client (botocore's and obstore's): the next call meets the
     environment's endpoint and credentials anew (tests, and a process that changed them)."""
-    clear_clients()
-    clear_stores()
+    s3._client.cache_clear()
+    s3_obstore._store.cache_clear()

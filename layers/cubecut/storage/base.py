@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator, Protocol, TypeVar
+from typing import Iterator, Protocol
 
 from ..errors import StaleObjectError, StorageError, TargetNotWritableError
 from .location import Location
@@ -50,19 +50,6 @@ class ByteSource(RangeSource, Protocol):
     """A :class:`RangeSource` whose reads are ``bytes``."""
 
     def read(self, start: int, stop: int) -> bytes: ...
-
-
-Source = TypeVar("Source", bound=RangeSource)
-
-
-def pinned(source: Source, size: int, etag: str | None) -> Source:
-    """``source`` if it is the version of ``size`` bytes and ETag ``etag`` (None: any ETag),
-    else StaleObjectError (and ``source`` closed, if it can be): what a backend without
-    ``If-Match`` checks once on opening."""
-    if source.size != size or (etag and source.etag != etag):
-        getattr(source, "close", lambda: None)()
-        raise StaleObjectError(f"{source.location.url} changed since its index was read")
-    return source
 
 
 @dataclass(frozen=True)
@@ -116,7 +103,7 @@ class Backend(Protocol):
     of a cutout or a bulk job, where the client's CPU per request counts (``open_pinned``,
     ``get_fast``, ``put_fast``). A backend class names this protocol as its base to take
     its defaults: the fast calls are the plain ones, a pinned source is checked once on
-    opening (:func:`pinned`), writes are refused (``writable`` False:
+    opening, writes are refused (``writable`` False:
     TargetNotWritableError), and there are no presigned URLs.
     """
 
@@ -131,7 +118,13 @@ class Backend(Protocol):
     def list(self, location: Location) -> Iterator[tuple[Location, int]]: ...
 
     def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource:
-        return pinned(self.open(location, stats), size, etag)
+        """The source if it is the version of ``size`` bytes and ETag ``etag`` (None: any ETag),
+        else StaleObjectError (and the source closed, if it can be): checked once on opening."""
+        source = self.open(location, stats)
+        if source.size != size or (etag and source.etag != etag):
+            getattr(source, "close", lambda: None)()
+            raise StaleObjectError(f"{source.location.url} changed since its index was read")
+        return source
 
     def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         return self.get(location, stats)

@@ -22,14 +22,12 @@ process.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import mmap
 import os
 import threading
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import ConcurrentWriteError, TargetNotWritableError
 
@@ -50,33 +48,31 @@ def file_etag(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
-@contextlib.contextmanager
-def local_write_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock for conditional writes of ``path`` (across processes).
+def replace_checked(new: Path, path: Path, if_match: str | None, if_none_match: bool) -> str:
+    """Rename ``new`` over ``path``; the new :func:`file_etag`. ConcurrentWriteError, and
+    nothing renamed, unless ``path`` is the version ``if_match`` (a :func:`file_etag`; None:
+    any) and, with ``if_none_match``, absent.
 
-    The lock is a ``flock`` on the file's folder (no lock file is left behind; released
-    when the holder exits or dies), so conditional writes in one folder take turns.
+    Checked and renamed holding a ``flock`` on the folder (across processes; no lock file is
+    left behind; released when the holder exits or dies): conditional writes in one folder
+    take turns.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            current: str | None = file_etag(path.stat())
+        except (FileNotFoundError, NotADirectoryError):
+            current = None
+        if if_none_match and current is not None:
+            raise ConcurrentWriteError(f"{path}: exists already (another writer got there first)")
+        if if_match is not None and current != if_match:
+            raise ConcurrentWriteError(f"{path}: is no longer the version {if_match} (now {current})")
+        os.replace(new, path)
+        return file_etag(path.stat())
     finally:
         os.close(fd)
-
-
-def check_local_precondition(path: Path, if_match: str | None, if_none_match: bool) -> None:
-    """Raise ConcurrentWriteError unless ``path`` is the version ``if_match`` (or absent
-    when ``if_none_match``); call it holding :func:`local_write_lock`."""
-    try:
-        current: str | None = file_etag(path.stat())
-    except (FileNotFoundError, NotADirectoryError):
-        current = None
-    if if_none_match and current is not None:
-        raise ConcurrentWriteError(f"{path}: exists already (another writer got there first)")
-    if if_match is not None and current != if_match:
-        raise ConcurrentWriteError(f"{path}: is no longer the version {if_match} (now {current})")
 
 
 def writable_folder(folder: str | os.PathLike[str]) -> Path:
@@ -116,10 +112,7 @@ def replace_file(path: Path, data: bytes | bytearray, *, if_match: str | None = 
         os.replace(tmp, path)
         return file_etag(path.stat())
     try:
-        with local_write_lock(path):
-            check_local_precondition(path, if_match, if_none_match)
-            os.replace(tmp, path)
-            return file_etag(path.stat())
+        return replace_checked(tmp, path, if_match, if_none_match)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -32,11 +32,6 @@ def _call(location: Location, function: Callable[..., Any], *args: Any, **kwargs
         raise StorageError(f"{location.url}: {type(exc).__name__}: {exc}") from None
 
 
-def _etag(info: dict[str, Any]) -> str | None:
-    """The version an fsspec ``info`` gives: an ETag, else an MD5 or a time, else None."""
-    return next((str(info[k]) for k in ("ETag", "etag", "md5", "created", "mtime") if info.get(k)), None)
-
-
 class FsspecSource:
     """An object behind an fsspec URL, read by byte ranges.
 
@@ -56,7 +51,8 @@ class FsspecSource:
             size = info.get("size")
             if not isinstance(size, int):
                 raise StorageError(f"{location.url}: the server does not report the object's size")
-            etag = _etag(info)
+            # the version: an ETag, else an MD5 or a time, else None
+            etag = next((str(info[k]) for k in ("ETag", "etag", "md5", "created", "mtime") if info.get(k)), None)
         self.size: int = size
         self.etag = etag
 
@@ -78,9 +74,7 @@ class FsspecSource:
                                    "cubecut reads only the bytes it needs and cannot use it")
             return data
 
-        data = read_exactly(fetch, stop - start, what)
-        self.stats.add(len(data))
-        return data
+        return read_exactly(fetch, stop - start, what, self.stats)
 
 
 class FsspecBackend(Backend):
@@ -98,9 +92,7 @@ class FsspecBackend(Backend):
         source = FsspecSource(location)
         return ObjectInfo(source.size, source.etag, {})
 
-    def list(self, location: Location) -> Iterator[tuple[Location, int]]:
-        """Every object under ``location`` (for ``https://``, the links of an HTML index page,
-        as fsspec reads them), sorted by URL."""
+    def list(self, location: Location) -> Iterator[tuple[Location, int]]:  # sorted by URL
         fs, path = _filesystem(location)
         found = _call(location, fs.find, path, detail=True)
         for name in sorted(found):

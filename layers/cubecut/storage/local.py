@@ -14,8 +14,7 @@ from typing import Iterator
 
 from ..errors import AccessDeniedError, ObjectNotFoundError, TargetNotWritableError, UploadGoneError
 from .base import Backend, ByteSource, ObjectInfo, PartReceipt, ReadStats
-from .files import (check_local_precondition, file_etag, local_write_lock, replace_file, writable_folder,
-                    write_file)
+from .files import file_etag, replace_checked, replace_file, writable_folder, write_file
 from .location import Location
 
 
@@ -57,12 +56,9 @@ def _modified(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
 
 
-def _files(root: Path) -> Iterator[Path]:
+def _files(root: Path) -> list[Path]:
     """``root`` if it is a file, else every file below it (sorted; none if it is absent)."""
-    if root.is_file():
-        yield root
-        return
-    yield from sorted(p for p in root.rglob("*") if p.is_file())
+    return [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
 
 
 class LocalBackend(Backend):
@@ -156,9 +152,9 @@ class LocalBackend(Backend):
 
 class FileUpload:
     """An :class:`~cubecut.storage.base.Upload` in a hidden temporary file beside the
-    destination, its parts written at their offsets with ``os.pwrite``; a small JSON receipt
-    per part records what arrived, so ``list_parts`` works across processes like S3's.
-    ``complete`` renames the file into place (conditionally under the folder's write lock)."""
+    destination, its parts written at their offsets; a small JSON receipt per part records
+    what arrived, so ``list_parts`` works across processes like S3's. ``complete`` renames
+    the file into place (conditionally under the folder's write lock)."""
 
     def __init__(self, location: Location) -> None:
         self.location = location
@@ -185,14 +181,9 @@ class FileUpload:
         partial = self._partial(upload_id)
         if not partial.exists():
             raise UploadGoneError(f"{self.path}: upload {upload_id} does not exist")
-        fd = os.open(partial, os.O_WRONLY)
-        try:
-            view = memoryview(data)
-            written = 0
-            while written < len(view):
-                written += os.pwrite(fd, view[written:], offset + written)
-        finally:
-            os.close(fd)
+        with open(partial, "r+b") as handle:
+            handle.seek(offset)
+            handle.write(data)
         receipt = PartReceipt(part, len(data))
         (self._receipts(upload_id) / f"{part:05d}.json").write_text(json.dumps(receipt.__dict__))
         return receipt
@@ -208,10 +199,7 @@ class FileUpload:
         partial = self._partial(upload_id)
         if not partial.exists():
             raise ObjectNotFoundError(f"{self.path}: upload {upload_id} does not exist")
-        with local_write_lock(self.path):
-            check_local_precondition(self.path, if_match, if_none_match)
-            os.replace(partial, self.path)
-            etag = file_etag(self.path.stat())
+        etag = replace_checked(partial, self.path, if_match, if_none_match)
         shutil.rmtree(self._receipts(upload_id), ignore_errors=True)
         return etag
 

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Callable, TypeVar
 
 from ..errors import StorageError
+from .base import ReadStats
 from .s3_config import deadlines
 
 #: Attempts of one read whose response *body* failed or came up short. The clients retry a
@@ -39,8 +40,8 @@ class BodyError(Exception):
 Body = TypeVar("Body", bytes, memoryview)
 
 
-def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str) -> Body:
-    """``fetch()`` until it returns ``expected`` bytes (None: any number).
+def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str, stats: ReadStats | None) -> Body:
+    """``fetch()`` until it returns ``expected`` bytes (None: any number), counted in ``stats``.
 
     A body that breaks off (``fetch`` raises :class:`BodyError`) or comes up short is
     fetched again, with full-jitter exponential backoff, up to :data:`READ_ATTEMPTS`
@@ -58,9 +59,24 @@ def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str) -> 
             _note_retry("body", attempt)
             continue
         if expected is None or len(data) == expected:
+            if stats is not None:
+                stats.add(len(data))
             return data
         if last:
             raise StorageError(f"{what}: short read, {len(data)} of {expected} bytes in each of "
                                f"{attempts} attempts")
         _note_retry("short_read", attempt)
     raise AssertionError("unreachable: attempts >= 1")
+
+
+def read_whole(fetch: Callable[[], tuple[bytes, str | None]], what: str,
+               stats: ReadStats | None) -> tuple[bytes, str | None]:
+    """``fetch()`` of a whole object and its ETag, retried as :func:`read_exactly` retries a
+    body that breaks off and counted in ``stats``."""
+    etag: list[str | None] = [None]
+
+    def body() -> bytes:
+        data, etag[0] = fetch()
+        return data
+
+    return read_exactly(body, None, what, stats), etag[0]

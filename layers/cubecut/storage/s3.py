@@ -1,12 +1,9 @@
 """The S3 backend (``s3://bucket/key``): which client serves each call, and every botocore call.
 
-* obstore (:mod:`~cubecut.storage.s3_obstore`) for the ``fast`` calls, where the client's
-  CPU per request counts: cutouts' pixel reads (``open_pinned``), cold sidecar GETs
-  (``get_fast``), bulk workers' uploads (``put_fast``). In a process forked after obstore
-  started its runtime (:func:`~cubecut.storage.s3_obstore.usable`), botocore serves these too.
-* botocore for everything else: ranged reads of FFIs and cubes (``open``, :class:`S3Source`),
-  whole GETs, conditional and tagged PUTs, multipart uploads, HEAD, DELETE, LIST and
-  presigned URLs.
+obstore (:mod:`~cubecut.storage.s3_obstore`) serves the ``fast`` calls, where the client's
+CPU per request counts (``open_pinned``, ``get_fast``, ``put_fast``), unless this process
+was forked after obstore started (:func:`~cubecut.storage.s3_obstore.usable`); botocore
+serves everything else (docs/architecture.md, "Data sources").
 
 The client honours the standard AWS environment (:mod:`cubecut.storage.s3_config`), so a
 local S3-compatible server and AWS are one code path; its requests are unsigned when
@@ -34,7 +31,7 @@ from ..errors import (ConcurrentWriteError, ObjectNotFoundError, StaleObjectErro
 from . import s3_obstore
 from .base import Backend, ByteSource, ObjectInfo, PartReceipt, RangeSource, ReadStats
 from .location import Location
-from .retry import BodyError, read_exactly
+from .retry import BodyError, read_exactly, read_whole
 from .s3_config import BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, region
 from .s3_failures import BODY_ERRORS, BOTO_ERRORS, error_code, s3_errors, s3_read_errors, translate_client_error
 
@@ -76,17 +73,10 @@ def s3_client(anon: bool | None = None):
     return _client(endpoint(), region(), anonymous(anon), deadlines())
 
 
-def clear_clients() -> None:
-    """Forget the cached clients (the next call meets the environment's credentials anew)."""
-    _client.cache_clear()
-
-
 class S3Source:
-    """An S3 object read by ranged GETs; the size and ETag come from a HEAD unless known.
-
-    When ``size``/``etag`` are known (e.g. from an index) no HEAD request is made. Every
-    ranged GET carries ``If-Match`` once the ETag is known, so a reader never mixes bytes
-    from two versions of an object: a replaced object raises :class:`StaleObjectError`.
+    """An S3 object read by ranged GETs; the size and ETag come from a HEAD unless known
+    (e.g. from an index). Every ranged GET carries ``If-Match`` once the ETag is known, so a
+    reader never mixes bytes from two versions: a replaced object raises :class:`StaleObjectError`.
     """
 
     def __init__(self, location: Location, stats: ReadStats | None = None, *,
@@ -112,13 +102,8 @@ class S3Source:
         # Within the object's known size S3 returns exactly the bytes asked for; fewer means
         # the transfer broke (a reader past the end gets what there is and checks itself).
         expected = max(0, min(stop, self.size) - start)
-
-        def fetch() -> bytes:
-            return _body(self._client, self.location, kwargs)[0]
-
-        data = read_exactly(fetch, expected, f"{self.location.url} bytes [{start}, {stop})")
-        self.stats.add(len(data))
-        return data
+        return read_exactly(lambda: _body(self._client, self.location, kwargs)[0], expected,
+                            f"{self.location.url} bytes [{start}, {stop})", self.stats)
 
 
 def _body(client: Any, location: Location, kwargs: dict[str, str]) -> tuple[bytes, str | None]:
@@ -153,18 +138,11 @@ class S3Backend(Backend):
         return s3_obstore.ObstoreSource(location, stats, size=size, etag=etag)
 
     def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
-        """One GET, retried whole if its body breaks off."""
-        etag: list[str | None] = [None]
-
-        def fetch() -> bytes:
-            data, etag[0] = _body(s3_client(location.anon), location, {"Bucket": location.bucket, "Key": location.key})
-            return data  # botocore checks the length against Content-Length
-
+        """One GET, retried whole if its body breaks off (botocore checks its length
+        against Content-Length)."""
+        kwargs = {"Bucket": location.bucket, "Key": location.key}
         with _miss_counted(stats):
-            data = read_exactly(fetch, None, location.url)
-        if stats is not None:
-            stats.add(len(data))
-        return data, etag[0]
+            return read_whole(lambda: _body(s3_client(location.anon), location, kwargs), location.url, stats)
 
     def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         if not s3_obstore.usable():

@@ -76,14 +76,6 @@ def translate_client_error(exc: Exception, what: str) -> StorageError:
     return StorageError(f"{what}: {exc}")
 
 
-def translate_read_error(exc: Exception, location: Location) -> StorageError:
-    """:func:`translate_client_error`, with a refused read worded by :func:`read_denied`."""
-    error = translate_client_error(exc, location.url)
-    if isinstance(error, AccessDeniedError) and isinstance(exc, ClientError):
-        return read_denied(location.url, error_code(exc) or _status(exc), location.anon)
-    return error
-
-
 @contextlib.contextmanager
 def s3_errors(what: str, *, missing_key: StorageError | None = None) -> Iterator[None]:
     """Run the block's S3 calls with every botocore failure raised as the named error of
@@ -103,7 +95,10 @@ def s3_read_errors(location: Location) -> Iterator[None]:
     try:
         yield
     except BOTO_ERRORS as exc:  # botocore has retried the request already
-        raise translate_read_error(exc, location) from None
+        error = translate_client_error(exc, location.url)
+        if isinstance(error, AccessDeniedError) and isinstance(exc, ClientError):
+            raise read_denied(location.url, error_code(exc) or _status(exc), location.anon) from None
+        raise error from None
 
 
 @contextlib.contextmanager
