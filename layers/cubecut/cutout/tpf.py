@@ -96,10 +96,6 @@ class TPFDraft:
         #: from the reading threads; ``list.append`` is atomic).
         self._words: list[int] = []
 
-    @property
-    def box(self) -> Box:
-        return self._box
-
     def fill_off_image(self) -> Box | None:
         """Write NaN to the pixels off the image; returns the box's part on the image
         (None if none), whose rows :meth:`fill_row` writes."""
@@ -159,10 +155,6 @@ class TPFLayout:
     def size(self) -> int:
         """Bytes of the file."""
         return self.offsets[-1]
-
-    def table_offset(self) -> int:
-        """Where the PIXELS table's first row starts in the file."""
-        return self.offsets[1] + self.header_bytes[1]
 
     def fill_constant_columns(self, table: np.ndarray, start: int = 0) -> None:
         """Write the columns every cutout of the cube shares (TIME, QUALITY ...: the
@@ -227,7 +219,8 @@ def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | N
     :func:`tpf_bytes`)."""
     layout = tpf_layout(index, box, coord)
     buf = allocate(layout.size)
-    table = np.ndarray((index.nt,), dtype=layout.rows, buffer=buf, offset=layout.table_offset())
+    table = np.ndarray((index.nt,), dtype=layout.rows, buffer=buf,
+                       offset=layout.offsets[1] + layout.header_bytes[1])
     layout.fill_constant_columns(table)
     layout.fill_aperture(np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf,
                                     offset=layout.offsets[2] + layout.header_bytes[2]))
