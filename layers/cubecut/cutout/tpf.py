@@ -65,10 +65,9 @@ def tpf_bytes(index: CubeIndex, box: Box, fill: Callable[[np.ndarray, np.ndarray
     """The FITS file of one cutout's TPF: the bytes astropy writes for :func:`reference_tpf`'s
     HDUList with ``writeto(checksum=True)``, built directly (a few ms for 30x30x1,000).
 
-    The headers are the cube's template (cached per index) with the target's cards
-    rendered in; the table is laid out big-endian in the output buffer and ``fill(flux,
-    flux_err)`` writes the pixels straight into its FLUX/FLUX_ERR columns (two ``(nt, ny,
-    nx)`` big-endian float32 views; NaN off the image, error 0 for 1-plane cubes).
+    ``fill(flux, flux_err)`` writes the pixels straight into the file's FLUX/FLUX_ERR
+    columns (two ``(nt, ny, nx)`` big-endian float32 views; NaN off the image, error 0 for
+    1-plane cubes).
     ``timestamp`` is the checksum comments' time (default: now, as astropy writes it).
     ``allocate(size)`` gives the file's buffer: ``size`` zero bytes (default a new
     ``bytearray``; a bulk worker recycles the buffers of files already written).
