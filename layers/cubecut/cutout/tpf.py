@@ -118,15 +118,13 @@ class TPFDraft:
         """The file, with its PIXELS checksums: the pixels are what :meth:`fill_off_image`
         and :meth:`fill_row` wrote (zeros elsewhere), or, when ``fill`` is given, what
         ``fill(flux, flux_err)`` writes into :attr:`pixels` (as for :func:`tpf_bytes`)."""
-        pixel_words: int | None = sum(self._words)
         if fill is not None:
             fill(*self.pixels)
-            pixel_words = None  # written by the caller: summed from the table
         layout, datasum = self._layout, None
         if layout.sums_by_parts:  # else write_hdu sums the whole table
-            if pixel_words is None:
-                pixel_words = int(pixel_values(self._table).sum(dtype=np.uint64))
-            datasum = layout.table_datasum(pixel_words)
+            # Pixels the caller wrote are summed from the table.
+            words = sum(self._words) if fill is None else int(pixel_values(self._table).sum(dtype=np.uint64))
+            datasum = layout.table_datasum(words)
         layout.write_hdu(self._buffer, 1, layout.offsets[1], self._when, datasum)
         return self._buffer
 
