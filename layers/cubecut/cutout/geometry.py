@@ -272,14 +272,9 @@ def wcs_header_values(linear: WCS) -> dict[str, object]:
     other numbers as float, quoted strings unquoted, T/F as bool). For a WCS without SIP.
     """
     text = linear.wcs.to_header(WCSHDO_P14 | WCSHDO_safe)
-    values: dict[str, object] = {}
-    for start in range(0, len(text), CARD):
-        image = text[start:start + CARD]
-        keyword = image[:8].rstrip()
-        if not keyword or keyword == "COMMENT" or image[8:10] != "= ":
-            continue
-        values[keyword] = fitswrite.card_value(image[10:])
-    return values
+    images = (text[start:start + CARD] for start in range(0, len(text), CARD))
+    return {image[:8].rstrip(): fitswrite.card_value(image[10:]) for image in images
+            if image[:8].rstrip() not in ("", "COMMENT") and image[8:10] == "= "}
 
 
 #: What marks a position string as sexagesimal: colons, or h/d/m/s between digits
