@@ -120,9 +120,9 @@ _IMAGE_KEYWORDS = {
     "VIGNAPP": "vignetting or collimator correction applied",
 }
 
-_COLUMN_COMMENTS = (("TTYPE", "column name"), ("TFORM", "column format"), ("TUNIT", "unit"),
-                    ("TDISP", "display format"), ("TDIM", "multi-dimensional array spec"),
-                    ("TNULL", "null value"))
+#: Comments of the table's per-column keywords (``TTYPEn`` ...), by keyword without its number.
+_COLUMN_COMMENTS = {"TTYPE": "column name", "TFORM": "column format", "TUNIT": "unit", "TDISP": "display format",
+                    "TDIM": "multi-dimensional array spec", "TNULL": "null value"}
 
 _INHERIT_RESERVED = {"COMMENT", "SIMPLE", "BITPIX", "EXTEND", "NEXTEND"}
 
@@ -279,10 +279,8 @@ def _pixels_hdu(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarr
     header["EXTNAME"] = "PIXELS"
     header["INHERIT"] = True
     for key in list(header.keys()):
-        for prefix, comment in _COLUMN_COMMENTS:
-            if key.startswith(prefix):
-                header.comments[key] = comment
-                break
+        if key.rstrip("0123456789") in _COLUMN_COMMENTS:
+            header.comments[key] = _COLUMN_COMMENTS[key.rstrip("0123456789")]
     column_wcs = _column_wcs_cards(linear.to_header(), box)
     for number in range(1, header["TFIELDS"]):
         if f"TDIM{number}" in header:
