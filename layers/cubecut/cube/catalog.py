@@ -110,18 +110,15 @@ class CubeCatalog:
         self._listed_at = -float("inf")
         self._lock = threading.Lock()
 
-    def _list(self) -> dict[str, tuple[str | None, str | None]]:
-        """``{sidecar url: (sidecar ETag, cube ETag or None if the cube is missing)}``."""
-        objects = list_etags(self.prefix)
-        return {url: (etag, objects.get(url[: -len(INDEX_SUFFIX)])) for url, etag in objects.items()
-                if url.endswith(INDEX_SUFFIX)}
-
     def refresh(self, force: bool = False) -> None:
         """Re-list the prefix if the listing is older than ``ttl`` (or ``force``)."""
         with self._lock:
             if not force and monotonic() - self._listed_at < self.ttl:
                 return
-            listing = {url: versions for url, versions in self._list().items() if versions[1] is not None}
+            objects = list_etags(self.prefix)
+            # {sidecar url: (sidecar ETag, cube ETag)} of each sidecar whose cube is listed
+            cubes = {url: objects.get(url[: -len(INDEX_SUFFIX)]) for url in objects if url.endswith(INDEX_SUFFIX)}
+            listing = {url: (objects[url], cube_etag) for url, cube_etag in cubes.items() if cube_etag is not None}
             stale = [url for url, (sidecar_etag, cube_etag) in listing.items()
                      if url not in self._entries or self._entries[url].index_etag != sidecar_etag
                      or self._entries[url].cube_etag != cube_etag]

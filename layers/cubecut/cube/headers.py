@@ -84,14 +84,6 @@ def template_ffi(ffis: list[FFIInfo]) -> FFIInfo:
     return next((f for f in ffis if f.image_header.get(key) == value), ffis[0])
 
 
-def _column_format(value: object) -> str:
-    if isinstance(value, str):
-        return "A"
-    if isinstance(value, (bool, int, np.integer)):
-        return "J"
-    return "D"
-
-
 def table_hdu(ffis: list[FFIInfo]) -> fits.BinTableHDU:
     """The table of per-FFI header values, one row per FFI in the given (time) order."""
     template = template_ffi(ffis).image_header
@@ -102,12 +94,11 @@ def table_hdu(ffis: list[FFIInfo]) -> fits.BinTableHDU:
         if key in comments or (key in _COMMENTARY and not (tica and key)):
             continue
         comments[key] = comment
-        kind = _column_format(value)
-        if kind == "A":
-            cells = [_text(f.image_header, key) for f in ffis]
+        if isinstance(value, str):  # commentary keys: all their cards' text, joined by newlines
+            cells = [str(f.image_header.get(key, "")) for f in ffis]
             width = max(1, max(len(c) for c in cells))
             columns.append(fits.Column(name=key, format=f"{width}A", array=np.array(cells, dtype=f"S{width}")))
-        elif kind == "J":
+        elif isinstance(value, (bool, int, np.integer)):
             cells = np.array([f.image_header.get(key, 0) for f in ffis], dtype=np.int32)
             columns.append(fits.Column(name=key, format="J", array=cells))
         else:
@@ -122,12 +113,6 @@ def table_hdu(ffis: list[FFIInfo]) -> fits.BinTableHDU:
         if key not in _STRUCTURAL:
             hdu.header[key] = comment
     return hdu
-
-
-def _text(header: fits.Header, key: str) -> str:
-    """A header value as text; commentary keys give all their cards joined by newlines."""
-    value = header.get(key, "")
-    return str(value)
 
 
 def _as_float(value: object) -> float:

@@ -193,7 +193,6 @@ def unpack_frames(frames: dict) -> dict[str, list]:
 #: Per-product table columns: (start, stop, quality, barycentric correction or None).
 _COLUMNS = {"SPOC": ("TSTART", "TSTOP", "DQUALITY", "BARYCORR"),
             "TICA": ("STARTTJD", "ENDTJD", "QUAL_BIT", None)}
-_WCS_MARKER = ("CTYPE2", "DEC--TAN-SIP")
 
 
 def wcs_row(table: fits.FITS_rec) -> int:
@@ -202,11 +201,10 @@ def wcs_row(table: fits.FITS_rec) -> int:
     from ..errors import NotACubeError
 
     n = len(table)
-    key, value = _WCS_MARKER
-    names = set(table.columns.names)
-    for i in [*range(n // 2, n), *range(0, n // 2)]:
-        if key in names and str(table[i][key]).strip() == value:
-            return i
+    if "CTYPE2" in table.columns.names:
+        for i in [*range(n // 2, n), *range(0, n // 2)]:
+            if str(table[i]["CTYPE2"]).strip() == "DEC--TAN-SIP":
+                return i
     raise NotACubeError("no frame of the cube has a WCS (no table row with CTYPE2 = 'DEC--TAN-SIP')")
 
 

@@ -108,11 +108,8 @@ def clear_cache() -> None:
 
 
 def index_from_cube(location: Location, stats: ReadStats | None = None) -> CubeIndex:
-    """Build the index from the cube's headers and table HDU (no pixel is read).
-
-    Costs a HEAD (S3), one read of the first ``FIRST_READ`` bytes (more only for unusually
-    large headers) and one read of the table HDU, whose offset follows from the image header.
-    """
+    """Build the index from the cube's headers and table HDU (no pixel is read; the reads
+    are those the module docstring lists, more only for unusually large headers)."""
     source = open_source(location, stats)
     what = location.url
     head = _Prefetched(source, 0, source.read(0, min(FIRST_READ, source.size)))

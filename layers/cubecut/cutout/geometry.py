@@ -113,9 +113,9 @@ def _checked_wcs(header_text: str, ncols: int, nrows: int, row: int) -> WCS:
     return wcs
 
 
-#: astropy's SIP coefficient keywords (``astropy.wcs.wcs.SIP_KW``), which it never passes to wcslib.
-_SIP_KEYWORD = re.compile(r"^[AB]P?_1?[0-9]_1?[0-9][A-Z]?$")
-_SIP_ORDERS = {"A_ORDER", "B_ORDER", "AP_ORDER", "BP_ORDER"}
+#: astropy's SIP coefficient keywords (``astropy.wcs.wcs.SIP_KW``) and the SIP orders,
+#: which it never passes to wcslib.
+_SIP_KEYWORD = re.compile(r"^[AB]P?_(ORDER|1?[0-9]_1?[0-9][A-Z]?)$")
 #: Keywords for which astropy's ``WCS(header)`` does more than SIP + wcslib (distortion
 #: tables, SCAMP/TPV fixes): such a header takes astropy's own path.
 _OTHER_DISTORTION = re.compile(r"^(CPDIS|CPERR|D2IM|DP[0-9]|DQ[0-9]|PV[0-9])")
@@ -143,7 +143,7 @@ def _sip_wcs(header_text: str) -> WCS | None:
         keyword = card[:8].strip()
         if _OTHER_DISTORTION.match(keyword):
             return None
-        if keyword in _SIP_ORDERS or _SIP_KEYWORD.match(keyword):
+        if _SIP_KEYWORD.match(keyword):
             if card[8:10] != "= ":
                 return None
             try:
@@ -168,29 +168,23 @@ def _sip_wcs(header_text: str) -> WCS | None:
         return None
     axes = {card[:8].strip(): card[10:].split("/", 1)[0] for card in kept if card.startswith("NAXIS")}
     naxis = [int(axes["NAXIS1"]), int(axes["NAXIS2"])] if {"NAXIS1", "NAXIS2"} <= axes.keys() else [0, 0]
-    return _assembled_wcs(Sip(*matrices, tuple(wcsprm.crpix)), wcsprm, naxis)
+    polynomials = Sip(*matrices, tuple(wcsprm.crpix))
+    try:  # astropy's private parts (see above)
+        wcs = WCS(naxis=2)
+        _private_init()(wcs, polynomials, (None, None), wcsprm, (None, None))
+        wcs.fix()
+        wcs.wcs.set()
+        wcs._naxis = naxis
+        if wcs.sip is not polynomials or list(wcs.pixel_shape or (0, 0)) != naxis:
+            return None
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return wcs
 
 
 def _private_init() -> Callable[..., None]:
     """astropy's private WCS initialiser, ``WCSBase.__init__`` (AttributeError when gone)."""
     return astropy.wcs.wcs.WCSBase.__init__
-
-
-def _assembled_wcs(sip: Sip, wcsprm: Wcsprm, naxis: list[int]) -> WCS | None:
-    """A WCS of ``sip`` and ``wcsprm`` (then ``fix`` and ``set``, as astropy's ``WCS()``),
-    with image shape ``naxis`` (NAXIS1, NAXIS2), through astropy's private ``WCSBase``
-    initialiser and ``_naxis``; None when they are gone or do not give that WCS."""
-    try:
-        wcs = WCS(naxis=2)
-        _private_init()(wcs, sip, (None, None), wcsprm, (None, None))
-        wcs.fix()
-        wcs.wcs.set()
-        wcs._naxis = naxis
-        if wcs.sip is not sip or list(wcs.pixel_shape or (0, 0)) != naxis:
-            return None
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return wcs
 
 
 def forget_wcs() -> None:
@@ -278,14 +272,9 @@ def wcs_header_values(linear: WCS) -> dict[str, object]:
     other numbers as float, quoted strings unquoted, T/F as bool). For a WCS without SIP.
     """
     text = linear.wcs.to_header(WCSHDO_P14 | WCSHDO_safe)
-    values: dict[str, object] = {}
-    for start in range(0, len(text), CARD):
-        image = text[start:start + CARD]
-        keyword = image[:8].rstrip()
-        if not keyword or keyword == "COMMENT" or image[8:10] != "= ":
-            continue
-        values[keyword] = fitswrite.card_value(image[10:])
-    return values
+    images = (text[start:start + CARD] for start in range(0, len(text), CARD))
+    return {image[:8].rstrip(): fitswrite.card_value(image[10:]) for image in images
+            if image[:8].rstrip() not in ("", "COMMENT") and image[8:10] == "= "}
 
 
 #: What marks a position string as sexagesimal: colons, or h/d/m/s between digits
@@ -298,11 +287,11 @@ def _decimal_degrees(text: str) -> tuple[float, float] | None:
     360 read as 0), None if ``text`` is not two numbers. Raises CoordinateError for values
     out of range or not finite."""
     parts = text.replace(",", " ").split()
-    try:
-        ra, dec = (float(v) for v in parts) if len(parts) == 2 else (None, None)
-    except ValueError:
+    if len(parts) != 2:
         return None
-    if ra is None or dec is None:
+    try:
+        ra, dec = map(float, parts)
+    except ValueError:
         return None
     if not (math.isfinite(ra) and math.isfinite(dec)):
         raise CoordinateError(f"coordinates must be finite, got ra={ra}, dec={dec}")
@@ -400,16 +389,15 @@ def cutout_box(wcs: WCS, coord: SkyCoord, size: SizeInput, *,
     def where() -> str:  # for messages only
         return "({:.6f}, {:.6f})".format(*radec_deg(coord))
 
-    converged = True
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="All-NaN slice encountered")
             center = [float(v) for v in _to_pixel(wcs, coord)]
-    except NoConvergence as exc:
-        center, converged = [float(v) for v in np.ravel(exc.best_solution)[:2]], False
+    except NoConvergence:  # far from the image: no pixel position
+        center = [math.nan, math.nan]
     except (ValueError, TypeError, ArithmeticError) as exc:  # a WCS that cannot invert at all
         raise OutsideCubeError(f"{where()} cannot be placed on {cube_name}: {type(exc).__name__}: {exc}") from None
-    if not converged or not all(math.isfinite(c) for c in center):
+    if not all(math.isfinite(c) for c in center):
         raise OutsideCubeError(f"{where()} is not on {cube_name}: it is off the cube's footprint"
                                f"{_distance(wcs, coord, image_shape)}")
 

@@ -101,10 +101,9 @@ def _items(size: SizeInput) -> list[Any]:
     if np.isscalar(size):
         return [size, size]
     try:
-        items = list(cast(Iterable, size))
+        return list(cast(Iterable, size))
     except TypeError:
         raise CutoutSizeError(f"cutout size must be a number, a pair or a Quantity, got {size!r}") from None
-    return items
 
 
 def _value(item: str) -> Any:

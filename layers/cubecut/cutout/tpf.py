@@ -65,10 +65,9 @@ def tpf_bytes(index: CubeIndex, box: Box, fill: Callable[[np.ndarray, np.ndarray
     """The FITS file of one cutout's TPF: the bytes astropy writes for :func:`reference_tpf`'s
     HDUList with ``writeto(checksum=True)``, built directly (a few ms for 30x30x1,000).
 
-    The headers are the cube's template (cached per index) with the target's cards
-    rendered in; the table is laid out big-endian in the output buffer and ``fill(flux,
-    flux_err)`` writes the pixels straight into its FLUX/FLUX_ERR columns (two ``(nt, ny,
-    nx)`` big-endian float32 views; NaN off the image, error 0 for 1-plane cubes).
+    ``fill(flux, flux_err)`` writes the pixels straight into the file's FLUX/FLUX_ERR
+    columns (two ``(nt, ny, nx)`` big-endian float32 views; NaN off the image, error 0 for
+    1-plane cubes).
     ``timestamp`` is the checksum comments' time (default: now, as astropy writes it).
     ``allocate(size)`` gives the file's buffer: ``size`` zero bytes (default a new
     ``bytearray``; a bulk worker recycles the buffers of files already written).
@@ -96,10 +95,6 @@ class TPFDraft:
         #: from the reading threads; ``list.append`` is atomic).
         self._words: list[int] = []
 
-    @property
-    def box(self) -> Box:
-        return self._box
-
     def fill_off_image(self) -> Box | None:
         """Write NaN to the pixels off the image; returns the box's part on the image
         (None if none), whose rows :meth:`fill_row` writes."""
@@ -123,15 +118,13 @@ class TPFDraft:
         """The file, with its PIXELS checksums: the pixels are what :meth:`fill_off_image`
         and :meth:`fill_row` wrote (zeros elsewhere), or, when ``fill`` is given, what
         ``fill(flux, flux_err)`` writes into :attr:`pixels` (as for :func:`tpf_bytes`)."""
-        pixel_words: int | None = sum(self._words)
         if fill is not None:
             fill(*self.pixels)
-            pixel_words = None  # written by the caller: summed from the table
         layout, datasum = self._layout, None
         if layout.sums_by_parts:  # else write_hdu sums the whole table
-            if pixel_words is None:
-                pixel_words = int(pixel_values(self._table).sum(dtype=np.uint64))
-            datasum = layout.table_datasum(pixel_words)
+            # Pixels the caller wrote are summed from the table.
+            words = sum(self._words) if fill is None else int(pixel_values(self._table).sum(dtype=np.uint64))
+            datasum = layout.table_datasum(words)
         layout.write_hdu(self._buffer, 1, layout.offsets[1], self._when, datasum)
         return self._buffer
 
@@ -159,10 +152,6 @@ class TPFLayout:
     def size(self) -> int:
         """Bytes of the file."""
         return self.offsets[-1]
-
-    def table_offset(self) -> int:
-        """Where the PIXELS table's first row starts in the file."""
-        return self.offsets[1] + self.header_bytes[1]
 
     def fill_constant_columns(self, table: np.ndarray, start: int = 0) -> None:
         """Write the columns every cutout of the cube shares (TIME, QUALITY ...: the
@@ -227,7 +216,8 @@ def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | N
     :func:`tpf_bytes`)."""
     layout = tpf_layout(index, box, coord)
     buf = allocate(layout.size)
-    table = np.ndarray((index.nt,), dtype=layout.rows, buffer=buf, offset=layout.table_offset())
+    table = np.ndarray((index.nt,), dtype=layout.rows, buffer=buf,
+                       offset=layout.offsets[1] + layout.header_bytes[1])
     layout.fill_constant_columns(table)
     layout.fill_aperture(np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf,
                                     offset=layout.offsets[2] + layout.header_bytes[2]))

@@ -105,22 +105,13 @@ _IMAGE_KEYWORDS = {
     "FLFRCSAP": "Frac. of target flux w/in the op. aperture",
     "FRAMETIM": "[s] frame time [INT_TIME + READTIME]",
     "FXDOFF": "compression fixed offset",
-    "GAINA": "[electrons/count] CCD output A gain",
-    "GAINB": "[electrons/count] CCD output B gain",
-    "GAINC": "[electrons/count] CCD output C gain",
-    "GAIND": "[electrons/count] CCD output D gain",
+    **{f"GAIN{output}": f"[electrons/count] CCD output {output} gain" for output in "ABCD"},
     "INT_TIME": "[s] photon accumulation time per frame",
     "LIVETIME": "[d] TELAPSE multiplied by DEADC",
-    "MEANBLCA": "[count] FSW mean black level CCD output A",
-    "MEANBLCB": "[count] FSW mean black level CCD output B",
-    "MEANBLCC": "[count] FSW mean black level CCD output C",
-    "MEANBLCD": "[count] FSW mean black level CCD output D",
+    **{f"MEANBLC{output}": f"[count] FSW mean black level CCD output {output}" for output in "ABCD"},
     "NREADOUT": "number of read per cadence",
     "NUM_FRM": "number of frames per time stamp",
-    "READNOIA": "[electrons] read noise CCD output A",
-    "READNOIB": "[electrons] read noise CCD output B",
-    "READNOIC": "[electrons] read noise CCD output C",
-    "READNOID": "[electrons] read noise CCD output D",
+    **{f"READNOI{output}": f"[electrons] read noise CCD output {output}" for output in "ABCD"},
     "READTIME": "[s] readout time per frame",
     "TIERRELA": "[d] relative time error",
     "TIMEDEL": "[d] time resolution of data",
@@ -129,9 +120,9 @@ _IMAGE_KEYWORDS = {
     "VIGNAPP": "vignetting or collimator correction applied",
 }
 
-_COLUMN_COMMENTS = (("TTYPE", "column name"), ("TFORM", "column format"), ("TUNIT", "unit"),
-                    ("TDISP", "display format"), ("TDIM", "multi-dimensional array spec"),
-                    ("TNULL", "null value"))
+#: Comments of the table's per-column keywords (``TTYPEn`` ...), by keyword without its number.
+_COLUMN_COMMENTS = {"TTYPE": "column name", "TFORM": "column format", "TUNIT": "unit", "TDISP": "display format",
+                    "TDIM": "multi-dimensional array spec", "TNULL": "null value"}
 
 _INHERIT_RESERVED = {"COMMENT", "SIMPLE", "BITPIX", "EXTEND", "NEXTEND"}
 
@@ -226,13 +217,9 @@ class ProductCards:
     added: Callable[[fits.Header], dict[str, tuple[object, str]]]
 
 
-def _no_cards(_header: fits.Header) -> dict[str, tuple[object, str]]:
-    return {}
-
-
 #: Per ``CubeIndex.product``: its primary header's differences.
 PRODUCT_CARDS = {
-    "SPOC": ProductCards("SOLARSYSTEM", "SPACECRAFT", _INHERITED_COMMENTS, _no_cards),
+    "SPOC": ProductCards("SOLARSYSTEM", "SPACECRAFT", _INHERITED_COMMENTS, lambda _header: {}),
     "TICA": ProductCards(None, None, {}, _tica_keywords),
 }
 
@@ -244,7 +231,7 @@ def _primary_header(index: CubeIndex, coord: SkyCoord) -> fits.Header:
         "CREATOR": ("cubecut", "software used to produce this file"),
         "PROCVER": (CUBECUT_VERSION, "software version"),
         "FFI_TYPE": (index.product, "the FFI type used to make the cutouts"),
-        **_object_cards(coord),
+        **object_cards(coord),
         "TIMEREF": (product.timeref, "barycentric correction applied to times"),
         "TASSIGN": (product.tassign, "where time is assigned"),
         "TIMESYS": ("TDB", "time system is Barycentric Dynamical Time (TDB)"),
@@ -266,7 +253,7 @@ def _primary_header(index: CubeIndex, coord: SkyCoord) -> fits.Header:
     return header
 
 
-def _object_cards(coord: SkyCoord) -> dict[str, tuple[object, str]]:
+def object_cards(coord: SkyCoord) -> dict[str, tuple[object, str]]:
     """The target's position cards (primary, and inherited by the extensions)."""
     ra, dec = radec_deg(coord)
     return {"RA_OBJ": (ra, "[deg] right ascension"), "DEC_OBJ": (dec, "[deg] declination")}
@@ -292,10 +279,8 @@ def _pixels_hdu(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarr
     header["EXTNAME"] = "PIXELS"
     header["INHERIT"] = True
     for key in list(header.keys()):
-        for prefix, comment in _COLUMN_COMMENTS:
-            if key.startswith(prefix):
-                header.comments[key] = comment
-                break
+        if key.rstrip("0123456789") in _COLUMN_COMMENTS:
+            header.comments[key] = _COLUMN_COMMENTS[key.rstrip("0123456789")]
     column_wcs = _column_wcs_cards(linear.to_header(), box)
     for number in range(1, header["TFIELDS"]):
         if f"TDIM{number}" in header:
@@ -307,7 +292,7 @@ def _pixels_hdu(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarr
     # A 44-character SPOC name leaves no room for the comment on the 80-byte card
     # (astropy would truncate it with a warning, which is what astrocut's files show).
     name = index.ffi_files[index.wcs_row]
-    header["WCS_FFI"] = (name, _fitting_comment("WCS_FFI", name, "FFI used for cutout WCS"))
+    header["WCS_FFI"] = (name, fitting_comment("WCS_FFI", name, "FFI used for cutout WCS"))
     return hdu
 
 
@@ -339,7 +324,7 @@ def target_values(box: Box, fit: tuple[WCS, float, float], coord: SkyCoord,
     template holds every other card, and these cards' comments). ``row_bytes``: the
     PIXELS table's NAXIS1."""
     linear, msep, sig = fit
-    target = {key: value for key, (value, _) in _object_cards(coord).items()}
+    target = {key: value for key, (value, _) in object_cards(coord).items()}
     npix, dim = box.nx * box.ny, f"({box.nx}, {box.ny})"
     pixels: dict[str, object] = {"NAXIS1": row_bytes}
     wcs_header = wcs_header_values(linear)
@@ -438,7 +423,7 @@ def _apply_inherit(hdul: fits.HDUList) -> None:
                     hdu.header[key] = (value, primary.comments[key])
 
 
-def _fitting_comment(keyword: str, value: str, comment: str) -> str:
+def fitting_comment(keyword: str, value: str, comment: str) -> str:
     """``comment`` cut to what fits on one 80-byte card after ``keyword = 'value'``."""
     used = len(str(fits.Card(keyword, value)).rstrip())
     return comment[:max(0, 80 - used - 3)]

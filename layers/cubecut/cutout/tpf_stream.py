@@ -35,8 +35,6 @@ from .tpf import TPFLayout, tpf_layout
 CHUNK_BYTES = 2**20
 #: Bytes of cube rows being read at once into a box (fewer concurrent reads when rows are larger).
 READ_BYTES_IN_FLIGHT = 64 * 2**20
-#: Bytes per pixel-frame of a box in memory: flux and error, float32.
-BOX_BYTES_PER_PIXEL_FRAME = 8
 
 
 class Sink(Protocol):

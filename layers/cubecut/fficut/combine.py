@@ -88,7 +88,7 @@ def combine_cutouts(cutouts: Sequence[fits.HDUList | str], *, method: Literal["m
         if method == "median":
             image = _nanmedian(stack)
         elif ext == error_extension:
-            image = _propagated_error(stack, w)
+            image = _weighted_mean(stack, w, errors=True)
         else:
             image = _weighted_mean(stack, w)
         header = _shared_header([h.header for h in hdus])
@@ -129,21 +129,16 @@ def _check_aligned(hdus: list, ext: int, max_offset: float) -> None:
                                f"{offset:.2f} pixels (limit {max_offset})")
 
 
-def _weighted_mean(stack: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
+def _weighted_mean(stack: np.ndarray, weights: list[np.ndarray], *, errors: bool = False) -> np.ndarray:
+    """The weighted mean of ``stack`` over its inputs (NaN left out), or for ``errors``
+    (uncertainties) ``sqrt(sum(w**2 sigma**2)) / sum(w)``; NaN where no input has data."""
     good = np.isfinite(stack)
     w = np.stack([np.broadcast_to(wi, stack.shape[1:]) for wi in weights]) * good
+    values = np.where(good, stack, 0.0)
     total = w.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, (w * np.where(good, stack, 0.0)).sum(axis=0) / total, np.nan)
-
-
-def _propagated_error(stack: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
-    good = np.isfinite(stack)
-    w = np.stack([np.broadcast_to(wi, stack.shape[1:]) for wi in weights]) * good
-    total = w.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, np.sqrt((w ** 2 * np.where(good, stack, 0.0) ** 2).sum(axis=0)) / total,
-                        np.nan)
+        summed = np.sqrt((w ** 2 * values ** 2).sum(axis=0)) if errors else (w * values).sum(axis=0)
+        return np.where(total > 0, summed / total, np.nan)
 
 
 def _nanmedian(stack: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
-from ..cutout.tpf_reference import CUBECUT_VERSION, physical_wcs_cards
+from ..cutout.tpf_reference import CUBECUT_VERSION, fitting_comment, object_cards, physical_wcs_cards
 from ..storage import Location, put_bytes
 
 if TYPE_CHECKING:
@@ -36,17 +36,11 @@ def cutout_hdu(cutout: ImageCutout) -> fits.ImageHDU:
     header.update(physical_wcs_cards(cutout.box))
     header["O_EXT_NM"] = (cutout.hdu.header.get("EXTNAME"), "Original extension name.")
     header["EXTNAME"] = "CUTOUT"
-    header["ORIG_FLE"] = (cutout.file, _fitting("ORIG_FLE", cutout.file, "Original image filename."))
+    header["ORIG_FLE"] = (cutout.file, fitting_comment("ORIG_FLE", cutout.file, "Original image filename."))
     header["ORIG_EXT"] = (cutout.hdu.number, "Extension in original file.")
     if not np.isfinite(cutout.data).any():
         header["EMPTY"] = (True, "Indicates no data in cutout image.")
     return fits.ImageHDU(data=cutout.data, header=header)
-
-
-def _fitting(keyword: str, value: str, comment: str) -> str:
-    """``comment`` cut to what fits on one 80-byte card after ``keyword = 'value'``."""
-    used = len(str(fits.Card(keyword, value)).rstrip())
-    return comment[:max(0, 80 - used - 3)]
 
 
 def cutout_primary(coord: SkyCoord | None) -> fits.PrimaryHDU:
@@ -59,8 +53,7 @@ def cutout_primary(coord: SkyCoord | None) -> fits.PrimaryHDU:
         ("PROCVER", CUBECUT_VERSION, "software version"),
     ])
     if coord is not None:
-        primary.header["RA_OBJ"] = (coord.ra.deg, "[deg] right ascension")
-        primary.header["DEC_OBJ"] = (coord.dec.deg, "[deg] declination")
+        primary.header.update(object_cards(coord))
     return primary
 
 
