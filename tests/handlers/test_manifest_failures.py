@@ -15,7 +15,7 @@ from stack_fixtures import wait_for_json
 
 @pytest.mark.slow
 def test_failed_manifests_are_reported_beside_them_and_logged(caplog):
-    with LocalStack(block_mib=5) as stack:
+    with LocalStack(bucket="cubecut-manifests", block_mib=5) as stack:
         s3 = stack.s3.client("s3")
         s3.put_object(Bucket=stack.bucket, Key="ingest/bad/not-a-fits.fits", Body=b"hello, not FITS" * 300)
         s3.put_object(Bucket=stack.bucket, Key="ingest/bad/manifest.json",

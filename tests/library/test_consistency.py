@@ -286,7 +286,7 @@ def test_a_reingest_with_a_new_footprint_is_served_without_a_restart(tmp_path):
 
     small = make_sector(tmp_path / "small", sector=6, camera=3, ccd=1, frames=4, shape=(64, 64), seed=2)
     wide = make_sector(tmp_path / "wide", sector=6, camera=3, ccd=1, frames=4, shape=(64, 200), seed=2)
-    with LocalStack(block_mib=5) as stack:
+    with LocalStack(bucket="cubecut-consistency", block_mib=5) as stack:
         versioning = stack.s3.client("s3").get_bucket_versioning(Bucket=stack.bucket)
         assert versioning["Status"] == "Enabled", "versioned like template.yaml's DataBucket"
         cube = f"s3://{stack.bucket}/cubes/tess-s0006-3-1-cube.fits"

@@ -189,7 +189,7 @@ def test_update_runs_on_the_state_machine_from_a_manifest(ffis, reference):
 
     from cubecut_infra.local.stack import LocalStack
 
-    with LocalStack(block_mib=5) as stack:
+    with LocalStack(bucket="cubecut-update", block_mib=5) as stack:
         s3 = stack.s3.client("s3")
         for path in ffis:
             s3.upload_file(path, stack.bucket, f"ingest/update/{Path(path).name}")

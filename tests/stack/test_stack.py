@@ -61,7 +61,7 @@ def ffis(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def stack_run(ffis):
     hook = FirstAttemptFails()
-    with LocalStack(block_mib=5, max_concurrency=3, wrap=hook) as stack:
+    with LocalStack(bucket="cubecut-stack-run", block_mib=5, max_concurrency=3, wrap=hook) as stack:
         stack.submit_ingest(ffis, "tess-s0001-1-1")
         execution = stack.wait_for_execution(timeout=300)
         yield stack, execution, hook
