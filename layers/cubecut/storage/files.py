@@ -9,9 +9,9 @@ and mtime: :func:`file_etag` is a local file's ETag. Files are not fsynced.
 
 ``O_DIRECT`` (:func:`write_file`): no page-cache pages to allocate per file. A bulk
 worker writes thousands of fresh 2.5 MB files. Through the page cache each costs the
-kernel the allocation of its pages (5 to 8 ms of system CPU per TPF measured on the
-benchmark machine), which is most of a TPF's cost; written with ``O_DIRECT`` from an
-aligned buffer it costs a few hundred microseconds. :func:`write_file` copies the data
+kernel the allocation of its pages, milliseconds of system CPU per TPF; written with
+``O_DIRECT`` from an aligned buffer it costs a fraction of that (both measured per TPF in
+benchmarks/results/bulk.json). :func:`write_file` copies the data
 into a page-aligned buffer (an anonymous ``mmap``, one per thread, reused), writes it in
 aligned pieces of at most :data:`PIECE` bytes, the last one zero-padded to :data:`ALIGN`,
 then truncates the file to the data's true length: the file holds exactly the data's bytes.

@@ -7,10 +7,10 @@ The same guarantees as botocore (:mod:`cubecut.storage.s3`): every ranged GET ca
 the client, a body that breaks off or comes up short is retried here (counted in
 :data:`cubecut.storage.retry.RETRIES`), every request and byte is counted in the caller's
 :class:`~cubecut.storage.ReadStats`, and errors have botocore's words
-(:func:`~cubecut.storage.s3_failures.obstore_errors`). Why: on the same local S3 server a
-240 KB range GET costs 0.4-0.6 ms of Python CPU through obstore against 1.7-2.3 ms
-through botocore, which holds the GIL while it builds, signs and parses each request, so
-30 concurrent row reads finish in less than half the time (benchmarks/README.md).
+(:func:`~cubecut.storage.s3_failures.obstore_errors`). Why: botocore holds the GIL while
+it builds, signs and parses each request; obstore does that work in Rust, outside it, so
+a cutout's concurrent row reads cost a fraction of the Python CPU (measured when it was
+adopted: benchmarks/README.md as of commit 64c085d).
 
 Endpoint, region and signing as for botocore (:mod:`~cubecut.storage.s3_config`); the
 credentials are boto3's, from any source it knows (environment, profile, role).
