@@ -170,13 +170,8 @@ def work_bytes(pixel_frames: Iterable[float], *, in_memory: bool = False) -> int
     """The memory (bytes) cutting TPFs of ``pixel_frames`` each holds at its peak: a
     streamed one its box and :data:`STREAM_OVERHEAD_BYTES`, one built whole in memory
     (``in_memory``, or below the streaming threshold) :data:`IN_MEMORY_BYTES_PER_PIXEL_FRAME`."""
-    total = 0.0
-    for count in pixel_frames:
-        if in_memory or not streamed(count):
-            total += count * IN_MEMORY_BYTES_PER_PIXEL_FRAME
-        else:
-            total += count * STREAMED_BYTES_PER_PIXEL_FRAME + STREAM_OVERHEAD_BYTES
-    return int(total)
+    return int(sum(count * IN_MEMORY_BYTES_PER_PIXEL_FRAME if in_memory or not streamed(count)
+                   else count * STREAMED_BYTES_PER_PIXEL_FRAME + STREAM_OVERHEAD_BYTES for count in pixel_frames))
 
 
 @dataclass(frozen=True)
@@ -220,14 +215,6 @@ def hdul_bytes(hdul: fits.HDUList) -> bytes:
     buf = io.BytesIO()
     hdul.writeto(buf, checksum=True)
     return buf.getvalue()
-
-
-def _object_size(url: str) -> int | None:
-    """Size of a stored result, or None if there is none (one HEAD request)."""
-    try:
-        return head(url).size
-    except StorageError:  # any failure means "compute it again"
-        return None
 
 
 @dataclass(frozen=True)
@@ -426,8 +413,10 @@ class CutoutService:
         return delivery.body if delivery.body is not None else get_bytes(delivery.url)[0]
 
     def _cached(self, url: str) -> Delivery | None:
-        size = _object_size(url)
-        if size is None:
+        """The stored result at ``url`` (one HEAD, and a GET if it is inline), or None if there is none."""
+        try:
+            size = head(url).size
+        except StorageError:  # any failure means "compute it again"
             return None
         if size > self.inline_limit:
             return Delivery([], url=url, size=size, cached=True)
