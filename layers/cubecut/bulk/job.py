@@ -53,11 +53,11 @@ class JobSummary:
     counts: dict[str, int]
     results: str
     #: Where the TPFs are: ``out/tpfs/``, or ``out/shards/`` for a job written as shards.
-    tpfs: str = ""
+    tpfs: str
 
     def as_dict(self) -> dict:
         return {"out": self.out, "catalog_rows": self.catalog_rows, "counts": self.counts,
-                "results": self.results, "tpfs": self.tpfs or join(self.out, "tpfs/")}
+                "results": self.results, "tpfs": self.tpfs}
 
 
 def join(out: str, *parts: str) -> str:
