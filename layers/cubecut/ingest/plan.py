@@ -205,30 +205,23 @@ def draft_plan(ffi_urls: list[str], *, product: str | None = None, sector: int |
                       stacklevel=3)
 
     first = ordered[0]
+    nplanes = 2 if first.error is not None else 1
+    nrows, ncols = first.shape
     try:
-        layout, head_bytes, tail_bytes, index = lay_out(ordered, sector, today, *first.shape,
-                                                        2 if first.error is not None else 1)
+        primary = headers.primary_header(ordered, sector, today)
+        primary_bytes = headers.primary_bytes(primary)
+        head_bytes = primary_bytes + headers.image_header_bytes(nrows, ncols, len(ordered), nplanes)
+        table = headers.table_hdu(ordered)
+        table_bytes = headers.table_bytes(table)
     except (KeyError, ValueError, TypeError, OverflowError) as exc:
         # e.g. a keyword that is a number in one FFI and text in another, or out of range
         raise FFIError(f"the FFI headers cannot be combined into the cube's headers and table: "
                        f"{type(exc).__name__}: {exc}") from None
-    return PlanDraft(ordered, sector, layout, plan_blocks(layout, block_bytes), head_bytes, tail_bytes, index)
-
-
-def lay_out(frames: list, sector: int | None, today: dt.date | None, nrows: int, ncols: int,
-            nplanes: int) -> tuple[CubeLayout, bytes, bytes, CubeIndex]:
-    """The cube of ``frames`` (FFIs, or an updated cube's frames, in time order) as ingest
-    makes it: its layout, head bytes (primary and image headers), tail bytes (image padding
-    + table HDU) and index."""
-    primary_bytes = headers.primary_bytes(headers.primary_header(frames, sector, today))
-    head_bytes = primary_bytes + headers.image_header_bytes(nrows, ncols, len(frames), nplanes)
-    table = headers.table_hdu(frames)
-    table_bytes = headers.table_bytes(table)
-    layout = CubeLayout(nrows, ncols, len(frames), nplanes, len(head_bytes), len(table_bytes))
-    index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data, nrows=nrows,
-                             ncols=ncols, nt=len(frames), nplanes=nplanes, data_offset=layout.data_offset,
-                             cube_size=layout.total_bytes)
-    return layout, head_bytes, bytes(layout.data_padding) + table_bytes, index
+    layout = CubeLayout(nrows, ncols, len(ordered), nplanes, len(head_bytes), len(table_bytes))
+    blocks = plan_blocks(layout, block_bytes)
+    index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data, nrows=nrows, ncols=ncols, nt=len(ordered),
+                             nplanes=nplanes, data_offset=layout.data_offset, cube_size=layout.total_bytes)
+    return PlanDraft(ordered, sector, layout, blocks, head_bytes, bytes(layout.data_padding) + table_bytes, index)
 
 
 def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
