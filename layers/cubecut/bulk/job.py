@@ -53,11 +53,11 @@ class JobSummary:
     counts: dict[str, int]
     results: str
     #: Where the TPFs are: ``out/tpfs/``, or ``out/shards/`` for a job written as shards.
-    tpfs: str = ""
+    tpfs: str
 
     def as_dict(self) -> dict:
         return {"out": self.out, "catalog_rows": self.catalog_rows, "counts": self.counts,
-                "results": self.results, "tpfs": self.tpfs or join(self.out, "tpfs/")}
+                "results": self.results, "tpfs": self.tpfs}
 
 
 def join(out: str, *parts: str) -> str:
@@ -118,9 +118,7 @@ def targets_done(out: str, run: str, sizes: dict[str, int]) -> int:
 def finish(out: str, run: str, parts: Sequence[str]) -> JobSummary:
     """Merge the run's known rows and its parts into ``results.csv`` and ``summary.json``."""
     known = json.loads(get_bytes(join(out, "runs", run, "rows.json"))[0])
-    rows = list(known["rows"])
-    for part in parts:
-        rows.extend(json.loads(get_bytes(part)[0]))
+    rows = known["rows"] + [row for part in parts for row in json.loads(get_bytes(part)[0])]
     return write_results(out, known["catalog_rows"], rows)
 
 

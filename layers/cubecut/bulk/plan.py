@@ -200,10 +200,8 @@ def result_row(target: Target | RowProblem, status: str, *, cube: str = "", key:
                member: str = "", error: str = "") -> dict:
     """One row of the results manifest (see RESULT_FIELDS): ``key`` is the TPF's URL, or
     its shard's with ``member`` the TPF's name in it."""
-    ra = getattr(target, "ra", None)
-    dec = getattr(target, "dec", None)
-    return {"row": target.row, "id": target.id, "ra": ra, "dec": dec, "cube": cube, "status": status,
-            "key": key, "member": member, "error": error}
+    return {"row": target.row, "id": target.id, "ra": getattr(target, "ra", None), "dec": getattr(target, "dec", None),
+            "cube": cube, "status": status, "key": key, "member": member, "error": error}
 
 
 def cube_entries(cubes: Sequence[str] | None, catalog_prefix: str | None) -> list[CubeEntry]:
@@ -320,19 +318,16 @@ def _pixels(entry: CubeEntry, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarr
 
 
 def _tiles(entry: CubeEntry, stem: str, todo: list, tile_targets: int, tile_pixel_frames: int) -> list[Tile]:
-    tiles: list[Tile] = []
-    current: list[Placement] = []
+    runs: list[list[Placement]] = []
     frames = 0
     for _, _, target, key in todo:
         cost = target.size[0] * target.size[1] * entry.index.nt
-        if current and (len(current) >= tile_targets or frames + cost > tile_pixel_frames):
-            tiles.append(Tile(f"{stem}-{len(tiles):05d}", entry.url, tuple(current)))
-            current, frames = [], 0
-        current.append(Placement(target, key))
+        if not runs or len(runs[-1]) >= tile_targets or frames + cost > tile_pixel_frames:
+            runs.append([])
+            frames = 0
+        runs[-1].append(Placement(target, key))
         frames += cost
-    if current:
-        tiles.append(Tile(f"{stem}-{len(tiles):05d}", entry.url, tuple(current)))
-    return tiles
+    return [Tile(f"{stem}-{number:05d}", entry.url, tuple(run)) for number, run in enumerate(runs)]
 
 
 def existing_tpfs(out: str) -> dict[str, tuple[str, str]]:

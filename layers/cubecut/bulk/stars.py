@@ -112,15 +112,10 @@ def parse_targets(text: str, default_size: tuple[int, int], *, source: str = "th
                            f"(columns: {', '.join(header) or 'none'})")
     columns: dict[str, int] = {name: header.index(name) for name in ("ra", "dec", "size", "id", "tic", "ticid", "tmag")
                                if name in header}
-    targets: list[Target] = []
-    problems: list[RowProblem] = []
-    for number, fields in enumerate(reader, start=1):
-        parsed = _parse_row(number, fields, len(header), columns, default_size)
-        if isinstance(parsed, Target):
-            targets.append(parsed)
-        else:
-            problems.append(parsed)
-    return TargetCatalog(source, targets, problems)
+    rows = [_parse_row(number, fields, len(header), columns, default_size)
+            for number, fields in enumerate(reader, start=1)]
+    return TargetCatalog(source, [row for row in rows if isinstance(row, Target)],
+                         [row for row in rows if isinstance(row, RowProblem)])
 
 
 def _ecsv_delimiter(comment_lines: list[str], source: str) -> str:

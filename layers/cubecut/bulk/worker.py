@@ -318,11 +318,9 @@ class _Writes:
     def _report(self, wait: bool) -> None:
         while self._tiles and (wait or all(f is None or f.done() for _, f in self._tiles[0][1])):
             tile, pending = self._tiles.popleft()
-            rows = []
             for row, write in pending:
                 if write is not None:
                     write.result()
-                rows.append(row)
                 if self._on_target is not None:
                     self._on_target(row)
-            self._results[tile] = rows
+            self._results[tile] = [row for row, _ in pending]

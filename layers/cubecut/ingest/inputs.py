@@ -97,7 +97,7 @@ def read_manifest(url: str, policy: InputPolicy = LOCAL) -> list[str]:
 def error_report_url(manifest_url: str) -> str:
     """Where the failure of a manifest's ingest is reported: ``manifest.json`` ->
     ``manifest.error.json`` (which the S3 event filter, suffix ``manifest.json``, ignores)."""
-    return (manifest_url[: -len(".json")] if manifest_url.endswith(".json") else manifest_url) + ".error.json"
+    return manifest_url.removesuffix(".json") + ".error.json"
 
 
 def report_manifest_failure(manifest_url: str, error: str, cause: str, **details: object) -> str:

@@ -46,33 +46,31 @@ class Block:
     tail: bool
 
 
-def block_rows(layout: CubeLayout, block_bytes: int = DEFAULT_BLOCK_BYTES, *, min_part: int = S3_MIN_PART,
-               max_parts: int = S3_MAX_PARTS, min_read: int = MIN_READ_BYTES) -> int:
+def block_rows(layout: CubeLayout, block_bytes: int = DEFAULT_BLOCK_BYTES, *, min_part: int = S3_MIN_PART) -> int:
     """Rows per block for ``layout``: the fewest whose FFI reads (rows x ncols x 4 bytes
-    each) reach ``min_read``, but no more than fit in ``block_bytes`` (the worker's part
-    budget; at least one row), and never fewer than a ``min_part`` part or than
-    ``max_parts`` parts allow.
+    each) reach :data:`MIN_READ_BYTES`, but no more than fit in ``block_bytes`` (the
+    worker's part budget; at least one row), and never fewer than a ``min_part`` part or
+    than :data:`S3_MAX_PARTS` parts allow.
     """
     stride = layout.row_stride
-    wanted = -(-min_read // (layout.ncols * 4))
+    wanted = -(-MIN_READ_BYTES // (layout.ncols * 4))
     rows = max(1, min(wanted, block_bytes // stride), -(-min_part // stride))
-    return max(rows, -(-layout.nrows // max_parts))
+    return max(rows, -(-layout.nrows // S3_MAX_PARTS))
 
 
 def plan_blocks(layout: CubeLayout, block_bytes: int = DEFAULT_BLOCK_BYTES, *,
-                min_part: int = S3_MIN_PART, max_part: int = S3_MAX_PART,
-                max_parts: int = S3_MAX_PARTS) -> list[Block]:
+                min_part: int = S3_MIN_PART) -> list[Block]:
     """Split ``layout``'s rows into blocks of :func:`block_rows` rows each.
 
     Blocks hold whole rows; a block is never smaller than ``min_part`` (unless it is the
-    only or the last one) and the count never exceeds ``max_parts``. ``block_bytes`` is
-    the most pixel data a block may hold: a single row larger than it makes one-row blocks.
+    only or the last one) and the count never exceeds :data:`S3_MAX_PARTS`. ``block_bytes``
+    is the most pixel data a block may hold: a single row larger than it makes one-row blocks.
     """
     if layout.nrows <= 0 or layout.row_stride <= 0:
         raise PlanError("the cube has no pixels to write")
     if block_bytes < min_part:
         raise PlanError(f"block size {block_bytes} B is below the S3 minimum part size {min_part} B")
-    rows = block_rows(layout, block_bytes, min_part=min_part, max_parts=max_parts)
+    rows = block_rows(layout, block_bytes, min_part=min_part)
     blocks: list[Block] = []
     for index, row0 in enumerate(range(0, layout.nrows, rows)):
         row1 = min(row0 + rows, layout.nrows)
@@ -80,22 +78,22 @@ def plan_blocks(layout: CubeLayout, block_bytes: int = DEFAULT_BLOCK_BYTES, *,
         start = 0 if head else layout.row_offset(row0)
         stop = layout.total_bytes if tail else layout.row_offset(row1)
         blocks.append(Block(index, index + 1, row0, row1, start, stop - start, head, tail))
-    check_parts([(b.part, b.size) for b in blocks], min_part=min_part, max_part=max_part, max_parts=max_parts)
+    check_parts([(b.part, b.size) for b in blocks], min_part=min_part)
     return blocks
 
 
-def check_parts(parts: list[tuple[int, int]], *, min_part: int = S3_MIN_PART, max_part: int = S3_MAX_PART,
-                max_parts: int = S3_MAX_PARTS) -> None:
-    """Check ``(part number, size)`` pairs against S3's multipart rules; raise PlanError."""
+def check_parts(parts: list[tuple[int, int]], *, min_part: int = S3_MIN_PART) -> None:
+    """Check ``(part number, size)`` pairs against S3's multipart rules (``min_part``: the
+    smallest part but the last); raise PlanError."""
     if not parts:
         raise PlanError("no parts")
-    if len(parts) > max_parts:
-        raise PlanError(f"{len(parts)} parts exceed the S3 limit of {max_parts}")
+    if len(parts) > S3_MAX_PARTS:
+        raise PlanError(f"{len(parts)} parts exceed the S3 limit of {S3_MAX_PARTS}")
     numbers = [p for p, _ in parts]
     if numbers != list(range(1, len(parts) + 1)):
         raise PlanError(f"parts must be numbered 1..{len(parts)} in ascending order, got {numbers[:10]}...")
     for number, size in parts:
-        if size > max_part:
-            raise PlanError(f"part {number} is {size} B, above the S3 maximum {max_part} B")
+        if size > S3_MAX_PART:
+            raise PlanError(f"part {number} is {size} B, above the S3 maximum {S3_MAX_PART} B")
         if number < len(parts) and size < min_part:
             raise PlanError(f"part {number} is {size} B, below the S3 minimum {min_part} B")

@@ -23,6 +23,7 @@ from ..errors import (DuplicateTimeError, FFIError, InputError, MixedFFIError, N
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
 from ..storage import (Location, ReadStats, delete, get_bytes, head, open_upload, put_bytes, staging_folder,
                        writable)
+from ..tesscut.protocol import sector_name
 from .partition import DEFAULT_BLOCK_BYTES, Block, plan_blocks
 from .target import version_metadata
 
@@ -133,7 +134,7 @@ class IngestPlan:
 
 def cube_name(product: str, sector: int, camera: int, ccd: int) -> str:
     """TESScut's cube object name, e.g. ``tess-s0001-1-3-cube.fits`` (``tica-`` for TICA)."""
-    return f"{'tica' if product == 'TICA' else 'tess'}-s{sector:04d}-{camera}-{ccd}-cube.fits"
+    return sector_name(sector, camera, ccd, product) + "-cube.fits"
 
 
 def check_consistent(ffis: list[FFIInfo]) -> None:

@@ -51,7 +51,6 @@ def run_plan(plan: IngestPlan, *, workers: int = 2, threads: Threads = "auto",
         try:
             abort_ingest(plan)
         except Exception as exc:  # noqa: BLE001 - report the failure, not the clean-up's
-            # The upload stays behind for the janitor / the bucket's lifecycle rule.
             failure.add_note(f"cleaning up also failed ({type(exc).__name__}: {exc}); upload {plan.upload_id} "
                              f"of {plan.cube} is left for `cubecut janitor` or the bucket lifecycle rule")
         raise

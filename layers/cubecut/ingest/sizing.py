@@ -83,11 +83,6 @@ class Headers:
     bytes: int
 
 
-def prefix_of(url: str) -> str:
-    """The S3 prefix (or local folder) an object is in: its URL up to the last ``/``."""
-    return posixpath.dirname(Location.parse(url).url)
-
-
 def reads_in_flight(layout: CubeLayout, block: Block) -> int:
     """Concurrent FFI reads of one block worker (``threads="auto"``, :func:`cubecut.reads.workers`)."""
     return workers("auto", layout.nt * layout.nplanes, (block.row1 - block.row0) * layout.ncols * 8)
@@ -199,5 +194,5 @@ def draft_model(draft: PlanDraft, stats: ReadStats, cube_url: str, *,
     plan = IngestPlan("0" * 16, cube_url, cube_url + ".ingest/" + "0" * 16 + "/", "0" * 64, first.product,
                       draft.sector, *first.camera_ccd, draft.layout, draft.blocks, draft.refs())
     headers = Headers(len(draft.ffis), stats.requests, stats.bytes)
-    prefixes = len({prefix_of(f.url) for f in draft.ffis})
+    prefixes = len({posixpath.dirname(Location.parse(f.url).url) for f in draft.ffis})  # S3 prefixes or folders
     return ingest_model(draft.layout, draft.blocks, headers, prefixes, len(plan.to_json()), concurrency=concurrency)

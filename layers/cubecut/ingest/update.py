@@ -61,31 +61,23 @@ log = logging.getLogger(__name__)
 _STRUCTURAL = {"XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "TFIELDS"}
 
 
-class RowHeader:
+class RowHeader(dict[str, object]):
     """One row of a cube's FFI table seen as the FFI image header it came from.
 
     It offers what :mod:`cubecut.cube.headers` reads from an FFI header: ``cards``
-    (keyword, value, comment) in column order, ``get``, ``[]`` and ``comments``. Values
-    have the column's type (str, int, float); a NaN float is ``None`` (an undefined
-    value), so that it types and converts like the keyword ingest read.
+    (keyword, value, comment) in column order, ``get``, ``[]`` (the row's values by
+    keyword) and ``comments``. Values have the column's type (str, int, float); a NaN
+    float is ``None`` (an undefined value), so that it types and converts like the keyword
+    ingest read.
     """
 
     def __init__(self, values: dict[str, object], comments: dict[str, str]) -> None:
-        self._values = values
+        super().__init__(values)
         self.comments = comments
 
     @property
     def cards(self) -> list[tuple[str, object, str]]:
-        return [(key, value, self.comments.get(key, "")) for key, value in self._values.items()]
-
-    def get(self, key: str, default: object = None) -> object:
-        return self._values.get(key, default)
-
-    def __getitem__(self, key: str) -> object:
-        return self._values[key]
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._values
+        return [(key, value, self.comments.get(key, "")) for key, value in self.items()]
 
 
 @dataclass(frozen=True)

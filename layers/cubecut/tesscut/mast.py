@@ -224,10 +224,6 @@ def _table(rows: list[dict]) -> dict[str, Any]:
                        "rowsFiltered": n, "rowsTotal": n}}
 
 
-def _name_lookup(params: Mapping[str, Any]) -> dict[str, Any]:
-    return resolve_names([str(params.get("input", ""))])
-
-
 def invoke(catalog: CubeCatalog, request_text: str) -> dict[str, Any]:
     """``/api/v0/invoke``: run the Mashup request ``request_text`` (JSON) on the catalog."""
     request = load_json(request_text, "'request'", MastRequestError)
@@ -236,7 +232,7 @@ def invoke(catalog: CubeCatalog, request_text: str) -> dict[str, Any]:
     service, params = request.get("service"), request.get("params", {})
     handlers: dict[str, Callable[[], dict[str, Any]]] = {
         name: (lambda p=flags: _table(_rows(catalog, params, *p))) for name, flags in _SERVICES.items()}
-    handlers["Mast.Name.Lookup"] = lambda: _name_lookup(params)
+    handlers["Mast.Name.Lookup"] = lambda: resolve_names([str(params.get("input", ""))])
     if service not in handlers:
         raise MastRequestError(f"service {service!r} is not served here; known: {', '.join(sorted(handlers))}")
     return handlers[service]()

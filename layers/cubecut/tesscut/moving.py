@@ -142,11 +142,6 @@ def member_name(cube_name: str, target: str | None, nx: int, ny: int) -> str:
     return f"{cube_name}_{name}_{nx}x{ny}_astrocut.fits"
 
 
-def _time_span(entry: CubeEntry) -> tuple[float, float]:
-    times = entry.index.time_arrays()
-    return float(np.nanmin(times["tstart"])), float(np.nanmax(times["tstop"]))
-
-
 def crossings(catalog: CubeCatalog, request: MovingRequest) -> list[tuple[CubeEntry, PathOnCube]]:
     """The catalog's cubes that the path crosses (with the path on each), in sector,
     camera, CCD order; from the catalog's indexes, with no reads."""
@@ -157,7 +152,8 @@ def crossings(catalog: CubeCatalog, request: MovingRequest) -> list[tuple[CubeEn
     for entry in catalog.entries():
         if entry.index.product != request.product or (request.sectors and entry.index.sector not in request.sectors):
             continue
-        start, stop = _time_span(entry)
+        times = entry.index.time_arrays()
+        start, stop = np.nanmin(times["tstart"]), np.nanmax(times["tstop"])
         if stop < path.start - _TIME_SLACK_DAYS or start > path.stop + _TIME_SLACK_DAYS:
             continue
         on_cube = path_on_cube(path, entry.index, entry.url)

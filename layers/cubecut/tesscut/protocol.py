@@ -130,8 +130,7 @@ class CutoutRequest:
 
 def sector_name(sector: int, camera: int, ccd: int, product: str = "SPOC") -> str:
     """TESScut's name of a cube, e.g. ``tess-s0001-4-2`` (``tica-...`` for TICA)."""
-    prefix = "tica" if product == "TICA" else "tess"
-    return f"{prefix}-s{sector:04d}-{camera}-{ccd}"
+    return f"{'tica' if product == 'TICA' else 'tess'}-s{sector:04d}-{camera}-{ccd}"
 
 
 def sector_entry(sector: int, camera: int, ccd: int, product: str = "SPOC") -> dict[str, str]:

@@ -48,7 +48,10 @@ from .protocol import TESS_PIXEL_DEG, CutoutRequest, SectorRequest, member_name,
 
 if TYPE_CHECKING:  # astropy loads with the first request
     import astropy.units as u
+    from astropy.coordinates import SkyCoord
     from astropy.io import fits
+
+    from ..cutout.engine import TPFFile, TPFStream
 
 #: Zips up to this size are returned inline: base64 adds a third, and a synchronous Lambda
 #: response is at most 6 MB (4 MiB -> 5.6 MB encoded, with room for headers).
@@ -151,17 +154,24 @@ def streamed(pixel_frames: float) -> bool:
     return pixel_frames * TPF_BYTES_PER_PIXEL_FRAME > STREAM_ABOVE_BYTES
 
 
+def cut_tpf(entry: CubeEntry, coord: SkyCoord, size: tuple[int | u.Quantity, int | u.Quantity],
+            stats: ReadStats) -> TPFFile | TPFStream:
+    """The TPF of ``size`` (columns, rows) at ``coord`` on ``entry``'s cube: cut as a
+    stream (:func:`cubecut.cutout.engine.cutout_stream`) if :func:`streamed`, else whole in memory."""
+    from ..cutout.engine import cutout_files, cutout_stream  # astropy (WCS) loads with the first cutout
+
+    if streamed(pixels(size) * entry.index.nt):
+        return cutout_stream(entry.url, coord, size, stats=stats)
+    (tpf,) = cutout_files(entry.url, coord, size, stats=stats)
+    return tpf
+
+
 def work_bytes(pixel_frames: Iterable[float], *, in_memory: bool = False) -> int:
     """The memory (bytes) cutting TPFs of ``pixel_frames`` each holds at its peak: a
     streamed one its box and :data:`STREAM_OVERHEAD_BYTES`, one built whole in memory
     (``in_memory``, or below the streaming threshold) :data:`IN_MEMORY_BYTES_PER_PIXEL_FRAME`."""
-    total = 0.0
-    for count in pixel_frames:
-        if in_memory or not streamed(count):
-            total += count * IN_MEMORY_BYTES_PER_PIXEL_FRAME
-        else:
-            total += count * STREAMED_BYTES_PER_PIXEL_FRAME + STREAM_OVERHEAD_BYTES
-    return int(total)
+    return int(sum(count * IN_MEMORY_BYTES_PER_PIXEL_FRAME if in_memory or not streamed(count)
+                   else count * STREAMED_BYTES_PER_PIXEL_FRAME + STREAM_OVERHEAD_BYTES for count in pixel_frames))
 
 
 @dataclass(frozen=True)
@@ -205,14 +215,6 @@ def hdul_bytes(hdul: fits.HDUList) -> bytes:
     buf = io.BytesIO()
     hdul.writeto(buf, checksum=True)
     return buf.getvalue()
-
-
-def _object_size(url: str) -> int | None:
-    """Size of a stored result, or None if there is none (one HEAD request)."""
-    try:
-        return head(url).size
-    except StorageError:  # any failure means "compute it again"
-        return None
 
 
 @dataclass(frozen=True)
@@ -346,22 +348,17 @@ class CutoutService:
                             empty_message="The position falls off the image of every matching cube")
 
     def _cut_one(self, entry: CubeEntry, request: CutoutRequest, started: float) -> tuple[Member | None, CubeWork]:
-        # the engine (astropy WCS) loads with the first cutout
-        from ..cutout.engine import TPFFile, TPFStream, cutout_files, cutout_stream
+        from ..cutout.engine import TPFFile
 
         stats = ReadStats()
         t0 = time.monotonic() - started
         try:
-            tpf: TPFFile | TPFStream
-            if streamed(pixels(request.size) * entry.index.nt):
-                tpf = cutout_stream(entry.url, request.coord, request.size, stats=stats)
-            else:
-                (tpf,) = cutout_files(entry.url, request.coord, request.size, stats=stats)
+            tpf = cut_tpf(entry, request.coord, request.size, stats)
         except OutsideCubeError:
             member = None
         else:
             name = member_name(entry.sector_name, request.coord.ra.deg, request.coord.dec.deg, tpf.nx, tpf.ny)
-            member = (name, tpf.data if isinstance(tpf, TPFFile) else tpf)
+            member = (name, tpf.data if isinstance(tpf, TPFFile) else tpf)  # zipped deflated, or stored as it streams
         work = CubeWork(entry.sector_name, t0, time.monotonic() - started, stats.requests, stats.bytes)
         return member, work
 
@@ -416,8 +413,10 @@ class CutoutService:
         return delivery.body if delivery.body is not None else get_bytes(delivery.url)[0]
 
     def _cached(self, url: str) -> Delivery | None:
-        size = _object_size(url)
-        if size is None:
+        """The stored result at ``url`` (one HEAD, and a GET if it is inline), or None if there is none."""
+        try:
+            size = head(url).size
+        except StorageError:  # any failure means "compute it again"
             return None
         if size > self.inline_limit:
             return Delivery([], url=url, size=size, cached=True)

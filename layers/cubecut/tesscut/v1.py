@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Mapping
 
 
 from ..errors import InputError, ObjectNotFoundError, OutsideCubeError
-from ..storage import ObjectStreamWriter, ReadStats, presigned_url, put_bytes
+from ..storage import ReadStats, presigned_url
 from ..cube.catalog import CubeCatalog, CubeEntry
-from .service import CutoutService, pixels, streamed
+from .service import CutoutService, cut_tpf, pixels
 from .protocol import CutoutRequest, member_name
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
@@ -65,30 +65,18 @@ def make_cutout(service: CutoutService, selector: Mapping, ra: float, dec: float
     read) and one of its concurrency slots (ServiceBusyError when none is free)."""
     from astropy.coordinates import SkyCoord
 
-    from ..cutout.engine import TPFFile, TPFStream, cutout_files, cutout_stream
-
     entry = find_cube(service.catalog, selector)
-    count = pixels(size) * entry.index.nt
-    nbytes = service.check_budget([count])
+    nbytes = service.check_budget([pixels(size) * entry.index.nt])
     coord = SkyCoord(ra % 360.0, dec, unit="deg")
     text = json.dumps([entry.url, entry.index_etag, ra, dec, str(size)])
     key = hashlib.sha256(text.encode()).hexdigest()
     stats = ReadStats()
     with service.limit.slot(nbytes):
-        tpf: TPFFile | TPFStream
-        if streamed(count):
-            tpf = cutout_stream(entry.url, coord, size, stats=stats)
-        else:
-            (tpf,) = cutout_files(entry.url, coord, size, stats=stats)
+        tpf = cut_tpf(entry, coord, size, stats)
         name = member_name(entry.sector_name, ra, dec, tpf.nx, tpf.ny)
         url = f"{service.results_prefix}v1/{key}/{name}"
-        if isinstance(tpf, TPFFile):
-            put_bytes(url, tpf.data, "application/fits")
-            size_bytes = len(tpf.data)
-        else:
-            with ObjectStreamWriter(url, "application/fits") as out:
-                size_bytes = tpf.write_to(out)
-    return {"url": presigned_url(url, expiry, name), "name": name, "bytes": size_bytes, "expires_in": expiry,
+        tpf.store(url)
+    return {"url": presigned_url(url, expiry, name), "name": name, "bytes": tpf.size, "expires_in": expiry,
             "cube": entry.sector_name, "shape": [tpf.nt, tpf.ny, tpf.nx], "reads": stats.as_dict()}
 
 
