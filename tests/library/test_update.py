@@ -217,3 +217,14 @@ def test_cli_update_exits_0_and_says_what_it_did(ffis, reference, tmp_path, caps
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [f"nothing to add: all 2 FFI(s) are already in {cube}"]
     assert captured.err == ""
+
+
+def test_a_tica_cube_is_named_as_tica_in_messages(tmp_path):
+    ffis = make_sector(tmp_path / "tica", sector=5, camera=2, ccd=3, frames=3, shape=(NROWS, NCOLS), product="tica",
+                       seed=4)
+    cube = tmp_path / "tica-cube.fits"
+    ingest([str(p) for p in ffis[:2]], str(cube))
+    other = make_sector(tmp_path / "other", sector=5, camera=2, ccd=4, frames=1, shape=(NROWS, NCOLS),
+                        product="tica", seed=5)
+    with pytest.raises(MixedFFIError, match="the cube tica-s0005-2-3 has"):
+        update_cube(str(cube), [str(p) for p in other])

@@ -50,7 +50,7 @@ from .shards import TarShard, write_shard
 #: Concurrent TPF uploads per worker (they wait on the network or disk while the next TPF is built).
 UPLOAD_THREADS = 8
 #: Bytes of built TPFs (or shards) a worker holds while they wait to be written: beyond
-#: it, building waits for the oldest write (about 50 TPFs of 11x11 x 1,000 frames).
+#: it, building waits for the oldest write.
 BYTES_IN_FLIGHT = 128 << 20
 #: TPF pixel bytes cut at once (one pipeline call): a batch's rows are read while the
 #: previous batch's files are written, so a worker holds about two batches' files and

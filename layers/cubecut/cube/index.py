@@ -96,11 +96,6 @@ class CubeIndex:
         """Byte offset of cube row ``row`` (0-based FFI row)."""
         return self.data_offset + row * self.row_stride
 
-    @property
-    def sector_name(self) -> str:
-        """TESScut's name for the cube, e.g. ``tess-s0001-1-3``."""
-        return f"tess-s{self.sector:04d}-{self.camera}-{self.ccd}"
-
     def primary(self) -> fits.Header:
         from astropy.io import fits
 

@@ -56,16 +56,17 @@ FIRST_BYTE_S = 0.030
 NETWORK_BYTES_S = 100e6
 #: Bytes of part one block worker builds per CPU second: its range GETs through botocore
 #: (one per 160 KiB read), the transposition into the part (a scatter over the time axis,
-#: slower the more frames) and the upload's checksums: the slowest middle block of the
-#: three cadences measured by benchmarks/ingest_scale.py (200-s: 4.0 GB in 134 s of CPU;
-#: results/ingest-scale.md), one core of this shared, loaded machine taken for a vCPU.
+#: slower the more frames) and the upload's checksums: no faster than the slowest block of
+#: the three cadences measured by benchmarks/ingest_scale.py (results/ingest-scale.md;
+#: tests/docs/test_ingest_at_scale_doc.py keeps it so), one core of this machine taken for a vCPU.
 BLOCK_CPU_BYTES_S = 29.8e6
 #: A block worker's memory besides its part and reads in flight (Python, numpy,
-#: botocore, the plan): benchmarks/ingest_scale.py measured 79-97 MiB before a block and
-#: peaks of the part + 97-128 MiB (results/ingest-scale.md).
+#: botocore, the plan), above the peaks beside the part that benchmarks/ingest_scale.py
+#: measured (results/ingest-scale.md).
 RUNTIME_BYTES = 200 * MB
 #: The plan step: CPU seconds per FFI (a HEAD and four header GETs through botocore,
-#: parsing the headers; benchmarks/ingest_scale.py: 30-31 ms at 3,900 and 11,700 FFIs),
+#: parsing the headers; the rate of the largest plan, 11,700 FFIs, that
+#: benchmarks/ingest_scale.py measured: results/ingest-scale.md),
 #: scaled by the PlanFunction's share of a vCPU (1769 MB = one vCPU), plus its GETs'
 #: first bytes at 64 reads in flight.
 PLAN_CPU_S_PER_FFI = 0.031

@@ -67,7 +67,8 @@ MAX_WORK_BYTES = 1_200_000_000
 #: Cutout computations at once per process before answering 503.
 MAX_CONCURRENT = 4
 #: Peak bytes of memory per pixel-frame of a cutout built whole in memory (range reads, TPF
-#: bytes, zip; measured 55 traced, 58-65 of RSS on 4-9 M pixel-frames, docs/api.md).
+#: bytes, zip), with room: benchmarks/results/memory.json's in-memory 100x100 x 1,000
+#: cutout peaked well under it.
 IN_MEMORY_BYTES_PER_PIXEL_FRAME = 64
 #: ... of a streamed TPF (:mod:`cubecut.cutout.tpf_stream`): its box, flux and error float32.
 STREAMED_BYTES_PER_PIXEL_FRAME = 8
@@ -75,8 +76,9 @@ STREAMED_BYTES_PER_PIXEL_FRAME = 8
 #: (1 MiB) and the object stream's parts (up to 5 x 8 MiB, storage.PARTS_IN_FLIGHT + 1), with room to spare.
 STREAM_OVERHEAD_BYTES = 128 * 2**20
 #: A TPF above this size (bytes, ~20 per pixel-frame) is streamed to its object as it is
-#: built, and stored in a zip uncompressed: deflate (level 1, ~60 MB/s on one core) would
-#: take 40 s for a 2.3 GB TPF, beyond the API's 29 s.
+#: built, and stored in a zip uncompressed: deflate (level 1, about 100 MB/s on one core in
+#: benchmarks/results/limit.json's route runs) would add ~23 s to a 2.3 GB TPF whose upload
+#: alone takes most of the API's 29 s (benchmarks/results/memory.json).
 STREAM_ABOVE_BYTES = 64 * 2**20
 #: Bytes per pixel-frame of a TPF file: RAW_CNTS (int32) and four float32 image columns
 #: (cubecut.cutout.pipeline's TPF_BYTES_PER_PIXEL, not imported: it loads astropy).
@@ -87,7 +89,8 @@ RETRY_AFTER_S = 2
 _MAX_CUBE_THREADS = 8
 
 #: Deflate level of result zips: TPFs are float noise, level 1 keeps 0.29-0.31 of the size
-#: and level 6 costs twice the CPU for no smaller a file (benchmarks/README.md, issue 17).
+#: and level 6 costs about twice the CPU for no smaller a file (benchmarks/results/limit.json,
+#: route).
 ZIP_LEVEL = 1
 #: Bytes of a TPF handed to the compressor at once: bounds what one write to the stream holds.
 _DEFLATE_CHUNK = 2**20
