@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..tesscut.protocol import sector_name
+
 if TYPE_CHECKING:  # astropy.io.fits (and astropy.units) load on first use: the API's catalog imports this
     from astropy.io import fits
 
@@ -95,6 +97,11 @@ class CubeIndex:
     def row_offset(self, row: int) -> int:
         """Byte offset of cube row ``row`` (0-based FFI row)."""
         return self.data_offset + row * self.row_stride
+
+    @property
+    def sector_name(self) -> str:
+        """TESScut's name for the cube, e.g. ``tess-s0001-1-3`` (``tica-...`` for TICA)."""
+        return sector_name(self.sector, self.camera, self.ccd, self.product)
 
     def primary(self) -> fits.Header:
         from astropy.io import fits

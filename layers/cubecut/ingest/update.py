@@ -50,7 +50,6 @@ from ..errors import DuplicateTimeError, MixedFFIError, NoInputError, NotACubeEr
 from ..ffi import TIME_KEYS, FFIInfo, inspect_ffis
 from ..fitsio import padded
 from ..storage import ByteSource, Location, ReadStats, open_source, part_minimum
-from ..tesscut.protocol import sector_name
 from .partition import DEFAULT_BLOCK_BYTES, plan_blocks
 from .finalize import IngestResult
 from .plan import BaseCube, FFIRef, IngestPlan, check_consistent, stage_plan
@@ -159,7 +158,7 @@ def check_additions(index: CubeIndex, old: list[CubeFrame], new: list[FFIInfo]) 
     if not fresh:
         return fresh, skipped
     check_consistent(fresh)
-    where = f"the cube {sector_name(index.sector, index.camera, index.ccd, index.product)}"
+    where = f"the cube {index.sector_name}"
     for ffi in fresh:
         nplanes = 2 if ffi.error is not None else 1
         for what, mine, theirs in (("product", ffi.product, index.product),
