@@ -23,7 +23,7 @@ from cubecut.ingest.run import ingest
 from cubecut.moving import (Ephemeris, EphemerisError, HorizonsError, PathOffCubesError, horizons_ephemeris,
                             load_ephemeris, moving_cutout, path_crossings, path_on_cube, path_to_footprints,
                             read_moving_box)
-from cubecut.moving.path import box_corners, frame_times
+from cubecut.moving.path import PathCrossing, box_corners, frame_times
 from cubecut.moving.reader import plan_reads
 from cubecut.storage import FileSource, Location, ReadStats
 from cubecut.synth import make_sector
@@ -295,3 +295,9 @@ def test_horizons_is_optional_and_fails_clearly(monkeypatch):
     monkeypatch.setitem(sys.modules, "astroquery.jplhorizons", None)
     with pytest.raises(HorizonsError, match="astroquery"):
         horizons_ephemeris("Ceres", 1325.0, 1326.0)
+
+
+def test_a_crossing_is_named_by_its_product():
+    crossing = PathCrossing("s3://b/tica-s0005-2-3-cube.fits", "TICA", 5, 2, 3, 10, 0.0, 1.0)
+    assert crossing.sector_name == "tica-s0005-2-3"
+    assert PathCrossing("c.fits", "SPOC", 5, 2, 3, 10, 0.0, 1.0).sector_name == "tess-s0005-2-3"

@@ -29,7 +29,7 @@ from .index import INDEX_SUFFIX, CubeIndex
 from .sidecar import describes, read_sidecar
 from ..errors import NotACubeError, StorageError
 from ..storage import Location, carrying_deadlines, list_etags
-from ..tesscut.protocol import sector_name
+from ..cube.index import sector_name
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
     from astropy.coordinates import SkyCoord

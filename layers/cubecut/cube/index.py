@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..tesscut.protocol import sector_name
-
 if TYPE_CHECKING:  # astropy.io.fits (and astropy.units) load on first use: the API's catalog imports this
     from astropy.io import fits
 
@@ -37,6 +35,11 @@ READABLE_VERSIONS = (1, 2)
 FRAME_COLUMNS = (("tstart", "<f8"), ("tstop", "<f8"), ("barycorr", "<f8"), ("quality", "<i4"), ("cadence", "<i8"))
 #: Most bytes one FFI name may take in a version-2 block (a bound on what is decompressed).
 MAX_NAME_BYTES = 1024
+
+
+def sector_name(sector: int, camera: int, ccd: int, product: str = "SPOC") -> str:
+    """TESScut's name of a cube, e.g. ``tess-s0001-4-2`` (``tica-...`` for TICA)."""
+    return f"{'tica' if product == 'TICA' else 'tess'}-s{sector:04d}-{camera}-{ccd}"
 
 
 @dataclass

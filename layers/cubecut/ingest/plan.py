@@ -16,14 +16,13 @@ from dataclasses import asdict, dataclass
 from astropy.io import fits
 
 from ..cube import headers
-from ..cube.index import CubeIndex, index_from_table
+from ..cube.index import CubeIndex, index_from_table, sector_name
 from ..cube.layout import CubeLayout
 from ..errors import (DuplicateTimeError, FFIError, InputError, MixedFFIError, NoInputError, NoSectorWarning,
                       ObjectNotFoundError)
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
 from ..storage import (Location, ReadStats, delete, get_bytes, head, open_upload, put_bytes, staging_folder,
                        writable)
-from ..tesscut.protocol import sector_name
 from .partition import DEFAULT_BLOCK_BYTES, Block, plan_blocks
 from .target import version_metadata
 

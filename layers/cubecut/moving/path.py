@@ -24,7 +24,7 @@ from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS, NoConvergence
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from ..cube.index import CubeIndex
+from ..cube.index import CubeIndex, sector_name
 from ..cutout.geometry import MAX_CUTOUT_PIXELS, Box, ffi_wcs
 from ..cube.index_cache import load_index
 from ..cutout.size import SizeInput, parse_size
@@ -201,8 +201,8 @@ class PathCrossing:
 
     @property
     def sector_name(self) -> str:
-        """TESScut's name, e.g. ``tess-s0001-1-3``."""
-        return f"tess-s{self.sector:04d}-{self.camera}-{self.ccd}"
+        """TESScut's name, e.g. ``tess-s0001-1-3`` (``tica-...`` for TICA)."""
+        return sector_name(self.sector, self.camera, self.ccd, self.product)
 
 
 def paths_on_cubes(ephemeris: Ephemeris, cubes: Sequence[str], *, threads: int = 8,

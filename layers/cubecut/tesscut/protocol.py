@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Sequence
 
 
 from ..cutout.size import Size, normalised_size
+from ..cube.index import sector_name
 from ..errors import InputError
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
@@ -126,11 +127,6 @@ class CutoutRequest:
         text = json.dumps({"request": self.normalised(), "cubes": sorted(cube_versions),
                            "format": RESULT_FORMAT}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
-
-
-def sector_name(sector: int, camera: int, ccd: int, product: str = "SPOC") -> str:
-    """TESScut's name of a cube, e.g. ``tess-s0001-4-2`` (``tica-...`` for TICA)."""
-    return f"{'tica' if product == 'TICA' else 'tess'}-s{sector:04d}-{camera}-{ccd}"
 
 
 def sector_entry(sector: int, camera: int, ccd: int, product: str = "SPOC") -> dict[str, str]:
