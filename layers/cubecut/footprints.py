@@ -25,6 +25,7 @@ import re
 import threading
 from dataclasses import dataclass
 
+from .cube.index import sector_name
 from .errors import FootprintTableError
 from .storage import Location, get_bytes
 
@@ -77,8 +78,8 @@ def mast_cube_url(sector: int, camera: int, ccd: int, product: str = "SPOC", pre
     """MAST's cube of one sector/camera/CCD: ``{prefix}tess-s0001-1-1-cube.fits`` (SPOC) or
     ``{prefix}tica/tica-s0001-1-1-cube.fits`` (TICA); ``prefix`` defaults to MAST's."""
     prefix = prefix if prefix.endswith("/") else prefix + "/"
-    name = f"s{sector:04d}-{camera}-{ccd}-cube.fits"
-    return f"{prefix}tica/tica-{name}" if product.upper() == "TICA" else f"{prefix}tess-{name}"
+    name = f"{sector_name(sector, camera, ccd, product.upper())}-cube.fits"
+    return f"{prefix}tica/{name}" if product.upper() == "TICA" else f"{prefix}{name}"
 
 
 _tables: dict[str, tuple[Footprint, ...]] = {}

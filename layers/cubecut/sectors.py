@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from .cube.index import sector_name
 from .errors import CubecutWarning, InputError, NoCubeError, ObjectNotFoundError
 from .footprints import MAST_CUBES, TESS_ARCSEC_PER_PIXEL, footprint_url, load_footprints, mast_cube_url
 from .storage import Location, glob_objects, is_folder, list_objects
@@ -44,7 +45,7 @@ class SectorCube:
     @property
     def name(self) -> str:
         """TESScut's name of the cube, e.g. ``tess-s0001-4-2`` (``tica-...`` for TICA)."""
-        return f"{'tica' if self.product == 'TICA' else 'tess'}-s{self.sector:04d}-{self.camera}-{self.ccd}"
+        return sector_name(self.sector, self.camera, self.ccd, self.product)
 
 
 class NotACubeWarning(CubecutWarning):
