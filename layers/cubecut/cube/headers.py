@@ -30,8 +30,9 @@ from ..ffi import CAMERA_KEYS, SPOC, TICA, TIME_KEYS, FFIInfo
 from ..fitsio import hdu_bytes
 
 FILE_COLUMN = "FFI_FILE"
-#: Table-header keywords that belong to the table structure and are not overwritten.
-_STRUCTURAL = {"XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "TFIELDS"}
+#: Table-header keywords that belong to the table structure: not FFI keyword comments,
+#: and never overwritten.
+STRUCTURAL = {"XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "TFIELDS"}
 _COMMENTARY = {"COMMENT", "HISTORY", ""}
 _STOP_KEYS = {SPOC: ("DATE-END", "TSTOP"), "TICA": ("ENDTJD",)}
 _TEMPLATE_RULE = {SPOC: ("WCSAXES", 2), "TICA": ("NAXIS", 2)}
@@ -110,7 +111,7 @@ def table_hdu(ffis: list[FFIInfo]) -> fits.BinTableHDU:
     hdu = fits.BinTableHDU.from_columns(fits.ColDefs(columns))
     comments[FILE_COLUMN] = ""
     for key, comment in comments.items():
-        if key not in _STRUCTURAL:
+        if key not in STRUCTURAL:
             hdu.header[key] = comment
     return hdu
 

@@ -57,9 +57,6 @@ from .run import run_plan
 
 log = logging.getLogger(__name__)
 
-#: Table-header keywords that are table structure, not FFI keyword comments.
-_STRUCTURAL = {"XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "TFIELDS"}
-
 
 class RowHeader(dict[str, object]):
     """One row of a cube's FFI table seen as the FFI image header it came from.
@@ -124,7 +121,7 @@ def read_cube_table(source: ByteSource, index: CubeIndex) -> fits.BinTableHDU:
 def cube_frames(index: CubeIndex, table: fits.BinTableHDU) -> list[CubeFrame]:
     """The old cube's frames, described by their table rows, in the cube's (time) order."""
     names = [n for n in table.columns.names if n != headers.FILE_COLUMN]
-    comments = {k: str(table.header[k]) for k in names if k in table.header and k not in _STRUCTURAL}
+    comments = {k: str(table.header[k]) for k in names if k in table.header and k not in headers.STRUCTURAL}
     primary = index.primary()
     frames = []
     for position, row in enumerate(table.data):
