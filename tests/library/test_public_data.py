@@ -208,3 +208,16 @@ def test_server_that_ignores_ranges_and_read_only_urls_are_named_errors(local_cu
         with pytest.raises(TargetNotWritableError):
             ingest(sorted(str(p) for p in (sector / "ffis").glob("*.fits")), f"{server.url}/cubes/")
     assert Location.parse(f"{server.url}/a/b-cube.fits").url == f"{server.url}/a/b-cube.fits"
+
+
+def test_every_s3_call_of_an_anon_location_is_unsigned(public_cube, s3_endpoint, monkeypatch):
+    """Not only the cutout's reads: HEAD, whole GETs and listings of an ``anon`` location too,
+    though credentials are configured (conftest)."""
+    location = Location.parse(public_cube, anon=True)
+    with RecordingProxy(s3_endpoint) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        storage.reset_clients()
+        assert storage.head(location).size > 0
+        storage.get_bytes(location)
+        assert list(storage.list_objects(Location.parse(public_cube.rsplit("/", 1)[0] + "/", anon=True)))
+        assert len(proxy.signed) == 3 and not any(proxy.signed), proxy.signed

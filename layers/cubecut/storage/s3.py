@@ -178,7 +178,7 @@ class S3Backend(Backend):
 
     def head(self, location: Location) -> ObjectInfo:
         with s3_errors(location.url):
-            response = s3_client().head_object(Bucket=location.bucket, Key=location.key)
+            response = s3_client(location.anon).head_object(Bucket=location.bucket, Key=location.key)
         return ObjectInfo(response["ContentLength"], response.get("ETag"), dict(response.get("Metadata", {})))
 
     def delete(self, location: Location) -> None:
