@@ -143,7 +143,7 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
     from .cutout.geometry import parse_coordinates
     from .cutout.size import parse_size, size_label
     from .cutout.tpf import tpf_filename
-    from .fficut import cutout_images, output_location
+    from .fficut import cutout_images
 
     coord = parse_coordinates(coordinates)[0]
     cutouts = [c for per_file in cutout_images(files, coord, size, extension=extension, threads=threads,
@@ -157,7 +157,7 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
 
     def put(pixels: np.ndarray, prefix: str, **inputs: str) -> str:
         name = tpf_filename(prefix, coord.ra.deg, coord.dec.deg, *labels).removesuffix("fits") + fmt
-        target = output_location(output_dir, name)
+        target = Location.parse(output_dir).child(name)
         data = encode_image(pixels, fmt, metadata={**meta, **inputs})
         put_bytes(target, data, content_type=f"image/{FORMATS[fmt].lower()}")
         return target.url

@@ -18,7 +18,8 @@ from ..errors import CoordinateError, NotACubeError, OversizedCutoutWarning
 from ..concurrency import in_background
 from ..reads import concurrently
 from ..cube.index_cache import cached, invalidate, load_index
-from ..storage import Location, ObjectStreamWriter, ReadStats, StaleObjectError, Where, output_folder, put_bytes
+from ..storage import (Location, ObjectStreamWriter, RangeSource, ReadStats, StaleObjectError, Where, output_folder,
+                       put_bytes)
 from .geometry import Box, CoordInput, parse_coordinates
 from .pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
 from .reader import Threads, open_cube
@@ -111,9 +112,6 @@ class _BufferReader(io.RawIOBase):
         self._position = max(0, base + offset)
         return self._position
 
-    def tell(self) -> int:
-        return self._position
-
 
 def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, *,
            threads: Threads = "auto", output_dir: str | os.PathLike[str] | None = None,
@@ -162,14 +160,12 @@ def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInpu
     The fast path: the bytes are built in their final layout (:func:`.tpf.tpf_bytes`),
     so nothing is converted or copied again to store, zip or send them.
     """
-    def cut(location: Location, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
-            labels: tuple[str, str]) -> list[TPFFile]:
-        files = start_tpfs(open_cube(location, index, stats), index, boxes, coords, threads)()
+    def cut(source: RangeSource, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
+            names: list[str]) -> list[TPFFile]:
         tpfs = []
-        for coord, box, data in zip(coords, boxes, files):
+        for name, box, data in zip(names, boxes, start_tpfs(source, index, boxes, coords, threads)()):
             if isinstance(data, Exception):
                 raise data
-            name = tpf_filename(location.name, coord.ra.deg, coord.dec.deg, *labels)
             tpfs.append(TPFFile(name, data, box.nx, box.ny, index.nt))
         return tpfs
 
@@ -184,28 +180,27 @@ def cutout_stream(cube: str | os.PathLike[str] | Location, coordinate: CoordInpu
     :func:`.tpf_stream.read_planes`) and the file is written, byte for byte the one
     :func:`cutout_files` gives, by :meth:`TPFStream.write_to` (a 100x100 cutout of an
     11,700-frame cube: a 0.94 GB box for a 2.3 GB file). ``coordinate`` must be one position."""
-    def cut(location: Location, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
-            labels: tuple[str, str]) -> TPFStream:
+    def cut(source: RangeSource, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
+            names: list[str]) -> TPFStream:
         if len(coords) != 1:
             raise CoordinateError(f"a streamed cutout is of one position, got {len(coords)}")
-        (coord,), (box,) = coords, boxes
-        planes = read_planes(open_cube(location, index, stats), index, box)
-        name = tpf_filename(location.name, coord.ra.deg, coord.dec.deg, *labels)
-        return TPFStream(name, StreamedTPF(index, box, planes, coord), box.nx, box.ny, index.nt)
+        (coord,), (box,), (name,) = coords, boxes, names
+        tpf = StreamedTPF(index, box, read_planes(source, index, box), coord)
+        return TPFStream(name, tpf, box.nx, box.ny, index.nt)
 
     return _on_cube(cube, coordinate, size, cut, product=product, stats=stats, anon=anon)
 
 
-#: What a cutout does once its cube's index is loaded and its boxes are known.
-Cut = Callable[[Location, CubeIndex, list[SkyCoord], list[Box], tuple[str, str]], T]
+#: What a cutout does once its cube's index is loaded and its boxes are known: ``cut(the cube
+#: opened for pixel reads, index, coords, boxes, the TPFs' file names)``.
+Cut = Callable[[RangeSource, CubeIndex, list[SkyCoord], list[Box], list[str]], T]
 
 
 def _on_cube(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, cut: Cut[T], *,
              product: str | None, stats: ReadStats | None, anon: bool | None) -> T:
-    """``cut(location, index, coords, boxes, size labels)`` on the cube, once its index is
-    loaded (and the input parsed, while the index's GET is on its way when it is not
-    cached) and every target's box found; run once more on a reloaded index if the cube
-    was replaced since its index was cached."""
+    """``cut`` on the cube, once its index is loaded (and the input parsed, while the
+    index's GET is on its way when it is not cached) and every target's box found; run
+    once more on a reloaded index if the cube was replaced since its index was cached."""
     location = Location.of(cube)
     if anon is not None:
         location = dataclasses.replace(location, anon=anon)
@@ -223,17 +218,23 @@ def _on_cube(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, s
             parsing()  # bad input is reported first, as when it is parsed before any read
             raise
         coords, labels = parsing()
+    names = [tpf_filename(location.name, coord.ra.deg, coord.dec.deg, *labels) for coord in coords]
+
+    def cut_on(index: CubeIndex) -> T:
+        boxes = _boxes(location, index, coords, size, product)
+        return cut(open_cube(location, index, stats), index, coords, boxes, names)
+
     try:
-        return cut(location, index, coords, _boxes(location, index, coords, size, product), labels)
+        return cut_on(index)
     except StaleObjectError:  # the cube was replaced since its index was cached: reload once
         invalidate(location)
-        index = load_index(location, stats, refresh=True)
-        return cut(location, index, coords, _boxes(location, index, coords, size, product), labels)
+        return cut_on(load_index(location, stats, refresh=True))
 
 
 def _boxes(location: Location, index: CubeIndex, coords: list[SkyCoord], size: SizeInput,
            product: str | None) -> list[Box]:
-    """Each target's box on the cube; the first target's error if one has none."""
+    """Each target's box on the cube; the first target's error if one has none. An
+    OversizedCutoutWarning for the first box larger than the cube's image along an axis."""
     if product is not None and product.upper() != index.product:
         raise NotACubeError(f"{location.url} is a {index.product} cube, not {product.upper()}")
     boxes = []
@@ -241,12 +242,6 @@ def _boxes(location: Location, index: CubeIndex, coords: list[SkyCoord], size: S
         if isinstance(box, Exception):
             raise box
         boxes.append(box)
-    _warn_oversized(location, index, boxes)
-    return boxes
-
-
-def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
-    """An OversizedCutoutWarning for the first box larger than the cube's image along an axis."""
     for box in boxes:
         if box.nx > index.ncols or box.ny > index.nrows:
             part = box.overlap(index.ncols, index.nrows)
@@ -256,7 +251,8 @@ def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
                 f"{1 - on_image / (box.nx * box.ny):.0%} of its pixels are off the image (NaN) and its TPF holds "
                 f"about {index.nt * box.nx * box.ny * TPF_BYTES_PER_PIXEL / 1e6:.0f} MB of pixels; a size of at "
                 f"most {index.ncols}x{index.nrows} stays on the image", OversizedCutoutWarning, stacklevel=4)
-            return
+            break
+    return boxes
 
 
 def _write_all(files: list[TPFFile], output_dir: str | os.PathLike[str], threads: Threads) -> list[str]:

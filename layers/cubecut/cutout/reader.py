@@ -27,11 +27,6 @@ from ..reads import Threads, concurrently, read_range, started
 from ..storage import Location, RangeSource, ReadStats, open_pinned
 from .geometry import Box
 
-__all__ = ["Threads", "Span", "Chunks", "open_cube", "read_box", "read_boxes", "read_chunks", "start_chunks",
-           "fill_box", "fill_off_image", "fill_row",
-           "merged_spans", "span_bytes", "read_elements"]
-
-
 def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> RangeSource:
     """The cube for pixel reads, pinned to the version ``index`` describes
     (:func:`cubecut.storage.open_pinned`): StaleObjectError if its size or ETag no longer

@@ -88,7 +88,7 @@ class TPFDraft:
 
     def __init__(self, layout: TPFLayout, buffer: bytearray, table: np.ndarray, when: str) -> None:
         self._layout, self._index, self._box = layout, layout.index, layout.box
-        self._buffer, self._table, self._when = buffer, table, when
+        self._buffer, self._when = buffer, when
         #: The FLUX and FLUX_ERR columns, ``(nt, ny, nx)`` big-endian float32 views into the file.
         self.pixels: tuple[np.ndarray, np.ndarray] = (table["FLUX"], table["FLUX_ERR"])
         #: Sums of the big-endian words of the FLUX/FLUX_ERR values written so far (appended
@@ -123,7 +123,8 @@ class TPFDraft:
         layout, datasum = self._layout, None
         if layout.sums_by_parts:  # else write_hdu sums the whole table
             # Pixels the caller wrote are summed from the table.
-            words = sum(self._words) if fill is None else int(pixel_values(self._table).sum(dtype=np.uint64))
+            words = (sum(self._words) if fill is None
+                     else sum(int(a.view(">u4").sum(dtype=np.uint64)) for a in self.pixels))
             datasum = layout.table_datasum(words)
         layout.write_hdu(self._buffer, 1, layout.offsets[1], self._when, datasum)
         return self._buffer
@@ -161,12 +162,15 @@ class TPFLayout:
             table[name] = column[start:start + len(table)]
         table["RAW_CNTS"] = -1
 
-    def fill_aperture(self, aperture: np.ndarray) -> None:
-        """Write the APERTURE image (``(ny, nx)``, zeros): 1 on the image, 0 off it."""
+    def write_aperture(self, buf: bytearray, offset: int, when: str) -> None:
+        """Write the APERTURE HDU into ``buf`` (zeros) at ``offset``: its image, 1 on the
+        image and 0 off it, and its header (:meth:`write_hdu`)."""
         box, index = self.box, self.index
         part = box.overlap(index.ncols, index.nrows)
         if part is not None:
+            aperture = np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf, offset=offset + self.header_bytes[2])
             aperture[part.y0 - box.y0:part.y1 - box.y0, part.x0 - box.x0:part.x1 - box.x0] = 1
+        self.write_hdu(buf, 2, offset, when)
 
     def write_hdu(self, buf: bytearray, number: int, offset: int, when: str, datasum: int | None = None) -> None:
         """Write HDU ``number``'s header (with CHECKSUM and DATASUM) into ``buf`` at
@@ -219,19 +223,8 @@ def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | N
     table = np.ndarray((index.nt,), dtype=layout.rows, buffer=buf,
                        offset=layout.offsets[1] + layout.header_bytes[1])
     layout.fill_constant_columns(table)
-    layout.fill_aperture(np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf,
-                                    offset=layout.offsets[2] + layout.header_bytes[2]))
     when = timestamp or fitswrite.checksum_timestamp()
-    for number in (0, 2):  # the PIXELS HDU is written by finish, once its pixels are in
-        layout.write_hdu(buf, number, layout.offsets[number], when)
+    layout.write_hdu(buf, 0, 0, when)  # the PIXELS HDU is written by finish, once its pixels are in
+    layout.write_aperture(buf, layout.offsets[2], when)
     return TPFDraft(layout, buf, table, when)
 
-
-def pixel_values(table: np.ndarray) -> np.ndarray:
-    """The FLUX and FLUX_ERR values of the PIXELS rows ``table``, as big-endian 32-bit
-    words, ``(rows, 2 * npix)`` (a view: FLUX_ERR follows FLUX in a row)."""
-    fields = table.dtype.fields
-    assert fields is not None  # a structured row type
-    flux, npix = fields["FLUX"], int(np.prod(fields["FLUX"][0].shape))
-    return np.ndarray((len(table), 2 * npix), dtype=">u4", buffer=table, offset=flux[1],
-                      strides=(table.dtype.itemsize, 4))

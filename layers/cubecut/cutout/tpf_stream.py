@@ -142,9 +142,6 @@ class StreamedTPF:
             yield memoryview(bytes(padded(layout.data_bytes[1]) - layout.data_bytes[1]))
 
     def _aperture(self) -> memoryview:
-        layout = self.layout
-        buf = bytearray(layout.offsets[3] - layout.offsets[2])
-        box = layout.box
-        layout.fill_aperture(np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf, offset=layout.header_bytes[2]))
-        layout.write_hdu(buf, 2, 0, self._when)
+        buf = bytearray(self.layout.offsets[3] - self.layout.offsets[2])
+        self.layout.write_aperture(buf, 0, self._when)
         return memoryview(buf)

@@ -12,8 +12,7 @@ from astropy.io import fits
 
 from ..errors import FFIError, InputError
 from ..fitsio import open_fits
-from .hdus import image_wcs
-from .output import cutout_primary
+from .cut import cutout_primary, image_wcs
 
 #: Largest pixel offset between inputs that ``combine_cutouts`` accepts as "aligned".
 MAX_ALIGN_OFFSET = 0.5
@@ -86,7 +85,9 @@ def combine_cutouts(cutouts: Sequence[fits.HDUList | str], *, method: Literal["m
         _check_aligned(hdus, ext, max_offset)
         stack = np.stack([np.asarray(h.data, dtype=np.float64) for h in hdus])
         if method == "median":
-            image = _nanmedian(stack)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="All-NaN slice encountered")
+                image = np.nanmedian(stack, axis=0)
         elif ext == error_extension:
             image = _weighted_mean(stack, w, errors=True)
         else:
@@ -139,12 +140,6 @@ def _weighted_mean(stack: np.ndarray, weights: list[np.ndarray], *, errors: bool
     with np.errstate(invalid="ignore", divide="ignore"):
         summed = np.sqrt((w ** 2 * values ** 2).sum(axis=0)) if errors else (w * values).sum(axis=0)
         return np.where(total > 0, summed / total, np.nan)
-
-
-def _nanmedian(stack: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="All-NaN slice encountered")
-        return np.nanmedian(stack, axis=0)
 
 
 def _shared_header(headers: list[fits.Header]) -> fits.Header:
