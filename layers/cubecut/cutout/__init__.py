@@ -4,7 +4,7 @@
 FITS bytes); the modules are usable alone: :mod:`cubecut.cube.index_cache` (``load_index``), ``geometry``
 (``cutout_box``, ``fit_linear_wcs``), ``reader`` (the cube pixel reader of every cutout
 kind: ``open_cube``, ``read_box``, ``read_boxes``, ``read_chunks``, ``read_elements``),
-``tpf`` (the fast writer: ``tpf_bytes``, ``build_tpf``, ``tpf_filename``), ``tpf_reference``
+``tpf`` (the fast writers: ``tpf_bytes``, ``build_tpf``, ``tpf_filename``, ``StreamedTPF``), ``tpf_reference``
 (what a TPF holds, and the reference writer ``reference_tpf``) and ``tpf_template`` (the
 fast writer's per-cube header template).
 

@@ -1,6 +1,6 @@
 """Cutouts end to end: index -> :mod:`.pipeline` (boxes -> spans -> reads -> drafts -> TPF files) -> HDULists
 or written files; or, for TPFs too big to hold (:func:`cutout_stream`), index -> box -> pixels in memory ->
-a file written as it is built (:mod:`.tpf_stream`)."""
+a file written as it is built (:class:`.tpf.StreamedTPF`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +24,7 @@ from .geometry import Box, CoordInput, parse_coordinates
 from .pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
 from .reader import Threads, open_cube
 from .size import SizeInput, parse_size, size_label
-from .tpf import tpf_filename
-from .tpf_stream import Sink, StreamedTPF, read_planes
+from .tpf import Sink, StreamedTPF, read_planes, tpf_filename
 
 
 T = TypeVar("T")
@@ -63,7 +62,7 @@ class TPFFile:
 @dataclass(frozen=True, eq=False)
 class TPFStream:
     """One cutout's target pixel file, its pixels read and its bytes not yet written:
-    :meth:`write_to` writes the file (:class:`.tpf_stream.StreamedTPF`) to any binary file
+    :meth:`write_to` writes the file (:class:`.tpf.StreamedTPF`) to any binary file
     object, e.g. an :class:`~cubecut.storage.ObjectStreamWriter` or a zip member. Fields,
     :attr:`size` (the file's bytes) and :meth:`store` as :class:`TPFFile`'s."""
 
@@ -177,7 +176,7 @@ def cutout_stream(cube: str | os.PathLike[str] | Location, coordinate: CoordInpu
                   anon: bool | None = None) -> TPFStream:
     """One target's TPF (arguments and errors as :func:`cutout`'s), for files too big to
     hold whole: the box's pixels are read into memory (8 bytes per pixel-frame,
-    :func:`.tpf_stream.read_planes`) and the file is written, byte for byte the one
+    :func:`.tpf.read_planes`) and the file is written, byte for byte the one
     :func:`cutout_files` gives, by :meth:`TPFStream.write_to` (a 100x100 cutout of an
     11,700-frame cube: a 0.94 GB box for a 2.3 GB file). ``coordinate`` must be one position."""
     def cut(source: RangeSource, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
