@@ -264,23 +264,13 @@ def read_planes(source: RangeSource, index: CubeIndex, box: Box) -> np.ndarray:
     stores them; NaN off the image, error 0 for a 1-plane (TICA) cube. One range read per
     image row of the box, at most :data:`READ_BYTES_IN_FLIGHT` of them at once."""
     planes = np.empty((box.ny, box.nx, index.nt, 2), dtype=">f4")
-    part = box.overlap(index.ncols, index.nrows)
-    if part != box:
-        planes[...] = np.nan
+    flux, flux_err = (planes[..., plane].transpose(2, 0, 1) for plane in (0, 1))  # (nt, ny, nx) views
+    part = fill_off_image(index, box, flux, flux_err)
     if part is None:
         return planes
-    cols = slice(part.x0 - box.x0, part.x1 - box.x0)
-
-    def arrived(span: Span, chunk: np.ndarray) -> None:
-        values = chunk[part.x0 - span.x0:part.x1 - span.x0]  # (columns, nt, nplanes)
-        row = planes[span.y - box.y0, cols]
-        row[..., :index.nplanes] = values
-        if index.nplanes == 1:
-            row[..., 1] = 0.0
-
     start, stop = span_bytes(index, Span(part.y0, part.x0, part.x1))
     threads = max(1, READ_BYTES_IN_FLIGHT // (stop - start))
-    start_chunks(source, index, [box], threads, arrived)()
+    start_chunks(source, index, [box], threads, lambda span, chunk: fill_row(index, box, span, chunk, flux, flux_err))()
     return planes
 
 
