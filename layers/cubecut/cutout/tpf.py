@@ -13,14 +13,11 @@ owns the file's checksum arithmetic (:mod:`.pipeline` fills drafts row by row).
 Streamed TPFs are never whole in memory. A TPF is ~20 bytes per pixel-frame (RAW_CNTS and
 four float32 image columns), the cube box it is cut from 8 (flux and error): a 100x100
 cutout of a 200-second sector (11,700 frames) is a 2.3 GB file from a 0.94 GB box.
-:func:`read_planes` reads the box into memory as the cube stores it (big-endian, per pixel
-all frames, flux and error), a few rows in flight at once (:data:`READ_BYTES_IN_FLIGHT`).
-:class:`StreamedTPF` then writes the file front to back: the FITS checksum of the PIXELS
-table is known before any row is written (the sum of the box's words plus the cube-wide
-columns' sums, :meth:`TPFLayout.table_datasum`), so the headers go first, then the table
-in chunks of frames (:data:`CHUNK_BYTES`, laid out from the template and the box), then
-APERTURE. The bytes are exactly :func:`tpf_bytes`'s for the same cutout and timestamp.
-Memory: the box (8 bytes per pixel-frame) and one chunk.
+:class:`StreamedTPF` writes the file front to back from the box in memory
+(:func:`read_planes`): the FITS checksum of the PIXELS table is known before any row is
+written (the sum of the box's words plus the cube-wide columns' sums,
+:meth:`TPFLayout.table_datasum`), so the headers go first, then the table in chunks of
+frames (:data:`CHUNK_BYTES`), then APERTURE. Memory: the box and one chunk.
 """
 from __future__ import annotations
 

@@ -79,7 +79,9 @@ def combine_cutouts(cutouts: Sequence[fits.HDUList | str], *, method: Literal["m
     else:
         w = [np.nan_to_num(np.asarray(weights(h), dtype=np.float64), nan=0.0, posinf=0.0).clip(min=0)
              for h in hdulists]
-    out = [cutout_primary(_centre(hdulists[0]))]
+    first = hdulists[0][0].header
+    out = [cutout_primary(SkyCoord(first["RA_OBJ"], first["DEC_OBJ"], unit="deg")
+                          if "RA_OBJ" in first and "DEC_OBJ" in first else None)]
     for ext in range(1, len(hdulists[0])):
         hdus = [h[ext] for h in hdulists]
         _check_aligned(hdus, ext, max_offset)
@@ -98,13 +100,6 @@ def combine_cutouts(cutouts: Sequence[fits.HDUList | str], *, method: Literal["m
                               "how the cutouts were combined")
         out.append(fits.ImageHDU(data=image.astype(hdus[0].data.dtype.newbyteorder("=")), header=header))
     return fits.HDUList(out)
-
-
-def _centre(hdulist: fits.HDUList) -> SkyCoord | None:
-    header = hdulist[0].header
-    if "RA_OBJ" in header and "DEC_OBJ" in header:
-        return SkyCoord(header["RA_OBJ"], header["DEC_OBJ"], unit="deg")
-    return None
 
 
 def _check_aligned(hdus: list, ext: int, max_offset: float) -> None:
