@@ -238,6 +238,6 @@ def test_the_stream_overhead_covers_what_a_stream_holds_besides_its_box():
 def test_the_service_counts_the_tpf_bytes_the_writer_lays_out():
     """The service keeps its own copy of the TPF's bytes per pixel-frame (importing the
     pipeline would load astropy at the API's import): it must be the pipeline's."""
-    from cubecut.cutout.pipeline import TPF_BYTES_PER_PIXEL
+    from cubecut.cutout.engine import TPF_BYTES_PER_PIXEL
 
     assert service_module.TPF_BYTES_PER_PIXEL_FRAME == TPF_BYTES_PER_PIXEL

@@ -8,7 +8,7 @@ every cutout of a cube shares come from the cube's template (:mod:`.tpf_template
 the target's cards (position, box size, WCS) are rendered per cutout, the pixels are
 written big-endian into their final place, and the checksums are vectorised
 (:mod:`cubecut.fitswrite`). :class:`TPFDraft` is the file laid out but for its pixels; it
-owns the file's checksum arithmetic (:mod:`.pipeline` fills drafts row by row).
+owns the file's checksum arithmetic (:func:`.engine.start_tpfs` fills drafts row by row).
 
 Streamed TPFs are never whole in memory. A TPF is ~20 bytes per pixel-frame (RAW_CNTS and
 four float32 image columns), the cube box it is cut from 8 (flux and error): a 100x100

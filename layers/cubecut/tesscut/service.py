@@ -81,7 +81,7 @@ STREAM_OVERHEAD_BYTES = 128 * 2**20
 #: alone takes most of the API's 29 s (benchmarks/results/memory.json).
 STREAM_ABOVE_BYTES = 64 * 2**20
 #: Bytes per pixel-frame of a TPF file: RAW_CNTS (int32) and four float32 image columns
-#: (cubecut.cutout.pipeline's TPF_BYTES_PER_PIXEL, not imported: it loads astropy).
+#: (cubecut.cutout.engine's TPF_BYTES_PER_PIXEL, not imported: it loads astropy).
 TPF_BYTES_PER_PIXEL_FRAME = 20
 #: Seconds a client is told to wait when the service is busy.
 RETRY_AFTER_S = 2
