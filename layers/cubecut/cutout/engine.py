@@ -162,7 +162,14 @@ def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, siz
     files = cutout_files(cube, coordinates, size, threads=threads, product=product, stats=stats, anon=anon)
     if output_dir is None:
         return [file.hdulist() for file in files]
-    return _write_all(files, output_dir, threads)
+    folder = Location.parse(output_dir)
+
+    def write(file: TPFFile) -> str:
+        target = folder.child(file.name)
+        file.store(target)
+        return target.url
+
+    return concurrently(write, files, threads)
 
 
 def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, *,
@@ -204,16 +211,13 @@ def cutout_stream(cube: str | os.PathLike[str] | Location, coordinate: CoordInpu
     return _on_cube(cube, coordinate, size, cut, product=product, stats=stats, anon=anon)
 
 
-#: What a cutout does once its cube's index is loaded and its boxes are known: ``cut(the cube
-#: opened for pixel reads, index, coords, boxes, the TPFs' file names)``.
-Cut = Callable[[RangeSource, CubeIndex, list[SkyCoord], list[Box], list[str]], T]
-
-
-def _on_cube(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, cut: Cut[T], *,
+def _on_cube(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput,
+             cut: Callable[[RangeSource, CubeIndex, list[SkyCoord], list[Box], list[str]], T], *,
              product: str | None, stats: ReadStats | None, anon: bool | None) -> T:
-    """``cut`` on the cube, once its index is loaded (and the input parsed, while the
-    index's GET is on its way when it is not cached) and every target's box found; run
-    once more on a reloaded index if the cube was replaced since its index was cached."""
+    """``cut(the cube opened for pixel reads, index, coords, boxes, the TPFs' file names)``,
+    once the cube's index is loaded (and the input parsed, while the index's GET is on its
+    way when it is not cached) and every target's box found; run once more on a reloaded
+    index if the cube was replaced since its index was cached."""
     location = Location.of(cube)
     if anon is not None:
         location = dataclasses.replace(location, anon=anon)
@@ -266,17 +270,6 @@ def _boxes(location: Location, index: CubeIndex, coords: list[SkyCoord], size: S
                 f"most {index.ncols}x{index.nrows} stays on the image", OversizedCutoutWarning, stacklevel=4)
             break
     return boxes
-
-
-def _write_all(files: list[TPFFile], output_dir: str | os.PathLike[str], threads: Threads) -> list[str]:
-    folder = Location.parse(output_dir)
-
-    def write(file: TPFFile) -> str:
-        target = folder.child(file.name)
-        file.store(target)
-        return target.url
-
-    return concurrently(write, files, threads)
 
 
 def target_boxes(index: CubeIndex, coords: Sequence[SkyCoord], sizes: Sequence[SizeInput],

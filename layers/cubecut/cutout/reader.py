@@ -9,10 +9,8 @@ cube opened by :func:`open_cube` (on S3 obstore's ranged GETs, each with ``If-Ma
 the indexed ETag). Several boxes on one cube share their reads: per row, overlapping or
 touching column spans are merged so that no byte is fetched twice.
 
-This is the cube pixel reader of every cutout kind: single targets (:mod:`.engine`), bulk
-runs (:mod:`cubecut.bulk.worker`, over its span cache) and moving targets
-(:mod:`cubecut.moving.reader`, which plans its own ranges and reads them with
-:func:`read_elements`).
+This is the cube pixel reader of every cutout kind (moving targets plan their own ranges
+and read them with :func:`read_elements`).
 """
 from __future__ import annotations
 

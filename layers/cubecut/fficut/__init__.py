@@ -12,10 +12,6 @@ equal those of the cube cutout. Pixel coordinates are 0-based; CRPIX and the
 ``CRVAL1P``/``CRVAL2P`` keywords are 1-based (FITS). Sizes are ``(x, y)`` = (columns,
 rows) as in :func:`cubecut.cutout.parse_size`.
 
-The modules: ``cut`` (image HDUs from headers, the cutouts, ``fits_cut`` and the files
-astrocut writes), ``combine`` (``combine_cutouts``). Pixels are read by
-:func:`cubecut.ffi_rows.read_pixels`, the FFI row reader ingest uses too.
-
 Deliberate differences from astrocut: the header reads and pixel reads are byte ranges
 (astrocut opens whole files through fsspec), ``combine_cutouts`` checks that the inputs
 line up (same shape, same sky to ``max_offset`` pixels) instead of silently combining
