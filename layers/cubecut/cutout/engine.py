@@ -34,7 +34,7 @@ from ..storage import (Location, ObjectStreamWriter, RangeSource, ReadStats, Sta
 from .geometry import Box, CoordInput, cutout_box, ffi_wcs, parse_coordinates
 from .reader import Span, Threads, open_cube, start_chunks
 from .size import SizeInput, parse_size, size_label
-from .tpf import Sink, StreamedTPF, TPFDraft, read_planes, tpf_draft, tpf_filename
+from .tpf import StreamedTPF, TPFDraft, read_planes, tpf_draft, tpf_filename
 
 
 T = TypeVar("T")
@@ -73,26 +73,15 @@ class TPFFile:
         put_bytes(url, self.data, "application/fits")
 
 
-@dataclass(frozen=True, eq=False)
-class TPFStream:
+class TPFStream(StreamedTPF):
     """One cutout's target pixel file, its pixels read and its bytes not yet written:
-    :meth:`write_to` writes the file (:class:`.tpf.StreamedTPF`) to any binary file
-    object, e.g. an :class:`~cubecut.storage.ObjectStreamWriter` or a zip member. Fields,
-    :attr:`size` (the file's bytes) and :meth:`store` as :class:`TPFFile`'s."""
+    :meth:`write_to` writes the file to any binary file object, e.g. an
+    :class:`~cubecut.storage.ObjectStreamWriter` or a zip member. ``name``, ``nx``, ``ny``,
+    ``nt``, :attr:`size` (the file's bytes) and :meth:`store` as :class:`TPFFile`'s."""
 
-    name: str
-    tpf: StreamedTPF
-    nx: int
-    ny: int
-    nt: int
-
-    @property
-    def size(self) -> int:
-        return self.tpf.size
-
-    def write_to(self, out: Sink) -> int:
-        """Write the file to ``out``; returns its bytes."""
-        return self.tpf.write_to(out)
+    def __init__(self, name: str, index: CubeIndex, box: Box, planes: np.ndarray, coord: SkyCoord) -> None:
+        super().__init__(index, box, planes, coord)
+        self.name, self.nx, self.ny, self.nt = name, box.nx, box.ny, index.nt
 
     def store(self, url: Where) -> None:
         """Write the file as the object or local file at ``url`` as it is built
@@ -205,8 +194,7 @@ def cutout_stream(cube: str | os.PathLike[str] | Location, coordinate: CoordInpu
         if len(coords) != 1:
             raise CoordinateError(f"a streamed cutout is of one position, got {len(coords)}")
         (coord,), (box,), (name,) = coords, boxes, names
-        tpf = StreamedTPF(index, box, read_planes(source, index, box), coord)
-        return TPFStream(name, tpf, box.nx, box.ny, index.nt)
+        return TPFStream(name, index, box, read_planes(source, index, box), coord)
 
     return _on_cube(cube, coordinate, size, cut, product=product, stats=stats, anon=anon)
 

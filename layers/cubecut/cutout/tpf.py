@@ -272,15 +272,10 @@ def read_planes(source: RangeSource, index: CubeIndex, box: Box) -> np.ndarray:
 
 
 class StreamedTPF:
-    """The TPF of one cutout whose pixels are in memory as :func:`read_planes` gives them,
-    written front to back by :meth:`write_to` (the file of :func:`tpf_bytes` for the
-    same cutout and ``timestamp``; default: now, as astropy writes it).
-
-    Args:
-        index: the cube's index.
-        box: the cutout box (0-based FFI pixels; may extend off the image).
-        planes: the box's pixels, ``(ny, nx, nt, 2)`` big-endian float32 (:func:`read_planes`).
-        coord: the requested target position (written as RA_OBJ/DEC_OBJ).
+    """The TPF of one cutout whose pixels are in memory as :func:`read_planes` gives them
+    (``planes``, ``(ny, nx, nt, 2)`` big-endian float32; the other arguments as
+    :func:`build_tpf`'s), written front to back by :meth:`write_to`: the file of
+    :func:`tpf_bytes` for the same cutout and ``timestamp`` (default: now, as astropy writes it).
     """
 
     def __init__(self, index: CubeIndex, box: Box, planes: np.ndarray, coord: SkyCoord, *,
