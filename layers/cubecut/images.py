@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import pathlib
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Literal, Sequence
@@ -143,7 +144,7 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
     from .cutout.geometry import parse_coordinates
     from .cutout.size import parse_size, size_label
     from .cutout.tpf import tpf_filename
-    from .fficut import cutout_images, output_location
+    from .fficut import cutout_images
 
     coord = parse_coordinates(coordinates)[0]
     cutouts = [c for per_file in cutout_images(files, coord, size, extension=extension, threads=threads,
@@ -157,7 +158,7 @@ def img_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, s
 
     def put(pixels: np.ndarray, prefix: str, **inputs: str) -> str:
         name = tpf_filename(prefix, coord.ra.deg, coord.dec.deg, *labels).removesuffix("fits") + fmt
-        target = output_location(output_dir, name)
+        target = Location.parse(output_dir).child(name)
         data = encode_image(pixels, fmt, metadata={**meta, **inputs})
         put_bytes(target, data, content_type=f"image/{FORMATS[fmt].lower()}")
         return target.url
@@ -254,15 +255,11 @@ def quicklook_png(tpf_hdulist: fits.HDUList, path: str | os.PathLike[str] | Bina
         raise ImageError(f"frame must be 'first' or 'median', got {frame!r}")
     curve = aperture_light_curve(tpf_hdulist, radius)
     picture = _Quicklook(_title(tpf_hdulist), label).render(normalize(image, stretch, DEFAULT_PERCENT), curve)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    data = buffer.getvalue()
-    if path is not None:
-        if hasattr(path, "write"):
-            path.write(data)
-        else:
-            with open(path, "wb") as handle:
-                handle.write(data)
+    data = encode_image(picture, "png", flip=False)
+    if isinstance(path, (str, os.PathLike)):
+        pathlib.Path(path).write_bytes(data)
+    elif path is not None:
+        path.write(data)
     return data
 
 
@@ -293,7 +290,8 @@ class _Quicklook:
         self.font = ImageFont.load_default(size=13)
         self.big = ImageFont.load_default(size=16)
 
-    def render(self, pixels: np.ndarray, curve: LightCurve) -> Image.Image:
+    def render(self, pixels: np.ndarray, curve: LightCurve) -> np.ndarray:
+        """The picture, ``(HEIGHT, WIDTH, 3)`` uint8 RGB, row 0 at the top."""
         from PIL import Image, ImageDraw
 
         canvas = Image.new("RGB", (self.WIDTH, self.HEIGHT), "white")
@@ -301,7 +299,7 @@ class _Quicklook:
         draw.text((self.MARGIN, 10), self.title, fill=self.INK, font=self.big)
         self._frame(canvas, draw, pixels, curve.aperture)
         self._curve(draw, curve)
-        return canvas
+        return np.asarray(canvas)
 
     def _frame(self, canvas: Image.Image, draw: ImageDraw.ImageDraw, pixels: np.ndarray,
                aperture: np.ndarray) -> None:

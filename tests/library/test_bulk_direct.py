@@ -275,7 +275,7 @@ def test_a_tile_is_cut_in_batches_of_at_most_batch_bytes_of_tpf_pixels(monkeypat
     single TPF is a batch of its own); every cuttable placement is in one batch, in order,
     and batches never mix tiles."""
     from cubecut.cutout.geometry import Box
-    from cubecut.cutout.pipeline import TPF_BYTES_PER_PIXEL
+    from cubecut.cutout.engine import TPF_BYTES_PER_PIXEL
     from cubecut.errors import OutsideCubeError
 
     nt, limit = 100, 3 * 11 * 11 * 100 * TPF_BYTES_PER_PIXEL  # three 11x11 TPFs of 100 frames

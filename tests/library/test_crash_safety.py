@@ -25,7 +25,7 @@ import yaml
 
 from cubecut import storage
 from cubecut.cutout import clear_cache, cutout, load_index
-from cubecut.cutout import pipeline as cutout_pipeline
+from cubecut.cutout import engine as cutout_engine
 from cubecut.errors import FFIError, StorageError
 from cubecut.ingest import run as ingest_run
 from cubecut.ingest.janitor import parse_age, sweep
@@ -331,7 +331,7 @@ def test_a_cube_replaced_between_index_and_row_reads_is_reloaded(two_cubes, buck
                   Body=json.dumps({**json.loads(two_cubes["A-sidecar"]),
                                    "cube_etag": s3.head_object(Bucket=bucket, Key=CUBE_KEY)["ETag"]}).encode())
     assert load_index(url).nt == 24
-    real, swaps, stale = cutout_pipeline.start_chunks, [], []
+    real, swaps, stale = cutout_engine.start_chunks, [], []
 
     def swap_then_read(source, index, boxes, threads, arrived):
         if not swaps:
@@ -347,7 +347,7 @@ def test_a_cube_replaced_between_index_and_row_reads_is_reloaded(two_cubes, buck
 
         return wait
 
-    monkeypatch.setattr(cutout_pipeline, "start_chunks", swap_then_read)
+    monkeypatch.setattr(cutout_engine, "start_chunks", swap_then_read)
     ra, dec = two_cubes["coords"][0]
     flux = cutout(url, f"{ra} {dec}", CUT)[0][1].data["FLUX"]
     assert len(stale) == 1 and _which(flux, two_cubes, 0) == "B"

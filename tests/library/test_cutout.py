@@ -23,7 +23,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from cubecut.cube.index import CubeIndex
-from cubecut.cutout import pipeline, reader
+from cubecut.cutout import engine, reader
 from cubecut.cutout import (MAX_CUTOUT_PIXELS, Box, clear_cache, cutout, cutout_box, ffi_wcs, load_index,
                             read_box, read_boxes, tpf_filename)
 from cubecut.cutout.geometry import cutout_wcs
@@ -383,7 +383,7 @@ def test_rows_are_released_once_copied_whichever_comes_first(cube: Path, index: 
     # instead of silently testing the other order on a loaded machine.
     drafted, all_read, lock = threading.Event(), threading.Event(), threading.Lock()
     waits: list[bool] = []
-    real_range, real_draft, real_finish = reader.read_range, pipeline.tpf_draft, pipeline._Assembly.finish
+    real_range, real_draft, real_finish = reader.read_range, engine.tpf_draft, engine._Assembly.finish
 
     def read_range(*args, **kwargs):
         if first == "drafts":
@@ -408,8 +408,8 @@ def test_rows_are_released_once_copied_whichever_comes_first(cube: Path, index: 
         return real_finish(self, i)
 
     monkeypatch.setattr(reader, "read_range", read_range)
-    monkeypatch.setattr(pipeline, "tpf_draft", tpf_draft)
-    monkeypatch.setattr(pipeline._Assembly, "finish", finish)
+    monkeypatch.setattr(engine, "tpf_draft", tpf_draft)
+    monkeypatch.setattr(engine._Assembly, "finish", finish)
     clear_cache()
     load_index(cube)
     got = cutout(cube, coords, 10, threads=8)

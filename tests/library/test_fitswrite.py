@@ -102,16 +102,16 @@ def test_one_call_for_many_boxes_writes_each_file_as_astropy(cubes, monkeypatch,
     """cutout_files lays each file out while its rows are read and copies every row in as
     it arrives (shared and merged spans, off-image boxes); rows that arrive before their
     file's draft (``rows_first``: all of them) are copied at the end. Same bytes either way."""
-    from cubecut.cutout import pipeline
+    from cubecut.cutout import engine
 
     if rows_first:
-        real = pipeline.start_chunks
+        real = engine.start_chunks
 
         def read_everything_first(*args):
             chunks = real(*args)()
             return lambda: chunks
 
-        monkeypatch.setattr(pipeline, "start_chunks", read_everything_first)
+        monkeypatch.setattr(engine, "start_chunks", read_everything_first)
     for kind in ("spoc", "tica"):
         cube = cubes[kind]
         index = load_index(cube)

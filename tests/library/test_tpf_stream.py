@@ -1,6 +1,6 @@
 """Streamed TPFs (issue 27): a TPF written to its object as it is built, never whole in memory.
 
-:mod:`cubecut.cutout.tpf_stream` must write, byte for byte, the file the in-memory writer
+:class:`cubecut.cutout.tpf.StreamedTPF` must write, byte for byte, the file the in-memory writer
 (:func:`cubecut.cutout.tpf.tpf_bytes`, itself astropy's file byte for byte) gives for the
 same cutout and timestamp: on SPOC and TICA cubes, boxes on and off the image, in one chunk
 of frames or one frame per chunk, with the PIXELS checksum summed from its parts or from
@@ -21,10 +21,9 @@ from astropy.coordinates import SkyCoord
 
 from cubecut import fitswrite
 from cubecut.cutout import clear_cache, cutout_box, cutout_files, fill_box, ffi_wcs, load_index, read_chunks, tpf_bytes
-from cubecut.cutout import tpf_stream
+from cubecut.cutout import tpf as tpf_module
 from cubecut.cutout.engine import TPFStream, cutout_stream
-from cubecut.cutout.tpf import TPFLayout
-from cubecut.cutout.tpf_stream import StreamedTPF, read_planes
+from cubecut.cutout.tpf import StreamedTPF, TPFLayout, read_planes
 from cubecut.storage import PARTS_IN_FLIGHT, STREAM_PART_BYTES, FileSource, Location, ObjectStreamWriter, get_bytes, put_bytes
 from cubecut.tesscut import service as service_module
 from cubecut.tesscut.service import (STREAM_OVERHEAD_BYTES, ConcurrencyLimit, RequestTooLargeError, ServiceBusyError,
@@ -79,7 +78,7 @@ BOXES = [
 @pytest.mark.parametrize("chunk", ["one chunk", "a frame per chunk"])
 def test_streamed_tpf_is_the_in_memory_tpf_byte_for_byte(cubes, monkeypatch, kind, x, y, size, chunk):
     if chunk != "one chunk":
-        monkeypatch.setattr(tpf_stream, "CHUNK_BYTES", 1)
+        monkeypatch.setattr(tpf_module, "CHUNK_BYTES", 1)
     cube = cubes[kind]
     index = load_index(cube)
     coord = _coord(index, x, y)
@@ -92,7 +91,7 @@ def test_streamed_tpf_without_the_checksum_by_parts_sums_its_table(cubes, monkey
     """When the table's layout does not allow the DATASUM from its parts, both writers sum
     the table (the streamed one in a first pass over its chunks) and still agree."""
     monkeypatch.setattr(TPFLayout, "sums_by_parts", property(lambda self: False))
-    monkeypatch.setattr(tpf_stream, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(tpf_module, "CHUNK_BYTES", 1)
     index = load_index(cubes["spoc"])
     coord = _coord(index, 17.3, 12.8)
     box = cutout_box(ffi_wcs(index), coord, (7, 5))
@@ -181,7 +180,7 @@ class _Failing:
 
 
 def test_a_stream_that_fails_leaves_no_object(long_cube, bucket, fresh_clients, monkeypatch):
-    monkeypatch.setattr(tpf_stream, "CHUNK_BYTES", 2**20)
+    monkeypatch.setattr(tpf_module, "CHUNK_BYTES", 2**20)
     index = load_index(long_cube)
     coord = _coord(index, 22.0, 20.0)
     tpf = cutout_stream(long_cube, coord, 40)
@@ -232,13 +231,13 @@ def test_the_limit_refuses_work_beyond_its_memory_not_only_beyond_its_count():
 
 
 def test_the_stream_overhead_covers_what_a_stream_holds_besides_its_box():
-    assert (tpf_stream.READ_BYTES_IN_FLIGHT + tpf_stream.CHUNK_BYTES + (PARTS_IN_FLIGHT + 1) * STREAM_PART_BYTES
+    assert (tpf_module.READ_BYTES_IN_FLIGHT + tpf_module.CHUNK_BYTES + (PARTS_IN_FLIGHT + 1) * STREAM_PART_BYTES
             <= STREAM_OVERHEAD_BYTES)
 
 
 def test_the_service_counts_the_tpf_bytes_the_writer_lays_out():
     """The service keeps its own copy of the TPF's bytes per pixel-frame (importing the
     pipeline would load astropy at the API's import): it must be the pipeline's."""
-    from cubecut.cutout.pipeline import TPF_BYTES_PER_PIXEL
+    from cubecut.cutout.engine import TPF_BYTES_PER_PIXEL
 
     assert service_module.TPF_BYTES_PER_PIXEL_FRAME == TPF_BYTES_PER_PIXEL

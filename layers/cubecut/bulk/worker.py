@@ -1,7 +1,7 @@
 """Cut the targets of a run of tiles: each needed row span is read once per run.
 
 Consecutive tiles of one cube are one stream, cut through the cutout pipeline
-(:mod:`cubecut.cutout.pipeline`: boxes -> spans -> reads -> drafts -> TPFs), the one a
+(:mod:`cubecut.cutout.engine`: boxes -> spans -> reads -> drafts -> TPFs), the one a
 single-target ``cutout`` uses, so boxes and bytes are the same as ``cutout(output_dir=...)``'s.
 The union of the stream's row spans (:func:`~cubecut.cutout.reader.merged_spans`) is what
 it may read: the pipeline reads over a :class:`SpanCache` that fetches each span of that
@@ -39,7 +39,7 @@ from ..cube.index import CubeIndex
 from ..cube.index_cache import invalidate, load_index
 from ..cutout.geometry import Box
 from ..cutout.identity import set_identity
-from ..cutout.pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
+from ..cutout.engine import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
 from ..cutout.reader import Threads, merged_spans, open_cube, span_bytes, start_chunks
 from ..errors import InputError, OutsideCubeError
 from ..storage import Location, RangeSource, ReadStats, StaleObjectError

@@ -1,13 +1,7 @@
 """The cutout engine: cube index, cutout geometry, byte-range pixel reads, TPF building.
 
 ``cutout(cube, coordinates, size)`` is the entry point (``cutout_files`` gives the TPFs as
-FITS bytes); the modules are usable alone: :mod:`cubecut.cube.index_cache` (``load_index``), ``geometry``
-(``cutout_box``, ``fit_linear_wcs``), ``reader`` (the cube pixel reader of every cutout
-kind: ``open_cube``, ``read_box``, ``read_boxes``, ``read_chunks``, ``read_elements``),
-``tpf`` (the fast writer: ``tpf_bytes``, ``build_tpf``, ``tpf_filename``), ``tpf_reference``
-(what a TPF holds, and the reference writer ``reference_tpf``) and ``tpf_template`` (the
-fast writer's per-cube header template).
-
+FITS bytes); the modules are usable alone (docs/architecture.md names what each holds).
 The names below are loaded from their modules on first use (astropy's WCS, coordinates
 and time cost most of a cold start, and a request may need none of them).
 """

@@ -1,33 +1,47 @@
-"""Cutouts end to end: index -> :mod:`.pipeline` (boxes -> spans -> reads -> drafts -> TPF files) -> HDULists
-or written files; or, for TPFs too big to hold (:func:`cutout_stream`), index -> box -> pixels in memory ->
-a file written as it is built (:mod:`.tpf_stream`)."""
+"""Cutouts end to end, and the one cutout pipeline: boxes -> spans -> reads -> drafts -> TPFs.
+
+Single cutouts (:func:`cutout`, :func:`cutout_files`) and bulk tiles
+(:mod:`cubecut.bulk.worker`) both cut through the pipeline. :func:`target_boxes` gives
+each target's box (or why it has none); :func:`start_tpfs` puts the rows of every box in
+flight (their spans merged, :func:`.reader.start_chunks`), lays out each file's draft
+(:func:`.tpf.tpf_draft`) while they cross the network, copies each row into the drafts that
+need it as soon as it arrives, and gives a function that waits for the last row and
+finishes the files (the drafts own their checksums, :class:`.tpf.TPFDraft`). TPFs too big
+to hold (:func:`cutout_stream`) go index -> box -> pixels in memory -> a file written as it
+is built (:class:`.tpf.StreamedTPF`).
+"""
 from __future__ import annotations
 
 import dataclasses
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, Sequence, TypeVar
 
+import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from ..cube.index import CubeIndex
-from ..errors import CoordinateError, NotACubeError, OversizedCutoutWarning
+from ..errors import CoordinateError, CutoutSizeError, InputError, NotACubeError, OutsideCubeError, OversizedCutoutWarning
 from ..concurrency import in_background
 from ..reads import concurrently
 from ..cube.index_cache import cached, invalidate, load_index
-from ..storage import Location, ObjectStreamWriter, ReadStats, StaleObjectError, Where, output_folder, put_bytes
-from .geometry import Box, CoordInput, parse_coordinates
-from .pipeline import TPF_BYTES_PER_PIXEL, start_tpfs, target_boxes
-from .reader import Threads, open_cube
+from ..storage import (Location, ObjectStreamWriter, RangeSource, ReadStats, StaleObjectError, Where, output_folder,
+                       put_bytes)
+from .geometry import Box, CoordInput, cutout_box, ffi_wcs, parse_coordinates
+from .reader import Span, Threads, open_cube, start_chunks
 from .size import SizeInput, parse_size, size_label
-from .tpf import tpf_filename
-from .tpf_stream import Sink, StreamedTPF, read_planes
+from .tpf import StreamedTPF, TPFDraft, read_planes, tpf_draft, tpf_filename
 
 
 T = TypeVar("T")
+#: Bytes per pixel and frame of a TPF: RAW_CNTS (int32) and four float32 image columns.
+TPF_BYTES_PER_PIXEL = 20
+#: Why a target has no box: its size, its position, or a box that misses the image.
+BOX_ERRORS = (OutsideCubeError, CutoutSizeError, CoordinateError)
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,26 +73,15 @@ class TPFFile:
         put_bytes(url, self.data, "application/fits")
 
 
-@dataclass(frozen=True, eq=False)
-class TPFStream:
+class TPFStream(StreamedTPF):
     """One cutout's target pixel file, its pixels read and its bytes not yet written:
-    :meth:`write_to` writes the file (:class:`.tpf_stream.StreamedTPF`) to any binary file
-    object, e.g. an :class:`~cubecut.storage.ObjectStreamWriter` or a zip member. Fields,
-    :attr:`size` (the file's bytes) and :meth:`store` as :class:`TPFFile`'s."""
+    :meth:`write_to` writes the file to any binary file object, e.g. an
+    :class:`~cubecut.storage.ObjectStreamWriter` or a zip member. ``name``, ``nx``, ``ny``,
+    ``nt``, :attr:`size` (the file's bytes) and :meth:`store` as :class:`TPFFile`'s."""
 
-    name: str
-    tpf: StreamedTPF
-    nx: int
-    ny: int
-    nt: int
-
-    @property
-    def size(self) -> int:
-        return self.tpf.size
-
-    def write_to(self, out: Sink) -> int:
-        """Write the file to ``out``; returns its bytes."""
-        return self.tpf.write_to(out)
+    def __init__(self, name: str, index: CubeIndex, box: Box, planes: np.ndarray, coord: SkyCoord) -> None:
+        super().__init__(index, box, planes, coord)
+        self.name, self.nx, self.ny, self.nt = name, box.nx, box.ny, index.nt
 
     def store(self, url: Where) -> None:
         """Write the file as the object or local file at ``url`` as it is built
@@ -109,9 +112,6 @@ class _BufferReader(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
         self._position = max(0, base + offset)
-        return self._position
-
-    def tell(self) -> int:
         return self._position
 
 
@@ -151,7 +151,14 @@ def cutout(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, siz
     files = cutout_files(cube, coordinates, size, threads=threads, product=product, stats=stats, anon=anon)
     if output_dir is None:
         return [file.hdulist() for file in files]
-    return _write_all(files, output_dir, threads)
+    folder = Location.parse(output_dir)
+
+    def write(file: TPFFile) -> str:
+        target = folder.child(file.name)
+        file.store(target)
+        return target.url
+
+    return concurrently(write, files, threads)
 
 
 def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, *,
@@ -162,14 +169,12 @@ def cutout_files(cube: str | os.PathLike[str] | Location, coordinates: CoordInpu
     The fast path: the bytes are built in their final layout (:func:`.tpf.tpf_bytes`),
     so nothing is converted or copied again to store, zip or send them.
     """
-    def cut(location: Location, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
-            labels: tuple[str, str]) -> list[TPFFile]:
-        files = start_tpfs(open_cube(location, index, stats), index, boxes, coords, threads)()
+    def cut(source: RangeSource, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
+            names: list[str]) -> list[TPFFile]:
         tpfs = []
-        for coord, box, data in zip(coords, boxes, files):
+        for name, box, data in zip(names, boxes, start_tpfs(source, index, boxes, coords, threads)()):
             if isinstance(data, Exception):
                 raise data
-            name = tpf_filename(location.name, coord.ra.deg, coord.dec.deg, *labels)
             tpfs.append(TPFFile(name, data, box.nx, box.ny, index.nt))
         return tpfs
 
@@ -181,31 +186,26 @@ def cutout_stream(cube: str | os.PathLike[str] | Location, coordinate: CoordInpu
                   anon: bool | None = None) -> TPFStream:
     """One target's TPF (arguments and errors as :func:`cutout`'s), for files too big to
     hold whole: the box's pixels are read into memory (8 bytes per pixel-frame,
-    :func:`.tpf_stream.read_planes`) and the file is written, byte for byte the one
+    :func:`.tpf.read_planes`) and the file is written, byte for byte the one
     :func:`cutout_files` gives, by :meth:`TPFStream.write_to` (a 100x100 cutout of an
     11,700-frame cube: a 0.94 GB box for a 2.3 GB file). ``coordinate`` must be one position."""
-    def cut(location: Location, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
-            labels: tuple[str, str]) -> TPFStream:
+    def cut(source: RangeSource, index: CubeIndex, coords: list[SkyCoord], boxes: list[Box],
+            names: list[str]) -> TPFStream:
         if len(coords) != 1:
             raise CoordinateError(f"a streamed cutout is of one position, got {len(coords)}")
-        (coord,), (box,) = coords, boxes
-        planes = read_planes(open_cube(location, index, stats), index, box)
-        name = tpf_filename(location.name, coord.ra.deg, coord.dec.deg, *labels)
-        return TPFStream(name, StreamedTPF(index, box, planes, coord), box.nx, box.ny, index.nt)
+        (coord,), (box,), (name,) = coords, boxes, names
+        return TPFStream(name, index, box, read_planes(source, index, box), coord)
 
     return _on_cube(cube, coordinate, size, cut, product=product, stats=stats, anon=anon)
 
 
-#: What a cutout does once its cube's index is loaded and its boxes are known.
-Cut = Callable[[Location, CubeIndex, list[SkyCoord], list[Box], tuple[str, str]], T]
-
-
-def _on_cube(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput, cut: Cut[T], *,
+def _on_cube(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, size: SizeInput,
+             cut: Callable[[RangeSource, CubeIndex, list[SkyCoord], list[Box], list[str]], T], *,
              product: str | None, stats: ReadStats | None, anon: bool | None) -> T:
-    """``cut(location, index, coords, boxes, size labels)`` on the cube, once its index is
-    loaded (and the input parsed, while the index's GET is on its way when it is not
-    cached) and every target's box found; run once more on a reloaded index if the cube
-    was replaced since its index was cached."""
+    """``cut(the cube opened for pixel reads, index, coords, boxes, the TPFs' file names)``,
+    once the cube's index is loaded (and the input parsed, while the index's GET is on its
+    way when it is not cached) and every target's box found; run once more on a reloaded
+    index if the cube was replaced since its index was cached."""
     location = Location.of(cube)
     if anon is not None:
         location = dataclasses.replace(location, anon=anon)
@@ -223,17 +223,23 @@ def _on_cube(cube: str | os.PathLike[str] | Location, coordinates: CoordInput, s
             parsing()  # bad input is reported first, as when it is parsed before any read
             raise
         coords, labels = parsing()
+    names = [tpf_filename(location.name, coord.ra.deg, coord.dec.deg, *labels) for coord in coords]
+
+    def cut_on(index: CubeIndex) -> T:
+        boxes = _boxes(location, index, coords, size, product)
+        return cut(open_cube(location, index, stats), index, coords, boxes, names)
+
     try:
-        return cut(location, index, coords, _boxes(location, index, coords, size, product), labels)
+        return cut_on(index)
     except StaleObjectError:  # the cube was replaced since its index was cached: reload once
         invalidate(location)
-        index = load_index(location, stats, refresh=True)
-        return cut(location, index, coords, _boxes(location, index, coords, size, product), labels)
+        return cut_on(load_index(location, stats, refresh=True))
 
 
 def _boxes(location: Location, index: CubeIndex, coords: list[SkyCoord], size: SizeInput,
            product: str | None) -> list[Box]:
-    """Each target's box on the cube; the first target's error if one has none."""
+    """Each target's box on the cube; the first target's error if one has none. An
+    OversizedCutoutWarning for the first box larger than the cube's image along an axis."""
     if product is not None and product.upper() != index.product:
         raise NotACubeError(f"{location.url} is a {index.product} cube, not {product.upper()}")
     boxes = []
@@ -241,12 +247,6 @@ def _boxes(location: Location, index: CubeIndex, coords: list[SkyCoord], size: S
         if isinstance(box, Exception):
             raise box
         boxes.append(box)
-    _warn_oversized(location, index, boxes)
-    return boxes
-
-
-def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
-    """An OversizedCutoutWarning for the first box larger than the cube's image along an axis."""
     for box in boxes:
         if box.nx > index.ncols or box.ny > index.nrows:
             part = box.overlap(index.ncols, index.nrows)
@@ -256,15 +256,108 @@ def _warn_oversized(location: Location, index: CubeIndex, boxes: list) -> None:
                 f"{1 - on_image / (box.nx * box.ny):.0%} of its pixels are off the image (NaN) and its TPF holds "
                 f"about {index.nt * box.nx * box.ny * TPF_BYTES_PER_PIXEL / 1e6:.0f} MB of pixels; a size of at "
                 f"most {index.ncols}x{index.nrows} stays on the image", OversizedCutoutWarning, stacklevel=4)
-            return
+            break
+    return boxes
 
 
-def _write_all(files: list[TPFFile], output_dir: str | os.PathLike[str], threads: Threads) -> list[str]:
-    folder = Location.parse(output_dir)
+def target_boxes(index: CubeIndex, coords: Sequence[SkyCoord], sizes: Sequence[SizeInput],
+                 cube_name: str) -> list[Box | InputError]:
+    """Each target's cutout box on the cube (:func:`.geometry.cutout_box`, 0-based FFI
+    pixels), or the error that says why it has none (one of :data:`BOX_ERRORS`)."""
+    wcs = ffi_wcs(index)
+    boxes: list[Box | InputError] = []
+    for coord, size in zip(coords, sizes):
+        try:
+            boxes.append(cutout_box(wcs, coord, size, image_shape=(index.nrows, index.ncols), cube_name=cube_name))
+        except BOX_ERRORS as exc:
+            boxes.append(exc)
+    return boxes
 
-    def write(file: TPFFile) -> str:
-        target = folder.child(file.name)
-        file.store(target)
-        return target.url
 
-    return concurrently(write, files, threads)
+def start_tpfs(source: RangeSource, index: CubeIndex, boxes: Sequence[Box], coords: Sequence[SkyCoord],
+               threads: Threads, *, allocate: Callable[[int], bytearray] = bytearray
+               ) -> Callable[[], list[bytearray | InputError]]:
+    """The TPF files of ``boxes`` (targets ``coords``), started: when this returns, the
+    rows are in flight and the drafts laid out; the returned function waits for the rows
+    and gives each file (or the InputError that stopped its draft, e.g. a primary header
+    no TPF can carry), its checksums written on up to CPU-count threads (one with
+    ``threads=1``). A read error is raised by the returned function.
+
+    ``allocate(size)`` gives each file's buffer (``size`` zero bytes, :func:`.tpf.tpf_bytes`).
+    """
+    assembly = _Assembly(index, boxes)
+    rows = start_chunks(source, index, boxes, threads, assembly.arrived)
+    for i, (box, coord) in enumerate(zip(boxes, coords)):  # while the rows cross the network
+        try:
+            assembly.add(i, tpf_draft(index, box, coord, allocate=allocate))
+        except InputError as exc:
+            assembly.drop(i, exc)
+
+    def finished() -> list[bytearray | InputError]:
+        rows()  # every row read and copied into its drafts
+        return concurrently(assembly.finish, range(len(boxes)), 1 if threads == 1 else os.cpu_count() or 1)
+
+    return finished
+
+
+class _Assembly:
+    """The drafts of one call, filled while their rows are read: each row goes into the
+    drafts that need it as soon as it arrives (on its reading thread). A row that arrives
+    before all its drafts exist is held until they do (:meth:`add` copies it); a row is
+    released once every draft it serves has it, so a call holds its files and the rows
+    not yet copied, never every row it read."""
+
+    def __init__(self, index: CubeIndex, boxes: Sequence[Box]) -> None:
+        self._drafts: list[TPFDraft | InputError | None] = [None] * len(boxes)
+        self._lock = threading.Lock()
+        #: Rows read before some of their boxes' drafts existed: span -> (chunk, those boxes).
+        self._held: dict[Span, tuple[np.ndarray, set[int]]] = {}
+        #: Per cube row: the boxes with a part on it, and that part.
+        self._by_row: dict[int, list[tuple[int, Box]]] = {}
+        for i, box in enumerate(boxes):
+            part = box.overlap(index.ncols, index.nrows)
+            if part is not None:
+                for y in range(part.y0, part.y1):
+                    self._by_row.setdefault(y, []).append((i, part))
+
+    def add(self, i: int, draft: TPFDraft) -> None:
+        """Box ``i``'s draft, ready for its rows; the rows already read are copied into it."""
+        draft.fill_off_image()
+        for span, chunk in self._settle(i, draft):
+            draft.fill_row(span, chunk)
+
+    def drop(self, i: int, error: InputError) -> None:
+        """Box ``i`` gets no file (``error`` says why): its rows are not held for it."""
+        self._settle(i, error)
+
+    def _settle(self, i: int, draft: TPFDraft | InputError) -> list[tuple[Span, np.ndarray]]:
+        """Record box ``i``'s draft; the held rows it was waiting for (released once no
+        other draft waits for them)."""
+        ready = []
+        with self._lock:
+            self._drafts[i] = draft
+            for span, (chunk, waiting) in list(self._held.items()):
+                if i in waiting:
+                    ready.append((span, chunk))
+                    waiting.discard(i)
+                    if not waiting:
+                        del self._held[span]
+        return ready
+
+    def arrived(self, span: Span, chunk: np.ndarray) -> None:
+        """Copy a row just read into the drafts (already made) of the boxes it serves and
+        hold it for the others."""
+        with self._lock:
+            served = [i for i, part in self._by_row.get(span.y, ()) if span.x0 <= part.x0 and part.x1 <= span.x1]
+            ready = [draft for i in served if isinstance(draft := self._drafts[i], TPFDraft)]
+            waiting = {i for i in served if self._drafts[i] is None}
+            if waiting:
+                self._held[span] = (chunk, waiting)
+        for draft in ready:
+            draft.fill_row(span, chunk)
+
+    def finish(self, i: int) -> bytearray | InputError:
+        """Box ``i``'s file (or why it has none), once every row is read and copied."""
+        draft = self._drafts[i]
+        assert draft is not None and not self._held  # every draft was settled before the reads were awaited
+        return draft if isinstance(draft, InputError) else draft.finish()

@@ -1,9 +1,8 @@
 """Where a cutout falls on the cube: the FFI WCS, sizes in pixels, the cutout box.
 
 Pixel coordinates here are 0-based (numpy indices; pixel ``i`` covers ``[i - 0.5, i + 0.5)``,
-as ``world_to_pixel`` returns them). Sizes follow astrocut 1.3.0: a scalar means a square;
-two values are ``(x extent, y extent)`` = (columns, rows); numbers are pixels; a
-`~astropy.units.Quantity` is in pixels or an angle, converted with the FFI WCS's pixel scale.
+as ``world_to_pixel`` returns them). Sizes are :mod:`.size`'s (angles are converted with the
+FFI WCS's pixel scale).
 """
 from __future__ import annotations
 
@@ -439,9 +438,8 @@ def _to_pixel(wcs: WCS, coord: SkyCoord) -> tuple[float, float]:
     """``coord.to_pixel(wcs, origin=0, mode="all")``: the same numbers, and when both the
     WCS and ``coord`` are ICRS (TESS FFIs are), without astropy's frame transform and WCS
     copy (a fifth of the time: it is ``wcs.all_world2pix`` of the ICRS degrees then)."""
-    data = coord.data
-    if _is_icrs(wcs) and type(coord.frame) is ICRS and type(data) is UnitSphericalRepresentation:
-        x, y = wcs.all_world2pix(data.lon.to_value(u.deg), data.lat.to_value(u.deg), 0)
+    if _is_icrs(wcs) and type(coord.frame) is ICRS and type(coord.data) is UnitSphericalRepresentation:
+        x, y = wcs.all_world2pix(*radec_deg(coord), 0)
         return x, y
     return coord.to_pixel(wcs, origin=0, mode="all")
 

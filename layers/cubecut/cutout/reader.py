@@ -9,10 +9,8 @@ cube opened by :func:`open_cube` (on S3 obstore's ranged GETs, each with ``If-Ma
 the indexed ETag). Several boxes on one cube share their reads: per row, overlapping or
 touching column spans are merged so that no byte is fetched twice.
 
-This is the cube pixel reader of every cutout kind: single targets (:mod:`.engine`), bulk
-runs (:mod:`cubecut.bulk.worker`, over its span cache) and moving targets
-(:mod:`cubecut.moving.reader`, which plans its own ranges and reads them with
-:func:`read_elements`).
+This is the cube pixel reader of every cutout kind (moving targets plan their own ranges
+and read them with :func:`read_elements`).
 """
 from __future__ import annotations
 
@@ -26,11 +24,6 @@ from ..errors import NotACubeError
 from ..reads import Threads, concurrently, read_range, started
 from ..storage import Location, RangeSource, ReadStats, open_pinned
 from .geometry import Box
-
-__all__ = ["Threads", "Span", "Chunks", "open_cube", "read_box", "read_boxes", "read_chunks", "start_chunks",
-           "fill_box", "fill_off_image", "fill_row",
-           "merged_spans", "span_bytes", "read_elements"]
-
 
 def open_cube(location: Location, index: CubeIndex, stats: ReadStats | None) -> RangeSource:
     """The cube for pixel reads, pinned to the version ``index`` describes

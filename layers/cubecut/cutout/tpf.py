@@ -1,4 +1,5 @@
-"""The fast TPF writer: a cutout's target pixel file as the bytes of its FITS file.
+"""The fast TPF writers: a cutout's target pixel file as the bytes of its FITS file, or
+written to a file object as it is built.
 
 :func:`tpf_bytes` writes, byte for byte, what astropy's ``writeto(checksum=True)`` gives
 for :func:`.tpf_reference.reference_tpf`'s HDUList (the definition of the content, and
@@ -7,14 +8,26 @@ every cutout of a cube shares come from the cube's template (:mod:`.tpf_template
 the target's cards (position, box size, WCS) are rendered per cutout, the pixels are
 written big-endian into their final place, and the checksums are vectorised
 (:mod:`cubecut.fitswrite`). :class:`TPFDraft` is the file laid out but for its pixels; it
-owns the file's checksum arithmetic (:mod:`.pipeline` fills drafts row by row).
+owns the file's checksum arithmetic (:func:`.engine.start_tpfs` fills drafts row by row).
+
+Streamed TPFs are never whole in memory. A TPF is ~20 bytes per pixel-frame (RAW_CNTS and
+four float32 image columns), the cube box it is cut from 8 (flux and error): a 100x100
+cutout of a 200-second sector (11,700 frames) is a 2.3 GB file from a 0.94 GB box.
+:class:`StreamedTPF` writes the file front to back from the box in memory
+(:func:`read_planes`): the FITS checksum of the PIXELS table is known before any row is
+written (the sum of the box's words plus the cube-wide columns' sums,
+:meth:`TPFLayout.table_datasum`), so the headers go first, then the table in chunks of
+frames (:data:`CHUNK_BYTES`), then APERTURE. Memory: the box and one chunk.
 """
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import itertools
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Protocol
 
 import numpy as np
 from astropy.coordinates import SkyCoord
@@ -23,8 +36,9 @@ from astropy.io import fits
 from .. import fitswrite
 from ..cube.index import CubeIndex
 from ..fitsio import CARD, padded
+from ..storage import RangeSource
 from .geometry import Box, cutout_wcs, ffi_wcs, fit_linear_wcs
-from .reader import Span, fill_off_image, fill_row
+from .reader import Span, fill_off_image, fill_row, span_bytes, start_chunks
 from .tpf_reference import check_shapes, row_dtype, target_values
 from .tpf_template import Template, template_for
 
@@ -88,7 +102,7 @@ class TPFDraft:
 
     def __init__(self, layout: TPFLayout, buffer: bytearray, table: np.ndarray, when: str) -> None:
         self._layout, self._index, self._box = layout, layout.index, layout.box
-        self._buffer, self._table, self._when = buffer, table, when
+        self._buffer, self._when = buffer, when
         #: The FLUX and FLUX_ERR columns, ``(nt, ny, nx)`` big-endian float32 views into the file.
         self.pixels: tuple[np.ndarray, np.ndarray] = (table["FLUX"], table["FLUX_ERR"])
         #: Sums of the big-endian words of the FLUX/FLUX_ERR values written so far (appended
@@ -123,7 +137,8 @@ class TPFDraft:
         layout, datasum = self._layout, None
         if layout.sums_by_parts:  # else write_hdu sums the whole table
             # Pixels the caller wrote are summed from the table.
-            words = sum(self._words) if fill is None else int(pixel_values(self._table).sum(dtype=np.uint64))
+            words = (sum(self._words) if fill is None
+                     else sum(int(a.view(">u4").sum(dtype=np.uint64)) for a in self.pixels))
             datasum = layout.table_datasum(words)
         layout.write_hdu(self._buffer, 1, layout.offsets[1], self._when, datasum)
         return self._buffer
@@ -161,12 +176,15 @@ class TPFLayout:
             table[name] = column[start:start + len(table)]
         table["RAW_CNTS"] = -1
 
-    def fill_aperture(self, aperture: np.ndarray) -> None:
-        """Write the APERTURE image (``(ny, nx)``, zeros): 1 on the image, 0 off it."""
+    def write_aperture(self, buf: bytearray, offset: int, when: str) -> None:
+        """Write the APERTURE HDU into ``buf`` (zeros) at ``offset``: its image, 1 on the
+        image and 0 off it, and its header (:meth:`write_hdu`)."""
         box, index = self.box, self.index
         part = box.overlap(index.ncols, index.nrows)
         if part is not None:
+            aperture = np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf, offset=offset + self.header_bytes[2])
             aperture[part.y0 - box.y0:part.y1 - box.y0, part.x0 - box.x0:part.x1 - box.x0] = 1
+        self.write_hdu(buf, 2, offset, when)
 
     def write_hdu(self, buf: bytearray, number: int, offset: int, when: str, datasum: int | None = None) -> None:
         """Write HDU ``number``'s header (with CHECKSUM and DATASUM) into ``buf`` at
@@ -219,19 +237,108 @@ def tpf_draft(index: CubeIndex, box: Box, coord: SkyCoord, *, timestamp: str | N
     table = np.ndarray((index.nt,), dtype=layout.rows, buffer=buf,
                        offset=layout.offsets[1] + layout.header_bytes[1])
     layout.fill_constant_columns(table)
-    layout.fill_aperture(np.ndarray((box.ny, box.nx), dtype=">i4", buffer=buf,
-                                    offset=layout.offsets[2] + layout.header_bytes[2]))
     when = timestamp or fitswrite.checksum_timestamp()
-    for number in (0, 2):  # the PIXELS HDU is written by finish, once its pixels are in
-        layout.write_hdu(buf, number, layout.offsets[number], when)
+    layout.write_hdu(buf, 0, 0, when)  # the PIXELS HDU is written by finish, once its pixels are in
+    layout.write_aperture(buf, layout.offsets[2], when)
     return TPFDraft(layout, buf, table, when)
 
 
-def pixel_values(table: np.ndarray) -> np.ndarray:
-    """The FLUX and FLUX_ERR values of the PIXELS rows ``table``, as big-endian 32-bit
-    words, ``(rows, 2 * npix)`` (a view: FLUX_ERR follows FLUX in a row)."""
-    fields = table.dtype.fields
-    assert fields is not None  # a structured row type
-    flux, npix = fields["FLUX"], int(np.prod(fields["FLUX"][0].shape))
-    return np.ndarray((len(table), 2 * npix), dtype=">u4", buffer=table, offset=flux[1],
-                      strides=(table.dtype.itemsize, 4))
+#: Bytes of PIXELS rows laid out and written at once (at least one frame's row).
+CHUNK_BYTES = 2**20
+#: Bytes of cube rows being read at once into a box (fewer concurrent reads when rows are larger).
+READ_BYTES_IN_FLIGHT = 64 * 2**20
+
+
+class Sink(Protocol):
+    """Where a streamed TPF goes: any binary file object open for writing."""
+
+    def write(self, data: memoryview, /) -> int: ...
+
+
+def read_planes(source: RangeSource, index: CubeIndex, box: Box) -> np.ndarray:
+    """The pixels of ``box`` (0-based FFI pixels), ``(ny, nx, nt, 2)`` big-endian float32:
+    per pixel, every frame's flux (``[..., 0]``) and error (``[..., 1]``), as the cube
+    stores them; NaN off the image, error 0 for a 1-plane (TICA) cube. One range read per
+    image row of the box, at most :data:`READ_BYTES_IN_FLIGHT` of them at once."""
+    planes = np.empty((box.ny, box.nx, index.nt, 2), dtype=">f4")
+    flux, flux_err = (planes[..., plane].transpose(2, 0, 1) for plane in (0, 1))  # (nt, ny, nx) views
+    part = fill_off_image(index, box, flux, flux_err)
+    if part is None:
+        return planes
+    start, stop = span_bytes(index, Span(part.y0, part.x0, part.x1))
+    threads = max(1, READ_BYTES_IN_FLIGHT // (stop - start))
+    start_chunks(source, index, [box], threads, lambda span, chunk: fill_row(index, box, span, chunk, flux, flux_err))()
+    return planes
+
+
+class StreamedTPF:
+    """The TPF of one cutout whose pixels are in memory as :func:`read_planes` gives them
+    (``planes``, ``(ny, nx, nt, 2)`` big-endian float32; the other arguments as
+    :func:`build_tpf`'s), written front to back by :meth:`write_to`: the file of
+    :func:`tpf_bytes` for the same cutout and ``timestamp`` (default: now, as astropy writes it).
+    """
+
+    def __init__(self, index: CubeIndex, box: Box, planes: np.ndarray, coord: SkyCoord, *,
+                 timestamp: str | None = None) -> None:
+        if planes.shape != (box.ny, box.nx, index.nt, 2) or planes.dtype != np.dtype(">f4"):
+            raise ValueError(f"planes of {box} must be ({box.ny}, {box.nx}, {index.nt}, 2) >f4, got "
+                             f"{planes.shape} {planes.dtype}")
+        self.layout: TPFLayout = tpf_layout(index, box, coord)
+        self._planes = planes
+        self._when = timestamp or fitswrite.checksum_timestamp()
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        """Bytes of the file."""
+        return self.layout.size
+
+    def write_to(self, out: Sink) -> int:
+        """Write the file to ``out`` (headers, the PIXELS table chunk by chunk, APERTURE);
+        returns the bytes written (:attr:`size`)."""
+        with self._lock:  # one writer at a time: the chunk buffer is reused
+            layout, written = self.layout, 0
+            pieces = itertools.chain([self._primary(), self._pixels_header()], self._rows(), [self._aperture()])
+            for piece in pieces:  # each chunk of rows is written before the next is laid out in its buffer
+                out.write(piece)
+                written += piece.nbytes
+            assert written == layout.size
+            return written
+
+    def _primary(self) -> memoryview:
+        buf = bytearray(self.layout.header_bytes[0])
+        self.layout.write_hdu(buf, 0, 0, self._when)
+        return memoryview(buf)
+
+    def _pixels_header(self) -> memoryview:
+        layout = self.layout
+        if layout.sums_by_parts:
+            datasum = layout.table_datasum(int(self._planes.view(">u4").sum(dtype=np.uint64)))
+        else:  # the table's words summed from its chunks: one pass more
+            datasum = fitswrite.fold(sum(int(np.frombuffer(chunk, ">u4").sum(dtype=np.uint64))
+                                         for chunk in self._rows(padding=False)))
+        buf = bytearray(layout.header_bytes[1])
+        layout.write_hdu(buf, 1, 0, self._when, datasum)
+        return memoryview(buf)
+
+    def _rows(self, padding: bool = True) -> Iterator[memoryview]:
+        """The PIXELS table's bytes in chunks of frames, then (``padding``) its padding; each
+        chunk is a view of one buffer, laid out again for the next chunk."""
+        layout, planes = self.layout, self._planes
+        nt = layout.index.nt
+        step = max(1, CHUNK_BYTES // layout.rows.itemsize)
+        chunk = np.zeros(min(step, nt), dtype=layout.rows)
+        for start in range(0, nt, step):
+            rows = chunk[:min(step, nt - start)]
+            layout.fill_constant_columns(rows, start)
+            frames = slice(start, start + len(rows))
+            rows["FLUX"] = planes[:, :, frames, 0].transpose(2, 0, 1)
+            rows["FLUX_ERR"] = planes[:, :, frames, 1].transpose(2, 0, 1)
+            yield memoryview(rows.view(np.uint8))
+        if padding:
+            yield memoryview(bytes(padded(layout.data_bytes[1]) - layout.data_bytes[1]))
+
+    def _aperture(self) -> memoryview:
+        buf = bytearray(self.layout.offsets[3] - self.layout.offsets[2])
+        self.layout.write_aperture(buf, 0, self._when)
+        return memoryview(buf)

@@ -29,10 +29,8 @@ written with the same value, except (on purpose):
   wholly off the image are refused earlier (:mod:`.geometry`) rather than raising a
   ``ValueError`` or returning an all-NaN file.
 
-Two writers, one content. :func:`reference_tpf` assembles the TPF as astropy HDUs card by
-card and defines what the file holds; :mod:`.tpf` writes the same file, byte for byte, in
-milliseconds from a per-cube template (:mod:`.tpf_template`: this writer's output for a
-1x1 cutout) with only the cards named by :func:`target_values` rendered per cutout.
+Two writers, one content: :func:`reference_tpf` assembles the TPF as astropy HDUs card by
+card, and :mod:`.tpf` writes the same file byte for byte, in milliseconds (see there).
 Product differences (SPOC/TICA) are data: :data:`PRODUCT_CARDS`.
 """
 from __future__ import annotations

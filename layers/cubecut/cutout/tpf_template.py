@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from astropy.coordinates import SkyCoord
@@ -66,10 +67,22 @@ class Template:
 
     headers: tuple[HeaderTemplate, HeaderTemplate, HeaderTemplate]
     columns: dict[str, np.ndarray]
-    name_width: int
-    #: Sum of the big-endian 32-bit words of ``columns`` over all rows, when every row
-    #: is a whole number of words (else None).
-    constant_words: int | None
+
+    @property
+    def name_width(self) -> int:
+        """Bytes of an FFI_FILE value: the longest FFI name."""
+        return self.columns["FFI_FILE"].dtype.itemsize
+
+    @cached_property
+    def constant_words(self) -> int | None:
+        """Sum of the big-endian 32-bit words of :attr:`columns` over all rows, when every
+        row is a whole number of words (else None)."""
+        if self.name_width % 4:
+            return None
+        table = np.zeros(len(self.columns["TIME"]), dtype=row_dtype(self.name_width, 1, 1))  # image columns 0
+        for name, values in self.columns.items():
+            table[name] = values
+        return int(table.view(">u4").sum(dtype=np.uint64))
 
 
 class TemplateError(RuntimeError):
@@ -110,9 +123,8 @@ def make_template(index: CubeIndex, coord: SkyCoord) -> Template:
     data = buffer.getvalue()
     fit = fit_linear_wcs(cutout_wcs(ffi_wcs(index), box), 1, 1)
     columns = per_frame_columns(index)
-    name_width = columns["FFI_FILE"].dtype.itemsize
     headers, offset = [], 0
-    for values in target_values(box, fit, coord, row_dtype(name_width, 1, 1).itemsize):
+    for values in target_values(box, fit, coord, row_dtype(columns["FFI_FILE"].dtype.itemsize, 1, 1).itemsize):
         images: list[str] = []
         while not data.startswith(b"END ", offset):
             images.append(data[offset:offset + CARD].decode("ascii"))
@@ -125,7 +137,7 @@ def make_template(index: CubeIndex, coord: SkyCoord) -> Template:
         header = fits.Header.fromstring("".join(images))
         offset += padded(data_bytes(header))
     primary, pixels, aperture = headers  # one template per HDU
-    return Template((primary, pixels, aperture), columns, name_width, _column_words(columns, name_width))
+    return Template((primary, pixels, aperture), columns)
 
 
 #: A stored template (:func:`template_state`) is used only by the writer version that made it.
@@ -166,19 +178,4 @@ def stored_template(index: CubeIndex) -> Template | None:
             for h in state["headers"])
     except (KeyError, TypeError, ValueError):
         return None  # not what template_state writes: build the template instead
-    columns = per_frame_columns(index)
-    name_width = columns["FFI_FILE"].dtype.itemsize
-    return Template((primary, pixels, aperture), columns, name_width, _column_words(columns, name_width))
-
-
-def _column_words(columns: dict[str, np.ndarray], name_width: int) -> int | None:
-    """The sum of the big-endian 32-bit words of the cube-wide PIXELS columns."""
-    if name_width % 4:
-        return None
-    fields = row_dtype(name_width, 1, 1).fields
-    assert fields is not None  # a structured row type
-    total = 0
-    for name, values in columns.items():
-        stored = np.ascontiguousarray(values, dtype=fields[name][0])
-        total += int(np.frombuffer(stored.tobytes(), dtype=">u4").sum(dtype=np.uint64))
-    return total
+    return Template((primary, pixels, aperture), per_frame_columns(index))

@@ -12,10 +12,6 @@ equal those of the cube cutout. Pixel coordinates are 0-based; CRPIX and the
 ``CRVAL1P``/``CRVAL2P`` keywords are 1-based (FITS). Sizes are ``(x, y)`` = (columns,
 rows) as in :func:`cubecut.cutout.parse_size`.
 
-The modules: ``hdus`` (image HDUs from headers), ``cut`` (the cutouts, ``fits_cut``),
-``output`` (the files astrocut writes), ``combine`` (``combine_cutouts``). Pixels are
-read by :func:`cubecut.ffi_rows.read_pixels`, the FFI row reader ingest uses too.
-
 Deliberate differences from astrocut: the header reads and pixel reads are byte ranges
 (astrocut opens whole files through fsspec), ``combine_cutouts`` checks that the inputs
 line up (same shape, same sky to ``max_offset`` pixels) instead of silently combining
@@ -24,12 +20,11 @@ misaligned images, keeps only the header cards all inputs share (astrocut adds t
 propagates an uncertainty extension properly for the weighted mean.
 """
 from .combine import MAX_ALIGN_OFFSET, CombineError, Weights, combine_cutouts, inverse_variance
-from .cut import ImageCutout, cut_image, cutout_images, fits_cut
-from .hdus import Extension, ImageHDU, image_hdus, image_wcs
-from .output import cutout_hdu, cutout_primary, output_location, write_fits
+from .cut import (Extension, ImageCutout, ImageHDU, cut_image, cutout_hdu, cutout_images, cutout_primary, fits_cut,
+                  image_hdus, image_wcs, write_fits)
 
 __all__ = [
     "MAX_ALIGN_OFFSET", "CombineError", "Weights", "combine_cutouts", "inverse_variance", "ImageCutout", "cut_image",
     "cutout_images", "fits_cut", "Extension", "ImageHDU", "image_hdus", "image_wcs", "cutout_hdu", "cutout_primary",
-    "output_location", "write_fits",
+    "write_fits",
 ]

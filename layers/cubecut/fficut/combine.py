@@ -12,8 +12,7 @@ from astropy.io import fits
 
 from ..errors import FFIError, InputError
 from ..fitsio import open_fits
-from .hdus import image_wcs
-from .output import cutout_primary
+from .cut import cutout_primary, image_wcs
 
 #: Largest pixel offset between inputs that ``combine_cutouts`` accepts as "aligned".
 MAX_ALIGN_OFFSET = 0.5
@@ -80,13 +79,17 @@ def combine_cutouts(cutouts: Sequence[fits.HDUList | str], *, method: Literal["m
     else:
         w = [np.nan_to_num(np.asarray(weights(h), dtype=np.float64), nan=0.0, posinf=0.0).clip(min=0)
              for h in hdulists]
-    out = [cutout_primary(_centre(hdulists[0]))]
+    first = hdulists[0][0].header
+    out = [cutout_primary(SkyCoord(first["RA_OBJ"], first["DEC_OBJ"], unit="deg")
+                          if "RA_OBJ" in first and "DEC_OBJ" in first else None)]
     for ext in range(1, len(hdulists[0])):
         hdus = [h[ext] for h in hdulists]
         _check_aligned(hdus, ext, max_offset)
         stack = np.stack([np.asarray(h.data, dtype=np.float64) for h in hdus])
         if method == "median":
-            image = _nanmedian(stack)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="All-NaN slice encountered")
+                image = np.nanmedian(stack, axis=0)
         elif ext == error_extension:
             image = _weighted_mean(stack, w, errors=True)
         else:
@@ -97,13 +100,6 @@ def combine_cutouts(cutouts: Sequence[fits.HDUList | str], *, method: Literal["m
                               "how the cutouts were combined")
         out.append(fits.ImageHDU(data=image.astype(hdus[0].data.dtype.newbyteorder("=")), header=header))
     return fits.HDUList(out)
-
-
-def _centre(hdulist: fits.HDUList) -> SkyCoord | None:
-    header = hdulist[0].header
-    if "RA_OBJ" in header and "DEC_OBJ" in header:
-        return SkyCoord(header["RA_OBJ"], header["DEC_OBJ"], unit="deg")
-    return None
 
 
 def _check_aligned(hdus: list, ext: int, max_offset: float) -> None:
@@ -139,12 +135,6 @@ def _weighted_mean(stack: np.ndarray, weights: list[np.ndarray], *, errors: bool
     with np.errstate(invalid="ignore", divide="ignore"):
         summed = np.sqrt((w ** 2 * values ** 2).sum(axis=0)) if errors else (w * values).sum(axis=0)
         return np.where(total > 0, summed / total, np.nan)
-
-
-def _nanmedian(stack: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="All-NaN slice encountered")
-        return np.nanmedian(stack, axis=0)
 
 
 def _shared_header(headers: list[fits.Header]) -> fits.Header:

@@ -1,25 +1,99 @@
-"""FFI cutouts: the box of one sky position in each selected image HDU, one pixel read each
-(:func:`cubecut.ffi_rows.read_pixels`, the reader ingest uses), and astrocut's ``fits_cut``."""
+"""FFI cutouts: the image HDUs of a FITS file, known from its headers alone (one read per
+HDU); the box of one sky position in each selected image HDU, one pixel read each
+(:func:`cubecut.ffi_rows.read_pixels`, the reader ingest uses); astrocut's ``fits_cut`` and
+the files it writes (``CUTOUT`` image HDUs, the primary HDU)."""
 from __future__ import annotations
 
+import datetime as dt
+import io
 import os
+import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence, Union
 
 import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
-from astropy.wcs import WCS
+from astropy.wcs import WCS, FITSFixedWarning
 
 from ..cutout.geometry import Box, CoordInput, cutout_box, cutout_wcs, parse_coordinates
 from ..cutout.size import SizeInput, parse_size, size_label
 from ..cutout.tpf import tpf_filename
-from ..errors import InputError
+from ..cutout.tpf_reference import CUBECUT_VERSION, fitting_comment, object_cards, physical_wcs_cards
+from ..errors import FFIError, InputError
+from ..ffi import PixelRef
 from ..ffi_rows import read_pixels
+from ..fitsio import HDUSpan, data_bytes, read_header
 from ..reads import Threads, concurrently
-from ..storage import ByteSource, Location, ReadStats, open_source
-from .hdus import Extension, ImageHDU, image_hdus, image_wcs, selected
-from .output import cutout_hdu, cutout_primary, write_fits
+from ..storage import ByteSource, Location, ReadStats, open_source, put_bytes
+
+#: Which image HDUs to cut: None = the first, ``"all"``, or 0-based HDU numbers.
+Extension = Union[None, int, Sequence[int], Literal["all"]]
+
+
+@dataclass(frozen=True)
+class ImageHDU:
+    """One 2-D image HDU of a FITS file, known from its header alone.
+
+    ``number`` is the 0-based HDU index; ``shape`` is ``(rows, cols)``.
+    """
+
+    number: int
+    header: fits.Header
+    shape: tuple[int, int]
+    pixels: PixelRef
+
+
+def image_hdus(source: ByteSource) -> list[ImageHDU]:
+    """All 2-D image HDUs with data in ``source``, reading headers only (one read each).
+
+    Raises FFIError for a truncated or malformed file, or one without any 2-D image.
+    """
+    found: list[ImageHDU] = []
+    offset, number = 0, 0
+    while offset < source.size:
+        header, header_bytes = read_header(source, offset)
+        span = HDUSpan(header, offset, offset + header_bytes, data_bytes(header))
+        if span.data_offset + span.data_bytes > source.size:
+            raise FFIError(f"{source.location.name}: truncated: HDU {number} needs "
+                           f"{span.data_offset + span.data_bytes} bytes, object has {source.size}")
+        is_image = number == 0 or header.get("XTENSION", "").strip() == "IMAGE"
+        if is_image and len(span.shape) == 2 and 0 not in span.shape:
+            pixels = PixelRef(span.data_offset, span.dtype.str, float(header.get("BSCALE", 1.0)),
+                              float(header.get("BZERO", 0.0)))
+            found.append(ImageHDU(number, header, span.shape, pixels))
+        offset, number = span.end, number + 1
+    if not found:
+        raise FFIError(f"{source.location.name}: no 2-D image HDU with data")
+    return found
+
+
+def image_wcs(header: fits.Header, name: str = "the image") -> WCS:
+    """The celestial WCS of an image header (SIP kept when the CTYPEs say so).
+
+    Raises FFIError naming ``name`` if the header has none.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(header, relax=True, naxis=2)
+    if not wcs.has_celestial:
+        raise FFIError(f"{name} has no celestial WCS")
+    return wcs
+
+
+def selected(hdus: list[ImageHDU], extension: Extension, name: str) -> list[ImageHDU]:
+    """The HDUs ``extension`` asks for: None = the first image, ``"all"``, or HDU numbers."""
+    if extension is None:
+        return hdus[:1]
+    if extension == "all":
+        return hdus
+    wanted = [extension] if isinstance(extension, int) else list(extension)
+    by_number = {h.number: h for h in hdus}
+    missing = [n for n in wanted if n not in by_number]
+    if missing:
+        raise FFIError(f"{name}: HDU(s) {missing} are not 2-D images with data "
+                       f"(images are HDUs {sorted(by_number)})")
+    return [by_number[n] for n in wanted]
 
 
 @dataclass(frozen=True)
@@ -116,3 +190,55 @@ def fits_cut(files: Sequence[str], coordinates: CoordInput, size: SizeInput, *, 
     labels = size_label(parse_size(size))
     names = [tpf_filename(stem, coord.ra.deg, coord.dec.deg, *labels) for stem in stems]
     return [write_fits(hdul, output_dir, name) for hdul, name in zip(hdulists, names)]
+
+
+#: CD matrix keywords: an image WCS given as CD is rewritten by astropy as PC + CDELT.
+_CD_KEYS = ("CD1_1", "CD1_2", "CD2_1", "CD2_2")
+
+
+def cutout_hdu(cutout: ImageCutout) -> fits.ImageHDU:
+    """An ``EXTNAME = 'CUTOUT'`` image HDU as astrocut's fits_cut writes it.
+
+    The original header is kept with its WCS replaced by the cutout's (CRPIX moved), the
+    physical alternate WCS ``P`` giving the 1-based FFI column/row of the first pixel,
+    ``O_EXT_NM`` (original EXTNAME), ``ORIG_FLE`` (file name) and ``ORIG_EXT`` (HDU number).
+    """
+    header = cutout.hdu.header.copy()
+    wcs_cards = cutout.wcs.to_header(relax=True)
+    for key in {*wcs_cards, *_CD_KEYS, "CHECKSUM", "DATASUM", "BSCALE", "BZERO", "BLANK"}:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    header.update(wcs_cards)
+    header.update(physical_wcs_cards(cutout.box))
+    header["O_EXT_NM"] = (cutout.hdu.header.get("EXTNAME"), "Original extension name.")
+    header["EXTNAME"] = "CUTOUT"
+    header["ORIG_FLE"] = (cutout.file, fitting_comment("ORIG_FLE", cutout.file, "Original image filename."))
+    header["ORIG_EXT"] = (cutout.hdu.number, "Extension in original file.")
+    if not np.isfinite(cutout.data).any():
+        header["EMPTY"] = (True, "Indicates no data in cutout image.")
+    return fits.ImageHDU(data=cutout.data, header=header)
+
+
+def cutout_primary(coord: SkyCoord | None) -> fits.PrimaryHDU:
+    """The data-less primary HDU of a cutout file (astrocut's keywords)."""
+    primary = fits.PrimaryHDU()
+    primary.header.extend([
+        ("ORIGIN", "STScI/MAST", "institution responsible for creating this file"),
+        ("DATE", str(dt.date.today()), "file creation date"),
+        ("CREATOR", "cubecut", "software used to produce this file"),
+        ("PROCVER", CUBECUT_VERSION, "software version"),
+    ])
+    if coord is not None:
+        primary.header.update(object_cards(coord))
+    return primary
+
+
+def write_fits(hdulist: fits.HDUList, output_dir: str | os.PathLike[str], name: str) -> str:
+    """Write ``hdulist`` (with checksums) as ``name`` in a local folder or under an
+    ``s3://`` prefix; returns the path/URL."""
+    target = Location.parse(output_dir).child(name)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        hdulist.writeto(buffer, checksum=True)
+    put_bytes(target, buffer.getvalue(), content_type="application/fits")
+    return target.url

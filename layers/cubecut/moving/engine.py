@@ -18,7 +18,7 @@ from ..cube.index_cache import invalidate
 from ..cutout.reader import open_cube
 from ..cutout.size import SizeInput
 from ..errors import OutsideCubeError
-from ..fficut.output import write_fits
+from ..fficut.cut import write_fits
 from ..reads import Threads
 from ..storage import Location, ReadStats, StaleObjectError, carrying_deadlines
 from .ephemeris import Ephemeris, load_ephemeris

@@ -70,7 +70,7 @@ MAX_CONCURRENT = 4
 #: bytes, zip), with room: benchmarks/results/memory.json's in-memory 100x100 x 1,000
 #: cutout peaked well under it.
 IN_MEMORY_BYTES_PER_PIXEL_FRAME = 64
-#: ... of a streamed TPF (:mod:`cubecut.cutout.tpf_stream`): its box, flux and error float32.
+#: ... of a streamed TPF (:class:`cubecut.cutout.tpf.StreamedTPF`): its box, flux and error float32.
 STREAMED_BYTES_PER_PIXEL_FRAME = 8
 #: Bytes a streamed TPF holds besides its box: reads in flight (64 MiB), a chunk of rows
 #: (1 MiB) and the object stream's parts (up to 5 x 8 MiB, storage.PARTS_IN_FLIGHT + 1), with room to spare.
@@ -81,7 +81,7 @@ STREAM_OVERHEAD_BYTES = 128 * 2**20
 #: alone takes most of the API's 29 s (benchmarks/results/memory.json).
 STREAM_ABOVE_BYTES = 64 * 2**20
 #: Bytes per pixel-frame of a TPF file: RAW_CNTS (int32) and four float32 image columns
-#: (cubecut.cutout.pipeline's TPF_BYTES_PER_PIXEL, not imported: it loads astropy).
+#: (cubecut.cutout.engine's TPF_BYTES_PER_PIXEL, not imported: it loads astropy).
 TPF_BYTES_PER_PIXEL_FRAME = 20
 #: Seconds a client is told to wait when the service is busy.
 RETRY_AFTER_S = 2
