@@ -182,16 +182,11 @@ def _position(text: str) -> tuple[SkyCoord, float]:
     return SkyCoord(ra % 360.0, dec, unit="deg"), radius
 
 
-def _cone(params: Mapping[str, Any], filtered: bool) -> str:
-    """``"ra, dec, radius"``: Filtered.Position sends it as ``position``, Cone as three keys."""
-    if filtered:
-        return str(params.get("position"))
-    return f"{params.get('ra')}, {params.get('dec')}, {params.get('radius', 0.2)}"
-
-
 def _rows(catalog: CubeCatalog, params: Mapping[str, Any], positional: bool, filtered: bool) -> list[dict]:
     if positional:
-        coord, radius = _position(_cone(params, filtered))
+        # "ra, dec, radius": Filtered.Position sends it as ``position``, Cone as three keys
+        coord, radius = _position(str(params.get("position")) if filtered
+                                  else f"{params.get('ra')}, {params.get('dec')}, {params.get('radius', 0.2)}")
         rows = [_observation(e, coord.separation(e.centre).arcsec) for e in catalog.covering(coord, radius)]
     else:
         rows = [_observation(e, 0.0) for e in catalog.entries()]

@@ -38,13 +38,13 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, BinaryIO
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 
 from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError, StorageError
 from ..storage import ObjectStreamWriter, ReadStats, carrying_deadlines, get_bytes, head
 from ..cube.catalog import CubeCatalog, CubeEntry
-from .protocol import TESS_PIXEL_DEG, CutoutRequest, SectorRequest, member_name, sector_entry
+from .protocol import TESS_PIXEL_DEG, CutoutRequest, SectorRequest, member_name, sector_results
 
 if TYPE_CHECKING:  # astropy loads with the first request
     import astropy.units as u
@@ -95,17 +95,8 @@ ZIP_LEVEL = 1
 #: Bytes of a TPF handed to the compressor at once: bounds what one write to the stream holds.
 _DEFLATE_CHUNK = 2**20
 
-class StreamedMember(Protocol):
-    """A file written into a zip as it is built (a streamed TPF, ``cutout.engine.TPFStream``)."""
-
-    @property
-    def size(self) -> int: ...
-
-    def write_to(self, out: BinaryIO) -> int: ...
-
-
-#: One file of a result zip: its name, and its bytes or a file that writes itself.
-Member = tuple[str, "bytes | bytearray | StreamedMember"]
+#: One file of a result zip: its name, and its bytes or a streamed TPF (it writes itself).
+Member = tuple[str, "bytes | bytearray | TPFStream"]
 #: What a result is made of: a function that yields its members one by one (each is written
 #: to the zip and released before the next is asked for) and appends the work it did to the
 #: list it is given.
@@ -230,7 +221,7 @@ class StoredZip:
     body: bytes | None
 
 
-def _add_member(archive: zipfile.ZipFile, name: str, data: bytes | bytearray | StreamedMember) -> None:
+def _add_member(archive: zipfile.ZipFile, name: str, data: bytes | bytearray | TPFStream) -> None:
     """Add ``data`` to ``archive`` as ``name``: bytes deflated in pieces of
     ``_DEFLATE_CHUNK`` bytes, a streamed file stored (uncompressed) as it writes itself."""
     info = zipfile.ZipInfo(name)  # dated 1980-01-01, as ZipFile.open(name, "w") dates it
@@ -253,17 +244,16 @@ def store_zip(url: str, members: Iterable[Member]) -> StoredZip:
     Each member is compressed into an :class:`~cubecut.storage.ObjectStreamWriter` as it
     arrives and its bytes are released before the next is asked for, so memory holds one
     TPF and about two 8 MiB parts, not every TPF and the whole zip; a streamed member
-    (:class:`StreamedMember`) is stored, uncompressed, as it writes itself. The object is created
+    (:class:`~cubecut.cutout.engine.TPFStream`) is stored, uncompressed, as it writes itself. The object is created
     with the first member (none: nothing is written) and becomes visible only when the zip
     is complete; an exception from ``members`` or from storage aborts it (StorageError for
     the latter) and leaves the key as it was.
     """
     names: list[str] = []
+    stream: ObjectStreamWriter | None = None
     with contextlib.ExitStack() as stack:
-        archive: zipfile.ZipFile | None = None
-        stream: ObjectStreamWriter | None = None
         for name, data in members:
-            if archive is None:
+            if stream is None:
                 stream = stack.enter_context(ObjectStreamWriter(url, "application/zip"))
                 archive = stack.enter_context(zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED,
                                                               compresslevel=ZIP_LEVEL))
@@ -311,8 +301,7 @@ class CutoutService:
     def sectors(self, request: SectorRequest) -> dict:
         """The ``sector`` endpoint's JSON: ingested cubes covering the cone."""
         entries = self.catalog.covering(request.coord, request.radius_deg, product=request.product)
-        return {"results": [sector_entry(e.index.sector, e.index.camera, e.index.ccd, e.index.product)
-                            for e in entries]}
+        return sector_results(e.index for e in entries)
 
     def matching(self, request: CutoutRequest) -> list[CubeEntry]:
         """The cubes a cutout request reads: those whose image holds its position."""
