@@ -145,15 +145,9 @@ class CubeCatalog:
 
     def entries(self) -> list[CubeEntry]:
         """The cubes served, sorted by sector, camera, CCD: one per (product, sector, camera,
-        CCD), chosen by :func:`choose_cubes` (the others are logged, and listed by
-        :meth:`ignored`)."""
+        CCD), chosen by :func:`choose_cubes` (the others are logged)."""
         self.refresh()
         return list(self._chosen)
-
-    def ignored(self) -> dict[str, list[str]]:
-        """``{chosen cube URL: [URLs of the other cubes of its product/sector/camera/CCD]}``."""
-        self.refresh()
-        return dict(self._ignored)
 
     def covering(self, coord: SkyCoord, radius_deg: float = 0.0, *, product: str | None = None,
                  sectors: set[int] | None = None) -> list[CubeEntry]:

@@ -31,7 +31,7 @@ from ..storage import ReadStats
 from ..cube.catalog import CubeCatalog, CubeEntry
 from ..cube.index import sector_name
 from .jsontext import load_json
-from .service import CubeWork, CutoutService, Delivery, Member, cube_version, hdul_bytes
+from .service import CubeWork, CutoutService, Delivery, Member, hdul_bytes
 from .protocol import TesscutRequestError, result_key, sector_results
 
 if TYPE_CHECKING:  # the moving-target engine (astropy time, coordinates, WCS) loads on first use
@@ -182,7 +182,6 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
         return Delivery([], message=_no_data(request))
     nx, ny = pixel_size(request.size, crossed[0][0].wcs)
     nbytes = service.check_budget([nx * ny * p.nframes for _, p in crossed], in_memory=True)
-    key = request.cache_key([cube_version(e) for e, _ in crossed])
 
     def compute(work: list[CubeWork]) -> Iterator[Member]:
         stats = ReadStats()
@@ -199,5 +198,5 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
             name = sector_name(header["SECTOR"], header["CAMERA"], header["CCD"], request.product)
             yield member_name(name, request.target, flux_shape[2], flux_shape[1]), hdul_bytes(tpf)
 
-    return service.deliver(service.result_url(key, "zip"), compute, started=started, nbytes=nbytes,
-                           empty_message=_no_data(request))
+    return service.deliver(service.result_url(request, [e for e, _ in crossed], "zip"), compute, started=started,
+                           nbytes=nbytes, empty_message=_no_data(request))

@@ -12,11 +12,8 @@ Lambda's 6 MB and API Gateway's 10 MB payload limits whatever the cutout size. E
 result is stored under ``results_prefix`` keyed by the normalised request and the ETags
 of the cubes it read, so repeating a request reads no cube bytes and a re-ingested cube
 (new ETag) never serves a stale result. The zip is streamed to its object as the TPFs are
-cut (:func:`store_zip`): each TPF is deflated into an S3 multipart upload (8 MiB parts) or a
-temporary file and released once written, so a big result is never held twice in memory,
-and a failed request leaves no partial object. A TPF above :data:`STREAM_ABOVE_BYTES` is
-never whole in memory: it is cut as a stream (:func:`cubecut.cutout.engine.cutout_stream`,
-its box in memory) and stored in the zip uncompressed as it is written. Moving-target zips
+cut (:func:`store_zip`), and a TPF above :data:`STREAM_ABOVE_BYTES` as it is built
+(:func:`cut_tpf`), so a big result is never whole in memory. Moving-target zips
 (:mod:`.moving`) go through the same :meth:`CutoutService.deliver`, and quick-look PNGs
 (:mod:`.quicklook`) are drawn from these zips and cached beside them.
 
@@ -52,6 +49,7 @@ if TYPE_CHECKING:  # astropy loads with the first request
     from astropy.io import fits
 
     from ..cutout.engine import TPFFile, TPFStream
+    from .moving import MovingRequest
 
 #: Zips up to this size are returned inline: base64 adds a third, and a synchronous Lambda
 #: response is at most 6 MB (4 MiB -> 5.6 MB encoded, with room for headers).
@@ -243,11 +241,11 @@ def store_zip(url: str, members: Iterable[Member]) -> StoredZip:
 
     Each member is compressed into an :class:`~cubecut.storage.ObjectStreamWriter` as it
     arrives and its bytes are released before the next is asked for, so memory holds one
-    TPF and about two 8 MiB parts, not every TPF and the whole zip; a streamed member
-    (:class:`~cubecut.cutout.engine.TPFStream`) is stored, uncompressed, as it writes itself. The object is created
-    with the first member (none: nothing is written) and becomes visible only when the zip
-    is complete; an exception from ``members`` or from storage aborts it (StorageError for
-    the latter) and leaves the key as it was.
+    TPF and about two 8 MiB parts, not every TPF and the whole zip; a streamed TPF
+    (:class:`~cubecut.cutout.engine.TPFStream`) is stored, uncompressed, as it writes
+    itself. The object is created with the first member (none: nothing is written) and
+    becomes visible only when the zip is complete; an exception from ``members`` or from
+    storage aborts it (StorageError for the latter) and leaves the key as it was.
     """
     names: list[str] = []
     stream: ObjectStreamWriter | None = None
@@ -263,11 +261,6 @@ def store_zip(url: str, members: Iterable[Member]) -> StoredZip:
     if stream is None:
         return StoredZip([], 0, None)
     return StoredZip(names, stream.size, stream.body)
-
-
-def cube_version(entry: CubeEntry) -> str:
-    """What changes when a cube is re-ingested: its ETag and its sidecar's."""
-    return f"{entry.url}|{entry.index.cube_etag}|{entry.index_etag}"
 
 
 def pixels(size: tuple[int | u.Quantity, int | u.Quantity]) -> float:
@@ -324,7 +317,6 @@ class CutoutService:
         started = time.monotonic() if started is None else started
         counts = [pixels(request.size) * e.index.nt for e in entries]
         nbytes = self.check_budget(counts, in_memory=in_memory)
-        key = request.cache_key([cube_version(e) for e in entries])
 
         def compute(work: list[CubeWork]) -> Iterator[Member]:
             with ThreadPoolExecutor(max_workers=min(_MAX_CUBE_THREADS, len(entries)),
@@ -336,7 +328,7 @@ class CutoutService:
                         yield member
                     del member  # zipped: release the TPF while the next cube's is awaited
 
-        return self.deliver(self.result_url(key, "zip"), compute, started=started, nbytes=nbytes,
+        return self.deliver(self.result_url(request, entries, "zip"), compute, started=started, nbytes=nbytes,
                             empty_message="The position falls off the image of every matching cube")
 
     def _cut_one(self, entry: CubeEntry, request: CutoutRequest, started: float) -> tuple[Member | None, CubeWork]:
@@ -374,8 +366,11 @@ class CutoutService:
         return nbytes
 
     # -- delivery -------------------------------------------------------------------------
-    def result_url(self, key: str, suffix: str) -> str:
-        """Where the result with cache key ``key`` is stored (``zip``, ``png`` ...)."""
+    def result_url(self, request: CutoutRequest | MovingRequest, entries: Iterable[CubeEntry], suffix: str) -> str:
+        """Where the result (``zip``, ``png`` ...) of ``request`` over the cubes ``entries`` is
+        stored: keyed by the request and, per cube, what changes when it is re-ingested (its
+        ETag and its sidecar's)."""
+        key = request.cache_key([f"{e.url}|{e.index.cube_etag}|{e.index_etag}" for e in entries])
         return f"{self.results_prefix}tesscut/{key}.{suffix}"
 
     def deliver(self, result_url: str, compute: Compute, *, started: float, nbytes: int,
