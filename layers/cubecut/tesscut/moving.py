@@ -31,7 +31,7 @@ from ..storage import ReadStats
 from ..cube.catalog import CubeCatalog, CubeEntry
 from ..cube.index import sector_name
 from .jsontext import load_json
-from .service import CubeWork, CutoutService, Delivery, Member, hdul_bytes
+from .service import CubeWork, CutoutService, Delivery, Member, hdul_bytes, no_data_message
 from .protocol import TesscutRequestError, result_key, sector_results
 
 if TYPE_CHECKING:  # the moving-target engine (astropy time, coordinates, WCS) loads on first use
@@ -164,12 +164,6 @@ def moving_sectors(catalog: CubeCatalog, request: MovingRequest) -> dict:
     return sector_results(e.index for e, _ in crossings(catalog, request))
 
 
-def _no_data(request: MovingRequest) -> str:
-    path = request.ephemeris
-    where = f"the path of {request.target or 'the target'} (TJD {path.start:.4f} to {path.stop:.4f})"
-    return f"No data found for {where}" + (f" in sector(s) {sorted(request.sectors)}" if request.sectors else "")
-
-
 def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
     """``moving_target/astrocut``: a zip with one TPF per sector the path crosses (frames
     of several cubes of one sector merged), cached like static cutouts."""
@@ -179,7 +173,7 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
     started = time.monotonic()
     crossed = crossings(service.catalog, request)
     if not crossed:
-        return Delivery([], message=_no_data(request))
+        return Delivery([], message=no_data_message(request))
     nx, ny = pixel_size(request.size, crossed[0][0].wcs)
     nbytes = service.check_budget([nx * ny * p.nframes for _, p in crossed], in_memory=True)
 
@@ -199,4 +193,4 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
             yield member_name(name, request.target, flux_shape[2], flux_shape[1]), hdul_bytes(tpf)
 
     return service.deliver(service.result_url(request, [e for e, _ in crossed], "zip"), compute, started=started,
-                           nbytes=nbytes, empty_message=_no_data(request))
+                           nbytes=nbytes, empty_message=no_data_message(request))

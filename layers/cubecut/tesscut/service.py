@@ -271,9 +271,14 @@ def pixels(size: tuple[int | u.Quantity, int | u.Quantity]) -> float:
     return pixels
 
 
-def no_data_message(request: CutoutRequest) -> str:
-    """TESScut's no-data ``msg`` for a position (and sectors) no ingested cube covers."""
-    where = f"ra={request.coord.ra.deg:.6f}, dec={request.coord.dec.deg:.6f}"
+def no_data_message(request: CutoutRequest | MovingRequest) -> str:
+    """TESScut's no-data ``msg`` for a position, or a moving target's path, (and sectors)
+    no ingested cube covers."""
+    if isinstance(request, CutoutRequest):
+        where = f"ra={request.coord.ra.deg:.6f}, dec={request.coord.dec.deg:.6f}"
+    else:
+        path = request.ephemeris
+        where = f"the path of {request.target or 'the target'} (TJD {path.start:.4f} to {path.stop:.4f})"
     return f"No data found for {where}" + (f" in sector(s) {sorted(request.sectors)}" if request.sectors else "")
 
 
