@@ -180,7 +180,8 @@ class CubeWork:
 
 @dataclass
 class Delivery:
-    """A finished result: inline bytes, or the S3 URL of the stored object, or no data."""
+    """A finished result: the URL of the stored zip and, when it is small enough to be
+    sent inline, its bytes (``body``); or no data (``message``)."""
 
     members: list[str]
     body: bytes | None = None
@@ -209,16 +210,6 @@ def hdul_bytes(hdul: fits.HDUList) -> bytes:
     return buf.getvalue()
 
 
-@dataclass(frozen=True)
-class StoredZip:
-    """A zip written by :func:`store_zip`: member names, size in bytes, and its bytes when it
-    was small enough to be written with one PUT (None otherwise)."""
-
-    members: list[str]
-    size: int
-    body: bytes | None
-
-
 def _add_member(archive: zipfile.ZipFile, name: str, data: bytes | bytearray | TPFStream) -> None:
     """Add ``data`` to ``archive`` as ``name``: bytes deflated in pieces of
     ``_DEFLATE_CHUNK`` bytes, a streamed file stored (uncompressed) as it writes itself."""
@@ -236,8 +227,10 @@ def _add_member(archive: zipfile.ZipFile, name: str, data: bytes | bytearray | T
             data.write_to(dest)
 
 
-def store_zip(url: str, members: Iterable[Member]) -> StoredZip:
-    """Zip ``members`` (deflate level :data:`ZIP_LEVEL`) straight into the object at ``url``.
+def store_zip(url: str, members: Iterable[Member]) -> Delivery:
+    """Zip ``members`` (deflate level :data:`ZIP_LEVEL`) straight into the object at ``url``;
+    the Delivery of that zip, its ``body`` the zip's bytes when it was small enough to be
+    written with one PUT (None otherwise).
 
     Each member is compressed into an :class:`~cubecut.storage.ObjectStreamWriter` as it
     arrives and its bytes are released before the next is asked for, so memory holds one
@@ -259,8 +252,8 @@ def store_zip(url: str, members: Iterable[Member]) -> StoredZip:
             names.append(name)
             del data  # released before the next member is cut
     if stream is None:
-        return StoredZip([], 0, None)
-    return StoredZip(names, stream.size, stream.body)
+        return Delivery([])
+    return Delivery(names, body=stream.body, url=url, size=stream.size)
 
 
 def pixels(size: tuple[int | u.Quantity, int | u.Quantity]) -> float:
@@ -390,12 +383,12 @@ class CutoutService:
         if delivery is None:
             work: list[CubeWork] = []
             with self.limit.slot(nbytes):
-                stored = store_zip(result_url, compute(work))
-            if stored.members:
-                inline = stored.body if stored.body is not None and stored.size <= self.inline_limit else None
-                delivery = Delivery(stored.members, body=inline, url=result_url, size=stored.size, work=work)
-            else:
-                delivery = Delivery([], message=empty_message, work=work)
+                delivery = store_zip(result_url, compute(work))
+            delivery.work = work
+            if not delivery.members:
+                delivery.message = empty_message
+            elif delivery.size > self.inline_limit:
+                delivery.body = None
         delivery.elapsed = time.monotonic() - started
         return delivery
 
