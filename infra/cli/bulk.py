@@ -64,6 +64,7 @@ def _on_stack(args: argparse.Namespace, size_xy: tuple[int, int], bar: tqdm) -> 
     import boto3
 
     from cubecut.bulk.job import targets_done, tile_sizes
+    from cubecut.bulk.submit import failure_reason
     from cubecut.storage import Location, get_bytes, put_bytes
 
     arn = args.stack or os.environ.get("CUBECUT_BULK_JOBS_STATE_MACHINE_ARN")
@@ -95,17 +96,8 @@ def _on_stack(args: argparse.Namespace, size_xy: tuple[int, int], bar: tqdm) -> 
             break
         time.sleep(POLL_SECONDS)
     if status["status"] != "SUCCEEDED":
-        raise CubecutError(f"bulk job {run} {status['status'].lower()}: {status.get('error', '')}: "
-                           f"{_message(status.get('cause', ''))}")
+        raise CubecutError(f"bulk job {run} {status['status'].lower()}: {failure_reason(status)}")
     return json.loads(status["output"])
-
-
-def _message(cause: str) -> str:
-    """The error message inside a Lambda-style JSON cause (or the cause itself)."""
-    try:
-        return str(json.loads(cause).get("errorMessage", cause))
-    except (ValueError, AttributeError):
-        return cause
 
 
 def register(commands: argparse._SubParsersAction) -> None:

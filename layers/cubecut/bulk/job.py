@@ -25,7 +25,7 @@ import io
 import json
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import PurePosixPath
 from queue import Empty
@@ -56,8 +56,7 @@ class JobSummary:
     tpfs: str
 
     def as_dict(self) -> dict:
-        return {"out": self.out, "catalog_rows": self.catalog_rows, "counts": self.counts,
-                "results": self.results, "tpfs": self.tpfs}
+        return asdict(self)
 
 
 def join(out: str, *parts: str) -> str:
@@ -78,16 +77,13 @@ def save_plan(plan: Plan, run: str, tiles_per_batch: int = 10) -> tuple[str, str
     """Write the plan's tiles, its batches and known rows under ``runs/{run}/``; returns the
     URLs of the batches (the Distributed Map's items: ``{"tiles": [...]}`` of at most
     ``tiles_per_batch`` consecutive tiles) and of the rows."""
-    tiles = join(plan.out, "runs", run, "tiles.json")
-    batches = join(plan.out, "runs", run, "batches.json")
-    rows = join(plan.out, "runs", run, "rows.json")
-    put_bytes(tiles, json.dumps(plan.tiles).encode(), "application/json")
     step = max(1, int(tiles_per_batch))
-    put_bytes(batches, json.dumps([{"tiles": plan.tiles[i:i + step]} for i in range(0, len(plan.tiles), step)])
-              .encode(), "application/json")
-    put_bytes(rows, json.dumps({"catalog_rows": plan.catalog_rows, "rows": plan.rows}).encode(),
-              "application/json")
-    return batches, rows
+    files = {"tiles.json": plan.tiles,
+             "batches.json": [{"tiles": plan.tiles[i:i + step]} for i in range(0, len(plan.tiles), step)],
+             "rows.json": {"catalog_rows": plan.catalog_rows, "rows": plan.rows}}
+    for name, value in files.items():
+        put_bytes(join(plan.out, "runs", run, name), json.dumps(value).encode(), "application/json")
+    return join(plan.out, "runs", run, "batches.json"), join(plan.out, "runs", run, "rows.json")
 
 
 def save_parts(out: str, run: str, results: dict[str, list[dict]]) -> list[str]:
@@ -175,20 +171,17 @@ def run_job(catalog: str, out: str, *, cubes: Sequence[str] | None = None, catal
                              resume=resume, shards=shards)
     if on_plan is not None:
         on_plan(plan)
-    rows = list(plan.rows)
     shares = _shares(plan.tiles, workers)
     if len(shares) <= 1:
-        for tile_rows in run_tiles(plan.tiles, on_target=on_target).values():
-            rows.extend(tile_rows)
-        return write_results(plan.out, plan.catalog_rows, rows)
-    context = get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(len(shares), mp_context=context) as pool:
-        queue = manager.Queue()
-        futures = [pool.submit(_run_share, share, queue) for share in shares]
-        _report_progress(queue, futures, sum(len(tile["targets"]) for tile in plan.tiles), on_target)
-        for future in futures:
-            for tile_rows in future.result().values():
-                rows.extend(tile_rows)
+        results = [run_tiles(plan.tiles, on_target=on_target)]
+    else:
+        context = get_context("spawn")
+        with context.Manager() as manager, ProcessPoolExecutor(len(shares), mp_context=context) as pool:
+            queue = manager.Queue()
+            futures = [pool.submit(_run_share, share, queue) for share in shares]
+            _report_progress(queue, futures, plan.todo, on_target)
+            results = [future.result() for future in futures]
+    rows = plan.rows + [row for result in results for tile_rows in result.values() for row in tile_rows]
     return write_results(plan.out, plan.catalog_rows, rows)
 
 

@@ -188,7 +188,6 @@ class Plan:
     catalog_rows: int
     tiles: list[dict] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
-    pixel_frames: int = 0
 
     @property
     def todo(self) -> int:
@@ -274,13 +273,13 @@ def plan_job(catalog: TargetCatalog, cubes: Sequence[CubeEntry], out: str, *, li
         where = nearest[i] or f"is not within {MAX_CENTRE_SEPARATION_DEG:.0f} deg of any cube's centre"
         plan.rows.append(result_row(targets[i], OFF_FOOTPRINT,
                                     error=f"on none of the {len(cubes)} cube(s): it {where}"))
-    plan.pixel_frames = int(sum(
+    pixel_frames = int(sum(
         sum(targets[i].size[0] * targets[i].size[1] for i in np.flatnonzero(on)) * entry.index.nt
         for entry, on, _, _ in by_cube))
-    if plan.pixel_frames > limits.max_pixel_frames:
+    if pixel_frames > limits.max_pixel_frames:
         placements = sum(int(on.sum()) for _, on, _, _ in by_cube)
         raise BulkCapError(f"{catalog.source}: {placements:,} cutouts of {len(targets):,} targets come to "
-                           f"{plan.pixel_frames:,} pixel-frames, above the cap of {limits.max_pixel_frames:,}")
+                           f"{pixel_frames:,} pixel-frames, above the cap of {limits.max_pixel_frames:,}")
     done = existing_tpfs(plan.out) if resume else {}
     for entry, on, x, y in by_cube:
         stem = Location.parse(entry.url).name.removesuffix(".fits").removesuffix("-cube")

@@ -156,7 +156,7 @@ def job_status(out: str, job: str, execution: Mapping[str, Any]) -> JobStatus:
         summary = json.loads(execution.get("output") or "{}")
         return JobStatus(job, status, total or 0, total or 0, summary.get("results"), summary)
     if status in FINISHED:
-        return JobStatus(job, status, done, total, error=_reason(execution))
+        return JobStatus(job, status, done, total, error=failure_reason(execution))
     return JobStatus(job, status, done, total)
 
 
@@ -176,8 +176,9 @@ def result_files(results: str, offset: int = 0, count: int = FILES_PER_PAGE) -> 
     return page, offset + count if offset + count < len(with_files) else None
 
 
-def _reason(execution: Mapping[str, Any]) -> str:
-    """A failed execution's error and message (a Lambda's JSON cause carries ``errorMessage``)."""
+def failure_reason(execution: Mapping[str, Any]) -> str:
+    """A failed execution's error and message (a Lambda's JSON cause carries ``errorMessage``),
+    from its description (as DescribeExecution gives it)."""
     error, cause = str(execution.get("error") or ""), str(execution.get("cause") or "")
     try:
         cause = str(json.loads(cause).get("errorMessage", cause))

@@ -29,7 +29,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import accumulate, groupby
 from typing import Callable, Iterable
 
 import numpy as np
@@ -198,9 +198,8 @@ def _run_cube(location: Location, index: CubeIndex, tiles: list[Tile], threads: 
     cache = SpanCache(open_cube(location, index, stats), [(*span_bytes(index, span), span.y) for span in
                                                           merged_spans(index, [b for x in batches for b in x.boxes])])
     # Per batch: the lowest box row it or any later batch needs (rows below can be forgotten).
-    needed_from = [min(box.y0 for box in batch.boxes) for batch in batches] + [index.nrows]
-    for b in range(len(batches) - 1, -1, -1):
-        needed_from[b] = min(needed_from[b], needed_from[b + 1])
+    lowest = [min(box.y0 for box in batch.boxes) for batch in batches] + [index.nrows]
+    needed_from = list(accumulate(reversed(lowest), min))[::-1]
     results: dict[str, list[dict]] = {}
     writes = _Writes(on_target, results)
     buffers = Buffers()

@@ -29,7 +29,6 @@ from .index import INDEX_SUFFIX, CubeIndex
 from .sidecar import describes, read_sidecar
 from ..errors import NotACubeError, StorageError
 from ..storage import Location, carrying_deadlines, list_etags
-from ..cube.index import sector_name
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
     from astropy.coordinates import SkyCoord
@@ -54,7 +53,7 @@ class CubeEntry:
     @property
     def sector_name(self) -> str:
         """TESScut's name of the cube (``tess-s0001-4-2``, or ``tica-...``)."""
-        return sector_name(self.index.sector, self.index.camera, self.index.ccd, self.index.product)
+        return self.index.sector_name
 
     @property
     def wcs(self) -> WCS:
@@ -146,15 +145,9 @@ class CubeCatalog:
 
     def entries(self) -> list[CubeEntry]:
         """The cubes served, sorted by sector, camera, CCD: one per (product, sector, camera,
-        CCD), chosen by :func:`choose_cubes` (the others are logged, and listed by
-        :meth:`ignored`)."""
+        CCD), chosen by :func:`choose_cubes` (the others are logged)."""
         self.refresh()
         return list(self._chosen)
-
-    def ignored(self) -> dict[str, list[str]]:
-        """``{chosen cube URL: [URLs of the other cubes of its product/sector/camera/CCD]}``."""
-        self.refresh()
-        return dict(self._ignored)
 
     def covering(self, coord: SkyCoord, radius_deg: float = 0.0, *, product: str | None = None,
                  sectors: set[int] | None = None) -> list[CubeEntry]:

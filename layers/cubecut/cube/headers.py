@@ -79,15 +79,10 @@ def image_header_bytes(nrows: int, ncols: int, nt: int, nplanes: int) -> bytes:
     return header.tostring().encode("ascii")
 
 
-def template_ffi(ffis: list[FFIInfo]) -> FFIInfo:
-    """The FFI whose image header defines the table columns."""
-    key, value = _TEMPLATE_RULE[ffis[0].product]
-    return next((f for f in ffis if f.image_header.get(key) == value), ffis[0])
-
-
 def table_hdu(ffis: list[FFIInfo]) -> fits.BinTableHDU:
     """The table of per-FFI header values, one row per FFI in the given (time) order."""
-    template = template_ffi(ffis).image_header
+    rule, wanted = _TEMPLATE_RULE[ffis[0].product]  # the template FFI's image header defines the columns
+    template = next((f for f in ffis if f.image_header.get(rule) == wanted), ffis[0]).image_header
     columns: list[fits.Column] = []
     comments: dict[str, str] = {}
     tica = ffis[0].product == TICA

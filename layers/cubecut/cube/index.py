@@ -106,16 +106,6 @@ class CubeIndex:
         """TESScut's name for the cube, e.g. ``tess-s0001-1-3`` (``tica-...`` for TICA)."""
         return sector_name(self.sector, self.camera, self.ccd, self.product)
 
-    def primary(self) -> fits.Header:
-        from astropy.io import fits
-
-        return fits.Header.fromstring(self.primary_header)
-
-    def wcs_fits_header(self) -> fits.Header:
-        from astropy.io import fits
-
-        return fits.Header.fromstring(self.wcs_header)
-
     def time_arrays(self) -> dict[str, np.ndarray]:
         """The per-frame columns as numpy arrays."""
         return {

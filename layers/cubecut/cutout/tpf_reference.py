@@ -223,7 +223,7 @@ PRODUCT_CARDS = {
 
 
 def _primary_header(index: CubeIndex, coord: SkyCoord) -> fits.Header:
-    header = index.primary()
+    header = fits.Header.fromstring(index.primary_header)
     product = PRODUCT_CARDS.get(index.product, PRODUCT_CARDS["SPOC"])  # an index's product is one of them
     header.update({
         "CREATOR": ("cubecut", "software used to produce this file"),
@@ -284,7 +284,7 @@ def _pixels_hdu(index: CubeIndex, box: Box, flux: np.ndarray, flux_err: np.ndarr
         if f"TDIM{number}" in header:
             for key, value, comment in column_wcs:
                 header.insert(f"TTYPE{number + 1}", (key.format(number), value, comment))
-    frame = index.wcs_fits_header()
+    frame = fits.Header.fromstring(index.wcs_header)
     for key, comment in _IMAGE_KEYWORDS.items():
         header[key] = (frame.get(key), comment)
     # A 44-character SPOC name leaves no room for the comment on the 80-byte card

@@ -122,7 +122,7 @@ def cube_frames(index: CubeIndex, table: fits.BinTableHDU) -> list[CubeFrame]:
     """The old cube's frames, described by their table rows, in the cube's (time) order."""
     names = [n for n in table.columns.names if n != headers.FILE_COLUMN]
     comments = {k: str(table.header[k]) for k in names if k in table.header and k not in headers.STRUCTURAL}
-    primary = index.primary()
+    primary = fits.Header.fromstring(index.primary_header)
     frames = []
     for position, row in enumerate(table.data):
         values: dict[str, object] = {}

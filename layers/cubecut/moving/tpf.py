@@ -80,7 +80,7 @@ def build_moving_tpf(pieces: list[MovingFrames], nx: int, ny: int, *, target: st
     order, columns = _merged(pieces)
     n = len(order)
     tstart, tstop, barycorr = (np.asarray(columns[k])[order] for k in ("tstart", "tstop", "barycorr"))
-    primary = first.primary()
+    primary = fits.Header.fromstring(first.primary_header)
     primary["TSTART"], primary["TSTOP"] = float(tstart[0]), float(tstop[-1])
     for key, when in (("DATE-OBS", tstart[0] - barycorr[0]), ("DATE-END", tstop[-1] - barycorr[-1])):
         if key in primary:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -182,16 +182,11 @@ def _position(text: str) -> tuple[SkyCoord, float]:
     return SkyCoord(ra % 360.0, dec, unit="deg"), radius
 
 
-def _cone(params: Mapping[str, Any], filtered: bool) -> str:
-    """``"ra, dec, radius"``: Filtered.Position sends it as ``position``, Cone as three keys."""
-    if filtered:
-        return str(params.get("position"))
-    return f"{params.get('ra')}, {params.get('dec')}, {params.get('radius', 0.2)}"
-
-
 def _rows(catalog: CubeCatalog, params: Mapping[str, Any], positional: bool, filtered: bool) -> list[dict]:
     if positional:
-        coord, radius = _position(_cone(params, filtered))
+        # "ra, dec, radius": Filtered.Position sends it as ``position``, Cone as three keys
+        coord, radius = _position(str(params.get("position")) if filtered
+                                  else f"{params.get('ra')}, {params.get('dec')}, {params.get('radius', 0.2)}")
         rows = [_observation(e, coord.separation(e.centre).arcsec) for e in catalog.covering(coord, radius)]
     else:
         rows = [_observation(e, 0.0) for e in catalog.entries()]
@@ -230,9 +225,9 @@ def invoke(catalog: CubeCatalog, request_text: str) -> dict[str, Any]:
     if not isinstance(request, dict) or not isinstance(request.get("params", {}), dict):
         raise MastRequestError("'request' must be a JSON object with a 'service' and a 'params' object")
     service, params = request.get("service"), request.get("params", {})
-    handlers: dict[str, Callable[[], dict[str, Any]]] = {
-        name: (lambda p=flags: _table(_rows(catalog, params, *p))) for name, flags in _SERVICES.items()}
-    handlers["Mast.Name.Lookup"] = lambda: resolve_names([str(params.get("input", ""))])
-    if service not in handlers:
-        raise MastRequestError(f"service {service!r} is not served here; known: {', '.join(sorted(handlers))}")
-    return handlers[service]()
+    if service == "Mast.Name.Lookup":
+        return resolve_names([str(params.get("input", ""))])
+    if service not in _SERVICES:
+        known = ", ".join(sorted([*_SERVICES, "Mast.Name.Lookup"]))
+        raise MastRequestError(f"service {service!r} is not served here; known: {known}")
+    return _table(_rows(catalog, params, *_SERVICES[service]))

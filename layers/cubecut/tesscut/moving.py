@@ -19,7 +19,6 @@ are chosen from the catalog by time first, then by where the path falls on their
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -30,9 +29,10 @@ import numpy as np
 from ..cutout.size import Size, normalised_size
 from ..storage import ReadStats
 from ..cube.catalog import CubeCatalog, CubeEntry
+from ..cube.index import sector_name
 from .jsontext import load_json
-from .service import CubeWork, CutoutService, Delivery, Member, cube_version, hdul_bytes
-from .protocol import RESULT_FORMAT, TesscutRequestError, sector_entry, sector_name
+from .service import CubeWork, CutoutService, Delivery, Member, hdul_bytes, no_data_message
+from .protocol import TesscutRequestError, result_key, sector_results
 
 if TYPE_CHECKING:  # the moving-target engine (astropy time, coordinates, WCS) loads on first use
     from ..moving import Ephemeris
@@ -72,12 +72,10 @@ class MovingRequest:
         path = hashlib.sha256()
         for values in (self.ephemeris.time, self.ephemeris.ra, self.ephemeris.dec):
             path.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
-        text = json.dumps({"moving": {"path": path.hexdigest(), "barycentric": self.ephemeris.barycentric,
+        return result_key({"moving": {"path": path.hexdigest(), "barycentric": self.ephemeris.barycentric,
                                       "target": self.target, "size": normalised_size(self.size),
                                       "sectors": sorted(self.sectors) if self.sectors else None,
-                                      "product": self.product},
-                           "cubes": sorted(cube_versions), "format": RESULT_FORMAT}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+                                      "product": self.product}}, cube_versions)
 
 
 def _values(values: Any, what: str, strings: bool) -> list[float | str]:
@@ -152,8 +150,7 @@ def crossings(catalog: CubeCatalog, request: MovingRequest) -> list[tuple[CubeEn
     for entry in catalog.entries():
         if entry.index.product != request.product or (request.sectors and entry.index.sector not in request.sectors):
             continue
-        times = entry.index.time_arrays()
-        start, stop = np.nanmin(times["tstart"]), np.nanmax(times["tstop"])
+        start, stop = np.nanmin(entry.index.tstart), np.nanmax(entry.index.tstop)
         if stop < path.start - _TIME_SLACK_DAYS or start > path.stop + _TIME_SLACK_DAYS:
             continue
         on_cube = path_on_cube(path, entry.index, entry.url)
@@ -164,14 +161,7 @@ def crossings(catalog: CubeCatalog, request: MovingRequest) -> list[tuple[CubeEn
 
 def moving_sectors(catalog: CubeCatalog, request: MovingRequest) -> dict:
     """``moving_target/sector``: ``{"results": [...]}``, one entry per cube crossed."""
-    return {"results": [sector_entry(e.index.sector, e.index.camera, e.index.ccd, e.index.product)
-                        for e, _ in crossings(catalog, request)]}
-
-
-def _no_data(request: MovingRequest) -> str:
-    path = request.ephemeris
-    where = f"the path of {request.target or 'the target'} (TJD {path.start:.4f} to {path.stop:.4f})"
-    return f"No data found for {where}" + (f" in sector(s) {sorted(request.sectors)}" if request.sectors else "")
+    return sector_results(e.index for e, _ in crossings(catalog, request))
 
 
 def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
@@ -183,10 +173,9 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
     started = time.monotonic()
     crossed = crossings(service.catalog, request)
     if not crossed:
-        return Delivery([], message=_no_data(request))
+        return Delivery([], message=no_data_message(request))
     nx, ny = pixel_size(request.size, crossed[0][0].wcs)
     nbytes = service.check_budget([nx * ny * p.nframes for _, p in crossed], in_memory=True)
-    key = request.cache_key([cube_version(e) for e, _ in crossed])
 
     def compute(work: list[CubeWork]) -> Iterator[Member]:
         stats = ReadStats()
@@ -203,5 +192,5 @@ def moving_astrocut(service: CutoutService, request: MovingRequest) -> Delivery:
             name = sector_name(header["SECTOR"], header["CAMERA"], header["CCD"], request.product)
             yield member_name(name, request.target, flux_shape[2], flux_shape[1]), hdul_bytes(tpf)
 
-    return service.deliver(service.result_url(key, "zip"), compute, started=started, nbytes=nbytes,
-                           empty_message=_no_data(request))
+    return service.deliver(service.result_url(request, [e for e, _ in crossed], "zip"), compute, started=started,
+                           nbytes=nbytes, empty_message=no_data_message(request))

@@ -14,7 +14,7 @@ bound, one file per name asked): resolved names are kept in memory, at most
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Sequence
 
@@ -47,13 +47,13 @@ class ResolverUnavailableError(CubecutError):
 class ResolvedTarget:
     """Where a target is: ICRS degrees, and how that was found (``coordinates`` or ``sesame``)."""
 
-    text: str
+    target: str
     ra: float
     dec: float
     resolver: str
 
     def as_dict(self) -> dict:
-        return {"target": self.text, "ra": self.ra, "dec": self.dec, "resolver": self.resolver}
+        return asdict(self)
 
 
 @lru_cache(maxsize=NAME_CACHE_SIZE)

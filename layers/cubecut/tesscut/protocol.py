@@ -24,11 +24,11 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 
+from ..cube.index import CubeIndex
 from ..cutout.size import Size, normalised_size
-from ..cube.index import sector_name
 from ..errors import InputError
 
 if TYPE_CHECKING:  # astropy's coordinates and WCS load on first use, not at a handler's import
@@ -115,24 +115,28 @@ class CutoutRequest:
     sectors: frozenset[int] | None
     product: str
 
-    def normalised(self) -> dict:
-        """A canonical form of the request, for result caching: equal for requests that
-        must give the same zip (``sector=1,2`` and ``sector=2&sector=1``; ``units=arcmin``
-        and the same angle in ``units=d``), positions at full precision."""
-        return {"ra": self.coord.ra.deg, "dec": self.coord.dec.deg, "size": normalised_size(self.size),
-                "sectors": sorted(self.sectors) if self.sectors else None, "product": self.product}
-
     def cache_key(self, cube_versions: Sequence[str]) -> str:
-        """Changes whenever the request, any cube it reads, or the TPF format changes."""
-        text = json.dumps({"request": self.normalised(), "cubes": sorted(cube_versions),
-                           "format": RESULT_FORMAT}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+        """The result-cache key (:func:`result_key`) of the request's canonical form: equal
+        for requests that must give the same zip (``sector=1,2`` and ``sector=2&sector=1``;
+        ``units=arcmin`` and the same angle in ``units=d``), positions at full precision."""
+        return result_key({"request": {"ra": self.coord.ra.deg, "dec": self.coord.dec.deg,
+                                       "size": normalised_size(self.size),
+                                       "sectors": sorted(self.sectors) if self.sectors else None,
+                                       "product": self.product}}, cube_versions)
 
 
-def sector_entry(sector: int, camera: int, ccd: int, product: str = "SPOC") -> dict[str, str]:
-    """One element of the ``results`` list of the ``sector`` endpoint."""
-    return {"sectorName": sector_name(sector, camera, ccd, product), "sector": f"{sector:04d}",
-            "camera": str(camera), "ccd": str(ccd)}
+def result_key(request: dict, cube_versions: Sequence[str]) -> str:
+    """The result-cache key of ``request`` (its canonical form, JSON-ready) read from the
+    cubes ``cube_versions``: changes whenever the request, any cube it reads, or the TPF
+    format (:data:`RESULT_FORMAT`) changes."""
+    text = json.dumps({**request, "cubes": sorted(cube_versions), "format": RESULT_FORMAT}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sector_results(cubes: Iterable[CubeIndex]) -> dict:
+    """The ``sector`` routes' JSON: ``{"results": [...]}``, one element per cube."""
+    return {"results": [{"sectorName": cube.sector_name, "sector": f"{cube.sector:04d}", "camera": str(cube.camera),
+                         "ccd": str(cube.ccd)} for cube in cubes]}
 
 
 def member_name(sector_name: str, ra: float, dec: float, nx: int, ny: int) -> str:

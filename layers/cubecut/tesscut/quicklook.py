@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ..errors import ObjectNotFoundError
 from ..storage import get_bytes, put_bytes
 from ..cube.catalog import CubeEntry
-from .service import CutoutService, cube_version, no_data_message
+from .service import CutoutService, no_data_message
 from .protocol import CutoutRequest
 
 #: Which frame is drawn: the per-pixel median of all frames (default) or the first with data.
@@ -86,8 +86,7 @@ def quicklook(service: CutoutService, request: CutoutRequest, options: Quicklook
     entries = service.matching(request) if entries is None else entries
     if not entries:
         return Quicklook(message=no_data_message(request))
-    key = request.cache_key([cube_version(e) for e in entries])
-    png_url = service.result_url(key, options.suffix)
+    png_url = service.result_url(request, entries, options.suffix)
     try:
         return Quicklook(png=get_bytes(png_url)[0], cached=True)
     except ObjectNotFoundError:

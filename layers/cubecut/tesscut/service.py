@@ -12,11 +12,8 @@ Lambda's 6 MB and API Gateway's 10 MB payload limits whatever the cutout size. E
 result is stored under ``results_prefix`` keyed by the normalised request and the ETags
 of the cubes it read, so repeating a request reads no cube bytes and a re-ingested cube
 (new ETag) never serves a stale result. The zip is streamed to its object as the TPFs are
-cut (:func:`store_zip`): each TPF is deflated into an S3 multipart upload (8 MiB parts) or a
-temporary file and released once written, so a big result is never held twice in memory,
-and a failed request leaves no partial object. A TPF above :data:`STREAM_ABOVE_BYTES` is
-never whole in memory: it is cut as a stream (:func:`cubecut.cutout.engine.cutout_stream`,
-its box in memory) and stored in the zip uncompressed as it is written. Moving-target zips
+cut (:func:`store_zip`), and a TPF above :data:`STREAM_ABOVE_BYTES` as it is built
+(:func:`cut_tpf`), so a big result is never whole in memory. Moving-target zips
 (:mod:`.moving`) go through the same :meth:`CutoutService.deliver`, and quick-look PNGs
 (:mod:`.quicklook`) are drawn from these zips and cached beside them.
 
@@ -38,13 +35,13 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, BinaryIO
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 
 from ..errors import CubecutError, CutoutSizeError, ObjectNotFoundError, OutsideCubeError, StorageError
 from ..storage import ObjectStreamWriter, ReadStats, carrying_deadlines, get_bytes, head
 from ..cube.catalog import CubeCatalog, CubeEntry
-from .protocol import TESS_PIXEL_DEG, CutoutRequest, SectorRequest, member_name, sector_entry
+from .protocol import TESS_PIXEL_DEG, CutoutRequest, SectorRequest, member_name, sector_results
 
 if TYPE_CHECKING:  # astropy loads with the first request
     import astropy.units as u
@@ -52,6 +49,7 @@ if TYPE_CHECKING:  # astropy loads with the first request
     from astropy.io import fits
 
     from ..cutout.engine import TPFFile, TPFStream
+    from .moving import MovingRequest
 
 #: Zips up to this size are returned inline: base64 adds a third, and a synchronous Lambda
 #: response is at most 6 MB (4 MiB -> 5.6 MB encoded, with room for headers).
@@ -95,17 +93,8 @@ ZIP_LEVEL = 1
 #: Bytes of a TPF handed to the compressor at once: bounds what one write to the stream holds.
 _DEFLATE_CHUNK = 2**20
 
-class StreamedMember(Protocol):
-    """A file written into a zip as it is built (a streamed TPF, ``cutout.engine.TPFStream``)."""
-
-    @property
-    def size(self) -> int: ...
-
-    def write_to(self, out: BinaryIO) -> int: ...
-
-
-#: One file of a result zip: its name, and its bytes or a file that writes itself.
-Member = tuple[str, "bytes | bytearray | StreamedMember"]
+#: One file of a result zip: its name, and its bytes or a streamed TPF (it writes itself).
+Member = tuple[str, "bytes | bytearray | TPFStream"]
 #: What a result is made of: a function that yields its members one by one (each is written
 #: to the zip and released before the next is asked for) and appends the work it did to the
 #: list it is given.
@@ -191,7 +180,8 @@ class CubeWork:
 
 @dataclass
 class Delivery:
-    """A finished result: inline bytes, or the S3 URL of the stored object, or no data."""
+    """A finished result: the URL of the stored zip and, when it is small enough to be
+    sent inline, its bytes (``body``); or no data (``message``)."""
 
     members: list[str]
     body: bytes | None = None
@@ -220,17 +210,7 @@ def hdul_bytes(hdul: fits.HDUList) -> bytes:
     return buf.getvalue()
 
 
-@dataclass(frozen=True)
-class StoredZip:
-    """A zip written by :func:`store_zip`: member names, size in bytes, and its bytes when it
-    was small enough to be written with one PUT (None otherwise)."""
-
-    members: list[str]
-    size: int
-    body: bytes | None
-
-
-def _add_member(archive: zipfile.ZipFile, name: str, data: bytes | bytearray | StreamedMember) -> None:
+def _add_member(archive: zipfile.ZipFile, name: str, data: bytes | bytearray | TPFStream) -> None:
     """Add ``data`` to ``archive`` as ``name``: bytes deflated in pieces of
     ``_DEFLATE_CHUNK`` bytes, a streamed file stored (uncompressed) as it writes itself."""
     info = zipfile.ZipInfo(name)  # dated 1980-01-01, as ZipFile.open(name, "w") dates it
@@ -247,23 +227,24 @@ def _add_member(archive: zipfile.ZipFile, name: str, data: bytes | bytearray | S
             data.write_to(dest)
 
 
-def store_zip(url: str, members: Iterable[Member]) -> StoredZip:
-    """Zip ``members`` (deflate level :data:`ZIP_LEVEL`) straight into the object at ``url``.
+def store_zip(url: str, members: Iterable[Member]) -> Delivery:
+    """Zip ``members`` (deflate level :data:`ZIP_LEVEL`) straight into the object at ``url``;
+    the Delivery of that zip, its ``body`` the zip's bytes when it was small enough to be
+    written with one PUT (None otherwise).
 
     Each member is compressed into an :class:`~cubecut.storage.ObjectStreamWriter` as it
     arrives and its bytes are released before the next is asked for, so memory holds one
-    TPF and about two 8 MiB parts, not every TPF and the whole zip; a streamed member
-    (:class:`StreamedMember`) is stored, uncompressed, as it writes itself. The object is created
-    with the first member (none: nothing is written) and becomes visible only when the zip
-    is complete; an exception from ``members`` or from storage aborts it (StorageError for
-    the latter) and leaves the key as it was.
+    TPF and about two 8 MiB parts, not every TPF and the whole zip; a streamed TPF
+    (:class:`~cubecut.cutout.engine.TPFStream`) is stored, uncompressed, as it writes
+    itself. The object is created with the first member (none: nothing is written) and
+    becomes visible only when the zip is complete; an exception from ``members`` or from
+    storage aborts it (StorageError for the latter) and leaves the key as it was.
     """
     names: list[str] = []
+    stream: ObjectStreamWriter | None = None
     with contextlib.ExitStack() as stack:
-        archive: zipfile.ZipFile | None = None
-        stream: ObjectStreamWriter | None = None
         for name, data in members:
-            if archive is None:
+            if stream is None:
                 stream = stack.enter_context(ObjectStreamWriter(url, "application/zip"))
                 archive = stack.enter_context(zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED,
                                                               compresslevel=ZIP_LEVEL))
@@ -271,13 +252,8 @@ def store_zip(url: str, members: Iterable[Member]) -> StoredZip:
             names.append(name)
             del data  # released before the next member is cut
     if stream is None:
-        return StoredZip([], 0, None)
-    return StoredZip(names, stream.size, stream.body)
-
-
-def cube_version(entry: CubeEntry) -> str:
-    """What changes when a cube is re-ingested: its ETag and its sidecar's."""
-    return f"{entry.url}|{entry.index.cube_etag}|{entry.index_etag}"
+        return Delivery([])
+    return Delivery(names, body=stream.body, url=url, size=stream.size)
 
 
 def pixels(size: tuple[int | u.Quantity, int | u.Quantity]) -> float:
@@ -288,9 +264,14 @@ def pixels(size: tuple[int | u.Quantity, int | u.Quantity]) -> float:
     return pixels
 
 
-def no_data_message(request: CutoutRequest) -> str:
-    """TESScut's no-data ``msg`` for a position (and sectors) no ingested cube covers."""
-    where = f"ra={request.coord.ra.deg:.6f}, dec={request.coord.dec.deg:.6f}"
+def no_data_message(request: CutoutRequest | MovingRequest) -> str:
+    """TESScut's no-data ``msg`` for a position, or a moving target's path, (and sectors)
+    no ingested cube covers."""
+    if isinstance(request, CutoutRequest):
+        where = f"ra={request.coord.ra.deg:.6f}, dec={request.coord.dec.deg:.6f}"
+    else:
+        path = request.ephemeris
+        where = f"the path of {request.target or 'the target'} (TJD {path.start:.4f} to {path.stop:.4f})"
     return f"No data found for {where}" + (f" in sector(s) {sorted(request.sectors)}" if request.sectors else "")
 
 
@@ -311,8 +292,7 @@ class CutoutService:
     def sectors(self, request: SectorRequest) -> dict:
         """The ``sector`` endpoint's JSON: ingested cubes covering the cone."""
         entries = self.catalog.covering(request.coord, request.radius_deg, product=request.product)
-        return {"results": [sector_entry(e.index.sector, e.index.camera, e.index.ccd, e.index.product)
-                            for e in entries]}
+        return sector_results(e.index for e in entries)
 
     def matching(self, request: CutoutRequest) -> list[CubeEntry]:
         """The cubes a cutout request reads: those whose image holds its position."""
@@ -335,7 +315,6 @@ class CutoutService:
         started = time.monotonic() if started is None else started
         counts = [pixels(request.size) * e.index.nt for e in entries]
         nbytes = self.check_budget(counts, in_memory=in_memory)
-        key = request.cache_key([cube_version(e) for e in entries])
 
         def compute(work: list[CubeWork]) -> Iterator[Member]:
             with ThreadPoolExecutor(max_workers=min(_MAX_CUBE_THREADS, len(entries)),
@@ -347,7 +326,7 @@ class CutoutService:
                         yield member
                     del member  # zipped: release the TPF while the next cube's is awaited
 
-        return self.deliver(self.result_url(key, "zip"), compute, started=started, nbytes=nbytes,
+        return self.deliver(self.result_url(request, entries, "zip"), compute, started=started, nbytes=nbytes,
                             empty_message="The position falls off the image of every matching cube")
 
     def _cut_one(self, entry: CubeEntry, request: CutoutRequest, started: float) -> tuple[Member | None, CubeWork]:
@@ -385,8 +364,11 @@ class CutoutService:
         return nbytes
 
     # -- delivery -------------------------------------------------------------------------
-    def result_url(self, key: str, suffix: str) -> str:
-        """Where the result with cache key ``key`` is stored (``zip``, ``png`` ...)."""
+    def result_url(self, request: CutoutRequest | MovingRequest, entries: Iterable[CubeEntry], suffix: str) -> str:
+        """Where the result (``zip``, ``png`` ...) of ``request`` over the cubes ``entries`` is
+        stored: keyed by the request and, per cube, what changes when it is re-ingested (its
+        ETag and its sidecar's)."""
+        key = request.cache_key([f"{e.url}|{e.index.cube_etag}|{e.index_etag}" for e in entries])
         return f"{self.results_prefix}tesscut/{key}.{suffix}"
 
     def deliver(self, result_url: str, compute: Compute, *, started: float, nbytes: int,
@@ -401,12 +383,12 @@ class CutoutService:
         if delivery is None:
             work: list[CubeWork] = []
             with self.limit.slot(nbytes):
-                stored = store_zip(result_url, compute(work))
-            if stored.members:
-                inline = stored.body if stored.body is not None and stored.size <= self.inline_limit else None
-                delivery = Delivery(stored.members, body=inline, url=result_url, size=stored.size, work=work)
-            else:
-                delivery = Delivery([], message=empty_message, work=work)
+                delivery = store_zip(result_url, compute(work))
+            delivery.work = work
+            if not delivery.members:
+                delivery.message = empty_message
+            elif delivery.size > self.inline_limit:
+                delivery.body = None
         delivery.elapsed = time.monotonic() - started
         return delivery
 

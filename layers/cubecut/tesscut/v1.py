@@ -84,12 +84,10 @@ def ffi_wcs(catalog: CubeCatalog, sector: int, camera: int, ccd: int, product: s
     """``ffi_wcs?sector=&camera=&ccd=``: the cube's FFI WCS (SIP included) as a FITS file
     with a data-less primary HDU. The image size is in IMAGEW/IMAGEH (the astrometry.net
     keywords), since NAXIS1/NAXIS2 would promise a data array the file does not hold."""
-    entry = find_cube(catalog, {"sector": sector, "camera": camera, "ccd": ccd, "product": product})
-    from ..cutout.geometry import ffi_wcs as cube_wcs
-
     from astropy.io import fits
 
-    header = cube_wcs(entry.index).to_header(relax=True)
+    entry = find_cube(catalog, {"sector": sector, "camera": camera, "ccd": ccd, "product": product})
+    header = entry.wcs.to_header(relax=True)
     header["IMAGEW"] = (entry.index.ncols, "image width: FFI columns of the cube")
     header["IMAGEH"] = (entry.index.nrows, "image height: FFI rows of the cube")
     buf = io.BytesIO()
