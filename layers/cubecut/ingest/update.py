@@ -42,17 +42,16 @@ import numpy as np
 from astropy.io import fits
 
 from ..cube import headers
-from ..cube.index import CubeIndex, index_from_table
-from ..cube.layout import CubeLayout
+from ..cube.index import CubeIndex
 from ..cube.sidecar import describes, publish_index, read_sidecar
 from ..cube.index_cache import invalidate, load_index
 from ..errors import DuplicateTimeError, MixedFFIError, NoInputError, NotACubeError, NothingToAddError
 from ..ffi import TIME_KEYS, FFIInfo, inspect_ffis
 from ..fitsio import padded
 from ..storage import ByteSource, Location, ReadStats, open_source, part_minimum
-from .partition import DEFAULT_BLOCK_BYTES, plan_blocks
+from .partition import DEFAULT_BLOCK_BYTES
 from .finalize import IngestResult
-from .plan import BaseCube, FFIRef, IngestPlan, check_consistent, stage_plan
+from .plan import BaseCube, IngestPlan, check_consistent, lay_out, stage_plan
 from .run import run_plan
 
 log = logging.getLogger(__name__)
@@ -199,24 +198,14 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
         note = "; its stale index sidecar was rebuilt from the cube" if repaired else ""
         raise NothingToAddError(f"all {len(skipped)} FFI(s) are already in {cube.url}{note}")
     frames: list[Frame] = sorted([*old_frames, *fresh], key=lambda f: f.start)
-    sector = old.sector or None  # the index says 0 where the cube's SECTOR is undefined: keep it so
-
-    primary_bytes = headers.primary_bytes(headers.primary_header(frames, sector, today))
-    head = primary_bytes + headers.image_header_bytes(old.nrows, old.ncols, len(frames), old.nplanes)
-    table = headers.table_hdu(frames)
-    table_bytes = headers.table_bytes(table)
-    layout = CubeLayout(old.nrows, old.ncols, len(frames), old.nplanes, len(head), len(table_bytes))
     min_part = part_minimum(cube)
     # A worker holds the base cube's rows of its block beside the part: half the budget each.
-    blocks = plan_blocks(layout, max(block_bytes // 2, min_part), min_part=min_part)
-    index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data,
-                             nrows=layout.nrows, ncols=layout.ncols, nt=layout.nt, nplanes=layout.nplanes,
-                             data_offset=layout.data_offset, cube_size=layout.total_bytes)
+    # The index says sector 0 where the cube's SECTOR is undefined: keep it so.
+    draft = lay_out(frames, old.product, old.sector or None, (old.camera, old.ccd), (old.nrows, old.ncols),
+                    old.nplanes, block_bytes=max(block_bytes // 2, min_part), min_part=min_part, today=today)
     positions = [t for t, f in enumerate(frames) if isinstance(f, CubeFrame)]
     base = BaseCube(cube.url, old.cube_etag, old.cube_size, old.data_offset, old.nt, positions)
-    ffis = [FFIRef(f.url, f.size, f.etag, f.flux, f.error) if isinstance(f, FFIInfo) else None for f in frames]
-    plan = stage_plan(cube, old.product, sector, old.camera, old.ccd, layout, blocks, head,
-                      bytes(layout.data_padding) + table_bytes, index, ffis, old.cube_etag, base)
+    plan = stage_plan(cube, draft, old.cube_etag, base)
     return plan, skipped
 
 
