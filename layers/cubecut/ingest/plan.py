@@ -25,9 +25,13 @@ from ..ffi import FFIInfo, PixelRef, inspect_ffis
 from ..storage import (Location, ReadStats, delete, get_bytes, head, open_upload, put_bytes, staging_folder,
                        writable)
 from .partition import DEFAULT_BLOCK_BYTES, S3_MIN_PART, Block, plan_blocks
-from .target import version_metadata
 
 PLAN_VERSION = 2
+#: S3 user metadata (``x-amz-meta-...``) of every cube an ingest writes: its plan, so a
+#: retried Finalize can prove the object is its own, and the version it replaced
+#: (``none`` where there was no cube), so an audit can check that the versions form one line.
+PLAN_KEY = "cubecut-plan"
+REPLACES_KEY = "cubecut-replaces"
 #: Tags on every staging object, so a bucket lifecycle rule can expire what a dead ingest
 #: left behind (template.yaml: ExpireIngestStaging); ``cubecut janitor`` does it by hand.
 STAGING_TAGS = {"cubecut-staging": "true"}
@@ -277,7 +281,8 @@ def stage_plan(cube: Location, draft: PlanDraft, replaces: str | None, base: Bas
     """
     plan_id = os.urandom(8).hex()
     target = open_upload(cube)
-    upload_id = target.begin("application/fits", version_metadata(plan_id, replaces), draft.layout.total_bytes)
+    metadata = {PLAN_KEY: plan_id, REPLACES_KEY: (replaces or "none").strip('"')}
+    upload_id = target.begin("application/fits", metadata, draft.layout.total_bytes)
     plan = IngestPlan(plan_id, cube.url, staging_folder(cube, plan_id), upload_id, draft.product, draft.sector,
                       draft.camera, draft.ccd, draft.layout, draft.blocks, draft.refs(), replaces, base)
     try:
