@@ -100,14 +100,12 @@ def finalize_ingest(plan: IngestPlan) -> IngestResult:
     try:
         parts = target.list_parts(plan.upload_id)
     except ObjectNotFoundError:
-        parts = None
-    if parts is None:
         etag = own_version(cube, plan.plan_id)
         if etag is None:
             discard_staging(plan)
             raise UploadGoneError(f"the upload {plan.upload_id} of {plan.cube} is gone (aborted by the janitor, "
                                   "the bucket's lifecycle rule or by hand) and the object there is not this "
-                                  "ingest's cube: nothing was published; run the ingest again")
+                                  "ingest's cube: nothing was published; run the ingest again") from None
     else:
         verify_parts(plan, parts)
         try:
@@ -140,8 +138,8 @@ def abort_ingest(plan: IngestPlan) -> None:
         try:
             index = load_index(plan)
         except ObjectNotFoundError:  # staging already gone: readers index the cube themselves
-            index = None
-        if index is not None:
+            pass
+        else:
             index.cube_etag = etag
             publish_index(cube, index)
     discard_staging(plan)
