@@ -78,7 +78,7 @@ class RowHeader(dict[str, object]):
 
 @dataclass(frozen=True)
 class CubeFrame:
-    """A frame already in the cube: ``position`` is its 0-based index on the old time axis.
+    """A frame already in the cube.
 
     It duck-types the parts of :class:`~cubecut.ffi.FFIInfo` the cube headers use;
     ``primary_header`` is the old cube's (it matters only for the earliest frame).
@@ -88,14 +88,10 @@ class CubeFrame:
     product: str
     primary_header: fits.Header
     image_header: RowHeader
-    position: int
 
     @property
     def start(self) -> float:
         return float(self.image_header[TIME_KEYS[self.product][0]])
-
-
-Frame = CubeFrame | FFIInfo
 
 
 @dataclass(frozen=True)
@@ -134,8 +130,7 @@ def cube_frames(index: CubeIndex, table: fits.BinTableHDU) -> list[CubeFrame]:
             elif isinstance(value, (np.integer, np.bool_)):
                 value = int(value)
             values[name] = value
-        frames.append(CubeFrame(index.ffi_files[position], index.product, primary,
-                                RowHeader(values, comments), position))
+        frames.append(CubeFrame(index.ffi_files[position], index.product, primary, RowHeader(values, comments)))
     return frames
 
 
@@ -197,7 +192,7 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
     if not fresh:
         note = "; its stale index sidecar was rebuilt from the cube" if repaired else ""
         raise NothingToAddError(f"all {len(skipped)} FFI(s) are already in {cube.url}{note}")
-    frames: list[Frame] = sorted([*old_frames, *fresh], key=lambda f: f.start)
+    frames: list[CubeFrame | FFIInfo] = sorted([*old_frames, *fresh], key=lambda f: f.start)
     min_part = part_minimum(cube)
     # A worker holds the base cube's rows of its block beside the part: half the budget each.
     # The index says sector 0 where the cube's SECTOR is undefined: keep it so.
