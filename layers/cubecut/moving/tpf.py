@@ -107,7 +107,10 @@ def build_moving_tpf(pieces: list[MovingFrames], nx: int, ny: int, *, target: st
         "CAMERA": stacked(lambda p: np.full(p.path.nframes, p.path.index.camera))[order],
         "CCD": stacked(lambda p: np.full(p.path.nframes, p.path.index.ccd))[order],
     }
-    hdul = fits.HDUList([static[0], _pixels(static[1], values), _aperture(nx, ny)])
+    aperture = fits.ImageHDU(data=np.ones((ny, nx), dtype=np.int32))
+    aperture.header["EXTNAME"] = "APERTURE"
+    aperture.header["INHERIT"] = (True, "inherit the primary header")
+    hdul = fits.HDUList([static[0], _pixels(static[1], values), aperture])
     for key, value, comment in (("OBJECT", target or "", "moving target name or designation"),
                                 ("RA_OBJ", float(ra[0]), "[deg] right ascension in the first frame"),
                                 ("DEC_OBJ", float(dec[0]), "[deg] declination in the first frame")):
@@ -141,9 +144,3 @@ def _pixels(static: fits.BinTableHDU, values: dict[str, np.ndarray]) -> fits.Bin
             hdu.header.comments[f"TUNIT{number}"] = "unit"
     return hdu
 
-
-def _aperture(nx: int, ny: int) -> fits.ImageHDU:
-    hdu = fits.ImageHDU(data=np.ones((ny, nx), dtype=np.int32))
-    hdu.header["EXTNAME"] = "APERTURE"
-    hdu.header["INHERIT"] = (True, "inherit the primary header")
-    return hdu
