@@ -262,15 +262,11 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
         assert draft.sector is not None  # refused by draft_plan: a folder needs the sector for the cube's name
         cube_url += cube_name(draft.product, draft.sector, draft.camera, draft.ccd)
     cube = writable(Location.parse(cube_url))
-    return stage_plan(cube, draft, current_version(cube))
-
-
-def current_version(cube: Location) -> str | None:
-    """The ETag of the object at ``cube`` now, or None if there is none."""
     try:
-        return head(cube).etag
+        replaces = head(cube).etag  # the version this cube replaces
     except ObjectNotFoundError:
-        return None
+        replaces = None
+    return stage_plan(cube, draft, replaces)
 
 
 def stage_plan(cube: Location, draft: PlanDraft, replaces: str | None, base: BaseCube | None = None) -> IngestPlan:
