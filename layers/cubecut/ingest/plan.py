@@ -113,8 +113,9 @@ class IngestPlan:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> "IngestPlan":
-        raw = json.loads(data)
+    def load(cls, url: str) -> "IngestPlan":
+        """The plan staged at ``url`` (its :attr:`plan_url`)."""
+        raw = json.loads(get_bytes(url)[0])
         if raw.get("version") != PLAN_VERSION:
             raise InputError(f"unsupported ingest plan version {raw.get('version')!r}")
         raw["layout"] = CubeLayout(**raw["layout"])
@@ -124,10 +125,6 @@ class IngestPlan:
                        for f in raw["ffis"]]
         raw["base"] = BaseCube(**raw["base"]) if raw.get("base") else None
         return cls(**raw)
-
-    @classmethod
-    def load(cls, url: str) -> "IngestPlan":
-        return cls.from_json(get_bytes(url)[0])
 
     def summary(self) -> dict:
         """The small JSON document that travels between state machine steps."""

@@ -169,11 +169,7 @@ def write_catalog(table: Table, path: Path) -> None:
     strings must be non-empty words (an empty string would read back as masked)."""
     with open(path, "w", encoding="utf-8") as out:
         table[:0].write(out, format="ascii.ecsv")
-        formats = []
-        for name in table.colnames:
-            kind = table[name].dtype.kind
-            formats.append("%.17g" if kind == "f" else "%s")
-        row_format = " ".join(formats) + "\n"
+        row_format = " ".join("%.17g" if table[name].dtype.kind == "f" else "%s" for name in table.colnames) + "\n"
         columns = [
             np.where(table[name], "True", "False") if table[name].dtype.kind == "b" else np.asarray(table[name])
             for name in table.colnames
