@@ -193,7 +193,7 @@ def lay_out(frames: list[Any], product: str, sector: int | None, camera_ccd: tup
     ``block_bytes`` blocks (parts of at least ``min_part`` bytes) and index.
 
     Raises FFIError if the frames' headers cannot be combined into the cube's headers and
-    table, NotACubeError if no frame has a WCS.
+    table, PlanError if the blocks cannot be valid S3 parts, NotACubeError if no frame has a WCS.
     """
     nrows, ncols = shape
     try:
@@ -206,10 +206,10 @@ def lay_out(frames: list[Any], product: str, sector: int | None, camera_ccd: tup
         raise FFIError(f"the FFI headers cannot be combined into the cube's headers and table: "
                        f"{type(exc).__name__}: {exc}") from None
     layout = CubeLayout(nrows, ncols, len(frames), nplanes, len(head_bytes), len(table_bytes))
+    blocks = plan_blocks(layout, block_bytes, min_part=min_part)
     index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data, nrows=nrows,
                              ncols=ncols, nt=len(frames), nplanes=nplanes, data_offset=layout.data_offset,
                              cube_size=layout.total_bytes)
-    blocks = plan_blocks(layout, block_bytes, min_part=min_part)
     return PlanDraft(frames, product, sector, *camera_ccd, layout, blocks, head_bytes,
                      bytes(layout.data_padding) + table_bytes, index)
 
@@ -237,8 +237,8 @@ def draft_plan(ffi_urls: list[str], *, product: str | None = None, sector: int |
         warnings.warn("the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names): the cube's "
                       "SECTOR is left undefined, as astrocut does; give the sector to set it", NoSectorWarning,
                       stacklevel=3)
-    return lay_out(ordered, first.product, sector, first.camera_ccd, first.shape, 2 if first.error is not None else 1,
-                   block_bytes=block_bytes, today=today)
+    return lay_out(ordered, first.product, sector, first.camera_ccd, first.shape,
+                   2 if first.error is not None else 1, block_bytes=block_bytes, today=today)
 
 
 def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,

@@ -11,7 +11,7 @@ How:
 * **Plan** from headers only: the old cube's primary header and FFI table (each old
   frame is described by its table row) plus the new FFIs' headers, merged in time order
   (new FFIs may fall before, between or after the old frames). Headers, table and layout
-  come from :mod:`cubecut.cube.headers`, exactly as ingest makes them.
+  come from :func:`cubecut.ingest.plan.lay_out`, exactly as ingest makes them.
 * **Blocks**: each part of the new cube holds rows ``[row0, row1)`` (0-based); it is the
   old cube's bytes of those rows (one range read) spread over the old frames' positions
   on the new time axis, plus the new FFIs' rows (one read per FFI and plane).
