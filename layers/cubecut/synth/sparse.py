@@ -21,6 +21,7 @@ from astropy.io import fits
 
 from ..errors import InputError
 from ..fitsio import padded
+from ..storage import writable_folder
 from .geometry import Card, crop_shape, wcs_cards
 from .headers import spoc_image_cards, spoc_name, spoc_primary_cards
 from .sector import load_sector
@@ -135,8 +136,7 @@ def write_sparse_sector(outdir: str | Path, ffis: list[SparseFFI], *, filled: tu
     """Write ``ffis`` as full-size files in ``outdir``: headers, and pixels only for rows
     ``filled = (row0, row1)`` (:func:`pattern_rows`, frame = ``first_frame`` + position);
     the rest are holes. Returns the paths in the order given."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = writable_folder(outdir)
     paths = []
     for position, ffi in enumerate(ffis):
         path = outdir / ffi.name
@@ -158,8 +158,7 @@ def write_cut_down(ffis: list[SparseFFI], rows: tuple[int, int], outdir: str | P
     """Write ``ffis`` (frames 0, 1, ... of their sector) as small FITS files holding only
     image rows ``[row0, row1)`` (:func:`pattern_rows`; their headers, NAXIS2 = the rows kept):
     astrocut's input for the same rows of a cube. Returns the paths in the order given."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = writable_folder(outdir)
     paths = []
     for frame, ffi in enumerate(ffis):
         images = [fits.ImageHDU(pattern_rows(frame, plane, rows, ffi.shape[1]), header=fits.Header.fromstring(header))
