@@ -107,10 +107,7 @@ def run_cadence(name: str, sector: int, frames: int) -> dict:
         draft = draft_plan(info["ffis"], stats=stats)
         plan_wall, plan_cpu = time.perf_counter() - wall, time.process_time() - cpu
         model = sizing.draft_model(draft, stats, CUBE + f"tess-s{sector:04d}-1-1-cube.fits")
-        first = draft.ffis[0]
-        plan = stage_plan(Location.parse(CUBE + f"tess-s{sector:04d}-1-1-cube.fits"), first.product,
-                          draft.sector, *first.camera_ccd, draft.layout, draft.blocks, draft.head_bytes,
-                          draft.tail_bytes, draft.index, draft.refs(), None)
+        plan = stage_plan(Location.parse(CUBE + f"tess-s{sector:04d}-1-1-cube.fits"), draft, None)
         del draft
         server_stats(port, "/_reset", "POST")
 

@@ -207,9 +207,7 @@ def measure(frames: int, slab_frames: int) -> dict:
         os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
         headers = ReadStats()
         draft = draft_plan(info["ffis"], stats=headers)
-        first = draft.ffis[0]
-        plan = stage_plan(Location.parse(CUBE), first.product, draft.sector, *first.camera_ccd, draft.layout,
-                          draft.blocks, draft.head_bytes, draft.tail_bytes, draft.index, draft.refs(), None)
+        plan = stage_plan(Location.parse(CUBE), draft, None)
         del draft
         middle = len(plan.blocks) // 2
         runs = []

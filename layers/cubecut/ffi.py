@@ -30,16 +30,6 @@ CAMERA_KEYS = {SPOC: ("CAMERA", "CCD"), TICA: ("CAMNUM", "CCDNUM")}
 _SECTOR_IN_NAME = re.compile(r"[-_]s(\d{4})-")
 
 
-def normalise_product(product: str | None) -> str | None:
-    """``"spoc"``/``"tica"`` in any case → ``SPOC``/``TICA``; None stays None."""
-    if product is None:
-        return None
-    value = product.strip().upper()
-    if value not in PRODUCTS:
-        raise InputError(f"unknown product {product!r}; expected one of {', '.join(PRODUCTS)}")
-    return value
-
-
 @dataclass(frozen=True)
 class PixelRef:
     """Where an FFI's image pixels are: absolute byte offset, on-disk dtype, scaling."""
@@ -99,14 +89,18 @@ def _pixels(span: HDUSpan, what: str, name: str) -> PixelRef:
 def inspect_ffi(source: ByteSource, product: str | None = None) -> FFIInfo:
     """Read the headers of one FFI and check that it is a complete, usable image.
 
-    ``product`` forces SPOC or TICA; by default a primary HDU with a 2-D image means TICA.
+    ``product`` (``"spoc"``/``"tica"`` in any case) forces SPOC or TICA; by default a primary
+    HDU with a 2-D image means TICA.
     Raises :class:`FFIError` for truncated or malformed files, a SPOC file without its
     uncertainty extension, or missing time/camera keywords.
     """
     name = source.location.name
     (primary,) = scan_hdus(source, 1)
     detected = TICA if primary.header.get("NAXIS", 0) == 2 else SPOC
-    product = normalise_product(product) or detected
+    asked = product
+    product = detected if asked is None else asked.strip().upper()
+    if product not in PRODUCTS:
+        raise InputError(f"unknown product {asked!r}; expected one of {', '.join(PRODUCTS)}")
     if product != detected:
         raise FFIError(f"{name}: looks like a {detected} FFI, not {product}")
     if product == TICA:

@@ -15,19 +15,11 @@ from .reads import read_range
 from .storage import ByteSource
 
 
-def pixel_range(pixels: PixelRef, ncols: int, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[int, int]:
-    """The bytes ``[start, stop)`` from pixel ``(row0, col0)`` to pixel ``(row1 - 1, col1 - 1)``
-    inclusive: whole rows cost exactly their bytes."""
-    (row0, row1), (col0, col1) = rows, cols
-    itemsize = np.dtype(pixels.dtype).itemsize
-    return (pixels.offset + (row0 * ncols + col0) * itemsize,
-            pixels.offset + ((row1 - 1) * ncols + col1) * itemsize)
-
-
 def read_pixels(source: ByteSource, pixels: PixelRef, ncols: int, rows: tuple[int, int],
                 cols: tuple[int, int] | None = None) -> np.ndarray:
     """Pixels ``[row0, row1) x [col0, col1)`` (0-based, on the image; all columns by default)
-    of one image HDU, shaped ``(row1 - row0, col1 - col0)``, in one read (:func:`pixel_range`).
+    of one image HDU, shaped ``(row1 - row0, col1 - col0)``, in one read: the bytes from pixel
+    ``(row0, col0)`` to pixel ``(row1 - 1, col1 - 1)`` inclusive (whole rows cost exactly their bytes).
 
     BSCALE/BZERO are applied: scaled and integer images become native float32; an unscaled
     float image comes in the file's dtype (big-endian, a view of the bytes read: the caller
@@ -36,7 +28,8 @@ def read_pixels(source: ByteSource, pixels: PixelRef, ncols: int, rows: tuple[in
     """
     (row0, row1), (col0, col1) = rows, cols or (0, ncols)
     dtype = np.dtype(pixels.dtype)
-    start, stop = pixel_range(pixels, ncols, rows, (col0, col1))
+    start = pixels.offset + (row0 * ncols + col0) * dtype.itemsize
+    stop = pixels.offset + ((row1 - 1) * ncols + col1) * dtype.itemsize
     flat = np.frombuffer(read_range(source, start, stop, FFIError, f"rows {row0}-{row1}"), dtype=dtype)
     if (col0, col1) != (0, ncols):  # pad the partial first and last rows to whole rows
         flat = np.concatenate([np.zeros(col0, dtype=dtype), flat, np.zeros(ncols - col1, dtype=dtype)])

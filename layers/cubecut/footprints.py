@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 from dataclasses import dataclass
 
 from .cube.index import sector_name
@@ -83,7 +82,6 @@ def mast_cube_url(sector: int, camera: int, ccd: int, product: str = "SPOC", pre
 
 
 _tables: dict[str, tuple[Footprint, ...]] = {}
-_tables_lock = threading.Lock()
 
 
 def load_footprints(url: str, *, anon: bool | None = True) -> tuple[Footprint, ...]:
@@ -93,20 +91,15 @@ def load_footprints(url: str, *, anon: bool | None = True) -> tuple[Footprint, .
         ObjectNotFoundError, AccessDeniedError, StorageError: the table cannot be read.
         FootprintTableError: it is not a footprint table.
     """
-    with _tables_lock:
-        if url in _tables:
-            return _tables[url]
-    data, _ = get_bytes(Location.parse(url, anon=anon))
-    table = parse_footprints(data, url)
-    with _tables_lock:
-        _tables[url] = table
+    table = _tables.get(url)
+    if table is None:  # threads asking at once each read it; one table is kept
+        table = _tables[url] = parse_footprints(get_bytes(Location.parse(url, anon=anon))[0], url)
     return table
 
 
 def clear_footprints() -> None:
     """Forget the tables read so far (the next call reads them again)."""
-    with _tables_lock:
-        _tables.clear()
+    _tables.clear()
 
 
 def parse_footprints(data: bytes, what: str = "the footprint table") -> tuple[Footprint, ...]:

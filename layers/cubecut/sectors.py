@@ -119,7 +119,9 @@ def find_sectors(coordinates: CoordInput, size: SizeInput | None = None, *,
     Returns:
         The cubes, sorted by product, sector, camera, CCD.
     """
-    coords = _coords(coordinates)
+    from .cutout.geometry import parse_coordinates
+
+    coords = parse_coordinates(coordinates)
     wanted = set(sectors) if sectors is not None else None
     if cubes is None:
         return _from_footprints(coords, size, product or "SPOC", wanted, True if anon is None else anon,
@@ -149,8 +151,9 @@ def cutout_sectors(coordinates: CoordInput, size: SizeInput, *,
         NoCubeError: no cube covers any of the positions; the errors of :func:`cubecut.cutout`.
     """
     from .cutout.engine import cutout
+    from .cutout.geometry import parse_coordinates
 
-    coords = _coords(coordinates)
+    coords = parse_coordinates(coordinates)
     wanted = set(sectors) if sectors is not None else None
     if cubes is None:
         anon = True if anon is None else anon
@@ -160,18 +163,15 @@ def cutout_sectors(coordinates: CoordInput, size: SizeInput, *,
         located = resolve_cubes(cubes, anon=anon)
     chosen = _covering_cubes(coords, size, located, product, wanted)
     if not chosen:
-        raise NoCubeError(_nothing(coords, cubes, wanted))
+        where = ", ".join(f"({c.ra.deg:.6f}, {c.dec.deg:.6f})" for c in coords[:3]) + (" ..." if len(coords) > 3 else "")
+        among = "MAST's footprint table" if cubes is None else "the cubes given"
+        in_sectors = f" in sectors {', '.join(str(s) for s in sorted(wanted))}" if wanted is not None else ""
+        raise NoCubeError(f"no cube covers {where}{in_sectors} (looked in {among})")
     results: list = []
     for cube, on in sorted(chosen, key=lambda pair: pair[0]):
         results += cutout(Location.parse(cube.url, anon=anon), [coords[i] for i in on], size, threads=threads,
                           output_dir=output_dir)
     return results
-
-
-def _coords(coordinates: CoordInput) -> list[SkyCoord]:
-    from .cutout.geometry import parse_coordinates
-
-    return parse_coordinates(coordinates)
 
 
 def _radius_deg(size: SizeInput | None) -> float:
@@ -182,14 +182,9 @@ def _radius_deg(size: SizeInput | None) -> float:
 
     from .cutout.size import parse_size
 
-    extents = []
-    for extent in parse_size(size):
-        if isinstance(extent, u.Quantity):
-            extents.append(float(extent.value) * TESS_ARCSEC_PER_PIXEL / 3600 if extent.unit == u.pixel
-                           else float(extent.to_value(u.deg)))
-        else:
-            extents.append(float(extent) * TESS_ARCSEC_PER_PIXEL / 3600)
-    return 0.5 * (extents[0] ** 2 + extents[1] ** 2) ** 0.5
+    scale = u.pixel_scale(TESS_ARCSEC_PER_PIXEL * u.arcsec / u.pixel)
+    nx, ny = ((e if isinstance(e, u.Quantity) else e * u.pixel).to_value(u.deg, scale) for e in parse_size(size))
+    return 0.5 * (nx ** 2 + ny ** 2) ** 0.5
 
 
 def _from_footprints(coords: list[SkyCoord], size: SizeInput | None, product: str, wanted: set[int] | None,
@@ -241,9 +236,3 @@ def _covering_cubes(coords: list[SkyCoord], size: SizeInput, located: list[tuple
             chosen.append((SectorCube(index.product, index.sector, index.camera, index.ccd, location.url), on))
     return chosen
 
-
-def _nothing(coords: list[SkyCoord], cubes, wanted: set[int] | None) -> str:
-    where = ", ".join(f"({c.ra.deg:.6f}, {c.dec.deg:.6f})" for c in coords[:3]) + (" ..." if len(coords) > 3 else "")
-    among = "MAST's footprint table" if cubes is None else "the cubes given"
-    sectors = f" in sectors {', '.join(str(s) for s in sorted(wanted))}" if wanted is not None else ""
-    return f"no cube covers {where}{sectors} (looked in {among})"

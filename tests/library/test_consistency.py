@@ -30,7 +30,7 @@ from cubecut.ingest.finalize import abort_ingest, finalize_ingest
 from cubecut.ingest.janitor import sweep
 from cubecut.ingest.plan import make_plan
 from cubecut.ingest.run import ingest, run_plan
-from cubecut.ingest.target import PLAN_KEY, REPLACES_KEY
+from cubecut.ingest.plan import PLAN_KEY, REPLACES_KEY
 from cubecut.ingest.update import plan_update, update_cube
 from cubecut.storage import Location, head
 from cubecut.synth import make_sector

@@ -1,5 +1,4 @@
 """A bulk job's stars: its target catalog (CSV or ECSV, local or ``s3://``) read row by row.
-(Not :mod:`cubecut.ingest.target`, which is where an ingest uploads a cube.)
 
 Columns (names case-insensitive, any order, others ignored): ``ra`` and ``dec`` in ICRS
 degrees (required), ``size`` (optional: ``N`` or ``NXxNY`` pixels, columns x rows; empty

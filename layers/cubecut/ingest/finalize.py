@@ -19,8 +19,7 @@ from ..cube.sidecar import describes, publish_index, read_sidecar, sidecar_locat
 from ..errors import ConcurrentWriteError, ObjectNotFoundError, PlanError, UploadGoneError
 from ..storage import Location, head, open_upload, part_minimum
 from .partition import check_parts
-from .plan import IngestPlan, discard_staging, load_index
-from .target import PLAN_KEY, commit
+from .plan import PLAN_KEY, IngestPlan, discard_staging, load_index
 
 
 @dataclass(frozen=True)
@@ -101,23 +100,24 @@ def finalize_ingest(plan: IngestPlan) -> IngestResult:
     try:
         parts = target.list_parts(plan.upload_id)
     except ObjectNotFoundError:
-        parts = None
-    if parts is None:
         etag = own_version(cube, plan.plan_id)
         if etag is None:
             discard_staging(plan)
             raise UploadGoneError(f"the upload {plan.upload_id} of {plan.cube} is gone (aborted by the janitor, "
                                   "the bucket's lifecycle rule or by hand) and the object there is not this "
-                                  "ingest's cube: nothing was published; run the ingest again")
+                                  "ingest's cube: nothing was published; run the ingest again") from None
     else:
         verify_parts(plan, parts)
         try:
-            etag = commit(target, plan.upload_id, parts, plan.replaces)
-        except ConcurrentWriteError:
+            etag = target.complete(plan.upload_id, parts, if_match=plan.replaces, if_none_match=plan.replaces is None)
+        except ConcurrentWriteError as exc:
             etag = own_version(cube, plan.plan_id)  # a retried request whose first try committed
             if etag is None:
                 abort_ingest(plan)
-                raise
+                started = f"version {plan.replaces}" if plan.replaces else "no cube"
+                raise ConcurrentWriteError(f"{exc}: another ingest or update replaced the cube first (this one "
+                                           f"started from {started}); its upload was not completed and the other "
+                                           "writer's cube stays") from None
     index.cube_etag = etag
     published = publish_index(cube, index)
     discard_staging(plan)
@@ -138,8 +138,8 @@ def abort_ingest(plan: IngestPlan) -> None:
         try:
             index = load_index(plan)
         except ObjectNotFoundError:  # staging already gone: readers index the cube themselves
-            index = None
-        if index is not None:
+            pass
+        else:
             index.cube_etag = etag
             publish_index(cube, index)
     discard_staging(plan)

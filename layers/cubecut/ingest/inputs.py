@@ -26,7 +26,7 @@ def resolve_inputs(items: list[str], policy: InputPolicy = LOCAL) -> list[str]:
     found must be allowed by ``policy`` (:data:`~cubecut.ingest.policy.LOCAL`: anything).
     """
     urls: list[str] = []
-    for item in policy.check_ffis(items):
+    for item in [policy.check_ffi(item) for item in items]:  # all checked before anything is read
         if item.endswith((".json", ".txt")):
             urls += read_manifest(item, policy)
         elif not Location.parse(item).is_local:
@@ -39,7 +39,7 @@ def resolve_inputs(items: list[str], policy: InputPolicy = LOCAL) -> list[str]:
         else:
             matches = glob.glob(item)
             urls += [str(Path(m).resolve()) for m in matches] if matches else [item]
-    urls = sorted(set(policy.check_ffis(urls)))
+    urls = sorted(set(map(policy.check_ffi, urls)))
     if not urls:
         raise NoInputError(f"no FFIs found in {items!r}")
     return urls

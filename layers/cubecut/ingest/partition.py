@@ -46,31 +46,21 @@ class Block:
     tail: bool
 
 
-def block_rows(layout: CubeLayout, block_bytes: int = DEFAULT_BLOCK_BYTES, *, min_part: int = S3_MIN_PART) -> int:
-    """Rows per block for ``layout``: the fewest whose FFI reads (rows x ncols x 4 bytes
-    each) reach :data:`MIN_READ_BYTES`, but no more than fit in ``block_bytes`` (the
-    worker's part budget; at least one row), and never fewer than a ``min_part`` part or
-    than :data:`S3_MAX_PARTS` parts allow.
-    """
-    stride = layout.row_stride
-    wanted = -(-MIN_READ_BYTES // (layout.ncols * 4))
-    rows = max(1, min(wanted, block_bytes // stride), -(-min_part // stride))
-    return max(rows, -(-layout.nrows // S3_MAX_PARTS))
-
-
 def plan_blocks(layout: CubeLayout, block_bytes: int = DEFAULT_BLOCK_BYTES, *,
                 min_part: int = S3_MIN_PART) -> list[Block]:
-    """Split ``layout``'s rows into blocks of :func:`block_rows` rows each.
-
-    Blocks hold whole rows; a block is never smaller than ``min_part`` (unless it is the
-    only or the last one) and the count never exceeds :data:`S3_MAX_PARTS`. ``block_bytes``
-    is the most pixel data a block may hold: a single row larger than it makes one-row blocks.
+    """Split ``layout``'s rows into blocks of whole rows: the fewest rows whose FFI reads
+    (rows x ncols x 4 bytes each) reach :data:`MIN_READ_BYTES`, but no more than fit in
+    ``block_bytes`` (the most pixel data a block may hold, the worker's part budget: a
+    single row larger than it makes one-row blocks), and never fewer than a ``min_part``
+    part (unless it is the only or the last one) or than :data:`S3_MAX_PARTS` parts allow.
     """
     if layout.nrows <= 0 or layout.row_stride <= 0:
         raise PlanError("the cube has no pixels to write")
     if block_bytes < min_part:
         raise PlanError(f"block size {block_bytes} B is below the S3 minimum part size {min_part} B")
-    rows = block_rows(layout, block_bytes, min_part=min_part)
+    stride = layout.row_stride
+    wanted = -(-MIN_READ_BYTES // (layout.ncols * 4))
+    rows = max(1, min(wanted, block_bytes // stride), -(-min_part // stride), -(-layout.nrows // S3_MAX_PARTS))
     blocks: list[Block] = []
     for index, row0 in enumerate(range(0, layout.nrows, rows)):
         row1 = min(row0 + rows, layout.nrows)

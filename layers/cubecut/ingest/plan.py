@@ -12,6 +12,7 @@ import json
 import os
 import warnings
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from astropy.io import fits
 
@@ -23,10 +24,14 @@ from ..errors import (DuplicateTimeError, FFIError, InputError, MixedFFIError, N
 from ..ffi import FFIInfo, PixelRef, inspect_ffis
 from ..storage import (Location, ReadStats, delete, get_bytes, head, open_upload, put_bytes, staging_folder,
                        writable)
-from .partition import DEFAULT_BLOCK_BYTES, Block, plan_blocks
-from .target import version_metadata
+from .partition import DEFAULT_BLOCK_BYTES, S3_MIN_PART, Block, plan_blocks
 
 PLAN_VERSION = 2
+#: S3 user metadata (``x-amz-meta-...``) of every cube an ingest writes: its plan, so a
+#: retried Finalize can prove the object is its own, and the version it replaced
+#: (``none`` where there was no cube), so an audit can check that the versions form one line.
+PLAN_KEY = "cubecut-plan"
+REPLACES_KEY = "cubecut-replaces"
 #: Tags on every staging object, so a bucket lifecycle rule can expire what a dead ingest
 #: left behind (template.yaml: ExpireIngestStaging); ``cubecut janitor`` does it by hand.
 STAGING_TAGS = {"cubecut-staging": "true"}
@@ -108,7 +113,13 @@ class IngestPlan:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> "IngestPlan":
+    def load(cls, url: str) -> "IngestPlan":
+        """The plan staged at ``url`` (its :attr:`plan_url`)."""
+        return cls.from_json(get_bytes(url)[0])
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "IngestPlan":
+        """The plan that :meth:`to_json` wrote as ``data``."""
         raw = json.loads(data)
         if raw.get("version") != PLAN_VERSION:
             raise InputError(f"unsupported ingest plan version {raw.get('version')!r}")
@@ -119,10 +130,6 @@ class IngestPlan:
                        for f in raw["ffis"]]
         raw["base"] = BaseCube(**raw["base"]) if raw.get("base") else None
         return cls(**raw)
-
-    @classmethod
-    def load(cls, url: str) -> "IngestPlan":
-        return cls.from_json(get_bytes(url)[0])
 
     def summary(self) -> dict:
         """The small JSON document that travels between state machine steps."""
@@ -161,13 +168,17 @@ def check_consistent(ffis: list[FFIInfo]) -> None:
 
 @dataclass
 class PlanDraft:
-    """A cube laid out from its FFIs' headers, before anything is written.
+    """A cube laid out from its frames' headers, before anything is written.
 
-    ``ffis`` in time order; ``tail_bytes`` is the image padding + table HDU.
+    ``frames`` in time order: FFIs and, for an update, the base cube's frames (which the
+    block workers do not read). ``tail_bytes`` is the image padding + table HDU.
     """
 
-    ffis: list[FFIInfo]
+    frames: list[Any]
+    product: str
     sector: int | None
+    camera: int
+    ccd: int
     layout: CubeLayout
     blocks: list[Block]
     head_bytes: bytes
@@ -175,8 +186,37 @@ class PlanDraft:
     index: CubeIndex
 
     def refs(self) -> list[FFIRef | None]:
-        """What the block workers read of each FFI, in time order."""
-        return [FFIRef(f.url, f.size, f.etag, f.flux, f.error) for f in self.ffis]
+        """What the block workers read of each frame, in time order (None: a base cube's frame)."""
+        return [FFIRef(f.url, f.size, f.etag, f.flux, f.error) if isinstance(f, FFIInfo) else None
+                for f in self.frames]
+
+
+def lay_out(frames: list[Any], product: str, sector: int | None, camera_ccd: tuple[int, int],
+            shape: tuple[int, int], nplanes: int, *, block_bytes: int, min_part: int = S3_MIN_PART,
+            today: dt.date | None = None) -> PlanDraft:
+    """The cube of ``frames`` (in time order) as ingest makes it: headers, table, layout,
+    ``block_bytes`` blocks (parts of at least ``min_part`` bytes) and index.
+
+    Raises FFIError if the frames' headers cannot be combined into the cube's headers and
+    table, PlanError if the blocks cannot be valid S3 parts, NotACubeError if no frame has a WCS.
+    """
+    nrows, ncols = shape
+    try:
+        primary_bytes = headers.primary_bytes(headers.primary_header(frames, sector, today))
+        head_bytes = primary_bytes + headers.image_header_bytes(nrows, ncols, len(frames), nplanes)
+        table = headers.table_hdu(frames)
+        table_bytes = headers.table_bytes(table)
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        # e.g. a keyword that is a number in one FFI and text in another, or out of range
+        raise FFIError(f"the FFI headers cannot be combined into the cube's headers and table: "
+                       f"{type(exc).__name__}: {exc}") from None
+    layout = CubeLayout(nrows, ncols, len(frames), nplanes, len(head_bytes), len(table_bytes))
+    blocks = plan_blocks(layout, block_bytes, min_part=min_part)
+    index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data, nrows=nrows,
+                             ncols=ncols, nt=len(frames), nplanes=nplanes, data_offset=layout.data_offset,
+                             cube_size=layout.total_bytes)
+    return PlanDraft(frames, product, sector, *camera_ccd, layout, blocks, head_bytes,
+                     bytes(layout.data_padding) + table_bytes, index)
 
 
 def draft_plan(ffi_urls: list[str], *, product: str | None = None, sector: int | None = None,
@@ -191,10 +231,10 @@ def draft_plan(ffi_urls: list[str], *, product: str | None = None, sector: int |
         raise NoInputError("no FFIs to ingest")
     ordered = headers.time_order(inspect_ffis(list(ffi_urls), product, threads, stats))
     check_consistent(ordered)
-    found = ordered[0].sector
-    if sector is not None and found is not None and sector != found:
-        raise MixedFFIError(f"sector {sector} was asked for, but the FFIs are from sector {found}")
-    sector = sector if sector is not None else found
+    first = ordered[0]
+    if sector is not None and first.sector is not None and sector != first.sector:
+        raise MixedFFIError(f"sector {sector} was asked for, but the FFIs are from sector {first.sector}")
+    sector = sector if sector is not None else first.sector
     if sector is None:
         if named:
             raise InputError("the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names), so the "
@@ -202,25 +242,8 @@ def draft_plan(ffi_urls: list[str], *, product: str | None = None, sector: int |
         warnings.warn("the FFIs carry no sector (no SECTOR keyword, no -sNNNN- in their names): the cube's "
                       "SECTOR is left undefined, as astrocut does; give the sector to set it", NoSectorWarning,
                       stacklevel=3)
-
-    first = ordered[0]
-    nplanes = 2 if first.error is not None else 1
-    nrows, ncols = first.shape
-    try:
-        primary = headers.primary_header(ordered, sector, today)
-        primary_bytes = headers.primary_bytes(primary)
-        head_bytes = primary_bytes + headers.image_header_bytes(nrows, ncols, len(ordered), nplanes)
-        table = headers.table_hdu(ordered)
-        table_bytes = headers.table_bytes(table)
-    except (KeyError, ValueError, TypeError, OverflowError) as exc:
-        # e.g. a keyword that is a number in one FFI and text in another, or out of range
-        raise FFIError(f"the FFI headers cannot be combined into the cube's headers and table: "
-                       f"{type(exc).__name__}: {exc}") from None
-    layout = CubeLayout(nrows, ncols, len(ordered), nplanes, len(head_bytes), len(table_bytes))
-    blocks = plan_blocks(layout, block_bytes)
-    index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data, nrows=nrows, ncols=ncols, nt=len(ordered),
-                             nplanes=nplanes, data_offset=layout.data_offset, cube_size=layout.total_bytes)
-    return PlanDraft(ordered, sector, layout, blocks, head_bytes, bytes(layout.data_padding) + table_bytes, index)
+    return lay_out(ordered, first.product, sector, first.camera_ccd, first.shape,
+                   2 if first.error is not None else 1, block_bytes=block_bytes, today=today)
 
 
 def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None, sector: int | None = None,
@@ -237,42 +260,34 @@ def make_plan(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
     """
     draft = draft_plan(ffi_urls, product=product, sector=sector, block_bytes=block_bytes, threads=threads,
                        today=today, named=cube_url.endswith("/"))
-    first = draft.ffis[0]
-    camera, ccd = first.camera_ccd
     if cube_url.endswith("/"):
         assert draft.sector is not None  # refused by draft_plan: a folder needs the sector for the cube's name
-        cube_url += cube_name(first.product, draft.sector, camera, ccd)
+        cube_url += cube_name(draft.product, draft.sector, draft.camera, draft.ccd)
     cube = writable(Location.parse(cube_url))
-    return stage_plan(cube, first.product, draft.sector, camera, ccd, draft.layout, draft.blocks, draft.head_bytes,
-                      draft.tail_bytes, draft.index, draft.refs(), current_version(cube))
-
-
-def current_version(cube: Location) -> str | None:
-    """The ETag of the object at ``cube`` now, or None if there is none."""
     try:
-        return head(cube).etag
+        replaces = head(cube).etag  # the version this cube replaces
     except ObjectNotFoundError:
-        return None
+        replaces = None
+    return stage_plan(cube, draft, replaces)
 
 
-def stage_plan(cube: Location, product: str, sector: int | None, camera: int, ccd: int, layout: CubeLayout,
-               blocks: list[Block], head_bytes: bytes, tail_bytes: bytes, index: CubeIndex,
-               ffis: list[FFIRef | None], replaces: str | None, base: BaseCube | None = None) -> IngestPlan:
+def stage_plan(cube: Location, draft: PlanDraft, replaces: str | None, base: BaseCube | None = None) -> IngestPlan:
     """Start the cube's upload and write the plan's staging objects; the shared last step
-    of planning an ingest and an update. ``tail_bytes`` is the image padding + table HDU.
+    of planning an ingest and an update.
 
     If staging fails after the upload began, the upload is aborted.
     """
     plan_id = os.urandom(8).hex()
     target = open_upload(cube)
-    upload_id = target.begin("application/fits", version_metadata(plan_id, replaces), layout.total_bytes)
-    plan = IngestPlan(plan_id, cube.url, staging_folder(cube, plan_id), upload_id, product, sector, camera,
-                      ccd, layout, blocks, ffis, replaces, base)
+    metadata = {PLAN_KEY: plan_id, REPLACES_KEY: (replaces or "none").strip('"')}
+    upload_id = target.begin("application/fits", metadata, draft.layout.total_bytes)
+    plan = IngestPlan(plan_id, cube.url, staging_folder(cube, plan_id), upload_id, draft.product, draft.sector,
+                      draft.camera, draft.ccd, draft.layout, draft.blocks, draft.refs(), replaces, base)
     try:
-        put_bytes(plan.head_url, head_bytes, tags=STAGING_TAGS)
-        put_bytes(plan.tail_url, tail_bytes, tags=STAGING_TAGS)
-        put_bytes(plan.index_url, index.to_json(), "application/json", tags=STAGING_TAGS)
-        put_bytes(plan.items_url, json.dumps([{"block": b.index} for b in blocks]).encode(), "application/json",
+        put_bytes(plan.head_url, draft.head_bytes, tags=STAGING_TAGS)
+        put_bytes(plan.tail_url, draft.tail_bytes, tags=STAGING_TAGS)
+        put_bytes(plan.index_url, draft.index.to_json(), "application/json", tags=STAGING_TAGS)
+        put_bytes(plan.items_url, json.dumps([{"block": b.index} for b in draft.blocks]).encode(), "application/json",
                   tags=STAGING_TAGS)
         put_bytes(plan.plan_url, plan.to_json(), "application/json", tags=STAGING_TAGS)
     except BaseException as failure:

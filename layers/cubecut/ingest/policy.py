@@ -88,10 +88,6 @@ class InputPolicy:
                                       f"{', '.join(self.ffi_prefixes)}")
         return url
 
-    def check_ffis(self, urls: list[str]) -> list[str]:
-        """Every URL of ``urls`` checked by :meth:`check_ffi`."""
-        return [self.check_ffi(url) for url in urls]
-
     def check_cube(self, url: str) -> str:
         """``url`` if an ingest may write (or update) the cube there: the cube prefix, or a
         ``*-cube.fits`` name directly under it."""

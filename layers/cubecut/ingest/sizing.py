@@ -190,10 +190,9 @@ def plan_only(ffi_urls: list[str], cube_url: str, *, product: str | None = None,
 def draft_model(draft: PlanDraft, stats: ReadStats, cube_url: str, *,
                 concurrency: int = DEPLOYED_CONCURRENCY) -> dict:
     """:func:`ingest_model` of a drafted plan whose header reads ``stats`` counted."""
-    first = draft.ffis[0]
     # The staged plan as the workers will read it (ids of their real length).
-    plan = IngestPlan("0" * 16, cube_url, cube_url + ".ingest/" + "0" * 16 + "/", "0" * 64, first.product,
-                      draft.sector, *first.camera_ccd, draft.layout, draft.blocks, draft.refs())
-    headers = Headers(len(draft.ffis), stats.requests, stats.bytes)
-    prefixes = len({posixpath.dirname(Location.parse(f.url).url) for f in draft.ffis})  # S3 prefixes or folders
+    plan = IngestPlan("0" * 16, cube_url, cube_url + ".ingest/" + "0" * 16 + "/", "0" * 64, draft.product,
+                      draft.sector, draft.camera, draft.ccd, draft.layout, draft.blocks, draft.refs())
+    headers = Headers(len(draft.frames), stats.requests, stats.bytes)
+    prefixes = len({posixpath.dirname(Location.parse(f.url).url) for f in draft.frames})  # S3 prefixes or folders
     return ingest_model(draft.layout, draft.blocks, headers, prefixes, len(plan.to_json()), concurrency=concurrency)

@@ -11,7 +11,7 @@ How:
 * **Plan** from headers only: the old cube's primary header and FFI table (each old
   frame is described by its table row) plus the new FFIs' headers, merged in time order
   (new FFIs may fall before, between or after the old frames). Headers, table and layout
-  come from :mod:`cubecut.cube.headers`, exactly as ingest makes them.
+  come from :func:`cubecut.ingest.plan.lay_out`, exactly as ingest makes them.
 * **Blocks**: each part of the new cube holds rows ``[row0, row1)`` (0-based); it is the
   old cube's bytes of those rows (one range read) spread over the old frames' positions
   on the new time axis, plus the new FFIs' rows (one read per FFI and plane).
@@ -42,17 +42,16 @@ import numpy as np
 from astropy.io import fits
 
 from ..cube import headers
-from ..cube.index import CubeIndex, index_from_table
-from ..cube.layout import CubeLayout
+from ..cube.index import CubeIndex
 from ..cube.sidecar import describes, publish_index, read_sidecar
 from ..cube.index_cache import invalidate, load_index
 from ..errors import DuplicateTimeError, MixedFFIError, NoInputError, NotACubeError, NothingToAddError
 from ..ffi import TIME_KEYS, FFIInfo, inspect_ffis
 from ..fitsio import padded
 from ..storage import ByteSource, Location, ReadStats, open_source, part_minimum
-from .partition import DEFAULT_BLOCK_BYTES, plan_blocks
+from .partition import DEFAULT_BLOCK_BYTES
 from .finalize import IngestResult
-from .plan import BaseCube, FFIRef, IngestPlan, check_consistent, stage_plan
+from .plan import BaseCube, IngestPlan, check_consistent, lay_out, stage_plan
 from .run import run_plan
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ class RowHeader(dict[str, object]):
 
 @dataclass(frozen=True)
 class CubeFrame:
-    """A frame already in the cube: ``position`` is its 0-based index on the old time axis.
+    """A frame already in the cube.
 
     It duck-types the parts of :class:`~cubecut.ffi.FFIInfo` the cube headers use;
     ``primary_header`` is the old cube's (it matters only for the earliest frame).
@@ -89,14 +88,10 @@ class CubeFrame:
     product: str
     primary_header: fits.Header
     image_header: RowHeader
-    position: int
 
     @property
     def start(self) -> float:
         return float(self.image_header[TIME_KEYS[self.product][0]])
-
-
-Frame = CubeFrame | FFIInfo
 
 
 @dataclass(frozen=True)
@@ -135,8 +130,7 @@ def cube_frames(index: CubeIndex, table: fits.BinTableHDU) -> list[CubeFrame]:
             elif isinstance(value, (np.integer, np.bool_)):
                 value = int(value)
             values[name] = value
-        frames.append(CubeFrame(index.ffi_files[position], index.product, primary,
-                                RowHeader(values, comments), position))
+        frames.append(CubeFrame(index.ffi_files[position], index.product, primary, RowHeader(values, comments)))
     return frames
 
 
@@ -198,25 +192,15 @@ def plan_update(cube_url: str, ffi_urls: list[str], *, product: str | None = Non
     if not fresh:
         note = "; its stale index sidecar was rebuilt from the cube" if repaired else ""
         raise NothingToAddError(f"all {len(skipped)} FFI(s) are already in {cube.url}{note}")
-    frames: list[Frame] = sorted([*old_frames, *fresh], key=lambda f: f.start)
-    sector = old.sector or None  # the index says 0 where the cube's SECTOR is undefined: keep it so
-
-    primary_bytes = headers.primary_bytes(headers.primary_header(frames, sector, today))
-    head = primary_bytes + headers.image_header_bytes(old.nrows, old.ncols, len(frames), old.nplanes)
-    table = headers.table_hdu(frames)
-    table_bytes = headers.table_bytes(table)
-    layout = CubeLayout(old.nrows, old.ncols, len(frames), old.nplanes, len(head), len(table_bytes))
+    frames: list[CubeFrame | FFIInfo] = sorted([*old_frames, *fresh], key=lambda f: f.start)
     min_part = part_minimum(cube)
     # A worker holds the base cube's rows of its block beside the part: half the budget each.
-    blocks = plan_blocks(layout, max(block_bytes // 2, min_part), min_part=min_part)
-    index = index_from_table(fits.Header.fromstring(primary_bytes.decode("ascii")), table.data,
-                             nrows=layout.nrows, ncols=layout.ncols, nt=layout.nt, nplanes=layout.nplanes,
-                             data_offset=layout.data_offset, cube_size=layout.total_bytes)
+    # The index says sector 0 where the cube's SECTOR is undefined: keep it so.
+    draft = lay_out(frames, old.product, old.sector or None, (old.camera, old.ccd), (old.nrows, old.ncols),
+                    old.nplanes, block_bytes=max(block_bytes // 2, min_part), min_part=min_part, today=today)
     positions = [t for t, f in enumerate(frames) if isinstance(f, CubeFrame)]
     base = BaseCube(cube.url, old.cube_etag, old.cube_size, old.data_offset, old.nt, positions)
-    ffis = [FFIRef(f.url, f.size, f.etag, f.flux, f.error) if isinstance(f, FFIInfo) else None for f in frames]
-    plan = stage_plan(cube, old.product, sector, old.camera, old.ccd, layout, blocks, head,
-                      bytes(layout.data_padding) + table_bytes, index, ffis, old.cube_etag, base)
+    plan = stage_plan(cube, draft, old.cube_etag, base)
     return plan, skipped
 
 

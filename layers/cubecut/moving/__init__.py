@@ -8,12 +8,10 @@ byte ranges of moving boxes), ``tpf`` (the moving TPF).
 """
 from .engine import PathOffCubesError, moving_cutout
 from .ephemeris import Ephemeris, EphemerisError, HorizonsError, horizons_ephemeris, load_ephemeris
-from .path import Footprint, PathCrossing, PathOnCube, path_crossings, path_on_cube, path_to_footprints
+from .path import path_crossings, path_on_cube, path_to_footprints
 from .reader import read_moving_box
-from .tpf import build_moving_tpf, moving_tpf_filename
 
 __all__ = [
     "moving_cutout", "PathOffCubesError", "Ephemeris", "EphemerisError", "HorizonsError", "horizons_ephemeris",
-    "load_ephemeris", "Footprint", "PathCrossing", "PathOnCube", "path_crossings", "path_on_cube",
-    "path_to_footprints", "read_moving_box", "build_moving_tpf", "moving_tpf_filename",
+    "load_ephemeris", "path_crossings", "path_on_cube", "path_to_footprints", "read_moving_box",
 ]

@@ -197,21 +197,20 @@ def load_ephemeris(source: Ephemeris | Table | Mapping[str, Any] | Sequence[Mapp
     """
     if isinstance(source, Ephemeris):
         return source
-    if isinstance(source, (str, Location)):
-        return load_ephemeris(_read_file(source), name=name, time_format=time_format, time_scale=time_scale)
-    if isinstance(source, Table):
-        name = name or source.meta.get("name")
-        return ephemeris_from_columns(source.columns, name=name, time_format=time_format, time_scale=time_scale)
-    if isinstance(source, Mapping):
-        return ephemeris_from_columns(source, name=name, time_format=time_format, time_scale=time_scale)
-    if isinstance(source, Sequence) and source and all(isinstance(row, Mapping) for row in source):
-        keys = list(source[0])
+    data = _read_file(source) if isinstance(source, (str, Location)) else source
+    if isinstance(data, Table):
+        name = name or data.meta.get("name")
+        columns: Mapping[str, Any] = data.columns
+    elif isinstance(data, Mapping):
+        columns = data
+    elif isinstance(data, Sequence) and data and all(isinstance(row, Mapping) for row in data):
         try:
-            columns = {k: [row[k] for row in source] for k in keys}
+            columns = {k: [row[k] for row in data] for k in data[0]}
         except KeyError as exc:
             raise EphemerisError(f"ephemeris row without {exc.args[0]!r}") from None
-        return ephemeris_from_columns(columns, name=name, time_format=time_format, time_scale=time_scale)
-    raise EphemerisError(f"cannot read an ephemeris from {type(source).__name__}")
+    else:
+        raise EphemerisError(f"cannot read an ephemeris from {type(data).__name__}")
+    return ephemeris_from_columns(columns, name=name, time_format=time_format, time_scale=time_scale)
 
 
 def _read_file(url: str | Location) -> Table | Mapping | list:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 import numpy as np
 from astropy.coordinates import SkyCoord
@@ -77,33 +78,39 @@ def moving_tpf_filename(target: str | None, sector: int, tstart: float, tstop: f
 def build_moving_tpf(pieces: list[MovingFrames], nx: int, ny: int, *, target: str | None = None) -> fits.HDUList:
     """One TPF from the moving frames of one or more cubes of the same sector."""
     first = pieces[0].path.index
-    order, columns = _merged(pieces)
-    n = len(order)
-    tstart, tstop, barycorr = (np.asarray(columns[k])[order] for k in ("tstart", "tstop", "barycorr"))
+
+    def stacked(values: Callable[[MovingFrames], Any]) -> np.ndarray:
+        """Per-frame ``values`` of every piece, concatenated."""
+        return np.concatenate([np.asarray(values(p)) for p in pieces])
+
+    columns = {k: np.concatenate([np.asarray(getattr(p.path.index, k))[p.path.frames] for p in pieces])
+               for k in ("tstart", "tstop", "barycorr", "quality", "ffi_files")}
+    order = np.argsort(0.5 * (columns["tstart"] + columns["tstop"]), kind="stable")
+    columns = {k: v[order] for k, v in columns.items()}
+    tstart, tstop, barycorr = columns["tstart"], columns["tstop"], columns["barycorr"]
     primary = fits.Header.fromstring(first.primary_header)
     primary["TSTART"], primary["TSTOP"] = float(tstart[0]), float(tstop[-1])
     for key, when in (("DATE-OBS", tstart[0] - barycorr[0]), ("DATE-END", tstop[-1] - barycorr[-1])):
         if key in primary:
             primary[key] = _utc(when)
-    index = replace(first, nt=n, wcs_row=0, primary_header=primary.tostring(),
-                    **{k: np.asarray(columns[k])[order].tolist() for k in ("tstart", "tstop", "barycorr",
-                                                                             "quality", "ffi_files")})
-    flux = np.concatenate([p.flux for p in pieces])[order]
-    flux_err = np.concatenate([p.flux_err for p in pieces])[order]
-    ra, dec = (np.concatenate([getattr(p.path, k) for p in pieces])[order] for k in ("ra", "dec"))
-    start = SkyCoord(ra[0], dec[0], unit="deg")
-    x0, y0 = (np.concatenate([getattr(p, k) for p in pieces])[order] for k in ("x0", "y0"))
-    static = build_tpf(index, Box(int(x0[0]), int(y0[0]), nx, ny), flux, flux_err, start,
+    index = replace(first, nt=len(order), wcs_row=0, primary_header=primary.tostring(),
+                    **{k: v.tolist() for k, v in columns.items()})
+    ra, dec = stacked(lambda p: p.path.ra)[order], stacked(lambda p: p.path.dec)[order]
+    x0, y0 = stacked(lambda p: p.x0)[order], stacked(lambda p: p.y0)[order]
+    static = build_tpf(index, Box(int(x0[0]), int(y0[0]), nx, ny), stacked(lambda p: p.flux)[order],
+                       stacked(lambda p: p.flux_err)[order], SkyCoord(ra[0], dec[0], unit="deg"),
                        cube_name=pieces[0].path.cube)
 
     values = {
-        "TGT_X": np.concatenate([p.path.x for p in pieces])[order] - x0,
-        "TGT_Y": np.concatenate([p.path.y for p in pieces])[order] - y0,
+        "TGT_X": stacked(lambda p: p.path.x)[order] - x0, "TGT_Y": stacked(lambda p: p.path.y)[order] - y0,
         "TGT_RA": ra, "TGT_DEC": dec, "CUTOUT_X0": x0 + 1, "CUTOUT_Y0": y0 + 1,
-        "CAMERA": np.concatenate([np.full(p.path.nframes, p.path.index.camera) for p in pieces])[order],
-        "CCD": np.concatenate([np.full(p.path.nframes, p.path.index.ccd) for p in pieces])[order],
+        "CAMERA": stacked(lambda p: np.full(p.path.nframes, p.path.index.camera))[order],
+        "CCD": stacked(lambda p: np.full(p.path.nframes, p.path.index.ccd))[order],
     }
-    hdul = fits.HDUList([static[0], _pixels(static[1], values), _aperture(nx, ny)])
+    aperture = fits.ImageHDU(data=np.ones((ny, nx), dtype=np.int32))
+    aperture.header["EXTNAME"] = "APERTURE"
+    aperture.header["INHERIT"] = (True, "inherit the primary header")
+    hdul = fits.HDUList([static[0], _pixels(static[1], values), aperture])
     for key, value, comment in (("OBJECT", target or "", "moving target name or designation"),
                                 ("RA_OBJ", float(ra[0]), "[deg] right ascension in the first frame"),
                                 ("DEC_OBJ", float(dec[0]), "[deg] declination in the first frame")):
@@ -111,18 +118,6 @@ def build_moving_tpf(pieces: list[MovingFrames], nx: int, ny: int, *, target: st
             if hdu is hdul[0] or key in hdu.header:
                 hdu.header[key] = (value, comment)
     return hdul
-
-
-def _merged(pieces: list[MovingFrames]) -> tuple[np.ndarray, dict[str, list]]:
-    """The time order of all frames and their per-frame index columns, concatenated."""
-    columns: dict[str, list] = {k: [] for k in ("tstart", "tstop", "barycorr", "quality", "ffi_files")}
-    for piece in pieces:
-        frames = piece.path.frames
-        for key in columns:
-            column = getattr(piece.path.index, key)
-            columns[key] += [column[f] for f in frames]
-    mid = 0.5 * (np.asarray(columns["tstart"]) + np.asarray(columns["tstop"]))
-    return np.argsort(mid, kind="stable"), columns
 
 
 def _utc(tdb_tjd: float) -> str:
@@ -149,9 +144,3 @@ def _pixels(static: fits.BinTableHDU, values: dict[str, np.ndarray]) -> fits.Bin
             hdu.header.comments[f"TUNIT{number}"] = "unit"
     return hdu
 
-
-def _aperture(nx: int, ny: int) -> fits.ImageHDU:
-    hdu = fits.ImageHDU(data=np.ones((ny, nx), dtype=np.int32))
-    hdu.header["EXTNAME"] = "APERTURE"
-    hdu.header["INHERIT"] = (True, "inherit the primary header")
-    return hdu

@@ -15,44 +15,15 @@ from tqdm import tqdm
 from ..errors import InputError
 from ..storage import writable_folder
 from .detector import column_read_noise, noise_sigma, standard_normal
-from .geometry import Card, crop_shape, wcs_cards
-from .headers import spoc_image, spoc_name, spoc_primary, tica_header, tica_name
+from .geometry import crop_shape, wcs_cards
+from .headers import spoc_image_cards, spoc_name, spoc_primary_cards, tica_cards, tica_name
 from .scene import Scene
-from .sector import Sector, load_sector
+from .sector import load_sector
 from .stars import catalog_table, write_catalog
-from .timing import FrameTimes, frame_times
+from .timing import frame_times
 
 PRODUCTS = ("spoc", "tica")
 CATALOG_NAME = "stars.ecsv"
-
-
-def _with_checksums(hdus: fits.HDUList, when: str) -> fits.HDUList:
-    """Add DATASUM and CHECKSUM to every HDU with astropy's usual comments but a fixed time
-    ``when`` (ISO), so that files are byte-for-byte reproducible."""
-    hdus.update_extend()
-    for hdu in hdus:
-        hdu.add_datasum(when=f"data unit checksum updated {when}")
-        hdu.add_checksum(when=f"HDU checksum updated {when}", override_datasum=True)
-    return hdus
-
-
-def _spoc_file(sector: Sector, times: FrameTimes, i: int, cards: list[Card],
-               flux: np.ndarray, sigma: np.ndarray) -> tuple[str, fits.HDUList]:
-    """File name and HDUs of SPOC frame ``i``: flux and uncertainty in e-/s."""
-    hdus = fits.HDUList([
-        fits.PrimaryHDU(header=spoc_primary(sector, times, i)),
-        fits.ImageHDU(flux, header=spoc_image(sector, times, i, cards, "cal")),
-        fits.ImageHDU(sigma, header=spoc_image(sector, times, i, cards, "uncert")),
-    ])
-    return spoc_name(sector, times, i), hdus
-
-
-def _tica_file(sector: Sector, times: FrameTimes, i: int, cards: list[Card],
-               flux: np.ndarray, sigma: np.ndarray) -> tuple[str, fits.HDUList]:
-    """TICA has no error image: ``sigma`` is ignored; the image is in electrons per exposure."""
-    electrons = flux * np.float32(sector.exposure_s)
-    hdus = fits.HDUList([fits.PrimaryHDU(electrons, header=tica_header(sector, times, i, cards))])
-    return tica_name(sector, times, i), hdus
 
 
 def make_sector(outdir: str | Path, *, sector: int, camera: int, ccd: int, frames: int,
@@ -93,7 +64,7 @@ def make_sector(outdir: str | Path, *, sector: int, camera: int, ccd: int, frame
     mid = times.mid
     cards = wcs_cards(info.wcs)
     read_noise = column_read_noise(rows_cols[1])
-    build = _spoc_file if product == "spoc" else _tica_file
+    when = f"{info.processing_date}T00:00:00"
 
     paths: list[Path] = []
     label = f"s{info.sector:04d}-{info.camera}-{info.ccd} {product}"
@@ -101,8 +72,19 @@ def make_sector(outdir: str | Path, *, sector: int, camera: int, ccd: int, frame
         signal = scene.signal(float(mid[i]))
         sigma = noise_sigma(signal, info, read_noise)
         flux = signal + sigma * standard_normal(seed, info, int(times.index[i]), rows_cols)
-        name, hdus = build(info, times, i, cards, flux, sigma)
-        path = outdir / name
-        _with_checksums(hdus, f"{info.processing_date}T00:00:00").writeto(path, overwrite=True)
+        if product == "spoc":  # flux and uncertainty in e-/s
+            path = outdir / spoc_name(info, times, i)
+            hdus = fits.HDUList([fits.PrimaryHDU(header=fits.Header(spoc_primary_cards(info, times, i))), *(
+                fits.ImageHDU(image, header=fits.Header(spoc_image_cards(info, times, i, cards, kind)))
+                for image, kind in ((flux, "cal"), (sigma, "uncert")))])
+        else:  # no uncertainty image; the image in electrons per exposure
+            path = outdir / tica_name(info, times, i)
+            hdus = fits.HDUList([fits.PrimaryHDU(flux * np.float32(info.exposure_s),
+                                                 header=fits.Header(tica_cards(info, times, i, cards)))])
+        hdus.update_extend()
+        for hdu in hdus:  # astropy's checksum comments with a fixed time: files are byte-for-byte reproducible
+            hdu.add_datasum(when=f"data unit checksum updated {when}")
+            hdu.add_checksum(when=f"HDU checksum updated {when}", override_datasum=True)
+        hdus.writeto(path, overwrite=True)
         paths.append(path)
     return paths

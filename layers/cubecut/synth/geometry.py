@@ -47,12 +47,9 @@ def crop_shape(shape: tuple[int, int] | None) -> tuple[int, int]:
 
 def science_mask(shape: tuple[int, int]) -> np.ndarray:
     """Boolean image, True where the pixel of the ``shape`` crop (from row 0, col 0) sees the sky."""
-    rows, cols = shape
-    r = np.arange(rows)
-    c = np.arange(cols)
-    in_rows = (r >= SCIENCE_ROWS[0]) & (r < SCIENCE_ROWS[1])
-    in_cols = (c >= SCIENCE_COLS[0]) & (c < SCIENCE_COLS[1])
-    return in_rows[:, None] & in_cols[None, :]
+    mask = np.zeros(shape, dtype=bool)
+    mask[slice(*SCIENCE_ROWS), slice(*SCIENCE_COLS)] = True
+    return mask
 
 
 def sector_wcs(sector: int, camera: int, ccd: int) -> WCS:

@@ -18,8 +18,6 @@ product='TICA' further reads CRM, CADENCE, QUAL_BIT and the per-row WCS
 """
 from __future__ import annotations
 
-from astropy.io import fits
-
 from .detector import FIXED_OFFSET, GAIN, MEAN_BLACK, OUTPUTS, READ_NOISE, reads_per_ffi
 from .geometry import SCIENCE_COLS, SCIENCE_ROWS, Card
 from .sector import BJDREFI, CRM_BLOCK, DEADC, INT_TIME_S, READTIME_S, Sector
@@ -38,13 +36,9 @@ def tica_name(sector: Sector, times: FrameTimes, i: int) -> str:
             f"-{int(times.cadenceno[i]):08d}-cam{sector.camera}-ccd{sector.ccd}_tess_v01_img.fits")
 
 
-def spoc_primary(sector: Sector, times: FrameTimes, i: int) -> fits.Header:
-    """HDU0 header of a SPOC FFI (SIMPLE/BITPIX=8/NAXIS=0/EXTEND are added by astropy)."""
-    return fits.Header(spoc_primary_cards(sector, times, i))
-
-
 def spoc_primary_cards(sector: Sector, times: FrameTimes, i: int) -> list[Card]:
-    """The cards of :func:`spoc_primary`, in order."""
+    """The cards of a SPOC FFI's HDU0 header, in order (SIMPLE/BITPIX=8/NAXIS=0/EXTEND are
+    added by astropy)."""
     return [
         ("NEXTEND", 2, "number of standard extensions"),
         ("EXTNAME", "PRIMARY", "name of extension"),
@@ -76,12 +70,6 @@ def spoc_primary_cards(sector: Sector, times: FrameTimes, i: int) -> list[Card]:
 
 def _per_output(keyword: str, values: dict, comment: str) -> list[Card]:
     return [(f"{keyword}{o}", values[o], comment.format(o)) for o in OUTPUTS]
-
-
-def spoc_image(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[Card], kind: str) -> fits.Header:
-    """HDU1 (``kind='cal'``) or HDU2 (``kind='uncert'``) header of a SPOC FFI
-    (:func:`spoc_image_cards`)."""
-    return fits.Header(spoc_image_cards(sector, times, i, wcs_cards, kind))
 
 
 def spoc_image_cards(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[Card], kind: str) -> list[Card]:
@@ -153,8 +141,8 @@ def spoc_image_cards(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[
     ]
 
 
-def tica_header(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[Card]) -> fits.Header:
-    """Primary header of a TICA FFI (structural keywords are added by astropy).
+def tica_cards(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[Card]) -> list[Card]:
+    """The cards of a TICA FFI's primary header, in order (structural keywords are added by astropy).
 
     STARTTJD/MIDTJD/ENDTJD are TJD days (the same time scale as the SPOC frames here);
     EXPTIME is the effective exposure in seconds, by which the image (electrons) is the
@@ -162,7 +150,7 @@ def tica_header(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[Card]
     """
     start, stop = float(times.tstart[i]), float(times.tstop[i])
     roll = round((sector.roll + 180.0) % 360.0 - 180.0, 6)
-    cards: list[Card] = [
+    return [
         ("CRM_N", CRM_BLOCK, "Window for CRM min/max rejection"),
         ("ORBIT_ID", sector.orbit_id(start), "Orbit ID, not a physical orbit"),
         ("ACS_MODE", "FP", "Attitude Control System mode"),
@@ -202,4 +190,3 @@ def tica_header(sector: Sector, times: FrameTimes, i: int, wcs_cards: list[Card]
         ("DEC_TARG", float(sector.wcs.wcs.crval[1]), "[deg] Dec at the reference pixel"),
         ("COMMENT", f"calibration applied at {sector.processing_date}T00:00:00", ""),
     ]
-    return fits.Header(cards)

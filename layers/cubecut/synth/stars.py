@@ -6,7 +6,7 @@ the stars the full FFI has there. TESS magnitudes follow dN/dT ~ 10**(0.3 T) bet
 T_MIN and T_MAX (many faint, few bright) with a surface density that rises toward the
 Galactic plane; flux = 15,000 e-/s * 10**(-0.4 (T - 10)) (the TESS zero point).
 About a tenth of the stars brighter than T = 13.5 vary: half sinusoidally, half with
-box-shaped transits (see ``variability``).
+box-shaped transits (:meth:`Stars.relative_flux`).
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from astropy.table import Table
 
 from .geometry import SCIENCE_COLS, SCIENCE_ROWS, crop_shape
 from .sector import STARS, Sector, generator, load_sector
-from .variability import KIND_NAMES, NONE, SINE, TRANSIT
 
 T_MIN, T_MAX = 6.0, 15.5
 #: Slope of log10 dN/dT (per magnitude).
@@ -31,6 +30,9 @@ PIXEL_ARCSEC = 21.0
 #: Fraction of stars brighter than VARIABLE_TMAX that vary.
 VARIABLE_TMAX = 13.5
 VARIABLE_FRACTION = 0.1
+#: Variability kinds (``Stars.kind``) and their catalog names.
+NONE, SINE, TRANSIT = 0, 1, 2
+KIND_NAMES = {NONE: "none", SINE: "sine", TRANSIT: "transit"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Stars:
 
     flux in e-/s; period, epoch (BTJD) and duration in days; amplitude is the fractional
     semi-amplitude (sine) or the fractional transit depth (transit); kind is a
-    ``variability`` code (NONE, SINE or TRANSIT).
+    variability code (NONE, SINE or TRANSIT).
     """
 
     x: np.ndarray
@@ -70,6 +72,22 @@ class Stars:
             & (self.y < rows - 0.5 + margin)
         )
         return self.select(keep)
+
+    def relative_flux(self, t: float) -> np.ndarray:
+        """Flux at BTJD ``t`` relative to the mean (1.0 = constant), one value per star.
+
+        SINE: ``1 + amplitude * sin(2 pi (t - epoch) / period)``.
+        TRANSIT: ``1 - amplitude`` while ``t`` is within ``duration / 2`` of a mid-transit
+        ``epoch + k * period``, else 1 (a box-shaped dip; the exposure is sampled at ``t``).
+        """
+        out = np.ones(len(self))
+        sine = self.kind == SINE
+        out[sine] += self.amplitude[sine] * np.sin(2 * np.pi * (t - self.epoch[sine]) / self.period[sine])
+        transit = self.kind == TRANSIT
+        phase = (t - self.epoch[transit]) / self.period[transit]
+        offset = (phase - np.round(phase)) * self.period[transit]
+        out[transit] -= np.where(np.abs(offset) < 0.5 * self.duration[transit], self.amplitude[transit], 0.0)
+        return out
 
 
 def surface_density(galactic_latitude: float) -> float:
@@ -151,11 +169,7 @@ def write_catalog(table: Table, path: Path) -> None:
     strings must be non-empty words (an empty string would read back as masked)."""
     with open(path, "w", encoding="utf-8") as out:
         table[:0].write(out, format="ascii.ecsv")
-        formats = []
-        for name in table.colnames:
-            kind = table[name].dtype.kind
-            formats.append("%.17g" if kind == "f" else "%s")
-        row_format = " ".join(formats) + "\n"
+        row_format = " ".join("%.17g" if table[name].dtype.kind == "f" else "%s" for name in table.colnames) + "\n"
         columns = [
             np.where(table[name], "True", "False") if table[name].dtype.kind == "b" else np.asarray(table[name])
             for name in table.colnames
