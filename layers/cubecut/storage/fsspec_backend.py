@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from ..errors import AccessDeniedError, ObjectNotFoundError, StorageError
-from .base import Backend, ByteSource, ObjectInfo, ReadStats
+from .base import Backend, BodyError, ByteSource, Listed, ObjectInfo, ReadStats, read_exactly
 from .location import SCHEME, Location
-from .retry import BodyError, read_exactly
 
 
 def _filesystem(location: Location) -> tuple[Any, str]:
@@ -92,9 +91,9 @@ class FsspecBackend(Backend):
         source = FsspecSource(location)
         return ObjectInfo(source.size, source.etag, {})
 
-    def list(self, location: Location) -> Iterator[tuple[Location, int]]:  # sorted by URL
+    def list(self, location: Location) -> Iterator[Listed]:  # sorted by URL
         fs, path = _filesystem(location)
         found = _call(location, fs.find, path, detail=True)
         for name in sorted(found):
             url = name if SCHEME.match(name) else fs.unstrip_protocol(name)
-            yield Location.parse(url, anon=location.anon), int(found[name].get("size") or 0)
+            yield Listed(Location.parse(url, anon=location.anon), int(found[name].get("size") or 0), None, None)

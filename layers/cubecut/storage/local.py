@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import AccessDeniedError, ObjectNotFoundError, TargetNotWritableError, UploadGoneError
-from .base import Backend, ByteSource, ObjectInfo, PartReceipt, ReadStats
+from .base import Backend, ByteSource, Listed, ObjectInfo, PartReceipt, ReadStats
 from .files import file_etag, replace_checked, replace_file, writable_folder, write_file
 from .location import Location
 
@@ -52,8 +52,8 @@ class FileSource:
         self.close()
 
 
-def _modified(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+def _modified(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime, timezone.utc)
 
 
 def _files(root: Path) -> list[Path]:
@@ -105,16 +105,10 @@ class LocalBackend(Backend):
         else:
             path.unlink(missing_ok=True)
 
-    def list(self, location: Location) -> Iterator[tuple[Location, int]]:
+    def list(self, location: Location) -> Iterator[Listed]:
         for path in _files(Path(location.key)):
-            yield Location("file", "", str(path)), path.stat().st_size
-
-    def list_etags(self, location: Location) -> dict[str, str | None]:
-        return {str(path): file_etag(path.stat()) for path in _files(Path(location.key))}
-
-    def list_dated(self, location: Location) -> Iterator[tuple[Location, datetime]]:
-        for path in _files(Path(location.key)):
-            yield Location("file", "", str(path)), _modified(path)
+            st = path.stat()
+            yield Listed(Location("file", "", str(path)), st.st_size, file_etag(st), _modified(st))
 
     def uploads(self, location: Location) -> Iterator[tuple[Location, str, datetime]]:
         """The :class:`FileUpload` s in the folder and below; each dated by the newest
@@ -130,7 +124,7 @@ class LocalBackend(Backend):
             name, _, upload_id = stem[1:].rpartition(".")
             receipts = folder / f"{stem}.parts"
             try:
-                initiated = max(_modified(path) for path in [folder / f"{stem}.partial", receipts, *receipts.glob("*")]
+                initiated = max(_modified(path.stat()) for path in [folder / f"{stem}.partial", receipts, *receipts.glob("*")]
                                 if path.exists())
             except (FileNotFoundError, ValueError):  # completed or aborted meanwhile
                 continue

@@ -29,11 +29,11 @@ from botocore.exceptions import ClientError
 from ..errors import (ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
                       TargetNotWritableError, UploadGoneError)
 from . import s3_obstore
-from .base import Backend, ByteSource, ObjectInfo, PartReceipt, RangeSource, ReadStats
+from .base import (Backend, BodyError, ByteSource, Listed, ObjectInfo, PartReceipt, RangeSource, ReadStats,
+                   read_exactly, read_whole)
 from .location import Location
-from .retry import BodyError, read_exactly, read_whole
 from .s3_config import BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, region
-from .s3_failures import BODY_ERRORS, BOTO_ERRORS, error_code, s3_errors, s3_read_errors, translate_client_error
+from .s3_failures import BODY_ERRORS, BOTO_ERRORS, error_code, s3_errors, translate_client_error
 
 if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first client
     import boto3
@@ -85,7 +85,7 @@ class S3Source:
         self.stats = stats if stats is not None else ReadStats()
         self._client = s3_client(location.anon)
         if size is None:
-            with s3_read_errors(location):
+            with s3_errors(location.url, read=True, anon=location.anon):
                 head = self._client.head_object(Bucket=location.bucket, Key=location.key)
             self.stats.add(0)
             size, etag = head["ContentLength"], head.get("ETag")
@@ -110,7 +110,7 @@ def _body(client: Any, location: Location, kwargs: dict[str, str]) -> tuple[byte
     """One GetObject: the body and the ETag. A failed ``IfMatch`` is StaleObjectError,
     other failures are named errors; a body that breaks off is :class:`BodyError`."""
     try:
-        with s3_read_errors(location):
+        with s3_errors(location.url, read=True, anon=location.anon):
             try:
                 response = client.get_object(**kwargs)
             except ClientError as exc:
@@ -185,16 +185,10 @@ class S3Backend(Backend):
         with s3_errors(location.url):  # S3 answers alike whether the object existed or not
             s3_client().delete_object(Bucket=location.bucket, Key=location.key)
 
-    def list(self, location: Location) -> Iterator[tuple[Location, int]]:
+    def list(self, location: Location) -> Iterator[Listed]:
         for item in _entries(location):
-            yield Location("s3", location.bucket, item["Key"], location.anon), item["Size"]
-
-    def list_etags(self, location: Location) -> dict[str, str | None]:
-        return {f"s3://{location.bucket}/{item['Key']}": item.get("ETag") for item in _entries(location)}
-
-    def list_dated(self, location: Location) -> Iterator[tuple[Location, datetime]]:
-        for item in _entries(location):
-            yield Location("s3", location.bucket, item["Key"], location.anon), item["LastModified"]
+            yield Listed(Location("s3", location.bucket, item["Key"], location.anon), item["Size"], item.get("ETag"),
+                         item["LastModified"])
 
     def uploads(self, location: Location) -> Iterator[tuple[Location, str, datetime]]:
         kwargs = {"Bucket": location.bucket, "Prefix": location.key}
@@ -216,8 +210,8 @@ class S3Backend(Backend):
 
     def glob(self, location: Location) -> tuple[Location, ...]:
         head = location.key[:min((i for i in map(location.key.find, "*?[") if i >= 0), default=None)]
-        return tuple(m for m, _ in self.list(dataclasses.replace(location, key=head))
-                     if fnmatch.fnmatchcase(m.key, location.key))
+        return tuple(item.location for item in self.list(dataclasses.replace(location, key=head))
+                     if fnmatch.fnmatchcase(item.location.key, location.key))
 
     def is_folder(self, location: Location) -> bool:
         return location.key.endswith("/") or not location.key
@@ -247,7 +241,7 @@ def _entries(location: Location) -> Iterator[dict]:
     """Every object entry (``Key``, ``Size``, ``ETag`` ...) of one LIST (paginated) under
     the prefix ``location.key``, signed or not as ``location.anon`` asks."""
     paginator = s3_client(location.anon).get_paginator("list_objects_v2")
-    with s3_read_errors(location):
+    with s3_errors(location.url, read=True, anon=location.anon):
         for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
             yield from page.get("Contents", [])
 

@@ -1,5 +1,5 @@
 """S3 failures as cubecut's named errors (:mod:`cubecut.errors`), in the same words
-whichever client failed: botocore's (:func:`s3_errors`, :func:`s3_read_errors`) and
+whichever client failed: botocore's (:func:`s3_errors`) and
 obstore's (:func:`obstore_errors`)."""
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedErr
 
 from ..errors import (AccessDeniedError, ConcurrentWriteError, HostUnreachableError, ObjectNotFoundError,
                       StaleObjectError, StorageError)
-from .location import Location
 from .s3_config import anonymous, endpoint
 
 #: Every botocore failure of a request (after botocore's own retries).
@@ -77,27 +76,20 @@ def translate_client_error(exc: Exception, what: str) -> StorageError:
 
 
 @contextlib.contextmanager
-def s3_errors(what: str, *, missing_key: StorageError | None = None) -> Iterator[None]:
+def s3_errors(what: str, *, missing_key: StorageError | None = None, read: bool = False,
+              anon: bool | None = None) -> Iterator[None]:
     """Run the block's S3 calls with every botocore failure raised as the named error of
     :func:`translate_client_error` (mentioning ``what``), so no caller handles botocore's
-    types; ``missing_key``, if given, is raised instead when S3 answers ``NoSuchKey``."""
-    try:
-        yield
-    except BOTO_ERRORS as exc:
-        if missing_key is not None and error_code(exc) == "NoSuchKey":
-            raise missing_key from None
-        raise translate_client_error(exc, what) from None
-
-
-@contextlib.contextmanager
-def s3_read_errors(location: Location) -> Iterator[None]:
-    """:func:`s3_errors` for a read of ``location``: a refusal worded by :func:`read_denied`."""
+    types; ``missing_key``, if given, is raised instead when S3 answers ``NoSuchKey``; a
+    refused ``read`` is worded by :func:`read_denied` for ``anon``."""
     try:
         yield
     except BOTO_ERRORS as exc:  # botocore has retried the request already
-        error = translate_client_error(exc, location.url)
-        if isinstance(error, AccessDeniedError) and isinstance(exc, ClientError):
-            raise read_denied(location.url, error_code(exc) or _status(exc), location.anon) from None
+        if missing_key is not None and error_code(exc) == "NoSuchKey":
+            raise missing_key from None
+        error = translate_client_error(exc, what)
+        if read and isinstance(error, AccessDeniedError):  # only a ClientError is refused
+            raise read_denied(what, error_code(exc) or _status(exc), anon) from None
         raise error from None
 
 

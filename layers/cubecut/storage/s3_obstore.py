@@ -5,7 +5,7 @@ The same guarantees as botocore (:mod:`cubecut.storage.s3`): every ranged GET ca
 ``If-Match`` with the known ETag (a replaced object raises
 :class:`~cubecut.errors.StaleObjectError`), failed requests are retried with backoff by
 the client, a body that breaks off or comes up short is retried here (counted in
-:data:`cubecut.storage.retry.RETRIES`), every request and byte is counted in the caller's
+:data:`cubecut.storage.base.RETRIES`), every request and byte is counted in the caller's
 :class:`~cubecut.storage.ReadStats`, and errors have botocore's words
 (:func:`~cubecut.storage.s3_failures.obstore_errors`). Why: botocore holds the GIL while
 it builds, signs and parses each request; obstore does that work in Rust, outside it, so
@@ -22,10 +22,9 @@ import functools
 import os
 from typing import TYPE_CHECKING
 
-from .base import ReadStats
-from . import retry, s3_config
+from . import base, s3_config
+from .base import BodyError, ReadStats, read_exactly, read_whole
 from .location import Location
-from .retry import BodyError, read_exactly, read_whole
 from .s3_config import MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines
 from .s3_failures import obstore_errors
 
@@ -81,8 +80,8 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, li
         options["allow_http"] = True
     retries: RetryConfig = {"max_retries": limits.attempts - 1,
                             "retry_timeout": datetime.timedelta(seconds=limits.retry_timeout),
-                            "backoff": {"init_backoff": datetime.timedelta(seconds=retry.RETRY_BASE_SECONDS),
-                                        "max_backoff": datetime.timedelta(seconds=retry.RETRY_MAX_SECONDS),
+                            "backoff": {"init_backoff": datetime.timedelta(seconds=base.RETRY_BASE_SECONDS),
+                                        "max_backoff": datetime.timedelta(seconds=base.RETRY_MAX_SECONDS),
                                         "base": 2}}
     config: S3Config = {"region": region or session.region_name or "us-east-1",
                         "virtual_hosted_style_request": False}
@@ -159,8 +158,8 @@ def put_object(location: Location, data: bytes | bytearray, content_type: str = 
 
 def _body(store, location: Location, options: GetOptions, what: str) -> tuple[Bytes, str | None, int]:
     """One GET of ``location`` with ``options``: its body (obstore's buffer), the object's
-    ETag and size; a body that breaks off raises :class:`~cubecut.storage.retry.BodyError`
-    (the callers retry it with :func:`~cubecut.storage.retry.read_exactly`)."""
+    ETag and size; a body that breaks off raises :class:`~cubecut.storage.base.BodyError`
+    (the callers retry it with :func:`~cubecut.storage.base.read_exactly`)."""
     import obstore
 
     with obstore_errors(what, anon=location.anon):
