@@ -118,9 +118,9 @@ class Backend(Protocol):
     the plain one (``open``, ``get``, ``put``) and the ``fast`` one for the many requests
     of a cutout or a bulk job, where the client's CPU per request counts (``open_pinned``,
     ``get_fast``, ``put_fast``). A backend class names this protocol as its base to take
-    its defaults: the fast calls are the plain ones, a pinned source is checked once on
-    opening, writes are refused (``writable`` False:
-    TargetNotWritableError), and there are no presigned URLs.
+    its defaults: a whole GET reads the opened source whole, the fast calls are the plain
+    ones, a pinned source is checked once on opening, writes are refused (``writable``
+    False: TargetNotWritableError), and there are no presigned URLs.
     """
 
     writable: bool = False
@@ -129,7 +129,6 @@ class Backend(Protocol):
 
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource: ...
-    def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]: ...
     def head(self, location: Location) -> ObjectInfo: ...
     def list(self, location: Location) -> Iterator[Listed]: ...
 
@@ -141,6 +140,14 @@ class Backend(Protocol):
             getattr(source, "close", lambda: None)()
             raise StaleObjectError(f"{source.location.url} changed since its index was read")
         return source
+
+    def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
+        """The whole object and its ETag: its source, read whole (and closed, if it can be)."""
+        source = self.open(location, stats if stats is not None else ReadStats())
+        try:
+            return source.read(0, source.size), source.etag
+        finally:
+            getattr(source, "close", lambda: None)()
 
     def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         return self.get(location, stats)
@@ -216,8 +223,10 @@ class BodyError(Exception):
 Body = TypeVar("Body", bytes, memoryview)
 
 
-def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str, stats: ReadStats | None) -> Body:
-    """``fetch()`` until it returns ``expected`` bytes (None: any number), counted in ``stats``.
+def read_exactly(fetch: Callable[[], tuple[Body, str | None]], expected: int | None, what: str,
+                 stats: ReadStats | None) -> tuple[Body, str | None]:
+    """``fetch()`` of a body and its ETag until the body is ``expected`` bytes (None: any
+    number, as for a whole object), counted in ``stats``.
 
     A body that breaks off (``fetch`` raises :class:`BodyError`) or comes up short is
     fetched again, with full-jitter exponential backoff, up to :data:`READ_ATTEMPTS`
@@ -228,7 +237,7 @@ def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str, sta
     for attempt in range(attempts):
         last = attempt + 1 == attempts
         try:
-            data = fetch()
+            data, etag = fetch()
         except BodyError as exc:
             if last:
                 raise StorageError(f"{what}: the response body failed {attempts} times: {exc}") from None
@@ -237,22 +246,9 @@ def read_exactly(fetch: Callable[[], Body], expected: int | None, what: str, sta
         if expected is None or len(data) == expected:
             if stats is not None:
                 stats.add(len(data))
-            return data
+            return data, etag
         if last:
             raise StorageError(f"{what}: short read, {len(data)} of {expected} bytes in each of "
                                f"{attempts} attempts")
         _note_retry("short_read", attempt)
     raise AssertionError("unreachable: attempts >= 1")
-
-
-def read_whole(fetch: Callable[[], tuple[bytes, str | None]], what: str,
-               stats: ReadStats | None) -> tuple[bytes, str | None]:
-    """``fetch()`` of a whole object and its ETag, retried as :func:`read_exactly` retries a
-    body that breaks off and counted in ``stats``."""
-    etag: list[str | None] = [None]
-
-    def body() -> bytes:
-        data, etag[0] = fetch()
-        return data
-
-    return read_exactly(body, None, what, stats), etag[0]

@@ -61,7 +61,7 @@ class FsspecSource:
             return b""
         what = f"{self.location.url} bytes [{start}, {stop})"
 
-        def fetch() -> bytes:
+        def fetch() -> tuple[bytes, None]:
             try:
                 data = _call(self.location, self._fs.cat_file, self._path, start=start, end=stop)
             except (ObjectNotFoundError, AccessDeniedError):
@@ -71,9 +71,9 @@ class FsspecSource:
             if len(data) > stop - start:
                 raise StorageError(f"{what}: the server ignores byte ranges (it sent {len(data)} bytes); "
                                    "cubecut reads only the bytes it needs and cannot use it")
-            return data
+            return data, None
 
-        return read_exactly(fetch, stop - start, what, self.stats)
+        return read_exactly(fetch, stop - start, what, self.stats)[0]
 
 
 class FsspecBackend(Backend):
@@ -82,10 +82,6 @@ class FsspecBackend(Backend):
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource:
         return FsspecSource(location, stats, size=size, etag=etag)
-
-    def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
-        source = FsspecSource(location, stats)
-        return source.read(0, source.size), source.etag
 
     def head(self, location: Location) -> ObjectInfo:
         source = FsspecSource(location)

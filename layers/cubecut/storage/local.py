@@ -73,13 +73,6 @@ class LocalBackend(Backend):
              etag: str | None = None) -> ByteSource:
         return FileSource(location, stats)  # the file says its size and version itself
 
-    def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
-        source = FileSource(location, stats)
-        try:
-            return source.read(0, source.size), source.etag
-        finally:
-            source.close()
-
     def put(self, location: Location, data: bytes | bytearray, content_type: str, *,
             tags: dict[str, str] | None, if_match: str | None, if_none_match: bool) -> str | None:
         return replace_file(Path(location.key), data, if_match=if_match, if_none_match=if_none_match)

@@ -29,8 +29,7 @@ from botocore.exceptions import ClientError
 from ..errors import (ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
                       TargetNotWritableError, UploadGoneError)
 from . import s3_obstore
-from .base import (Backend, BodyError, ByteSource, Listed, ObjectInfo, PartReceipt, RangeSource, ReadStats,
-                   read_exactly, read_whole)
+from .base import Backend, BodyError, ByteSource, Listed, ObjectInfo, PartReceipt, RangeSource, ReadStats, read_exactly
 from .location import Location
 from .s3_config import BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, region
 from .s3_failures import BODY_ERRORS, BOTO_ERRORS, error_code, s3_errors, translate_client_error
@@ -102,8 +101,8 @@ class S3Source:
         # Within the object's known size S3 returns exactly the bytes asked for; fewer means
         # the transfer broke (a reader past the end gets what there is and checks itself).
         expected = max(0, min(stop, self.size) - start)
-        return read_exactly(lambda: _body(self._client, self.location, kwargs)[0], expected,
-                            f"{self.location.url} bytes [{start}, {stop})", self.stats)
+        return read_exactly(lambda: _body(self._client, self.location, kwargs), expected,
+                            f"{self.location.url} bytes [{start}, {stop})", self.stats)[0]
 
 
 def _body(client: Any, location: Location, kwargs: dict[str, str]) -> tuple[bytes, str | None]:
@@ -142,7 +141,7 @@ class S3Backend(Backend):
         against Content-Length)."""
         kwargs = {"Bucket": location.bucket, "Key": location.key}
         with _miss_counted(stats):
-            return read_whole(lambda: _body(s3_client(location.anon), location, kwargs), location.url, stats)
+            return read_exactly(lambda: _body(s3_client(location.anon), location, kwargs), None, location.url, stats)
 
     def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         if not s3_obstore.usable():
@@ -191,15 +190,11 @@ class S3Backend(Backend):
                          item["LastModified"])
 
     def uploads(self, location: Location) -> Iterator[tuple[Location, str, datetime]]:
-        kwargs = {"Bucket": location.bucket, "Prefix": location.key}
-        while True:  # 1,000 uploads a page
-            with s3_errors(f"list uploads under {location.url}"):
-                page = s3_client().list_multipart_uploads(**kwargs)
-            for upload in page.get("Uploads", []):
-                yield Location("s3", location.bucket, upload["Key"]), upload["UploadId"], upload["Initiated"]
-            if not page.get("IsTruncated"):
-                return
-            kwargs.update(KeyMarker=page.get("NextKeyMarker", ""), UploadIdMarker=page.get("NextUploadIdMarker", ""))
+        paginator = s3_client().get_paginator("list_multipart_uploads")  # 1,000 uploads a page
+        with s3_errors(f"list uploads under {location.url}"):
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
+                for upload in page.get("Uploads", []):
+                    yield Location("s3", location.bucket, upload["Key"]), upload["UploadId"], upload["Initiated"]
 
     def delete_tree(self, location: Location) -> None:
         keys = [item["Key"] for item in _entries(location)]
@@ -276,14 +271,11 @@ class S3Upload:
         return PartReceipt(part, len(data), response["ETag"])
 
     def list_parts(self, upload_id: str) -> list[PartReceipt]:
-        receipts: list[PartReceipt] = []
-        marker = 0
-        while True:
-            response = self._call("list parts of", "list_parts", UploadId=upload_id, PartNumberMarker=marker)
-            receipts += [PartReceipt(p["PartNumber"], p["Size"], p["ETag"]) for p in response.get("Parts", [])]
-            if not response.get("IsTruncated"):
-                return sorted(receipts, key=lambda r: r.part)
-            marker = response["NextPartNumberMarker"]
+        paginator = s3_client().get_paginator("list_parts")
+        with s3_errors(f"list parts of {self.location.url}"):
+            receipts = [PartReceipt(p["PartNumber"], p["Size"], p["ETag"]) for page in paginator.paginate(
+                Bucket=self.location.bucket, Key=self.location.key, UploadId=upload_id) for p in page.get("Parts", [])]
+        return sorted(receipts, key=lambda r: r.part)
 
     def complete(self, upload_id: str, parts: list[PartReceipt], *, if_match: str | None = None,
                  if_none_match: bool = False) -> str | None:

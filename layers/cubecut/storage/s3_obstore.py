@@ -23,7 +23,7 @@ import os
 from typing import TYPE_CHECKING
 
 from . import base, s3_config
-from .base import BodyError, ReadStats, read_exactly, read_whole
+from .base import BodyError, ReadStats, read_exactly
 from .location import Location
 from .s3_config import MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines
 from .s3_failures import obstore_errors
@@ -34,19 +34,6 @@ if TYPE_CHECKING:
 
 #: How long obstore may keep credentials before asking boto3 again (it refreshes them).
 CREDENTIALS_TTL = datetime.timedelta(minutes=5)
-
-
-class _Boto3Credentials:
-    """obstore's credential provider backed by boto3's resolution chain (which refreshes)."""
-
-    def __init__(self, credentials) -> None:
-        self._credentials = credentials
-
-    def __call__(self) -> S3Credential:
-        frozen = self._credentials.get_frozen_credentials()
-        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
-                "token": frozen.token,
-                "expires_at": datetime.datetime.now(datetime.UTC) + CREDENTIALS_TTL}
 
 
 #: The process in which obstore started its tokio runtime (None before the first store).
@@ -93,8 +80,15 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, li
     unsigned = anon or credentials is None
     if unsigned:  # as botocore's client for public buckets
         config["skip_signature"] = True
+
+    def boto3_credentials() -> S3Credential:
+        """obstore's credential provider: boto3's resolution chain (which refreshes)."""
+        frozen = credentials.get_frozen_credentials()
+        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key, "token": frozen.token,
+                "expires_at": datetime.datetime.now(datetime.UTC) + CREDENTIALS_TTL}
+
     return S3Store(bucket, config=config, client_options=options, retry_config=retries,
-                   credential_provider=None if unsigned else _Boto3Credentials(credentials))
+                   credential_provider=None if unsigned else boto3_credentials)
 
 
 def store_for(bucket: str, anon: bool | None = None):
@@ -124,8 +118,12 @@ class ObstoreSource:
         if self.etag:
             options["if_match"] = self.etag
         what = f"{self.location.url} bytes [{start}, {stop})"
-        return read_exactly(lambda: memoryview(_body(self._store, self.location, options, what)[0]),
-                            stop - start, what, self.stats)
+
+        def fetch() -> tuple[memoryview, str | None]:
+            body, etag, _ = _body(self._store, self.location, options, what)
+            return memoryview(body), etag
+
+        return read_exactly(fetch, stop - start, what, self.stats)[0]
 
 
 def get_object(location: Location, stats: ReadStats | None = None) -> tuple[bytes, str | None]:
@@ -140,7 +138,7 @@ def get_object(location: Location, stats: ReadStats | None = None) -> tuple[byte
             raise BodyError(f"{len(data)} of {size} bytes")
         return data, etag
 
-    return read_whole(whole, location.url, stats)
+    return read_exactly(whole, None, location.url, stats)
 
 
 def put_object(location: Location, data: bytes | bytearray, content_type: str = "application/octet-stream") -> str | None:
