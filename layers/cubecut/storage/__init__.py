@@ -22,10 +22,9 @@ from .fsspec_backend import FsspecBackend
 from .local import FileSource, LocalBackend
 from .location import Location
 from . import s3, s3_obstore
-from .s3 import MIN_PART_BYTES, S3Backend, s3_client
+from .s3 import MIN_PART_BYTES, S3Backend, s3_client, translate_client_error
 from .s3_config import (BATCH, INTERACTIVE, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, carrying_deadlines,
-                        deadlines, using_deadlines)
-from .s3_failures import read_denied, translate_client_error
+                        deadlines, read_denied, using_deadlines)
 from .stream import PARTS_IN_FLIGHT, STREAM_PART_BYTES, ObjectStreamWriter
 
 __all__ = [

@@ -9,7 +9,9 @@ The client honours the standard AWS environment (:mod:`cubecut.storage.s3_config
 local S3-compatible server and AWS are one code path; its requests are unsigned when
 :func:`~cubecut.storage.s3_config.anonymous` says so, as public buckets such as MAST's
 ``stpubdata`` accept, and time out and retry as the
-:func:`~cubecut.storage.s3_config.deadlines` profile says.
+:func:`~cubecut.storage.s3_config.deadlines` profile says. Its failures are raised as the
+named errors of :mod:`cubecut.errors` (:func:`s3_errors`), in the words obstore's get
+(:func:`~cubecut.storage.s3_obstore.obstore_errors`).
 """
 from __future__ import annotations
 
@@ -20,19 +22,22 @@ import functools
 import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterator
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlparse
 
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import ClientError
+import urllib3.exceptions
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectTimeoutError,
+                                 EndpointConnectionError, IncompleteReadError, ReadTimeoutError,
+                                 ResponseStreamingError)
 
-from ..errors import (ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
+from ..errors import (AccessDeniedError, ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
                       TargetNotWritableError, UploadGoneError)
 from . import s3_obstore
 from .base import Backend, BodyError, ByteSource, Listed, ObjectInfo, PartReceipt, RangeSource, ReadStats, read_exactly
 from .location import Location
-from .s3_config import BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, region
-from .s3_failures import BODY_ERRORS, BOTO_ERRORS, error_code, s3_errors, translate_client_error
+from .s3_config import (BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, read_denied, region,
+                        unreachable)
 
 if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first client
     import boto3
@@ -40,6 +45,20 @@ if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first cl
 
 #: S3's smallest part of a multipart upload but the last, bytes.
 MIN_PART_BYTES = 5 * 2**20
+
+#: Every botocore failure of a request (after botocore's own retries).
+BOTO_ERRORS = (ClientError, BotoCoreError)
+#: Failures while reading an answer's body. urllib3's own errors get through botocore
+#: unwrapped and unretried when the body of an *error* answer to GetObject (404, 412,
+#: 503 ...) breaks off (botocore reads it in ``convert_to_response_dict``, outside its
+#: retry loop).
+BODY_ERRORS = (IncompleteReadError, ResponseStreamingError, ReadTimeoutError, ConnectionClosedError,
+               urllib3.exceptions.HTTPError)
+
+_PRECONDITION = {"PreconditionFailed", "412"}
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound", "NoSuchUpload"}
+_DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",
+           "ExpiredToken", "InvalidToken"}
 
 
 @functools.lru_cache(maxsize=16)
@@ -293,3 +312,48 @@ class S3Upload:
     def abort(self, upload_id: str) -> None:
         with contextlib.suppress(ObjectNotFoundError):
             self._call("abort upload of", "abort_multipart_upload", UploadId=upload_id)
+
+
+# -- botocore's failures as named errors ----------------------------------------------------
+def error_code(exc: Exception) -> str:
+    """A botocore error's S3 code (``NoSuchKey`` ...); "" when it has no answer (a reset)."""
+    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
+
+
+def _status(exc: Exception) -> str:
+    return str((getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+
+
+def translate_client_error(exc: Exception, what: str) -> StorageError:
+    """Turn a botocore error into a named cubecut error mentioning ``what``."""
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):  # no answer
+        url = str(getattr(exc, "kwargs", {}).get("endpoint_url", "")) or "the S3 endpoint"
+        return unreachable(what, urlparse(url).netloc or url)
+    if isinstance(exc, ClientError):
+        code, status = error_code(exc), _status(exc)
+        if code in _PRECONDITION or status == "412":
+            return ConcurrentWriteError(f"{what}: the object changed since it was read (precondition failed)")
+        if code in _NOT_FOUND or status == "404":
+            return ObjectNotFoundError(f"{what}: not found")
+        if code in _DENIED or status == "403":
+            return AccessDeniedError(f"{what}: access denied ({code or status})")
+        return StorageError(f"{what}: {code or status}: {exc}")
+    return StorageError(f"{what}: {exc}")
+
+
+@contextlib.contextmanager
+def s3_errors(what: str, *, missing_key: StorageError | None = None, read: bool = False,
+              anon: bool | None = None) -> Iterator[None]:
+    """Run the block's S3 calls with every botocore failure raised as the named error of
+    :func:`translate_client_error` (mentioning ``what``), so no caller handles botocore's
+    types; ``missing_key``, if given, is raised instead when S3 answers ``NoSuchKey``; a
+    refused ``read`` is worded by :func:`read_denied` for ``anon``."""
+    try:
+        yield
+    except BOTO_ERRORS as exc:  # botocore has retried the request already
+        if missing_key is not None and error_code(exc) == "NoSuchKey":
+            raise missing_key from None
+        error = translate_client_error(exc, what)
+        if read and isinstance(error, AccessDeniedError):  # only a ClientError is refused
+            raise read_denied(what, error_code(exc) or _status(exc), anon) from None
+        raise error from None

@@ -7,7 +7,7 @@ The same guarantees as botocore (:mod:`cubecut.storage.s3`): every ranged GET ca
 the client, a body that breaks off or comes up short is retried here (counted in
 :data:`cubecut.storage.base.RETRIES`), every request and byte is counted in the caller's
 :class:`~cubecut.storage.ReadStats`, and errors have botocore's words
-(:func:`~cubecut.storage.s3_failures.obstore_errors`). Why: botocore holds the GIL while
+(:func:`obstore_errors`). Why: botocore holds the GIL while
 it builds, signs and parses each request; obstore does that work in Rust, outside it, so
 a cutout's concurrent row reads cost a fraction of the Python CPU (measured when it was
 adopted: benchmarks/README.md as of commit 64c085d).
@@ -17,16 +17,19 @@ credentials are boto3's, from any source it knows (environment, profile, role).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import os
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Iterator
+
+from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, StorageError
 
 from . import base, s3_config
 from .base import BodyError, ReadStats, read_exactly
 from .location import Location
-from .s3_config import MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines
-from .s3_failures import obstore_errors
+from .s3_config import MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, read_denied, unreachable
 
 if TYPE_CHECKING:
     from obstore import Bytes, GetOptions
@@ -167,3 +170,42 @@ def _body(store, location: Location, options: GetOptions, what: str) -> tuple[By
     except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error
         raise BodyError(exc) from None
     return body, result.meta.get("e_tag"), result.meta["size"]
+
+
+@contextlib.contextmanager
+def obstore_errors(what: str, missing: str = "not found", *, anon: bool | None = None,
+                   read: bool = True) -> Iterator[None]:
+    """Run the block's obstore call (which retries failed requests itself) with its errors
+    as cubecut's, in the words of the botocore path: a failed If-Match is StaleObjectError,
+    a missing object or bucket ObjectNotFoundError (``"{what}: {missing}"``), refused
+    credentials AccessDeniedError (a ``read`` as :func:`read_denied` words it for ``anon``),
+    a host that does not answer HostUnreachableError, anything else StorageError with
+    obstore's first line (never its multi-line debug dump)."""
+    from obstore.exceptions import NotFoundError, PermissionDeniedError, PreconditionError, UnauthenticatedError
+
+    try:
+        yield
+    except PreconditionError:
+        raise StaleObjectError(f"{what}: the object changed while being read") from None
+    except (NotFoundError, FileNotFoundError):
+        raise ObjectNotFoundError(f"{what}: {missing}") from None
+    except (PermissionDeniedError, UnauthenticatedError) as exc:
+        status = _STATUS.search(str(exc))
+        detail = status.group(1) if status else type(exc).__name__
+        if read:
+            raise read_denied(what, detail, anon) from None
+        raise AccessDeniedError(f"{what}: access denied ({detail})") from None
+    except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
+        text = str(exc)
+        if any(marker in text for marker in _CONNECT_MARKERS):
+            host = _HOST.search(text)
+            raise unreachable(what, host.group(1) if host else endpoint() or "the S3 endpoint") from None
+        raise StorageError(f"{what}: {type(exc).__name__}: {text.split(_DEBUG, 1)[0].strip()}") from None
+
+
+#: What obstore's messages say when the host did not answer (reqwest's connect errors).
+_CONNECT_MARKERS = ("error sending request", "kind: Connect", "tcp connect error", "dns error")
+#: Where obstore's one-line message ends and its debug dump begins.
+_DEBUG = "\n\nDebug source:"
+_HOST = re.compile(r"https?://([^/\s,)]+)")
+_STATUS = re.compile(r"status code: (\d{3}[^:]*)")
