@@ -56,11 +56,6 @@ def _modified(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime, timezone.utc)
 
 
-def _files(root: Path) -> list[Path]:
-    """``root`` if it is a file, else every file below it (sorted; none if it is absent)."""
-    return [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-
-
 class LocalBackend(Backend):
     """Files on this machine's file system."""
 
@@ -99,7 +94,9 @@ class LocalBackend(Backend):
             path.unlink(missing_ok=True)
 
     def list(self, location: Location) -> Iterator[Listed]:
-        for path in _files(Path(location.key)):
+        """The file itself, else every file below the folder (sorted; none if it is absent)."""
+        root = Path(location.key)
+        for path in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()):
             st = path.stat()
             yield Listed(Location("file", "", str(path)), st.st_size, file_etag(st), _modified(st))
 
