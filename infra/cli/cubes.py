@@ -253,14 +253,9 @@ def _mast_sources(args: argparse.Namespace) -> dict[str, str]:
     TICA) / ``CUBECUT_MAST_CUBES``."""
     import os
 
-    sources = {}
-    table = args.footprints or os.environ.get(FOOTPRINT_ENVIRONMENT[args.product or "SPOC"])
-    if table:
-        sources["footprints"] = table
-    cubes = args.mast_cubes or os.environ.get("CUBECUT_MAST_CUBES")
-    if cubes:
-        sources["mast_cubes"] = cubes
-    return sources
+    sources = {"footprints": args.footprints or os.environ.get(FOOTPRINT_ENVIRONMENT[args.product or "SPOC"]),
+               "mast_cubes": args.mast_cubes or os.environ.get("CUBECUT_MAST_CUBES")}
+    return {name: value for name, value in sources.items() if value}
 
 
 def _build_options(p: argparse.ArgumentParser) -> None:
