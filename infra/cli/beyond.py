@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_anon, add_position, formatter, pixels, positions, size, threads
+from .common import add_anon, add_command, add_position, pixels, positions, size, threads
 
 
 def _cube_urls(items: list[str]) -> list[str]:
@@ -105,30 +105,26 @@ def _ephemeris_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("moving", help="cutouts that follow a moving target (asteroid, comet)",
-                            description="For every frame, a box centred on the target's position at that time, "
-                            "reading only the rows the path needs; one TPF per sector crossed.",
-                            epilog="example:\n  cubecut moving s3://bucket/cubes/ --ephemeris path.ecsv --size 15",
-                            formatter_class=formatter())
+    p = add_command(commands, "moving", moving, help="cutouts that follow a moving target (asteroid, comet)",
+                    description="For every frame, a box centred on the target's position at that time, "
+                    "reading only the rows the path needs; one TPF per sector crossed.",
+                    epilog="example:\n  cubecut moving s3://bucket/cubes/ --ephemeris path.ecsv --size 15")
     _ephemeris_options(p)
     p.add_argument("--size", nargs="+", required=True, metavar="N", help="NX [NY] whole pixels")
     p.add_argument("--out", default=".", help="folder (or s3:// prefix) for the TPFs")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent reads: auto or a number")
     add_anon(p)
-    p.set_defaults(run=moving)
 
-    p = commands.add_parser("moving-sectors", help="which cubes a moving target's path crosses",
-                            description="List the cubes (sector/camera/CCD) whose pixels the path crosses, with "
-                            "the number of frames and the time span.")
+    p = add_command(commands, "moving-sectors", moving_sectors, help="which cubes a moving target's path crosses",
+                    description="List the cubes (sector/camera/CCD) whose pixels the path crosses, with "
+                    "the number of frames and the time span.")
     _ephemeris_options(p)
     add_anon(p)
-    p.set_defaults(run=moving_sectors)
 
-    p = commands.add_parser("ffi-cutout", help="cutouts straight from FFIs (no cube needed)",
-                            description="Read only the needed rows of each FFI (byte ranges, local or s3://) "
-                            "and write FITS cutouts with a correct WCS, like astrocut's fits_cut.",
-                            epilog="example:\n  cubecut ffi-cutout 'ffis/*.fits' --ra 314.05 --dec -47.12 --size 21",
-                            formatter_class=formatter())
+    p = add_command(commands, "ffi-cutout", ffi_cutout, help="cutouts straight from FFIs (no cube needed)",
+                    description="Read only the needed rows of each FFI (byte ranges, local or s3://) "
+                    "and write FITS cutouts with a correct WCS, like astrocut's fits_cut.",
+                    epilog="example:\n  cubecut ffi-cutout 'ffis/*.fits' --ra 314.05 --dec -47.12 --size 21")
     p.add_argument("ffis", nargs="+", help="FFI files, globs, folders, s3:// URLs or prefixes")
     add_position(p)
     p.add_argument("--extension", nargs="+", help="image extension number(s), or 'all' (default: the first image)")
@@ -137,20 +133,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix", default="cutout", help="file name prefix (default cutout)")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent reads: auto or a number")
     add_anon(p)
-    p.set_defaults(run=ffi_cutout)
 
-    p = commands.add_parser("combine", help="combine aligned cutouts into one image (mean or median)",
-                            description="Combine cutouts of the same footprint (like astrocut's CutoutsCombiner).")
+    p = add_command(commands, "combine", combine, help="combine aligned cutouts into one image (mean or median)",
+                    description="Combine cutouts of the same footprint (like astrocut's CutoutsCombiner).")
     p.add_argument("cutouts", nargs="+", help="cutout FITS files")
     p.add_argument("--out", required=True, help="output FITS file")
     p.add_argument("--method", choices=["mean", "median"], default="mean")
     p.add_argument("--inverse-variance", type=int, metavar="EXT",
                    help="weight by inverse variance from the error image in extension EXT")
-    p.set_defaults(run=combine)
 
-    p = commands.add_parser("image", help="PNG/JPG cutouts of FITS images with a stretch (or colour from three)",
-                            description="Like astrocut's img_cut: cut, stretch (linear/sqrt/log/asinh/sinh) "
-                            "and write images; --colour makes one RGB image from three inputs.")
+    p = add_command(commands, "image", image, help="PNG/JPG cutouts of FITS images with a stretch (or colour from three)",
+                    description="Like astrocut's img_cut: cut, stretch (linear/sqrt/log/asinh/sinh) "
+                    "and write images; --colour makes one RGB image from three inputs.")
     p.add_argument("ffis", nargs="+", help="FITS files, globs, s3:// URLs")
     add_position(p)
     p.add_argument("--stretch", choices=["asinh", "sinh", "sqrt", "log", "linear"], default="asinh")
@@ -164,13 +158,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--prefix", help="file name prefix: PREFIX_<file stem>_... for single images (default: the "
                    "file stem alone, as astrocut), PREFIX_... for a colour image (default cutout)")
     add_anon(p)
-    p.set_defaults(run=image)
 
-    p = commands.add_parser("quicklook", help="a PNG of a TPF: one frame and its light curve",
-                            description="Draw the first (or median) frame with the central aperture and the "
-                            "aperture light curve; prints the PNG path.")
+    p = add_command(commands, "quicklook", quicklook, help="a PNG of a TPF: one frame and its light curve",
+                    description="Draw the first (or median) frame with the central aperture and the "
+                    "aperture light curve; prints the PNG path.")
     p.add_argument("tpf", help="a target pixel file")
     p.add_argument("--out", help="PNG path (default: the TPF's with .png)")
     p.add_argument("--frame", choices=["first", "median"], default="first")
     p.add_argument("--stretch", choices=["asinh", "sinh", "sqrt", "log", "linear"], default="asinh")
-    p.set_defaults(run=quicklook)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from cubecut.errors import CubecutError, InputError
 
-from .common import formatter, pixels
+from .common import add_command, pixels
 
 #: Seconds between two looks at a state machine execution.
 POLL_SECONDS = 1.0
@@ -101,8 +101,7 @@ def _on_stack(args: argparse.Namespace, size_xy: tuple[int, int], bar: tqdm) -> 
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser(
-        "bulk", help="cut TPFs for every target of a catalog (resumable; locally or on the state machine)",
+    p = add_command(commands, "bulk", bulk, help="cut TPFs for every target of a catalog (resumable; locally or on the state machine)",
         description="Cut a TPF for every target of a CSV/ECSV catalog (columns ra, dec in degrees; optional size "
         "as N or NXxNY pixels, id, tic or ticid, and tmag, which go into the TPF as OBJECT, TICID and TESSMAG; "
         "names case-insensitive) from the cubes given, or from every cube containing each target. Targets "
@@ -111,8 +110,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "malformed or failed, with the reason). Running it again skips TPFs already written.",
         epilog="examples:\n"
         "  cubecut bulk stars.csv --cubes s3://bucket/cubes/tess-s0001-1-1-cube.fits --out results/\n"
-        "  cubecut bulk stars.ecsv --catalog-prefix s3://bucket/cubes/ --out s3://bucket/results/job1 --stack ARN",
-        formatter_class=formatter())
+        "  cubecut bulk stars.ecsv --catalog-prefix s3://bucket/cubes/ --out s3://bucket/results/job1 --stack ARN")
     p.add_argument("catalog", help="target catalog: local path or s3:// URL (CSV or ECSV)")
     p.add_argument("--out", required=True, help="output folder or s3:// prefix")
     p.add_argument("--cubes", nargs="+", metavar="CUBE", help="cube paths or s3:// URLs")
@@ -131,4 +129,3 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="run on the bulk state machine (ARN, or $CUBECUT_BULK_JOBS_STATE_MACHINE_ARN) instead of "
                    "in this process; --out must then be s3://")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=bulk)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -96,8 +96,14 @@ def positions(args: argparse.Namespace, *, many: bool = False) -> list[str]:
     return found
 
 
-def formatter() -> type[argparse.HelpFormatter]:
-    return argparse.RawDescriptionHelpFormatter
+def add_command(commands: argparse._SubParsersAction, name: str, run: Callable[[argparse.Namespace], int],
+                **texts: Any) -> argparse.ArgumentParser:
+    """The subcommand ``name``, which runs ``run(args)``, with its ``help``, ``description``
+    and ``epilog`` ``texts`` (an epilog of examples is printed as written, not re-wrapped)."""
+    formatter = argparse.RawDescriptionHelpFormatter if "epilog" in texts else argparse.HelpFormatter
+    parser = commands.add_parser(name, formatter_class=formatter, **texts)
+    parser.set_defaults(run=run)
+    return parser
 
 
 def add_anon(parser: argparse.ArgumentParser) -> None:

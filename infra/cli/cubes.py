@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_anon, add_position, block_progress, formatter, positions, size, threads
+from .common import add_anon, add_command, add_position, block_progress, positions, size, threads
 
 
 def synth(args: argparse.Namespace) -> int:
@@ -131,11 +131,11 @@ def janitor(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("synth", help="write realistic synthetic TESS FFIs (SPOC or TICA)",
-                            description="Write synthetic FFIs of one sector/camera/CCD with the real TESS WCS "
-                            "(from tesswcs), stars, variability, noise and quality flags.",
-                            epilog="example:\n  cubecut synth ffis/ --sector 1 --camera 1 --ccd 1 --frames 50 "
-                            "--shape 128 128", formatter_class=formatter())
+    p = add_command(commands, "synth", synth, help="write realistic synthetic TESS FFIs (SPOC or TICA)",
+                    description="Write synthetic FFIs of one sector/camera/CCD with the real TESS WCS "
+                    "(from tesswcs), stars, variability, noise and quality flags.",
+                    epilog="example:\n  cubecut synth ffis/ --sector 1 --camera 1 --ccd 1 --frames 50 "
+                    "--shape 128 128")
     p.add_argument("outdir", help="folder to write the FFIs into")
     p.add_argument("--sector", type=int, required=True)
     p.add_argument("--camera", type=int, required=True, choices=range(1, 5))
@@ -146,15 +146,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--product", choices=["spoc", "tica"], default="spoc")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=synth)
 
-    p = commands.add_parser("ingest", help="build a cube from the FFIs of one sector/camera/CCD",
-                            description="Plan the cube from FFI headers, build its row blocks in parallel and "
-                            "assemble it (S3 multipart upload, or a local file), with its .index.json sidecar. "
-                            "Nothing is visible until it is complete; failures abort the upload.",
-                            epilog="examples:\n  cubecut ingest 'ffis/*ffic.fits' --out cubes/tess-s0001-1-1-cube.fits"
-                            "\n  cubecut ingest s3://bucket/ffis/s0001/ --out s3://bucket/cubes/ --workers 4",
-                            formatter_class=formatter())
+    p = add_command(commands, "ingest", ingest, help="build a cube from the FFIs of one sector/camera/CCD",
+                    description="Plan the cube from FFI headers, build its row blocks in parallel and "
+                    "assemble it (S3 multipart upload, or a local file), with its .index.json sidecar. "
+                    "Nothing is visible until it is complete; failures abort the upload.",
+                    epilog="examples:\n  cubecut ingest 'ffis/*ffic.fits' --out cubes/tess-s0001-1-1-cube.fits"
+                    "\n  cubecut ingest s3://bucket/ffis/s0001/ --out s3://bucket/cubes/ --workers 4")
     p.add_argument("ffis", nargs="+", help="FFI files, globs, folders, s3:// URLs or prefixes, or manifests")
     p.add_argument("--out", required=True, help="cube location: a path or s3://bucket/key (ending in / = "
                    "a folder: the cube gets TESScut's name, e.g. tess-s0001-1-1-cube.fits)")
@@ -164,36 +162,32 @@ def register(commands: argparse._SubParsersAction) -> None:
                    "its modelled Lambda time and cost (docs/ingest-at-scale.md); write nothing")
     p.add_argument("--json", action="store_true", help="with --plan-only: print the plan as one JSON object")
     add_anon(p)
-    p.set_defaults(run=ingest)
 
-    p = commands.add_parser("update", help="append new FFIs to an existing cube",
-                            description="Add FFIs to a cube, producing the same bytes as ingesting all of them "
-                            "at once (float32 kept, TSTOP/DATE-END updated); the old cube is replaced atomically "
-                            "at the end. FFIs already in the cube are skipped; when all are, it says 'nothing to add' and exits 0.",
-                            epilog="example:\n  cubecut update cubes/tess-s0001-1-1-cube.fits 'new/*ffic.fits'",
-                            formatter_class=formatter())
+    p = add_command(commands, "update", update, help="append new FFIs to an existing cube",
+                    description="Add FFIs to a cube, producing the same bytes as ingesting all of them "
+                    "at once (float32 kept, TSTOP/DATE-END updated); the old cube is replaced atomically "
+                    "at the end. FFIs already in the cube are skipped; when all are, it says 'nothing to add' and exits 0.",
+                    epilog="example:\n  cubecut update cubes/tess-s0001-1-1-cube.fits 'new/*ffic.fits'")
     p.add_argument("cube", help="the existing cube: a path or s3://bucket/key")
     p.add_argument("ffis", nargs="+", help="new FFI files, globs, folders, s3:// URLs or prefixes, or manifests")
     _build_options(p)
-    p.set_defaults(run=update)
 
-    p = commands.add_parser("cutout", help="cut target pixel files out of one cube or every sector's",
-                            description="Read only the cube rows the cutouts need (threaded byte ranges) and "
-                            "write TESS target pixel files readable by lightkurve, one per target and cube "
-                            "(targets share the rows they overlap). With several cubes, a glob, a folder, a "
-                            "prefix or --mast, every cube that covers a target gives its TPF (cubes a target "
-                            "is not on are passed over). Prints the written paths.",
-                            epilog="examples:\n  cubecut cutout cubes/tess-s0001-1-1-cube.fits --ra 352.54 "
-                            "--dec -63.81 --size 11\n  cubecut cutout s3://bucket/cubes/tess-s0001-1-1-cube.fits "
-                            "--ra 352.54 --dec -63.81 --size 20 10 --out tpfs/\n"
-                            "  cubecut cutout cube.fits --target '352.54 -63.81' --target '23:30:10 -63:48:36' "
-                            "--size 2arcmin\n  cubecut cutout cube.fits --targets stars.txt --size 11.5\n"
-                            "  cubecut cutout s3://stpubdata/tess/public/mast/tess-s0038-2-2-cube.fits "
-                            "--ra 197.17 --dec -67.86 --size 11   # public, no account\n"
-                            "  cubecut cutout 'cubes/*-cube.fits' --ra 352.54 --dec -63.81 --size 11 --sectors 1-3\n"
-                            "  cubecut cutout s3://bucket/cubes/ --ra 352.54 --dec -63.81 --size 11   # every cube\n"
-                            "  cubecut cutout --mast --ra 197.17 --dec -67.86 --size 11   # every sector at MAST",
-                            formatter_class=formatter())
+    p = add_command(commands, "cutout", cutout, help="cut target pixel files out of one cube or every sector's",
+                    description="Read only the cube rows the cutouts need (threaded byte ranges) and "
+                    "write TESS target pixel files readable by lightkurve, one per target and cube "
+                    "(targets share the rows they overlap). With several cubes, a glob, a folder, a "
+                    "prefix or --mast, every cube that covers a target gives its TPF (cubes a target "
+                    "is not on are passed over). Prints the written paths.",
+                    epilog="examples:\n  cubecut cutout cubes/tess-s0001-1-1-cube.fits --ra 352.54 "
+                    "--dec -63.81 --size 11\n  cubecut cutout s3://bucket/cubes/tess-s0001-1-1-cube.fits "
+                    "--ra 352.54 --dec -63.81 --size 20 10 --out tpfs/\n"
+                    "  cubecut cutout cube.fits --target '352.54 -63.81' --target '23:30:10 -63:48:36' "
+                    "--size 2arcmin\n  cubecut cutout cube.fits --targets stars.txt --size 11.5\n"
+                    "  cubecut cutout s3://stpubdata/tess/public/mast/tess-s0038-2-2-cube.fits "
+                    "--ra 197.17 --dec -67.86 --size 11   # public, no account\n"
+                    "  cubecut cutout 'cubes/*-cube.fits' --ra 352.54 --dec -63.81 --size 11 --sectors 1-3\n"
+                    "  cubecut cutout s3://bucket/cubes/ --ra 352.54 --dec -63.81 --size 11   # every cube\n"
+                    "  cubecut cutout --mast --ra 197.17 --dec -67.86 --size 11   # every sector at MAST")
     p.add_argument("cubes", nargs="*", metavar="CUBE",
                    help="cube locations: paths, s3://bucket/key or other URLs (https://...), globs "
                    "('cubes/*-cube.fits', 's3://bucket/cubes/*-cube.fits'), or folders and s3:// prefixes "
@@ -206,17 +200,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=".", help="folder (or s3:// prefix) for the TPF (default: current folder)")
     p.add_argument("--threads", type=threads, default="auto", help="concurrent row reads: auto or a number")
     add_anon(p)
-    p.set_defaults(run=cutout)
 
-    p = commands.add_parser("sectors", help="list the sectors/cameras/CCDs whose cubes cover a position",
-                            description="List product, sector, camera, CCD and cube location of every cube "
-                            "covering RA DEC (and a cutout of --size around it): from MAST's public FFI "
-                            "footprint table (the default; CUBECUT_FOOTPRINT_URL replaces it), or from the "
-                            "cubes given with --cubes (their own WCS decides).",
-                            epilog="examples:\n  cubecut sectors 352.54 -63.81\n"
-                            "  cubecut sectors 352.54 -63.81 --size 11 --sectors 1-13\n"
-                            "  cubecut sectors 352.54 -63.81 --cubes s3://bucket/cubes/",
-                            formatter_class=formatter())
+    p = add_command(commands, "sectors", sectors, help="list the sectors/cameras/CCDs whose cubes cover a position",
+                    description="List product, sector, camera, CCD and cube location of every cube "
+                    "covering RA DEC (and a cutout of --size around it): from MAST's public FFI "
+                    "footprint table (the default; CUBECUT_FOOTPRINT_URL replaces it), or from the "
+                    "cubes given with --cubes (their own WCS decides).",
+                    epilog="examples:\n  cubecut sectors 352.54 -63.81\n"
+                    "  cubecut sectors 352.54 -63.81 --size 11 --sectors 1-13\n"
+                    "  cubecut sectors 352.54 -63.81 --cubes s3://bucket/cubes/")
     p.add_argument("ra", type=float, help="right ascension in degrees (ICRS)")
     p.add_argument("dec", type=float, help="declination in degrees (ICRS)")
     p.add_argument("--size", nargs="+", metavar="N",
@@ -226,19 +218,16 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="look in these cubes (paths, globs, folders, s3:// prefixes) instead of MAST's table")
     _sector_options(p)
     add_anon(p)
-    p.set_defaults(run=sectors)
 
-    p = commands.add_parser("janitor", help="abort stale multipart uploads and remove ingest leftovers",
-                            description="Abort multipart uploads and delete ingest staging objects under a "
-                            "prefix that are older than --older-than (or stale hidden leftovers in a local "
-                            "folder). Younger ones may belong to a running ingest and are kept. In AWS the "
-                            "bucket's lifecycle rule also aborts uploads after a day.",
-                            epilog="example:\n  cubecut janitor s3://bucket/cubes/ --older-than 2h --dry-run",
-                            formatter_class=formatter())
+    p = add_command(commands, "janitor", janitor, help="abort stale multipart uploads and remove ingest leftovers",
+                    description="Abort multipart uploads and delete ingest staging objects under a "
+                    "prefix that are older than --older-than (or stale hidden leftovers in a local "
+                    "folder). Younger ones may belong to a running ingest and are kept. In AWS the "
+                    "bucket's lifecycle rule also aborts uploads after a day.",
+                    epilog="example:\n  cubecut janitor s3://bucket/cubes/ --older-than 2h --dry-run")
     p.add_argument("prefix", help="s3://bucket/prefix (or s3://bucket), or a local folder of cubes")
     p.add_argument("--older-than", default="1d", help="age: 90s, 15m, 1h, 2d, 1w (default 1d)")
     p.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
-    p.set_defaults(run=janitor)
 
 
 def _sector_options(p: argparse.ArgumentParser) -> None:
@@ -264,14 +253,9 @@ def _mast_sources(args: argparse.Namespace) -> dict[str, str]:
     TICA) / ``CUBECUT_MAST_CUBES``."""
     import os
 
-    sources = {}
-    table = args.footprints or os.environ.get(FOOTPRINT_ENVIRONMENT[args.product or "SPOC"])
-    if table:
-        sources["footprints"] = table
-    cubes = args.mast_cubes or os.environ.get("CUBECUT_MAST_CUBES")
-    if cubes:
-        sources["mast_cubes"] = cubes
-    return sources
+    sources = {"footprints": args.footprints or os.environ.get(FOOTPRINT_ENVIRONMENT[args.product or "SPOC"]),
+               "mast_cubes": args.mast_cubes or os.environ.get("CUBECUT_MAST_CUBES")}
+    return {name: value for name, value in sources.items() if value}
 
 
 def _build_options(p: argparse.ArgumentParser) -> None:

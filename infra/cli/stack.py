@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import signal
 
-from .common import formatter
+from .common import add_command
 
 
 def local_up(args: argparse.Namespace) -> int:
@@ -32,14 +32,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                                 description="The local runtime: an S3-compatible server, S3 events, the ingest "
                                 "state machine and the HTTP API, all on 127.0.0.1.")
     local_commands = local.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
-    up = local_commands.add_parser("up", help="start the local stack and serve until interrupted",
-                                   description="Start the S3 server, S3-event ingest trigger, state machine runner "
-                                   "and API on 127.0.0.1; print their endpoints.",
-                                   epilog="example: in one shell\n"
-                                   "  cubecut local up --env-file stack.env\n"
-                                   "and in a second shell (same folder)\n"
-                                   "  until [ -s stack.env ]; do sleep 1; done; source stack.env",
-                                   formatter_class=formatter())
+    up = add_command(local_commands, "up", local_up, help="start the local stack and serve until interrupted",
+                     description="Start the S3 server, S3-event ingest trigger, state machine runner "
+                     "and API on 127.0.0.1; print their endpoints.",
+                     epilog="example: in one shell\n"
+                     "  cubecut local up --env-file stack.env\n"
+                     "and in a second shell (same folder)\n"
+                     "  until [ -s stack.env ]; do sleep 1; done; source stack.env")
     up.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     up.add_argument("--s3-port", type=int, default=0, help="S3 server port (default: a free one)")
     up.add_argument("--bucket", default="cubecut-local", help="bucket name (default cubecut-local)")
@@ -54,15 +53,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--env-file", metavar="PATH",
                     help="also write those export lines to PATH once the stack is up (removed when it "
                     "stops); another shell joins with: source PATH")
-    up.set_defaults(run=local_up)
 
-    p = commands.add_parser("demo", help="the whole system end to end on a synthetic sector",
-                            description="Start the local stack, synthesize a sector, upload it, let the S3 event "
-                            "start the ingest state machine, request a cutout over HTTP, download it through its "
-                            "presigned URL and save a quick-look PNG. Prints where the TPF and PNG are.")
+    p = add_command(commands, "demo", demo, help="the whole system end to end on a synthetic sector",
+                    description="Start the local stack, synthesize a sector, upload it, let the S3 event "
+                    "start the ingest state machine, request a cutout over HTTP, download it through its "
+                    "presigned URL and save a quick-look PNG. Prints where the TPF and PNG are.")
     p.add_argument("--workdir", default="cubecut-demo", help="where FFIs, the TPF and the PNG go")
     p.add_argument("--frames", type=int, default=120, help="number of FFIs (default 120)")
     p.add_argument("--shape", type=int, nargs=2, default=[256, 256], metavar=("ROWS", "COLS"),
                    help="FFI crop (default 256 256)")
     p.add_argument("--size", type=int, default=15, help="cutout size in pixels (default 15)")
-    p.set_defaults(run=demo)

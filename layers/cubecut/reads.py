@@ -14,7 +14,7 @@ ETag).
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Literal, Sequence, TypeVar
+from typing import Callable, Iterable, Literal, TypeVar
 
 from .concurrency import lanes
 from .errors import InputError
@@ -75,10 +75,3 @@ def read_range(source: RangeSource, start: int, stop: int, error: type[Exception
         raise error(f"{source.location.url}: truncated: bytes [{start}, {stop}) of {what} returned "
                     f"{len(data)} bytes")
     return data
-
-
-def read_ranges(source: RangeSource, ranges: Sequence[tuple[int, int]], threads: Threads,
-                error: type[Exception], what: str) -> list[bytes | memoryview]:
-    """:func:`read_range` of each ``(start, stop)`` of ``ranges``, concurrently, in order."""
-    largest = max((stop - start for start, stop in ranges), default=0)
-    return concurrently(lambda r: read_range(source, r[0], r[1], error, what), ranges, threads, largest)

@@ -30,19 +30,16 @@ _CACHE_HEADERS = {name: {"description": text, "schema": {"type": "string"}} for 
     ("X-Cubecut-Bytes-Read", "bytes read from cubes and sidecars"))}
 
 
-def _answer(description: str, media: str | None = None, schema: dict | None = None,
-            headers: dict | None = None) -> dict[str, Any]:
+def _answer(description: str, media: str | None = None, schema: dict | None = None, headers: dict | None = None,
+            *, or_json: dict | None = None) -> dict[str, Any]:
+    """An answer's description, content (``media`` with ``schema``, or a JSON ``or_json``) and headers."""
     answer: dict[str, Any] = {"description": description}
     if media:
         answer["content"] = {media: {"schema": schema or {}}}
+    if or_json:
+        answer["content"][JSON] = {"schema": or_json}
     if headers:
         answer["headers"] = headers
-    return answer
-
-
-def _json_or(media: str, schema: dict, json_schema: dict, description: str, headers: dict | None = None) -> dict:
-    answer = _answer(description, media, schema, headers)
-    answer["content"][JSON] = {"schema": json_schema}
     return answer
 
 
@@ -58,13 +55,13 @@ def _errors(key_schema: dict, *statuses: int) -> dict[int, dict]:
 
 SECTOR_ANSWERS = {200: _answer("The cubes", JSON, _SECTORS), **_errors(_MSG, 400)}
 ZIP_ANSWERS = {
-    200: _json_or("application/zip", _BINARY, _MSG, "The zip of TPFs; or `{msg}` JSON when no cube covers the "
-                  "position", _CACHE_HEADERS),
+    200: _answer("The zip of TPFs; or `{msg}` JSON when no cube covers the position", "application/zip", _BINARY,
+                 _CACHE_HEADERS, or_json=_MSG),
     303: _answer("The zip is over 4 MiB: `Location` is a presigned URL of it", headers={
         "Location": {"description": "presigned S3 URL", "schema": {"type": "string"}}, **_CACHE_HEADERS}),
     **_errors(_MSG, 400, 503)}
-PNG_ANSWERS = {200: _json_or("image/png", _BINARY, _MSG, "The picture; or `{msg}` JSON when no cube covers the "
-                             "position"), **_errors(_MSG, 400, 503)}
+PNG_ANSWERS = {200: _answer("The picture; or `{msg}` JSON when no cube covers the position", "image/png", _BINARY,
+                            or_json=_MSG), **_errors(_MSG, 400, 503)}
 FITS_ANSWERS = {200: _answer("FITS file: a data-less primary HDU holding the WCS", "application/fits", _BINARY),
                 **_errors(_MSG, 400, 404)}
 JSON_ANSWERS = {200: _answer("The answer", JSON, {"type": "object"}), **_errors(_MSG, 400)}

@@ -99,10 +99,11 @@ def test_every_route_that_cuts_or_renders_keeps_the_memory_budget(tesscut_sky, m
 
 @pytest.mark.slow
 def test_work_that_does_not_fit_beside_the_work_in_progress_is_503(tesscut_sky, monkeypatch):
+    from cubecut_app.settings import cutout_service
     from cubecut_functions import api
 
     monkeypatch.setenv("CUBECUT_MAX_WORK_BYTES", "10000000")
-    service = api.service()
+    service = cutout_service(api.settings())
     assert service.max_work_bytes == 10_000_000
     with service.limit.slot(9_800_000):  # another cutout holds most of the memory
         for method, target, body, headers, key in _cases(12):  # 12 x 12 x 30 x 64 bytes: 276 KB

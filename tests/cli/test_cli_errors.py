@@ -89,7 +89,7 @@ def test_a_refused_signed_read_suggests_anon():
     refused = ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
                           "GetObject")
     with pytest.raises(AccessDeniedError) as error:
-        with storage.s3_failures.s3_read_errors(Location.parse("s3://stpubdata/x", anon=False)):
+        with storage.s3.s3_errors("s3://stpubdata/x", read=True, anon=False):
             raise refused
     assert str(error.value) == "s3://stpubdata/x: access denied (AccessDenied) (use --anon for public data)"
     assert str(storage.read_denied("s3://b/k", "403 Forbidden", False)).endswith("(use --anon for public data)")

@@ -18,7 +18,7 @@ from botocore.retries import quota, standard
 
 from cubecut.ingest.policy import QUOTE_CHARS
 from cubecut.storage import BATCH, INTERACTIVE
-from cubecut.storage.retry import READ_ATTEMPTS, RETRY_BASE_SECONDS, RETRY_MAX_SECONDS
+from cubecut.storage.base import READ_ATTEMPTS, RETRY_BASE_SECONDS, RETRY_MAX_SECONDS
 from cubecut.tesscut.service import IN_MEMORY_BYTES_PER_PIXEL_FRAME
 from cubecut_app.models import MAX_BULK_SIDE
 from cubecut_infra.local.template import _Loader

@@ -167,7 +167,7 @@ def fault_proxy(upstream: str, monkeypatch, seed: int = 1) -> Iterator[Faults]:
         return delay * BACKOFF_SCALE
 
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", delay_amount)
-    monkeypatch.setattr(storage.retry, "RETRY_BASE_SECONDS", storage.retry.RETRY_BASE_SECONDS * BACKOFF_SCALE)
+    monkeypatch.setattr(storage.base, "RETRY_BASE_SECONDS", storage.base.RETRY_BASE_SECONDS * BACKOFF_SCALE)
     storage.RETRIES.clear()
     proxy = FaultProxy(upstream, seed=seed)
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)

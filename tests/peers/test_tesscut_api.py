@@ -421,11 +421,12 @@ def test_three_sectors_are_cut_concurrently(tesscut_sky):
 
 @pytest.mark.slow
 def test_over_the_concurrency_cap_is_503_with_retry_after(tesscut_sky, monkeypatch):
+    from cubecut_app.settings import cutout_service
     from cubecut_functions import api
 
     cached = astrocut(tesscut_sky, ra=SHARED[0], dec=SHARED[1], x=3)
     monkeypatch.setenv("CUBECUT_MAX_CONCURRENT", "1")
-    service = api.service()
+    service = cutout_service(api.settings())
     assert service.limit.capacity == 1
     with service.limit.slot():
         status, headers, body = astrocut(tesscut_sky, ra=SHARED[0], dec=SHARED[1], x=2, y=3)

@@ -321,7 +321,7 @@ def watch(monkeypatch) -> Iterator[Watch]:
 @pytest.mark.slow
 def test_presigned_urls_are_sigv4_with_bounded_expiry(api, monkeypatch):
     from cubecut.storage import presigned_url as presign
-    from cubecut_functions.api import presign_expiry
+    from cubecut_functions.api import settings
 
     ra, dec = api["targets"][0]
     status, answer, _ = _call(f"{api['url']}/v1/cutouts", {"cube": "tess-s0007-2-1", "ra": ra, "dec": dec, "size": 5})
@@ -333,8 +333,8 @@ def test_presigned_urls_are_sigv4_with_bounded_expiry(api, monkeypatch):
     assert "AWSAccessKeyId" not in query, "no SigV2"
     for configured, expected in (("10", 60), ("3600", 3600), (str(10 ** 9), 7 * 24 * 3600)):
         monkeypatch.setenv("CUBECUT_PRESIGN_EXPIRY", configured)
-        assert presign_expiry() == expected
-    url = presign(f"s3://{api['stack'].bucket}/results/x.fits", presign_expiry())
+        assert settings().presign_expiry == expected
+    url = presign(f"s3://{api['stack'].bucket}/results/x.fits", settings().presign_expiry)
     assert parse_qs(urlparse(url).query)["X-Amz-Expires"] == [str(7 * 24 * 3600)]
 
 

@@ -1,30 +1,30 @@
 """Byte-level access to objects on S3, on the local disk or behind any fsspec URL, with one interface.
 
 Each function hands its call to the location's backend (:class:`~cubecut.storage.base.Backend`),
-chosen once from the scheme by :func:`backend_for`; which client serves which call is told in
-docs/architecture.md ("Data sources", checked by tests/library/test_storage_backends.py). S3
-requests follow the standard AWS environment and the caller's :func:`deadlines`, and fail with
-the named errors of :mod:`cubecut.errors`. Every read is a byte range ``[start, stop)``
-(0-based, stop exclusive), counted in a :class:`ReadStats`.
+chosen once from the scheme by :func:`backend_for` (the one place a scheme is looked at);
+which client serves which call is told in docs/architecture.md ("Data sources", checked
+by tests/library/test_storage_backends.py). S3 requests follow the standard AWS
+environment and the caller's :func:`deadlines`, and fail with the named errors of
+:mod:`cubecut.errors`. Every read is a byte range ``[start, stop)`` (0-based, stop
+exclusive), counted in a :class:`ReadStats`.
 """
 from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 from ..errors import StaleObjectError
-from .base import ByteSource, ObjectInfo, PartReceipt, RangeSource, ReadStats, Upload
-from .factory import backend_for, writable
+from .base import (READ_ATTEMPTS, RETRIES, Backend, ByteSource, ObjectInfo, PartReceipt, RangeSource, ReadStats, Upload,
+                   read_only)
 from .files import file_etag, writable_folder
-from .local import FileSource
+from .fsspec_backend import FsspecBackend
+from .local import FileSource, LocalBackend
 from .location import Location
-from .retry import READ_ATTEMPTS, RETRIES
 from . import s3, s3_obstore
-from .s3 import MIN_PART_BYTES, s3_client
+from .s3 import MIN_PART_BYTES, S3Backend, s3_client, translate_client_error
 from .s3_config import (BATCH, INTERACTIVE, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, carrying_deadlines,
-                        deadlines, using_deadlines)
-from .s3_failures import read_denied, translate_client_error
+                        deadlines, read_denied, using_deadlines)
 from .stream import PARTS_IN_FLIGHT, STREAM_PART_BYTES, ObjectStreamWriter
 
 __all__ = [
@@ -41,6 +41,23 @@ __all__ = [
 ]
 
 Where = str | os.PathLike[str] | Location
+
+#: The backends, by scheme; every scheme not named is fsspec's.
+_BACKENDS: dict[str, Backend] = {"s3": S3Backend(), "file": LocalBackend()}
+_FSSPEC = FsspecBackend()
+
+
+def backend_for(location: Location) -> Backend:
+    """The backend of ``location``: S3 for ``s3://``, local for a path (or ``file://``),
+    fsspec for every other scheme."""
+    return _BACKENDS.get(location.scheme, _FSSPEC)
+
+
+def writable(location: Location) -> Location:
+    """``location`` if cubecut can write there (S3 or a local path), else TargetNotWritableError."""
+    if not backend_for(location).writable:
+        raise read_only(location)
+    return location
 
 
 def open_source(url: Where, stats: ReadStats | None = None, **known: Any) -> ByteSource:
@@ -112,14 +129,14 @@ def list_objects(prefix: Where) -> Iterator[tuple[Location, int]]:
     """Yield ``(location, size)`` of every object under an S3 prefix, local folder, or other
     fsspec folder (for ``https://``, the links of an HTML index page, as fsspec reads them)."""
     location = Location.of(prefix)
-    return backend_for(location).list(location)
+    return ((item.location, item.size) for item in backend_for(location).list(location))
 
 
 def list_etags(prefix: Where) -> dict[str, str | None]:
     """``{url: ETag}`` of every object under an S3 prefix or in a local folder (local
     files: :func:`file_etag`), from one LIST (paginated) on S3."""
     location = writable(Location.of(prefix))
-    return backend_for(location).list_etags(location)
+    return {item.location.url: item.etag for item in backend_for(location).list(location)}
 
 
 def presigned_url(url: Where, expires: int, filename: str | None = None) -> str:
@@ -133,7 +150,8 @@ def list_dated(prefix: Where) -> Iterator[tuple[Location, datetime]]:
     """Yield ``(location, last modified)`` (an aware UTC datetime) of every object under an
     S3 prefix or in a local folder."""
     location = writable(Location.of(prefix))
-    return backend_for(location).list_dated(location)
+    # (cast: S3 and local listings, the writable ones, date every object)
+    return ((item.location, cast(datetime, item.modified)) for item in backend_for(location).list(location))
 
 
 def uploads(prefix: Where) -> Iterator[tuple[Location, str, datetime]]:

@@ -3,17 +3,22 @@
 A backend serves one kind of :class:`~cubecut.storage.location.Location` (S3, a local
 path, another fsspec URL); :func:`cubecut.storage.backend_for` chooses it once from the
 location's scheme. Every read is a byte range ``[start, stop)`` (0-based, stop exclusive)
-and is counted in a :class:`ReadStats`.
+and is counted in a :class:`ReadStats`; a response body that breaks off or comes up short
+is fetched again (:func:`read_exactly`, the one retry policy of every byte source).
 """
 from __future__ import annotations
 
+import random
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol, TypeVar
 
 from ..errors import StaleObjectError, StorageError, TargetNotWritableError
 from .location import Location
+from .s3_config import deadlines
 
 
 @dataclass
@@ -62,6 +67,17 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True)
+class Listed:
+    """One object of a listing: where it is, its size (bytes), ETag and last modification
+    (an aware UTC datetime; None where the scheme does not say: fsspec URLs)."""
+
+    location: Location
+    size: int
+    etag: str | None
+    modified: datetime | None
+
+
+@dataclass(frozen=True)
 class PartReceipt:
     """A part that arrived: its number (1-based), size in bytes, and ETag (S3 only)."""
 
@@ -102,9 +118,9 @@ class Backend(Protocol):
     the plain one (``open``, ``get``, ``put``) and the ``fast`` one for the many requests
     of a cutout or a bulk job, where the client's CPU per request counts (``open_pinned``,
     ``get_fast``, ``put_fast``). A backend class names this protocol as its base to take
-    its defaults: the fast calls are the plain ones, a pinned source is checked once on
-    opening, writes are refused (``writable`` False:
-    TargetNotWritableError), and there are no presigned URLs.
+    its defaults: a whole GET reads the opened source whole, the fast calls are the plain
+    ones, a pinned source is checked once on opening, writes are refused (``writable``
+    False: TargetNotWritableError), and there are no presigned URLs.
     """
 
     writable: bool = False
@@ -113,9 +129,8 @@ class Backend(Protocol):
 
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource: ...
-    def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]: ...
     def head(self, location: Location) -> ObjectInfo: ...
-    def list(self, location: Location) -> Iterator[tuple[Location, int]]: ...
+    def list(self, location: Location) -> Iterator[Listed]: ...
 
     def open_pinned(self, location: Location, stats: ReadStats, *, size: int, etag: str | None) -> RangeSource:
         """The source if it is the version of ``size`` bytes and ETag ``etag`` (None: any ETag),
@@ -125,6 +140,14 @@ class Backend(Protocol):
             getattr(source, "close", lambda: None)()
             raise StaleObjectError(f"{source.location.url} changed since its index was read")
         return source
+
+    def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
+        """The whole object and its ETag: its source, read whole (and closed, if it can be)."""
+        source = self.open(location, stats if stats is not None else ReadStats())
+        try:
+            return source.read(0, source.size), source.etag
+        finally:
+            getattr(source, "close", lambda: None)()
 
     def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         return self.get(location, stats)
@@ -140,12 +163,6 @@ class Backend(Protocol):
         raise read_only(location)
 
     def delete(self, location: Location) -> None:
-        raise read_only(location)
-
-    def list_etags(self, location: Location) -> dict[str, str | None]:
-        raise read_only(location)
-
-    def list_dated(self, location: Location) -> Iterator[tuple[Location, datetime]]:
         raise read_only(location)
 
     def uploads(self, location: Location) -> Iterator[tuple[Location, str, datetime]]:
@@ -176,3 +193,62 @@ def read_only(location: Location) -> TargetNotWritableError:
     """The error of a write to a location whose backend cannot write."""
     return TargetNotWritableError(f"{location.url}: {location.scheme}:// locations are read-only for cubecut; "
                                   "write to a local path or an s3:// location")
+
+
+#: Attempts of one read whose response *body* failed or came up short. The clients retry a
+#: request that fails (5xx, throttling, resets before the answer) with backoff and jitter,
+#: but not a body that breaks off after the headers arrived, nor one shorter than asked
+#: for: those are retried here.
+READ_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 0.1
+RETRY_MAX_SECONDS = 5.0
+#: How often each kind of body retry happened in this process (figures for reports).
+RETRIES: Counter = Counter()
+_retries_lock = threading.Lock()
+
+
+def _note_retry(kind: str, attempt: int) -> None:
+    """Count a retry of ``kind`` and wait before retry ``attempt`` (0-based): full jitter,
+    exponential, capped."""
+    with _retries_lock:
+        RETRIES[kind] += 1
+    time.sleep(random.uniform(0.0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** attempt)))
+
+
+class BodyError(Exception):
+    """Raised by a ``fetch`` of :func:`read_exactly` when a response body broke off (the
+    request itself was answered): the read is retried."""
+
+
+Body = TypeVar("Body", bytes, memoryview)
+
+
+def read_exactly(fetch: Callable[[], tuple[Body, str | None]], expected: int | None, what: str,
+                 stats: ReadStats | None) -> tuple[Body, str | None]:
+    """``fetch()`` of a body and its ETag until the body is ``expected`` bytes (None: any
+    number, as for a whole object), counted in ``stats``.
+
+    A body that breaks off (``fetch`` raises :class:`BodyError`) or comes up short is
+    fetched again, with full-jitter exponential backoff, up to :data:`READ_ATTEMPTS`
+    times, and no more than the :func:`~cubecut.storage.s3_config.deadlines`' attempts;
+    any other exception propagates.
+    """
+    attempts = min(READ_ATTEMPTS, deadlines().attempts)
+    for attempt in range(attempts):
+        last = attempt + 1 == attempts
+        try:
+            data, etag = fetch()
+        except BodyError as exc:
+            if last:
+                raise StorageError(f"{what}: the response body failed {attempts} times: {exc}") from None
+            _note_retry("body", attempt)
+            continue
+        if expected is None or len(data) == expected:
+            if stats is not None:
+                stats.add(len(data))
+            return data, etag
+        if last:
+            raise StorageError(f"{what}: short read, {len(data)} of {expected} bytes in each of "
+                               f"{attempts} attempts")
+        _note_retry("short_read", attempt)
+    raise AssertionError("unreachable: attempts >= 1")

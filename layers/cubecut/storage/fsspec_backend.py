@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 from ..errors import AccessDeniedError, ObjectNotFoundError, StorageError
-from .base import Backend, ByteSource, ObjectInfo, ReadStats
+from .base import Backend, BodyError, ByteSource, Listed, ObjectInfo, ReadStats, read_exactly
 from .location import SCHEME, Location
-from .retry import BodyError, read_exactly
 
 
 def _filesystem(location: Location) -> tuple[Any, str]:
@@ -62,7 +61,7 @@ class FsspecSource:
             return b""
         what = f"{self.location.url} bytes [{start}, {stop})"
 
-        def fetch() -> bytes:
+        def fetch() -> tuple[bytes, None]:
             try:
                 data = _call(self.location, self._fs.cat_file, self._path, start=start, end=stop)
             except (ObjectNotFoundError, AccessDeniedError):
@@ -72,9 +71,9 @@ class FsspecSource:
             if len(data) > stop - start:
                 raise StorageError(f"{what}: the server ignores byte ranges (it sent {len(data)} bytes); "
                                    "cubecut reads only the bytes it needs and cannot use it")
-            return data
+            return data, None
 
-        return read_exactly(fetch, stop - start, what, self.stats)
+        return read_exactly(fetch, stop - start, what, self.stats)[0]
 
 
 class FsspecBackend(Backend):
@@ -84,17 +83,13 @@ class FsspecBackend(Backend):
              etag: str | None = None) -> ByteSource:
         return FsspecSource(location, stats, size=size, etag=etag)
 
-    def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
-        source = FsspecSource(location, stats)
-        return source.read(0, source.size), source.etag
-
     def head(self, location: Location) -> ObjectInfo:
         source = FsspecSource(location)
         return ObjectInfo(source.size, source.etag, {})
 
-    def list(self, location: Location) -> Iterator[tuple[Location, int]]:  # sorted by URL
+    def list(self, location: Location) -> Iterator[Listed]:  # sorted by URL
         fs, path = _filesystem(location)
         found = _call(location, fs.find, path, detail=True)
         for name in sorted(found):
             url = name if SCHEME.match(name) else fs.unstrip_protocol(name)
-            yield Location.parse(url, anon=location.anon), int(found[name].get("size") or 0)
+            yield Listed(Location.parse(url, anon=location.anon), int(found[name].get("size") or 0), None, None)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import AccessDeniedError, ObjectNotFoundError, TargetNotWritableError, UploadGoneError
-from .base import Backend, ByteSource, ObjectInfo, PartReceipt, ReadStats
+from .base import Backend, ByteSource, Listed, ObjectInfo, PartReceipt, ReadStats
 from .files import file_etag, replace_checked, replace_file, writable_folder, write_file
 from .location import Location
 
@@ -52,13 +52,8 @@ class FileSource:
         self.close()
 
 
-def _modified(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-
-
-def _files(root: Path) -> list[Path]:
-    """``root`` if it is a file, else every file below it (sorted; none if it is absent)."""
-    return [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+def _modified(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime, timezone.utc)
 
 
 class LocalBackend(Backend):
@@ -72,13 +67,6 @@ class LocalBackend(Backend):
     def open(self, location: Location, stats: ReadStats, *, size: int | None = None,
              etag: str | None = None) -> ByteSource:
         return FileSource(location, stats)  # the file says its size and version itself
-
-    def get(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
-        source = FileSource(location, stats)
-        try:
-            return source.read(0, source.size), source.etag
-        finally:
-            source.close()
 
     def put(self, location: Location, data: bytes | bytearray, content_type: str, *,
             tags: dict[str, str] | None, if_match: str | None, if_none_match: bool) -> str | None:
@@ -105,16 +93,12 @@ class LocalBackend(Backend):
         else:
             path.unlink(missing_ok=True)
 
-    def list(self, location: Location) -> Iterator[tuple[Location, int]]:
-        for path in _files(Path(location.key)):
-            yield Location("file", "", str(path)), path.stat().st_size
-
-    def list_etags(self, location: Location) -> dict[str, str | None]:
-        return {str(path): file_etag(path.stat()) for path in _files(Path(location.key))}
-
-    def list_dated(self, location: Location) -> Iterator[tuple[Location, datetime]]:
-        for path in _files(Path(location.key)):
-            yield Location("file", "", str(path)), _modified(path)
+    def list(self, location: Location) -> Iterator[Listed]:
+        """The file itself, else every file below the folder (sorted; none if it is absent)."""
+        root = Path(location.key)
+        for path in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()):
+            st = path.stat()
+            yield Listed(Location("file", "", str(path)), st.st_size, file_etag(st), _modified(st))
 
     def uploads(self, location: Location) -> Iterator[tuple[Location, str, datetime]]:
         """The :class:`FileUpload` s in the folder and below; each dated by the newest
@@ -130,7 +114,7 @@ class LocalBackend(Backend):
             name, _, upload_id = stem[1:].rpartition(".")
             receipts = folder / f"{stem}.parts"
             try:
-                initiated = max(_modified(path) for path in [folder / f"{stem}.partial", receipts, *receipts.glob("*")]
+                initiated = max(_modified(path.stat()) for path in [folder / f"{stem}.partial", receipts, *receipts.glob("*")]
                                 if path.exists())
             except (FileNotFoundError, ValueError):  # completed or aborted meanwhile
                 continue

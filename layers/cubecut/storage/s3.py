@@ -9,7 +9,9 @@ The client honours the standard AWS environment (:mod:`cubecut.storage.s3_config
 local S3-compatible server and AWS are one code path; its requests are unsigned when
 :func:`~cubecut.storage.s3_config.anonymous` says so, as public buckets such as MAST's
 ``stpubdata`` accept, and time out and retry as the
-:func:`~cubecut.storage.s3_config.deadlines` profile says.
+:func:`~cubecut.storage.s3_config.deadlines` profile says. Its failures are raised as the
+named errors of :mod:`cubecut.errors` (:func:`s3_errors`), in the words obstore's get
+(:func:`~cubecut.storage.s3_obstore.obstore_errors`).
 """
 from __future__ import annotations
 
@@ -20,20 +22,22 @@ import functools
 import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterator
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlparse
 
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import ClientError
+import urllib3.exceptions
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectTimeoutError,
+                                 EndpointConnectionError, IncompleteReadError, ReadTimeoutError,
+                                 ResponseStreamingError)
 
-from ..errors import (ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
+from ..errors import (AccessDeniedError, ConcurrentWriteError, ObjectNotFoundError, StaleObjectError, StorageError,
                       TargetNotWritableError, UploadGoneError)
 from . import s3_obstore
-from .base import Backend, ByteSource, ObjectInfo, PartReceipt, RangeSource, ReadStats
+from .base import Backend, BodyError, ByteSource, Listed, ObjectInfo, PartReceipt, RangeSource, ReadStats, read_exactly
 from .location import Location
-from .retry import BodyError, read_exactly, read_whole
-from .s3_config import BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, region
-from .s3_failures import BODY_ERRORS, BOTO_ERRORS, error_code, s3_errors, s3_read_errors, translate_client_error
+from .s3_config import (BATCH, MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, read_denied, region,
+                        unreachable)
 
 if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first client
     import boto3
@@ -41,6 +45,20 @@ if TYPE_CHECKING:  # boto3 itself (sessions, s3transfer) loads with the first cl
 
 #: S3's smallest part of a multipart upload but the last, bytes.
 MIN_PART_BYTES = 5 * 2**20
+
+#: Every botocore failure of a request (after botocore's own retries).
+BOTO_ERRORS = (ClientError, BotoCoreError)
+#: Failures while reading an answer's body. urllib3's own errors get through botocore
+#: unwrapped and unretried when the body of an *error* answer to GetObject (404, 412,
+#: 503 ...) breaks off (botocore reads it in ``convert_to_response_dict``, outside its
+#: retry loop).
+BODY_ERRORS = (IncompleteReadError, ResponseStreamingError, ReadTimeoutError, ConnectionClosedError,
+               urllib3.exceptions.HTTPError)
+
+_PRECONDITION = {"PreconditionFailed", "412"}
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound", "NoSuchUpload"}
+_DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden",
+           "ExpiredToken", "InvalidToken"}
 
 
 @functools.lru_cache(maxsize=16)
@@ -85,7 +103,7 @@ class S3Source:
         self.stats = stats if stats is not None else ReadStats()
         self._client = s3_client(location.anon)
         if size is None:
-            with s3_read_errors(location):
+            with s3_errors(location.url, read=True, anon=location.anon):
                 head = self._client.head_object(Bucket=location.bucket, Key=location.key)
             self.stats.add(0)
             size, etag = head["ContentLength"], head.get("ETag")
@@ -102,15 +120,15 @@ class S3Source:
         # Within the object's known size S3 returns exactly the bytes asked for; fewer means
         # the transfer broke (a reader past the end gets what there is and checks itself).
         expected = max(0, min(stop, self.size) - start)
-        return read_exactly(lambda: _body(self._client, self.location, kwargs)[0], expected,
-                            f"{self.location.url} bytes [{start}, {stop})", self.stats)
+        return read_exactly(lambda: _body(self._client, self.location, kwargs), expected,
+                            f"{self.location.url} bytes [{start}, {stop})", self.stats)[0]
 
 
 def _body(client: Any, location: Location, kwargs: dict[str, str]) -> tuple[bytes, str | None]:
     """One GetObject: the body and the ETag. A failed ``IfMatch`` is StaleObjectError,
     other failures are named errors; a body that breaks off is :class:`BodyError`."""
     try:
-        with s3_read_errors(location):
+        with s3_errors(location.url, read=True, anon=location.anon):
             try:
                 response = client.get_object(**kwargs)
             except ClientError as exc:
@@ -142,7 +160,7 @@ class S3Backend(Backend):
         against Content-Length)."""
         kwargs = {"Bucket": location.bucket, "Key": location.key}
         with _miss_counted(stats):
-            return read_whole(lambda: _body(s3_client(location.anon), location, kwargs), location.url, stats)
+            return read_exactly(lambda: _body(s3_client(location.anon), location, kwargs), None, location.url, stats)
 
     def get_fast(self, location: Location, stats: ReadStats | None) -> tuple[bytes, str | None]:
         if not s3_obstore.usable():
@@ -185,27 +203,17 @@ class S3Backend(Backend):
         with s3_errors(location.url):  # S3 answers alike whether the object existed or not
             s3_client().delete_object(Bucket=location.bucket, Key=location.key)
 
-    def list(self, location: Location) -> Iterator[tuple[Location, int]]:
+    def list(self, location: Location) -> Iterator[Listed]:
         for item in _entries(location):
-            yield Location("s3", location.bucket, item["Key"], location.anon), item["Size"]
-
-    def list_etags(self, location: Location) -> dict[str, str | None]:
-        return {f"s3://{location.bucket}/{item['Key']}": item.get("ETag") for item in _entries(location)}
-
-    def list_dated(self, location: Location) -> Iterator[tuple[Location, datetime]]:
-        for item in _entries(location):
-            yield Location("s3", location.bucket, item["Key"], location.anon), item["LastModified"]
+            yield Listed(Location("s3", location.bucket, item["Key"], location.anon), item["Size"], item.get("ETag"),
+                         item["LastModified"])
 
     def uploads(self, location: Location) -> Iterator[tuple[Location, str, datetime]]:
-        kwargs = {"Bucket": location.bucket, "Prefix": location.key}
-        while True:  # 1,000 uploads a page
-            with s3_errors(f"list uploads under {location.url}"):
-                page = s3_client().list_multipart_uploads(**kwargs)
-            for upload in page.get("Uploads", []):
-                yield Location("s3", location.bucket, upload["Key"]), upload["UploadId"], upload["Initiated"]
-            if not page.get("IsTruncated"):
-                return
-            kwargs.update(KeyMarker=page.get("NextKeyMarker", ""), UploadIdMarker=page.get("NextUploadIdMarker", ""))
+        paginator = s3_client().get_paginator("list_multipart_uploads")  # 1,000 uploads a page
+        with s3_errors(f"list uploads under {location.url}"):
+            for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
+                for upload in page.get("Uploads", []):
+                    yield Location("s3", location.bucket, upload["Key"]), upload["UploadId"], upload["Initiated"]
 
     def delete_tree(self, location: Location) -> None:
         keys = [item["Key"] for item in _entries(location)]
@@ -216,8 +224,8 @@ class S3Backend(Backend):
 
     def glob(self, location: Location) -> tuple[Location, ...]:
         head = location.key[:min((i for i in map(location.key.find, "*?[") if i >= 0), default=None)]
-        return tuple(m for m, _ in self.list(dataclasses.replace(location, key=head))
-                     if fnmatch.fnmatchcase(m.key, location.key))
+        return tuple(item.location for item in self.list(dataclasses.replace(location, key=head))
+                     if fnmatch.fnmatchcase(item.location.key, location.key))
 
     def is_folder(self, location: Location) -> bool:
         return location.key.endswith("/") or not location.key
@@ -247,7 +255,7 @@ def _entries(location: Location) -> Iterator[dict]:
     """Every object entry (``Key``, ``Size``, ``ETag`` ...) of one LIST (paginated) under
     the prefix ``location.key``, signed or not as ``location.anon`` asks."""
     paginator = s3_client(location.anon).get_paginator("list_objects_v2")
-    with s3_read_errors(location):
+    with s3_errors(location.url, read=True, anon=location.anon):
         for page in paginator.paginate(Bucket=location.bucket, Prefix=location.key):
             yield from page.get("Contents", [])
 
@@ -282,14 +290,11 @@ class S3Upload:
         return PartReceipt(part, len(data), response["ETag"])
 
     def list_parts(self, upload_id: str) -> list[PartReceipt]:
-        receipts: list[PartReceipt] = []
-        marker = 0
-        while True:
-            response = self._call("list parts of", "list_parts", UploadId=upload_id, PartNumberMarker=marker)
-            receipts += [PartReceipt(p["PartNumber"], p["Size"], p["ETag"]) for p in response.get("Parts", [])]
-            if not response.get("IsTruncated"):
-                return sorted(receipts, key=lambda r: r.part)
-            marker = response["NextPartNumberMarker"]
+        paginator = s3_client().get_paginator("list_parts")
+        with s3_errors(f"list parts of {self.location.url}"):
+            receipts = [PartReceipt(p["PartNumber"], p["Size"], p["ETag"]) for page in paginator.paginate(
+                Bucket=self.location.bucket, Key=self.location.key, UploadId=upload_id) for p in page.get("Parts", [])]
+        return sorted(receipts, key=lambda r: r.part)
 
     def complete(self, upload_id: str, parts: list[PartReceipt], *, if_match: str | None = None,
                  if_none_match: bool = False) -> str | None:
@@ -307,3 +312,48 @@ class S3Upload:
     def abort(self, upload_id: str) -> None:
         with contextlib.suppress(ObjectNotFoundError):
             self._call("abort upload of", "abort_multipart_upload", UploadId=upload_id)
+
+
+# -- botocore's failures as named errors ----------------------------------------------------
+def error_code(exc: Exception) -> str:
+    """A botocore error's S3 code (``NoSuchKey`` ...); "" when it has no answer (a reset)."""
+    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
+
+
+def _status(exc: Exception) -> str:
+    return str((getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+
+
+def translate_client_error(exc: Exception, what: str) -> StorageError:
+    """Turn a botocore error into a named cubecut error mentioning ``what``."""
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):  # no answer
+        url = str(getattr(exc, "kwargs", {}).get("endpoint_url", "")) or "the S3 endpoint"
+        return unreachable(what, urlparse(url).netloc or url)
+    if isinstance(exc, ClientError):
+        code, status = error_code(exc), _status(exc)
+        if code in _PRECONDITION or status == "412":
+            return ConcurrentWriteError(f"{what}: the object changed since it was read (precondition failed)")
+        if code in _NOT_FOUND or status == "404":
+            return ObjectNotFoundError(f"{what}: not found")
+        if code in _DENIED or status == "403":
+            return AccessDeniedError(f"{what}: access denied ({code or status})")
+        return StorageError(f"{what}: {code or status}: {exc}")
+    return StorageError(f"{what}: {exc}")
+
+
+@contextlib.contextmanager
+def s3_errors(what: str, *, missing_key: StorageError | None = None, read: bool = False,
+              anon: bool | None = None) -> Iterator[None]:
+    """Run the block's S3 calls with every botocore failure raised as the named error of
+    :func:`translate_client_error` (mentioning ``what``), so no caller handles botocore's
+    types; ``missing_key``, if given, is raised instead when S3 answers ``NoSuchKey``; a
+    refused ``read`` is worded by :func:`read_denied` for ``anon``."""
+    try:
+        yield
+    except BOTO_ERRORS as exc:  # botocore has retried the request already
+        if missing_key is not None and error_code(exc) == "NoSuchKey":
+            raise missing_key from None
+        error = translate_client_error(exc, what)
+        if read and isinstance(error, AccessDeniedError):  # only a ClientError is refused
+            raise read_denied(what, error_code(exc) or _status(exc), anon) from None
+        raise error from None

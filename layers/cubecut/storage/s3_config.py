@@ -1,6 +1,7 @@
 """How both S3 clients (botocore, obstore) are set up: from the standard AWS environment,
 the endpoint, the region and whether requests are signed; from the caller, how long calls
-may take (the :data:`INTERACTIVE` and :data:`BATCH` profiles, chosen per block of work)."""
+may take (the :data:`INTERACTIVE` and :data:`BATCH` profiles, chosen per block of work);
+and the words both use for a host that does not answer and a refused read."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +10,8 @@ import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
+
+from ..errors import AccessDeniedError, HostUnreachableError
 
 #: Connections kept per client; threaded readers and block workers share one client.
 MAX_POOL_CONNECTIONS = 128
@@ -111,3 +114,20 @@ def carrying_deadlines(function: F) -> F:
             return function(*args, **kwargs)
 
     return run
+
+
+def unreachable(what: str, host: str) -> HostUnreachableError:
+    """The one wording, whichever client failed, of a host that does not answer."""
+    return HostUnreachableError(f"{what}: cannot reach host {host}; check the endpoint (AWS_ENDPOINT_URL) "
+                                "and the network")
+
+
+def read_denied(what: str, detail: str, anon: bool | None) -> AccessDeniedError:
+    """The one wording, whichever client was refused, of a read refused by S3 (``detail``:
+    the code or status), saying whether the request was signed (:func:`anonymous` for
+    ``anon``): a refused unsigned request means the object is not public; a refused signed
+    one may be public data that the credentials may not read (``--anon`` / ``anon=True``)."""
+    if anonymous(anon):
+        return AccessDeniedError(f"{what}: access denied ({detail}); the request was unsigned (no AWS credentials "
+                                 "are configured, or anonymous access was asked for) and the object is not public")
+    return AccessDeniedError(f"{what}: access denied ({detail}) (use --anon for public data)")

@@ -5,9 +5,9 @@ The same guarantees as botocore (:mod:`cubecut.storage.s3`): every ranged GET ca
 ``If-Match`` with the known ETag (a replaced object raises
 :class:`~cubecut.errors.StaleObjectError`), failed requests are retried with backoff by
 the client, a body that breaks off or comes up short is retried here (counted in
-:data:`cubecut.storage.retry.RETRIES`), every request and byte is counted in the caller's
+:data:`cubecut.storage.base.RETRIES`), every request and byte is counted in the caller's
 :class:`~cubecut.storage.ReadStats`, and errors have botocore's words
-(:func:`~cubecut.storage.s3_failures.obstore_errors`). Why: botocore holds the GIL while
+(:func:`obstore_errors`). Why: botocore holds the GIL while
 it builds, signs and parses each request; obstore does that work in Rust, outside it, so
 a cutout's concurrent row reads cost a fraction of the Python CPU (measured when it was
 adopted: benchmarks/README.md as of commit 64c085d).
@@ -17,17 +17,19 @@ credentials are boto3's, from any source it knows (environment, profile, role).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import os
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Iterator
 
-from .base import ReadStats
-from . import retry, s3_config
+from ..errors import AccessDeniedError, ObjectNotFoundError, StaleObjectError, StorageError
+
+from . import base, s3_config
+from .base import BodyError, ReadStats, read_exactly
 from .location import Location
-from .retry import BodyError, read_exactly, read_whole
-from .s3_config import MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines
-from .s3_failures import obstore_errors
+from .s3_config import MAX_POOL_CONNECTIONS, S3Deadlines, anonymous, deadlines, endpoint, read_denied, unreachable
 
 if TYPE_CHECKING:
     from obstore import Bytes, GetOptions
@@ -35,19 +37,6 @@ if TYPE_CHECKING:
 
 #: How long obstore may keep credentials before asking boto3 again (it refreshes them).
 CREDENTIALS_TTL = datetime.timedelta(minutes=5)
-
-
-class _Boto3Credentials:
-    """obstore's credential provider backed by boto3's resolution chain (which refreshes)."""
-
-    def __init__(self, credentials) -> None:
-        self._credentials = credentials
-
-    def __call__(self) -> S3Credential:
-        frozen = self._credentials.get_frozen_credentials()
-        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
-                "token": frozen.token,
-                "expires_at": datetime.datetime.now(datetime.UTC) + CREDENTIALS_TTL}
 
 
 #: The process in which obstore started its tokio runtime (None before the first store).
@@ -81,8 +70,8 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, li
         options["allow_http"] = True
     retries: RetryConfig = {"max_retries": limits.attempts - 1,
                             "retry_timeout": datetime.timedelta(seconds=limits.retry_timeout),
-                            "backoff": {"init_backoff": datetime.timedelta(seconds=retry.RETRY_BASE_SECONDS),
-                                        "max_backoff": datetime.timedelta(seconds=retry.RETRY_MAX_SECONDS),
+                            "backoff": {"init_backoff": datetime.timedelta(seconds=base.RETRY_BASE_SECONDS),
+                                        "max_backoff": datetime.timedelta(seconds=base.RETRY_MAX_SECONDS),
                                         "base": 2}}
     config: S3Config = {"region": region or session.region_name or "us-east-1",
                         "virtual_hosted_style_request": False}
@@ -94,8 +83,15 @@ def _store(bucket: str, endpoint: str | None, region: str | None, anon: bool, li
     unsigned = anon or credentials is None
     if unsigned:  # as botocore's client for public buckets
         config["skip_signature"] = True
+
+    def boto3_credentials() -> S3Credential:
+        """obstore's credential provider: boto3's resolution chain (which refreshes)."""
+        frozen = credentials.get_frozen_credentials()
+        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key, "token": frozen.token,
+                "expires_at": datetime.datetime.now(datetime.UTC) + CREDENTIALS_TTL}
+
     return S3Store(bucket, config=config, client_options=options, retry_config=retries,
-                   credential_provider=None if unsigned else _Boto3Credentials(credentials))
+                   credential_provider=None if unsigned else boto3_credentials)
 
 
 def store_for(bucket: str, anon: bool | None = None):
@@ -125,8 +121,12 @@ class ObstoreSource:
         if self.etag:
             options["if_match"] = self.etag
         what = f"{self.location.url} bytes [{start}, {stop})"
-        return read_exactly(lambda: memoryview(_body(self._store, self.location, options, what)[0]),
-                            stop - start, what, self.stats)
+
+        def fetch() -> tuple[memoryview, str | None]:
+            body, etag, _ = _body(self._store, self.location, options, what)
+            return memoryview(body), etag
+
+        return read_exactly(fetch, stop - start, what, self.stats)[0]
 
 
 def get_object(location: Location, stats: ReadStats | None = None) -> tuple[bytes, str | None]:
@@ -141,7 +141,7 @@ def get_object(location: Location, stats: ReadStats | None = None) -> tuple[byte
             raise BodyError(f"{len(data)} of {size} bytes")
         return data, etag
 
-    return read_whole(whole, location.url, stats)
+    return read_exactly(whole, None, location.url, stats)
 
 
 def put_object(location: Location, data: bytes | bytearray, content_type: str = "application/octet-stream") -> str | None:
@@ -159,8 +159,8 @@ def put_object(location: Location, data: bytes | bytearray, content_type: str = 
 
 def _body(store, location: Location, options: GetOptions, what: str) -> tuple[Bytes, str | None, int]:
     """One GET of ``location`` with ``options``: its body (obstore's buffer), the object's
-    ETag and size; a body that breaks off raises :class:`~cubecut.storage.retry.BodyError`
-    (the callers retry it with :func:`~cubecut.storage.retry.read_exactly`)."""
+    ETag and size; a body that breaks off raises :class:`~cubecut.storage.base.BodyError`
+    (the callers retry it with :func:`~cubecut.storage.base.read_exactly`)."""
     import obstore
 
     with obstore_errors(what, anon=location.anon):
@@ -170,3 +170,42 @@ def _body(store, location: Location, options: GetOptions, what: str) -> tuple[By
     except Exception as exc:  # noqa: BLE001 - the body broke off: any transport error
         raise BodyError(exc) from None
     return body, result.meta.get("e_tag"), result.meta["size"]
+
+
+@contextlib.contextmanager
+def obstore_errors(what: str, missing: str = "not found", *, anon: bool | None = None,
+                   read: bool = True) -> Iterator[None]:
+    """Run the block's obstore call (which retries failed requests itself) with its errors
+    as cubecut's, in the words of the botocore path: a failed If-Match is StaleObjectError,
+    a missing object or bucket ObjectNotFoundError (``"{what}: {missing}"``), refused
+    credentials AccessDeniedError (a ``read`` as :func:`read_denied` words it for ``anon``),
+    a host that does not answer HostUnreachableError, anything else StorageError with
+    obstore's first line (never its multi-line debug dump)."""
+    from obstore.exceptions import NotFoundError, PermissionDeniedError, PreconditionError, UnauthenticatedError
+
+    try:
+        yield
+    except PreconditionError:
+        raise StaleObjectError(f"{what}: the object changed while being read") from None
+    except (NotFoundError, FileNotFoundError):
+        raise ObjectNotFoundError(f"{what}: {missing}") from None
+    except (PermissionDeniedError, UnauthenticatedError) as exc:
+        status = _STATUS.search(str(exc))
+        detail = status.group(1) if status else type(exc).__name__
+        if read:
+            raise read_denied(what, detail, anon) from None
+        raise AccessDeniedError(f"{what}: access denied ({detail})") from None
+    except Exception as exc:  # noqa: BLE001 - obstore has retried the request already
+        text = str(exc)
+        if any(marker in text for marker in _CONNECT_MARKERS):
+            host = _HOST.search(text)
+            raise unreachable(what, host.group(1) if host else endpoint() or "the S3 endpoint") from None
+        raise StorageError(f"{what}: {type(exc).__name__}: {text.split(_DEBUG, 1)[0].strip()}") from None
+
+
+#: What obstore's messages say when the host did not answer (reqwest's connect errors).
+_CONNECT_MARKERS = ("error sending request", "kind: Connect", "tcp connect error", "dns error")
+#: Where obstore's one-line message ends and its debug dump begins.
+_DEBUG = "\n\nDebug source:"
+_HOST = re.compile(r"https?://([^/\s,)]+)")
+_STATUS = re.compile(r"status code: (\d{3}[^:]*)")

@@ -8,7 +8,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import StorageError
 from .base import PartReceipt
-from .factory import backend_for, writable
 from .location import Location
 from .s3 import MIN_PART_BYTES
 
@@ -44,6 +43,8 @@ class ObjectStreamWriter:
                  part_bytes: int = STREAM_PART_BYTES, parts_in_flight: int = PARTS_IN_FLIGHT) -> None:
         if part_bytes < MIN_PART_BYTES:
             raise ValueError(f"part_bytes must be >= {MIN_PART_BYTES} (S3's smallest part), got {part_bytes}")
+        from . import backend_for, writable  # the package's, which imports this module
+
         self.location = writable(Location.of(url))
         self._backend = backend_for(self.location)
         self._upload = self._backend.upload(self.location)
