@@ -84,7 +84,7 @@ def __getattr__(name: str) -> Any:
 
 
 class StepFunctionsJobs:
-    """Bulk jobs on the bulk state machine ``arn`` (:class:`cubecut_app.routes.JobEngine`):
+    """Bulk jobs on the bulk state machine ``arn`` (:class:`cubecut_app.jobs.JobEngine`):
     one execution per job, named by the job id."""
 
     def __init__(self, arn: str) -> None:

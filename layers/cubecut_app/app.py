@@ -16,6 +16,7 @@ from cubecut.storage import INTERACTIVE, using_deadlines
 
 from . import openapi as doc
 from . import routes
+from .jobs import JobEngine
 from .forms import bounded_json_body
 from .settings import AppSettings
 
@@ -49,7 +50,7 @@ def internal_error(_exc: Exception) -> Response:
     return routes.internal_error()
 
 
-def answer(event: dict, context: Any, settings: AppSettings, jobs: routes.JobEngine | None = None) -> dict:
+def answer(event: dict, context: Any, settings: AppSettings, jobs: JobEngine | None = None) -> dict:
     """The API Gateway (payload v2) answer to ``event`` under ``settings``; bulk jobs run on
     ``jobs`` (None: the bulk routes answer 503). Its S3 calls run under
     :data:`cubecut.storage.INTERACTIVE` deadlines: an unreachable S3 is a named error well

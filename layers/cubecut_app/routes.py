@@ -25,19 +25,6 @@ style sheet under ``/web/``. The OpenAPI schema is at ``/openapi.json`` (and
 ``/swagger?format=json``) and a Swagger page at ``/swagger``. A known path with another
 method answers ``405`` with ``Allow``; an unknown path ``404``; both JSON.
 
-Bulk jobs run on the :class:`JobEngine` the edge gives with each request
-(``functions/api.py``: Step Functions' bulk state machine; the app itself makes no AWS
-calls but through the library's storage); an engine names executions by job id
-(:func:`cubecut.bulk.submit.new_job_id`), so the id a client holds is all it takes to find
-its job again. Who started a job is the :func:`caller` the gateway's authorizer established.
-
-The web page is plain HTML, CSS and JavaScript from the ``web/`` folder beside this module
-(:data:`ASSETS`), no build step and nothing loaded from elsewhere. It calls the API with
-relative URLs (``v1/resolve``, then the TESScut ``sector``, ``quicklook`` and ``astrocut``
-routes), so it works wherever the API is mounted. Its Content-Security-Policy allows
-nothing but this origin (and the ``blob:`` URL of the preview), so a browser enforces the
-"no external URL" rule too.
-
 Every route's parameters are one model of :mod:`.models` (validated there, injected with
 powertools' ``Depends``), and its OpenAPI parameters, body and answers are generated from
 the same model by :mod:`.openapi`. Failures are raised as named errors and answered by the
@@ -49,9 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from functools import lru_cache
-from importlib import resources
-from typing import Annotated, Any, Callable, Mapping, Protocol
+from typing import Annotated, Callable
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import Response
@@ -67,7 +52,10 @@ from cubecut.tesscut.protocol import API_PREFIX
 from cubecut.tesscut.service import RETRY_AFTER_S, CutoutService, Delivery, ServiceBusyError
 
 from . import openapi as doc
+from . import webpage
 from .forms import BodyTooLargeError, MalformedParamsError, UnsupportedBodyError, collect_params
+from .callers import caller
+from .jobs import BulkBusyError, BulkForbiddenError, BulkUnavailableError, JobEngine
 from .models import (MAX_BULK_SIDE, BulkParams, BulkStatusParams, ColumnsConfigParams, CutoutParams, FfiWcsParams, MashupParams,
                      MovingParams, QuicklookParams, ResolveParams, ResolverParams, RouteParams, SectorParams,
                      V1CutoutParams, V1QuicklookParams)
@@ -83,33 +71,6 @@ TESSCUT = API_PREFIX
 SETTINGS, JOBS = "cubecut_settings", "cubecut_jobs"
 #: Methods of every path routed here (the app adds its own paths in its table), to tell 405 from 404.
 ROUTE_METHODS: dict[str, set[str]] = {}
-
-
-class JobEngine(Protocol):
-    """Runs bulk jobs (the bulk state machine, named by the edge)."""
-
-    def start(self, job: str, payload: dict[str, Any]) -> None:
-        """Start job ``job`` with ``payload`` as the state machine's input."""
-
-    def describe(self, job: str) -> dict[str, Any] | None:
-        """The execution of ``job`` as DescribeExecution gives it (``status``, ``input``,
-        ``output``, ``error``, ``cause``), or None if there is no such job."""
-
-    def running(self) -> list[str]:
-        """The ids of the jobs running now (at most 1,000)."""
-
-
-class BulkUnavailableError(Exception):
-    """This deployment runs no bulk jobs (no state machine configured): answered 503."""
-
-
-class BulkForbiddenError(Exception):
-    """This caller may not start bulk jobs here (anonymous, and the operator did not open
-    bulk jobs to anonymous callers): answered 403."""
-
-
-class BulkBusyError(Exception):
-    """Too many bulk jobs are running (in all, or of this caller): answered 429."""
 
 
 def route(path: str, *methods: str, **kwargs) -> Callable:
@@ -352,22 +313,6 @@ def bulk_start(query: Annotated[BulkParams, _validated(BulkParams)]):
                        "targets": len(catalog.targets), "malformed": len(catalog.problems)})
 
 
-def caller(event: Mapping[str, Any]) -> str | None:
-    """Who is calling, as API Gateway's authorizer established it under
-    ``requestContext.authorizer`` (payload 2.0): ``iam:<user ARN>`` for SigV4 callers
-    (RequireAuth ``iam``), ``jwt:<issuer> <subject>`` for bearer tokens (RequireAuth
-    ``jwt``; the token's ``iss`` and ``sub`` claims), or None for an anonymous caller
-    (RequireAuth ``none``)."""
-    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
-    iam = authorizer.get("iam") or {}
-    if iam.get("userArn"):
-        return f"iam:{iam['userArn']}"
-    claims = (authorizer.get("jwt") or {}).get("claims") or {}
-    if claims.get("sub"):
-        return f"jwt:{claims.get('iss', '')} {claims['sub']}"
-    return None
-
-
 def _check_in_flight(jobs: JobEngine, who: str | None, config: AppSettings) -> None:
     """BulkBusyError if ``config.bulk_max_in_flight`` jobs run already, or
     ``config.bulk_max_per_caller`` of caller ``who``'s (when the caller is known)."""
@@ -420,33 +365,25 @@ def _bulk_files(results: str, follow: str, offset: int, expiry: int) -> dict:
 
 
 # -- the web page ---------------------------------------------------------------------------
-#: Files served, with their media types: ``index.html`` at ``/`` and ``/web``, the others
-#: at ``/web/<name>``.
-ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-          "style.css": "text/css; charset=utf-8"}
-CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-                           "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-WEB_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
-               "Cache-Control": "max-age=300"}
+def _asset(name: str) -> Response:
+    return Response(status_code=200, content_type=webpage.ASSETS[name], body=webpage.asset(name),
+                    headers=dict(webpage.HEADERS))
 
 
-@lru_cache(maxsize=len(ASSETS))
-def asset(name: str) -> str:
-    """The text of one of :data:`ASSETS` (KeyError for any other name)."""
-    if name not in ASSETS:
-        raise KeyError(name)
-    return resources.files(__package__).joinpath("web", name).read_text(encoding="utf-8")
+@route("/", "GET", include_in_schema=False)
+@route("/web", "GET", include_in_schema=False)
+def web_page():
+    return _asset("index.html")
 
 
-def _serve_asset(path: str, name: str) -> None:
-    """Route ``GET path`` to the web asset ``name``."""
-    @route(path, "GET", include_in_schema=False)
-    def serve():
-        return Response(status_code=200, content_type=ASSETS[name], body=asset(name), headers=dict(WEB_HEADERS))
+@route("/web/app.js", "GET", include_in_schema=False)
+def web_script():
+    return _asset("app.js")
 
 
-for _path, _name in (("/", "index.html"), ("/web", "index.html"), ("/web/app.js", "app.js"), ("/web/style.css", "style.css")):
-    _serve_asset(_path, _name)
+@route("/web/style.css", "GET", include_in_schema=False)
+def web_style():
+    return _asset("style.css")
 
 
 @route("/health", "GET", tags=["v1"], summary="Liveness", responses=doc.responses(doc.HEALTH_ANSWERS, body=False))
