@@ -42,7 +42,7 @@ def moving_sectors(args: argparse.Namespace) -> int:
     from cubecut.moving import path_crossings
 
     for crossing in path_crossings(_ephemeris(args), _cube_urls(args.cubes)):
-        print(f"tess-s{crossing.sector:04d}-{crossing.camera}-{crossing.ccd}  {crossing.frames} frames  "
+        print(f"{crossing.sector_name}  {crossing.frames} frames  "
               f"TJD {crossing.start:.4f}-{crossing.stop:.4f}  {crossing.cube}")
     return 0
 

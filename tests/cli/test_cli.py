@@ -46,6 +46,19 @@ def test_synth_ingest_cutout_round_trip(tmp_path, capsys):
         assert np.isfinite(tpf[1].data["FLUX"]).all()
 
 
+def test_moving_sectors_names_each_cube_by_its_product(monkeypatch, capsys):
+    import cubecut.moving as moving
+    from cubecut.moving.path import PathCrossing
+
+    crossings = [PathCrossing("s3://b/tica-s0005-2-3-cube.fits", "TICA", 5, 2, 3, 10, 1.0, 2.0),
+                 PathCrossing("s3://b/tess-s0005-2-3-cube.fits", "SPOC", 5, 2, 3, 12, 1.0, 2.5)]
+    monkeypatch.setattr(moving, "load_ephemeris", lambda *args, **kwargs: "path")
+    monkeypatch.setattr(moving, "path_crossings", lambda path, cubes: crossings if path == "path" else [])
+    assert main(["moving-sectors", "s3://b/tica-s0005-2-3-cube.fits", "--ephemeris", "path.ecsv"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["tica-s0005-2-3", "tess-s0005-2-3"]
+
+
 def test_errors_are_one_clear_line_and_exit_2(tmp_path, capsys):
     assert main(["ingest", str(tmp_path / "nothing*.fits"), "--out", str(tmp_path / "c.fits"), "-q"]) == 2
     err = capsys.readouterr().err
