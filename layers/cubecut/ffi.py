@@ -74,7 +74,9 @@ class FFIInfo:
         return int(match.group(1)) if match else None
 
 
-def _pixels(span: HDUSpan, what: str, name: str) -> PixelRef:
+def pixel_ref(span: HDUSpan, what: str, name: str) -> PixelRef:
+    """Where the 2-D image of ``span`` (``what`` of the file ``name``, for errors) is;
+    FFIError if it is not a 2-D image or its BSCALE/BZERO are not finite numbers."""
     if len(span.shape) != 2:
         raise FFIError(f"{name}: {what} is not a 2-D image (NAXIS={span.header.get('NAXIS')})")
     scaling = []
@@ -112,8 +114,8 @@ def inspect_ffi(source: ByteSource, product: str | None = None) -> FFIInfo:
             if "expected at least 3" in str(exc):
                 raise FFIError(f"{name}: SPOC FFI without its uncertainty extension (HDU 2)") from None
             raise
-    flux = _pixels(image, "flux image", name)
-    err = _pixels(error, "uncertainty image", name) if error is not None else None
+    flux = pixel_ref(image, "flux image", name)
+    err = pixel_ref(error, "uncertainty image", name) if error is not None else None
     if error is not None and error.shape != image.shape:
         raise FFIError(f"{name}: uncertainty image shape {error.shape} differs from flux {image.shape}")
     for key in (*TIME_KEYS[product], *CAMERA_KEYS[product]):

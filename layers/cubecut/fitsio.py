@@ -38,7 +38,6 @@ class HDUSpan:
     """Where one HDU sits in a file. All offsets are absolute byte offsets (0-based)."""
 
     header: fits.Header
-    header_offset: int
     data_offset: int
     data_bytes: int
 
@@ -139,21 +138,24 @@ def _find_end(buf: bytes) -> int | None:
     return None
 
 
-def scan_hdus(source: ByteSource, count: int) -> list[HDUSpan]:
-    """The first ``count`` HDUs of ``source``, each checked to fit in the object."""
+def scan_hdus(source: ByteSource, count: int | None = None) -> list[HDUSpan]:
+    """The first ``count`` HDUs of ``source`` (None: every HDU up to its end), each checked
+    to fit in the object."""
     spans: list[HDUSpan] = []
-    offset = 0
-    for number in range(count):
+    offset, number = 0, 0
+    while count is None or number < count:
         if offset >= source.size > 0:  # (an empty file is refused by read_header)
+            if count is None:
+                return spans
             raise FFIError(f"{source.location.name}: has {number} HDU(s), expected at least {count}")
         header, header_bytes = read_header(source, offset)
         nbytes = data_bytes(header)
-        span = HDUSpan(header, offset, offset + header_bytes, nbytes)
+        span = HDUSpan(header, offset + header_bytes, nbytes)
         if span.data_offset + nbytes > source.size:
             raise FFIError(f"{source.location.name}: truncated: HDU {number} needs "
                            f"{span.data_offset + nbytes} bytes, object has {source.size}")
         spans.append(span)
-        offset = span.end
+        offset, number = span.end, number + 1
     return spans
 
 

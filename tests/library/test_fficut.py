@@ -141,6 +141,22 @@ def test_errors(sector):
         image_hdus(FileSource(Location.parse(str(cube))))
 
 
+def test_image_scaling_that_is_not_a_finite_number_is_a_named_error(tmp_path):
+    ffis = make_sector(tmp_path, sector=27, camera=1, ccd=1, frames=1, shape=(32, 80), product="tica")
+    for value in ("'abc'", "NAN"):
+        with fits.open(ffis[0]) as hdul:
+            header_text = hdul[0].header.tostring()
+        card = f"{'BSCALE':8s}= {value:>20s}".ljust(80)
+        data = bytearray(Path(ffis[0]).read_bytes())
+        end = header_text.index("END" + " " * 77)
+        data[end:end + 80] = card.encode()
+        data[end + 80:end + 160] = b"END".ljust(80)
+        bad = tmp_path / f"bad-{value.strip(chr(39))}.fits"
+        bad.write_bytes(bytes(data))
+        with pytest.raises(FFIError, match="BSCALE"):
+            image_hdus(FileSource(Location.parse(str(bad))))
+
+
 @pytest.fixture(scope="module")
 def cutouts(sector) -> list[fits.HDUList]:
     ffis, cube = sector

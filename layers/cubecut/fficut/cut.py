@@ -21,9 +21,9 @@ from ..cutout.size import SizeInput, parse_size, size_label
 from ..cutout.tpf import tpf_filename
 from ..cutout.tpf_reference import CUBECUT_VERSION, fitting_comment, object_cards, physical_wcs_cards
 from ..errors import FFIError, InputError
-from ..ffi import PixelRef
+from ..ffi import PixelRef, pixel_ref
 from ..ffi_rows import read_pixels
-from ..fitsio import HDUSpan, data_bytes, read_header
+from ..fitsio import scan_hdus
 from ..reads import Threads, concurrently
 from ..storage import ByteSource, Location, ReadStats, open_source, put_bytes
 
@@ -50,19 +50,11 @@ def image_hdus(source: ByteSource) -> list[ImageHDU]:
     Raises FFIError for a truncated or malformed file, or one without any 2-D image.
     """
     found: list[ImageHDU] = []
-    offset, number = 0, 0
-    while offset < source.size:
-        header, header_bytes = read_header(source, offset)
-        span = HDUSpan(header, offset, offset + header_bytes, data_bytes(header))
-        if span.data_offset + span.data_bytes > source.size:
-            raise FFIError(f"{source.location.name}: truncated: HDU {number} needs "
-                           f"{span.data_offset + span.data_bytes} bytes, object has {source.size}")
-        is_image = number == 0 or header.get("XTENSION", "").strip() == "IMAGE"
+    for number, span in enumerate(scan_hdus(source)):
+        is_image = number == 0 or span.header.get("XTENSION", "").strip() == "IMAGE"
         if is_image and len(span.shape) == 2 and 0 not in span.shape:
-            pixels = PixelRef(span.data_offset, span.dtype.str, float(header.get("BSCALE", 1.0)),
-                              float(header.get("BZERO", 0.0)))
-            found.append(ImageHDU(number, header, span.shape, pixels))
-        offset, number = span.end, number + 1
+            pixels = pixel_ref(span, f"HDU {number}", source.location.name)
+            found.append(ImageHDU(number, span.header, span.shape, pixels))
     if not found:
         raise FFIError(f"{source.location.name}: no 2-D image HDU with data")
     return found
