@@ -63,6 +63,8 @@ import boto3
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from .serving import BackgroundServer
+
 __all__ = ["LocalS3", "S3Server", "ConditionalWrites"]
 
 _WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
@@ -201,29 +203,20 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-class S3Server:
-    """moto's server mode (S3, SQS, ...) behind :class:`ConditionalWrites`, on a thread.
-
-    ``port`` 0 picks a free port; :attr:`endpoint` is the URL clients use.
-    """
+class S3Server(BackgroundServer):
+    """moto's server mode (S3, SQS, ...) behind :class:`ConditionalWrites`, serving from
+    construction; ``port`` 0 picks a free port."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         app = ConditionalWrites(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
-        bound_host, bound_port = self._server.server_address[:2]
-        self.endpoint = f"http://{bound_host}:{bound_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="s3-server", daemon=True)
-        self._thread.start()
+        super().__init__(make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler),
+                         "s3-server")
 
-    def stop(self) -> None:
-        """Stop serving and wait for the server thread."""
-        self._server.shutdown()
-        self._thread.join()
 
 _DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-class LocalS3:
+class LocalS3(S3Server):
     """moto's S3/SQS server on ``host``:``port`` (0 picks a free port); started on creation.
 
     Clients from :meth:`client` use dummy credentials and ``region``; other code reaches
@@ -233,8 +226,7 @@ class LocalS3:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, region: str = "us-east-1") -> None:
         self.region = region
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
-        self._server = S3Server(host, port)
-        self.endpoint = self._server.endpoint
+        super().__init__(host, port)
         self._sequencer = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -313,16 +305,6 @@ class LocalS3:
         s3_object["key"] = quote_plus(unquote_plus(s3_object["key"]), safe="/")
         s3_object.setdefault("sequencer", f"{sequence:016X}")
         return record
-
-    def stop(self) -> None:
-        """Stop the server."""
-        self._server.stop()
-
-    def __enter__(self) -> "LocalS3":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def _is_moto_duplicate(record: dict[str, Any]) -> bool:
