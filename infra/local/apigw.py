@@ -3,16 +3,12 @@
 :class:`ApiGatewayServer` listens on 127.0.0.1, turns every HTTP request into the event
 that an HTTP API sends with payload format 2.0, calls the Lambda handler with a Lambda
 context, and turns the handler's result into the HTTP response the way API Gateway
-does. The event has ``version`` "2.0", ``routeKey`` "$default", ``rawPath``,
-``rawQueryString``, ``cookies`` (only when the request has a Cookie header, which is then
-left out of ``headers``), lower-cased ``headers`` with repeated headers joined by commas,
-``queryStringParameters`` (only when there is a query string; repeated keys joined by
-commas, values percent-decoded, ``+`` kept as is), ``requestContext``
-(``accountId``, ``apiId``, ``domainName``, ``domainPrefix``, ``http`` {method, path,
-protocol, sourceIp, userAgent}, ``requestId``, ``routeKey``, ``stage`` "$default",
-``time``, ``timeEpoch``), ``body`` (only when there is one; base64 with
-``isBase64Encoded`` true unless the Content-Type is textual) and ``isBase64Encoded``.
-There is no ``pathParameters`` (the $default route has none) and no ``stageVariables``.
+does. The event (:func:`build_event`) has ``cookies`` only when the request has a Cookie
+header (which is then left out of ``headers``), lower-cased ``headers`` with repeated
+headers joined by commas, ``queryStringParameters`` only when there is a query string
+(repeated keys joined by commas, values percent-decoded, ``+`` kept as is), ``body`` only
+when there is one (base64 with ``isBase64Encoded`` true unless the Content-Type is
+textual), no ``pathParameters`` (the $default route has none) and no ``stageVariables``.
 With an :class:`~.authorizers.Authorizer` other than ``none`` (template.yaml RequireAuth),
 requests without credentials are refused as the HTTP API refuses them and the event gets
 ``requestContext.authorizer`` (see :mod:`.authorizers`: locally, signatures are not verified).
@@ -101,19 +97,6 @@ def _is_text(content_type: str | None) -> bool:
     return media.startswith("text/") or media in _TEXT_TYPES or media.endswith(("+json", "+xml"))
 
 
-def _query_parameters(raw_query: str) -> dict[str, str] | None:
-    if not raw_query:
-        return None
-    parameters: dict[str, str] = {}
-    for pair in raw_query.split("&"):
-        if not pair:
-            continue
-        key, _, value = pair.partition("=")
-        key, value = unquote(key), unquote(value)
-        parameters[key] = f"{parameters[key]},{value}" if key in parameters else value
-    return parameters
-
-
 def build_event(
     *,
     method: str,
@@ -148,8 +131,11 @@ def build_event(
     if cookies:
         event["cookies"] = cookies
     event["headers"] = joined
-    query = _query_parameters(raw_query)
-    if query is not None:
+    if raw_query:
+        query: dict[str, str] = {}
+        for key, _, value in (pair.partition("=") for pair in raw_query.split("&") if pair):
+            key, value = unquote(key), unquote(value)
+            query[key] = f"{query[key]},{value}" if key in query else value
         event["queryStringParameters"] = query
     event["requestContext"] = {
         "accountId": account_id,
