@@ -3,16 +3,12 @@
 :class:`ApiGatewayServer` listens on 127.0.0.1, turns every HTTP request into the event
 that an HTTP API sends with payload format 2.0, calls the Lambda handler with a Lambda
 context, and turns the handler's result into the HTTP response the way API Gateway
-does. The event has ``version`` "2.0", ``routeKey`` "$default", ``rawPath``,
-``rawQueryString``, ``cookies`` (only when the request has a Cookie header, which is then
-left out of ``headers``), lower-cased ``headers`` with repeated headers joined by commas,
-``queryStringParameters`` (only when there is a query string; repeated keys joined by
-commas, values percent-decoded, ``+`` kept as is), ``requestContext``
-(``accountId``, ``apiId``, ``domainName``, ``domainPrefix``, ``http`` {method, path,
-protocol, sourceIp, userAgent}, ``requestId``, ``routeKey``, ``stage`` "$default",
-``time``, ``timeEpoch``), ``body`` (only when there is one; base64 with
-``isBase64Encoded`` true unless the Content-Type is textual) and ``isBase64Encoded``.
-There is no ``pathParameters`` (the $default route has none) and no ``stageVariables``.
+does. The event (:func:`build_event`) has ``cookies`` only when the request has a Cookie
+header (which is then left out of ``headers``), lower-cased ``headers`` with repeated
+headers joined by commas, ``queryStringParameters`` only when there is a query string
+(repeated keys joined by commas, values percent-decoded, ``+`` kept as is), ``body`` only
+when there is one (base64 with ``isBase64Encoded`` true unless the Content-Type is
+textual), no ``pathParameters`` (the $default route has none) and no ``stageVariables``.
 With an :class:`~.authorizers.Authorizer` other than ``none`` (template.yaml RequireAuth),
 requests without credentials are refused as the HTTP API refuses them and the event gets
 ``requestContext.authorizer`` (see :mod:`.authorizers`: locally, signatures are not verified).
@@ -55,12 +51,13 @@ import secrets
 import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import unquote
 
 from .authorizers import Authorizer
 from .lambda_context import LOCAL_ACCOUNT_ID, LambdaContext
+from .serving import BackgroundServer, BodyTooLarge, MalformedRequest, RequestHandler
 
 __all__ = ["ApiGatewayServer", "build_event", "MAX_API_PAYLOAD_BYTES", "MAX_LAMBDA_PAYLOAD_BYTES"]
 
@@ -92,29 +89,12 @@ class _InvalidResponse(ValueError):
     """The handler's result is not a response API Gateway can send."""
 
 
-class _MalformedRequest(ValueError):
-    """The request's framing (Content-Length, chunks) cannot be read."""
-
-
 def _is_text(content_type: str | None) -> bool:
     """Whether a body of this Content-Type reaches Lambda as text rather than base64."""
     if not content_type:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
     return media.startswith("text/") or media in _TEXT_TYPES or media.endswith(("+json", "+xml"))
-
-
-def _query_parameters(raw_query: str) -> dict[str, str] | None:
-    if not raw_query:
-        return None
-    parameters: dict[str, str] = {}
-    for pair in raw_query.split("&"):
-        if not pair:
-            continue
-        key, _, value = pair.partition("=")
-        key, value = unquote(key), unquote(value)
-        parameters[key] = f"{parameters[key]},{value}" if key in parameters else value
-    return parameters
 
 
 def build_event(
@@ -151,8 +131,11 @@ def build_event(
     if cookies:
         event["cookies"] = cookies
     event["headers"] = joined
-    query = _query_parameters(raw_query)
-    if query is not None:
+    if raw_query:
+        query: dict[str, str] = {}
+        for key, _, value in (pair.partition("=") for pair in raw_query.split("&") if pair):
+            key, value = unquote(key), unquote(value)
+            query[key] = f"{query[key]},{value}" if key in query else value
         event["queryStringParameters"] = query
     event["requestContext"] = {
         "accountId": account_id,
@@ -209,8 +192,10 @@ def _response_parts(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, pairs, body.encode()
 
 
-class ApiGatewayServer:
-    """An HTTP server on ``host`` that calls ``handler(event, context)`` for every request.
+class ApiGatewayServer(BackgroundServer):
+    """An HTTP server on ``host`` that calls ``handler(event, context)`` for every request;
+    serving from construction until :meth:`~.serving.BackgroundServer.stop` (or the end of a
+    ``with`` block), at :attr:`~.serving.BackgroundServer.endpoint`.
 
     ``timeout_seconds`` is the integration timeout; ``function_name`` and ``memory_mb``
     describe the function in the Lambda context. ``one_at_a_time`` gives the handler one
@@ -218,8 +203,7 @@ class ApiGatewayServer:
     with more environments, each its own process; here they would share the handler's
     module globals, and powertools' resolver keeps the current event on the app object, so
     concurrent calls would see each other's requests); the wait counts against the
-    integration timeout. Use :meth:`start` (returns the base URL) and :meth:`stop`, or the
-    object as a context manager.
+    integration timeout.
     """
 
     def __init__(
@@ -239,48 +223,9 @@ class ApiGatewayServer:
         self.handler = handler
         self.authorizer = authorizer or Authorizer()
         self._environment = threading.Lock() if one_at_a_time else contextlib.nullcontext()
-        self.host, self.port = host, port
         self.timeout_seconds = timeout_seconds
-        self.read_timeout_seconds = read_timeout_seconds
         self.function_name, self.memory_mb, self.api_id = function_name, memory_mb, api_id
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """The base URL (no trailing slash); the server must be started."""
-        if self._server is None:
-            raise RuntimeError("the server is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> str:
-        """Start serving in a background thread and return the base URL."""
-        if self._server is not None:
-            return self.url
-        self._server = ThreadingHTTPServer((self.host, self.port), self._request_handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="apigw", daemon=True)
-        self._thread.start()
-        return self.url
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> "ApiGatewayServer":
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().__init__(ThreadingHTTPServer((host, port), self._request_handler_class(read_timeout_seconds)), "apigw")
 
     # -- one request ---------------------------------------------------------------------
     def invoke(self, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -318,12 +263,11 @@ class ApiGatewayServer:
         status, body = error
         return status, [("content-type", "application/json")], json.dumps(body).encode()
 
-    def _request_handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def _request_handler_class(self, read_timeout_seconds: float) -> type[RequestHandler]:
         gateway = self
 
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = gateway.read_timeout_seconds  # applied to the socket by StreamRequestHandler
+        class _Handler(RequestHandler):
+            timeout = read_timeout_seconds  # applied to the socket by StreamRequestHandler
 
             def _send(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
                 self.send_response(status)
@@ -338,76 +282,26 @@ class ApiGatewayServer:
             def _serve(self) -> None:
                 started = time.monotonic()
                 try:
-                    body = self._read_body()
-                except _MalformedRequest as exc:
+                    body = self.read_body(MAX_API_PAYLOAD_BYTES)
+                except MalformedRequest as exc:
                     LOGGER.debug("apigw: %s", exc)
                     self.close_connection = True
                     self._send(*gateway._error(_BAD_REQUEST))
                     return
-                if body is None:
-                    status, headers, payload = gateway._error(_TOO_LARGE)
-                else:
-                    identity, refusal = gateway.authorizer.authorize(
-                        {name.lower(): value for name, value in self.headers.items()})
-                    if refusal is not None:
-                        self._send(*gateway._error(refusal))
-                        return
-                    event = build_event(method=self.command, target=self.path, protocol=self.request_version,
-                                        headers=list(self.headers.items()), body=body,
-                                        source_ip=self.client_address[0], api_id=gateway.api_id, authorizer=identity)
-                    status, headers, payload = gateway.invoke(event)
-                    headers = [*headers, ("apigw-requestid", event["requestContext"]["requestId"])]
-                self._send(status, headers, payload)
+                except BodyTooLarge:
+                    self._send(*gateway._error(_TOO_LARGE))
+                    return
+                identity, refusal = gateway.authorizer.authorize(
+                    {name.lower(): value for name, value in self.headers.items()})
+                if refusal is not None:
+                    self._send(*gateway._error(refusal))
+                    return
+                event = build_event(method=self.command, target=self.path, protocol=self.request_version,
+                                    headers=list(self.headers.items()), body=body,
+                                    source_ip=self.client_address[0], api_id=gateway.api_id, authorizer=identity)
+                status, headers, payload = gateway.invoke(event)
+                self._send(status, [*headers, ("apigw-requestid", event["requestContext"]["requestId"])], payload)
                 LOGGER.debug("%s %s -> %d in %.3f s", self.command, self.path, status, time.monotonic() - started)
-
-            def _read_body(self) -> bytes | None:
-                """The request body, or None if it is above the API payload limit.
-
-                Raises:
-                    _MalformedRequest: a Content-Length or chunk size that is not a
-                        non-negative number, or a body that ends early.
-                """
-                if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                    return self._read_chunks()
-                text = (self.headers.get("content-length") or "0").strip()
-                if not text.isdigit():
-                    raise _MalformedRequest(f"Content-Length {text!r} is not a non-negative integer")
-                length = int(text)
-                if length > MAX_API_PAYLOAD_BYTES:
-                    while length > 0:  # drain it, so that the client can read the 413
-                        chunk = self.rfile.read(min(length, 1 << 20))
-                        if not chunk:
-                            break
-                        length -= len(chunk)
-                    return None
-                body = self.rfile.read(length) if length else b""
-                if len(body) < length:
-                    raise _MalformedRequest(f"the body ended after {len(body)} of {length} bytes")
-                return body
-
-            def _read_chunks(self) -> bytes | None:
-                chunks: list[bytes] = []
-                total = 0
-                while True:
-                    line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-                    try:
-                        size = int(line, 16)
-                    except ValueError:
-                        raise _MalformedRequest(f"chunk size {line[:20]!r} is not hexadecimal") from None
-                    if size < 0:
-                        raise _MalformedRequest("negative chunk size")
-                    if size == 0:
-                        self.rfile.readline(1024)
-                        return b"".join(chunks) if total <= MAX_API_PAYLOAD_BYTES else None
-                    total += size
-                    if total > MAX_API_PAYLOAD_BYTES + (1 << 20):
-                        raise _MalformedRequest("chunked body far above the payload limit")
-                    chunk = self.rfile.read(size)
-                    if len(chunk) < size:
-                        raise _MalformedRequest("the chunked body ended early")
-                    self.rfile.readline(1024)
-                    if total <= MAX_API_PAYLOAD_BYTES:
-                        chunks.append(chunk)
 
             do_DELETE = do_GET = do_HEAD = do_OPTIONS = do_PATCH = do_POST = do_PUT = _serve
 
@@ -428,12 +322,7 @@ class ApiGatewayServer:
                 if self.request_version == "HTTP/0.9":  # an unparsed request line: answer with a status line
                     self.request_version = "HTTP/1.1"
                 text = message or self.responses.get(code, ("Error",))[0]
-                try:
+                with contextlib.suppress(OSError):
                     self._send(code, [("content-type", "application/json")], json.dumps({"message": text}).encode())
-                except OSError:
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-                LOGGER.debug("apigw: " + format, *args)
 
         return _Handler

@@ -44,6 +44,7 @@ Use::
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import socket
@@ -51,10 +52,12 @@ import struct
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from typing import Iterable
 from urllib.parse import parse_qsl, urlsplit
+
+from .serving import BackgroundServer, RequestHandler
 
 __all__ = ["FaultProxy", "FaultRates", "FaultStats", "FAULT_KINDS", "classify"]
 
@@ -63,6 +66,9 @@ FAULT_KINDS = ("error_500", "slowdown_503", "reset", "lost_response", "truncate"
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
                "transfer-encoding", "upgrade", "expect", "content-length"}
+#: The faults that answer without forwarding: ``(status, S3 error code, message)``, None: a reset.
+_NOT_FORWARDED = {"error_500": (500, "InternalError", "We encountered an internal error. Please try again."),
+                  "slowdown_503": (503, "SlowDown", "Please reduce your request rate."), "reset": None}
 _ERROR_BODY = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
                '<RequestId>FAULT{n:08d}</RequestId></Error>')
 
@@ -99,9 +105,6 @@ class FaultRates:
     @property
     def total(self) -> float:
         return sum(getattr(self, kind) for kind in FAULT_KINDS)
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass
@@ -172,17 +175,15 @@ def classify(method: str, path: str, query: str, headers: dict[str, str] | None 
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request, client_address) -> None:  # noqa: D401 - resets are on purpose
-        pass
+    def handle_error(self, request, client_address) -> None:
+        pass  # the resets are on purpose: no traceback for each
 
 
-class FaultProxy:
+class FaultProxy(BackgroundServer):
     """A fault-injecting HTTP proxy to ``upstream`` (``http://host:port``), on ``host``:``port``.
 
-    Started on construction (port 0 picks a free one); :attr:`endpoint` is its URL.
+    Serving from construction (port 0 picks a free one) until :meth:`~.serving.BackgroundServer.stop`;
+    :attr:`~.serving.BackgroundServer.endpoint` is its URL.
     :meth:`set_rates` changes the rates (and the faulted ``operations``) at any time.
     """
 
@@ -200,14 +201,7 @@ class FaultProxy:
         self._seen: Counter = Counter()
         self._local = threading.local()
         self.set_rates(rates or FaultRates(), operations)
-        self._server = _Server((host, port), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="s3-fault-proxy")
-        self._thread.start()
-
-    @property
-    def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(_Server((host, port), self._handler_class()), "s3-fault-proxy")
 
     def set_rates(self, rates: FaultRates, operations: Iterable[str] | None = None) -> None:
         """Use ``rates`` from now on, for ``operations`` only (``None``: every operation)."""
@@ -276,12 +270,7 @@ class FaultProxy:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-                pass
-
+        class Handler(RequestHandler):
             def setup(self) -> None:
                 super().setup()
                 # Headers and body are separate writes: without this, Nagle's algorithm and
@@ -289,40 +278,18 @@ class FaultProxy:
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def finish(self) -> None:
-                try:
+                with contextlib.suppress(OSError):
                     super().finish()
-                except OSError:
-                    pass
-
-            def _read_body(self) -> bytes:
-                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                    chunks = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            return b"".join(chunks)
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
 
             def _reset(self) -> None:
                 """Drop the connection with a TCP RST (SO_LINGER 0)."""
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.wfile.flush()
-                except OSError:
-                    pass
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.close()
-                except OSError:
-                    pass
 
             def _send(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes, *,
                       length: int | None = None, head: bool = False) -> None:
@@ -344,20 +311,14 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 split = urlsplit(self.path)
-                body = self._read_body()
+                body = self.read_body()
                 lowered = {k.lower(): v for k, v in self.headers.items()}
                 operation, kind = proxy.decide(self.command, split.path, split.query, lowered)
                 head = self.command == "HEAD"
-                if kind == "error_500":
+                if kind in _NOT_FORWARDED:
                     proxy.stats.record(operation, kind, False)
-                    return self._error(500, "InternalError", "We encountered an internal error. Please try again.",
-                                       head)
-                if kind == "slowdown_503":
-                    proxy.stats.record(operation, kind, False)
-                    return self._error(503, "SlowDown", "Please reduce your request rate.", head)
-                if kind == "reset":
-                    proxy.stats.record(operation, kind, False)
-                    return self._reset()
+                    answer = _NOT_FORWARDED[kind]
+                    return self._reset() if answer is None else self._error(*answer, head)
                 if kind == "delay":
                     time.sleep(proxy.rates.delay_seconds)
                 headers = [(k, v) for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP]
@@ -383,13 +344,3 @@ class FaultProxy:
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
         return Handler
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> "FaultProxy":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

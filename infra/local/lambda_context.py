@@ -1,11 +1,8 @@
 """The context object that AWS Lambda passes to a Python handler, for local invocations.
 
-It carries the attributes of the real runtime's ``LambdaContext`` (awslambdaric) that
-handlers and aws-lambda-powertools use: ``function_name``, ``function_version``,
-``invoked_function_arn``, ``memory_limit_in_mb``, ``aws_request_id``,
-``log_group_name``, ``log_stream_name``, ``identity``, ``client_context``,
-``tenant_id`` and ``get_remaining_time_in_millis()``. As in the real runtime,
-``memory_limit_in_mb`` is a string (it is read from an environment variable there).
+It carries every attribute of the real runtime's ``LambdaContext`` (awslambdaric) that
+handlers and aws-lambda-powertools use. As in the real runtime, ``memory_limit_in_mb`` is
+a string (it is read from an environment variable there).
 """
 from __future__ import annotations
 

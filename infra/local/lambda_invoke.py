@@ -148,30 +148,26 @@ class LambdaInvokeApp:
         worker = threading.Thread(target=call, daemon=True, name=f"lambda-{function.name}")
         worker.start()
         worker.join(function.timeout_s)
+        stack: list[str] = []
         if worker.is_alive():
-            return 200, {**headers, "X-Amz-Function-Error": "Unhandled"}, _function_error(
-                TIMEOUT_ERROR, f"Task timed out after {function.timeout_s:.2f} seconds", context)
-        if "error" in outcome:
+            error_type, message = TIMEOUT_ERROR, f"Task timed out after {function.timeout_s:.2f} seconds"
+        elif "error" in outcome:
             exc = outcome["error"]
-            return 200, {**headers, "X-Amz-Function-Error": "Unhandled"}, _function_error(
-                type(exc).__name__, str(exc), context, traceback.format_list(traceback.extract_tb(exc.__traceback__)))
-        result = outcome["result"]
-        try:
-            body = json.dumps(result).encode()
-        except (TypeError, ValueError) as exc:
-            return 200, {**headers, "X-Amz-Function-Error": "Unhandled"}, _function_error(
-                "Runtime.MarshalError", f"Unable to marshal response: {exc}", context)
-        if len(body) > MAX_RESPONSE_BYTES:
-            return 200, {**headers, "X-Amz-Function-Error": "Unhandled"}, _function_error(
-                "Function.ResponseSizeTooLarge",
-                f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).", context)
-        return 200, headers, body
-
-
-def _function_error(error_type: str, message: str, context: LambdaContext,
-                    stack: list[str] | None = None) -> bytes:
-    return json.dumps({"errorMessage": message, "errorType": error_type, "requestId": context.aws_request_id,
-                       "stackTrace": stack or []}).encode()
+            error_type, message = type(exc).__name__, str(exc)
+            stack = traceback.format_list(traceback.extract_tb(exc.__traceback__))
+        else:
+            try:
+                body = json.dumps(outcome["result"]).encode()
+            except (TypeError, ValueError) as exc:
+                error_type, message = "Runtime.MarshalError", f"Unable to marshal response: {exc}"
+            else:
+                if len(body) <= MAX_RESPONSE_BYTES:
+                    return 200, headers, body
+                error_type = "Function.ResponseSizeTooLarge"
+                message = f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+        document = {"errorMessage": message, "errorType": error_type, "requestId": context.aws_request_id,
+                    "stackTrace": stack}
+        return 200, {**headers, "X-Amz-Function-Error": "Unhandled"}, json.dumps(document).encode()
 
 
 def _service_error(status: int, code: str, message: str, **extra: str) -> tuple[int, dict[str, str], bytes]:

@@ -63,16 +63,17 @@ import boto3
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from .serving import BackgroundServer
+
 __all__ = ["LocalS3", "S3Server", "ConditionalWrites"]
 
 _WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
-_PRECONDITION_FAILED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>'
-                        b'<Message>At least one of the pre-conditions you specified did not hold</Message>'
-                        b'<Condition>If-Match</Condition></Error>')
-_NO_SUCH_KEY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
-                b'<Message>The specified key does not exist.</Message></Error>')
-_NO_SUCH_UPLOAD = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchUpload</Code>'
-                    b'<Message>The specified upload does not exist.</Message></Error>')
+#: S3's refusals: ``(status, code, message, extra elements)``.
+_PRECONDITION_FAILED = ("412 Precondition Failed", "PreconditionFailed",
+                        "At least one of the pre-conditions you specified did not hold",
+                        "<Condition>If-Match</Condition>")
+_NO_SUCH_KEY = ("404 Not Found", "NoSuchKey", "The specified key does not exist.", "")
+_NO_SUCH_UPLOAD = ("404 Not Found", "NoSuchUpload", "The specified upload does not exist.", "")
 _UPLOAD_BLOCK = re.compile(rb"<Upload>.*?</Upload>", re.S)
 _CREDENTIAL_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
 
@@ -104,9 +105,7 @@ class ConditionalWrites:
             listed, _, _ = _call(self.app, {**_bare(environ), "REQUEST_METHOD": "GET",
                                             "QUERY_STRING": f"uploadId={query['uploadId'][0]}"})
             if listed.startswith("404"):
-                start_response("404 Not Found", [("Content-Type", "application/xml"),
-                                                 ("Content-Length", str(len(_NO_SUCH_UPLOAD)))])
-                return [_NO_SUCH_UPLOAD]
+                return _refuse(start_response, _NO_SUCH_UPLOAD)
         writes = ((method == "PUT" and "partNumber" not in query and "tagging" not in query)
                   or (method == "POST" and "uploadId" in query) or (method == "DELETE" and "uploadId" not in query))
         if not writes:
@@ -115,10 +114,7 @@ class ConditionalWrites:
             if method == "POST" and environ.get("HTTP_IF_MATCH"):
                 refusal = self._check_complete(environ, query["uploadId"][0])
                 if refusal is not None:
-                    status, body = refusal
-                    start_response(status, [("Content-Type", "application/xml"),
-                                            ("Content-Length", str(len(body)))])
-                    return [body]
+                    return _refuse(start_response, refusal)
             status, headers, body = _call(self.app, environ)
             if method == "POST" and status.startswith("200"):
                 etag = re.search(rb"<ETag>([^<]+)</ETag>", body)
@@ -127,11 +123,11 @@ class ConditionalWrites:
         start_response(status, list(headers.items()))
         return [body]
 
-    def _check_complete(self, environ: dict, upload_id: str) -> tuple[str, bytes] | None:
+    def _check_complete(self, environ: dict, upload_id: str) -> tuple[str, str, str, str] | None:
         """Why a CompleteMultipartUpload with ``If-Match`` must be refused, or None."""
         status, headers, _ = _call(self.app, {**_bare(environ), "REQUEST_METHOD": "HEAD"})
         if status.startswith("404"):
-            return "404 Not Found", _NO_SUCH_KEY
+            return _NO_SUCH_KEY
         wanted = environ["HTTP_IF_MATCH"].strip().strip('"')
         etag = headers.get("etag", "").strip('"')
         if etag == wanted:
@@ -139,19 +135,14 @@ class ConditionalWrites:
         # A retried Complete of the upload that made the current object succeeds, as on S3.
         if self._completed.get(upload_id) == etag:
             return None
-        return "412 Precondition Failed", _PRECONDITION_FAILED
+        return _PRECONDITION_FAILED
 
     def _create_upload(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        captured: dict[str, Any] = {}
-
-        def remember(status: str, headers: list, exc_info: Any = None) -> Callable:
-            captured["status"] = status
-            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
-
-        body = b"".join(self.app(environ, remember))
+        status, headers, body = _call(self.app, environ)
         match = re.search(rb"<UploadId>([^<]+)</UploadId>", body)
-        if match and str(captured.get("status", "")).startswith("200"):
-            self._initiated[match.group(1).decode()] = _now_iso()
+        if match and status.startswith("200"):
+            self._initiated[match.group(1).decode()] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        start_response(status, list(headers.items()))
         return [body]
 
     def _list_uploads(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -168,6 +159,15 @@ class ConditionalWrites:
         headers["content-length"] = str(len(body))
         start_response(status, list(headers.items()))
         return [body]
+
+
+def _refuse(start_response: Callable, refusal: tuple[str, str, str, str]) -> Iterable[bytes]:
+    """Answer with S3's error document for ``refusal`` (see :data:`_NO_SUCH_KEY`)."""
+    status, code, message, extra = refusal
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            f'{extra}</Error>').encode()
+    start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _service(environ: dict) -> str:
@@ -197,33 +197,20 @@ def _call(app: _WSGIApp, environ: dict) -> tuple[str, dict[str, str], bytes]:
     return captured["status"], captured["headers"], body
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
-class S3Server:
-    """moto's server mode (S3, SQS, ...) behind :class:`ConditionalWrites`, on a thread.
-
-    ``port`` 0 picks a free port; :attr:`endpoint` is the URL clients use.
-    """
+class S3Server(BackgroundServer):
+    """moto's server mode (S3, SQS, ...) behind :class:`ConditionalWrites`, serving from
+    construction; ``port`` 0 picks a free port."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         app = ConditionalWrites(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
-        bound_host, bound_port = self._server.server_address[:2]
-        self.endpoint = f"http://{bound_host}:{bound_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="s3-server", daemon=True)
-        self._thread.start()
+        super().__init__(make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler),
+                         "s3-server")
 
-    def stop(self) -> None:
-        """Stop serving and wait for the server thread."""
-        self._server.shutdown()
-        self._thread.join()
 
 _DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-class LocalS3:
+class LocalS3(S3Server):
     """moto's S3/SQS server on ``host``:``port`` (0 picks a free port); started on creation.
 
     Clients from :meth:`client` use dummy credentials and ``region``; other code reaches
@@ -233,8 +220,7 @@ class LocalS3:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, region: str = "us-east-1") -> None:
         self.region = region
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
-        self._server = S3Server(host, port)
-        self.endpoint = self._server.endpoint
+        super().__init__(host, port)
         self._sequencer = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -313,16 +299,6 @@ class LocalS3:
         s3_object["key"] = quote_plus(unquote_plus(s3_object["key"]), safe="/")
         s3_object.setdefault("sequencer", f"{sequence:016X}")
         return record
-
-    def stop(self) -> None:
-        """Stop the server."""
-        self._server.stop()
-
-    def __enter__(self) -> "LocalS3":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def _is_moto_duplicate(record: dict[str, Any]) -> bool:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from werkzeug.serving import make_server
 from . import engine_shim
 from .lambda_context import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from .lambda_invoke import LambdaInvokeApp
+from .serving import BackgroundServer
 
 __all__ = ["ExecutionResult", "LocalStepFunctions"]
 
@@ -62,43 +62,34 @@ class ExecutionResult:
     max_concurrency: dict[str, int] = field(default_factory=dict)
 
 
-class LocalStepFunctions:
-    """moto's Step Functions and our Lambda functions on ``host``:``port`` (0: a free port)."""
+class LocalStepFunctions(BackgroundServer):
+    """moto's Step Functions and our Lambda functions on ``host``:``port`` (0: a free port),
+    serving from construction; :meth:`start` switches the ASL engine on."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         engine_shim.install()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
         self.lambdas = LambdaInvokeApp(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(host, port, self.lambdas, threaded=True, request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="local-sfn")
         self._machines: list[str] = []
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{self._server.host}:{self._server.port}"
+        super().__init__(make_server(host, port, self.lambdas, threaded=True, request_handler=MotoRequestHandler),
+                         "local-sfn")
 
     def environment(self) -> dict[str, str]:
         """What the engine (``MOTO_PORT``) and clients need to reach this endpoint."""
-        return {"MOTO_PORT": str(self._server.port), "AWS_ENDPOINT_URL_SFN": self.endpoint,
+        return {"MOTO_PORT": str(self._server.server_address[1]), "AWS_ENDPOINT_URL_SFN": self.endpoint,
                 "AWS_ENDPOINT_URL_LAMBDA": self.endpoint}
 
     def client(self) -> Any:
         return boto3.client("stepfunctions", endpoint_url=self.endpoint, region_name=LOCAL_REGION,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
-    def start(self) -> str:
-        self._thread.start()
-        self._enable_engine()
-        return self.endpoint
-
     def stop(self) -> None:
         sfn = self.client()
         for arn in self._machines:
             sfn.delete_state_machine(stateMachineArn=arn)
-        self._server.shutdown()
-        self._server.server_close()
+        super().stop()
 
-    def _enable_engine(self) -> None:
+    def start(self) -> None:
         """Switch moto's ASL engine on. The setting is process-wide and moto's API does not
         report it back, so it stays on: moto then executes every state machine it holds."""
         request = urllib.request.Request(f"{self.endpoint}/moto-api/config", method="POST",

@@ -159,7 +159,7 @@ class LocalStack:
                                 template.parameters["JwtAudience"])
         self.api = ApiGatewayServer(_handler(api), port=self.api_port, function_name=api.name, memory_mb=api.memory_mb,
                                    one_at_a_time=True, authorizer=authorizer)
-        self.api_url = self.api.start()
+        self.api_url = self.api.endpoint
         self._pump = threading.Thread(target=self._pump_events, args=(queue, template.functions["OnUploadFunction"]),
                                       daemon=True, name="s3-events")
         self._pump.start()

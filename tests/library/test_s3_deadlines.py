@@ -174,7 +174,7 @@ def test_api_answers_a_dead_s3_with_json_within_its_budget(where, silent, no_s3_
     with ApiGatewayServer(api.handler, timeout_seconds=API_BUDGET_S) as gateway:
         started = time.monotonic()
         with pytest.raises(urllib.request.HTTPError) as answer:
-            urllib.request.urlopen(f"{gateway.url}/v1/cubes", timeout=60)
+            urllib.request.urlopen(f"{gateway.endpoint}/v1/cubes", timeout=60)
         elapsed = time.monotonic() - started
         body = json.loads(answer.value.read())
     assert answer.value.code == 503 and answer.value.headers["Retry-After"], (answer.value.code, body)

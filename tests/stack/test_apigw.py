@@ -65,7 +65,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     with ApiGatewayServer(handler, timeout_seconds=TIMEOUT) as server:
-        yield server.url
+        yield server.endpoint
 
 
 def get(url: str, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
@@ -222,7 +222,7 @@ def test_reads_time_out_instead_of_holding_the_connection() -> None:
     import socket
 
     with ApiGatewayServer(handler, read_timeout_seconds=0.5) as server:
-        host, port = server.url.removeprefix("http://").split(":")
+        host, port = server.endpoint.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(b"POST /reverse HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
             started = time.monotonic()
@@ -235,7 +235,7 @@ def test_reads_time_out_instead_of_holding_the_connection() -> None:
         with socket.create_connection((host, int(port)), timeout=10) as idle:  # sends nothing at all
             started = time.monotonic()
             assert idle.recv(65536) == b"" and time.monotonic() - started < 5
-        assert get(f"{server.url}/echo")[0] == 200
+        assert get(f"{server.endpoint}/echo")[0] == 200
 
 
 @pytest.mark.parametrize("one_at_a_time", [True, False])
@@ -258,6 +258,6 @@ def test_one_event_at_a_time_like_a_lambda_environment(one_at_a_time: bool) -> N
 
     with ApiGatewayServer(counting, one_at_a_time=one_at_a_time) as server:
         with ThreadPoolExecutor(4) as pool:
-            statuses = list(pool.map(lambda _: get(f"{server.url}/x")[0], range(4)))
+            statuses = list(pool.map(lambda _: get(f"{server.endpoint}/x")[0], range(4)))
     assert statuses == [200] * 4
     assert most[0] == 1 if one_at_a_time else most[0] > 1
