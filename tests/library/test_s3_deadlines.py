@@ -139,7 +139,9 @@ def test_batch_profile_is_the_default_and_keeps_retrying(no_s3_clients, monkeypa
         assert storage.deadlines() == BATCH
         with pytest.raises(HostUnreachableError):  # obstore backs off from 0.1 s: all attempts are quick
             READS["obstore"]()
-        assert server.counted(BATCH.attempts) == BATCH.attempts > INTERACTIVE.attempts
+        # obstore does not retry every way a hung-up connection can fail (which one a try
+        # meets depends on timing): more tries than INTERACTIVE allows, never more than BATCH's
+        assert INTERACTIVE.attempts < server.counted(BATCH.attempts) <= BATCH.attempts
         server.accepted = 0
         # botocore backs off up to 20 s between attempts: see a third one, do not wait for the eighth
         reader = threading.Thread(target=lambda: pytest.raises(StorageError, READS["botocore"]), daemon=True)
