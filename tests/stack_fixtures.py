@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +28,7 @@ from astropy.table import Table
 from cubecut.cutout import clear_cache
 from cubecut.ingest.run import ingest
 from cubecut.synth import make_sector, star_catalog
+from cubecut_infra.local.serving import BackgroundServer
 from cubecut_infra.local.stack import LocalStack
 
 #: ``(sector, camera, ccd, (rows, cols))`` of the three cubes.
@@ -89,7 +89,7 @@ class TesscutSky:
         raise LookupError(f"no isolated bright star on {sector_name}")
 
 
-class LoopbackServer:
+class LoopbackServer(BackgroundServer):
     """A small threaded HTTP server on 127.0.0.1 for test stand-ins of outside services.
 
     Subclasses implement ``answer(method, path) -> (status, content type, body)``."""
@@ -98,7 +98,7 @@ class LoopbackServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+            def do_GET(self) -> None:
                 status, kind, body = server.answer("GET", self.path)
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
@@ -109,22 +109,14 @@ class LoopbackServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name=name)
-        self._thread.start()
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), Handler), name)
 
     def answer(self, method: str, path: str) -> tuple[int, str, bytes]:
         raise NotImplementedError
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        return self.endpoint
 
 
 class ResolverProxy(LoopbackServer):
