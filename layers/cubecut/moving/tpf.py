@@ -78,15 +78,15 @@ def moving_tpf_filename(target: str | None, sector: int, tstart: float, tstop: f
 def build_moving_tpf(pieces: list[MovingFrames], nx: int, ny: int, *, target: str | None = None) -> fits.HDUList:
     """One TPF from the moving frames of one or more cubes of the same sector."""
     first = pieces[0].path.index
-
-    def stacked(values: Callable[[MovingFrames], Any]) -> np.ndarray:
-        """Per-frame ``values`` of every piece, concatenated."""
-        return np.concatenate([np.asarray(values(p)) for p in pieces])
-
     columns = {k: np.concatenate([np.asarray(getattr(p.path.index, k))[p.path.frames] for p in pieces])
                for k in ("tstart", "tstop", "barycorr", "quality", "ffi_files")}
     order = np.argsort(0.5 * (columns["tstart"] + columns["tstop"]), kind="stable")
     columns = {k: v[order] for k, v in columns.items()}
+
+    def stacked(values: Callable[[MovingFrames], Any]) -> np.ndarray:
+        """Per-frame ``values`` of every piece, concatenated in time order."""
+        return np.concatenate([np.asarray(values(p)) for p in pieces])[order]
+
     tstart, tstop, barycorr = columns["tstart"], columns["tstop"], columns["barycorr"]
     primary = fits.Header.fromstring(first.primary_header)
     primary["TSTART"], primary["TSTOP"] = float(tstart[0]), float(tstop[-1])
@@ -95,17 +95,17 @@ def build_moving_tpf(pieces: list[MovingFrames], nx: int, ny: int, *, target: st
             primary[key] = _utc(when)
     index = replace(first, nt=len(order), wcs_row=0, primary_header=primary.tostring(),
                     **{k: v.tolist() for k, v in columns.items()})
-    ra, dec = stacked(lambda p: p.path.ra)[order], stacked(lambda p: p.path.dec)[order]
-    x0, y0 = stacked(lambda p: p.x0)[order], stacked(lambda p: p.y0)[order]
-    static = build_tpf(index, Box(int(x0[0]), int(y0[0]), nx, ny), stacked(lambda p: p.flux)[order],
-                       stacked(lambda p: p.flux_err)[order], SkyCoord(ra[0], dec[0], unit="deg"),
+    ra, dec = stacked(lambda p: p.path.ra), stacked(lambda p: p.path.dec)
+    x0, y0 = stacked(lambda p: p.x0), stacked(lambda p: p.y0)
+    static = build_tpf(index, Box(int(x0[0]), int(y0[0]), nx, ny), stacked(lambda p: p.flux),
+                       stacked(lambda p: p.flux_err), SkyCoord(ra[0], dec[0], unit="deg"),
                        cube_name=pieces[0].path.cube)
 
     values = {
-        "TGT_X": stacked(lambda p: p.path.x)[order] - x0, "TGT_Y": stacked(lambda p: p.path.y)[order] - y0,
+        "TGT_X": stacked(lambda p: p.path.x) - x0, "TGT_Y": stacked(lambda p: p.path.y) - y0,
         "TGT_RA": ra, "TGT_DEC": dec, "CUTOUT_X0": x0 + 1, "CUTOUT_Y0": y0 + 1,
-        "CAMERA": stacked(lambda p: np.full(p.path.nframes, p.path.index.camera))[order],
-        "CCD": stacked(lambda p: np.full(p.path.nframes, p.path.index.ccd))[order],
+        "CAMERA": stacked(lambda p: np.full(p.path.nframes, p.path.index.camera)),
+        "CCD": stacked(lambda p: np.full(p.path.nframes, p.path.index.ccd)),
     }
     aperture = fits.ImageHDU(data=np.ones((ny, nx), dtype=np.int32))
     aperture.header["EXTNAME"] = "APERTURE"
