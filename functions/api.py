@@ -14,20 +14,13 @@ tests/stack/test_packaging.py checks the import.
 
 Secrets stay out of telemetry: the tracer records no handler response (the answers hold
 presigned URLs, whose query strings are credentials), events are never logged, and every
-log record passes :class:`RedactingFilter`. A presigned URL carries ``X-Amz-Signature``,
-``X-Amz-Credential`` (the access key ID) and, with temporary credentials (every Lambda),
-``X-Amz-Security-Token``: whoever holds it can read the object, and the token is a
-credential of the function's role. The API never logs URLs, events or headers on purpose;
-the filter is the backstop for anything else (a library's debug message, an exception
-text) that would carry one.
+log record passes :class:`cubecut_app.redact.RedactingFilter`.
 """
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
-import re
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -35,36 +28,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cubecut_app.app import answer, openapi_document  # noqa: F401  (the document, for tests and docs)
+from cubecut_app.redact import RedactingFilter
 from cubecut_app.settings import AppSettings
 from cubecut_app import tracing
 from cubecut_app.tracing import traced
-
-#: ``X-Amz-Signature=...`` and friends, in a query string, a header or JSON text.
-_SECRET_VALUE = re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)|AWSAccessKeyId|Signature"
-                           r"|x-amz-security-token|Authorization)([\"']?\s*[=:]\s*[\"']?)[^&\s\"',;}]+")
-MASK = "REDACTED"
-
-
-def redact(text: str) -> str:
-    """``text`` with the value of every credential-bearing parameter or header masked."""
-    return _SECRET_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
-
-
-class RedactingFilter(logging.Filter):
-    """Masks credentials in a record's message, arguments and extra fields (keeps it)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        if record.args:
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args) \
-                if isinstance(record.args, tuple) else record.args
-        for key, value in list(vars(record).items()):
-            if isinstance(value, str) and key not in ("msg", "name", "levelname", "pathname", "filename", "module",
-                                                         "funcName", "processName", "threadName"):
-                setattr(record, key, redact(value))
-        return True
-
 
 logger = Logger()
 logger.addFilter(RedactingFilter())
